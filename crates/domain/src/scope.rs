@@ -1,0 +1,677 @@
+//! Bitwise scopes exactly as Civitai defines them (seed 003): flags, presets, labels, parsing from
+//! a decimal mask or from names, the ceiling, and the always-granted `UserRead`.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// A set of scope bits. Only bits 0..=24 exist; a `Scope` never holds any other bit.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "u32", into = "u32")]
+pub struct Scope(u32);
+
+/// One named flag with its consent-page label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScopeFlag {
+    pub name: &'static str,
+    pub scope: Scope,
+    pub label: &'static str,
+}
+
+/// One named preset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScopePreset {
+    pub name: &'static str,
+    pub label: &'static str,
+    pub scope: Scope,
+}
+
+/// Why a scope string was refused. All map to `invalid_scope`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScopeError {
+    #[error("scope is empty")]
+    Empty,
+    #[error("scope must not be negative")]
+    Negative,
+    #[error("scope has bits outside the defined flags (maximum {max})", max = Scope::FULL.0)]
+    OutOfRange,
+    #[error("unknown scope name `{0}`")]
+    UnknownName(String),
+    #[error("scope is not a decimal mask or a list of scope names")]
+    Malformed,
+}
+
+impl From<ScopeError> for crate::Error {
+    fn from(e: ScopeError) -> Self {
+        crate::Error::invalid_scope(format!("Invalid scope value: {e}"))
+    }
+}
+
+impl Scope {
+    pub const NONE: Scope = Scope(0);
+    pub const USER_READ: Scope = Scope(1);
+    pub const USER_WRITE: Scope = Scope(1 << 1);
+    pub const MODELS_READ: Scope = Scope(1 << 2);
+    pub const MODELS_WRITE: Scope = Scope(1 << 3);
+    pub const MODELS_DELETE: Scope = Scope(1 << 4);
+    pub const MEDIA_READ: Scope = Scope(1 << 5);
+    pub const MEDIA_WRITE: Scope = Scope(1 << 6);
+    pub const MEDIA_DELETE: Scope = Scope(1 << 7);
+    pub const ARTICLES_READ: Scope = Scope(1 << 8);
+    pub const ARTICLES_WRITE: Scope = Scope(1 << 9);
+    pub const ARTICLES_DELETE: Scope = Scope(1 << 10);
+    pub const BOUNTIES_READ: Scope = Scope(1 << 11);
+    pub const BOUNTIES_WRITE: Scope = Scope(1 << 12);
+    pub const BOUNTIES_DELETE: Scope = Scope(1 << 13);
+    pub const AI_SERVICES_READ: Scope = Scope(1 << 14);
+    pub const AI_SERVICES_WRITE: Scope = Scope(1 << 15);
+    pub const BUZZ_READ: Scope = Scope(1 << 16);
+    pub const COLLECTIONS_READ: Scope = Scope(1 << 17);
+    pub const COLLECTIONS_WRITE: Scope = Scope(1 << 18);
+    pub const SOCIAL_WRITE: Scope = Scope(1 << 19);
+    pub const SOCIAL_TIP: Scope = Scope(1 << 20);
+    pub const NOTIFICATIONS_READ: Scope = Scope(1 << 21);
+    pub const NOTIFICATIONS_WRITE: Scope = Scope(1 << 22);
+    pub const VAULT_READ: Scope = Scope(1 << 23);
+    pub const VAULT_WRITE: Scope = Scope(1 << 24);
+
+    /// Every defined flag: `(1 << 25) - 1` = 33554431. Frozen.
+    pub const FULL: Scope = Scope((1 << 25) - 1);
+    /// All `*Read` flags = 10701093.
+    pub const READ_ONLY: Scope = Scope(10_701_093);
+    /// ReadOnly plus the content write flags and SocialWrite = 11492205.
+    pub const CREATOR: Scope = Scope(11_492_205);
+    /// UserRead | AIServicesRead | AIServicesWrite | BuzzRead = 114689 (114688 without UserRead).
+    pub const AI_SERVICES: Scope = Scope(114_689);
+
+    /// The flags, in bit order, with the consent-page labels of research section (d).
+    pub const FLAGS: [ScopeFlag; 25] = [
+        flag(
+            "UserRead",
+            Scope::USER_READ,
+            "Read profile, settings & email",
+        ),
+        flag("UserWrite", Scope::USER_WRITE, "Update profile & settings"),
+        flag("ModelsRead", Scope::MODELS_READ, "Browse & download models"),
+        flag("ModelsWrite", Scope::MODELS_WRITE, "Upload & edit models"),
+        flag("ModelsDelete", Scope::MODELS_DELETE, "Delete models"),
+        flag(
+            "MediaRead",
+            Scope::MEDIA_READ,
+            "View images, videos & posts",
+        ),
+        flag(
+            "MediaWrite",
+            Scope::MEDIA_WRITE,
+            "Upload media & create posts",
+        ),
+        flag("MediaDelete", Scope::MEDIA_DELETE, "Delete media & posts"),
+        flag("ArticlesRead", Scope::ARTICLES_READ, "Read articles"),
+        flag(
+            "ArticlesWrite",
+            Scope::ARTICLES_WRITE,
+            "Create & edit articles",
+        ),
+        flag("ArticlesDelete", Scope::ARTICLES_DELETE, "Delete articles"),
+        flag("BountiesRead", Scope::BOUNTIES_READ, "View bounties"),
+        flag(
+            "BountiesWrite",
+            Scope::BOUNTIES_WRITE,
+            "Create & manage bounties",
+        ),
+        flag("BountiesDelete", Scope::BOUNTIES_DELETE, "Delete bounties"),
+        flag(
+            "AIServicesRead",
+            Scope::AI_SERVICES_READ,
+            "View generation & training history",
+        ),
+        flag(
+            "AIServicesWrite",
+            Scope::AI_SERVICES_WRITE,
+            "Generate, train & scan",
+        ),
+        flag("BuzzRead", Scope::BUZZ_READ, "View buzz balance & history"),
+        flag(
+            "CollectionsRead",
+            Scope::COLLECTIONS_READ,
+            "View collections",
+        ),
+        flag(
+            "CollectionsWrite",
+            Scope::COLLECTIONS_WRITE,
+            "Manage collections",
+        ),
+        flag(
+            "SocialWrite",
+            Scope::SOCIAL_WRITE,
+            "Follow, react, comment & review",
+        ),
+        flag("SocialTip", Scope::SOCIAL_TIP, "Tip other users (reserved)"),
+        flag(
+            "NotificationsRead",
+            Scope::NOTIFICATIONS_READ,
+            "Read notifications",
+        ),
+        flag(
+            "NotificationsWrite",
+            Scope::NOTIFICATIONS_WRITE,
+            "Manage notification preferences",
+        ),
+        flag("VaultRead", Scope::VAULT_READ, "View vault"),
+        flag("VaultWrite", Scope::VAULT_WRITE, "Manage vault"),
+    ];
+
+    /// The presets of the registration UI, also accepted by name in scope requests.
+    pub const PRESETS: [ScopePreset; 4] = [
+        ScopePreset {
+            name: "ReadOnly",
+            label: "Read Only",
+            scope: Scope::READ_ONLY,
+        },
+        ScopePreset {
+            name: "Creator",
+            label: "Creator",
+            scope: Scope::CREATOR,
+        },
+        ScopePreset {
+            name: "AIServices",
+            label: "AI Services",
+            scope: Scope::AI_SERVICES,
+        },
+        ScopePreset {
+            name: "Full",
+            label: "Full Access",
+            scope: Scope::FULL,
+        },
+    ];
+
+    /// A mask from raw bits; `None` when a bit outside `FULL` is set.
+    pub const fn from_bits(bits: u32) -> Option<Scope> {
+        if bits & !Scope::FULL.0 == 0 {
+            Some(Scope(bits))
+        } else {
+            None
+        }
+    }
+
+    /// Bits beyond the defined flags are dropped.
+    pub const fn from_bits_truncate(bits: u32) -> Scope {
+        Scope(bits & Scope::FULL.0)
+    }
+
+    pub const fn bits(self) -> u32 {
+        self.0
+    }
+
+    pub const fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// Parses a decimal mask: digits only (an optional leading `+` is refused too), no sign,
+    /// every set bit a defined flag.
+    pub fn from_decimal(s: &str) -> Result<Scope, ScopeError> {
+        let s = s.trim();
+        if s.is_empty() {
+            return Err(ScopeError::Empty);
+        }
+        if let Some(rest) = s.strip_prefix('-') {
+            return if !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit()) {
+                Err(ScopeError::Negative)
+            } else {
+                Err(ScopeError::Malformed)
+            };
+        }
+        if !s.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(ScopeError::Malformed);
+        }
+        // Any number with more significant digits than u32 can hold is out of range, however
+        // long: strip leading zeros so "000…1" still parses.
+        let digits = s.trim_start_matches('0');
+        if digits.len() > 10 {
+            return Err(ScopeError::OutOfRange);
+        }
+        let value: u64 = if digits.is_empty() {
+            0
+        } else {
+            digits.parse().map_err(|_| ScopeError::Malformed)?
+        };
+        u32::try_from(value)
+            .ok()
+            .and_then(Scope::from_bits)
+            .ok_or(ScopeError::OutOfRange)
+    }
+
+    /// Parses space-separated names of flags and presets, case-insensitively. Commas and `+`
+    /// (form-encoded spaces that arrive undecoded) also separate.
+    pub fn from_names(s: &str) -> Result<Scope, ScopeError> {
+        let mut out = Scope::NONE;
+        let mut any = false;
+        for word in s
+            .split(|c: char| c.is_whitespace() || c == ',' || c == '+')
+            .filter(|w| !w.is_empty())
+        {
+            any = true;
+            out = out
+                | Scope::from_name(word).ok_or_else(|| ScopeError::UnknownName(word.to_owned()))?;
+        }
+        if any { Ok(out) } else { Err(ScopeError::Empty) }
+    }
+
+    /// One flag or preset by name (case-insensitive).
+    pub fn from_name(name: &str) -> Option<Scope> {
+        Scope::FLAGS
+            .iter()
+            .find(|f| f.name.eq_ignore_ascii_case(name))
+            .map(|f| f.scope)
+            .or_else(|| {
+                Scope::PRESETS
+                    .iter()
+                    .find(|p| p.name.eq_ignore_ascii_case(name))
+                    .map(|p| p.scope)
+            })
+    }
+
+    /// Parses a request's `scope`: a decimal mask when it is all digits (or looks numeric),
+    /// otherwise a list of names.
+    pub fn parse(s: &str) -> Result<Scope, ScopeError> {
+        let t = s.trim();
+        if t.is_empty() {
+            return Err(ScopeError::Empty);
+        }
+        let numeric = t.bytes().all(|b| b.is_ascii_digit())
+            || (t.starts_with('-') && t.len() > 1)
+            || t.bytes().next().is_some_and(|b| b.is_ascii_digit());
+        if numeric {
+            Scope::from_decimal(t)
+        } else {
+            Scope::from_names(t)
+        }
+    }
+
+    /// `self ⊆ other`.
+    pub const fn is_subset_of(self, other: Scope) -> bool {
+        self.0 & !other.0 == 0
+    }
+
+    /// Every bit of `required` is present.
+    pub const fn contains(self, required: Scope) -> bool {
+        required.is_subset_of(self)
+    }
+
+    pub const fn union(self, other: Scope) -> Scope {
+        Scope(self.0 | other.0)
+    }
+
+    pub const fn intersection(self, other: Scope) -> Scope {
+        Scope(self.0 & other.0)
+    }
+
+    pub const fn difference(self, other: Scope) -> Scope {
+        Scope(self.0 & !other.0)
+    }
+
+    /// `UserRead` is always granted.
+    pub const fn with_user_read(self) -> Scope {
+        self.union(Scope::USER_READ)
+    }
+
+    /// Trims to the app's ceiling and adds `UserRead`: what a token may carry.
+    pub const fn trim_to_ceiling(self, ceiling: Scope) -> Scope {
+        self.intersection(ceiling).with_user_read()
+    }
+
+    /// The bits requested beyond the ceiling (shown as "not granted" where useful).
+    pub const fn beyond_ceiling(self, ceiling: Scope) -> Scope {
+        self.difference(ceiling.with_user_read())
+    }
+
+    /// The flags set, in bit order.
+    pub fn flags(self) -> impl Iterator<Item = &'static ScopeFlag> {
+        Scope::FLAGS.iter().filter(move |f| self.contains(f.scope))
+    }
+
+    /// Flag names, in bit order.
+    pub fn names(self) -> Vec<&'static str> {
+        self.flags().map(|f| f.name).collect()
+    }
+
+    /// Space-separated flag names (`"UserRead BuzzRead"`).
+    pub fn to_names_string(self) -> String {
+        self.names().join(" ")
+    }
+
+    /// The authoritative decimal form (`"114689"`).
+    pub fn to_decimal_string(self) -> String {
+        self.0.to_string()
+    }
+
+    /// The preset whose value this is exactly, if any.
+    pub fn preset(self) -> Option<&'static ScopePreset> {
+        Scope::PRESETS.iter().find(|p| p.scope == self)
+    }
+
+    /// The name used in `insufficient_scope` messages: the flag name for one bit, the
+    /// preset name for a preset, else the lowest missing flag's name.
+    pub fn primary_name(self) -> &'static str {
+        if let Some(f) = Scope::FLAGS.iter().find(|f| f.scope == self) {
+            return f.name;
+        }
+        if let Some(p) = self.preset() {
+            return p.name;
+        }
+        self.flags().next().map_or("None", |f| f.name)
+    }
+}
+
+const fn flag(name: &'static str, scope: Scope, label: &'static str) -> ScopeFlag {
+    ScopeFlag { name, scope, label }
+}
+
+impl std::ops::BitOr for Scope {
+    type Output = Scope;
+    fn bitor(self, rhs: Scope) -> Scope {
+        self.union(rhs)
+    }
+}
+
+impl std::ops::BitAnd for Scope {
+    type Output = Scope;
+    fn bitand(self, rhs: Scope) -> Scope {
+        self.intersection(rhs)
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl fmt::Debug for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "Scope({} = {})",
+            self.0,
+            if self.is_empty() {
+                "None".into()
+            } else {
+                self.names().join("|")
+            }
+        )
+    }
+}
+
+impl TryFrom<u32> for Scope {
+    type Error = ScopeError;
+    fn try_from(v: u32) -> Result<Self, ScopeError> {
+        Scope::from_bits(v).ok_or(ScopeError::OutOfRange)
+    }
+}
+
+impl From<Scope> for u32 {
+    fn from(s: Scope) -> u32 {
+        s.0
+    }
+}
+
+impl std::str::FromStr for Scope {
+    type Err = ScopeError;
+    fn from_str(s: &str) -> Result<Self, ScopeError> {
+        Scope::parse(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn flag_values_match_seed_003() {
+        let expected: [(&str, u32); 25] = [
+            ("UserRead", 1),
+            ("UserWrite", 2),
+            ("ModelsRead", 4),
+            ("ModelsWrite", 8),
+            ("ModelsDelete", 16),
+            ("MediaRead", 32),
+            ("MediaWrite", 64),
+            ("MediaDelete", 128),
+            ("ArticlesRead", 256),
+            ("ArticlesWrite", 512),
+            ("ArticlesDelete", 1024),
+            ("BountiesRead", 2048),
+            ("BountiesWrite", 4096),
+            ("BountiesDelete", 8192),
+            ("AIServicesRead", 16384),
+            ("AIServicesWrite", 32768),
+            ("BuzzRead", 65536),
+            ("CollectionsRead", 131072),
+            ("CollectionsWrite", 262144),
+            ("SocialWrite", 524288),
+            ("SocialTip", 1048576),
+            ("NotificationsRead", 2097152),
+            ("NotificationsWrite", 4194304),
+            ("VaultRead", 8388608),
+            ("VaultWrite", 16777216),
+        ];
+        for (f, (name, value)) in Scope::FLAGS.iter().zip(expected) {
+            assert_eq!((f.name, f.scope.bits()), (name, value));
+        }
+        assert_eq!(Scope::FULL.bits(), 33_554_431);
+        assert_eq!(
+            Scope::FLAGS.iter().fold(Scope::NONE, |a, f| a | f.scope),
+            Scope::FULL
+        );
+    }
+
+    #[test]
+    fn presets_are_the_documented_compositions() {
+        let read_only = [
+            Scope::USER_READ,
+            Scope::MODELS_READ,
+            Scope::MEDIA_READ,
+            Scope::ARTICLES_READ,
+            Scope::BOUNTIES_READ,
+            Scope::BUZZ_READ,
+            Scope::COLLECTIONS_READ,
+            Scope::AI_SERVICES_READ,
+            Scope::NOTIFICATIONS_READ,
+            Scope::VAULT_READ,
+        ]
+        .into_iter()
+        .fold(Scope::NONE, |a, b| a | b);
+        assert_eq!(read_only, Scope::READ_ONLY);
+        assert_eq!(Scope::READ_ONLY.bits(), 10_701_093);
+        let creator = Scope::READ_ONLY
+            | Scope::MODELS_WRITE
+            | Scope::MEDIA_WRITE
+            | Scope::ARTICLES_WRITE
+            | Scope::BOUNTIES_WRITE
+            | Scope::COLLECTIONS_WRITE
+            | Scope::SOCIAL_WRITE;
+        assert_eq!(creator, Scope::CREATOR);
+        assert_eq!(Scope::CREATOR.bits(), 11_492_205);
+        assert_eq!(
+            Scope::USER_READ
+                | Scope::AI_SERVICES_READ
+                | Scope::AI_SERVICES_WRITE
+                | Scope::BUZZ_READ,
+            Scope::AI_SERVICES
+        );
+        assert_eq!(Scope::AI_SERVICES.bits(), 114_689);
+        assert_eq!(
+            Scope::from_decimal("114688").unwrap().with_user_read(),
+            Scope::AI_SERVICES
+        );
+    }
+
+    #[test]
+    fn every_flag_has_a_label() {
+        assert!(Scope::FLAGS.iter().all(|f| !f.label.is_empty()));
+        assert_eq!(Scope::FLAGS[0].label, "Read profile, settings & email");
+        assert_eq!(Scope::FLAGS[15].label, "Generate, train & scan");
+    }
+
+    #[test]
+    fn decimal_parsing_accepts_masks_in_range() {
+        assert_eq!(Scope::from_decimal("114689").unwrap(), Scope::AI_SERVICES);
+        assert_eq!(Scope::from_decimal("0").unwrap(), Scope::NONE);
+        assert_eq!(Scope::from_decimal(" 33554431 ").unwrap(), Scope::FULL);
+        assert_eq!(
+            Scope::from_decimal("0000000000000000000001").unwrap(),
+            Scope::USER_READ
+        );
+    }
+
+    #[test]
+    fn decimal_parsing_rejects_negatives() {
+        assert_eq!(Scope::from_decimal("-1"), Err(ScopeError::Negative));
+        assert_eq!(Scope::parse("-5"), Err(ScopeError::Negative));
+    }
+
+    #[test]
+    fn decimal_parsing_rejects_non_numbers() {
+        for bad in ["1.5", "0x10", "1e3", "12abc", "+3", "--1", "-", " ", ""] {
+            assert!(Scope::from_decimal(bad).is_err(), "{bad:?} accepted");
+        }
+        assert_eq!(Scope::parse("12abc"), Err(ScopeError::Malformed));
+    }
+
+    #[test]
+    fn decimal_parsing_rejects_out_of_range_bits() {
+        assert_eq!(Scope::from_decimal("33554432"), Err(ScopeError::OutOfRange));
+        assert_eq!(
+            Scope::from_decimal("134217727"),
+            Err(ScopeError::OutOfRange)
+        );
+        assert_eq!(
+            Scope::from_decimal("4294967296"),
+            Err(ScopeError::OutOfRange)
+        );
+        assert_eq!(
+            Scope::from_decimal(&"9".repeat(400)),
+            Err(ScopeError::OutOfRange)
+        );
+    }
+
+    #[test]
+    fn names_parse_case_insensitively_with_presets() {
+        assert_eq!(
+            Scope::parse("userread buzzread").unwrap(),
+            Scope::USER_READ | Scope::BUZZ_READ
+        );
+        assert_eq!(Scope::parse("AIServices").unwrap(), Scope::AI_SERVICES);
+        assert_eq!(
+            Scope::parse("readonly MODELSWRITE").unwrap(),
+            Scope::READ_ONLY | Scope::MODELS_WRITE
+        );
+        assert_eq!(Scope::parse("full").unwrap(), Scope::FULL);
+        assert_eq!(
+            Scope::parse("UserRead+BuzzRead").unwrap(),
+            Scope::USER_READ | Scope::BUZZ_READ
+        );
+    }
+
+    #[test]
+    fn unknown_names_are_refused_with_the_name() {
+        assert_eq!(
+            Scope::parse("UserRead openid"),
+            Err(ScopeError::UnknownName("openid".into()))
+        );
+    }
+
+    #[test]
+    fn ceiling_trimming_drops_unregistered_bits_and_forces_user_read() {
+        let ceiling = Scope::MODELS_READ | Scope::BUZZ_READ;
+        let asked = Scope::MODELS_READ | Scope::VAULT_WRITE;
+        assert_eq!(
+            asked.trim_to_ceiling(ceiling),
+            Scope::MODELS_READ | Scope::USER_READ
+        );
+        assert_eq!(asked.beyond_ceiling(ceiling), Scope::VAULT_WRITE);
+        assert_eq!(Scope::NONE.trim_to_ceiling(Scope::NONE), Scope::USER_READ);
+    }
+
+    #[test]
+    fn subset_checks() {
+        assert!(Scope::USER_READ.is_subset_of(Scope::AI_SERVICES));
+        assert!(!Scope::FULL.is_subset_of(Scope::AI_SERVICES));
+        assert!(Scope::AI_SERVICES.contains(Scope::AI_SERVICES_WRITE));
+        assert!(Scope::NONE.is_subset_of(Scope::NONE));
+    }
+
+    #[test]
+    fn rendering_decimal_and_names() {
+        assert_eq!(Scope::AI_SERVICES.to_decimal_string(), "114689");
+        assert_eq!(Scope::AI_SERVICES.to_string(), "114689");
+        assert_eq!(
+            Scope::AI_SERVICES.to_names_string(),
+            "UserRead AIServicesRead AIServicesWrite BuzzRead"
+        );
+        assert_eq!(Scope::AI_SERVICES.preset().unwrap().label, "AI Services");
+        assert_eq!(Scope::BUZZ_READ.primary_name(), "BuzzRead");
+    }
+
+    #[test]
+    fn serde_is_the_bare_number_and_refuses_unknown_bits() {
+        assert_eq!(
+            serde_json::to_string(&Scope::AI_SERVICES).unwrap(),
+            "114689"
+        );
+        assert_eq!(serde_json::from_str::<Scope>("5").unwrap(), Scope(5));
+        assert!(serde_json::from_str::<Scope>("33554432").is_err());
+    }
+
+    fn any_scope() -> impl Strategy<Value = Scope> {
+        (0u32..=Scope::FULL.0).prop_map(Scope)
+    }
+
+    proptest! {
+        #[test]
+        fn decimal_round_trips(s in any_scope()) {
+            prop_assert_eq!(Scope::from_decimal(&s.to_decimal_string()).unwrap(), s);
+            prop_assert_eq!(Scope::parse(&s.to_decimal_string()).unwrap(), s);
+        }
+
+        #[test]
+        fn names_round_trip(s in any_scope()) {
+            prop_assume!(!s.is_empty());
+            prop_assert_eq!(Scope::from_names(&s.to_names_string()).unwrap(), s);
+            prop_assert_eq!(Scope::parse(&s.to_names_string().to_lowercase()).unwrap(), s);
+        }
+
+        #[test]
+        fn trimming_is_bounded_idempotent_and_keeps_user_read(s in any_scope(), c in any_scope()) {
+            let t = s.trim_to_ceiling(c);
+            prop_assert!(t.is_subset_of(c.with_user_read()));
+            prop_assert!(t.contains(Scope::USER_READ));
+            prop_assert_eq!(t.trim_to_ceiling(c), t);
+            prop_assert!(t.difference(Scope::USER_READ).is_subset_of(s));
+        }
+
+        #[test]
+        fn union_and_intersection_laws(a in any_scope(), b in any_scope(), c in any_scope()) {
+            prop_assert_eq!(a | b, b | a);
+            prop_assert_eq!(a & b, b & a);
+            prop_assert_eq!((a | b) | c, a | (b | c));
+            prop_assert_eq!(a & (b | c), (a & b) | (a & c));
+            prop_assert!((a & b).is_subset_of(a));
+            prop_assert!(a.is_subset_of(a | b));
+            prop_assert_eq!(a.is_subset_of(b), (a & b) == a);
+        }
+
+        #[test]
+        fn out_of_range_bits_are_always_refused(extra in 25u32..32, base in any_scope()) {
+            let raw = base.bits() | (1 << extra);
+            prop_assert_eq!(Scope::from_decimal(&raw.to_string()), Err(ScopeError::OutOfRange));
+            prop_assert!(Scope::from_bits(raw).is_none());
+        }
+
+        #[test]
+        fn arbitrary_strings_never_panic(s in ".{0,64}") {
+            let _ = Scope::parse(&s);
+        }
+    }
+}
