@@ -5,10 +5,23 @@
 //! and the services (use cases) that run on those ports. No I/O happens here: time and
 //! randomness come in through [`ports::Clock`] and [`ports::Random`].
 
+pub mod audit;
+pub mod authorize;
+pub mod buzz;
+pub mod client;
+pub mod consent;
 pub mod error;
+pub mod grant;
 pub mod ids;
+#[cfg(any(test, feature = "memory"))]
+pub mod memory;
+pub mod password;
+pub mod pkce;
 pub mod ports;
 pub mod scope;
+pub mod service;
+pub mod token;
+pub mod user;
 
 pub use error::{Error, Result, StoreError};
 pub use scope::Scope;

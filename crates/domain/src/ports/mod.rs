@@ -1,6 +1,271 @@
 //! The ports: every store and outside dependency as an async trait. Adapters implement them;
 //! services run on them.
+//!
+//! The contract every adapter keeps:
+//! - Each method marked **ATOMIC** is one indivisible step under any concurrency and across
+//!   any number of nodes. Where it takes a decision object from the domain (`RefreshRotation`,
+//!   `DevicePoll`, `DeviceResolution`, `SpendRequest`), the adapter loads the current state
+//!   under a lock (or with a conditional write), asks the domain object, and applies exactly
+//!   what it says before releasing the lock. The rules stay in the domain; the atomicity is
+//!   the adapter's.
+//! - Only hashes of tokens, codes and secrets reach a port.
+//! - A store that cannot be reached answers `StoreError::Unavailable`, never a panic; a race
+//!   is never an error (it is decided by the atomic method).
 
 mod system;
 
+use async_trait::async_trait;
+use time::OffsetDateTime;
+
+use crate::audit::{AuditEvent, AuditQuery};
+use crate::buzz::{BudgetWindow, Currency, LedgerEntry, SpendRequest, SpendSubject};
+use crate::client::Client;
+use crate::consent::Consent;
+use crate::error::{Error, StoreError};
+use crate::grant::authorization_code::{AuthorizationCodeRecord, CodeRedemption};
+use crate::grant::device_code::{DeviceAuthorization, DevicePoll, DevicePollStep, DeviceResolution, UserCode};
+use crate::grant::refresh_token::{RefreshRotation, RotationDecision};
+use crate::ids::{ClientId, FamilyId, SpendId, TokenId, UserId};
+use crate::token::{TokenHash, TokenRecord};
+use crate::user::{NewUser, Session, User, Username};
+
 pub use system::{Clock, ManualClock, OsRandom, Random, SeededRandom, SystemClock};
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A client with the counts the owner's list shows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientSummary {
+    pub client: Client,
+    pub active_tokens: u64,
+    pub consents: u64,
+}
+
+/// Registered apps.
+#[cfg_attr(test, mockall::automock)]
+#[async_trait]
+pub trait ClientStore: Send + Sync {
+    /// Fails with `Conflict` if the id exists.
+    async fn insert(&self, client: &Client) -> StoreResult<()>;
+    async fn get(&self, id: &ClientId) -> StoreResult<Option<Client>>;
+    /// The owner's apps, newest first, with live-token and consent counts.
+    async fn list_by_owner(&self, owner: UserId) -> StoreResult<Vec<ClientSummary>>;
+    /// Replaces the stored client; `false` when it no longer exists.
+    async fn update(&self, client: &Client) -> StoreResult<bool>;
+    /// **ATOMIC**: deletes the client and every token, authorization code, device
+    /// authorization and consent of it. Audit entries are not touched. Returns the hashes of
+    /// the tokens deleted (for cache invalidation), or `None` if the client did not exist.
+    async fn delete(&self, id: &ClientId) -> StoreResult<Option<Vec<TokenHash>>>;
+}
+
+/// Grants per (user, app).
+#[cfg_attr(test, mockall::automock)]
+#[async_trait]
+pub trait ConsentStore: Send + Sync {
+    async fn get(&self, user: UserId, client: &ClientId) -> StoreResult<Option<Consent>>;
+    /// Inserts or replaces the consent of (user, client).
+    async fn upsert(&self, consent: &Consent) -> StoreResult<()>;
+    /// The user's consents, newest first.
+    async fn list_for_user(&self, user: UserId) -> StoreResult<Vec<Consent>>;
+    /// `false` when there was none.
+    async fn delete(&self, user: UserId, client: &ClientId) -> StoreResult<bool>;
+}
+
+/// The result of inserting tokens of a family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InsertOutcome {
+    Inserted,
+    /// The family was revoked (for example by a concurrent reuse of its code) before these
+    /// rows could be written: nothing was written.
+    FamilyRevoked,
+}
+
+/// Access tokens, refresh tokens (with families) and personal API keys.
+#[cfg_attr(test, mockall::automock)]
+#[async_trait]
+pub trait TokenStore: Send + Sync {
+    /// **ATOMIC**: inserts all rows or none. Rows carrying a family id are refused as a whole
+    /// (`FamilyRevoked`) if that family has been revoked, even if the revocation happened
+    /// before any row of it existed (a family revocation leaves a tombstone).
+    async fn insert(&self, tokens: &[TokenRecord]) -> StoreResult<InsertOutcome>;
+    async fn find(&self, hash: &TokenHash) -> StoreResult<Option<TokenRecord>>;
+    /// **ATOMIC** refresh rotation: lock the row with `presented` (and learn whether its family
+    /// is revoked), call `rotation.decide(row, family_revoked)`, apply the decision
+    /// (`Rotate`: insert both successors and, when `mark_rotated`, set the presented row's
+    /// `rotated_at = rotation.now` if still unset; `RevokeFamily` and `Reject`: write nothing,
+    /// the service then calls `revoke_family`, whose tombstone stops any concurrent
+    /// successor), commit, and return the decision. Concurrent calls serialise on the
+    /// presented row; none may fail with a serialization error.
+    async fn rotate_refresh(&self, presented: &TokenHash, rotation: &RefreshRotation) -> StoreResult<RotationDecision>;
+    /// Revokes one token. Returns the row if it existed (revoked now or before).
+    async fn revoke(&self, hash: &TokenHash, now: OffsetDateTime) -> StoreResult<Option<TokenRecord>>;
+    /// **ATOMIC**: revokes every token of the family and leaves a tombstone so later inserts
+    /// into it fail. Returns the hashes revoked now (for cache invalidation).
+    async fn revoke_family(&self, family: FamilyId, now: OffsetDateTime) -> StoreResult<Vec<TokenHash>>;
+    /// Revokes every access and refresh token of (user, client). Returns the hashes revoked.
+    async fn revoke_for_user_client(&self, user: UserId, client: &ClientId, now: OffsetDateTime) -> StoreResult<Vec<TokenHash>>;
+    /// The user's personal API keys (not revoked), newest first.
+    async fn list_api_keys(&self, user: UserId) -> StoreResult<Vec<TokenRecord>>;
+    /// Revokes the user's API key `id`; `None` if it is not theirs or does not exist.
+    async fn revoke_api_key(&self, user: UserId, id: TokenId, now: OffsetDateTime) -> StoreResult<Option<TokenHash>>;
+    /// Deletes at most `batch` rows that expired (or were revoked) before `before`. Returns
+    /// how many were deleted; the caller loops while it returns `batch`.
+    async fn sweep_expired(&self, before: OffsetDateTime, batch: u32) -> StoreResult<u32>;
+}
+
+/// Authorization codes (short-lived; Redis in a cluster).
+#[cfg_attr(test, mockall::automock)]
+#[async_trait]
+pub trait CodeStore: Send + Sync {
+    async fn insert(&self, code: &AuthorizationCodeRecord) -> StoreResult<()>;
+    /// **ATOMIC** single-use take: exactly one of any number of concurrent callers gets
+    /// `Redeemed` (and the record is marked redeemed with `family` in the same step); every
+    /// other caller gets `AlreadyRedeemed` with the winner's family. Redeemed records are kept
+    /// until they expire so a replay can be detected.
+    async fn redeem(&self, hash: &TokenHash, family: FamilyId) -> StoreResult<CodeRedemption>;
+    /// Deletes at most `batch` codes that expired before `before`.
+    async fn sweep_expired(&self, before: OffsetDateTime, batch: u32) -> StoreResult<u32>;
+}
+
+/// Device authorizations (RFC 8628).
+#[cfg_attr(test, mockall::automock)]
+#[async_trait]
+pub trait DeviceStore: Send + Sync {
+    /// Fails with `Conflict` if the user code is taken by a live authorization.
+    async fn insert(&self, rec: &DeviceAuthorization) -> StoreResult<()>;
+    async fn find_by_user_code(&self, code: &UserCode) -> StoreResult<Option<DeviceAuthorization>>;
+    /// **ATOMIC**: load by user code, `resolution.apply(row)`, store the result if `Ok`.
+    async fn resolve(&self, code: &UserCode, resolution: &DeviceResolution) -> StoreResult<Result<DeviceAuthorization, Error>>;
+    /// **ATOMIC**: load by device-code hash, `poll.decide(row)`, write `step.write` if any.
+    /// Two concurrent polls of an approved code: exactly one gets the grant.
+    async fn poll(&self, device: &TokenHash, poll: &DevicePoll) -> StoreResult<DevicePollStep>;
+    async fn sweep_expired(&self, before: OffsetDateTime, batch: u32) -> StoreResult<u32>;
+}
+
+/// The user directory. Embedders implement it over their own users.
+#[cfg_attr(test, mockall::automock)]
+#[async_trait]
+pub trait UserStore: Send + Sync {
+    /// Creates a user with an already-hashed password. `Conflict` if the username is taken
+    /// (compared case-insensitively).
+    async fn create(&self, user: &NewUser, password_hash: Option<String>, now: OffsetDateTime) -> StoreResult<User>;
+    async fn get(&self, id: UserId) -> StoreResult<Option<User>>;
+    async fn find_by_username(&self, username: &Username) -> StoreResult<Option<User>>;
+}
+
+/// Browser sessions, by cookie hash.
+#[cfg_attr(test, mockall::automock)]
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    async fn insert(&self, session: &Session) -> StoreResult<()>;
+    async fn get(&self, id_hash: &TokenHash) -> StoreResult<Option<Session>>;
+    async fn delete(&self, id_hash: &TokenHash) -> StoreResult<()>;
+    async fn sweep_expired(&self, before: OffsetDateTime, batch: u32) -> StoreResult<u32>;
+}
+
+/// The outcome of an atomic spend.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SpendOutcome {
+    /// Charged now; `balance` is the new balance of the currency.
+    Spent { entry: LedgerEntry, balance: i64 },
+    /// The idempotency key was seen with the same parameters: nothing charged.
+    Replayed { entry: LedgerEntry, balance: i64 },
+    /// Refused by the domain's decision (`insufficient_funds`) or a key conflict.
+    Rejected(Error),
+}
+
+/// The outcome of an atomic refund.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RefundOutcome {
+    Refunded { entry: LedgerEntry, balance: i64 },
+    AlreadyRefunded { entry: LedgerEntry, balance: i64 },
+    NotFound,
+}
+
+/// Buzz accounts (balance per user and currency) and the spend ledger.
+#[cfg_attr(test, mockall::automock)]
+#[async_trait]
+pub trait BuzzStore: Send + Sync {
+    /// Adds `amount` to the balance; returns the new balance.
+    async fn credit(&self, user: UserId, currency: &Currency, amount: u64, now: OffsetDateTime) -> StoreResult<i64>;
+    async fn balances(&self, user: UserId) -> StoreResult<Vec<(Currency, i64)>>;
+    /// The user's most recent ledger entries, newest first.
+    async fn history(&self, user: UserId, limit: u32) -> StoreResult<Vec<LedgerEntry>>;
+    /// **ATOMIC** spend, in one transaction: (1) an entry with the same (user, subject,
+    /// idempotency key) → `entry.replay_of(req)`: `Ok` → `Replayed`, `Err` → `Rejected`;
+    /// (2) lock the balance of (user, currency); (3) for each of `req.windows()`, sum the
+    /// amounts of not-refunded entries of (user, subject) with purpose `ai_services`, created
+    /// at or after `since`, in the window's currencies; (4) `req.decide(balance, sums)`:
+    /// `Err` → `Rejected`; (5) debit and insert `LedgerEntry::from_request(req)`. Under any
+    /// number of concurrent spends no budget and no balance is exceeded by a single unit.
+    async fn spend(&self, req: &SpendRequest) -> StoreResult<SpendOutcome>;
+    /// **ATOMIC**: refunds the spend `id` (credits it back and marks it refunded, once, as
+    /// `entry.refund(now)` decides).
+    async fn refund(&self, id: SpendId, now: OffsetDateTime) -> StoreResult<RefundOutcome>;
+    /// Spend per window, as in `spend` step (3), for reporting limits.
+    async fn window_spend(&self, user: UserId, subject: &SpendSubject, windows: &[BudgetWindow]) -> StoreResult<Vec<u64>>;
+}
+
+/// The audit log. Rows have no foreign keys.
+#[cfg_attr(test, mockall::automock)]
+#[async_trait]
+pub trait AuditLog: Send + Sync {
+    async fn record(&self, event: &AuditEvent) -> StoreResult<()>;
+    /// Newest first, at most `query.effective_limit()`.
+    async fn query(&self, query: &AuditQuery) -> StoreResult<Vec<AuditEvent>>;
+}
+
+/// A decision of the rate limiter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateDecision {
+    pub allowed: bool,
+    pub remaining: u32,
+    /// Seconds until a request would be allowed again (0 when allowed).
+    pub retry_after: u64,
+}
+
+/// Counts requests per key in fixed windows. **ATOMIC** per hit across nodes.
+#[cfg_attr(test, mockall::automock)]
+#[async_trait]
+pub trait RateLimiter: Send + Sync {
+    async fn hit(&self, key: &str, limit: u32, window_secs: u64, now: OffsetDateTime) -> StoreResult<RateDecision>;
+}
+
+/// A token-validation cache in front of the token store. Entries never outlive their token
+/// or the cache TTL; a revocation invalidates them on every node.
+#[cfg_attr(test, mockall::automock)]
+#[async_trait]
+pub trait TokenCache: Send + Sync {
+    async fn get(&self, hash: &TokenHash) -> StoreResult<Option<TokenRecord>>;
+    async fn put(&self, record: &TokenRecord, until: OffsetDateTime) -> StoreResult<()>;
+    async fn invalidate(&self, hashes: &[TokenHash]) -> StoreResult<()>;
+}
+
+/// Password hashing (argon2id in production). Async so adapters can move the work off the
+/// request executor.
+#[cfg_attr(test, mockall::automock)]
+#[async_trait]
+pub trait PasswordHasher: Send + Sync {
+    async fn hash(&self, password: &str, salt: [u8; 16]) -> Result<String, Error>;
+    async fn verify(&self, password: &str, phc: &str) -> bool;
+}
+
+/// The claims of an OIDC id_token.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct IdTokenClaims {
+    pub iss: String,
+    pub sub: String,
+    pub aud: String,
+    pub iat: i64,
+    pub exp: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
+    pub auth_time: i64,
+}
+
+/// Signs id_tokens (ES256) and publishes the JWKS.
+#[cfg_attr(test, mockall::automock)]
+pub trait IdTokenSigner: Send + Sync {
+    fn sign(&self, claims: &IdTokenClaims) -> Result<String, Error>;
+    fn jwks(&self) -> serde_json::Value;
+}

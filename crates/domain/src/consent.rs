@@ -1,0 +1,152 @@
+//! Consent: the grant record per (user, app) with its scope, the "remember" flag and the Buzz
+//! budgets. Approving always records a grant so caps and revocation always apply; `remember`
+//! only decides whether the next covered request skips the consent page.
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::buzz::BuzzLimit;
+use crate::ids::{ClientId, UserId};
+use crate::scope::Scope;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Consent {
+    pub user_id: UserId,
+    pub client_id: ClientId,
+    /// The consented mask; always includes `UserRead`.
+    pub scope: Scope,
+    pub remembered: bool,
+    /// Empty = no cap.
+    pub buzz_limit: BuzzLimit,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+}
+
+/// Whether the consent page is needed for a request of `requested` (already trimmed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsentDecision {
+    /// A remembered consent covers the request: issue a code without asking.
+    Skip,
+    /// Ask the user.
+    Prompt,
+}
+
+/// Skip only when a remembered consent exists and the request is a subset of it; a wider
+/// request re-prompts.
+pub fn decide(existing: Option<&Consent>, requested: Scope) -> ConsentDecision {
+    match existing {
+        Some(c) if c.remembered && requested.is_subset_of(c.scope) => ConsentDecision::Skip,
+        _ => ConsentDecision::Prompt,
+    }
+}
+
+/// The user's answer on the consent page.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Approval {
+    pub remember: bool,
+    /// `None`: the form carried no `buzz_limit` field, keep what is stored (or the default
+    /// for a first grant that asks for AIServicesWrite). `Some(empty)`: no cap.
+    pub buzz_limit: Option<BuzzLimit>,
+}
+
+/// The consent to store after an approval. The approved scope replaces the stored one (the
+/// user saw exactly this set); the Buzz limit is replaced only when the form sent one.
+pub fn record_approval(
+    existing: Option<&Consent>,
+    user_id: UserId,
+    client_id: &ClientId,
+    scope: Scope,
+    approval: &Approval,
+    now: OffsetDateTime,
+) -> Consent {
+    let buzz_limit = match (&approval.buzz_limit, existing) {
+        (Some(limit), _) => limit.clone(),
+        (None, Some(c)) => c.buzz_limit.clone(),
+        (None, None) if scope.contains(Scope::AI_SERVICES_WRITE) => BuzzLimit::consent_default(),
+        (None, None) => BuzzLimit::default(),
+    };
+    Consent {
+        user_id,
+        client_id: client_id.clone(),
+        scope: scope.with_user_read(),
+        remembered: approval.remember,
+        buzz_limit,
+        created_at: existing.map_or(now, |c| c.created_at),
+        updated_at: now,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    const T0: OffsetDateTime = datetime!(2026-01-01 00:00:00 UTC);
+
+    fn consent(scope: Scope, remembered: bool) -> Consent {
+        Consent {
+            user_id: UserId(1),
+            client_id: ClientId::parse("app").unwrap(),
+            scope,
+            remembered,
+            buzz_limit: BuzzLimit::default(),
+            created_at: T0,
+            updated_at: T0,
+        }
+    }
+
+    #[test]
+    fn remembered_consent_covering_the_request_skips_the_page() {
+        let c = consent(Scope::AI_SERVICES, true);
+        assert_eq!(decide(Some(&c), Scope::USER_READ | Scope::BUZZ_READ), ConsentDecision::Skip);
+        assert_eq!(decide(Some(&c), Scope::AI_SERVICES), ConsentDecision::Skip);
+    }
+
+    #[test]
+    fn wider_request_re_prompts() {
+        let c = consent(Scope::AI_SERVICES, true);
+        assert_eq!(decide(Some(&c), Scope::AI_SERVICES | Scope::VAULT_READ), ConsentDecision::Prompt);
+    }
+
+    #[test]
+    fn unremembered_or_missing_consent_prompts() {
+        assert_eq!(decide(Some(&consent(Scope::FULL, false)), Scope::USER_READ), ConsentDecision::Prompt);
+        assert_eq!(decide(None, Scope::USER_READ), ConsentDecision::Prompt);
+    }
+
+    #[test]
+    fn approval_without_remember_still_records_a_grant() {
+        let id = ClientId::parse("app").unwrap();
+        let a = Approval { remember: false, buzz_limit: None };
+        let c = record_approval(None, UserId(1), &id, Scope::BUZZ_READ, &a, T0);
+        assert!(!c.remembered);
+        assert_eq!(c.scope, Scope::BUZZ_READ | Scope::USER_READ);
+    }
+
+    #[test]
+    fn first_ai_services_grant_gets_the_default_daily_cap() {
+        let id = ClientId::parse("app").unwrap();
+        let a = Approval { remember: true, buzz_limit: None };
+        let c = record_approval(None, UserId(1), &id, Scope::AI_SERVICES, &a, T0);
+        assert_eq!(c.buzz_limit, BuzzLimit::consent_default());
+        let c2 = record_approval(None, UserId(1), &id, Scope::BUZZ_READ, &a, T0);
+        assert!(c2.buzz_limit.is_unlimited());
+    }
+
+    #[test]
+    fn approval_replaces_scope_keeps_created_at_and_keeps_limit_when_absent() {
+        let mut old = consent(Scope::AI_SERVICES, true);
+        old.buzz_limit = BuzzLimit::per_period(100, 7).unwrap();
+        let later = T0 + time::Duration::days(1);
+        let a = Approval { remember: true, buzz_limit: None };
+        let c = record_approval(Some(&old), UserId(1), &old.client_id.clone(), Scope::USER_READ, &a, later);
+        assert_eq!(c.scope, Scope::USER_READ);
+        assert_eq!(c.created_at, T0);
+        assert_eq!(c.updated_at, later);
+        assert_eq!(c.buzz_limit, old.buzz_limit);
+        let cleared = Approval { remember: true, buzz_limit: Some(BuzzLimit::default()) };
+        let c = record_approval(Some(&old), UserId(1), &old.client_id.clone(), Scope::USER_READ, &cleared, later);
+        assert!(c.buzz_limit.is_unlimited());
+    }
+}

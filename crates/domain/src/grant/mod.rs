@@ -1,0 +1,55 @@
+//! One module per grant: the pure rules each grant applies. Services call them; atomic steps
+//! (code redemption, rotation, device polling) hand their decision object to one port method
+//! so the adapter can apply it inside one transaction.
+
+pub mod authorization_code;
+pub mod client_credentials;
+pub mod device_code;
+pub mod refresh_token;
+
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use time::OffsetDateTime;
+    use time::macros::datetime;
+
+    use crate::client::{Client, ClientRegistration, ClientSecret};
+    use crate::ids::{ClientId, UserId};
+    use crate::ports::SeededRandom;
+
+    pub const T0: OffsetDateTime = datetime!(2026-01-01 00:00:00 UTC);
+    pub const SECRET_SEED: u64 = 42;
+
+    /// A confidential client with every grant and a Full ceiling; its secret is
+    /// `ClientSecret::generate(&SeededRandom::new(SECRET_SEED))`.
+    pub fn confidential(id: &str) -> Client {
+        let reg = ClientRegistration {
+            name: "Test App".into(),
+            description: None,
+            redirect_uris: vec!["https://app.example.com/cb".into(), "http://127.0.0.1/cb".into()],
+            allowed_origins: None,
+            is_confidential: Some(true),
+            allowed_scopes: None,
+            grants: Some(vec![
+                "authorization_code".into(),
+                "refresh_token".into(),
+                "client_credentials".into(),
+                "urn:ietf:params:oauth:grant-type:device_code".into(),
+            ]),
+        };
+        let secret = ClientSecret::generate(&SeededRandom::new(SECRET_SEED));
+        Client::new(ClientId::parse(id).unwrap(), UserId(100), reg.validate().unwrap(), Some(&secret), T0)
+    }
+
+    pub fn public(id: &str) -> Client {
+        let reg = ClientRegistration {
+            name: "Public App".into(),
+            description: None,
+            redirect_uris: vec!["com.example.app:/cb".into(), "https://spa.example.com/cb".into()],
+            allowed_origins: None,
+            is_confidential: Some(false),
+            allowed_scopes: None,
+            grants: None,
+        };
+        Client::new(ClientId::parse(id).unwrap(), UserId(100), reg.validate().unwrap(), None, T0)
+    }
+}

@@ -1,0 +1,80 @@
+//! Personal API keys: bearer tokens of type `apiKey`, owned by a user, with a scope, an
+//! optional Buzz cap and an optional expiry.
+
+use std::sync::Arc;
+
+use time::Duration;
+
+use crate::buzz::BuzzLimit;
+use crate::error::Error;
+use crate::ids::TokenId;
+use crate::ports::InsertOutcome;
+use crate::scope::Scope;
+use crate::token::{NewToken, PlainToken, TokenKind, TokenRecord};
+
+use super::{Caller, Deps, Via};
+
+#[derive(Debug, Clone)]
+pub struct NewApiKey {
+    pub name: String,
+    pub scope: Scope,
+    pub buzz_limit: Option<BuzzLimit>,
+    /// `None`: never expires.
+    pub expires_in_days: Option<u32>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiKeyService {
+    pub(crate) deps: Arc<Deps>,
+}
+
+impl ApiKeyService {
+    /// Creates a key; the plaintext is returned once. Only a browser session may mint keys: a
+    /// token must never be able to mint a longer-lived credential for itself.
+    pub async fn create(&self, caller: &Caller, new: NewApiKey) -> Result<(PlainToken, TokenRecord), Error> {
+        if !matches!(caller.via, Via::Session) {
+            return Err(Error::access_denied("API keys can only be created from a signed-in session"));
+        }
+        let name = new.name.trim();
+        if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
+            return Err(Error::invalid_request("name must be 1-64 characters"));
+        }
+        if let Some(l) = &new.buzz_limit {
+            l.validate()?;
+        }
+        let days = match new.expires_in_days {
+            Some(d) if d == 0 || d > 3650 => return Err(Error::invalid_request("expiresInDays must be 1-3650")),
+            d => d,
+        };
+        let deps = &self.deps;
+        let now = deps.now();
+        let token = NewToken {
+            kind: TokenKind::ApiKey,
+            client_id: None,
+            user_id: caller.user_id,
+            scope: new.scope.with_user_read(),
+            family_id: None,
+            auth_time: None,
+        };
+        let (plain, mut record) = deps.config.minter.mint(token, now, deps.random.as_ref());
+        record.name = Some(name.to_owned());
+        record.buzz_limit = new.buzz_limit;
+        record.expires_at = days.map(|d| now + Duration::days(i64::from(d)));
+        if deps.tokens.insert(std::slice::from_ref(&record)).await? != InsertOutcome::Inserted {
+            return Err(Error::ServerError("API key insert refused".into()));
+        }
+        Ok((plain, record))
+    }
+
+    pub async fn list(&self, caller: &Caller) -> Result<Vec<TokenRecord>, Error> {
+        caller.require(Scope::USER_READ)?;
+        Ok(self.deps.tokens.list_api_keys(caller.user_id).await?)
+    }
+
+    pub async fn delete(&self, caller: &Caller, id: TokenId) -> Result<(), Error> {
+        caller.require(Scope::USER_WRITE)?;
+        let deps = &self.deps;
+        let hash = deps.tokens.revoke_api_key(caller.user_id, id, deps.now()).await?.ok_or_else(|| Error::not_found("No such API key"))?;
+        deps.invalidate(&[hash]).await
+    }
+}

@@ -1,0 +1,161 @@
+//! Buzz: balances for bearers with BuzzRead, spends and refunds by resource servers, and an
+//! app's view of its own budgets for one user.
+
+use std::sync::Arc;
+
+use crate::audit::{AuditEvent, AuditKind};
+use crate::buzz::{BudgetStatus, BuzzLimit, Currency, IdempotencyKey, LedgerEntry, SpendPurpose, SpendRequest, SpendSubject, budget_statuses};
+use crate::client::{Client, ClientAuth};
+use crate::error::Error;
+use crate::ids::SpendId;
+use crate::ports::{RefundOutcome, SpendOutcome};
+use crate::scope::Scope;
+use crate::token::TokenRecord;
+
+use super::Deps;
+use super::tokens::TokenService;
+
+/// A spend as a resource server sends it.
+#[derive(Debug, Clone)]
+pub struct SpendCall {
+    /// The user's access token (or API key) the spend is made with.
+    pub token: String,
+    pub amount: u64,
+    pub currency: Option<String>,
+    pub purpose: String,
+    pub idempotency_key: String,
+    pub description: Option<String>,
+}
+
+/// The result of a spend: the ledger entry, the new balance, the budgets after it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpendReceipt {
+    pub entry: LedgerEntry,
+    pub balance: i64,
+    pub limits: Vec<BudgetStatus>,
+    /// True when this was an idempotent replay and nothing was charged.
+    pub replayed: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct BuzzOverview {
+    pub balances: Vec<(Currency, i64)>,
+    pub history: Vec<LedgerEntry>,
+}
+
+#[derive(Debug, Clone)]
+pub struct BuzzService {
+    pub(crate) deps: Arc<Deps>,
+}
+
+fn subject_of(record: &TokenRecord) -> SpendSubject {
+    match &record.client_id {
+        Some(c) => SpendSubject::OAuth(c.clone()),
+        None => SpendSubject::ApiKey(record.id),
+    }
+}
+
+impl BuzzService {
+    fn tokens(&self) -> TokenService {
+        TokenService::new(self.deps.clone())
+    }
+
+    async fn resource_server(&self, auth: &ClientAuth) -> Result<Client, Error> {
+        let client = self.deps.authenticate_client(auth).await?;
+        client.require_confidential()?;
+        if !client.is_resource_server {
+            return Err(Error::UnauthorizedClient("Client does not have the resource-server role".into()));
+        }
+        Ok(client)
+    }
+
+    /// `GET /api/v1/buzz`: needs BuzzRead.
+    pub async fn overview(&self, token: &str) -> Result<BuzzOverview, Error> {
+        let bearer = self.tokens().validate_bearer(token).await?;
+        bearer.require(Scope::BUZZ_READ)?;
+        let user = bearer.user_id();
+        Ok(BuzzOverview { balances: self.deps.buzz.balances(user).await?, history: self.deps.buzz.history(user, 50).await? })
+    }
+
+    /// `POST /api/v1/buzz/spend`, by a resource server on behalf of the token's user.
+    pub async fn spend(&self, auth: &ClientAuth, call: SpendCall) -> Result<SpendReceipt, Error> {
+        let rs = self.resource_server(auth).await?;
+        let deps = &self.deps;
+        let bearer = self.tokens().validate_bearer(&call.token).await?;
+        let purpose = SpendPurpose::parse(&call.purpose)
+            .ok_or_else(|| Error::invalid_request("purpose must be \"ai_services\" or \"bounty\""))?;
+        bearer.require(purpose.required_scope())?;
+        let currency = match call.currency.as_deref() {
+            Some(c) => Currency::parse(c)?,
+            None => Currency::default(),
+        };
+        let key = IdempotencyKey::parse(&call.idempotency_key)?;
+        let budgets = self.tokens().buzz_limit_of(&bearer.record).await?.unwrap_or_default();
+        let now = deps.now();
+        let req = SpendRequest::new(
+            SpendId::generate(deps.random.as_ref()),
+            bearer.user_id(),
+            subject_of(&bearer.record),
+            purpose,
+            call.amount,
+            currency,
+            key,
+            call.description,
+            budgets.clone(),
+            now,
+        )?;
+        let (entry, balance, replayed) = match deps.buzz.spend(&req).await? {
+            SpendOutcome::Spent { entry, balance } => (entry, balance, false),
+            SpendOutcome::Replayed { entry, balance } => (entry, balance, true),
+            SpendOutcome::Rejected(e) => return Err(e),
+        };
+        if !replayed {
+            let mut ev = AuditEvent::new(AuditKind::BuzzSpent, now)
+                .user(entry.user_id)
+                .meta("amount", entry.amount)
+                .meta("currency", entry.currency.as_str())
+                .meta("purpose", call.purpose.as_str())
+                .meta("resourceServer", &rs.id)
+                .meta("spend", entry.id);
+            if let SpendSubject::OAuth(c) = &entry.subject {
+                ev = ev.client(c);
+            }
+            deps.audit(ev).await;
+        }
+        let limits = self.statuses(&bearer.record, &budgets).await?;
+        Ok(SpendReceipt { entry, balance, limits, replayed })
+    }
+
+    async fn statuses(&self, record: &TokenRecord, budgets: &BuzzLimit) -> Result<Vec<BudgetStatus>, Error> {
+        let windows = budgets.windows(self.deps.now());
+        let spent = self.deps.buzz.window_spend(record.user_id, &subject_of(record), &windows).await?;
+        Ok(budget_statuses(budgets, &spent))
+    }
+
+    /// `POST /api/v1/buzz/spend/{id}/refund`, by a resource server. Refunding twice credits once.
+    pub async fn refund(&self, auth: &ClientAuth, id: SpendId) -> Result<(LedgerEntry, i64), Error> {
+        let rs = self.resource_server(auth).await?;
+        let deps = &self.deps;
+        let now = deps.now();
+        match deps.buzz.refund(id, now).await? {
+            RefundOutcome::NotFound => Err(Error::not_found("No such spend")),
+            RefundOutcome::AlreadyRefunded { entry, balance } => Ok((entry, balance)),
+            RefundOutcome::Refunded { entry, balance } => {
+                let ev = AuditEvent::new(AuditKind::BuzzRefunded, now)
+                    .user(entry.user_id)
+                    .meta("amount", entry.amount)
+                    .meta("spend", entry.id)
+                    .meta("resourceServer", &rs.id);
+                deps.audit(ev).await;
+                Ok((entry, balance))
+            }
+        }
+    }
+
+    /// `GET /api/v1/buzz/limits`: the bearer's app's budgets for its user.
+    pub async fn limits(&self, token: &str) -> Result<Vec<BudgetStatus>, Error> {
+        let bearer = self.tokens().validate_bearer(token).await?;
+        let budgets = self.tokens().buzz_limit_of(&bearer.record).await?.unwrap_or_default();
+        self.statuses(&bearer.record, &budgets).await
+    }
+}

@@ -1,0 +1,197 @@
+//! The use cases, written against the ports. A driving adapter (HTTP, MCP, CLI) parses its
+//! input into the types here, calls one service method, and maps the result.
+
+pub mod api_keys;
+pub mod authorize;
+pub mod buzz;
+pub mod clients;
+pub mod consents;
+pub mod device;
+pub mod rate_limit;
+pub mod sessions;
+pub mod tokens;
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use time::{Duration, OffsetDateTime};
+
+use crate::audit::AuditEvent;
+use crate::client::{Client, ClientAuth};
+use crate::error::Error;
+use crate::ids::{ClientId, UserId};
+use crate::ports::{
+    AuditLog, BuzzStore, ClientStore, Clock, CodeStore, ConsentStore, DeviceStore, IdTokenSigner, PasswordHasher, Random,
+    RateLimiter, SessionStore, TokenCache, TokenStore, UserStore,
+};
+use crate::scope::Scope;
+use crate::token::{TokenHash, TokenMinter};
+
+pub use rate_limit::RateLimits;
+
+/// Settings the rules depend on. Defaults are the contract's.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The issuer URL (`iss`), no trailing slash.
+    pub issuer: String,
+    pub minter: TokenMinter,
+    /// Refresh reuse inside this window is a retry; `Duration::ZERO` disables it.
+    pub refresh_grace: Duration,
+    /// How long a validated token may be served from the cache.
+    pub cache_ttl: Duration,
+    pub rate_limits: RateLimits,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            issuer: "http://127.0.0.1:8080".into(),
+            minter: TokenMinter::default(),
+            refresh_grace: crate::grant::refresh_token::DEFAULT_GRACE,
+            cache_ttl: Duration::seconds(60),
+            rate_limits: RateLimits::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Where a person approves a device (`verification_uri`).
+    pub fn verification_uri(&self) -> String {
+        format!("{}/login/oauth/device", self.issuer)
+    }
+}
+
+/// Everything the services run on. Build it once in the composition root.
+pub struct Deps {
+    pub clients: Arc<dyn ClientStore>,
+    pub consents: Arc<dyn ConsentStore>,
+    pub tokens: Arc<dyn TokenStore>,
+    pub codes: Arc<dyn CodeStore>,
+    pub devices: Arc<dyn DeviceStore>,
+    pub users: Arc<dyn UserStore>,
+    pub sessions: Arc<dyn SessionStore>,
+    pub buzz: Arc<dyn BuzzStore>,
+    pub audit: Arc<dyn AuditLog>,
+    pub rate_limiter: Arc<dyn RateLimiter>,
+    pub cache: Arc<dyn TokenCache>,
+    pub passwords: Arc<dyn PasswordHasher>,
+    pub id_tokens: Option<Arc<dyn IdTokenSigner>>,
+    pub clock: Arc<dyn Clock>,
+    pub random: Arc<dyn Random>,
+    pub config: Config,
+    /// Audit writes that failed (they never fail the request that caused them).
+    pub audit_failures: AtomicU64,
+}
+
+impl fmt::Debug for Deps {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Deps").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+impl Deps {
+    pub fn now(&self) -> OffsetDateTime {
+        self.clock.now()
+    }
+
+    /// Records an audit event after the fact it describes has committed. A failure is counted,
+    /// not returned: the caller's state change already happened and must be reported.
+    pub async fn audit(&self, event: AuditEvent) {
+        if self.audit.record(&event).await.is_err() {
+            self.audit_failures.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Loads and authenticates the client of a token, revoke or introspection request.
+    pub async fn authenticate_client(&self, auth: &ClientAuth) -> Result<Client, Error> {
+        let basic = auth.method == crate::client::AuthMethod::Basic;
+        let client = self.clients.get(&auth.client_id).await?.ok_or_else(|| Error::invalid_client(basic))?;
+        client.authenticate(auth)?;
+        Ok(client)
+    }
+
+    /// Drops revoked tokens from every node's cache. Failing here fails the request: the
+    /// revocation is durable and the caller may retry, but "revoked" must never be reported
+    /// while a cache can still accept the token.
+    pub async fn invalidate(&self, hashes: &[TokenHash]) -> Result<(), Error> {
+        if hashes.is_empty() {
+            return Ok(());
+        }
+        self.cache.invalidate(hashes).await.map_err(Error::from)
+    }
+}
+
+/// Who is calling a management endpoint, and how they authenticated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub user_id: UserId,
+    pub via: Via,
+    pub is_admin: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Via {
+    /// A browser session (full rights over the user's own things).
+    Session,
+    /// A bearer token: OAuth (`client` is its app) or a personal API key (`client` is None).
+    Token { client: Option<ClientId>, scope: Scope },
+}
+
+impl Caller {
+    pub fn session(user_id: UserId) -> Caller {
+        Caller { user_id, via: Via::Session, is_admin: false }
+    }
+
+    /// Token callers need `UserRead` to read and `UserWrite` to change (SPEC 3.9).
+    pub fn require(&self, scope: Scope) -> Result<(), Error> {
+        match &self.via {
+            Via::Session => Ok(()),
+            Via::Token { scope: have, .. } if have.contains(scope) => Ok(()),
+            Via::Token { .. } => Err(Error::InsufficientScope { required: scope }),
+        }
+    }
+
+    pub fn require_admin(&self) -> Result<(), Error> {
+        if self.is_admin { Ok(()) } else { Err(Error::access_denied("Administrators only")) }
+    }
+}
+
+/// Every service over one set of dependencies.
+#[derive(Debug, Clone)]
+pub struct Buzzgate {
+    pub deps: Arc<Deps>,
+}
+
+impl Buzzgate {
+    pub fn new(deps: Deps) -> Self {
+        Buzzgate { deps: Arc::new(deps) }
+    }
+    pub fn authorize(&self) -> authorize::AuthorizeService {
+        authorize::AuthorizeService { deps: self.deps.clone() }
+    }
+    pub fn tokens(&self) -> tokens::TokenService {
+        tokens::TokenService { deps: self.deps.clone() }
+    }
+    pub fn clients(&self) -> clients::ClientService {
+        clients::ClientService { deps: self.deps.clone() }
+    }
+    pub fn consents(&self) -> consents::ConsentService {
+        consents::ConsentService { deps: self.deps.clone() }
+    }
+    pub fn buzz(&self) -> buzz::BuzzService {
+        buzz::BuzzService { deps: self.deps.clone() }
+    }
+    pub fn api_keys(&self) -> api_keys::ApiKeyService {
+        api_keys::ApiKeyService { deps: self.deps.clone() }
+    }
+    pub fn device(&self) -> device::DeviceService {
+        device::DeviceService { deps: self.deps.clone() }
+    }
+    pub fn sessions(&self) -> sessions::SessionService {
+        sessions::SessionService { deps: self.deps.clone() }
+    }
+    pub fn rate_limit(&self) -> rate_limit::RateLimitService {
+        rate_limit::RateLimitService { deps: self.deps.clone() }
+    }
+}
