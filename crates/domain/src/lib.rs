@@ -7,6 +7,7 @@
 
 pub mod error;
 pub mod ids;
+pub mod pkce;
 pub mod ports;
 pub mod scope;
 
