@@ -5,6 +5,7 @@
 //! and the services (use cases) that run on those ports. No I/O happens here: time and
 //! randomness come in through [`ports::Clock`] and [`ports::Random`].
 
+pub mod buzz;
 pub mod error;
 pub mod ids;
 pub mod ports;
