@@ -33,8 +33,14 @@ fn cargo() -> Command {
 
 fn run(mut cmd: Command) -> Result<(), String> {
     eprintln!("$ {cmd:?}");
-    let status = cmd.status().map_err(|e| format!("could not start {cmd:?}: {e}"))?;
-    if status.success() { Ok(()) } else { Err(format!("{cmd:?} failed with {status}")) }
+    let status = cmd
+        .status()
+        .map_err(|e| format!("could not start {cmd:?}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{cmd:?} failed with {status}"))
+    }
 }
 
 fn ci() -> Result<(), String> {
@@ -42,20 +48,37 @@ fn ci() -> Result<(), String> {
     fmt.args(["fmt", "--all", "--", "--check"]);
     run(fmt)?;
     let mut clippy = cargo();
-    clippy.args(["clippy", "--workspace", "--all-targets", "--all-features", "--", "-D", "warnings"]);
+    clippy.args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--all-features",
+        "--",
+        "-D",
+        "warnings",
+    ]);
     run(clippy)?;
     tidy()?;
     test()
 }
 
 fn has_nextest() -> bool {
-    cargo().args(["nextest", "--version"]).output().is_ok_and(|o| o.status.success())
+    cargo()
+        .args(["nextest", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 fn test() -> Result<(), String> {
     if has_nextest() {
         let mut t = cargo();
-        t.args(["nextest", "run", "--workspace", "--all-features", "--no-fail-fast"]);
+        t.args([
+            "nextest",
+            "run",
+            "--workspace",
+            "--all-features",
+            "--no-fail-fast",
+        ]);
         run(t)?;
         // nextest does not run doctests.
         let mut d = cargo();
@@ -71,26 +94,55 @@ fn test() -> Result<(), String> {
 /// The domain crate must not depend on I/O crates (SPEC 2), and no stub may land.
 fn tidy() -> Result<(), String> {
     let out = cargo()
-        .args(["tree", "-p", "buzzgate-domain", "-e", "normal", "--prefix", "none", "--format", "{p}"])
+        .args([
+            "tree",
+            "-p",
+            "buzzgate-domain",
+            "-e",
+            "normal",
+            "--prefix",
+            "none",
+            "--format",
+            "{p}",
+        ])
         .output()
         .map_err(|e| e.to_string())?;
     if !out.status.success() {
         return Err(String::from_utf8_lossy(&out.stderr).into_owned());
     }
     let tree = String::from_utf8_lossy(&out.stdout);
-    let forbidden = ["sqlx", "redis", "axum", "hyper", "reqwest", "tokio ", "mio "];
+    let forbidden = [
+        "sqlx", "redis", "axum", "hyper", "reqwest", "tokio ", "mio ",
+    ];
     for line in tree.lines() {
         let name = format!("{} ", line.split_whitespace().next().unwrap_or(""));
-        if let Some(f) = forbidden.iter().find(|f| name.starts_with(&format!("{} ", f.trim()))) {
-            return Err(format!("buzzgate-domain depends on `{}` ({line}); the domain must stay pure", f.trim()));
+        if let Some(f) = forbidden
+            .iter()
+            .find(|f| name.starts_with(&format!("{} ", f.trim())))
+        {
+            return Err(format!(
+                "buzzgate-domain depends on `{}` ({line}); the domain must stay pure",
+                f.trim()
+            ));
         }
     }
     let grep = Command::new("git")
-        .args(["grep", "-n", "-E", r"todo!\(|unimplemented!\(", "--", "crates/*.rs", "xtask/*.rs"])
+        .args([
+            "grep",
+            "-n",
+            "-E",
+            r"todo!\(|unimplemented!\(",
+            "--",
+            "crates/*.rs",
+            "xtask/*.rs",
+        ])
         .output()
         .map_err(|e| e.to_string())?;
     let hits = String::from_utf8_lossy(&grep.stdout);
-    let hits: Vec<&str> = hits.lines().filter(|l| !l.starts_with("xtask/src/main.rs")).collect();
+    let hits: Vec<&str> = hits
+        .lines()
+        .filter(|l| !l.starts_with("xtask/src/main.rs"))
+        .collect();
     if !hits.is_empty() {
         return Err(format!("stubs left in code:\n{}", hits.join("\n")));
     }

@@ -107,7 +107,15 @@ pub struct AuditEvent {
 
 impl AuditEvent {
     pub fn new(kind: AuditKind, at: OffsetDateTime) -> Self {
-        AuditEvent { kind, at, user_id: None, client_id: None, scope: None, ip: None, metadata: BTreeMap::new() }
+        AuditEvent {
+            kind,
+            at,
+            user_id: None,
+            client_id: None,
+            scope: None,
+            ip: None,
+            metadata: BTreeMap::new(),
+        }
     }
     pub fn user(mut self, u: UserId) -> Self {
         self.user_id = Some(u);
@@ -145,13 +153,20 @@ impl AuditQuery {
     pub const MAX_LIMIT: usize = 1000;
 
     pub fn effective_limit(&self) -> usize {
-        if self.limit == 0 { 100 } else { self.limit.min(Self::MAX_LIMIT) }
+        if self.limit == 0 {
+            100
+        } else {
+            self.limit.min(Self::MAX_LIMIT)
+        }
     }
 
     pub fn matches(&self, e: &AuditEvent) -> bool {
         self.kind.is_none_or(|k| k == e.kind)
             && self.user_id.is_none_or(|u| Some(u) == e.user_id)
-            && self.client_id.as_ref().is_none_or(|c| Some(c) == e.client_id.as_ref())
+            && self
+                .client_id
+                .as_ref()
+                .is_none_or(|c| Some(c) == e.client_id.as_ref())
             && self.since.is_none_or(|s| e.at >= s)
     }
 }
@@ -187,9 +202,12 @@ mod tests {
 
     #[test]
     fn events_serialise_with_dotted_kind_and_rfc3339_time() {
-        let e = AuditEvent::new(AuditKind::TokenReuseDetected, datetime!(2026-01-01 00:00:00 UTC))
-            .user(UserId(5))
-            .meta("reason", "outside grace");
+        let e = AuditEvent::new(
+            AuditKind::TokenReuseDetected,
+            datetime!(2026-01-01 00:00:00 UTC),
+        )
+        .user(UserId(5))
+        .meta("reason", "outside grace");
         let json = serde_json::to_value(&e).unwrap();
         assert_eq!(json["kind"], "token.reuse_detected");
         assert_eq!(json["at"], "2026-01-01T00:00:00Z");
@@ -199,12 +217,36 @@ mod tests {
 
     #[test]
     fn queries_filter_and_cap_their_limit() {
-        let e = AuditEvent::new(AuditKind::ClientCreated, datetime!(2026-01-02 00:00:00 UTC)).user(UserId(1));
-        let q = AuditQuery { kind: Some(AuditKind::ClientCreated), user_id: Some(UserId(1)), ..Default::default() };
+        let e = AuditEvent::new(AuditKind::ClientCreated, datetime!(2026-01-02 00:00:00 UTC))
+            .user(UserId(1));
+        let q = AuditQuery {
+            kind: Some(AuditKind::ClientCreated),
+            user_id: Some(UserId(1)),
+            ..Default::default()
+        };
         assert!(q.matches(&e));
-        assert!(!AuditQuery { user_id: Some(UserId(2)), ..Default::default() }.matches(&e));
-        assert!(!AuditQuery { since: Some(datetime!(2026-01-03 00:00:00 UTC)), ..Default::default() }.matches(&e));
-        assert_eq!(AuditQuery { limit: 5000, ..Default::default() }.effective_limit(), 1000);
+        assert!(
+            !AuditQuery {
+                user_id: Some(UserId(2)),
+                ..Default::default()
+            }
+            .matches(&e)
+        );
+        assert!(
+            !AuditQuery {
+                since: Some(datetime!(2026-01-03 00:00:00 UTC)),
+                ..Default::default()
+            }
+            .matches(&e)
+        );
+        assert_eq!(
+            AuditQuery {
+                limit: 5000,
+                ..Default::default()
+            }
+            .effective_limit(),
+            1000
+        );
         assert_eq!(AuditQuery::default().effective_limit(), 100);
     }
 }

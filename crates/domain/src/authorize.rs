@@ -58,7 +58,8 @@ impl RedirectError {
     /// `redirect_uri?error=…&error_description=…&state=…&iss=…`.
     pub fn location(&self, issuer: &str) -> String {
         let desc = self.error.description();
-        let mut params: Vec<(&str, &str)> = vec![("error", self.error.code()), ("error_description", &desc)];
+        let mut params: Vec<(&str, &str)> =
+            vec![("error", self.error.code()), ("error_description", &desc)];
         if let Some(state) = &self.target.state {
             params.push(("state", state));
         }
@@ -78,7 +79,10 @@ fn present(v: &Option<String>) -> Option<&str> {
 
 /// Step 1: the client and the redirect URI. Failures are JSON 400 and never redirect, since
 /// an unverified redirect URI would make this server an open redirector.
-pub fn resolve_client<'c>(params: &AuthorizeParams, client: Option<&'c Client>) -> Result<(&'c Client, RedirectTarget), Error> {
+pub fn resolve_client<'c>(
+    params: &AuthorizeParams,
+    client: Option<&'c Client>,
+) -> Result<(&'c Client, RedirectTarget), Error> {
     if present(&params.client_id).is_none() {
         return Err(Error::invalid_request("Missing client_id"));
     }
@@ -87,8 +91,16 @@ pub fn resolve_client<'c>(params: &AuthorizeParams, client: Option<&'c Client>) 
         .filter(|uri| client.match_redirect_uri(uri).is_some())
         .ok_or_else(|| Error::invalid_request("redirect_uri does not match any registered URI"))?;
     // A state that is not VSCHAR is not echoed back (it could inject into the redirect).
-    let state = present(&params.state).filter(|s| is_vschar(s, 1024)).map(str::to_owned);
-    Ok((client, RedirectTarget { redirect_uri: redirect_uri.to_owned(), state }))
+    let state = present(&params.state)
+        .filter(|s| is_vschar(s, 1024))
+        .map(str::to_owned);
+    Ok((
+        client,
+        RedirectTarget {
+            redirect_uri: redirect_uri.to_owned(),
+            state,
+        },
+    ))
 }
 
 /// The parameter id the client used, for looking it up before [`resolve_client`].
@@ -98,38 +110,62 @@ pub fn client_id_param(params: &AuthorizeParams) -> Option<ClientId> {
 
 /// Steps 4 and 5: everything else, once the client, redirect URI, user and access mode are
 /// settled. Errors here go back to the client through its redirect URI.
-pub fn validate(params: &AuthorizeParams, client: &Client, target: &RedirectTarget) -> Result<AuthorizationRequest, RedirectError> {
-    let fail = |error: Error| RedirectError { target: target.clone(), error };
+pub fn validate(
+    params: &AuthorizeParams,
+    client: &Client,
+    target: &RedirectTarget,
+) -> Result<AuthorizationRequest, RedirectError> {
+    let fail = |error: Error| RedirectError {
+        target: target.clone(),
+        error,
+    };
     match present(&params.response_type) {
         None => return Err(fail(Error::invalid_request("Missing response_type"))),
         Some("code") => {}
         Some(_) => {
-            return Err(fail(Error::UnsupportedResponseType("Only response_type=code is supported".into())));
+            return Err(fail(Error::UnsupportedResponseType(
+                "Only response_type=code is supported".into(),
+            )));
         }
     }
     if !client.allows_grant(GrantType::AuthorizationCode) {
-        return Err(fail(Error::UnauthorizedClient("Client is not registered for the authorization_code grant".into())));
+        return Err(fail(Error::UnauthorizedClient(
+            "Client is not registered for the authorization_code grant".into(),
+        )));
     }
-    let (Some(challenge), Some(method)) = (present(&params.code_challenge), present(&params.code_challenge_method)) else {
-        return Err(fail(Error::invalid_request("PKCE required: provide code_challenge and code_challenge_method=S256")));
+    let (Some(challenge), Some(method)) = (
+        present(&params.code_challenge),
+        present(&params.code_challenge_method),
+    ) else {
+        return Err(fail(Error::invalid_request(
+            "PKCE required: provide code_challenge and code_challenge_method=S256",
+        )));
     };
     CodeChallengeMethod::parse(method).map_err(fail)?;
     let code_challenge = CodeChallenge::parse(challenge).map_err(fail)?;
     let state = match present(&params.state) {
         None => return Err(fail(Error::invalid_request("state parameter is required"))),
         Some(s) if !is_vschar(s, 1024) => {
-            return Err(fail(Error::invalid_request("state must be at most 1024 printable ASCII characters")));
+            return Err(fail(Error::invalid_request(
+                "state must be at most 1024 printable ASCII characters",
+            )));
         }
         Some(s) => s.to_owned(),
     };
     let nonce = match present(&params.nonce) {
         Some(n) if !is_vschar(n, 512) => {
-            return Err(fail(Error::invalid_request("nonce must be at most 512 printable ASCII characters")));
+            return Err(fail(Error::invalid_request(
+                "nonce must be at most 512 printable ASCII characters",
+            )));
         }
         n => n.map(str::to_owned),
     };
     let requested_scope = match present(&params.scope) {
-        None => return Err(fail(Error::invalid_scope("Invalid scope: scope is required"))),
+        None => {
+            return Err(fail(Error::invalid_scope(
+                "Invalid scope: scope is required",
+            )));
+        }
         Some(s) => Scope::parse(s).map_err(|e| fail(e.into()))?,
     };
     Ok(AuthorizationRequest {
@@ -154,7 +190,10 @@ pub fn append_query(base: &str, params: &[(&str, &str)]) -> String {
         // Registered URIs always parse; keep a defined answer anyway.
         Err(_) => {
             let sep = if base.contains('?') { '&' } else { '?' };
-            let q: Vec<String> = params.iter().map(|(k, v)| format!("{k}={}", encode(v))).collect();
+            let q: Vec<String> = params
+                .iter()
+                .map(|(k, v)| format!("{k}={}", encode(v)))
+                .collect();
             format!("{base}{sep}{}", q.join("&"))
         }
     }
@@ -166,13 +205,19 @@ fn encode(v: &str) -> String {
 
 /// The success redirect: `redirect_uri?code=…&state=…&iss=…`.
 pub fn success_location(req: &AuthorizationRequest, code: &str, issuer: &str) -> String {
-    append_query(&req.redirect_uri, &[("code", code), ("state", &req.state), ("iss", issuer)])
+    append_query(
+        &req.redirect_uri,
+        &[("code", code), ("state", &req.state), ("iss", issuer)],
+    )
 }
 
 /// The user said no: `error=access_denied` with state and iss.
 pub fn denied_location(req: &AuthorizationRequest, issuer: &str) -> String {
     RedirectError {
-        target: RedirectTarget { redirect_uri: req.redirect_uri.clone(), state: Some(req.state.clone()) },
+        target: RedirectTarget {
+            redirect_uri: req.redirect_uri.clone(),
+            state: Some(req.state.clone()),
+        },
         error: Error::access_denied("The user denied the authorization request"),
     }
     .location(issuer)
@@ -186,7 +231,9 @@ mod tests {
     use crate::ports::SeededRandom;
 
     fn challenge() -> String {
-        CodeChallenge::from_verifier(&CodeVerifier::generate(&SeededRandom::new(1))).as_str().to_owned()
+        CodeChallenge::from_verifier(&CodeVerifier::generate(&SeededRandom::new(1)))
+            .as_str()
+            .to_owned()
     }
 
     fn params() -> AuthorizeParams {
@@ -218,33 +265,58 @@ mod tests {
 
     #[test]
     fn missing_client_id_is_invalid_request_json() {
-        let p = AuthorizeParams { client_id: None, ..params() };
-        assert_eq!(resolve_client(&p, None).unwrap_err(), Error::invalid_request("Missing client_id"));
+        let p = AuthorizeParams {
+            client_id: None,
+            ..params()
+        };
+        assert_eq!(
+            resolve_client(&p, None).unwrap_err(),
+            Error::invalid_request("Missing client_id")
+        );
     }
 
     #[test]
     fn unknown_client_is_invalid_client_json() {
-        assert_eq!(resolve_client(&params(), None).unwrap_err().code(), "invalid_client");
+        assert_eq!(
+            resolve_client(&params(), None).unwrap_err().code(),
+            "invalid_client"
+        );
     }
 
     #[test]
     fn unregistered_or_missing_redirect_uri_is_invalid_request_never_redirected() {
         let c = confidential("app");
-        for uri in [None, Some("https://evil.example.com/cb".to_owned()), Some("https://app.example.com/cb/x".to_owned())] {
-            let p = AuthorizeParams { redirect_uri: uri, ..params() };
-            assert_eq!(resolve_client(&p, Some(&c)).unwrap_err().code(), "invalid_request");
+        for uri in [
+            None,
+            Some("https://evil.example.com/cb".to_owned()),
+            Some("https://app.example.com/cb/x".to_owned()),
+        ] {
+            let p = AuthorizeParams {
+                redirect_uri: uri,
+                ..params()
+            };
+            assert_eq!(
+                resolve_client(&p, Some(&c)).unwrap_err().code(),
+                "invalid_request"
+            );
         }
     }
 
     #[test]
     fn loopback_redirect_with_any_port_is_accepted_and_kept_as_sent() {
-        let p = AuthorizeParams { redirect_uri: Some("http://127.0.0.1:53111/cb".into()), ..params() };
+        let p = AuthorizeParams {
+            redirect_uri: Some("http://127.0.0.1:53111/cb".into()),
+            ..params()
+        };
         assert_eq!(run(&p).unwrap().redirect_uri, "http://127.0.0.1:53111/cb");
     }
 
     #[test]
     fn unsupported_response_type_is_redirected() {
-        let p = AuthorizeParams { response_type: Some("token".into()), ..params() };
+        let p = AuthorizeParams {
+            response_type: Some("token".into()),
+            ..params()
+        };
         let c = confidential("app");
         let (c, t) = resolve_client(&p, Some(&c)).unwrap();
         let e = validate(&p, c, &t).unwrap_err();
@@ -257,40 +329,95 @@ mod tests {
 
     #[test]
     fn missing_response_type_is_invalid_request() {
-        assert_eq!(run(&AuthorizeParams { response_type: None, ..params() }).unwrap_err().code(), "invalid_request");
+        assert_eq!(
+            run(&AuthorizeParams {
+                response_type: None,
+                ..params()
+            })
+            .unwrap_err()
+            .code(),
+            "invalid_request"
+        );
     }
 
     #[test]
     fn pkce_is_mandatory_even_for_confidential_clients() {
-        let e = run(&AuthorizeParams { code_challenge: None, ..params() }).unwrap_err();
-        assert_eq!(e, Error::invalid_request("PKCE required: provide code_challenge and code_challenge_method=S256"));
-        let e = run(&AuthorizeParams { code_challenge_method: None, ..params() }).unwrap_err();
+        let e = run(&AuthorizeParams {
+            code_challenge: None,
+            ..params()
+        })
+        .unwrap_err();
+        assert_eq!(
+            e,
+            Error::invalid_request(
+                "PKCE required: provide code_challenge and code_challenge_method=S256"
+            )
+        );
+        let e = run(&AuthorizeParams {
+            code_challenge_method: None,
+            ..params()
+        })
+        .unwrap_err();
         assert_eq!(e.code(), "invalid_request");
     }
 
     #[test]
     fn plain_pkce_is_refused() {
-        let e = run(&AuthorizeParams { code_challenge_method: Some("plain".into()), ..params() }).unwrap_err();
+        let e = run(&AuthorizeParams {
+            code_challenge_method: Some("plain".into()),
+            ..params()
+        })
+        .unwrap_err();
         assert_eq!(e.code(), "invalid_request");
         assert!(e.description().contains("S256"));
     }
 
     #[test]
     fn malformed_challenge_is_refused_at_authorize() {
-        let e = run(&AuthorizeParams { code_challenge: Some("abc".into()), ..params() }).unwrap_err();
+        let e = run(&AuthorizeParams {
+            code_challenge: Some("abc".into()),
+            ..params()
+        })
+        .unwrap_err();
         assert_eq!(e.code(), "invalid_request");
     }
 
     #[test]
     fn missing_or_unprintable_state_is_invalid_request() {
-        assert_eq!(run(&AuthorizeParams { state: None, ..params() }).unwrap_err(), Error::invalid_request("state parameter is required"));
-        assert_eq!(run(&AuthorizeParams { state: Some("a\u{7f}b".into()), ..params() }).unwrap_err().code(), "invalid_request");
-        assert_eq!(run(&AuthorizeParams { state: Some("é".into()), ..params() }).unwrap_err().code(), "invalid_request");
+        assert_eq!(
+            run(&AuthorizeParams {
+                state: None,
+                ..params()
+            })
+            .unwrap_err(),
+            Error::invalid_request("state parameter is required")
+        );
+        assert_eq!(
+            run(&AuthorizeParams {
+                state: Some("a\u{7f}b".into()),
+                ..params()
+            })
+            .unwrap_err()
+            .code(),
+            "invalid_request"
+        );
+        assert_eq!(
+            run(&AuthorizeParams {
+                state: Some("é".into()),
+                ..params()
+            })
+            .unwrap_err()
+            .code(),
+            "invalid_request"
+        );
     }
 
     #[test]
     fn unprintable_state_is_not_echoed_in_the_error_redirect() {
-        let p = AuthorizeParams { state: Some("a\nb".into()), ..params() };
+        let p = AuthorizeParams {
+            state: Some("a\nb".into()),
+            ..params()
+        };
         let c = confidential("app");
         let (_, t) = resolve_client(&p, Some(&c)).unwrap();
         assert_eq!(t.state, None);
@@ -299,7 +426,11 @@ mod tests {
     #[test]
     fn bad_scope_is_invalid_scope() {
         for s in ["-1", "abc", "99999999999", "33554432", ""] {
-            let e = run(&AuthorizeParams { scope: Some(s.into()), ..params() }).unwrap_err();
+            let e = run(&AuthorizeParams {
+                scope: Some(s.into()),
+                ..params()
+            })
+            .unwrap_err();
             assert_eq!(e.code(), "invalid_scope", "{s:?}");
         }
     }
@@ -308,10 +439,16 @@ mod tests {
     fn scope_beyond_the_ceiling_is_trimmed_and_user_read_added() {
         let mut c = confidential("app");
         c.allowed_scopes = Scope::BUZZ_READ | Scope::AI_SERVICES_READ;
-        let p = AuthorizeParams { scope: Some("AIServices VaultWrite".into()), ..params() };
+        let p = AuthorizeParams {
+            scope: Some("AIServices VaultWrite".into()),
+            ..params()
+        };
         let (c, t) = resolve_client(&p, Some(&c)).unwrap();
         let r = validate(&p, c, &t).unwrap();
-        assert_eq!(r.scope, Scope::USER_READ | Scope::BUZZ_READ | Scope::AI_SERVICES_READ);
+        assert_eq!(
+            r.scope,
+            Scope::USER_READ | Scope::BUZZ_READ | Scope::AI_SERVICES_READ
+        );
         assert_eq!(r.requested_scope, Scope::AI_SERVICES | Scope::VAULT_WRITE);
     }
 
@@ -321,14 +458,30 @@ mod tests {
         c.grants = vec![GrantType::ClientCredentials];
         let p = params();
         let (c, t) = resolve_client(&p, Some(&c)).unwrap();
-        assert_eq!(validate(&p, c, &t).unwrap_err().error.code(), "unauthorized_client");
+        assert_eq!(
+            validate(&p, c, &t).unwrap_err().error.code(),
+            "unauthorized_client"
+        );
     }
 
     #[test]
     fn overlong_nonce_is_refused_and_a_good_one_kept() {
-        let e = run(&AuthorizeParams { nonce: Some("n".repeat(513)), ..params() }).unwrap_err();
+        let e = run(&AuthorizeParams {
+            nonce: Some("n".repeat(513)),
+            ..params()
+        })
+        .unwrap_err();
         assert_eq!(e.code(), "invalid_request");
-        assert_eq!(run(&AuthorizeParams { nonce: Some("n-1".into()), ..params() }).unwrap().nonce.as_deref(), Some("n-1"));
+        assert_eq!(
+            run(&AuthorizeParams {
+                nonce: Some("n-1".into()),
+                ..params()
+            })
+            .unwrap()
+            .nonce
+            .as_deref(),
+            Some("n-1")
+        );
     }
 
     #[test]
@@ -337,15 +490,25 @@ mod tests {
         let mut req = run(&p).unwrap();
         req.redirect_uri = "https://app.example.com/cb?tenant=a".into();
         let loc = success_location(&req, "c0de", "http://127.0.0.1:8080");
-        assert_eq!(loc, "https://app.example.com/cb?tenant=a&code=c0de&state=xyz&iss=http%3A%2F%2F127.0.0.1%3A8080");
+        assert_eq!(
+            loc,
+            "https://app.example.com/cb?tenant=a&code=c0de&state=xyz&iss=http%3A%2F%2F127.0.0.1%3A8080"
+        );
     }
 
     #[test]
     fn private_use_scheme_redirects_carry_parameters() {
         let c = public("spa");
-        let p = AuthorizeParams { client_id: Some("spa".into()), redirect_uri: Some("com.example.app:/cb".into()), ..params() };
+        let p = AuthorizeParams {
+            client_id: Some("spa".into()),
+            redirect_uri: Some("com.example.app:/cb".into()),
+            ..params()
+        };
         let (c, t) = resolve_client(&p, Some(&c)).unwrap();
         let req = validate(&p, c, &t).unwrap();
-        assert!(denied_location(&req, "https://i").starts_with("com.example.app:/cb?error=access_denied"));
+        assert!(
+            denied_location(&req, "https://i")
+                .starts_with("com.example.app:/cb?error=access_denied")
+        );
     }
 }

@@ -99,26 +99,38 @@ mod tests {
     #[test]
     fn remembered_consent_covering_the_request_skips_the_page() {
         let c = consent(Scope::AI_SERVICES, true);
-        assert_eq!(decide(Some(&c), Scope::USER_READ | Scope::BUZZ_READ), ConsentDecision::Skip);
+        assert_eq!(
+            decide(Some(&c), Scope::USER_READ | Scope::BUZZ_READ),
+            ConsentDecision::Skip
+        );
         assert_eq!(decide(Some(&c), Scope::AI_SERVICES), ConsentDecision::Skip);
     }
 
     #[test]
     fn wider_request_re_prompts() {
         let c = consent(Scope::AI_SERVICES, true);
-        assert_eq!(decide(Some(&c), Scope::AI_SERVICES | Scope::VAULT_READ), ConsentDecision::Prompt);
+        assert_eq!(
+            decide(Some(&c), Scope::AI_SERVICES | Scope::VAULT_READ),
+            ConsentDecision::Prompt
+        );
     }
 
     #[test]
     fn unremembered_or_missing_consent_prompts() {
-        assert_eq!(decide(Some(&consent(Scope::FULL, false)), Scope::USER_READ), ConsentDecision::Prompt);
+        assert_eq!(
+            decide(Some(&consent(Scope::FULL, false)), Scope::USER_READ),
+            ConsentDecision::Prompt
+        );
         assert_eq!(decide(None, Scope::USER_READ), ConsentDecision::Prompt);
     }
 
     #[test]
     fn approval_without_remember_still_records_a_grant() {
         let id = ClientId::parse("app").unwrap();
-        let a = Approval { remember: false, buzz_limit: None };
+        let a = Approval {
+            remember: false,
+            buzz_limit: None,
+        };
         let c = record_approval(None, UserId(1), &id, Scope::BUZZ_READ, &a, T0);
         assert!(!c.remembered);
         assert_eq!(c.scope, Scope::BUZZ_READ | Scope::USER_READ);
@@ -127,7 +139,10 @@ mod tests {
     #[test]
     fn first_ai_services_grant_gets_the_default_daily_cap() {
         let id = ClientId::parse("app").unwrap();
-        let a = Approval { remember: true, buzz_limit: None };
+        let a = Approval {
+            remember: true,
+            buzz_limit: None,
+        };
         let c = record_approval(None, UserId(1), &id, Scope::AI_SERVICES, &a, T0);
         assert_eq!(c.buzz_limit, BuzzLimit::consent_default());
         let c2 = record_approval(None, UserId(1), &id, Scope::BUZZ_READ, &a, T0);
@@ -139,14 +154,34 @@ mod tests {
         let mut old = consent(Scope::AI_SERVICES, true);
         old.buzz_limit = BuzzLimit::per_period(100, 7).unwrap();
         let later = T0 + time::Duration::days(1);
-        let a = Approval { remember: true, buzz_limit: None };
-        let c = record_approval(Some(&old), UserId(1), &old.client_id.clone(), Scope::USER_READ, &a, later);
+        let a = Approval {
+            remember: true,
+            buzz_limit: None,
+        };
+        let c = record_approval(
+            Some(&old),
+            UserId(1),
+            &old.client_id.clone(),
+            Scope::USER_READ,
+            &a,
+            later,
+        );
         assert_eq!(c.scope, Scope::USER_READ);
         assert_eq!(c.created_at, T0);
         assert_eq!(c.updated_at, later);
         assert_eq!(c.buzz_limit, old.buzz_limit);
-        let cleared = Approval { remember: true, buzz_limit: Some(BuzzLimit::default()) };
-        let c = record_approval(Some(&old), UserId(1), &old.client_id.clone(), Scope::USER_READ, &cleared, later);
+        let cleared = Approval {
+            remember: true,
+            buzz_limit: Some(BuzzLimit::default()),
+        };
+        let c = record_approval(
+            Some(&old),
+            UserId(1),
+            &old.client_id.clone(),
+            Scope::USER_READ,
+            &cleared,
+            later,
+        );
         assert!(c.buzz_limit.is_unlimited());
     }
 }

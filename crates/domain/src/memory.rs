@@ -10,18 +10,22 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 use crate::audit::{AuditEvent, AuditQuery};
-use crate::buzz::{BudgetWindow, Currency, LedgerEntry, RefundDecision, SpendPurpose, SpendRequest, SpendSubject};
+use crate::buzz::{
+    BudgetWindow, Currency, LedgerEntry, RefundDecision, SpendPurpose, SpendRequest, SpendSubject,
+};
 use crate::client::Client;
 use crate::consent::Consent;
 use crate::error::{Error, StoreError};
 use crate::grant::authorization_code::{AuthorizationCodeRecord, CodeRedemption};
-use crate::grant::device_code::{DeviceAuthorization, DevicePoll, DevicePollStep, DeviceResolution, UserCode};
+use crate::grant::device_code::{
+    DeviceAuthorization, DevicePoll, DevicePollStep, DeviceResolution, UserCode,
+};
 use crate::grant::refresh_token::{RefreshRotation, RotationDecision};
 use crate::ids::{ClientId, FamilyId, SpendId, TokenId, UserId};
 use crate::ports::{
-    AuditLog, BuzzStore, ClientStore, ClientSummary, Clock, CodeStore, ConsentStore, DeviceStore, InsertOutcome,
-    PasswordHasher, RateDecision, RateLimiter, RefundOutcome, SessionStore, SpendOutcome, StoreResult, TokenCache,
-    TokenStore, UserStore,
+    AuditLog, BuzzStore, ClientStore, ClientSummary, Clock, CodeStore, ConsentStore, DeviceStore,
+    InsertOutcome, PasswordHasher, RateDecision, RateLimiter, RefundOutcome, SessionStore,
+    SpendOutcome, StoreResult, TokenCache, TokenStore, UserStore,
 };
 use crate::service::{Config, Deps};
 use crate::token::{TokenHash, TokenKind, TokenRecord, is_live};
@@ -57,7 +61,11 @@ pub struct MemoryStore {
 
 impl MemoryStore {
     pub fn new(clock: Arc<dyn Clock>) -> Self {
-        MemoryStore { state: Arc::default(), clock, down: Arc::default() }
+        MemoryStore {
+            state: Arc::default(),
+            clock,
+            down: Arc::default(),
+        }
     }
 
     /// Simulates an outage of the backing store.
@@ -76,12 +84,22 @@ impl MemoryStore {
 
     /// Every audit event recorded so far (tests).
     pub fn audit_events(&self) -> Vec<AuditEvent> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner()).audit.clone()
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .audit
+            .clone()
     }
 
     /// Every stored token row (tests).
     pub fn token_rows(&self) -> Vec<TokenRecord> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner()).tokens.values().cloned().collect()
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .tokens
+            .values()
+            .cloned()
+            .collect()
     }
 
     /// A full set of dependencies over this store, with a fast (insecure) password hasher.
@@ -113,7 +131,11 @@ impl MemoryStore {
 fn revoke_family_locked(s: &mut State, family: FamilyId, now: OffsetDateTime) -> Vec<TokenHash> {
     s.revoked_families.insert(family);
     let mut out = Vec::new();
-    for t in s.tokens.values_mut().filter(|t| t.family_id == Some(family) && t.revoked_at.is_none()) {
+    for t in s
+        .tokens
+        .values_mut()
+        .filter(|t| t.family_id == Some(family) && t.revoked_at.is_none())
+    {
         t.revoked_at = Some(now);
         out.push(t.hash);
     }
@@ -145,11 +167,20 @@ impl ClientStore for MemoryStore {
             .filter(|c| c.owner == owner)
             .map(|c| ClientSummary {
                 client: c.clone(),
-                active_tokens: s.tokens.values().filter(|t| t.client_id.as_ref() == Some(&c.id) && t.is_active(now)).count() as u64,
+                active_tokens: s
+                    .tokens
+                    .values()
+                    .filter(|t| t.client_id.as_ref() == Some(&c.id) && t.is_active(now))
+                    .count() as u64,
                 consents: s.consents.keys().filter(|(_, cid)| *cid == c.id).count() as u64,
             })
             .collect();
-        out.sort_by(|a, b| b.client.created_at.cmp(&a.client.created_at).then_with(|| a.client.id.cmp(&b.client.id)));
+        out.sort_by(|a, b| {
+            b.client
+                .created_at
+                .cmp(&a.client.created_at)
+                .then_with(|| a.client.id.cmp(&b.client.id))
+        });
         Ok(out)
     }
 
@@ -169,14 +200,24 @@ impl ClientStore for MemoryStore {
         if s.clients.remove(id).is_none() {
             return Ok(None);
         }
-        let hashes: Vec<TokenHash> = s.tokens.values().filter(|t| t.client_id.as_ref() == Some(id)).map(|t| t.hash).collect();
+        let hashes: Vec<TokenHash> = s
+            .tokens
+            .values()
+            .filter(|t| t.client_id.as_ref() == Some(id))
+            .map(|t| t.hash)
+            .collect();
         for h in &hashes {
             s.tokens.remove(h);
             s.cache.remove(h);
         }
         s.consents.retain(|(_, c), _| c != id);
         s.codes.retain(|_, c| &c.client_id != id);
-        let gone: Vec<TokenHash> = s.devices.iter().filter(|(_, d)| &d.client_id == id).map(|(h, _)| *h).collect();
+        let gone: Vec<TokenHash> = s
+            .devices
+            .iter()
+            .filter(|(_, d)| &d.client_id == id)
+            .map(|(h, _)| *h)
+            .collect();
         for h in gone {
             if let Some(d) = s.devices.remove(&h) {
                 s.user_codes.remove(&d.user_code);
@@ -198,19 +239,35 @@ impl ConsentStore for MemoryStore {
             // Mirrors the SQL foreign key: a consent for a deleted client is not stored.
             return Ok(());
         }
-        s.consents.insert((consent.user_id, consent.client_id.clone()), consent.clone());
+        s.consents.insert(
+            (consent.user_id, consent.client_id.clone()),
+            consent.clone(),
+        );
         Ok(())
     }
 
     async fn list_for_user(&self, user: UserId) -> StoreResult<Vec<Consent>> {
         let s = self.lock()?;
-        let mut out: Vec<Consent> = s.consents.values().filter(|c| c.user_id == user).cloned().collect();
-        out.sort_by(|a, b| b.created_at.cmp(&a.created_at).then_with(|| a.client_id.cmp(&b.client_id)));
+        let mut out: Vec<Consent> = s
+            .consents
+            .values()
+            .filter(|c| c.user_id == user)
+            .cloned()
+            .collect();
+        out.sort_by(|a, b| {
+            b.created_at
+                .cmp(&a.created_at)
+                .then_with(|| a.client_id.cmp(&b.client_id))
+        });
         Ok(out)
     }
 
     async fn delete(&self, user: UserId, client: &ClientId) -> StoreResult<bool> {
-        Ok(self.lock()?.consents.remove(&(user, client.clone())).is_some())
+        Ok(self
+            .lock()?
+            .consents
+            .remove(&(user, client.clone()))
+            .is_some())
     }
 }
 
@@ -218,7 +275,10 @@ impl ConsentStore for MemoryStore {
 impl TokenStore for MemoryStore {
     async fn insert(&self, tokens: &[TokenRecord]) -> StoreResult<InsertOutcome> {
         let mut s = self.lock()?;
-        if tokens.iter().any(|t| t.family_id.is_some_and(|f| s.revoked_families.contains(&f))) {
+        if tokens
+            .iter()
+            .any(|t| t.family_id.is_some_and(|f| s.revoked_families.contains(&f)))
+        {
             return Ok(InsertOutcome::FamilyRevoked);
         }
         if tokens.iter().any(|t| s.tokens.contains_key(&t.hash)) {
@@ -234,12 +294,24 @@ impl TokenStore for MemoryStore {
         Ok(self.lock()?.tokens.get(hash).cloned())
     }
 
-    async fn rotate_refresh(&self, presented: &TokenHash, rotation: &RefreshRotation) -> StoreResult<RotationDecision> {
+    async fn rotate_refresh(
+        &self,
+        presented: &TokenHash,
+        rotation: &RefreshRotation,
+    ) -> StoreResult<RotationDecision> {
         let mut s = self.lock()?;
         let row = s.tokens.get(presented).cloned();
-        let family_revoked = row.as_ref().and_then(|r| r.family_id).is_some_and(|f| s.revoked_families.contains(&f));
+        let family_revoked = row
+            .as_ref()
+            .and_then(|r| r.family_id)
+            .is_some_and(|f| s.revoked_families.contains(&f));
         let decision = rotation.decide(row.as_ref(), family_revoked);
-        if let RotationDecision::Rotate { mark_rotated, access, refresh } = &decision {
+        if let RotationDecision::Rotate {
+            mark_rotated,
+            access,
+            refresh,
+        } = &decision
+        {
             if *mark_rotated {
                 if let Some(r) = s.tokens.get_mut(presented) {
                     r.rotated_at.get_or_insert(rotation.now);
@@ -251,7 +323,11 @@ impl TokenStore for MemoryStore {
         Ok(decision)
     }
 
-    async fn revoke(&self, hash: &TokenHash, now: OffsetDateTime) -> StoreResult<Option<TokenRecord>> {
+    async fn revoke(
+        &self,
+        hash: &TokenHash,
+        now: OffsetDateTime,
+    ) -> StoreResult<Option<TokenRecord>> {
         let mut s = self.lock()?;
         s.cache.remove(hash);
         Ok(s.tokens.get_mut(hash).map(|t| {
@@ -260,12 +336,21 @@ impl TokenStore for MemoryStore {
         }))
     }
 
-    async fn revoke_family(&self, family: FamilyId, now: OffsetDateTime) -> StoreResult<Vec<TokenHash>> {
+    async fn revoke_family(
+        &self,
+        family: FamilyId,
+        now: OffsetDateTime,
+    ) -> StoreResult<Vec<TokenHash>> {
         let mut s = self.lock()?;
         Ok(revoke_family_locked(&mut s, family, now))
     }
 
-    async fn revoke_for_user_client(&self, user: UserId, client: &ClientId, now: OffsetDateTime) -> StoreResult<Vec<TokenHash>> {
+    async fn revoke_for_user_client(
+        &self,
+        user: UserId,
+        client: &ClientId,
+        now: OffsetDateTime,
+    ) -> StoreResult<Vec<TokenHash>> {
         let mut s = self.lock()?;
         let families: HashSet<FamilyId> = s
             .tokens
@@ -277,7 +362,9 @@ impl TokenStore for MemoryStore {
         for f in families {
             out.extend(revoke_family_locked(&mut s, f, now));
         }
-        for t in s.tokens.values_mut().filter(|t| t.user_id == user && t.client_id.as_ref() == Some(client) && t.revoked_at.is_none()) {
+        for t in s.tokens.values_mut().filter(|t| {
+            t.user_id == user && t.client_id.as_ref() == Some(client) && t.revoked_at.is_none()
+        }) {
             t.revoked_at = Some(now);
             out.push(t.hash);
         }
@@ -297,9 +384,16 @@ impl TokenStore for MemoryStore {
         Ok(out)
     }
 
-    async fn revoke_api_key(&self, user: UserId, id: TokenId, now: OffsetDateTime) -> StoreResult<Option<TokenHash>> {
+    async fn revoke_api_key(
+        &self,
+        user: UserId,
+        id: TokenId,
+        now: OffsetDateTime,
+    ) -> StoreResult<Option<TokenHash>> {
         let mut s = self.lock()?;
-        let hit = s.tokens.values_mut().find(|t| t.id == id && t.user_id == user && t.kind == TokenKind::ApiKey && t.revoked_at.is_none());
+        let hit = s.tokens.values_mut().find(|t| {
+            t.id == id && t.user_id == user && t.kind == TokenKind::ApiKey && t.revoked_at.is_none()
+        });
         let hash = hit.map(|t| {
             t.revoked_at = Some(now);
             t.hash
@@ -315,7 +409,9 @@ impl TokenStore for MemoryStore {
         let dead: Vec<TokenHash> = s
             .tokens
             .values()
-            .filter(|t| t.revoked_at.is_some_and(|r| r < before) || t.expires_at.is_some_and(|e| e < before))
+            .filter(|t| {
+                t.revoked_at.is_some_and(|r| r < before) || t.expires_at.is_some_and(|e| e < before)
+            })
             .take(batch as usize)
             .map(|t| t.hash)
             .collect();
@@ -349,7 +445,13 @@ impl CodeStore for MemoryStore {
 
     async fn sweep_expired(&self, before: OffsetDateTime, batch: u32) -> StoreResult<u32> {
         let mut s = self.lock()?;
-        let dead: Vec<TokenHash> = s.codes.values().filter(|c| c.expires_at < before).take(batch as usize).map(|c| c.hash).collect();
+        let dead: Vec<TokenHash> = s
+            .codes
+            .values()
+            .filter(|c| c.expires_at < before)
+            .take(batch as usize)
+            .map(|c| c.hash)
+            .collect();
         for h in &dead {
             s.codes.remove(h);
         }
@@ -377,10 +479,17 @@ impl DeviceStore for MemoryStore {
 
     async fn find_by_user_code(&self, code: &UserCode) -> StoreResult<Option<DeviceAuthorization>> {
         let s = self.lock()?;
-        Ok(s.user_codes.get(code).and_then(|h| s.devices.get(h)).cloned())
+        Ok(s.user_codes
+            .get(code)
+            .and_then(|h| s.devices.get(h))
+            .cloned())
     }
 
-    async fn resolve(&self, code: &UserCode, resolution: &DeviceResolution) -> StoreResult<Result<DeviceAuthorization, Error>> {
+    async fn resolve(
+        &self,
+        code: &UserCode,
+        resolution: &DeviceResolution,
+    ) -> StoreResult<Result<DeviceAuthorization, Error>> {
         let mut s = self.lock()?;
         let hash = s.user_codes.get(code).copied();
         let current = hash.and_then(|h| s.devices.get(&h)).cloned();
@@ -402,7 +511,13 @@ impl DeviceStore for MemoryStore {
 
     async fn sweep_expired(&self, before: OffsetDateTime, batch: u32) -> StoreResult<u32> {
         let mut s = self.lock()?;
-        let dead: Vec<TokenHash> = s.devices.values().filter(|d| d.expires_at < before).take(batch as usize).map(|d| d.device_hash).collect();
+        let dead: Vec<TokenHash> = s
+            .devices
+            .values()
+            .filter(|d| d.expires_at < before)
+            .take(batch as usize)
+            .map(|d| d.device_hash)
+            .collect();
         for h in &dead {
             if let Some(d) = s.devices.remove(h) {
                 s.user_codes.remove(&d.user_code);
@@ -414,10 +529,18 @@ impl DeviceStore for MemoryStore {
 
 #[async_trait]
 impl UserStore for MemoryStore {
-    async fn create(&self, new: &NewUser, password_hash: Option<String>, now: OffsetDateTime) -> StoreResult<User> {
+    async fn create(
+        &self,
+        new: &NewUser,
+        password_hash: Option<String>,
+        now: OffsetDateTime,
+    ) -> StoreResult<User> {
         let mut s = self.lock()?;
         let wanted = new.username.as_str().to_ascii_lowercase();
-        if s.users.values().any(|u| u.username.as_str().to_ascii_lowercase() == wanted) {
+        if s.users
+            .values()
+            .any(|u| u.username.as_str().to_ascii_lowercase() == wanted)
+        {
             return Err(StoreError::Conflict("username taken".into()));
         }
         s.next_user_id += 1;
@@ -442,14 +565,21 @@ impl UserStore for MemoryStore {
 
     async fn find_by_username(&self, username: &Username) -> StoreResult<Option<User>> {
         let wanted = username.as_str().to_ascii_lowercase();
-        Ok(self.lock()?.users.values().find(|u| u.username.as_str().to_ascii_lowercase() == wanted).cloned())
+        Ok(self
+            .lock()?
+            .users
+            .values()
+            .find(|u| u.username.as_str().to_ascii_lowercase() == wanted)
+            .cloned())
     }
 }
 
 #[async_trait]
 impl SessionStore for MemoryStore {
     async fn insert(&self, session: &Session) -> StoreResult<()> {
-        self.lock()?.sessions.insert(session.id_hash, session.clone());
+        self.lock()?
+            .sessions
+            .insert(session.id_hash, session.clone());
         Ok(())
     }
     async fn get(&self, id_hash: &TokenHash) -> StoreResult<Option<Session>> {
@@ -461,7 +591,13 @@ impl SessionStore for MemoryStore {
     }
     async fn sweep_expired(&self, before: OffsetDateTime, batch: u32) -> StoreResult<u32> {
         let mut s = self.lock()?;
-        let dead: Vec<TokenHash> = s.sessions.values().filter(|x| x.expires_at < before).take(batch as usize).map(|x| x.id_hash).collect();
+        let dead: Vec<TokenHash> = s
+            .sessions
+            .values()
+            .filter(|x| x.expires_at < before)
+            .take(batch as usize)
+            .map(|x| x.id_hash)
+            .collect();
         for h in &dead {
             s.sessions.remove(h);
         }
@@ -469,16 +605,29 @@ impl SessionStore for MemoryStore {
     }
 }
 
-fn window_sums(s: &State, user: UserId, subject: &SpendSubject, windows: &[BudgetWindow]) -> Vec<u64> {
+fn window_sums(
+    s: &State,
+    user: UserId,
+    subject: &SpendSubject,
+    windows: &[BudgetWindow],
+) -> Vec<u64> {
     windows
         .iter()
         .map(|w| {
             s.ledger
                 .iter()
-                .filter(|e| e.user_id == user && &e.subject == subject && e.purpose == SpendPurpose::AiServices)
+                .filter(|e| {
+                    e.user_id == user
+                        && &e.subject == subject
+                        && e.purpose == SpendPurpose::AiServices
+                })
                 .filter(|e| e.refunded_at.is_none())
                 .filter(|e| w.since.is_none_or(|since| e.created_at >= since))
-                .filter(|e| w.currencies.as_ref().is_none_or(|cs| cs.contains(&e.currency)))
+                .filter(|e| {
+                    w.currencies
+                        .as_ref()
+                        .is_none_or(|cs| cs.contains(&e.currency))
+                })
                 .fold(0u64, |acc, e| acc.saturating_add(e.amount))
         })
         .collect()
@@ -486,7 +635,13 @@ fn window_sums(s: &State, user: UserId, subject: &SpendSubject, windows: &[Budge
 
 #[async_trait]
 impl BuzzStore for MemoryStore {
-    async fn credit(&self, user: UserId, currency: &Currency, amount: u64, _now: OffsetDateTime) -> StoreResult<i64> {
+    async fn credit(
+        &self,
+        user: UserId,
+        currency: &Currency,
+        amount: u64,
+        _now: OffsetDateTime,
+    ) -> StoreResult<i64> {
         let mut s = self.lock()?;
         let b = s.balances.entry((user, currency.clone())).or_insert(0);
         *b = b.saturating_add(i64::try_from(amount).unwrap_or(i64::MAX));
@@ -495,25 +650,47 @@ impl BuzzStore for MemoryStore {
 
     async fn balances(&self, user: UserId) -> StoreResult<Vec<(Currency, i64)>> {
         let s = self.lock()?;
-        let mut out: Vec<(Currency, i64)> = s.balances.iter().filter(|((u, _), _)| *u == user).map(|((_, c), b)| (c.clone(), *b)).collect();
+        let mut out: Vec<(Currency, i64)> = s
+            .balances
+            .iter()
+            .filter(|((u, _), _)| *u == user)
+            .map(|((_, c), b)| (c.clone(), *b))
+            .collect();
         out.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
         Ok(out)
     }
 
     async fn history(&self, user: UserId, limit: u32) -> StoreResult<Vec<LedgerEntry>> {
         let s = self.lock()?;
-        Ok(s.ledger.iter().rev().filter(|e| e.user_id == user).take(limit as usize).cloned().collect())
+        Ok(s.ledger
+            .iter()
+            .rev()
+            .filter(|e| e.user_id == user)
+            .take(limit as usize)
+            .cloned()
+            .collect())
     }
 
     async fn spend(&self, req: &SpendRequest) -> StoreResult<SpendOutcome> {
         let mut s = self.lock()?;
         let balance_key = (req.user_id, req.currency.clone());
         let balance = s.balances.get(&balance_key).copied().unwrap_or(0);
-        let prior = s.ledger.iter().find(|e| e.user_id == req.user_id && e.subject == req.subject && e.idempotency_key == req.idempotency_key);
+        let prior = s.ledger.iter().find(|e| {
+            e.user_id == req.user_id
+                && e.subject == req.subject
+                && e.idempotency_key == req.idempotency_key
+        });
         if let Some(prior) = prior {
-            let prior_balance = s.balances.get(&(prior.user_id, prior.currency.clone())).copied().unwrap_or(0);
+            let prior_balance = s
+                .balances
+                .get(&(prior.user_id, prior.currency.clone()))
+                .copied()
+                .unwrap_or(0);
             return Ok(match prior.replay_of(req) {
-                Ok(()) => SpendOutcome::Replayed { entry: prior.clone(), balance: prior_balance },
+                Ok(()) => SpendOutcome::Replayed {
+                    entry: prior.clone(),
+                    balance: prior_balance,
+                },
                 Err(e) => SpendOutcome::Rejected(e),
             });
         }
@@ -525,30 +702,44 @@ impl BuzzStore for MemoryStore {
         s.balances.insert(balance_key, new_balance);
         let entry = LedgerEntry::from_request(req);
         s.ledger.push(entry.clone());
-        Ok(SpendOutcome::Spent { entry, balance: new_balance })
+        Ok(SpendOutcome::Spent {
+            entry,
+            balance: new_balance,
+        })
     }
 
     async fn refund(&self, id: SpendId, now: OffsetDateTime) -> StoreResult<RefundOutcome> {
         let mut s = self.lock()?;
-        let Some(idx) = s.ledger.iter().position(|e| e.id == id) else { return Ok(RefundOutcome::NotFound) };
+        let Some(idx) = s.ledger.iter().position(|e| e.id == id) else {
+            return Ok(RefundOutcome::NotFound);
+        };
         let entry = s.ledger[idx].clone();
         let key = (entry.user_id, entry.currency.clone());
         match entry.refund(now) {
-            RefundDecision::AlreadyRefunded => {
+            Err(e) => Err(StoreError::Internal(e.to_string())),
+            Ok(RefundDecision::AlreadyRefunded) => {
                 let balance = s.balances.get(&key).copied().unwrap_or(0);
                 Ok(RefundOutcome::AlreadyRefunded { entry, balance })
             }
-            RefundDecision::Refund { amount, .. } => {
+            Ok(RefundDecision::Refund { amount, .. }) => {
                 let b = s.balances.entry(key).or_insert(0);
                 *b = b.saturating_add(i64::try_from(amount).unwrap_or(i64::MAX));
                 let balance = *b;
                 s.ledger[idx].refunded_at = Some(now);
-                Ok(RefundOutcome::Refunded { entry: s.ledger[idx].clone(), balance })
+                Ok(RefundOutcome::Refunded {
+                    entry: s.ledger[idx].clone(),
+                    balance,
+                })
             }
         }
     }
 
-    async fn window_spend(&self, user: UserId, subject: &SpendSubject, windows: &[BudgetWindow]) -> StoreResult<Vec<u64>> {
+    async fn window_spend(
+        &self,
+        user: UserId,
+        subject: &SpendSubject,
+        windows: &[BudgetWindow],
+    ) -> StoreResult<Vec<u64>> {
         let s = self.lock()?;
         Ok(window_sums(&s, user, subject, windows))
     }
@@ -562,13 +753,25 @@ impl AuditLog for MemoryStore {
     }
     async fn query(&self, query: &AuditQuery) -> StoreResult<Vec<AuditEvent>> {
         let s = self.lock()?;
-        Ok(s.audit.iter().rev().filter(|e| query.matches(e)).take(query.effective_limit()).cloned().collect())
+        Ok(s.audit
+            .iter()
+            .rev()
+            .filter(|e| query.matches(e))
+            .take(query.effective_limit())
+            .cloned()
+            .collect())
     }
 }
 
 #[async_trait]
 impl RateLimiter for MemoryStore {
-    async fn hit(&self, key: &str, limit: u32, window_secs: u64, now: OffsetDateTime) -> StoreResult<RateDecision> {
+    async fn hit(
+        &self,
+        key: &str,
+        limit: u32,
+        window_secs: u64,
+        now: OffsetDateTime,
+    ) -> StoreResult<RateDecision> {
         let mut s = self.lock()?;
         let window = window_secs.max(1) as i64;
         let start = now.unix_timestamp().div_euclid(window) * window;
@@ -578,8 +781,16 @@ impl RateLimiter for MemoryStore {
         }
         entry.1 = entry.1.saturating_add(1);
         let allowed = entry.1 <= limit;
-        let retry_after = if allowed { 0 } else { (start + window - now.unix_timestamp()).max(1) as u64 };
-        Ok(RateDecision { allowed, remaining: limit.saturating_sub(entry.1), retry_after })
+        let retry_after = if allowed {
+            0
+        } else {
+            (start + window - now.unix_timestamp()).max(1) as u64
+        };
+        Ok(RateDecision {
+            allowed,
+            remaining: limit.saturating_sub(entry.1),
+            retry_after,
+        })
     }
 }
 
@@ -588,10 +799,15 @@ impl TokenCache for MemoryStore {
     async fn get(&self, hash: &TokenHash) -> StoreResult<Option<TokenRecord>> {
         let now = self.clock.now();
         let s = self.lock()?;
-        Ok(s.cache.get(hash).filter(|(_, until)| now < *until).map(|(r, _)| r.clone()))
+        Ok(s.cache
+            .get(hash)
+            .filter(|(_, until)| now < *until)
+            .map(|(r, _)| r.clone()))
     }
     async fn put(&self, record: &TokenRecord, until: OffsetDateTime) -> StoreResult<()> {
-        self.lock()?.cache.insert(record.hash, (record.clone(), until));
+        self.lock()?
+            .cache
+            .insert(record.hash, (record.clone(), until));
         Ok(())
     }
     async fn invalidate(&self, hashes: &[TokenHash]) -> StoreResult<()> {
@@ -614,15 +830,23 @@ impl PasswordHasher for InsecureTestHasher {
         let mut h = Sha256::new();
         h.update(salt);
         h.update(password.as_bytes());
-        Ok(format!("test${}${}", hex::encode(salt), hex::encode(h.finalize())))
+        Ok(format!(
+            "test${}${}",
+            hex::encode(salt),
+            hex::encode(h.finalize())
+        ))
     }
     async fn verify(&self, password: &str, phc: &str) -> bool {
         let mut parts = phc.split('$');
-        let (Some("test"), Some(salt), Some(_)) = (parts.next(), parts.next(), parts.next()) else { return false };
+        let (Some("test"), Some(salt), Some(_)) = (parts.next(), parts.next(), parts.next()) else {
+            return false;
+        };
         let mut bytes = [0u8; 16];
         if hex::decode_to_slice(salt, &mut bytes).is_err() {
             return false;
         }
-        self.hash(password, bytes).await.is_ok_and(|h| subtle::ConstantTimeEq::ct_eq(h.as_bytes(), phc.as_bytes()).into())
+        self.hash(password, bytes)
+            .await
+            .is_ok_and(|h| subtle::ConstantTimeEq::ct_eq(h.as_bytes(), phc.as_bytes()).into())
     }
 }

@@ -20,7 +20,8 @@ fn argon2() -> Argon2<'static> {
 #[async_trait]
 impl PasswordHasher for Argon2Hasher {
     async fn hash(&self, password: &str, salt: [u8; 16]) -> Result<String, Error> {
-        let salt = SaltString::encode_b64(&salt).map_err(|_| Error::ServerError("salt encoding failed".into()))?;
+        let salt = SaltString::encode_b64(&salt)
+            .map_err(|_| Error::ServerError("salt encoding failed".into()))?;
         argon2()
             .hash_password(password.as_bytes(), &salt)
             .map(|h| h.to_string())
@@ -28,7 +29,8 @@ impl PasswordHasher for Argon2Hasher {
     }
 
     async fn verify(&self, password: &str, phc: &str) -> bool {
-        PasswordHash::new(phc).is_ok_and(|h| argon2().verify_password(password.as_bytes(), &h).is_ok())
+        PasswordHash::new(phc)
+            .is_ok_and(|h| argon2().verify_password(password.as_bytes(), &h).is_ok())
     }
 }
 
@@ -38,7 +40,10 @@ mod tests {
 
     #[tokio::test]
     async fn argon2id_hashes_verify_and_reject_wrong_passwords() {
-        let h = Argon2Hasher.hash("correct horse battery", [7u8; 16]).await.unwrap();
+        let h = Argon2Hasher
+            .hash("correct horse battery", [7u8; 16])
+            .await
+            .unwrap();
         assert!(h.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
         assert!(Argon2Hasher.verify("correct horse battery", &h).await);
         assert!(!Argon2Hasher.verify("correct horse batterx", &h).await);

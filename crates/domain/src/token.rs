@@ -22,10 +22,15 @@ pub struct TokenPrefix(String);
 impl TokenPrefix {
     /// 0..=32 chars of `[a-z0-9_-]`, so a token stays a safe header value and URL component.
     pub fn parse(s: &str) -> Result<TokenPrefix, Error> {
-        if s.len() <= 32 && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-') {
+        if s.len() <= 32
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+        {
             Ok(TokenPrefix(s.to_owned()))
         } else {
-            Err(Error::invalid_request("token prefix must be at most 32 characters of [a-z0-9_-]"))
+            Err(Error::invalid_request(
+                "token prefix must be at most 32 characters of [a-z0-9_-]",
+            ))
         }
     }
     pub fn as_str(&self) -> &str {
@@ -85,7 +90,8 @@ impl TokenHash {
     /// Hashes a token as presented by a caller, refusing what cannot be one of ours
     /// (empty, over 512 bytes, non-printable) so junk never reaches a store.
     pub fn of_presented(s: &str) -> Option<TokenHash> {
-        (!s.is_empty() && s.len() <= 512 && s.bytes().all(|b| b.is_ascii_graphic())).then(|| TokenHash::of(s))
+        (!s.is_empty() && s.len() <= 512 && s.bytes().all(|b| b.is_ascii_graphic()))
+            .then(|| TokenHash::of(s))
     }
 
     pub fn to_hex(&self) -> String {
@@ -119,7 +125,8 @@ impl Serialize for TokenHash {
 impl<'de> Deserialize<'de> for TokenHash {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        TokenHash::from_hex(&s).ok_or_else(|| serde::de::Error::custom("expected 64 hex characters"))
+        TokenHash::from_hex(&s)
+            .ok_or_else(|| serde::de::Error::custom("expected 64 hex characters"))
     }
 }
 
@@ -260,7 +267,12 @@ pub struct TokenMinter {
 
 impl TokenMinter {
     /// A plaintext token and the record to store for it.
-    pub fn mint(&self, new: NewToken, now: OffsetDateTime, random: &dyn Random) -> (PlainToken, TokenRecord) {
+    pub fn mint(
+        &self,
+        new: NewToken,
+        now: OffsetDateTime,
+        random: &dyn Random,
+    ) -> (PlainToken, TokenRecord) {
         let plain = PlainToken::generate(&self.prefix, random);
         let ttl = match new.kind {
             TokenKind::Access => Some(self.ttls.access),
@@ -325,16 +337,29 @@ mod tests {
         assert!(s.starts_with("civitai_"));
         let hexpart = &s["civitai_".len()..];
         assert_eq!(hexpart.len(), 64);
-        assert!(hexpart.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+        assert!(
+            hexpart
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        );
     }
 
     #[test]
     fn prefix_is_configurable_and_validated() {
         let p = TokenPrefix::parse("bg_").unwrap();
-        assert!(PlainToken::generate(&p, &SeededRandom::new(1)).expose().starts_with("bg_"));
+        assert!(
+            PlainToken::generate(&p, &SeededRandom::new(1))
+                .expose()
+                .starts_with("bg_")
+        );
         assert!(TokenPrefix::parse("Bad Prefix").is_err());
         assert!(TokenPrefix::parse(&"a".repeat(33)).is_err());
-        assert_eq!(PlainToken::generate_unprefixed(&SeededRandom::new(1)).expose().len(), 64);
+        assert_eq!(
+            PlainToken::generate_unprefixed(&SeededRandom::new(1))
+                .expose()
+                .len(),
+            64
+        );
     }
 
     #[test]
@@ -342,7 +367,10 @@ mod tests {
         let t = PlainToken::generate(&TokenPrefix::default(), &SeededRandom::new(9));
         assert_eq!(t.hash(), TokenHash::of(t.expose()));
         // Known vector: SHA-256("abc").
-        assert_eq!(TokenHash::of("abc").to_hex(), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(
+            TokenHash::of("abc").to_hex(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
         assert!(!format!("{t:?}").contains(&t.expose()[8..]));
         assert!(!format!("{:?}", t.hash()).contains(&t.hash().to_hex()));
     }
@@ -408,6 +436,9 @@ mod tests {
         assert!(TokenKind::ApiKey.is_bearer());
         assert!(!TokenKind::Refresh.is_bearer());
         assert_eq!(TokenKind::Refresh.type_hint(), "refresh_token");
-        assert_eq!(TokenKind::parse(TokenKind::ApiKey.as_str()), Some(TokenKind::ApiKey));
+        assert_eq!(
+            TokenKind::parse(TokenKind::ApiKey.as_str()),
+            Some(TokenKind::ApiKey)
+        );
     }
 }

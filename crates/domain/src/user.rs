@@ -67,11 +67,14 @@ impl Username {
     pub fn parse(s: &str) -> Result<Username, Error> {
         let ok = !s.is_empty()
             && s.len() <= 64
-            && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
         if ok {
             Ok(Username(s.to_owned()))
         } else {
-            Err(Error::invalid_request("username must be 1-64 characters of letters, digits, '_', '.', '-'"))
+            Err(Error::invalid_request(
+                "username must be 1-64 characters of letters, digits, '_', '.', '-'",
+            ))
         }
     }
     pub fn as_str(&self) -> &str {
@@ -104,7 +107,10 @@ pub struct NewUser {
 
 impl fmt::Debug for NewUser {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("NewUser").field("username", &self.username).field("email", &self.email).finish_non_exhaustive()
+        f.debug_struct("NewUser")
+            .field("username", &self.username)
+            .field("email", &self.email)
+            .finish_non_exhaustive()
     }
 }
 
@@ -116,7 +122,12 @@ pub fn validate_email(s: &str) -> Result<(), Error> {
         return Err(bad());
     }
     let (local, domain) = s.split_once('@').ok_or_else(bad)?;
-    if local.is_empty() || domain.contains('@') || !domain.contains('.') || domain.starts_with('.') || domain.ends_with('.') {
+    if local.is_empty()
+        || domain.contains('@')
+        || !domain.contains('.')
+        || domain.starts_with('.')
+        || domain.ends_with('.')
+    {
         return Err(bad());
     }
     Ok(())
@@ -128,7 +139,9 @@ pub fn validate_password(p: &str) -> Result<(), Error> {
     if (8..=1024).contains(&n) {
         Ok(())
     } else {
-        Err(Error::invalid_request("password must be 8 to 1024 characters"))
+        Err(Error::invalid_request(
+            "password must be 8 to 1024 characters",
+        ))
     }
 }
 
@@ -146,7 +159,12 @@ pub struct Session {
 
 impl Session {
     /// A new session: the plaintext cookie value and the record to store.
-    pub fn start(user_id: UserId, now: OffsetDateTime, ttl: time::Duration, random: &dyn Random) -> (PlainToken, Session) {
+    pub fn start(
+        user_id: UserId,
+        now: OffsetDateTime,
+        ttl: time::Duration,
+        random: &dyn Random,
+    ) -> (PlainToken, Session) {
         let cookie = PlainToken::generate(&TokenPrefix::parse("bgs_").unwrap_or_default(), random);
         let csrf = PlainToken::generate_unprefixed(random);
         let session = Session {
@@ -165,8 +183,13 @@ impl Session {
 
     /// Constant-time check of a form's `csrf_token`.
     pub fn check_csrf(&self, presented: Option<&str>) -> Result<(), Error> {
-        let ok = presented.is_some_and(|p| bool::from(p.as_bytes().ct_eq(self.csrf_token.as_bytes())));
-        if ok { Ok(()) } else { Err(Error::access_denied("Invalid or missing CSRF token")) }
+        let ok =
+            presented.is_some_and(|p| bool::from(p.as_bytes().ct_eq(self.csrf_token.as_bytes())));
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::access_denied("Invalid or missing CSRF token"))
+        }
     }
 }
 
@@ -188,7 +211,14 @@ mod tests {
     #[test]
     fn emails_need_a_local_part_and_a_dotted_domain() {
         assert!(validate_email("ada@example.com").is_ok());
-        for bad in ["ada", "@example.com", "ada@example", "a b@example.com", "a@b@c.com", "ada@.com"] {
+        for bad in [
+            "ada",
+            "@example.com",
+            "ada@example",
+            "a b@example.com",
+            "a@b@c.com",
+            "ada@.com",
+        ] {
             assert!(validate_email(bad).is_err(), "{bad:?}");
         }
     }
@@ -211,7 +241,12 @@ mod tests {
 
     #[test]
     fn csrf_tokens_must_match_exactly() {
-        let (_, s) = Session::start(UserId(1), datetime!(2026-01-01 00:00:00 UTC), Duration::hours(1), &SeededRandom::new(4));
+        let (_, s) = Session::start(
+            UserId(1),
+            datetime!(2026-01-01 00:00:00 UTC),
+            Duration::hours(1),
+            &SeededRandom::new(4),
+        );
         let good = s.csrf_token.clone();
         assert!(s.check_csrf(Some(&good)).is_ok());
         assert_eq!(s.check_csrf(None).unwrap_err().code(), "access_denied");

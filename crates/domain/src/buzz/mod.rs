@@ -8,6 +8,6 @@ pub mod spend;
 pub use budget::{Budget, BuzzLimit, Currency, Window};
 pub use cron::{CronError, CronSchedule};
 pub use spend::{
-    BudgetStatus, BudgetWindow, IdempotencyKey, LedgerEntry, RefundOutcome, SpendPurpose,
+    BudgetStatus, BudgetWindow, IdempotencyKey, LedgerEntry, RefundDecision, SpendPurpose,
     SpendRequest, SpendSubject, budget_statuses, status_windows,
 };

@@ -248,7 +248,7 @@ pub struct LedgerEntry {
 
 /// What a refund request should do.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RefundOutcome {
+pub enum RefundDecision {
     /// Credit `amount` of `currency` back and set `refunded_at`.
     Refund { amount: u64, currency: Currency },
     /// Refunded before: credit nothing and answer as the first time did.
@@ -291,16 +291,16 @@ impl LedgerEntry {
 
     /// Refunding twice is idempotent: the second time credits nothing. An entry whose amount is
     /// outside 1..=1e9 could never have been recorded, so it is a `server_error`, not a credit.
-    pub fn refund(&self, now: OffsetDateTime) -> Result<RefundOutcome, Error> {
+    pub fn refund(&self, now: OffsetDateTime) -> Result<RefundDecision, Error> {
         // `now` is not compared to `created_at`: clocks of two nodes may disagree slightly, and
         // a refund must not fail for that.
         let _ = now;
         if self.refunded_at.is_some() {
-            return Ok(RefundOutcome::AlreadyRefunded);
+            return Ok(RefundDecision::AlreadyRefunded);
         }
         check_amount(self.amount)
             .map_err(|_| Error::ServerError(Cow::Borrowed("ledger entry has an invalid amount")))?;
-        Ok(RefundOutcome::Refund {
+        Ok(RefundDecision::Refund {
             amount: self.amount,
             currency: self.currency.clone(),
         })
@@ -569,13 +569,13 @@ mod tests {
         let mut entry = LedgerEntry::from_request(&request(SpendPurpose::AiServices, 25, vec![]));
         assert_eq!(
             entry.refund(NOW),
-            Ok(RefundOutcome::Refund {
+            Ok(RefundDecision::Refund {
                 amount: 25,
                 currency: Currency::yellow()
             })
         );
         entry.refunded_at = Some(NOW);
-        assert_eq!(entry.refund(NOW), Ok(RefundOutcome::AlreadyRefunded));
+        assert_eq!(entry.refund(NOW), Ok(RefundDecision::AlreadyRefunded));
         entry.refunded_at = None;
         entry.amount = 0;
         assert_eq!(entry.refund(NOW).unwrap_err().code(), "server_error");

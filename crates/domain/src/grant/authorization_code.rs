@@ -46,7 +46,12 @@ pub struct CodeGrant {
 }
 
 /// Mints a code: 64 hex (256 bits), valid for `ttl` (600 s by default).
-pub fn issue(grant: CodeGrant, now: OffsetDateTime, ttl: Duration, random: &dyn Random) -> (PlainToken, AuthorizationCodeRecord) {
+pub fn issue(
+    grant: CodeGrant,
+    now: OffsetDateTime,
+    ttl: Duration,
+    random: &dyn Random,
+) -> (PlainToken, AuthorizationCodeRecord) {
     let code = PlainToken::generate_unprefixed(random);
     let record = AuthorizationCodeRecord {
         hash: code.hash(),
@@ -70,7 +75,9 @@ pub enum CodeRedemption {
     /// This caller won: the code is now marked redeemed with the caller's family.
     Redeemed(AuthorizationCodeRecord),
     /// Someone redeemed it before: the family they created (to revoke).
-    AlreadyRedeemed { family: Option<FamilyId> },
+    AlreadyRedeemed {
+        family: Option<FamilyId>,
+    },
     NotFound,
 }
 
@@ -84,17 +91,26 @@ pub fn validate_redeemed(
     now: OffsetDateTime,
 ) -> Result<Scope, Error> {
     if code.client_id != client.id {
-        return Err(Error::invalid_grant("Invalid grant: authorization code was issued to another client"));
+        return Err(Error::invalid_grant(
+            "Invalid grant: authorization code was issued to another client",
+        ));
     }
     if !is_live(Some(code.expires_at), now) {
-        return Err(Error::invalid_grant("Invalid grant: authorization code has expired"));
+        return Err(Error::invalid_grant(
+            "Invalid grant: authorization code has expired",
+        ));
     }
     if code.redirect_uri != redirect_uri {
-        return Err(Error::invalid_grant("Invalid grant: redirect_uri does not match the authorization request"));
+        return Err(Error::invalid_grant(
+            "Invalid grant: redirect_uri does not match the authorization request",
+        ));
     }
-    let verifier = verifier.map_err(|_| Error::invalid_grant("Invalid grant: code_verifier is malformed"))?;
+    let verifier =
+        verifier.map_err(|_| Error::invalid_grant("Invalid grant: code_verifier is malformed"))?;
     if !code.code_challenge.verify(&verifier) {
-        return Err(Error::invalid_grant("Invalid grant: PKCE verification failed"));
+        return Err(Error::invalid_grant(
+            "Invalid grant: PKCE verification failed",
+        ));
     }
     // The app may have narrowed its ceiling since the user consented.
     Ok(code.scope.trim_to_ceiling(client.ceiling()))
@@ -125,22 +141,39 @@ mod tests {
     #[test]
     fn valid_code_yields_its_scope() {
         let (client, v, rec) = setup();
-        assert_eq!(validate_redeemed(&rec, &client, "https://app.example.com/cb", Ok(v), T0).unwrap(), Scope::AI_SERVICES);
+        assert_eq!(
+            validate_redeemed(&rec, &client, "https://app.example.com/cb", Ok(v), T0).unwrap(),
+            Scope::AI_SERVICES
+        );
     }
 
     #[test]
     fn code_is_valid_at_599_seconds_and_expired_at_600() {
         let (client, v, rec) = setup();
         let at = |s| T0 + Duration::seconds(s);
-        assert!(validate_redeemed(&rec, &client, "https://app.example.com/cb", Ok(v.clone()), at(599)).is_ok());
-        let e = validate_redeemed(&rec, &client, "https://app.example.com/cb", Ok(v), at(600)).unwrap_err();
-        assert_eq!(e, Error::invalid_grant("Invalid grant: authorization code has expired"));
+        assert!(
+            validate_redeemed(
+                &rec,
+                &client,
+                "https://app.example.com/cb",
+                Ok(v.clone()),
+                at(599)
+            )
+            .is_ok()
+        );
+        let e = validate_redeemed(&rec, &client, "https://app.example.com/cb", Ok(v), at(600))
+            .unwrap_err();
+        assert_eq!(
+            e,
+            Error::invalid_grant("Invalid grant: authorization code has expired")
+        );
     }
 
     #[test]
     fn redirect_uri_must_equal_the_one_used_at_authorize() {
         let (client, v, rec) = setup();
-        let e = validate_redeemed(&rec, &client, "https://app.example.com/cb/", Ok(v), T0).unwrap_err();
+        let e =
+            validate_redeemed(&rec, &client, "https://app.example.com/cb/", Ok(v), T0).unwrap_err();
         assert_eq!(e.code(), "invalid_grant");
     }
 
@@ -148,22 +181,36 @@ mod tests {
     fn wrong_verifier_fails_pkce() {
         let (client, _, rec) = setup();
         let other = CodeVerifier::generate(&SeededRandom::new(99));
-        let e = validate_redeemed(&rec, &client, "https://app.example.com/cb", Ok(other), T0).unwrap_err();
-        assert_eq!(e, Error::invalid_grant("Invalid grant: PKCE verification failed"));
+        let e = validate_redeemed(&rec, &client, "https://app.example.com/cb", Ok(other), T0)
+            .unwrap_err();
+        assert_eq!(
+            e,
+            Error::invalid_grant("Invalid grant: PKCE verification failed")
+        );
     }
 
     #[test]
     fn malformed_verifier_is_invalid_grant() {
         let (client, _, rec) = setup();
         let bad = CodeVerifier::parse("short");
-        assert_eq!(validate_redeemed(&rec, &client, "https://app.example.com/cb", bad, T0).unwrap_err().code(), "invalid_grant");
+        assert_eq!(
+            validate_redeemed(&rec, &client, "https://app.example.com/cb", bad, T0)
+                .unwrap_err()
+                .code(),
+            "invalid_grant"
+        );
     }
 
     #[test]
     fn code_of_another_client_is_refused() {
         let (_, v, rec) = setup();
         let other = confidential("other");
-        assert_eq!(validate_redeemed(&rec, &other, "https://app.example.com/cb", Ok(v), T0).unwrap_err().code(), "invalid_grant");
+        assert_eq!(
+            validate_redeemed(&rec, &other, "https://app.example.com/cb", Ok(v), T0)
+                .unwrap_err()
+                .code(),
+            "invalid_grant"
+        );
     }
 
     #[test]

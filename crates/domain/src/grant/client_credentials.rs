@@ -10,13 +10,17 @@ use crate::scope::Scope;
 pub fn grant_scope(client: &Client, requested: Option<Scope>) -> Result<Scope, Error> {
     client.require_confidential()?;
     if !client.allows_grant(GrantType::ClientCredentials) {
-        return Err(Error::UnauthorizedClient("Unauthorized client: client_credentials is not registered for this client".into()));
+        return Err(Error::UnauthorizedClient(
+            "Unauthorized client: client_credentials is not registered for this client".into(),
+        ));
     }
     let ceiling = client.ceiling().with_user_read();
     match requested {
         None => Ok(ceiling),
         Some(s) if s.is_subset_of(ceiling) => Ok(s.with_user_read()),
-        Some(_) => Err(Error::invalid_scope("Invalid scope: requested scope exceeds the client's allowed scopes")),
+        Some(_) => Err(Error::invalid_scope(
+            "Invalid scope: requested scope exceeds the client's allowed scopes",
+        )),
     }
 }
 
@@ -29,31 +33,48 @@ mod tests {
     fn default_scope_is_the_ceiling() {
         let mut c = confidential("app");
         c.allowed_scopes = Scope::BUZZ_READ;
-        assert_eq!(grant_scope(&c, None).unwrap(), Scope::BUZZ_READ | Scope::USER_READ);
+        assert_eq!(
+            grant_scope(&c, None).unwrap(),
+            Scope::BUZZ_READ | Scope::USER_READ
+        );
     }
 
     #[test]
     fn requested_subset_is_granted_with_user_read() {
         let c = confidential("app");
-        assert_eq!(grant_scope(&c, Some(Scope::MODELS_READ)).unwrap(), Scope::MODELS_READ | Scope::USER_READ);
+        assert_eq!(
+            grant_scope(&c, Some(Scope::MODELS_READ)).unwrap(),
+            Scope::MODELS_READ | Scope::USER_READ
+        );
     }
 
     #[test]
     fn scope_beyond_the_ceiling_is_invalid_scope() {
         let mut c = confidential("app");
         c.allowed_scopes = Scope::BUZZ_READ;
-        assert_eq!(grant_scope(&c, Some(Scope::VAULT_WRITE)).unwrap_err().code(), "invalid_scope");
+        assert_eq!(
+            grant_scope(&c, Some(Scope::VAULT_WRITE))
+                .unwrap_err()
+                .code(),
+            "invalid_scope"
+        );
     }
 
     #[test]
     fn public_clients_are_unauthorized() {
-        assert_eq!(grant_scope(&public("spa"), None).unwrap_err().code(), "unauthorized_client");
+        assert_eq!(
+            grant_scope(&public("spa"), None).unwrap_err().code(),
+            "unauthorized_client"
+        );
     }
 
     #[test]
     fn clients_without_the_grant_are_unauthorized() {
         let mut c = confidential("app");
         c.grants.retain(|g| *g != GrantType::ClientCredentials);
-        assert_eq!(grant_scope(&c, None).unwrap_err().code(), "unauthorized_client");
+        assert_eq!(
+            grant_scope(&c, None).unwrap_err().code(),
+            "unauthorized_client"
+        );
     }
 }

@@ -30,13 +30,24 @@ impl UserCode {
     pub fn generate(random: &dyn Random) -> UserCode {
         let mut bytes = [0u8; 8];
         random.fill(&mut bytes);
-        let chars: Vec<char> = bytes.iter().map(|b| USER_CODE_ALPHABET[(b & 31) as usize] as char).collect();
-        UserCode(format!("{}-{}", chars[..4].iter().collect::<String>(), chars[4..].iter().collect::<String>()))
+        let chars: Vec<char> = bytes
+            .iter()
+            .map(|b| USER_CODE_ALPHABET[(b & 31) as usize] as char)
+            .collect();
+        UserCode(format!(
+            "{}-{}",
+            chars[..4].iter().collect::<String>(),
+            chars[4..].iter().collect::<String>()
+        ))
     }
 
     /// What a person typed: case-insensitive, separators and spaces ignored.
     pub fn normalize(input: &str) -> Option<UserCode> {
-        let cleaned: String = input.chars().filter(|c| c.is_ascii_alphanumeric()).map(|c| c.to_ascii_uppercase()).collect();
+        let cleaned: String = input
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .map(|c| c.to_ascii_uppercase())
+            .collect();
         (cleaned.len() == 8 && cleaned.bytes().all(|b| USER_CODE_ALPHABET.contains(&b)))
             .then(|| UserCode(format!("{}-{}", &cleaned[..4], &cleaned[4..])))
     }
@@ -56,7 +67,10 @@ impl fmt::Debug for UserCode {
 #[serde(tag = "status", rename_all = "camelCase")]
 pub enum DeviceStatus {
     Pending,
-    Approved { user_id: UserId, auth_time: OffsetDateTime },
+    Approved {
+        user_id: UserId,
+        auth_time: OffsetDateTime,
+    },
     Denied,
     /// Tokens were issued; the device code is spent.
     Consumed,
@@ -94,13 +108,19 @@ pub fn start(
     random: &dyn Random,
 ) -> Result<DeviceStart, Error> {
     if !client.allows_grant(GrantType::DeviceCode) {
-        return Err(Error::UnauthorizedClient("Client not authorized for device flow".into()));
+        return Err(Error::UnauthorizedClient(
+            "Client not authorized for device flow".into(),
+        ));
     }
     let ceiling = client.ceiling().with_user_read();
     let scope = match requested {
         None => ceiling,
         Some(s) if s.is_subset_of(ceiling) => s.with_user_read(),
-        Some(_) => return Err(Error::invalid_scope("Requested scope exceeds client permissions")),
+        Some(_) => {
+            return Err(Error::invalid_scope(
+                "Requested scope exceeds client permissions",
+            ));
+        }
     };
     let device_code = PlainToken::generate_unprefixed(random);
     let record = DeviceAuthorization {
@@ -114,7 +134,10 @@ pub fn start(
         interval: DEFAULT_INTERVAL,
         last_polled_at: None,
     };
-    Ok(DeviceStart { device_code, record })
+    Ok(DeviceStart {
+        device_code,
+        record,
+    })
 }
 
 /// The user's answer on the verification page.
@@ -136,11 +159,17 @@ impl DeviceResolution {
             return Err(Error::invalid_grant("Code already used or expired"));
         }
         let status = if self.approve {
-            DeviceStatus::Approved { user_id: self.user_id, auth_time: self.now }
+            DeviceStatus::Approved {
+                user_id: self.user_id,
+                auth_time: self.now,
+            }
         } else {
             DeviceStatus::Denied
         };
-        Ok(DeviceAuthorization { status, ..rec.clone() })
+        Ok(DeviceAuthorization {
+            status,
+            ..rec.clone()
+        })
     }
 }
 
@@ -169,34 +198,61 @@ pub struct DevicePollStep {
 
 impl DevicePoll {
     pub fn decide(&self, rec: Option<&DeviceAuthorization>) -> DevicePollStep {
-        let refuse = |e: Error| DevicePollStep { write: None, result: Err(e) };
+        let refuse = |e: Error| DevicePollStep {
+            write: None,
+            result: Err(e),
+        };
         let Some(rec) = rec else {
             return refuse(Error::invalid_grant("Invalid grant: unknown device_code"));
         };
         if rec.client_id != self.client_id {
-            return refuse(Error::invalid_grant("Invalid grant: device_code was issued to another client"));
+            return refuse(Error::invalid_grant(
+                "Invalid grant: device_code was issued to another client",
+            ));
         }
         if !is_live(Some(rec.expires_at), self.now) {
             return refuse(Error::ExpiredToken("Device code expired".into()));
         }
         if let DeviceStatus::Consumed = rec.status {
-            return refuse(Error::invalid_grant("Invalid grant: device code already used"));
+            return refuse(Error::invalid_grant(
+                "Invalid grant: device code already used",
+            ));
         }
-        let too_fast = rec.last_polled_at.is_some_and(|t| self.now - t < Duration::seconds(rec.interval as i64));
+        let too_fast = rec
+            .last_polled_at
+            .is_some_and(|t| self.now - t < Duration::seconds(rec.interval as i64));
         if too_fast {
             let interval = rec.interval + SLOW_DOWN_STEP;
-            let write = DeviceAuthorization { interval, last_polled_at: Some(self.now), ..rec.clone() };
-            return DevicePollStep { write: Some(write), result: Err(Error::SlowDown { interval }) };
+            let write = DeviceAuthorization {
+                interval,
+                last_polled_at: Some(self.now),
+                ..rec.clone()
+            };
+            return DevicePollStep {
+                write: Some(write),
+                result: Err(Error::SlowDown { interval }),
+            };
         }
-        let polled = DeviceAuthorization { last_polled_at: Some(self.now), ..rec.clone() };
+        let polled = DeviceAuthorization {
+            last_polled_at: Some(self.now),
+            ..rec.clone()
+        };
         match &rec.status {
-            DeviceStatus::Pending => DevicePollStep { write: Some(polled), result: Err(Error::AuthorizationPending) },
+            DeviceStatus::Pending => DevicePollStep {
+                write: Some(polled),
+                result: Err(Error::AuthorizationPending),
+            },
             DeviceStatus::Denied => DevicePollStep {
                 write: Some(polled),
-                result: Err(Error::access_denied("The user denied the authorization request")),
+                result: Err(Error::access_denied(
+                    "The user denied the authorization request",
+                )),
             },
             DeviceStatus::Approved { user_id, auth_time } => DevicePollStep {
-                write: Some(DeviceAuthorization { status: DeviceStatus::Consumed, ..polled }),
+                write: Some(DeviceAuthorization {
+                    status: DeviceStatus::Consumed,
+                    ..polled
+                }),
                 result: Ok(DeviceGrant {
                     user_id: *user_id,
                     client_id: rec.client_id.clone(),
@@ -204,7 +260,9 @@ impl DevicePoll {
                     auth_time: *auth_time,
                 }),
             },
-            DeviceStatus::Consumed => refuse(Error::invalid_grant("Invalid grant: device code already used")),
+            DeviceStatus::Consumed => refuse(Error::invalid_grant(
+                "Invalid grant: device code already used",
+            )),
         }
     }
 }
@@ -216,11 +274,22 @@ mod tests {
     use crate::ports::SeededRandom;
 
     fn started() -> DeviceAuthorization {
-        start(&confidential("app"), None, T0, Duration::seconds(900), &SeededRandom::new(1)).unwrap().record
+        start(
+            &confidential("app"),
+            None,
+            T0,
+            Duration::seconds(900),
+            &SeededRandom::new(1),
+        )
+        .unwrap()
+        .record
     }
 
     fn poll(at: i64) -> DevicePoll {
-        DevicePoll { client_id: ClientId::parse("app").unwrap(), now: T0 + Duration::seconds(at) }
+        DevicePoll {
+            client_id: ClientId::parse("app").unwrap(),
+            now: T0 + Duration::seconds(at),
+        }
     }
 
     #[test]
@@ -230,16 +299,29 @@ mod tests {
             let s = c.as_str();
             assert_eq!(s.len(), 9);
             assert_eq!(&s[4..5], "-");
-            assert!(s.bytes().filter(|b| *b != b'-').all(|b| USER_CODE_ALPHABET.contains(&b)));
+            assert!(
+                s.bytes()
+                    .filter(|b| *b != b'-')
+                    .all(|b| USER_CODE_ALPHABET.contains(&b))
+            );
         }
     }
 
     #[test]
     fn user_codes_normalize_what_people_type() {
-        assert_eq!(UserCode::normalize("abcd efgh").unwrap().as_str(), "ABCD-EFGH");
-        assert_eq!(UserCode::normalize("ABCD-EFGH").unwrap().as_str(), "ABCD-EFGH");
+        assert_eq!(
+            UserCode::normalize("abcd efgh").unwrap().as_str(),
+            "ABCD-EFGH"
+        );
+        assert_eq!(
+            UserCode::normalize("ABCD-EFGH").unwrap().as_str(),
+            "ABCD-EFGH"
+        );
         assert!(UserCode::normalize("ABCD-EFG").is_none());
-        assert!(UserCode::normalize("ABCD-EFG0").is_none(), "0 is not in the alphabet");
+        assert!(
+            UserCode::normalize("ABCD-EFG0").is_none(),
+            "0 is not in the alphabet"
+        );
     }
 
     #[test]
@@ -251,9 +333,19 @@ mod tests {
         assert_eq!(s.record.scope, Scope::BUZZ_READ | Scope::USER_READ);
         assert_eq!(s.record.expires_at, T0 + Duration::seconds(900));
         assert_eq!(s.record.interval, 5);
-        assert_eq!(start(&c, Some(Scope::FULL), T0, Duration::seconds(900), &r).unwrap_err().code(), "invalid_scope");
+        assert_eq!(
+            start(&c, Some(Scope::FULL), T0, Duration::seconds(900), &r)
+                .unwrap_err()
+                .code(),
+            "invalid_scope"
+        );
         c.grants.retain(|g| *g != GrantType::DeviceCode);
-        assert_eq!(start(&c, None, T0, Duration::seconds(900), &r).unwrap_err().code(), "unauthorized_client");
+        assert_eq!(
+            start(&c, None, T0, Duration::seconds(900), &r)
+                .unwrap_err()
+                .code(),
+            "unauthorized_client"
+        );
     }
 
     #[test]
@@ -277,41 +369,84 @@ mod tests {
     #[test]
     fn device_code_valid_at_899_and_expired_at_900() {
         let rec = started();
-        assert_eq!(poll(899).decide(Some(&rec)).result, Err(Error::AuthorizationPending));
-        assert_eq!(poll(900).decide(Some(&rec)).result.unwrap_err().code(), "expired_token");
+        assert_eq!(
+            poll(899).decide(Some(&rec)).result,
+            Err(Error::AuthorizationPending)
+        );
+        assert_eq!(
+            poll(900).decide(Some(&rec)).result.unwrap_err().code(),
+            "expired_token"
+        );
     }
 
     #[test]
     fn denied_poll_is_access_denied() {
-        let rec = DeviceResolution { user_id: UserId(1), approve: false, now: T0 }.apply(Some(&started())).unwrap();
-        assert_eq!(poll(1).decide(Some(&rec)).result.unwrap_err().code(), "access_denied");
+        let rec = DeviceResolution {
+            user_id: UserId(1),
+            approve: false,
+            now: T0,
+        }
+        .apply(Some(&started()))
+        .unwrap();
+        assert_eq!(
+            poll(1).decide(Some(&rec)).result.unwrap_err().code(),
+            "access_denied"
+        );
     }
 
     #[test]
     fn approved_poll_issues_once_then_the_code_is_spent() {
-        let rec = DeviceResolution { user_id: UserId(9), approve: true, now: T0 }.apply(Some(&started())).unwrap();
+        let rec = DeviceResolution {
+            user_id: UserId(9),
+            approve: true,
+            now: T0,
+        }
+        .apply(Some(&started()))
+        .unwrap();
         let step = poll(1).decide(Some(&rec));
         let grant = step.result.unwrap();
         assert_eq!(grant.user_id, UserId(9));
         let spent = step.write.unwrap();
         assert_eq!(spent.status, DeviceStatus::Consumed);
-        assert_eq!(poll(20).decide(Some(&spent)).result.unwrap_err().code(), "invalid_grant");
+        assert_eq!(
+            poll(20).decide(Some(&spent)).result.unwrap_err().code(),
+            "invalid_grant"
+        );
     }
 
     #[test]
     fn unknown_or_foreign_device_codes_are_invalid_grant() {
-        assert_eq!(poll(0).decide(None).result.unwrap_err().code(), "invalid_grant");
-        let foreign = DevicePoll { client_id: ClientId::parse("other").unwrap(), now: T0 };
-        assert_eq!(foreign.decide(Some(&started())).result.unwrap_err().code(), "invalid_grant");
+        assert_eq!(
+            poll(0).decide(None).result.unwrap_err().code(),
+            "invalid_grant"
+        );
+        let foreign = DevicePoll {
+            client_id: ClientId::parse("other").unwrap(),
+            now: T0,
+        };
+        assert_eq!(
+            foreign.decide(Some(&started())).result.unwrap_err().code(),
+            "invalid_grant"
+        );
     }
 
     #[test]
     fn only_pending_unexpired_codes_can_be_approved() {
-        let approve = |at| DeviceResolution { user_id: UserId(1), approve: true, now: T0 + Duration::seconds(at) };
+        let approve = |at| DeviceResolution {
+            user_id: UserId(1),
+            approve: true,
+            now: T0 + Duration::seconds(at),
+        };
         let rec = started();
-        assert_eq!(approve(900).apply(Some(&rec)).unwrap_err().code(), "expired_token");
+        assert_eq!(
+            approve(900).apply(Some(&rec)).unwrap_err().code(),
+            "expired_token"
+        );
         let done = approve(1).apply(Some(&rec)).unwrap();
-        assert_eq!(approve(2).apply(Some(&done)).unwrap_err().code(), "invalid_grant");
+        assert_eq!(
+            approve(2).apply(Some(&done)).unwrap_err().code(),
+            "invalid_grant"
+        );
         assert_eq!(approve(2).apply(None).unwrap_err().code(), "invalid_grant");
     }
 }

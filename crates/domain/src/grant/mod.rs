@@ -25,7 +25,10 @@ pub(crate) mod fixtures {
         let reg = ClientRegistration {
             name: "Test App".into(),
             description: None,
-            redirect_uris: vec!["https://app.example.com/cb".into(), "http://127.0.0.1/cb".into()],
+            redirect_uris: vec![
+                "https://app.example.com/cb".into(),
+                "http://127.0.0.1/cb".into(),
+            ],
             allowed_origins: None,
             is_confidential: Some(true),
             allowed_scopes: None,
@@ -37,19 +40,34 @@ pub(crate) mod fixtures {
             ]),
         };
         let secret = ClientSecret::generate(&SeededRandom::new(SECRET_SEED));
-        Client::new(ClientId::parse(id).unwrap(), UserId(100), reg.validate().unwrap(), Some(&secret), T0)
+        Client::new(
+            ClientId::parse(id).unwrap(),
+            UserId(100),
+            reg.validate().unwrap(),
+            Some(&secret),
+            T0,
+        )
     }
 
     pub fn public(id: &str) -> Client {
         let reg = ClientRegistration {
             name: "Public App".into(),
             description: None,
-            redirect_uris: vec!["com.example.app:/cb".into(), "https://spa.example.com/cb".into()],
+            redirect_uris: vec![
+                "com.example.app:/cb".into(),
+                "https://spa.example.com/cb".into(),
+            ],
             allowed_origins: None,
             is_confidential: Some(false),
             allowed_scopes: None,
             grants: None,
         };
-        Client::new(ClientId::parse(id).unwrap(), UserId(100), reg.validate().unwrap(), None, T0)
+        Client::new(
+            ClientId::parse(id).unwrap(),
+            UserId(100),
+            reg.validate().unwrap(),
+            None,
+            T0,
+        )
     }
 }

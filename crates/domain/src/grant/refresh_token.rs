@@ -32,15 +32,24 @@ pub struct RefreshRotation {
 }
 
 /// What the store must do, atomically.
+// One decision per refresh, moved once: boxing the rows would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum RotationDecision {
     /// Insert `access` and `refresh`. When `mark_rotated`, set the presented token's
     /// `rotated_at` to `now` (only the first rotation marks it; retries inside the grace window
     /// keep the original instant so the window cannot be stretched).
-    Rotate { mark_rotated: bool, access: TokenRecord, refresh: TokenRecord },
+    Rotate {
+        mark_rotated: bool,
+        access: TokenRecord,
+        refresh: TokenRecord,
+    },
     /// Reuse outside the grace window: revoke every token of `family`. The caller answers
     /// `invalid_grant` and writes `token.reuse_detected`.
-    RevokeFamily { family: FamilyId, presented: TokenRecord },
+    RevokeFamily {
+        family: FamilyId,
+        presented: TokenRecord,
+    },
     /// Refuse without side effects.
     Reject(Error),
 }
@@ -52,7 +61,11 @@ fn invalid(msg: &'static str) -> RotationDecision {
 impl RefreshRotation {
     /// Decides a refresh against the stored token (`None`: no row has that hash).
     /// `family_revoked`: the family was revoked, even if this row was written after.
-    pub fn decide(&self, presented: Option<&TokenRecord>, family_revoked: bool) -> RotationDecision {
+    pub fn decide(
+        &self,
+        presented: Option<&TokenRecord>,
+        family_revoked: bool,
+    ) -> RotationDecision {
         let Some(token) = presented else {
             return invalid("Invalid grant: refresh token is invalid");
         };
@@ -65,7 +78,9 @@ impl RefreshRotation {
         match token.state(self.now) {
             TokenState::Revoked => return invalid("Invalid grant: refresh token has been revoked"),
             TokenState::Expired => return invalid("Invalid grant: refresh token has expired"),
-            TokenState::Active if family_revoked => return invalid("Invalid grant: refresh token has been revoked"),
+            TokenState::Active if family_revoked => {
+                return invalid("Invalid grant: refresh token has been revoked");
+            }
             TokenState::Active => {}
         }
         let mark_rotated = match token.rotated_at {
@@ -73,7 +88,10 @@ impl RefreshRotation {
             Some(at) if self.grace > Duration::ZERO && self.now - at < self.grace => false,
             Some(_) => {
                 return match token.family_id {
-                    Some(family) => RotationDecision::RevokeFamily { family, presented: token.clone() },
+                    Some(family) => RotationDecision::RevokeFamily {
+                        family,
+                        presented: token.clone(),
+                    },
                     None => invalid("Invalid grant: refresh token has already been used"),
                 };
             }
@@ -97,7 +115,11 @@ impl RefreshRotation {
             auth_time: token.auth_time,
             ..template.clone()
         };
-        RotationDecision::Rotate { mark_rotated, access: fill(&self.new_access), refresh: fill(&self.new_refresh) }
+        RotationDecision::Rotate {
+            mark_rotated,
+            access: fill(&self.new_access),
+            refresh: fill(&self.new_refresh),
+        }
     }
 }
 
@@ -128,7 +150,14 @@ mod tests {
 
     fn rotation(now: OffsetDateTime, requested: Option<Scope>) -> RefreshRotation {
         let minter = TokenMinter::default();
-        let blank = |kind| NewToken { kind, client_id: None, user_id: UserId(0), scope: Scope::NONE, family_id: None, auth_time: None };
+        let blank = |kind| NewToken {
+            kind,
+            client_id: None,
+            user_id: UserId(0),
+            scope: Scope::NONE,
+            family_id: None,
+            auth_time: None,
+        };
         let r = SeededRandom::new(3);
         RefreshRotation {
             client_id: ClientId::parse("app").unwrap(),
@@ -145,7 +174,11 @@ mod tests {
     fn first_use_rotates_and_marks_the_presented_token() {
         let t = stored(Scope::AI_SERVICES);
         match rotation(T0, None).decide(Some(&t), false) {
-            RotationDecision::Rotate { mark_rotated, access, refresh } => {
+            RotationDecision::Rotate {
+                mark_rotated,
+                access,
+                refresh,
+            } => {
                 assert!(mark_rotated);
                 assert_eq!(access.scope, Scope::AI_SERVICES);
                 assert_eq!((access.user_id, refresh.user_id), (UserId(7), UserId(7)));
@@ -162,7 +195,13 @@ mod tests {
         let mut t = stored(Scope::AI_SERVICES);
         t.rotated_at = Some(T0);
         let d = rotation(T0 + Duration::seconds(9), None).decide(Some(&t), false);
-        assert!(matches!(d, RotationDecision::Rotate { mark_rotated: false, .. }));
+        assert!(matches!(
+            d,
+            RotationDecision::Rotate {
+                mark_rotated: false,
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -170,7 +209,13 @@ mod tests {
         let mut t = stored(Scope::AI_SERVICES);
         t.rotated_at = Some(T0);
         let d = rotation(T0 + Duration::seconds(10), None).decide(Some(&t), false);
-        assert_eq!(d, RotationDecision::RevokeFamily { family: t.family_id.unwrap(), presented: t });
+        assert_eq!(
+            d,
+            RotationDecision::RevokeFamily {
+                family: t.family_id.unwrap(),
+                presented: t
+            }
+        );
     }
 
     #[test]
@@ -179,14 +224,19 @@ mod tests {
         t.rotated_at = Some(T0);
         let mut r = rotation(T0, None);
         r.grace = Duration::ZERO;
-        assert!(matches!(r.decide(Some(&t), false), RotationDecision::RevokeFamily { .. }));
+        assert!(matches!(
+            r.decide(Some(&t), false),
+            RotationDecision::RevokeFamily { .. }
+        ));
     }
 
     #[test]
     fn narrowing_is_allowed_and_widening_is_invalid_scope() {
         let t = stored(Scope::AI_SERVICES);
         match rotation(T0, Some(Scope::BUZZ_READ)).decide(Some(&t), false) {
-            RotationDecision::Rotate { access, .. } => assert_eq!(access.scope, Scope::BUZZ_READ | Scope::USER_READ),
+            RotationDecision::Rotate { access, .. } => {
+                assert_eq!(access.scope, Scope::BUZZ_READ | Scope::USER_READ)
+            }
             other => panic!("{other:?}"),
         }
         match rotation(T0, Some(Scope::VAULT_READ)).decide(Some(&t), false) {
@@ -201,7 +251,9 @@ mod tests {
         let mut r = rotation(T0, None);
         r.ceiling = Scope::BUZZ_READ;
         match r.decide(Some(&t), false) {
-            RotationDecision::Rotate { refresh, .. } => assert_eq!(refresh.scope, Scope::BUZZ_READ | Scope::USER_READ),
+            RotationDecision::Rotate { refresh, .. } => {
+                assert_eq!(refresh.scope, Scope::BUZZ_READ | Scope::USER_READ)
+            }
             other => panic!("{other:?}"),
         }
     }
@@ -209,10 +261,16 @@ mod tests {
     #[test]
     fn refresh_token_valid_at_30_days_minus_one_and_expired_at_30_days() {
         let t = stored(Scope::USER_READ);
-        let ok = rotation(T0 + Duration::days(30) - Duration::seconds(1), None).decide(Some(&t), false);
+        let ok =
+            rotation(T0 + Duration::days(30) - Duration::seconds(1), None).decide(Some(&t), false);
         assert!(matches!(ok, RotationDecision::Rotate { .. }));
         let late = rotation(T0 + Duration::days(30), None).decide(Some(&t), false);
-        assert_eq!(late, RotationDecision::Reject(Error::invalid_grant("Invalid grant: refresh token has expired")));
+        assert_eq!(
+            late,
+            RotationDecision::Reject(Error::invalid_grant(
+                "Invalid grant: refresh token has expired"
+            ))
+        );
     }
 
     #[test]
@@ -226,7 +284,10 @@ mod tests {
         let mut revoked = stored(Scope::USER_READ);
         revoked.revoked_at = Some(T0);
         assert_eq!(code(r.decide(Some(&revoked), false)), "invalid_grant");
-        assert_eq!(code(r.decide(Some(&stored(Scope::USER_READ)), true)), "invalid_grant");
+        assert_eq!(
+            code(r.decide(Some(&stored(Scope::USER_READ)), true)),
+            "invalid_grant"
+        );
         let mut foreign = stored(Scope::USER_READ);
         foreign.client_id = ClientId::parse("other");
         assert_eq!(code(r.decide(Some(&foreign), false)), "invalid_grant");
@@ -239,7 +300,10 @@ mod tests {
     fn successors_keep_their_own_ids_and_hashes() {
         let t = stored(Scope::USER_READ);
         let r = rotation(T0, None);
-        if let RotationDecision::Rotate { access, refresh, .. } = r.decide(Some(&t), false) {
+        if let RotationDecision::Rotate {
+            access, refresh, ..
+        } = r.decide(Some(&t), false)
+        {
             assert_eq!(access.hash, r.new_access.hash);
             assert_eq!(refresh.hash, r.new_refresh.hash);
             assert_ne!(refresh.id, TokenId(uuid::Uuid::nil()));

@@ -23,7 +23,9 @@ use crate::client::Client;
 use crate::consent::Consent;
 use crate::error::{Error, StoreError};
 use crate::grant::authorization_code::{AuthorizationCodeRecord, CodeRedemption};
-use crate::grant::device_code::{DeviceAuthorization, DevicePoll, DevicePollStep, DeviceResolution, UserCode};
+use crate::grant::device_code::{
+    DeviceAuthorization, DevicePoll, DevicePollStep, DeviceResolution, UserCode,
+};
 use crate::grant::refresh_token::{RefreshRotation, RotationDecision};
 use crate::ids::{ClientId, FamilyId, SpendId, TokenId, UserId};
 use crate::token::{TokenHash, TokenRecord};
@@ -96,18 +98,40 @@ pub trait TokenStore: Send + Sync {
     /// the service then calls `revoke_family`, whose tombstone stops any concurrent
     /// successor), commit, and return the decision. Concurrent calls serialise on the
     /// presented row; none may fail with a serialization error.
-    async fn rotate_refresh(&self, presented: &TokenHash, rotation: &RefreshRotation) -> StoreResult<RotationDecision>;
+    async fn rotate_refresh(
+        &self,
+        presented: &TokenHash,
+        rotation: &RefreshRotation,
+    ) -> StoreResult<RotationDecision>;
     /// Revokes one token. Returns the row if it existed (revoked now or before).
-    async fn revoke(&self, hash: &TokenHash, now: OffsetDateTime) -> StoreResult<Option<TokenRecord>>;
+    async fn revoke(
+        &self,
+        hash: &TokenHash,
+        now: OffsetDateTime,
+    ) -> StoreResult<Option<TokenRecord>>;
     /// **ATOMIC**: revokes every token of the family and leaves a tombstone so later inserts
     /// into it fail. Returns the hashes revoked now (for cache invalidation).
-    async fn revoke_family(&self, family: FamilyId, now: OffsetDateTime) -> StoreResult<Vec<TokenHash>>;
+    async fn revoke_family(
+        &self,
+        family: FamilyId,
+        now: OffsetDateTime,
+    ) -> StoreResult<Vec<TokenHash>>;
     /// Revokes every access and refresh token of (user, client). Returns the hashes revoked.
-    async fn revoke_for_user_client(&self, user: UserId, client: &ClientId, now: OffsetDateTime) -> StoreResult<Vec<TokenHash>>;
+    async fn revoke_for_user_client(
+        &self,
+        user: UserId,
+        client: &ClientId,
+        now: OffsetDateTime,
+    ) -> StoreResult<Vec<TokenHash>>;
     /// The user's personal API keys (not revoked), newest first.
     async fn list_api_keys(&self, user: UserId) -> StoreResult<Vec<TokenRecord>>;
     /// Revokes the user's API key `id`; `None` if it is not theirs or does not exist.
-    async fn revoke_api_key(&self, user: UserId, id: TokenId, now: OffsetDateTime) -> StoreResult<Option<TokenHash>>;
+    async fn revoke_api_key(
+        &self,
+        user: UserId,
+        id: TokenId,
+        now: OffsetDateTime,
+    ) -> StoreResult<Option<TokenHash>>;
     /// Deletes at most `batch` rows that expired (or were revoked) before `before`. Returns
     /// how many were deleted; the caller loops while it returns `batch`.
     async fn sweep_expired(&self, before: OffsetDateTime, batch: u32) -> StoreResult<u32>;
@@ -135,7 +159,11 @@ pub trait DeviceStore: Send + Sync {
     async fn insert(&self, rec: &DeviceAuthorization) -> StoreResult<()>;
     async fn find_by_user_code(&self, code: &UserCode) -> StoreResult<Option<DeviceAuthorization>>;
     /// **ATOMIC**: load by user code, `resolution.apply(row)`, store the result if `Ok`.
-    async fn resolve(&self, code: &UserCode, resolution: &DeviceResolution) -> StoreResult<Result<DeviceAuthorization, Error>>;
+    async fn resolve(
+        &self,
+        code: &UserCode,
+        resolution: &DeviceResolution,
+    ) -> StoreResult<Result<DeviceAuthorization, Error>>;
     /// **ATOMIC**: load by device-code hash, `poll.decide(row)`, write `step.write` if any.
     /// Two concurrent polls of an approved code: exactly one gets the grant.
     async fn poll(&self, device: &TokenHash, poll: &DevicePoll) -> StoreResult<DevicePollStep>;
@@ -148,7 +176,12 @@ pub trait DeviceStore: Send + Sync {
 pub trait UserStore: Send + Sync {
     /// Creates a user with an already-hashed password. `Conflict` if the username is taken
     /// (compared case-insensitively).
-    async fn create(&self, user: &NewUser, password_hash: Option<String>, now: OffsetDateTime) -> StoreResult<User>;
+    async fn create(
+        &self,
+        user: &NewUser,
+        password_hash: Option<String>,
+        now: OffsetDateTime,
+    ) -> StoreResult<User>;
     async fn get(&self, id: UserId) -> StoreResult<Option<User>>;
     async fn find_by_username(&self, username: &Username) -> StoreResult<Option<User>>;
 }
@@ -187,7 +220,13 @@ pub enum RefundOutcome {
 #[async_trait]
 pub trait BuzzStore: Send + Sync {
     /// Adds `amount` to the balance; returns the new balance.
-    async fn credit(&self, user: UserId, currency: &Currency, amount: u64, now: OffsetDateTime) -> StoreResult<i64>;
+    async fn credit(
+        &self,
+        user: UserId,
+        currency: &Currency,
+        amount: u64,
+        now: OffsetDateTime,
+    ) -> StoreResult<i64>;
     async fn balances(&self, user: UserId) -> StoreResult<Vec<(Currency, i64)>>;
     /// The user's most recent ledger entries, newest first.
     async fn history(&self, user: UserId, limit: u32) -> StoreResult<Vec<LedgerEntry>>;
@@ -203,7 +242,12 @@ pub trait BuzzStore: Send + Sync {
     /// `entry.refund(now)` decides).
     async fn refund(&self, id: SpendId, now: OffsetDateTime) -> StoreResult<RefundOutcome>;
     /// Spend per window, as in `spend` step (3), for reporting limits.
-    async fn window_spend(&self, user: UserId, subject: &SpendSubject, windows: &[BudgetWindow]) -> StoreResult<Vec<u64>>;
+    async fn window_spend(
+        &self,
+        user: UserId,
+        subject: &SpendSubject,
+        windows: &[BudgetWindow],
+    ) -> StoreResult<Vec<u64>>;
 }
 
 /// The audit log. Rows have no foreign keys.
@@ -228,7 +272,13 @@ pub struct RateDecision {
 #[cfg_attr(test, mockall::automock)]
 #[async_trait]
 pub trait RateLimiter: Send + Sync {
-    async fn hit(&self, key: &str, limit: u32, window_secs: u64, now: OffsetDateTime) -> StoreResult<RateDecision>;
+    async fn hit(
+        &self,
+        key: &str,
+        limit: u32,
+        window_secs: u64,
+        now: OffsetDateTime,
+    ) -> StoreResult<RateDecision>;
 }
 
 /// A token-validation cache in front of the token store. Entries never outlive their token

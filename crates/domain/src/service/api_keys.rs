@@ -31,9 +31,15 @@ pub struct ApiKeyService {
 impl ApiKeyService {
     /// Creates a key; the plaintext is returned once. Only a browser session may mint keys: a
     /// token must never be able to mint a longer-lived credential for itself.
-    pub async fn create(&self, caller: &Caller, new: NewApiKey) -> Result<(PlainToken, TokenRecord), Error> {
+    pub async fn create(
+        &self,
+        caller: &Caller,
+        new: NewApiKey,
+    ) -> Result<(PlainToken, TokenRecord), Error> {
         if !matches!(caller.via, Via::Session) {
-            return Err(Error::access_denied("API keys can only be created from a signed-in session"));
+            return Err(Error::access_denied(
+                "API keys can only be created from a signed-in session",
+            ));
         }
         let name = new.name.trim();
         if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
@@ -43,7 +49,9 @@ impl ApiKeyService {
             l.validate()?;
         }
         let days = match new.expires_in_days {
-            Some(d) if d == 0 || d > 3650 => return Err(Error::invalid_request("expiresInDays must be 1-3650")),
+            Some(d) if d == 0 || d > 3650 => {
+                return Err(Error::invalid_request("expiresInDays must be 1-3650"));
+            }
             d => d,
         };
         let deps = &self.deps;
@@ -74,7 +82,11 @@ impl ApiKeyService {
     pub async fn delete(&self, caller: &Caller, id: TokenId) -> Result<(), Error> {
         caller.require(Scope::USER_WRITE)?;
         let deps = &self.deps;
-        let hash = deps.tokens.revoke_api_key(caller.user_id, id, deps.now()).await?.ok_or_else(|| Error::not_found("No such API key"))?;
+        let hash = deps
+            .tokens
+            .revoke_api_key(caller.user_id, id, deps.now())
+            .await?
+            .ok_or_else(|| Error::not_found("No such API key"))?;
         deps.invalidate(&[hash]).await
     }
 }

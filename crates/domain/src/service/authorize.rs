@@ -65,7 +65,12 @@ enum Checked {
 
 impl AuthorizeService {
     /// Runs SPEC 3.1 steps 1 to 5 for `user` (None: not signed in).
-    async fn check(&self, params: &AuthorizeParams, user: Option<UserId>, ip: Option<&str>) -> Result<Checked, Error> {
+    async fn check(
+        &self,
+        params: &AuthorizeParams,
+        user: Option<UserId>,
+        ip: Option<&str>,
+    ) -> Result<Checked, Error> {
         let deps = &self.deps;
         let client = match rules::client_id_param(params) {
             Some(id) => deps.clients.get(&id).await?,
@@ -75,7 +80,9 @@ impl AuthorizeService {
             Ok((c, t)) => (c.clone(), t),
             Err(e) => return Ok(Checked::Done(AuthorizeOutcome::Reject(e))),
         };
-        let Some(user_id) = user else { return Ok(Checked::Done(AuthorizeOutcome::LoginRequired)) };
+        let Some(user_id) = user else {
+            return Ok(Checked::Done(AuthorizeOutcome::LoginRequired));
+        };
         let Some(user) = deps.users.get(user_id).await?.filter(|u| !u.is_banned()) else {
             return Ok(Checked::Done(AuthorizeOutcome::LoginRequired));
         };
@@ -90,13 +97,20 @@ impl AuthorizeService {
         }
         match rules::validate(params, &client, &target) {
             Ok(req) => Ok(Checked::Valid(Box::new((client, req, user)))),
-            Err(e) => Ok(Checked::Done(AuthorizeOutcome::RedirectError { location: e.location(&deps.config.issuer) })),
+            Err(e) => Ok(Checked::Done(AuthorizeOutcome::RedirectError {
+                location: e.location(&deps.config.issuer),
+            })),
         }
     }
 
     /// `GET /authorize` (and a POST without `approved`): never approves by itself, but issues a
     /// code silently when a remembered consent covers the request.
-    pub async fn authorize(&self, params: &AuthorizeParams, user: Option<UserId>, ip: Option<&str>) -> Result<AuthorizeOutcome, Error> {
+    pub async fn authorize(
+        &self,
+        params: &AuthorizeParams,
+        user: Option<UserId>,
+        ip: Option<&str>,
+    ) -> Result<AuthorizeOutcome, Error> {
         let (client, req, user) = match self.check(params, user, ip).await? {
             Checked::Done(o) => return Ok(o),
             Checked::Valid(v) => *v,
@@ -104,7 +118,9 @@ impl AuthorizeService {
         let existing = self.deps.consents.get(user.id, &client.id).await?;
         match consent::decide(existing.as_ref(), req.scope) {
             ConsentDecision::Skip => {
-                let location = self.issue_code(&client, &req, user.id, ip, "remembered").await?;
+                let location = self
+                    .issue_code(&client, &req, user.id, ip, "remembered")
+                    .await?;
                 Ok(AuthorizeOutcome::Redirect { location })
             }
             ConsentDecision::Prompt => {
@@ -125,7 +141,13 @@ impl AuthorizeService {
 
     /// `POST /authorize` from the consent form (CSRF already checked by the HTTP layer).
     /// Re-validates everything: the form's hidden fields are as untrusted as a query string.
-    pub async fn decide(&self, params: &AuthorizeParams, user: UserId, answer: &ConsentAnswer, ip: Option<&str>) -> Result<AuthorizeOutcome, Error> {
+    pub async fn decide(
+        &self,
+        params: &AuthorizeParams,
+        user: UserId,
+        answer: &ConsentAnswer,
+        ip: Option<&str>,
+    ) -> Result<AuthorizeOutcome, Error> {
         let (client, req, user) = match self.check(params, Some(user), ip).await? {
             Checked::Done(o) => return Ok(o),
             Checked::Valid(v) => *v,
@@ -133,36 +155,69 @@ impl AuthorizeService {
         let deps = &self.deps;
         let now = deps.now();
         if !answer.approved {
-            let ev = AuditEvent::new(AuditKind::AuthorizationDenied, now).user(user.id).client(&client.id).scope(req.scope).ip(ip);
+            let ev = AuditEvent::new(AuditKind::AuthorizationDenied, now)
+                .user(user.id)
+                .client(&client.id)
+                .scope(req.scope)
+                .ip(ip);
             deps.audit(ev).await;
-            return Ok(AuthorizeOutcome::Redirect { location: rules::denied_location(&req, &deps.config.issuer) });
+            return Ok(AuthorizeOutcome::Redirect {
+                location: rules::denied_location(&req, &deps.config.issuer),
+            });
         }
         let buzz_limit = match BuzzLimit::parse_form_field(answer.buzz_limit.as_deref()) {
             Ok(l) => l,
             Err(e) => {
                 let err = rules::RedirectError {
-                    target: rules::RedirectTarget { redirect_uri: req.redirect_uri.clone(), state: Some(req.state.clone()) },
+                    target: rules::RedirectTarget {
+                        redirect_uri: req.redirect_uri.clone(),
+                        state: Some(req.state.clone()),
+                    },
                     error: e,
                 };
-                return Ok(AuthorizeOutcome::RedirectError { location: err.location(&deps.config.issuer) });
+                return Ok(AuthorizeOutcome::RedirectError {
+                    location: err.location(&deps.config.issuer),
+                });
             }
         };
         let existing = deps.consents.get(user.id, &client.id).await?;
-        let approval = Approval { remember: answer.remember, buzz_limit };
-        let record = consent::record_approval(existing.as_ref(), user.id, &client.id, req.scope, &approval, now);
+        let approval = Approval {
+            remember: answer.remember,
+            buzz_limit,
+        };
+        let record = consent::record_approval(
+            existing.as_ref(),
+            user.id,
+            &client.id,
+            req.scope,
+            &approval,
+            now,
+        );
         deps.consents.upsert(&record).await?;
         if existing.as_ref().map(|c| &c.buzz_limit) != Some(&record.buzz_limit) {
             let ev = AuditEvent::new(AuditKind::BuzzLimitSet, now)
                 .user(user.id)
                 .client(&client.id)
-                .meta("buzzLimit", serde_json::to_string(&record.buzz_limit).unwrap_or_default());
+                .meta(
+                    "buzzLimit",
+                    serde_json::to_string(&record.buzz_limit).unwrap_or_default(),
+                );
             deps.audit(ev).await;
         }
-        let location = self.issue_code(&client, &req, user.id, ip, "approved").await?;
+        let location = self
+            .issue_code(&client, &req, user.id, ip, "approved")
+            .await?;
         Ok(AuthorizeOutcome::Redirect { location })
     }
 
-    async fn issue_code(&self, client: &Client, req: &AuthorizationRequest, user: UserId, ip: Option<&str>, how: &str) -> Result<String, Error> {
+    async fn issue_code(
+        &self,
+        client: &Client,
+        req: &AuthorizationRequest,
+        user: UserId,
+        ip: Option<&str>,
+        how: &str,
+    ) -> Result<String, Error> {
         let deps = &self.deps;
         let now = deps.now();
         let grant = CodeGrant {
@@ -174,10 +229,24 @@ impl AuthorizeService {
             nonce: req.nonce.clone(),
             auth_time: now,
         };
-        let (code, record) = authorization_code::issue(grant, now, deps.config.minter.ttls.code, deps.random.as_ref());
+        let (code, record) = authorization_code::issue(
+            grant,
+            now,
+            deps.config.minter.ttls.code,
+            deps.random.as_ref(),
+        );
         deps.codes.insert(&record).await?;
-        let ev = AuditEvent::new(AuditKind::AuthorizationGranted, now).user(user).client(&client.id).scope(req.scope).ip(ip).meta("consent", how);
+        let ev = AuditEvent::new(AuditKind::AuthorizationGranted, now)
+            .user(user)
+            .client(&client.id)
+            .scope(req.scope)
+            .ip(ip)
+            .meta("consent", how);
         deps.audit(ev).await;
-        Ok(rules::success_location(req, code.expose(), &deps.config.issuer))
+        Ok(rules::success_location(
+            req,
+            code.expose(),
+            &deps.config.issuer,
+        ))
     }
 }

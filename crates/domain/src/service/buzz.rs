@@ -4,7 +4,10 @@
 use std::sync::Arc;
 
 use crate::audit::{AuditEvent, AuditKind};
-use crate::buzz::{BudgetStatus, BuzzLimit, Currency, IdempotencyKey, LedgerEntry, SpendPurpose, SpendRequest, SpendSubject, budget_statuses};
+use crate::buzz::{
+    BudgetStatus, BuzzLimit, Currency, IdempotencyKey, LedgerEntry, SpendPurpose, SpendRequest,
+    SpendSubject, budget_statuses, status_windows,
+};
 use crate::client::{Client, ClientAuth};
 use crate::error::Error;
 use crate::ids::SpendId;
@@ -64,7 +67,9 @@ impl BuzzService {
         let client = self.deps.authenticate_client(auth).await?;
         client.require_confidential()?;
         if !client.is_resource_server {
-            return Err(Error::UnauthorizedClient("Client does not have the resource-server role".into()));
+            return Err(Error::UnauthorizedClient(
+                "Client does not have the resource-server role".into(),
+            ));
         }
         Ok(client)
     }
@@ -74,7 +79,10 @@ impl BuzzService {
         let bearer = self.tokens().validate_bearer(token).await?;
         bearer.require(Scope::BUZZ_READ)?;
         let user = bearer.user_id();
-        Ok(BuzzOverview { balances: self.deps.buzz.balances(user).await?, history: self.deps.buzz.history(user, 50).await? })
+        Ok(BuzzOverview {
+            balances: self.deps.buzz.balances(user).await?,
+            history: self.deps.buzz.history(user, 50).await?,
+        })
     }
 
     /// `POST /api/v1/buzz/spend`, by a resource server on behalf of the token's user.
@@ -82,15 +90,18 @@ impl BuzzService {
         let rs = self.resource_server(auth).await?;
         let deps = &self.deps;
         let bearer = self.tokens().validate_bearer(&call.token).await?;
-        let purpose = SpendPurpose::parse(&call.purpose)
-            .ok_or_else(|| Error::invalid_request("purpose must be \"ai_services\" or \"bounty\""))?;
+        let purpose = SpendPurpose::parse(&call.purpose)?;
         bearer.require(purpose.required_scope())?;
         let currency = match call.currency.as_deref() {
             Some(c) => Currency::parse(c)?,
             None => Currency::default(),
         };
         let key = IdempotencyKey::parse(&call.idempotency_key)?;
-        let budgets = self.tokens().buzz_limit_of(&bearer.record).await?.unwrap_or_default();
+        let budgets = self
+            .tokens()
+            .buzz_limit_of(&bearer.record)
+            .await?
+            .unwrap_or_default();
         let now = deps.now();
         let req = SpendRequest::new(
             SpendId::generate(deps.random.as_ref()),
@@ -123,17 +134,34 @@ impl BuzzService {
             deps.audit(ev).await;
         }
         let limits = self.statuses(&bearer.record, &budgets).await?;
-        Ok(SpendReceipt { entry, balance, limits, replayed })
+        Ok(SpendReceipt {
+            entry,
+            balance,
+            limits,
+            replayed,
+        })
     }
 
-    async fn statuses(&self, record: &TokenRecord, budgets: &BuzzLimit) -> Result<Vec<BudgetStatus>, Error> {
-        let windows = budgets.windows(self.deps.now());
-        let spent = self.deps.buzz.window_spend(record.user_id, &subject_of(record), &windows).await?;
+    async fn statuses(
+        &self,
+        record: &TokenRecord,
+        budgets: &BuzzLimit,
+    ) -> Result<Vec<BudgetStatus>, Error> {
+        let windows = status_windows(budgets, self.deps.now());
+        let spent = self
+            .deps
+            .buzz
+            .window_spend(record.user_id, &subject_of(record), &windows)
+            .await?;
         Ok(budget_statuses(budgets, &spent))
     }
 
     /// `POST /api/v1/buzz/spend/{id}/refund`, by a resource server. Refunding twice credits once.
-    pub async fn refund(&self, auth: &ClientAuth, id: SpendId) -> Result<(LedgerEntry, i64), Error> {
+    pub async fn refund(
+        &self,
+        auth: &ClientAuth,
+        id: SpendId,
+    ) -> Result<(LedgerEntry, i64), Error> {
         let rs = self.resource_server(auth).await?;
         let deps = &self.deps;
         let now = deps.now();
@@ -155,7 +183,11 @@ impl BuzzService {
     /// `GET /api/v1/buzz/limits`: the bearer's app's budgets for its user.
     pub async fn limits(&self, token: &str) -> Result<Vec<BudgetStatus>, Error> {
         let bearer = self.tokens().validate_bearer(token).await?;
-        let budgets = self.tokens().buzz_limit_of(&bearer.record).await?.unwrap_or_default();
+        let budgets = self
+            .tokens()
+            .buzz_limit_of(&bearer.record)
+            .await?
+            .unwrap_or_default();
         self.statuses(&bearer.record, &budgets).await
     }
 }

@@ -25,15 +25,29 @@ pub struct ClientService {
 }
 
 impl ClientService {
-    pub async fn create(&self, caller: &Caller, reg: ClientRegistration) -> Result<CreatedClient, Error> {
+    pub async fn create(
+        &self,
+        caller: &Caller,
+        reg: ClientRegistration,
+    ) -> Result<CreatedClient, Error> {
         caller.require(Scope::USER_WRITE)?;
         let deps = &self.deps;
         let valid = reg.validate()?;
-        let secret = (valid.kind == crate::client::ClientKind::Confidential).then(|| ClientSecret::generate(deps.random.as_ref()));
+        let secret = (valid.kind == crate::client::ClientKind::Confidential)
+            .then(|| ClientSecret::generate(deps.random.as_ref()));
         let now = deps.now();
-        let client = Client::new(ClientId::generate(deps.random.as_ref()), caller.user_id, valid, secret.as_ref(), now);
+        let client = Client::new(
+            ClientId::generate(deps.random.as_ref()),
+            caller.user_id,
+            valid,
+            secret.as_ref(),
+            now,
+        );
         deps.clients.insert(&client).await?;
-        let ev = AuditEvent::new(AuditKind::ClientCreated, now).user(caller.user_id).client(&client.id).scope(client.allowed_scopes);
+        let ev = AuditEvent::new(AuditKind::ClientCreated, now)
+            .user(caller.user_id)
+            .client(&client.id)
+            .scope(client.allowed_scopes);
         deps.audit(ev).await;
         Ok(CreatedClient { client, secret })
     }
@@ -56,7 +70,12 @@ impl ClientService {
         }
     }
 
-    pub async fn update(&self, caller: &Caller, id: &ClientId, update: ClientUpdate) -> Result<Client, Error> {
+    pub async fn update(
+        &self,
+        caller: &Caller,
+        id: &ClientId,
+        update: ClientUpdate,
+    ) -> Result<Client, Error> {
         caller.require(Scope::USER_WRITE)?;
         let current = self.owned(caller, id).await?;
         let now = self.deps.now();
@@ -64,26 +83,41 @@ impl ClientService {
         self.save(caller, updated, AuditKind::ClientUpdated).await
     }
 
-    async fn save(&self, caller: &Caller, client: Client, kind: AuditKind) -> Result<Client, Error> {
+    async fn save(
+        &self,
+        caller: &Caller,
+        client: Client,
+        kind: AuditKind,
+    ) -> Result<Client, Error> {
         if !self.deps.clients.update(&client).await? {
             return Err(Error::not_found("No such OAuth client"));
         }
-        let ev = AuditEvent::new(kind, self.deps.now()).user(caller.user_id).client(&client.id).scope(client.allowed_scopes);
+        let ev = AuditEvent::new(kind, self.deps.now())
+            .user(caller.user_id)
+            .client(&client.id)
+            .scope(client.allowed_scopes);
         self.deps.audit(ev).await;
         Ok(client)
     }
 
     /// A new secret replaces the old at once; issued tokens keep working.
-    pub async fn rotate_secret(&self, caller: &Caller, id: &ClientId) -> Result<ClientSecret, Error> {
+    pub async fn rotate_secret(
+        &self,
+        caller: &Caller,
+        id: &ClientId,
+    ) -> Result<ClientSecret, Error> {
         caller.require(Scope::USER_WRITE)?;
         let mut client = self.owned(caller, id).await?;
         if !client.is_confidential() {
-            return Err(Error::invalid_request("Public clients have no secret to rotate"));
+            return Err(Error::invalid_request(
+                "Public clients have no secret to rotate",
+            ));
         }
         let secret = ClientSecret::generate(self.deps.random.as_ref());
         client.secret_hash = Some(crate::client::SecretHash::of(secret.expose()));
         client.updated_at = self.deps.now();
-        self.save(caller, client, AuditKind::ClientSecretRotated).await?;
+        self.save(caller, client, AuditKind::ClientSecretRotated)
+            .await?;
         Ok(secret)
     }
 
@@ -92,9 +126,16 @@ impl ClientService {
         caller.require(Scope::USER_WRITE)?;
         self.owned(caller, id).await?;
         let deps = &self.deps;
-        let hashes = deps.clients.delete(id).await?.ok_or_else(|| Error::not_found("No such OAuth client"))?;
+        let hashes = deps
+            .clients
+            .delete(id)
+            .await?
+            .ok_or_else(|| Error::not_found("No such OAuth client"))?;
         deps.invalidate(&hashes).await?;
-        let ev = AuditEvent::new(AuditKind::ClientDeleted, deps.now()).user(caller.user_id).client(id).meta("tokens", hashes.len());
+        let ev = AuditEvent::new(AuditKind::ClientDeleted, deps.now())
+            .user(caller.user_id)
+            .client(id)
+            .meta("tokens", hashes.len());
         deps.audit(ev).await;
         Ok(())
     }

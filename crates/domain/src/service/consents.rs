@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use crate::audit::{AuditEvent, AuditKind};
-use crate::buzz::{BudgetStatus, BuzzLimit, SpendSubject, budget_statuses};
+use crate::buzz::{BudgetStatus, BuzzLimit, SpendSubject, budget_statuses, status_windows};
 use crate::client::Client;
 use crate::consent::Consent;
 use crate::error::Error;
@@ -32,20 +32,37 @@ impl ConsentService {
         let now = deps.now();
         let mut out = Vec::new();
         for consent in deps.consents.list_for_user(caller.user_id).await? {
-            let Some(client) = deps.clients.get(&consent.client_id).await? else { continue };
+            let Some(client) = deps.clients.get(&consent.client_id).await? else {
+                continue;
+            };
             let subject = SpendSubject::OAuth(client.id.clone());
-            let windows = consent.buzz_limit.windows(now);
-            let spent = deps.buzz.window_spend(caller.user_id, &subject, &windows).await?;
+            let windows = status_windows(&consent.buzz_limit, now);
+            let spent = deps
+                .buzz
+                .window_spend(caller.user_id, &subject, &windows)
+                .await?;
             let budgets = budget_statuses(&consent.buzz_limit, &spent);
-            out.push(ConnectedApp { consent, client, budgets });
+            out.push(ConnectedApp {
+                consent,
+                client,
+                budgets,
+            });
         }
         Ok(out)
     }
 
     /// Sets the cap of one app. A token of that same app may not change its own cap.
-    pub async fn set_buzz_limit(&self, caller: &Caller, client: &ClientId, limit: BuzzLimit) -> Result<Consent, Error> {
+    pub async fn set_buzz_limit(
+        &self,
+        caller: &Caller,
+        client: &ClientId,
+        limit: BuzzLimit,
+    ) -> Result<Consent, Error> {
         caller.require(Scope::USER_WRITE)?;
-        if let Via::Token { client: Some(own), .. } = &caller.via {
+        if let Via::Token {
+            client: Some(own), ..
+        } = &caller.via
+        {
             if own == client {
                 return Err(Error::access_denied(
                     "An OAuth token cannot modify its own consent spend limit. Use a different key or session auth.",
@@ -54,14 +71,21 @@ impl ConsentService {
         }
         limit.validate()?;
         let deps = &self.deps;
-        let mut consent = deps.consents.get(caller.user_id, client).await?.ok_or_else(|| Error::not_found("No consent for this app"))?;
+        let mut consent = deps
+            .consents
+            .get(caller.user_id, client)
+            .await?
+            .ok_or_else(|| Error::not_found("No consent for this app"))?;
         consent.buzz_limit = limit;
         consent.updated_at = deps.now();
         deps.consents.upsert(&consent).await?;
         let ev = AuditEvent::new(AuditKind::BuzzLimitSet, consent.updated_at)
             .user(caller.user_id)
             .client(client)
-            .meta("buzzLimit", serde_json::to_string(&consent.buzz_limit).unwrap_or_default());
+            .meta(
+                "buzzLimit",
+                serde_json::to_string(&consent.buzz_limit).unwrap_or_default(),
+            );
         deps.audit(ev).await;
         Ok(consent)
     }

@@ -32,7 +32,11 @@ pub struct DeviceService {
 
 impl DeviceService {
     /// `POST /device`.
-    pub async fn start(&self, auth: &ClientAuth, scope: Option<&str>) -> Result<DeviceStarted, Error> {
+    pub async fn start(
+        &self,
+        auth: &ClientAuth,
+        scope: Option<&str>,
+    ) -> Result<DeviceStarted, Error> {
         let deps = &self.deps;
         let client = deps.authenticate_client(auth).await?;
         let requested = match scope.filter(|s| !s.trim().is_empty()) {
@@ -42,7 +46,8 @@ impl DeviceService {
         let ttl = deps.config.minter.ttls.device;
         // A user-code collision is astronomically rare but possible; try a few fresh codes.
         for _ in 0..4 {
-            let started = device_code::start(&client, requested, deps.now(), ttl, deps.random.as_ref())?;
+            let started =
+                device_code::start(&client, requested, deps.now(), ttl, deps.random.as_ref())?;
             match deps.devices.insert(&started.record).await {
                 Ok(()) => {
                     let uri = deps.config.verification_uri();
@@ -60,39 +65,76 @@ impl DeviceService {
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(Error::ServerError("could not allocate a unique user code".into()))
+        Err(Error::ServerError(
+            "could not allocate a unique user code".into(),
+        ))
     }
 
     /// The verification page's lookup: which app asks for what.
     pub async fn info(&self, user_code: &str) -> Result<(DeviceAuthorization, Client), Error> {
         let deps = &self.deps;
-        let code = UserCode::normalize(user_code).ok_or_else(|| Error::invalid_request("Invalid or expired code"))?;
+        let code = UserCode::normalize(user_code)
+            .ok_or_else(|| Error::invalid_request("Invalid or expired code"))?;
         let rec = deps
             .devices
             .find_by_user_code(&code)
             .await?
             .filter(|r| crate::token::is_live(Some(r.expires_at), deps.now()))
             .ok_or_else(|| Error::invalid_grant("Invalid or expired code"))?;
-        let client = deps.clients.get(&rec.client_id).await?.ok_or_else(|| Error::invalid_grant("Unknown application"))?;
+        let client = deps
+            .clients
+            .get(&rec.client_id)
+            .await?
+            .ok_or_else(|| Error::invalid_grant("Unknown application"))?;
         Ok((rec, client))
     }
 
     /// Approve or deny. Approval records a grant for (user, app) so caps and Connected-Apps
     /// revocation apply to device logins too.
-    pub async fn resolve(&self, user: UserId, user_code: &str, approve: bool, ip: Option<&str>) -> Result<DeviceAuthorization, Error> {
+    pub async fn resolve(
+        &self,
+        user: UserId,
+        user_code: &str,
+        approve: bool,
+        ip: Option<&str>,
+    ) -> Result<DeviceAuthorization, Error> {
         let deps = &self.deps;
-        let code = UserCode::normalize(user_code).ok_or_else(|| Error::invalid_request("Invalid or expired code"))?;
+        let code = UserCode::normalize(user_code)
+            .ok_or_else(|| Error::invalid_request("Invalid or expired code"))?;
         let now = deps.now();
-        let resolution = DeviceResolution { user_id: user, approve, now };
+        let resolution = DeviceResolution {
+            user_id: user,
+            approve,
+            now,
+        };
         let rec = deps.devices.resolve(&code, &resolution).await??;
         if approve {
             let existing = deps.consents.get(user, &rec.client_id).await?;
-            let approval = Approval { remember: existing.as_ref().is_some_and(|c| c.remembered), buzz_limit: None };
-            let record = consent::record_approval(existing.as_ref(), user, &rec.client_id, rec.scope, &approval, now);
+            let approval = Approval {
+                remember: existing.as_ref().is_some_and(|c| c.remembered),
+                buzz_limit: None,
+            };
+            let record = consent::record_approval(
+                existing.as_ref(),
+                user,
+                &rec.client_id,
+                rec.scope,
+                &approval,
+                now,
+            );
             deps.consents.upsert(&record).await?;
         }
-        let kind = if approve { AuditKind::AuthorizationGranted } else { AuditKind::AuthorizationDenied };
-        let ev = AuditEvent::new(kind, now).user(user).client(&rec.client_id).scope(rec.scope).ip(ip).meta("grant", "device_code");
+        let kind = if approve {
+            AuditKind::AuthorizationGranted
+        } else {
+            AuditKind::AuthorizationDenied
+        };
+        let ev = AuditEvent::new(kind, now)
+            .user(user)
+            .client(&rec.client_id)
+            .scope(rec.scope)
+            .ip(ip)
+            .meta("grant", "device_code");
         deps.audit(ev).await;
         Ok(rec)
     }

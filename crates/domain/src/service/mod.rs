@@ -22,8 +22,8 @@ use crate::client::{Client, ClientAuth};
 use crate::error::Error;
 use crate::ids::{ClientId, UserId};
 use crate::ports::{
-    AuditLog, BuzzStore, ClientStore, Clock, CodeStore, ConsentStore, DeviceStore, IdTokenSigner, PasswordHasher, Random,
-    RateLimiter, SessionStore, TokenCache, TokenStore, UserStore,
+    AuditLog, BuzzStore, ClientStore, Clock, CodeStore, ConsentStore, DeviceStore, IdTokenSigner,
+    PasswordHasher, Random, RateLimiter, SessionStore, TokenCache, TokenStore, UserStore,
 };
 use crate::scope::Scope;
 use crate::token::{TokenHash, TokenMinter};
@@ -86,7 +86,9 @@ pub struct Deps {
 
 impl fmt::Debug for Deps {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Deps").field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("Deps")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
     }
 }
 
@@ -106,7 +108,11 @@ impl Deps {
     /// Loads and authenticates the client of a token, revoke or introspection request.
     pub async fn authenticate_client(&self, auth: &ClientAuth) -> Result<Client, Error> {
         let basic = auth.method == crate::client::AuthMethod::Basic;
-        let client = self.clients.get(&auth.client_id).await?.ok_or_else(|| Error::invalid_client(basic))?;
+        let client = self
+            .clients
+            .get(&auth.client_id)
+            .await?
+            .ok_or_else(|| Error::invalid_client(basic))?;
         client.authenticate(auth)?;
         Ok(client)
     }
@@ -135,12 +141,19 @@ pub enum Via {
     /// A browser session (full rights over the user's own things).
     Session,
     /// A bearer token: OAuth (`client` is its app) or a personal API key (`client` is None).
-    Token { client: Option<ClientId>, scope: Scope },
+    Token {
+        client: Option<ClientId>,
+        scope: Scope,
+    },
 }
 
 impl Caller {
     pub fn session(user_id: UserId) -> Caller {
-        Caller { user_id, via: Via::Session, is_admin: false }
+        Caller {
+            user_id,
+            via: Via::Session,
+            is_admin: false,
+        }
     }
 
     /// Token callers need `UserRead` to read and `UserWrite` to change (SPEC 3.9).
@@ -153,7 +166,11 @@ impl Caller {
     }
 
     pub fn require_admin(&self) -> Result<(), Error> {
-        if self.is_admin { Ok(()) } else { Err(Error::access_denied("Administrators only")) }
+        if self.is_admin {
+            Ok(())
+        } else {
+            Err(Error::access_denied("Administrators only"))
+        }
     }
 }
 
@@ -165,33 +182,53 @@ pub struct Buzzgate {
 
 impl Buzzgate {
     pub fn new(deps: Deps) -> Self {
-        Buzzgate { deps: Arc::new(deps) }
+        Buzzgate {
+            deps: Arc::new(deps),
+        }
     }
     pub fn authorize(&self) -> authorize::AuthorizeService {
-        authorize::AuthorizeService { deps: self.deps.clone() }
+        authorize::AuthorizeService {
+            deps: self.deps.clone(),
+        }
     }
     pub fn tokens(&self) -> tokens::TokenService {
-        tokens::TokenService { deps: self.deps.clone() }
+        tokens::TokenService {
+            deps: self.deps.clone(),
+        }
     }
     pub fn clients(&self) -> clients::ClientService {
-        clients::ClientService { deps: self.deps.clone() }
+        clients::ClientService {
+            deps: self.deps.clone(),
+        }
     }
     pub fn consents(&self) -> consents::ConsentService {
-        consents::ConsentService { deps: self.deps.clone() }
+        consents::ConsentService {
+            deps: self.deps.clone(),
+        }
     }
     pub fn buzz(&self) -> buzz::BuzzService {
-        buzz::BuzzService { deps: self.deps.clone() }
+        buzz::BuzzService {
+            deps: self.deps.clone(),
+        }
     }
     pub fn api_keys(&self) -> api_keys::ApiKeyService {
-        api_keys::ApiKeyService { deps: self.deps.clone() }
+        api_keys::ApiKeyService {
+            deps: self.deps.clone(),
+        }
     }
     pub fn device(&self) -> device::DeviceService {
-        device::DeviceService { deps: self.deps.clone() }
+        device::DeviceService {
+            deps: self.deps.clone(),
+        }
     }
     pub fn sessions(&self) -> sessions::SessionService {
-        sessions::SessionService { deps: self.deps.clone() }
+        sessions::SessionService {
+            deps: self.deps.clone(),
+        }
     }
     pub fn rate_limit(&self) -> rate_limit::RateLimitService {
-        rate_limit::RateLimitService { deps: self.deps.clone() }
+        rate_limit::RateLimitService {
+            deps: self.deps.clone(),
+        }
     }
 }

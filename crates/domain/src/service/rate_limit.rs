@@ -17,7 +17,11 @@ pub struct RateLimits {
 
 impl Default for RateLimits {
     fn default() -> Self {
-        RateLimits { authorize: Some(10), token: Some(20), revoke: Some(20) }
+        RateLimits {
+            authorize: Some(10),
+            token: Some(20),
+            revoke: Some(20),
+        }
     }
 }
 
@@ -60,8 +64,20 @@ impl RateLimitService {
     /// that cannot be reached is an error, never a silent pass (the composition root puts an
     /// in-process fallback in front of a remote limiter).
     pub async fn check(&self, bucket: Bucket<'_>) -> Result<(), Error> {
-        let Some(limit) = bucket.limit(&self.deps.config.rate_limits) else { return Ok(()) };
-        let d = self.deps.rate_limiter.hit(&bucket.key(), limit, 60, self.deps.now()).await?;
-        if d.allowed { Ok(()) } else { Err(Error::RateLimited { retry_after: d.retry_after.max(1) }) }
+        let Some(limit) = bucket.limit(&self.deps.config.rate_limits) else {
+            return Ok(());
+        };
+        let d = self
+            .deps
+            .rate_limiter
+            .hit(&bucket.key(), limit, 60, self.deps.now())
+            .await?;
+        if d.allowed {
+            Ok(())
+        } else {
+            Err(Error::RateLimited {
+                retry_after: d.retry_after.max(1),
+            })
+        }
     }
 }

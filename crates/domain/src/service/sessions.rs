@@ -32,15 +32,24 @@ impl SessionService {
             }
             None => None,
         };
-        deps.users.create(&new, hash, deps.now()).await.map_err(|e| match e {
-            crate::error::StoreError::Conflict(_) => Error::Conflict("username is taken".into()),
-            other => other.into(),
-        })
+        deps.users
+            .create(&new, hash, deps.now())
+            .await
+            .map_err(|e| match e {
+                crate::error::StoreError::Conflict(_) => {
+                    Error::Conflict("username is taken".into())
+                }
+                other => other.into(),
+            })
     }
 
     /// Checks a username and password and opens a session. The same error for an unknown
     /// user, a wrong password and a banned user.
-    pub async fn login(&self, username: &str, password: &str) -> Result<(PlainToken, Session), Error> {
+    pub async fn login(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<(PlainToken, Session), Error> {
         let deps = &self.deps;
         let denied = || Error::access_denied("Invalid username or password");
         let user = match Username::parse(username) {
@@ -48,9 +57,19 @@ impl SessionService {
             Err(_) => None,
         };
         let phc = user.as_ref().and_then(|u| u.password_hash.clone());
-        let ok = deps.passwords.verify(password, phc.as_deref().unwrap_or(DUMMY_PHC)).await;
-        let user = user.filter(|u| ok && phc.is_some() && !u.is_banned()).ok_or_else(denied)?;
-        let (cookie, session) = Session::start(user.id, deps.now(), deps.config.minter.ttls.session, deps.random.as_ref());
+        let ok = deps
+            .passwords
+            .verify(password, phc.as_deref().unwrap_or(DUMMY_PHC))
+            .await;
+        let user = user
+            .filter(|u| ok && phc.is_some() && !u.is_banned())
+            .ok_or_else(denied)?;
+        let (cookie, session) = Session::start(
+            user.id,
+            deps.now(),
+            deps.config.minter.ttls.session,
+            deps.random.as_ref(),
+        );
         deps.sessions.insert(&session).await?;
         Ok((cookie, session))
     }
@@ -58,9 +77,22 @@ impl SessionService {
     /// The live session and its (not banned) user behind a cookie value.
     pub async fn resolve(&self, cookie: &str) -> Result<Option<(Session, User)>, Error> {
         let deps = &self.deps;
-        let Some(hash) = TokenHash::of_presented(cookie) else { return Ok(None) };
-        let Some(session) = deps.sessions.get(&hash).await?.filter(|s| s.is_live(deps.now())) else { return Ok(None) };
-        let user = deps.users.get(session.user_id).await?.filter(|u| !u.is_banned());
+        let Some(hash) = TokenHash::of_presented(cookie) else {
+            return Ok(None);
+        };
+        let Some(session) = deps
+            .sessions
+            .get(&hash)
+            .await?
+            .filter(|s| s.is_live(deps.now()))
+        else {
+            return Ok(None);
+        };
+        let user = deps
+            .users
+            .get(session.user_id)
+            .await?
+            .filter(|u| !u.is_banned());
         Ok(user.map(|u| (session, u)))
     }
 

@@ -30,10 +30,21 @@ pub struct TokenRequest {
 /// The grant-specific parameters, still as sent.
 #[derive(Debug, Clone)]
 pub enum GrantRequest {
-    AuthorizationCode { code: Option<String>, code_verifier: Option<String>, redirect_uri: Option<String> },
-    RefreshToken { refresh_token: Option<String>, scope: Option<String> },
-    ClientCredentials { scope: Option<String> },
-    DeviceCode { device_code: Option<String> },
+    AuthorizationCode {
+        code: Option<String>,
+        code_verifier: Option<String>,
+        redirect_uri: Option<String>,
+    },
+    RefreshToken {
+        refresh_token: Option<String>,
+        scope: Option<String>,
+    },
+    ClientCredentials {
+        scope: Option<String>,
+    },
+    DeviceCode {
+        device_code: Option<String>,
+    },
 }
 
 impl GrantRequest {
@@ -41,8 +52,11 @@ impl GrantRequest {
     pub fn grant_type(grant_type: Option<&str>) -> Result<GrantType, Error> {
         match grant_type {
             None | Some("") => Err(Error::invalid_request("Missing grant_type")),
-            Some(g) => GrantType::parse(g)
-                .ok_or_else(|| Error::UnsupportedGrantType(format!("Unsupported grant_type `{}`", truncate(g, 64)).into())),
+            Some(g) => GrantType::parse(g).ok_or_else(|| {
+                Error::UnsupportedGrantType(
+                    format!("Unsupported grant_type `{}`", truncate(g, 64)).into(),
+                )
+            }),
         }
     }
 }
@@ -52,7 +66,9 @@ fn truncate(s: &str, n: usize) -> String {
 }
 
 fn required<'a>(v: &'a Option<String>, name: &str) -> Result<&'a str, Error> {
-    v.as_deref().filter(|s| !s.is_empty()).ok_or_else(|| Error::invalid_request(format!("Missing {name}")))
+    v.as_deref()
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| Error::invalid_request(format!("Missing {name}")))
 }
 
 /// The authenticated identity behind a bearer token.
@@ -70,7 +86,11 @@ impl Bearer {
     }
     /// The insufficient-scope contract: 403 naming the missing scope.
     pub fn require(&self, required: Scope) -> Result<(), Error> {
-        if self.record.scope.contains(required) { Ok(()) } else { Err(Error::InsufficientScope { required }) }
+        if self.record.scope.contains(required) {
+            Ok(())
+        } else {
+            Err(Error::InsufficientScope { required })
+        }
     }
     /// `{"type":"oauth","id":<client>}` or `{"type":"apiKey","id":<key id>}`.
     pub fn subject(&self) -> Subject {
@@ -119,7 +139,10 @@ pub struct Me {
 /// Who asks to revoke.
 #[derive(Debug, Clone)]
 pub enum RevokeCaller {
-    Client { auth: ClientAuth, origin: Option<String> },
+    Client {
+        auth: ClientAuth,
+        origin: Option<String>,
+    },
     /// A signed-in user revoking one of their own tokens.
     User(UserId),
 }
@@ -135,7 +158,12 @@ impl TokenService {
     }
 
     /// Authenticates the client (and its Origin, for public browser clients).
-    async fn client_for(&self, auth: &ClientAuth, origin: Option<&str>, ip: Option<&str>) -> Result<Client, Error> {
+    async fn client_for(
+        &self,
+        auth: &ClientAuth,
+        origin: Option<&str>,
+        ip: Option<&str>,
+    ) -> Result<Client, Error> {
         let client = self.deps.authenticate_client(auth).await?;
         if let Err(e) = client.check_origin(origin) {
             let ev = AuditEvent::new(AuditKind::OriginRejected, self.deps.now())
@@ -150,16 +178,39 @@ impl TokenService {
 
     /// `POST /token`, any grant.
     pub async fn token(&self, req: TokenRequest) -> Result<TokenResponse, Error> {
-        let client = self.client_for(&req.client, req.origin.as_deref(), req.ip.as_deref()).await?;
+        let client = self
+            .client_for(&req.client, req.origin.as_deref(), req.ip.as_deref())
+            .await?;
         match &req.grant {
-            GrantRequest::AuthorizationCode { code, code_verifier, redirect_uri } => {
-                self.exchange_code(&client, code, code_verifier, redirect_uri, req.ip.as_deref()).await
+            GrantRequest::AuthorizationCode {
+                code,
+                code_verifier,
+                redirect_uri,
+            } => {
+                self.exchange_code(
+                    &client,
+                    code,
+                    code_verifier,
+                    redirect_uri,
+                    req.ip.as_deref(),
+                )
+                .await
             }
-            GrantRequest::RefreshToken { refresh_token, scope } => {
-                self.refresh(&client, refresh_token, scope, req.ip.as_deref()).await
+            GrantRequest::RefreshToken {
+                refresh_token,
+                scope,
+            } => {
+                self.refresh(&client, refresh_token, scope, req.ip.as_deref())
+                    .await
             }
-            GrantRequest::ClientCredentials { scope } => self.client_credentials(&client, scope, req.ip.as_deref()).await,
-            GrantRequest::DeviceCode { device_code } => self.device_token(&client, device_code, req.ip.as_deref()).await,
+            GrantRequest::ClientCredentials { scope } => {
+                self.client_credentials(&client, scope, req.ip.as_deref())
+                    .await
+            }
+            GrantRequest::DeviceCode { device_code } => {
+                self.device_token(&client, device_code, req.ip.as_deref())
+                    .await
+            }
         }
     }
 
@@ -172,17 +223,24 @@ impl TokenService {
         ip: Option<&str>,
     ) -> Result<TokenResponse, Error> {
         if !client.allows_grant(GrantType::AuthorizationCode) {
-            return Err(Error::UnauthorizedClient("Unauthorized client: authorization_code is not registered".into()));
+            return Err(Error::UnauthorizedClient(
+                "Unauthorized client: authorization_code is not registered".into(),
+            ));
         }
         let code = required(code, "code")?;
         let verifier = required(verifier, "code_verifier")?;
         let redirect_uri = required(redirect_uri, "redirect_uri")?;
-        let hash = TokenHash::of_presented(code).ok_or_else(|| Error::invalid_grant("Invalid grant: authorization code is invalid"))?;
+        let hash = TokenHash::of_presented(code)
+            .ok_or_else(|| Error::invalid_grant("Invalid grant: authorization code is invalid"))?;
         let deps = &self.deps;
         let family = FamilyId::generate(deps.random.as_ref());
         let record = match deps.codes.redeem(&hash, family).await? {
             CodeRedemption::Redeemed(r) => r,
-            CodeRedemption::NotFound => return Err(Error::invalid_grant("Invalid grant: authorization code is invalid")),
+            CodeRedemption::NotFound => {
+                return Err(Error::invalid_grant(
+                    "Invalid grant: authorization code is invalid",
+                ));
+            }
             CodeRedemption::AlreadyRedeemed { family } => {
                 if let Some(family) = family {
                     let now = deps.now();
@@ -195,14 +253,31 @@ impl TokenService {
                         .meta("revoked", revoked.len());
                     deps.audit(ev).await;
                 }
-                return Err(Error::invalid_grant("Invalid grant: authorization code has already been used"));
+                return Err(Error::invalid_grant(
+                    "Invalid grant: authorization code has already been used",
+                ));
             }
         };
         let now = deps.now();
-        let scope = authorization_code::validate_redeemed(&record, client, redirect_uri, CodeVerifier::parse(verifier), now)?;
+        let scope = authorization_code::validate_redeemed(
+            &record,
+            client,
+            redirect_uri,
+            CodeVerifier::parse(verifier),
+            now,
+        )?;
         let with_refresh = client.allows_grant(GrantType::RefreshToken);
         let mut response = self
-            .issue(client, record.user_id, scope, Some(family), Some(record.auth_time), with_refresh, "authorization_code", ip)
+            .issue(
+                client,
+                record.user_id,
+                scope,
+                Some(family),
+                Some(record.auth_time),
+                with_refresh,
+                "authorization_code",
+                ip,
+            )
             .await?;
         if let (Some(nonce), Some(signer)) = (record.nonce, deps.id_tokens.as_ref()) {
             let claims = IdTokenClaims {
@@ -234,18 +309,36 @@ impl TokenService {
     ) -> Result<TokenResponse, Error> {
         let deps = &self.deps;
         let now = deps.now();
-        let new = |kind| NewToken { kind, client_id: Some(client.id.clone()), user_id, scope, family_id: family, auth_time };
-        let (access, access_rec) = deps.config.minter.mint(new(TokenKind::Access), now, deps.random.as_ref());
+        let new = |kind| NewToken {
+            kind,
+            client_id: Some(client.id.clone()),
+            user_id,
+            scope,
+            family_id: family,
+            auth_time,
+        };
+        let (access, access_rec) =
+            deps.config
+                .minter
+                .mint(new(TokenKind::Access), now, deps.random.as_ref());
         let mut rows = vec![access_rec];
         let refresh = with_refresh.then(|| {
-            let (plain, rec) = deps.config.minter.mint(new(TokenKind::Refresh), now, deps.random.as_ref());
+            let (plain, rec) =
+                deps.config
+                    .minter
+                    .mint(new(TokenKind::Refresh), now, deps.random.as_ref());
             rows.push(rec);
             plain
         });
         if deps.tokens.insert(&rows).await? == InsertOutcome::FamilyRevoked {
             return Err(Error::invalid_grant("Invalid grant: the grant was revoked"));
         }
-        let ev = AuditEvent::new(AuditKind::TokenIssued, now).user(user_id).client(&client.id).scope(scope).ip(ip).meta("grant", grant);
+        let ev = AuditEvent::new(AuditKind::TokenIssued, now)
+            .user(user_id)
+            .client(&client.id)
+            .scope(scope)
+            .ip(ip)
+            .meta("grant", grant);
         deps.audit(ev).await;
         Ok(TokenResponse {
             access_token: access,
@@ -256,21 +349,43 @@ impl TokenService {
         })
     }
 
-    async fn refresh(&self, client: &Client, token: &Option<String>, scope: &Option<String>, ip: Option<&str>) -> Result<TokenResponse, Error> {
+    async fn refresh(
+        &self,
+        client: &Client,
+        token: &Option<String>,
+        scope: &Option<String>,
+        ip: Option<&str>,
+    ) -> Result<TokenResponse, Error> {
         if !client.allows_grant(GrantType::RefreshToken) {
-            return Err(Error::UnauthorizedClient("Unauthorized client: refresh_token is not registered".into()));
+            return Err(Error::UnauthorizedClient(
+                "Unauthorized client: refresh_token is not registered".into(),
+            ));
         }
         let token = required(token, "refresh_token")?;
         let requested = match scope.as_deref().filter(|s| !s.trim().is_empty()) {
             Some(s) => Some(Scope::parse(s)?),
             None => None,
         };
-        let hash = TokenHash::of_presented(token).ok_or_else(|| Error::invalid_grant("Invalid grant: refresh token is invalid"))?;
+        let hash = TokenHash::of_presented(token)
+            .ok_or_else(|| Error::invalid_grant("Invalid grant: refresh token is invalid"))?;
         let deps = &self.deps;
         let now = deps.now();
-        let blank = |kind| NewToken { kind, client_id: None, user_id: UserId(0), scope: Scope::NONE, family_id: None, auth_time: None };
-        let (access, new_access) = deps.config.minter.mint(blank(TokenKind::Access), now, deps.random.as_ref());
-        let (refresh, new_refresh) = deps.config.minter.mint(blank(TokenKind::Refresh), now, deps.random.as_ref());
+        let blank = |kind| NewToken {
+            kind,
+            client_id: None,
+            user_id: UserId(0),
+            scope: Scope::NONE,
+            family_id: None,
+            auth_time: None,
+        };
+        let (access, new_access) =
+            deps.config
+                .minter
+                .mint(blank(TokenKind::Access), now, deps.random.as_ref());
+        let (refresh, new_refresh) =
+            deps.config
+                .minter
+                .mint(blank(TokenKind::Refresh), now, deps.random.as_ref());
         let rotation = RefreshRotation {
             client_id: client.id.clone(),
             ceiling: client.ceiling(),
@@ -282,7 +397,11 @@ impl TokenService {
         };
         match deps.tokens.rotate_refresh(&hash, &rotation).await? {
             RotationDecision::Rotate { access: rec, .. } => {
-                let ev = AuditEvent::new(AuditKind::TokenRefreshed, now).user(rec.user_id).client(&client.id).scope(rec.scope).ip(ip);
+                let ev = AuditEvent::new(AuditKind::TokenRefreshed, now)
+                    .user(rec.user_id)
+                    .client(&client.id)
+                    .scope(rec.scope)
+                    .ip(ip);
                 deps.audit(ev).await;
                 Ok(TokenResponse {
                     access_token: access,
@@ -303,47 +422,98 @@ impl TokenService {
                     .meta("family", family)
                     .meta("revoked", revoked.len());
                 deps.audit(ev).await;
-                Err(Error::invalid_grant("Invalid grant: refresh token has already been used"))
+                Err(Error::invalid_grant(
+                    "Invalid grant: refresh token has already been used",
+                ))
             }
             RotationDecision::Reject(e) => Err(e),
         }
     }
 
-    async fn client_credentials(&self, client: &Client, scope: &Option<String>, ip: Option<&str>) -> Result<TokenResponse, Error> {
+    async fn client_credentials(
+        &self,
+        client: &Client,
+        scope: &Option<String>,
+        ip: Option<&str>,
+    ) -> Result<TokenResponse, Error> {
         let requested = match scope.as_deref().filter(|s| !s.trim().is_empty()) {
             Some(s) => Some(Scope::parse(s)?),
             None => None,
         };
         let scope = client_credentials::grant_scope(client, requested)?;
-        self.issue(client, client.owner, scope, None, None, false, "client_credentials", ip).await
+        self.issue(
+            client,
+            client.owner,
+            scope,
+            None,
+            None,
+            false,
+            "client_credentials",
+            ip,
+        )
+        .await
     }
 
-    async fn device_token(&self, client: &Client, device_code: &Option<String>, ip: Option<&str>) -> Result<TokenResponse, Error> {
+    async fn device_token(
+        &self,
+        client: &Client,
+        device_code: &Option<String>,
+        ip: Option<&str>,
+    ) -> Result<TokenResponse, Error> {
         if !client.allows_grant(GrantType::DeviceCode) {
-            return Err(Error::UnauthorizedClient("Client not authorized for device flow".into()));
+            return Err(Error::UnauthorizedClient(
+                "Client not authorized for device flow".into(),
+            ));
         }
         let code = required(device_code, "device_code")?;
-        let hash = TokenHash::of_presented(code).ok_or_else(|| Error::invalid_grant("Invalid grant: unknown device_code"))?;
+        let hash = TokenHash::of_presented(code)
+            .ok_or_else(|| Error::invalid_grant("Invalid grant: unknown device_code"))?;
         let deps = &self.deps;
-        let poll = DevicePoll { client_id: client.id.clone(), now: deps.now() };
+        let poll = DevicePoll {
+            client_id: client.id.clone(),
+            now: deps.now(),
+        };
         let grant = deps.devices.poll(&hash, &poll).await?.result?;
         let family = FamilyId::generate(deps.random.as_ref());
         let scope = grant.scope.trim_to_ceiling(client.ceiling());
         let with_refresh = client.allows_grant(GrantType::RefreshToken);
-        self.issue(client, grant.user_id, scope, Some(family), Some(grant.auth_time), with_refresh, "device_code", ip).await
+        self.issue(
+            client,
+            grant.user_id,
+            scope,
+            Some(family),
+            Some(grant.auth_time),
+            with_refresh,
+            "device_code",
+            ip,
+        )
+        .await
     }
 
     /// RFC 7009. Always `Ok(())` for unknown or foreign tokens; revoking a refresh token revokes
     /// its whole family.
-    pub async fn revoke(&self, caller: RevokeCaller, token: Option<&str>, ip: Option<&str>) -> Result<(), Error> {
+    pub async fn revoke(
+        &self,
+        caller: RevokeCaller,
+        token: Option<&str>,
+        ip: Option<&str>,
+    ) -> Result<(), Error> {
         let deps = &self.deps;
         let client = match &caller {
-            RevokeCaller::Client { auth, origin } => Some(self.client_for(auth, origin.as_deref(), ip).await?),
+            RevokeCaller::Client { auth, origin } => {
+                Some(self.client_for(auth, origin.as_deref(), ip).await?)
+            }
             RevokeCaller::User(_) => None,
         };
-        let token = token.filter(|t| !t.is_empty()).ok_or_else(|| Error::invalid_request("Missing token parameter"))?;
-        let Some(hash) = TokenHash::of_presented(token) else { return Ok(()) };
-        let Some(record) = deps.tokens.find(&hash).await? else { return Ok(()) };
+        let token = token
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| Error::invalid_request("Missing token parameter"))?;
+        let Some(hash) = TokenHash::of_presented(token) else {
+            return Ok(());
+        };
+        let Some(record) = deps.tokens.find(&hash).await? else {
+            return Ok(());
+        };
         let owned = match (&caller, &client) {
             (RevokeCaller::Client { .. }, Some(c)) => record.client_id.as_ref() == Some(&c.id),
             (RevokeCaller::User(u), _) => record.user_id == *u,
@@ -361,7 +531,10 @@ impl TokenService {
             }
         };
         deps.invalidate(&revoked).await?;
-        let mut ev = AuditEvent::new(AuditKind::TokenRevoked, now).user(record.user_id).ip(ip).meta("kind", record.kind.as_str());
+        let mut ev = AuditEvent::new(AuditKind::TokenRevoked, now)
+            .user(record.user_id)
+            .ip(ip)
+            .meta("kind", record.kind.as_str());
         if let Some(c) = &record.client_id {
             ev = ev.client(c);
         }
@@ -383,7 +556,9 @@ impl TokenService {
             None => {
                 let r = deps.tokens.find(&hash).await?.ok_or_else(invalid)?;
                 if r.is_active(now) && r.kind.is_bearer() {
-                    let until = r.expires_at.map_or(now + deps.config.cache_ttl, |e| e.min(now + deps.config.cache_ttl));
+                    let until = r.expires_at.map_or(now + deps.config.cache_ttl, |e| {
+                        e.min(now + deps.config.cache_ttl)
+                    });
                     let _ = deps.cache.put(&r, until).await;
                 }
                 r
@@ -399,25 +574,57 @@ impl TokenService {
     pub async fn buzz_limit_of(&self, record: &TokenRecord) -> Result<Option<BuzzLimit>, Error> {
         Ok(match &record.client_id {
             None => record.buzz_limit.clone(),
-            Some(client) => self.deps.consents.get(record.user_id, client).await?.map(|c| c.buzz_limit),
+            Some(client) => self
+                .deps
+                .consents
+                .get(record.user_id, client)
+                .await?
+                .map(|c| c.buzz_limit),
         })
     }
 
     /// RFC 7662, for resource servers (confidential clients).
-    pub async fn introspect(&self, auth: &ClientAuth, token: Option<&str>) -> Result<Introspection, Error> {
+    pub async fn introspect(
+        &self,
+        auth: &ClientAuth,
+        token: Option<&str>,
+    ) -> Result<Introspection, Error> {
         let deps = &self.deps;
         let caller = deps.authenticate_client(auth).await?;
         caller.require_confidential()?;
-        let token = token.filter(|t| !t.is_empty()).ok_or_else(|| Error::invalid_request("Missing token parameter"))?;
-        let inactive = Introspection { active: false, record: None, username: None, buzz_limit: None };
-        let Some(hash) = TokenHash::of_presented(token) else { return Ok(inactive) };
-        let Some(record) = deps.tokens.find(&hash).await? else { return Ok(inactive) };
+        let token = token
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| Error::invalid_request("Missing token parameter"))?;
+        let inactive = Introspection {
+            active: false,
+            record: None,
+            username: None,
+            buzz_limit: None,
+        };
+        let Some(hash) = TokenHash::of_presented(token) else {
+            return Ok(inactive);
+        };
+        let Some(record) = deps.tokens.find(&hash).await? else {
+            return Ok(inactive);
+        };
         if !record.is_active(deps.now()) {
             return Ok(inactive);
         }
-        let Some(user) = deps.users.get(record.user_id).await?.filter(|u| !u.is_banned()) else { return Ok(inactive) };
+        let Some(user) = deps
+            .users
+            .get(record.user_id)
+            .await?
+            .filter(|u| !u.is_banned())
+        else {
+            return Ok(inactive);
+        };
         let buzz_limit = self.buzz_limit_of(&record).await?;
-        Ok(Introspection { active: true, record: Some(record), username: Some(user.username.to_string()), buzz_limit })
+        Ok(Introspection {
+            active: true,
+            record: Some(record),
+            username: Some(user.username.to_string()),
+            buzz_limit,
+        })
     }
 
     /// `/userinfo`: needs `UserRead`.
@@ -451,12 +658,26 @@ impl TokenService {
             .filter(|u| !u.is_banned())
             .ok_or_else(|| Error::invalid_token("Invalid or expired token"))?;
         let buzz_limit = self.buzz_limit_of(&bearer.record).await?;
-        Ok(Me { id: user.id, username: user.username.to_string(), token_scope: bearer.scope(), buzz_limit, subject: bearer.subject() })
+        Ok(Me {
+            id: user.id,
+            username: user.username.to_string(),
+            token_scope: bearer.scope(),
+            buzz_limit,
+            subject: bearer.subject(),
+        })
     }
 
     /// Revokes every token of (user, client) and drops them from caches.
-    pub(crate) async fn revoke_user_client(&self, user: UserId, client: &ClientId) -> Result<usize, Error> {
-        let revoked = self.deps.tokens.revoke_for_user_client(user, client, self.deps.now()).await?;
+    pub(crate) async fn revoke_user_client(
+        &self,
+        user: UserId,
+        client: &ClientId,
+    ) -> Result<usize, Error> {
+        let revoked = self
+            .deps
+            .tokens
+            .revoke_for_user_client(user, client, self.deps.now())
+            .await?;
         self.deps.invalidate(&revoked).await?;
         Ok(revoked.len())
     }
