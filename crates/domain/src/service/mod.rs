@@ -11,6 +11,9 @@ pub mod rate_limit;
 pub mod sessions;
 pub mod tokens;
 
+#[cfg(test)]
+mod tests;
+
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

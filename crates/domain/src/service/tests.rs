@@ -1,0 +1,1911 @@
+//! The services end to end over the in-memory adapter, with a fixed clock: every flow of the
+//! contract, the three atomic operations under 64 concurrent tasks, and the wire error codes.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use time::Duration;
+
+use super::api_keys::NewApiKey;
+use super::authorize::{AuthorizeOutcome, ConsentAnswer};
+use super::buzz::SpendCall;
+use super::device::DeviceStarted;
+use super::rate_limit::Bucket;
+use super::tokens::{GrantRequest, RevokeCaller, Subject, TokenRequest};
+use super::{Buzzgate, Caller, Config, Via};
+use crate::audit::AuditKind;
+use crate::authorize::AuthorizeParams;
+use crate::buzz::{BuzzLimit, Currency};
+use crate::client::{AccessMode, AuthMethod, ClientAuth, ClientRegistration, ClientUpdate};
+use crate::error::Error;
+use crate::ids::{ClientId, UserId};
+use crate::memory::MemoryStore;
+use crate::pkce::{CodeChallenge, CodeVerifier};
+use crate::ports::{ManualClock, SeededRandom};
+use crate::scope::Scope;
+use crate::token::{TokenKind, TokenResponse};
+use crate::user::{NewUser, Role, Username};
+
+struct H {
+    store: MemoryStore,
+    clock: Arc<ManualClock>,
+    gate: Buzzgate,
+    user: UserId,
+    owner: UserId,
+    app: ClientId,
+    secret: String,
+    spa: ClientId,
+}
+
+async fn harness_with(config: Config) -> H {
+    harness_with_deps(config, |_| {}).await
+}
+
+/// A harness whose dependencies `adjust` may change (swap a port for a mock).
+async fn harness_with_deps(config: Config, adjust: impl FnOnce(&mut super::Deps)) -> H {
+    let clock = Arc::new(ManualClock::at_epoch());
+    let store = MemoryStore::new(clock.clone());
+    let mut deps = store.deps(Arc::new(SeededRandom::new(11)), config);
+    adjust(&mut deps);
+    let gate = Buzzgate::new(deps);
+    let mk = |name: &str, roles: Vec<Role>| NewUser {
+        username: Username::parse(name).unwrap(),
+        email: Some(format!("{name}@example.com")),
+        email_verified: true,
+        password: Some("correct horse battery".into()),
+        roles,
+    };
+    let owner = gate
+        .sessions()
+        .create_user(mk("owner", vec![]))
+        .await
+        .unwrap()
+        .id;
+    let user = gate
+        .sessions()
+        .create_user(mk("ada", vec![]))
+        .await
+        .unwrap()
+        .id;
+    let reg = ClientRegistration {
+        name: "Generator".into(),
+        description: Some("Makes pictures".into()),
+        redirect_uris: vec![
+            "https://app.example.com/cb".into(),
+            "http://127.0.0.1/cb".into(),
+        ],
+        allowed_origins: None,
+        is_confidential: Some(true),
+        allowed_scopes: None,
+        grants: Some(vec![
+            "authorization_code".into(),
+            "refresh_token".into(),
+            "client_credentials".into(),
+            "urn:ietf:params:oauth:grant-type:device_code".into(),
+        ]),
+    };
+    let created = gate
+        .clients()
+        .create(&Caller::session(owner), reg)
+        .await
+        .unwrap();
+    let spa = ClientRegistration {
+        name: "SPA".into(),
+        description: None,
+        redirect_uris: vec!["https://spa.example.com/cb".into()],
+        allowed_origins: None,
+        is_confidential: Some(false),
+        allowed_scopes: None,
+        grants: None,
+    };
+    let spa = gate
+        .clients()
+        .create(&Caller::session(owner), spa)
+        .await
+        .unwrap();
+    H {
+        secret: created.secret.unwrap().expose().to_owned(),
+        app: created.client.id,
+        spa: spa.client.id,
+        store,
+        clock,
+        gate,
+        user,
+        owner,
+    }
+}
+
+async fn harness() -> H {
+    harness_with(Config::default()).await
+}
+
+impl H {
+    fn auth(&self) -> ClientAuth {
+        ClientAuth {
+            client_id: self.app.clone(),
+            secret: Some(self.secret.clone()),
+            method: AuthMethod::Post,
+        }
+    }
+    fn spa_auth(&self) -> ClientAuth {
+        ClientAuth {
+            client_id: self.spa.clone(),
+            secret: None,
+            method: AuthMethod::None,
+        }
+    }
+    fn params(&self, scope: &str, verifier: &CodeVerifier) -> AuthorizeParams {
+        AuthorizeParams {
+            response_type: Some("code".into()),
+            client_id: Some(self.app.to_string()),
+            redirect_uri: Some("https://app.example.com/cb".into()),
+            scope: Some(scope.into()),
+            state: Some("st4te".into()),
+            code_challenge: Some(CodeChallenge::from_verifier(verifier).as_str().into()),
+            code_challenge_method: Some("S256".into()),
+            nonce: None,
+        }
+    }
+    /// Authorize + approve; returns the code from the redirect.
+    async fn code(&self, scope: &str, remember: bool) -> (String, CodeVerifier) {
+        static SEED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1000);
+        let v = CodeVerifier::generate(&SeededRandom::new(
+            SEED.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        ));
+        let p = self.params(scope, &v);
+        let answer = ConsentAnswer {
+            approved: true,
+            remember,
+            buzz_limit: None,
+        };
+        match self
+            .gate
+            .authorize()
+            .decide(&p, self.user, &answer, None)
+            .await
+            .unwrap()
+        {
+            AuthorizeOutcome::Redirect { location } => (query(&location, "code").unwrap(), v),
+            other => panic!("{other:?}"),
+        }
+    }
+    fn token_req(&self, grant: GrantRequest) -> TokenRequest {
+        TokenRequest {
+            client: self.auth(),
+            origin: None,
+            ip: Some("127.0.0.1".into()),
+            grant,
+        }
+    }
+    async fn exchange(&self, code: &str, v: &CodeVerifier) -> Result<TokenResponse, Error> {
+        let g = GrantRequest::AuthorizationCode {
+            code: Some(code.into()),
+            code_verifier: Some(v.as_str().into()),
+            redirect_uri: Some("https://app.example.com/cb".into()),
+        };
+        self.gate.tokens().token(self.token_req(g)).await
+    }
+    async fn tokens(&self, scope: &str) -> TokenResponse {
+        let (code, v) = self.code(scope, true).await;
+        self.exchange(&code, &v).await.unwrap()
+    }
+    async fn refresh(&self, rt: &str, scope: Option<&str>) -> Result<TokenResponse, Error> {
+        let g = GrantRequest::RefreshToken {
+            refresh_token: Some(rt.into()),
+            scope: scope.map(str::to_owned),
+        };
+        self.gate.tokens().token(self.token_req(g)).await
+    }
+    fn audit_kinds(&self) -> Vec<AuditKind> {
+        self.store
+            .audit_events()
+            .into_iter()
+            .map(|e| e.kind)
+            .collect()
+    }
+    async fn make_resource_server(&self) {
+        let admin = Caller {
+            user_id: self.owner,
+            via: Via::Session,
+            is_admin: true,
+        };
+        self.gate
+            .clients()
+            .administer(&admin, &self.app, None, None, Some(true))
+            .await
+            .unwrap();
+    }
+}
+
+async fn credit(store: &MemoryStore, user: UserId, amount: u64) {
+    use crate::ports::BuzzStore;
+    store
+        .credit(
+            user,
+            &Currency::yellow(),
+            amount,
+            time::OffsetDateTime::UNIX_EPOCH,
+        )
+        .await
+        .unwrap();
+}
+
+fn query(location: &str, key: &str) -> Option<String> {
+    url::Url::parse(location)
+        .ok()?
+        .query_pairs()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.into_owned())
+}
+
+fn rt(t: &TokenResponse) -> String {
+    t.refresh_token.as_ref().unwrap().expose().to_owned()
+}
+
+// ----- authorize and consent ------------------------------------------------------------------
+
+#[tokio::test]
+async fn signed_out_user_is_sent_to_login_after_client_checks() {
+    let h = harness().await;
+    let v = CodeVerifier::generate(&SeededRandom::new(1));
+    let out = h
+        .gate
+        .authorize()
+        .authorize(&h.params("1", &v), None, None)
+        .await
+        .unwrap();
+    assert_eq!(out, AuthorizeOutcome::LoginRequired);
+    let mut bad = h.params("1", &v);
+    bad.redirect_uri = Some("https://evil.example.com/cb".into());
+    let out = h
+        .gate
+        .authorize()
+        .authorize(&bad, None, None)
+        .await
+        .unwrap();
+    assert!(matches!(
+        out,
+        AuthorizeOutcome::Reject(Error::InvalidRequest(_))
+    ));
+}
+
+#[tokio::test]
+async fn first_request_shows_consent_with_trimmed_scope_and_buzz_cap() {
+    let h = harness().await;
+    let admin = Caller {
+        user_id: h.owner,
+        via: Via::Session,
+        is_admin: false,
+    };
+    let narrowed = ClientUpdate {
+        allowed_scopes: Some(Scope::AI_SERVICES.bits()),
+        ..Default::default()
+    };
+    h.gate
+        .clients()
+        .update(&admin, &h.app, narrowed)
+        .await
+        .unwrap();
+    let v = CodeVerifier::generate(&SeededRandom::new(1));
+    let out = h
+        .gate
+        .authorize()
+        .authorize(&h.params("AIServices VaultWrite", &v), Some(h.user), None)
+        .await
+        .unwrap();
+    let AuthorizeOutcome::Consent(prompt) = out else {
+        panic!("{out:?}")
+    };
+    assert_eq!(prompt.request.scope, Scope::AI_SERVICES);
+    assert_eq!(prompt.trimmed, Scope::VAULT_WRITE);
+    assert!(prompt.show_buzz_cap);
+    assert_eq!(prompt.buzz_limit, BuzzLimit::consent_default());
+}
+
+#[tokio::test]
+async fn remembered_consent_skips_the_page_and_wider_request_prompts() {
+    let h = harness().await;
+    h.code("114689", true).await;
+    let v = CodeVerifier::generate(&SeededRandom::new(2));
+    let out = h
+        .gate
+        .authorize()
+        .authorize(&h.params("BuzzRead", &v), Some(h.user), None)
+        .await
+        .unwrap();
+    let AuthorizeOutcome::Redirect { location } = out else {
+        panic!("{out:?}")
+    };
+    assert!(query(&location, "code").is_some());
+    assert_eq!(query(&location, "state").as_deref(), Some("st4te"));
+    assert_eq!(
+        query(&location, "iss").as_deref(),
+        Some("http://127.0.0.1:8080")
+    );
+    let out = h
+        .gate
+        .authorize()
+        .authorize(&h.params("Full", &v), Some(h.user), None)
+        .await
+        .unwrap();
+    assert!(matches!(out, AuthorizeOutcome::Consent(_)));
+}
+
+#[tokio::test]
+async fn unremembered_approval_still_records_a_grant_but_prompts_again() {
+    let h = harness().await;
+    h.code("114689", false).await;
+    let consents = h
+        .gate
+        .consents()
+        .list(&Caller::session(h.user))
+        .await
+        .unwrap();
+    assert_eq!(consents.len(), 1);
+    assert!(!consents[0].consent.remembered);
+    let v = CodeVerifier::generate(&SeededRandom::new(2));
+    let out = h
+        .gate
+        .authorize()
+        .authorize(&h.params("1", &v), Some(h.user), None)
+        .await
+        .unwrap();
+    assert!(matches!(out, AuthorizeOutcome::Consent(_)));
+}
+
+#[tokio::test]
+async fn deny_redirects_with_access_denied_state_and_iss() {
+    let h = harness().await;
+    let v = CodeVerifier::generate(&SeededRandom::new(1));
+    let answer = ConsentAnswer {
+        approved: false,
+        remember: true,
+        buzz_limit: None,
+    };
+    let out = h
+        .gate
+        .authorize()
+        .decide(&h.params("1", &v), h.user, &answer, None)
+        .await
+        .unwrap();
+    let AuthorizeOutcome::Redirect { location } = out else {
+        panic!()
+    };
+    assert_eq!(query(&location, "error").as_deref(), Some("access_denied"));
+    assert_eq!(query(&location, "state").as_deref(), Some("st4te"));
+    assert!(h.audit_kinds().contains(&AuditKind::AuthorizationDenied));
+}
+
+#[tokio::test]
+async fn consent_buzz_limit_is_validated_and_stored() {
+    let h = harness().await;
+    let v = CodeVerifier::generate(&SeededRandom::new(1));
+    let bad = ConsentAnswer {
+        approved: true,
+        remember: true,
+        buzz_limit: Some("{not json".into()),
+    };
+    let out = h
+        .gate
+        .authorize()
+        .decide(&h.params("114689", &v), h.user, &bad, None)
+        .await
+        .unwrap();
+    let AuthorizeOutcome::RedirectError { location } = out else {
+        panic!("{out:?}")
+    };
+    assert_eq!(
+        query(&location, "error_description").as_deref(),
+        Some("buzz_limit is not valid JSON")
+    );
+    let good = ConsentAnswer {
+        approved: true,
+        remember: true,
+        buzz_limit: Some(r#"[{"type":"sliding","limit":300,"window":"day","unit":7}]"#.into()),
+    };
+    h.gate
+        .authorize()
+        .decide(&h.params("114689", &v), h.user, &good, None)
+        .await
+        .unwrap();
+    let apps = h
+        .gate
+        .consents()
+        .list(&Caller::session(h.user))
+        .await
+        .unwrap();
+    assert_eq!(
+        apps[0].consent.buzz_limit,
+        BuzzLimit::per_period(300, 7).unwrap()
+    );
+    assert!(h.audit_kinds().contains(&AuditKind::BuzzLimitSet));
+}
+
+#[tokio::test]
+async fn disabled_and_testers_only_apps_refuse_with_json_403() {
+    let h = harness().await;
+    let admin = Caller {
+        user_id: h.owner,
+        via: Via::Session,
+        is_admin: true,
+    };
+    let v = CodeVerifier::generate(&SeededRandom::new(1));
+    h.gate
+        .clients()
+        .administer(&admin, &h.app, None, Some(AccessMode::Testers), None)
+        .await
+        .unwrap();
+    let out = h
+        .gate
+        .authorize()
+        .authorize(&h.params("1", &v), Some(h.user), None)
+        .await
+        .unwrap();
+    assert!(matches!(
+        out,
+        AuthorizeOutcome::Reject(Error::AccessDenied(_))
+    ));
+    h.gate
+        .clients()
+        .administer(&admin, &h.app, None, Some(AccessMode::Disabled), None)
+        .await
+        .unwrap();
+    let out = h
+        .gate
+        .authorize()
+        .authorize(&h.params("1", &v), Some(h.user), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        AuthorizeOutcome::Reject(Error::access_denied(
+            "This application is not currently available."
+        ))
+    );
+}
+
+// ----- authorization_code ---------------------------------------------------------------------
+
+#[tokio::test]
+async fn code_exchange_issues_access_and_refresh_with_the_consented_scope() {
+    let h = harness().await;
+    let t = h.tokens("114689").await;
+    assert!(t.access_token.expose().starts_with("civitai_"));
+    assert_eq!(t.expires_in, 3600);
+    assert_eq!(t.scope, Scope::AI_SERVICES);
+    assert!(t.refresh_token.is_some());
+    let rows = h.store.token_rows();
+    assert!(
+        rows.iter()
+            .all(|r| r.hash != crate::token::TokenHash([0; 32]))
+    );
+    assert!(
+        !format!("{rows:?}").contains(t.access_token.expose()),
+        "plaintext must never be stored"
+    );
+}
+
+#[tokio::test]
+async fn code_is_single_use_and_replay_revokes_what_it_issued() {
+    let h = harness().await;
+    let (code, v) = h.code("114689", true).await;
+    let t = h.exchange(&code, &v).await.unwrap();
+    let again = h.exchange(&code, &v).await.unwrap_err();
+    assert_eq!(again.code(), "invalid_grant");
+    assert_eq!(
+        h.gate
+            .tokens()
+            .validate_bearer(t.access_token.expose())
+            .await
+            .unwrap_err()
+            .code(),
+        "invalid_token"
+    );
+    assert_eq!(
+        h.refresh(&rt(&t), None).await.unwrap_err().code(),
+        "invalid_grant"
+    );
+    assert!(h.audit_kinds().contains(&AuditKind::TokenReuseDetected));
+}
+
+#[tokio::test]
+async fn pkce_failure_burns_the_code() {
+    let h = harness().await;
+    let (code, v) = h.code("1", true).await;
+    let wrong = CodeVerifier::generate(&SeededRandom::new(999));
+    assert_eq!(
+        h.exchange(&code, &wrong).await.unwrap_err(),
+        Error::invalid_grant("Invalid grant: PKCE verification failed")
+    );
+    assert_eq!(
+        h.exchange(&code, &v).await.unwrap_err().code(),
+        "invalid_grant"
+    );
+}
+
+#[tokio::test]
+async fn code_expires_at_600_seconds() {
+    let h = harness().await;
+    let (code, v) = h.code("1", true).await;
+    h.clock.advance(Duration::seconds(600));
+    assert_eq!(
+        h.exchange(&code, &v).await.unwrap_err().description(),
+        "Invalid grant: authorization code has expired"
+    );
+    let (code, v) = h.code("1", true).await;
+    h.clock.advance(Duration::seconds(599));
+    assert!(h.exchange(&code, &v).await.is_ok());
+}
+
+#[tokio::test]
+async fn missing_parameters_are_invalid_request_and_do_not_burn_the_code() {
+    let h = harness().await;
+    let (code, v) = h.code("1", true).await;
+    let g = GrantRequest::AuthorizationCode {
+        code: Some(code.clone()),
+        code_verifier: None,
+        redirect_uri: Some("x".into()),
+    };
+    assert_eq!(
+        h.gate.tokens().token(h.token_req(g)).await.unwrap_err(),
+        Error::invalid_request("Missing code_verifier")
+    );
+    assert!(h.exchange(&code, &v).await.is_ok());
+}
+
+#[tokio::test]
+async fn wrong_secret_is_invalid_client_and_basic_is_flagged_for_401() {
+    let h = harness().await;
+    let (code, v) = h.code("1", true).await;
+    let g = GrantRequest::AuthorizationCode {
+        code: Some(code),
+        code_verifier: Some(v.as_str().into()),
+        redirect_uri: Some("https://app.example.com/cb".into()),
+    };
+    let mut req = h.token_req(g);
+    req.client = ClientAuth {
+        client_id: h.app.clone(),
+        secret: Some("wrong".into()),
+        method: AuthMethod::Basic,
+    };
+    assert_eq!(
+        h.gate.tokens().token(req).await.unwrap_err(),
+        Error::invalid_client(true)
+    );
+}
+
+#[tokio::test]
+async fn id_token_is_signed_only_when_the_request_had_a_nonce() {
+    use crate::ports::MockIdTokenSigner;
+    let mut signer = MockIdTokenSigner::new();
+    signer
+        .expect_sign()
+        .withf(|c| {
+            c.nonce.as_deref() == Some("n0nce")
+                && c.sub == "2"
+                && c.exp - c.iat == 3600
+                && c.iss == "http://127.0.0.1:8080"
+        })
+        .times(1)
+        .returning(|_| Ok("header.claims.sig".into()));
+    let h = harness_with_deps(Config::default(), |d| d.id_tokens = Some(Arc::new(signer))).await;
+    let v = CodeVerifier::generate(&SeededRandom::new(8));
+    let mut p = h.params("1", &v);
+    p.nonce = Some("n0nce".into());
+    let answer = ConsentAnswer {
+        approved: true,
+        remember: true,
+        buzz_limit: None,
+    };
+    let AuthorizeOutcome::Redirect { location } = h
+        .gate
+        .authorize()
+        .decide(&p, h.user, &answer, None)
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    let t = h
+        .exchange(&query(&location, "code").unwrap(), &v)
+        .await
+        .unwrap();
+    assert_eq!(t.id_token.as_deref(), Some("header.claims.sig"));
+    let t2 = h.tokens("1").await;
+    assert_eq!(t2.id_token, None);
+}
+
+// ----- refresh --------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn refresh_rotates_and_the_old_access_token_keeps_its_own_expiry() {
+    let h = harness().await;
+    let t = h.tokens("114689").await;
+    let t2 = h.refresh(&rt(&t), None).await.unwrap();
+    assert_ne!(rt(&t), rt(&t2));
+    assert_eq!(t2.scope, Scope::AI_SERVICES);
+    assert!(
+        h.gate
+            .tokens()
+            .validate_bearer(t2.access_token.expose())
+            .await
+            .is_ok()
+    );
+    assert!(h.audit_kinds().contains(&AuditKind::TokenRefreshed));
+}
+
+#[tokio::test]
+async fn refresh_reuse_inside_grace_succeeds() {
+    let h = harness().await;
+    let t = h.tokens("1").await;
+    h.refresh(&rt(&t), None).await.unwrap();
+    h.clock.advance(Duration::seconds(9));
+    assert!(h.refresh(&rt(&t), None).await.is_ok());
+}
+
+#[tokio::test]
+async fn refresh_reuse_after_grace_revokes_family() {
+    let h = harness().await;
+    let t = h.tokens("1").await;
+    let t2 = h.refresh(&rt(&t), None).await.unwrap();
+    h.clock.advance(Duration::seconds(10));
+    assert_eq!(
+        h.refresh(&rt(&t), None).await.unwrap_err().code(),
+        "invalid_grant"
+    );
+    assert_eq!(
+        h.refresh(&rt(&t2), None).await.unwrap_err().code(),
+        "invalid_grant"
+    );
+    assert!(
+        h.gate
+            .tokens()
+            .validate_bearer(t2.access_token.expose())
+            .await
+            .is_err()
+    );
+    assert!(h.audit_kinds().contains(&AuditKind::TokenReuseDetected));
+}
+
+#[tokio::test]
+async fn refresh_with_zero_grace_revokes_on_any_reuse() {
+    let h = harness_with(Config {
+        refresh_grace: Duration::ZERO,
+        ..Config::default()
+    })
+    .await;
+    let t = h.tokens("1").await;
+    let t2 = h.refresh(&rt(&t), None).await.unwrap();
+    assert!(h.refresh(&rt(&t), None).await.is_err());
+    assert!(h.refresh(&rt(&t2), None).await.is_err());
+}
+
+#[tokio::test]
+async fn refresh_narrows_never_widens_and_follows_the_ceiling() {
+    let h = harness().await;
+    let t = h.tokens("114689").await;
+    assert_eq!(
+        h.refresh(&rt(&t), Some("Full")).await.unwrap_err().code(),
+        "invalid_scope"
+    );
+    let t2 = h.refresh(&rt(&t), Some("BuzzRead")).await.unwrap();
+    assert_eq!(t2.scope, Scope::BUZZ_READ | Scope::USER_READ);
+    let narrowed = ClientUpdate {
+        allowed_scopes: Some(Scope::NONE.bits()),
+        ..Default::default()
+    };
+    h.gate
+        .clients()
+        .update(&Caller::session(h.owner), &h.app, narrowed)
+        .await
+        .unwrap();
+    let t3 = h.refresh(&rt(&t2), None).await.unwrap();
+    assert_eq!(t3.scope, Scope::USER_READ);
+}
+
+#[tokio::test]
+async fn refresh_token_expires_at_30_days() {
+    let h = harness().await;
+    let t = h.tokens("1").await;
+    h.clock.advance(Duration::days(30));
+    assert_eq!(
+        h.refresh(&rt(&t), None).await.unwrap_err().description(),
+        "Invalid grant: refresh token has expired"
+    );
+}
+
+#[tokio::test]
+async fn refresh_tokens_are_never_bearers() {
+    let h = harness().await;
+    let t = h.tokens("1").await;
+    assert_eq!(
+        h.gate
+            .tokens()
+            .validate_bearer(&rt(&t))
+            .await
+            .unwrap_err()
+            .code(),
+        "invalid_token"
+    );
+}
+
+#[tokio::test]
+async fn access_token_valid_at_3599_and_invalid_at_3600() {
+    let h = harness().await;
+    let t = h.tokens("1").await;
+    h.clock.advance(Duration::seconds(3599));
+    assert!(
+        h.gate
+            .tokens()
+            .validate_bearer(t.access_token.expose())
+            .await
+            .is_ok()
+    );
+    h.clock.advance(Duration::seconds(1));
+    assert_eq!(
+        h.gate
+            .tokens()
+            .validate_bearer(t.access_token.expose())
+            .await
+            .unwrap_err()
+            .code(),
+        "invalid_token"
+    );
+}
+
+// ----- client credentials ---------------------------------------------------------------------
+
+#[tokio::test]
+async fn client_credentials_act_as_owner_with_ceiling_and_no_refresh() {
+    let h = harness().await;
+    let t = h
+        .gate
+        .tokens()
+        .token(h.token_req(GrantRequest::ClientCredentials { scope: None }))
+        .await
+        .unwrap();
+    assert_eq!(t.scope, Scope::FULL);
+    assert!(t.refresh_token.is_none());
+    let me = h.gate.tokens().me(t.access_token.expose()).await.unwrap();
+    assert_eq!(me.id, h.owner);
+}
+
+#[tokio::test]
+async fn public_clients_cannot_use_client_credentials_or_send_secrets() {
+    let h = harness().await;
+    let mut req = h.token_req(GrantRequest::ClientCredentials { scope: None });
+    req.client = h.spa_auth();
+    assert_eq!(
+        h.gate.tokens().token(req.clone()).await.unwrap_err().code(),
+        "unauthorized_client"
+    );
+    req.client.secret = Some("anything".into());
+    assert_eq!(
+        h.gate.tokens().token(req).await.unwrap_err().code(),
+        "invalid_client"
+    );
+}
+
+#[tokio::test]
+async fn public_client_origin_must_be_registered() {
+    let h = harness().await;
+    let mut req = h.token_req(GrantRequest::RefreshToken {
+        refresh_token: Some("x".into()),
+        scope: None,
+    });
+    req.client = h.spa_auth();
+    req.origin = Some("https://evil.example.com".into());
+    assert_eq!(
+        h.gate.tokens().token(req.clone()).await.unwrap_err(),
+        Error::OriginNotAllowed
+    );
+    assert!(h.audit_kinds().contains(&AuditKind::OriginRejected));
+    req.origin = Some("https://spa.example.com".into());
+    assert_eq!(
+        h.gate.tokens().token(req).await.unwrap_err().code(),
+        "invalid_grant"
+    );
+}
+
+#[tokio::test]
+async fn unknown_grant_types_are_unsupported() {
+    assert_eq!(
+        GrantRequest::grant_type(Some("password"))
+            .unwrap_err()
+            .code(),
+        "unsupported_grant_type"
+    );
+    assert_eq!(
+        GrantRequest::grant_type(None).unwrap_err().code(),
+        "invalid_request"
+    );
+    assert!(GrantRequest::grant_type(Some("refresh_token")).is_ok());
+}
+
+// ----- device flow ----------------------------------------------------------------------------
+
+async fn start_device(h: &H) -> DeviceStarted {
+    h.gate
+        .device()
+        .start(&h.auth(), Some("BuzzRead"))
+        .await
+        .unwrap()
+}
+
+async fn poll(h: &H, d: &DeviceStarted) -> Result<TokenResponse, Error> {
+    let g = GrantRequest::DeviceCode {
+        device_code: Some(d.device_code.expose().into()),
+    };
+    h.gate.tokens().token(h.token_req(g)).await
+}
+
+#[tokio::test]
+async fn device_flow_pending_slow_down_approved_then_spent() {
+    let h = harness().await;
+    let d = start_device(&h).await;
+    assert_eq!(d.expires_in, 900);
+    assert_eq!(d.interval, 5);
+    assert!(d.verification_uri_complete.ends_with(d.user_code.as_str()));
+    assert_eq!(poll(&h, &d).await.unwrap_err(), Error::AuthorizationPending);
+    assert_eq!(
+        poll(&h, &d).await.unwrap_err(),
+        Error::SlowDown { interval: 10 }
+    );
+    let (rec, client) = h
+        .gate
+        .device()
+        .info(&d.user_code.as_str().to_lowercase())
+        .await
+        .unwrap();
+    assert_eq!(
+        (rec.scope, client.id.clone()),
+        (Scope::BUZZ_READ | Scope::USER_READ, h.app.clone())
+    );
+    h.gate
+        .device()
+        .resolve(h.user, d.user_code.as_str(), true, None)
+        .await
+        .unwrap();
+    h.clock.advance(Duration::seconds(10));
+    let t = poll(&h, &d).await.unwrap();
+    assert_eq!(t.scope, Scope::BUZZ_READ | Scope::USER_READ);
+    h.clock.advance(Duration::seconds(10));
+    assert_eq!(poll(&h, &d).await.unwrap_err().code(), "invalid_grant");
+    // Device logins show up in Connected Apps, so they can be capped and revoked.
+    assert_eq!(
+        h.gate
+            .consents()
+            .list(&Caller::session(h.user))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn device_flow_denied_and_expired() {
+    let h = harness().await;
+    let d = start_device(&h).await;
+    h.gate
+        .device()
+        .resolve(h.user, d.user_code.as_str(), false, None)
+        .await
+        .unwrap();
+    assert_eq!(poll(&h, &d).await.unwrap_err().code(), "access_denied");
+    let d2 = start_device(&h).await;
+    h.clock.advance(Duration::seconds(900));
+    assert_eq!(poll(&h, &d2).await.unwrap_err().code(), "expired_token");
+    assert_eq!(
+        h.gate
+            .device()
+            .resolve(h.user, d2.user_code.as_str(), true, None)
+            .await
+            .unwrap_err()
+            .code(),
+        "expired_token"
+    );
+}
+
+#[tokio::test]
+async fn device_flow_needs_the_registered_grant() {
+    let h = harness().await;
+    assert_eq!(
+        h.gate
+            .device()
+            .start(&h.spa_auth(), None)
+            .await
+            .unwrap_err()
+            .code(),
+        "unauthorized_client"
+    );
+}
+
+// ----- revoke, introspect, userinfo, me -------------------------------------------------------
+
+#[tokio::test]
+async fn revoking_a_refresh_token_revokes_its_family_and_unknown_tokens_are_ok() {
+    let h = harness().await;
+    let t = h.tokens("1").await;
+    let caller = RevokeCaller::Client {
+        auth: h.auth(),
+        origin: None,
+    };
+    h.gate
+        .tokens()
+        .revoke(caller.clone(), Some(&rt(&t)), None)
+        .await
+        .unwrap();
+    assert!(
+        h.gate
+            .tokens()
+            .validate_bearer(t.access_token.expose())
+            .await
+            .is_err()
+    );
+    assert!(
+        h.gate
+            .tokens()
+            .revoke(caller.clone(), Some("civitai_nope"), None)
+            .await
+            .is_ok()
+    );
+    assert_eq!(
+        h.gate
+            .tokens()
+            .revoke(caller, None, None)
+            .await
+            .unwrap_err(),
+        Error::invalid_request("Missing token parameter")
+    );
+    assert!(h.audit_kinds().contains(&AuditKind::TokenRevoked));
+}
+
+#[tokio::test]
+async fn a_client_cannot_revoke_another_clients_token_but_the_user_can() {
+    let h = harness().await;
+    let t = h.tokens("1").await;
+    let other = RevokeCaller::Client {
+        auth: h.spa_auth(),
+        origin: None,
+    };
+    h.gate
+        .tokens()
+        .revoke(other, Some(t.access_token.expose()), None)
+        .await
+        .unwrap();
+    assert!(
+        h.gate
+            .tokens()
+            .validate_bearer(t.access_token.expose())
+            .await
+            .is_ok()
+    );
+    h.gate
+        .tokens()
+        .revoke(
+            RevokeCaller::User(h.user),
+            Some(t.access_token.expose()),
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(
+        h.gate
+            .tokens()
+            .validate_bearer(t.access_token.expose())
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn revocation_reaches_a_cached_token() {
+    let h = harness().await;
+    let t = h.tokens("1").await;
+    h.gate
+        .tokens()
+        .validate_bearer(t.access_token.expose())
+        .await
+        .unwrap(); // now cached
+    h.gate
+        .tokens()
+        .revoke(
+            RevokeCaller::User(h.user),
+            Some(t.access_token.expose()),
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(
+        h.gate
+            .tokens()
+            .validate_bearer(t.access_token.expose())
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn introspection_reports_active_tokens_with_buzz_limit_and_inactive_ones_bare() {
+    let h = harness().await;
+    let t = h.tokens("114689").await;
+    let i = h
+        .gate
+        .tokens()
+        .introspect(&h.auth(), Some(t.access_token.expose()))
+        .await
+        .unwrap();
+    assert!(i.active);
+    assert_eq!(i.record.as_ref().unwrap().kind, TokenKind::Access);
+    assert_eq!(i.username.as_deref(), Some("ada"));
+    assert_eq!(i.buzz_limit, Some(BuzzLimit::consent_default()));
+    let gone = h
+        .gate
+        .tokens()
+        .introspect(&h.auth(), Some("civitai_unknown"))
+        .await
+        .unwrap();
+    assert!(!gone.active && gone.record.is_none());
+    assert_eq!(
+        h.gate
+            .tokens()
+            .introspect(&h.spa_auth(), Some("x"))
+            .await
+            .unwrap_err()
+            .code(),
+        "unauthorized_client"
+    );
+}
+
+#[tokio::test]
+async fn userinfo_needs_user_read_and_omits_unknown_email_verification() {
+    let h = harness().await;
+    let t = h.tokens("1").await;
+    let info = h
+        .gate
+        .tokens()
+        .userinfo(t.access_token.expose())
+        .await
+        .unwrap();
+    assert_eq!(
+        (info.id, info.username.as_str(), info.email_verified),
+        (h.user, "ada", Some(true))
+    );
+    let (key, _) = h
+        .gate
+        .api_keys()
+        .create(
+            &Caller::session(h.user),
+            NewApiKey {
+                name: "k".into(),
+                scope: Scope::NONE,
+                buzz_limit: None,
+                expires_in_days: None,
+            },
+        )
+        .await
+        .unwrap();
+    // API keys always carry UserRead too; an access token without it can only come from
+    // before that rule, so check the contract on the Bearer directly.
+    assert!(h.gate.tokens().userinfo(key.expose()).await.is_ok());
+    let bearer = h
+        .gate
+        .tokens()
+        .validate_bearer(t.access_token.expose())
+        .await
+        .unwrap();
+    assert_eq!(
+        bearer
+            .require(Scope::MODELS_WRITE)
+            .unwrap_err()
+            .description(),
+        "Token does not have ModelsWrite scope"
+    );
+    assert_eq!(
+        h.gate
+            .tokens()
+            .userinfo("garbage token")
+            .await
+            .unwrap_err()
+            .code(),
+        "invalid_token"
+    );
+}
+
+#[tokio::test]
+async fn me_reports_subject_scope_and_buzz_limit() {
+    let h = harness().await;
+    let t = h.tokens("114689").await;
+    let me = h.gate.tokens().me(t.access_token.expose()).await.unwrap();
+    assert_eq!(me.subject, Subject::OAuth(h.app.clone()));
+    assert_eq!(me.token_scope, Scope::AI_SERVICES);
+    assert_eq!(me.buzz_limit, Some(BuzzLimit::consent_default()));
+}
+
+// ----- apps, connected apps, API keys ---------------------------------------------------------
+
+#[tokio::test]
+async fn rotate_secret_kills_the_old_secret_and_keeps_tokens() {
+    let h = harness().await;
+    let t = h.tokens("1").await;
+    let new = h
+        .gate
+        .clients()
+        .rotate_secret(&Caller::session(h.owner), &h.app)
+        .await
+        .unwrap();
+    assert_eq!(
+        h.refresh(&rt(&t), None).await.unwrap_err().code(),
+        "invalid_client"
+    );
+    let mut req = h.token_req(GrantRequest::RefreshToken {
+        refresh_token: Some(rt(&t)),
+        scope: None,
+    });
+    req.client.secret = Some(new.expose().into());
+    assert!(h.gate.tokens().token(req).await.is_ok());
+    assert!(
+        h.gate
+            .tokens()
+            .validate_bearer(t.access_token.expose())
+            .await
+            .is_ok()
+    );
+}
+
+#[tokio::test]
+async fn deleting_an_app_cascades_but_keeps_the_audit_trail() {
+    let h = harness().await;
+    let t = h.tokens("1").await;
+    h.gate
+        .tokens()
+        .validate_bearer(t.access_token.expose())
+        .await
+        .unwrap();
+    h.gate
+        .clients()
+        .delete(&Caller::session(h.owner), &h.app)
+        .await
+        .unwrap();
+    assert!(
+        h.gate
+            .tokens()
+            .validate_bearer(t.access_token.expose())
+            .await
+            .is_err()
+    );
+    assert!(
+        h.gate
+            .consents()
+            .list(&Caller::session(h.user))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(h.audit_kinds().contains(&AuditKind::ClientDeleted));
+    assert!(h.audit_kinds().contains(&AuditKind::TokenIssued));
+}
+
+#[tokio::test]
+async fn apps_of_other_owners_look_missing_and_token_callers_need_user_write() {
+    let h = harness().await;
+    assert_eq!(
+        h.gate
+            .clients()
+            .get(&Caller::session(h.user), &h.app)
+            .await
+            .unwrap_err()
+            .code(),
+        "not_found"
+    );
+    let reader = Caller {
+        user_id: h.owner,
+        via: Via::Token {
+            client: None,
+            scope: Scope::USER_READ,
+        },
+        is_admin: false,
+    };
+    assert!(h.gate.clients().get(&reader, &h.app).await.is_ok());
+    assert_eq!(
+        h.gate.clients().delete(&reader, &h.app).await.unwrap_err(),
+        Error::InsufficientScope {
+            required: Scope::USER_WRITE
+        }
+    );
+    let listed = h
+        .gate
+        .clients()
+        .list(&Caller::session(h.owner))
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 2);
+}
+
+#[tokio::test]
+async fn a_token_cannot_change_its_own_apps_buzz_limit() {
+    let h = harness().await;
+    h.tokens("114689").await;
+    let own = Caller {
+        user_id: h.user,
+        via: Via::Token {
+            client: Some(h.app.clone()),
+            scope: Scope::FULL,
+        },
+        is_admin: false,
+    };
+    let e = h
+        .gate
+        .consents()
+        .set_buzz_limit(&own, &h.app, BuzzLimit::default())
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), "access_denied");
+    let c = h
+        .gate
+        .consents()
+        .set_buzz_limit(
+            &Caller::session(h.user),
+            &h.app,
+            BuzzLimit::per_period(10, 1).unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(c.buzz_limit, BuzzLimit::per_period(10, 1).unwrap());
+    assert_eq!(
+        h.gate
+            .consents()
+            .set_buzz_limit(&Caller::session(h.user), &h.spa, BuzzLimit::default())
+            .await
+            .unwrap_err()
+            .code(),
+        "not_found"
+    );
+}
+
+#[tokio::test]
+async fn connected_apps_revoke_kills_tokens_and_consent() {
+    let h = harness().await;
+    let t = h.tokens("1").await;
+    h.gate
+        .consents()
+        .revoke(&Caller::session(h.user), &h.app)
+        .await
+        .unwrap();
+    assert!(
+        h.gate
+            .tokens()
+            .validate_bearer(t.access_token.expose())
+            .await
+            .is_err()
+    );
+    assert!(h.refresh(&rt(&t), None).await.is_err());
+    assert_eq!(
+        h.gate
+            .consents()
+            .revoke(&Caller::session(h.user), &h.app)
+            .await
+            .unwrap_err()
+            .code(),
+        "not_found"
+    );
+}
+
+#[tokio::test]
+async fn api_keys_are_bearers_of_type_api_key_listed_and_deleted() {
+    let h = harness().await;
+    let caller = Caller::session(h.user);
+    let new = NewApiKey {
+        name: "ci".into(),
+        scope: Scope::BUZZ_READ,
+        buzz_limit: None,
+        expires_in_days: Some(1),
+    };
+    let (key, rec) = h.gate.api_keys().create(&caller, new).await.unwrap();
+    let me = h.gate.tokens().me(key.expose()).await.unwrap();
+    assert_eq!(me.subject, Subject::ApiKey(rec.id.to_string()));
+    assert_eq!(h.gate.api_keys().list(&caller).await.unwrap().len(), 1);
+    h.gate.api_keys().delete(&caller, rec.id).await.unwrap();
+    assert!(h.gate.tokens().validate_bearer(key.expose()).await.is_err());
+    assert_eq!(
+        h.gate
+            .api_keys()
+            .delete(&caller, rec.id)
+            .await
+            .unwrap_err()
+            .code(),
+        "not_found"
+    );
+    let by_token = Caller {
+        user_id: h.user,
+        via: Via::Token {
+            client: None,
+            scope: Scope::FULL,
+        },
+        is_admin: false,
+    };
+    let new = NewApiKey {
+        name: "x".into(),
+        scope: Scope::FULL,
+        buzz_limit: None,
+        expires_in_days: None,
+    };
+    assert_eq!(
+        h.gate
+            .api_keys()
+            .create(&by_token, new)
+            .await
+            .unwrap_err()
+            .code(),
+        "access_denied"
+    );
+}
+
+// ----- Buzz -----------------------------------------------------------------------------------
+
+fn spend(token: &str, amount: u64, key: &str, purpose: &str) -> SpendCall {
+    SpendCall {
+        token: token.into(),
+        amount,
+        currency: None,
+        purpose: purpose.into(),
+        idempotency_key: key.into(),
+        description: None,
+    }
+}
+
+#[tokio::test]
+async fn spend_is_capped_idempotent_and_refundable() {
+    let h = harness().await;
+    h.make_resource_server().await;
+    credit(&h.store, h.user, 10_000).await;
+    let t = h.tokens("114689").await;
+    h.gate
+        .consents()
+        .set_buzz_limit(
+            &Caller::session(h.user),
+            &h.app,
+            BuzzLimit::per_period(100, 1).unwrap(),
+        )
+        .await
+        .unwrap();
+    let at = t.access_token.expose();
+    let r = h
+        .gate
+        .buzz()
+        .spend(&h.auth(), spend(at, 60, "k1", "ai_services"))
+        .await
+        .unwrap();
+    assert_eq!((r.balance, r.limits[0].remaining), (9_940, 40));
+    let replay = h
+        .gate
+        .buzz()
+        .spend(&h.auth(), spend(at, 60, "k1", "ai_services"))
+        .await
+        .unwrap();
+    assert!(replay.replayed);
+    assert_eq!(replay.balance, 9_940);
+    assert_eq!(
+        h.gate
+            .buzz()
+            .spend(&h.auth(), spend(at, 61, "k1", "ai_services"))
+            .await
+            .unwrap_err()
+            .code(),
+        "conflict"
+    );
+    assert_eq!(
+        h.gate
+            .buzz()
+            .spend(&h.auth(), spend(at, 41, "k2", "ai_services"))
+            .await
+            .unwrap_err(),
+        Error::InsufficientFunds
+    );
+    let (_, balance) = h.gate.buzz().refund(&h.auth(), r.entry.id).await.unwrap();
+    assert_eq!(balance, 10_000);
+    let (_, again) = h.gate.buzz().refund(&h.auth(), r.entry.id).await.unwrap();
+    assert_eq!(again, 10_000, "a second refund credits nothing");
+    assert!(
+        h.gate
+            .buzz()
+            .spend(&h.auth(), spend(at, 100, "k3", "ai_services"))
+            .await
+            .is_ok()
+    );
+    // The sliding day counts spends made at or after now - 24 h.
+    // The cap belongs to the (user, app) grant, so a new token of the app shares it.
+    h.clock.advance(Duration::days(1) - Duration::seconds(1));
+    let t2 = h.tokens("114689").await;
+    let at = t2.access_token.expose();
+    assert_eq!(
+        h.gate
+            .buzz()
+            .spend(&h.auth(), spend(at, 1, "k4", "ai_services"))
+            .await
+            .unwrap_err(),
+        Error::InsufficientFunds
+    );
+    h.clock.advance(Duration::seconds(2));
+    assert!(
+        h.gate
+            .buzz()
+            .spend(&h.auth(), spend(at, 100, "k5", "ai_services"))
+            .await
+            .is_ok()
+    );
+    let kinds = h.audit_kinds();
+    assert!(kinds.contains(&AuditKind::BuzzSpent) && kinds.contains(&AuditKind::BuzzRefunded));
+}
+
+#[tokio::test]
+async fn over_balance_is_indistinguishable_from_over_cap() {
+    let h = harness().await;
+    h.make_resource_server().await;
+    credit(&h.store, h.user, 5).await;
+    let t = h.tokens("114689").await;
+    let e = h
+        .gate
+        .buzz()
+        .spend(
+            &h.auth(),
+            spend(t.access_token.expose(), 6, "k", "ai_services"),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e, Error::InsufficientFunds);
+}
+
+#[tokio::test]
+async fn spend_needs_the_purpose_scope_and_a_resource_server() {
+    let h = harness().await;
+    credit(&h.store, h.user, 100).await;
+    let t = h.tokens("BuzzRead").await;
+    let at = t.access_token.expose();
+    assert_eq!(
+        h.gate
+            .buzz()
+            .spend(&h.auth(), spend(at, 1, "k", "ai_services"))
+            .await
+            .unwrap_err()
+            .code(),
+        "unauthorized_client"
+    );
+    h.make_resource_server().await;
+    let e = h
+        .gate
+        .buzz()
+        .spend(&h.auth(), spend(at, 1, "k", "ai_services"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.description(), "Token does not have AIServicesWrite scope");
+    let e = h
+        .gate
+        .buzz()
+        .spend(&h.auth(), spend(at, 1, "k", "bounty"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.description(), "Token does not have BountiesWrite scope");
+    assert_eq!(
+        h.gate
+            .buzz()
+            .spend(&h.auth(), spend(at, 1, "k", "tip"))
+            .await
+            .unwrap_err()
+            .code(),
+        "invalid_request"
+    );
+}
+
+#[tokio::test]
+async fn bounty_spend_ignores_the_cap_but_not_the_balance() {
+    let h = harness().await;
+    h.make_resource_server().await;
+    credit(&h.store, h.user, 1_000).await;
+    let t = h.tokens("Full").await;
+    h.gate
+        .consents()
+        .set_buzz_limit(
+            &Caller::session(h.user),
+            &h.app,
+            BuzzLimit::per_period(1, 1).unwrap(),
+        )
+        .await
+        .unwrap();
+    let at = t.access_token.expose();
+    assert!(
+        h.gate
+            .buzz()
+            .spend(&h.auth(), spend(at, 500, "b1", "bounty"))
+            .await
+            .is_ok()
+    );
+    assert_eq!(
+        h.gate
+            .buzz()
+            .spend(&h.auth(), spend(at, 501, "b2", "bounty"))
+            .await
+            .unwrap_err(),
+        Error::InsufficientFunds
+    );
+}
+
+#[tokio::test]
+async fn balance_needs_buzz_read_and_limits_show_the_apps_budgets() {
+    let h = harness().await;
+    credit(&h.store, h.user, 42).await;
+    let t = h.tokens("114689").await;
+    let o = h
+        .gate
+        .buzz()
+        .overview(t.access_token.expose())
+        .await
+        .unwrap();
+    assert_eq!(o.balances, vec![(Currency::yellow(), 42)]);
+    let limits = h.gate.buzz().limits(t.access_token.expose()).await.unwrap();
+    assert_eq!((limits[0].limit, limits[0].remaining), (5000, 5000));
+    let t2 = h.tokens("1").await;
+    assert_eq!(
+        h.gate
+            .buzz()
+            .overview(t2.access_token.expose())
+            .await
+            .unwrap_err()
+            .code(),
+        "insufficient_scope"
+    );
+}
+
+// ----- sessions and rate limits ---------------------------------------------------------------
+
+#[tokio::test]
+async fn login_checks_the_password_and_sessions_resolve_until_logout() {
+    let h = harness().await;
+    let s = h.gate.sessions();
+    assert_eq!(
+        s.login("ada", "wrong password").await.unwrap_err().code(),
+        "access_denied"
+    );
+    assert_eq!(
+        s.login("nobody", "correct horse battery")
+            .await
+            .unwrap_err()
+            .code(),
+        "access_denied"
+    );
+    let (cookie, session) = s.login("ADA", "correct horse battery").await.unwrap();
+    let (found, user) = s.resolve(cookie.expose()).await.unwrap().unwrap();
+    assert_eq!((found.user_id, user.id), (h.user, h.user));
+    assert!(session.check_csrf(Some(&found.csrf_token)).is_ok());
+    s.logout(cookie.expose()).await.unwrap();
+    assert!(s.resolve(cookie.expose()).await.unwrap().is_none());
+    let dup = NewUser {
+        username: Username::parse("Ada").unwrap(),
+        email: None,
+        email_verified: false,
+        password: None,
+        roles: vec![],
+    };
+    assert_eq!(s.create_user(dup).await.unwrap_err().code(), "conflict");
+}
+
+#[tokio::test]
+async fn token_bucket_allows_20_per_minute_then_rate_limited_with_retry_after() {
+    let h = harness().await;
+    let rl = h.gate.rate_limit();
+    for _ in 0..20 {
+        rl.check(Bucket::TokenIp("10.0.0.1")).await.unwrap();
+    }
+    let e = rl.check(Bucket::TokenIp("10.0.0.1")).await.unwrap_err();
+    assert_eq!(e, Error::RateLimited { retry_after: 60 });
+    assert!(rl.check(Bucket::TokenIp("10.0.0.2")).await.is_ok());
+    h.clock.advance(Duration::seconds(60));
+    assert!(rl.check(Bucket::TokenIp("10.0.0.1")).await.is_ok());
+}
+
+#[tokio::test]
+async fn disabled_buckets_never_limit() {
+    let limits = super::RateLimits {
+        authorize: None,
+        token: Some(1),
+        revoke: Some(1),
+    };
+    let h = harness_with(Config {
+        rate_limits: limits,
+        ..Config::default()
+    })
+    .await;
+    for _ in 0..50 {
+        h.gate
+            .rate_limit()
+            .check(Bucket::AuthorizeUser("1"))
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_store_outage_is_temporarily_unavailable_not_a_server_error() {
+    let h = harness().await;
+    let t = h.tokens("1").await;
+    h.store.set_down(true);
+    let e = h
+        .gate
+        .tokens()
+        .validate_bearer(t.access_token.expose())
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), "temporarily_unavailable");
+    assert_eq!(e.retry_after(), Some(1));
+    h.store.set_down(false);
+    assert!(
+        h.gate
+            .tokens()
+            .validate_bearer(t.access_token.expose())
+            .await
+            .is_ok()
+    );
+}
+
+// ----- concurrency (real tasks on a multi-threaded runtime) -----------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn exactly_one_of_64_concurrent_redeemers_wins_the_code() {
+    let h = Arc::new(harness().await);
+    let (code, v) = h.code("1", true).await;
+    let tasks: Vec<_> = (0..64)
+        .map(|_| {
+            let (h, code, v) = (h.clone(), code.clone(), v.clone());
+            tokio::spawn(async move { h.exchange(&code, &v).await })
+        })
+        .collect();
+    let mut wins = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => wins += 1,
+            Err(e) => assert_eq!(e.code(), "invalid_grant"),
+        }
+    }
+    assert_eq!(wins, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sixty_four_concurrent_refreshes_inside_grace_all_succeed() {
+    let h = Arc::new(harness().await);
+    let t = h.tokens("1").await;
+    let token = rt(&t);
+    let tasks: Vec<_> = (0..64)
+        .map(|_| {
+            let (h, token) = (h.clone(), token.clone());
+            tokio::spawn(async move { h.refresh(&token, None).await })
+        })
+        .collect();
+    let mut successors = BTreeSet::new();
+    for t in tasks {
+        successors.insert(rt(&t
+            .await
+            .unwrap()
+            .expect("a retry inside the grace window succeeds")));
+    }
+    assert_eq!(successors.len(), 64, "each retry gets its own successor");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_refreshes_without_grace_end_with_one_winner_and_a_dead_family() {
+    let h = Arc::new(
+        harness_with(Config {
+            refresh_grace: Duration::ZERO,
+            ..Config::default()
+        })
+        .await,
+    );
+    let t = h.tokens("1").await;
+    let token = rt(&t);
+    let tasks: Vec<_> = (0..64)
+        .map(|_| {
+            let (h, token) = (h.clone(), token.clone());
+            tokio::spawn(async move { h.refresh(&token, None).await })
+        })
+        .collect();
+    let mut ok = Vec::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(r) => ok.push(r),
+            Err(e) => assert_eq!(e.code(), "invalid_grant", "never a server error"),
+        }
+    }
+    assert_eq!(ok.len(), 1);
+    // The reuse revoked the family, the winner's successor included.
+    assert!(h.refresh(&rt(&ok[0]), None).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sixty_four_concurrent_spends_never_exceed_the_cap_by_one_unit() {
+    let h = Arc::new(harness().await);
+    h.make_resource_server().await;
+    credit(&h.store, h.user, 1_000_000).await;
+    let t = h.tokens("114689").await;
+    let cap = 37;
+    h.gate
+        .consents()
+        .set_buzz_limit(
+            &Caller::session(h.user),
+            &h.app,
+            BuzzLimit::per_period(cap, 1).unwrap(),
+        )
+        .await
+        .unwrap();
+    let at = t.access_token.expose().to_owned();
+    let tasks: Vec<_> = (0..64)
+        .map(|i| {
+            let (h, at) = (h.clone(), at.clone());
+            tokio::spawn(async move {
+                h.gate
+                    .buzz()
+                    .spend(&h.auth(), spend(&at, 1, &format!("k{i}"), "ai_services"))
+                    .await
+            })
+        })
+        .collect();
+    let mut spent = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => spent += 1,
+            Err(e) => assert_eq!(e, Error::InsufficientFunds),
+        }
+    }
+    assert_eq!(spent, cap);
+    let limits = h.gate.buzz().limits(&at).await.unwrap();
+    assert_eq!((limits[0].spend, limits[0].remaining), (cap, 0));
+}
+
+fn note(seen: &mut BTreeSet<&'static str>, r: Result<(), Error>) {
+    if let Err(e) = r {
+        seen.insert(e.code());
+    }
+}
+
+// ----- every wire error code of SPEC 3 comes out of a real service call -----------------------
+
+#[tokio::test]
+async fn every_spec_error_code_is_produced_by_a_service() {
+    let h = harness().await;
+    credit(&h.store, h.user, 1).await;
+    let mut seen = BTreeSet::new();
+    let v = CodeVerifier::generate(&SeededRandom::new(1));
+    let tokens = h.gate.tokens();
+    // invalid_request, invalid_client
+    if let AuthorizeOutcome::Reject(e) = h
+        .gate
+        .authorize()
+        .authorize(&AuthorizeParams::default(), None, None)
+        .await
+        .unwrap()
+    {
+        seen.insert(e.code());
+    }
+    let mut unknown = h.token_req(GrantRequest::ClientCredentials { scope: None });
+    unknown.client.client_id = ClientId::parse("nope").unwrap();
+    note(&mut seen, tokens.token(unknown).await.map(drop));
+    // unsupported_response_type, invalid_scope (redirected errors)
+    for p in [
+        AuthorizeParams {
+            response_type: Some("token".into()),
+            ..h.params("1", &v)
+        },
+        h.params("-1", &v),
+    ] {
+        if let AuthorizeOutcome::RedirectError { location } = h
+            .gate
+            .authorize()
+            .authorize(&p, Some(h.user), None)
+            .await
+            .unwrap()
+        {
+            seen.insert(match query(&location, "error").unwrap().as_str() {
+                "unsupported_response_type" => "unsupported_response_type",
+                "invalid_scope" => "invalid_scope",
+                other => panic!("{other}"),
+            });
+        }
+    }
+    // access_denied
+    let answer = ConsentAnswer {
+        approved: false,
+        remember: false,
+        buzz_limit: None,
+    };
+    if let AuthorizeOutcome::Redirect { location } = h
+        .gate
+        .authorize()
+        .decide(&h.params("1", &v), h.user, &answer, None)
+        .await
+        .unwrap()
+    {
+        if query(&location, "error").as_deref() == Some("access_denied") {
+            seen.insert("access_denied");
+        }
+    }
+    // invalid_grant, unauthorized_client, origin_not_allowed, unsupported_grant_type
+    note(
+        &mut seen,
+        h.refresh("civitai_unknown", None).await.map(drop),
+    );
+    let mut spa = h.token_req(GrantRequest::ClientCredentials { scope: None });
+    spa.client = h.spa_auth();
+    note(&mut seen, tokens.token(spa.clone()).await.map(drop));
+    spa.origin = Some("https://evil.example.com".into());
+    note(&mut seen, tokens.token(spa).await.map(drop));
+    note(
+        &mut seen,
+        GrantRequest::grant_type(Some("password")).map(drop),
+    );
+    // invalid_token, insufficient_scope
+    note(
+        &mut seen,
+        tokens.userinfo("civitai_unknown").await.map(drop),
+    );
+    let t = h.tokens("1").await;
+    note(
+        &mut seen,
+        h.gate
+            .buzz()
+            .overview(t.access_token.expose())
+            .await
+            .map(drop),
+    );
+    // insufficient_funds
+    h.make_resource_server().await;
+    let t = h.tokens("114689").await;
+    note(
+        &mut seen,
+        h.gate
+            .buzz()
+            .spend(
+                &h.auth(),
+                spend(t.access_token.expose(), 2, "k", "ai_services"),
+            )
+            .await
+            .map(drop),
+    );
+    // authorization_pending, slow_down, expired_token
+    let d = start_device(&h).await;
+    note(&mut seen, poll(&h, &d).await.map(drop));
+    note(&mut seen, poll(&h, &d).await.map(drop));
+    h.clock.advance(Duration::seconds(900));
+    note(&mut seen, poll(&h, &d).await.map(drop));
+    // rate_limited
+    for _ in 0..21 {
+        note(
+            &mut seen,
+            h.gate.rate_limit().check(Bucket::RevokeIp("1.2.3.4")).await,
+        );
+    }
+    // temporarily_unavailable
+    h.store.set_down(true);
+    note(&mut seen, tokens.userinfo("civitai_x").await.map(drop));
+    h.store.set_down(false);
+
+    let spec3 = [
+        "invalid_request",
+        "invalid_client",
+        "access_denied",
+        "unsupported_response_type",
+        "invalid_scope",
+        "invalid_grant",
+        "unauthorized_client",
+        "unsupported_grant_type",
+        "origin_not_allowed",
+        "invalid_token",
+        "insufficient_scope",
+        "insufficient_funds",
+        "authorization_pending",
+        "slow_down",
+        "expired_token",
+        "rate_limited",
+        "temporarily_unavailable",
+    ];
+    let missing: Vec<_> = spec3.iter().filter(|c| !seen.contains(*c)).collect();
+    assert!(missing.is_empty(), "never produced: {missing:?}");
+}
