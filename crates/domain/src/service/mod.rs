@@ -12,6 +12,8 @@ pub mod sessions;
 pub mod tokens;
 
 #[cfg(test)]
+mod port_failures;
+#[cfg(test)]
 mod tests;
 
 use std::fmt;

@@ -1,0 +1,441 @@
+//! The services when a port fails: mockall stands in for one port at a time, the in-memory
+//! adapter for the rest. A failing store is `temporarily_unavailable`, never a 500 or a lie.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use super::authorize::{AuthorizeOutcome, ConsentAnswer};
+use super::rate_limit::Bucket;
+use super::tokens::{GrantRequest, RevokeCaller, TokenRequest};
+use super::{Buzzgate, Caller, Config, Deps};
+use crate::authorize::AuthorizeParams;
+use crate::client::{AuthMethod, ClientAuth, ClientRegistration};
+use crate::error::{Error, StoreError};
+use crate::ids::{ClientId, UserId};
+use crate::memory::MemoryStore;
+use crate::pkce::{CodeChallenge, CodeVerifier};
+use crate::ports::*;
+use crate::user::{NewUser, Username};
+
+struct World {
+    store: MemoryStore,
+    user: UserId,
+    app: ClientId,
+    secret: String,
+}
+
+fn down() -> StoreError {
+    StoreError::Unavailable("connection refused".into())
+}
+
+async fn world() -> World {
+    let store = MemoryStore::new(Arc::new(ManualClock::at_epoch()));
+    let gate = Buzzgate::new(store.deps(Arc::new(SeededRandom::new(5)), Config::default()));
+    let new = |n: &str| NewUser {
+        username: Username::parse(n).unwrap(),
+        email: None,
+        email_verified: false,
+        password: Some("correct horse battery".into()),
+        roles: vec![],
+    };
+    let owner = gate.sessions().create_user(new("owner")).await.unwrap().id;
+    let user = gate.sessions().create_user(new("ada")).await.unwrap().id;
+    let reg = ClientRegistration {
+        name: "App".into(),
+        redirect_uris: vec!["https://app.example.com/cb".into()],
+        grants: Some(vec![
+            "authorization_code".into(),
+            "refresh_token".into(),
+            "urn:ietf:params:oauth:grant-type:device_code".into(),
+        ]),
+        ..Default::default()
+    };
+    let created = gate
+        .clients()
+        .create(&Caller::session(owner), reg)
+        .await
+        .unwrap();
+    World {
+        store,
+        user,
+        app: created.client.id,
+        secret: created.secret.unwrap().expose().into(),
+    }
+}
+
+impl World {
+    /// Services over the shared in-memory state, with `adjust` swapping in mocks.
+    fn gate(&self, adjust: impl FnOnce(&mut Deps)) -> Buzzgate {
+        let mut deps = self
+            .store
+            .deps(Arc::new(SeededRandom::new(9)), Config::default());
+        adjust(&mut deps);
+        Buzzgate::new(deps)
+    }
+    fn auth(&self) -> ClientAuth {
+        ClientAuth {
+            client_id: self.app.clone(),
+            secret: Some(self.secret.clone()),
+            method: AuthMethod::Post,
+        }
+    }
+    fn params(&self, v: &CodeVerifier) -> AuthorizeParams {
+        AuthorizeParams {
+            response_type: Some("code".into()),
+            client_id: Some(self.app.to_string()),
+            redirect_uri: Some("https://app.example.com/cb".into()),
+            scope: Some("1".into()),
+            state: Some("s".into()),
+            code_challenge: Some(CodeChallenge::from_verifier(v).as_str().into()),
+            code_challenge_method: Some("S256".into()),
+            nonce: None,
+        }
+    }
+    async fn code(&self, gate: &Buzzgate) -> (String, CodeVerifier) {
+        let v = CodeVerifier::generate(&SeededRandom::new(3));
+        let answer = ConsentAnswer {
+            approved: true,
+            remember: true,
+            buzz_limit: None,
+        };
+        match gate
+            .authorize()
+            .decide(&self.params(&v), self.user, &answer, None)
+            .await
+            .unwrap()
+        {
+            AuthorizeOutcome::Redirect { location } => {
+                let url = url::Url::parse(&location).unwrap();
+                (
+                    url.query_pairs()
+                        .find(|(k, _)| k == "code")
+                        .unwrap()
+                        .1
+                        .into_owned(),
+                    v,
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    fn exchange(&self, code: &str, v: &CodeVerifier) -> TokenRequest {
+        TokenRequest {
+            client: self.auth(),
+            origin: None,
+            ip: None,
+            grant: GrantRequest::AuthorizationCode {
+                code: Some(code.into()),
+                code_verifier: Some(v.as_str().into()),
+                redirect_uri: Some("https://app.example.com/cb".into()),
+            },
+        }
+    }
+}
+
+#[tokio::test]
+async fn code_store_outage_is_temporarily_unavailable() {
+    let w = world().await;
+    let mut codes = MockCodeStore::new();
+    codes.expect_redeem().returning(|_, _| Err(down()));
+    let gate = w.gate(|d| d.codes = Arc::new(codes));
+    let e = gate
+        .tokens()
+        .token(w.exchange("c0de", &CodeVerifier::generate(&SeededRandom::new(1))))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), "temporarily_unavailable");
+    assert_eq!(e.retry_after(), Some(1));
+}
+
+#[tokio::test]
+async fn tokens_into_a_family_revoked_meanwhile_are_invalid_grant() {
+    let w = world().await;
+    let plain = w.gate(|_| {});
+    let (code, v) = w.code(&plain).await;
+    let mut tokens = MockTokenStore::new();
+    tokens
+        .expect_insert()
+        .times(1)
+        .returning(|_| Ok(InsertOutcome::FamilyRevoked));
+    let gate = w.gate(|d| d.tokens = Arc::new(tokens));
+    let e = gate
+        .tokens()
+        .token(w.exchange(&code, &v))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e,
+        Error::invalid_grant("Invalid grant: the grant was revoked")
+    );
+}
+
+#[tokio::test]
+async fn cache_read_failure_falls_back_to_the_store() {
+    let w = world().await;
+    let plain = w.gate(|_| {});
+    let (code, v) = w.code(&plain).await;
+    let t = plain.tokens().token(w.exchange(&code, &v)).await.unwrap();
+    let mut cache = MockTokenCache::new();
+    cache.expect_get().times(1).returning(|_| Err(down()));
+    cache.expect_put().times(1).returning(|_, _| Err(down()));
+    let gate = w.gate(|d| d.cache = Arc::new(cache));
+    let bearer = gate
+        .tokens()
+        .validate_bearer(t.access_token.expose())
+        .await
+        .unwrap();
+    assert_eq!(bearer.user_id(), w.user);
+}
+
+#[tokio::test]
+async fn revocation_is_not_reported_while_caches_may_still_accept_the_token() {
+    let w = world().await;
+    let plain = w.gate(|_| {});
+    let (code, v) = w.code(&plain).await;
+    let t = plain.tokens().token(w.exchange(&code, &v)).await.unwrap();
+    let mut cache = MockTokenCache::new();
+    cache
+        .expect_invalidate()
+        .times(1)
+        .returning(|_| Err(down()));
+    let gate = w.gate(|d| d.cache = Arc::new(cache));
+    let caller = RevokeCaller::Client {
+        auth: w.auth(),
+        origin: None,
+    };
+    let e = gate
+        .tokens()
+        .revoke(caller, Some(t.access_token.expose()), None)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), "temporarily_unavailable");
+}
+
+#[tokio::test]
+async fn audit_failure_never_fails_the_request_but_is_counted() {
+    let w = world().await;
+    let mut audit = MockAuditLog::new();
+    audit.expect_record().returning(|_| Err(down()));
+    let gate = w.gate(|d| d.audit = Arc::new(audit));
+    let (code, v) = w.code(&gate).await;
+    assert!(gate.tokens().token(w.exchange(&code, &v)).await.is_ok());
+    assert!(
+        gate.deps.audit_failures.load(Ordering::Relaxed) >= 2,
+        "authorization.granted and token.issued"
+    );
+}
+
+#[tokio::test]
+async fn rate_limiter_outage_never_passes_silently() {
+    let w = world().await;
+    let mut rl = MockRateLimiter::new();
+    rl.expect_hit().returning(|_, _, _, _| Err(down()));
+    let gate = w.gate(|d| d.rate_limiter = Arc::new(rl));
+    assert_eq!(
+        gate.rate_limit()
+            .check(Bucket::TokenIp("1.1.1.1"))
+            .await
+            .unwrap_err()
+            .code(),
+        "temporarily_unavailable"
+    );
+}
+
+#[tokio::test]
+async fn rate_limiter_is_asked_with_the_bucket_key_limit_and_a_minute_window() {
+    let w = world().await;
+    let mut rl = MockRateLimiter::new();
+    rl.expect_hit()
+        .withf(|key, limit, window, _| {
+            key == "rl:authorize:user:7" && *limit == 10 && *window == 60
+        })
+        .times(1)
+        .returning(|_, _, _, _| {
+            Ok(RateDecision {
+                allowed: false,
+                remaining: 0,
+                retry_after: 0,
+            })
+        });
+    let gate = w.gate(|d| d.rate_limiter = Arc::new(rl));
+    // A limiter that says "wait 0 s" still yields a usable Retry-After.
+    assert_eq!(
+        gate.rate_limit()
+            .check(Bucket::AuthorizeUser("7"))
+            .await
+            .unwrap_err(),
+        Error::RateLimited { retry_after: 1 }
+    );
+}
+
+#[tokio::test]
+async fn consent_write_failure_issues_no_code() {
+    let w = world().await;
+    let mut consents = MockConsentStore::new();
+    consents.expect_get().returning(|_, _| Ok(None));
+    consents.expect_upsert().returning(|_| Err(down()));
+    let mut codes = MockCodeStore::new();
+    codes.expect_insert().times(0);
+    let gate = w.gate(|d| {
+        d.consents = Arc::new(consents);
+        d.codes = Arc::new(codes);
+    });
+    let v = CodeVerifier::generate(&SeededRandom::new(3));
+    let answer = ConsentAnswer {
+        approved: true,
+        remember: true,
+        buzz_limit: None,
+    };
+    let e = gate
+        .authorize()
+        .decide(&w.params(&v), w.user, &answer, None)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), "temporarily_unavailable");
+}
+
+#[tokio::test]
+async fn client_store_outage_at_authorize_is_an_error_not_a_redirect() {
+    let w = world().await;
+    let mut clients = MockClientStore::new();
+    clients.expect_get().returning(|_| Err(down()));
+    let gate = w.gate(|d| d.clients = Arc::new(clients));
+    let v = CodeVerifier::generate(&SeededRandom::new(3));
+    assert_eq!(
+        gate.authorize()
+            .authorize(&w.params(&v), Some(w.user), None)
+            .await
+            .unwrap_err()
+            .code(),
+        "temporarily_unavailable"
+    );
+}
+
+#[tokio::test]
+async fn adapter_internal_errors_become_server_error_without_details() {
+    let w = world().await;
+    let mut tokens = MockTokenStore::new();
+    tokens.expect_find().returning(|_| {
+        Err(StoreError::Internal(
+            "relation \"tokens\" has secret=abc".into(),
+        ))
+    });
+    let gate = w.gate(|d| d.tokens = Arc::new(tokens));
+    let e = gate
+        .tokens()
+        .validate_bearer("civitai_x")
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), "server_error");
+    assert!(!e.description().contains("secret"));
+}
+
+#[tokio::test]
+async fn device_start_retries_a_user_code_collision() {
+    let w = world().await;
+    let mut devices = MockDeviceStore::new();
+    let mut first = true;
+    devices.expect_insert().times(2).returning(move |_| {
+        if std::mem::take(&mut first) {
+            Err(StoreError::Conflict("user code in use".into()))
+        } else {
+            Ok(())
+        }
+    });
+    let gate = w.gate(|d| d.devices = Arc::new(devices));
+    assert!(gate.device().start(&w.auth(), None).await.is_ok());
+}
+
+#[tokio::test]
+async fn login_of_an_unknown_user_still_verifies_a_hash() {
+    let w = world().await;
+    let mut passwords = MockPasswordHasher::new();
+    passwords.expect_verify().times(1).returning(|_, _| false);
+    let gate = w.gate(|d| d.passwords = Arc::new(passwords));
+    assert_eq!(
+        gate.sessions()
+            .login("nobody", "whatever password")
+            .await
+            .unwrap_err()
+            .code(),
+        "access_denied"
+    );
+}
+
+#[tokio::test]
+async fn spend_store_outage_is_temporarily_unavailable() {
+    let w = world().await;
+    let plain = w.gate(|_| {});
+    let admin = Caller {
+        user_id: UserId(1),
+        via: super::Via::Session,
+        is_admin: true,
+    };
+    plain
+        .clients()
+        .administer(&admin, &w.app, None, None, Some(true))
+        .await
+        .unwrap();
+    let t = {
+        let mut p = w.params(&CodeVerifier::generate(&SeededRandom::new(3)));
+        p.scope = Some("AIServices".into());
+        let v = CodeVerifier::generate(&SeededRandom::new(3));
+        let answer = ConsentAnswer {
+            approved: true,
+            remember: true,
+            buzz_limit: None,
+        };
+        let AuthorizeOutcome::Redirect { location } = plain
+            .authorize()
+            .decide(&p, w.user, &answer, None)
+            .await
+            .unwrap()
+        else {
+            panic!()
+        };
+        let code = url::Url::parse(&location)
+            .unwrap()
+            .query_pairs()
+            .find(|(k, _)| k == "code")
+            .unwrap()
+            .1
+            .into_owned();
+        plain.tokens().token(w.exchange(&code, &v)).await.unwrap()
+    };
+    let mut buzz = MockBuzzStore::new();
+    buzz.expect_spend().returning(|_| Err(down()));
+    let gate = w.gate(|d| d.buzz = Arc::new(buzz));
+    let call = super::buzz::SpendCall {
+        token: t.access_token.expose().into(),
+        amount: 1,
+        currency: None,
+        purpose: "ai_services".into(),
+        idempotency_key: "k".into(),
+        description: None,
+    };
+    assert_eq!(
+        gate.buzz().spend(&w.auth(), call).await.unwrap_err().code(),
+        "temporarily_unavailable"
+    );
+}
+
+#[tokio::test]
+async fn duplicate_username_is_conflict() {
+    let w = world().await;
+    let mut users = MockUserStore::new();
+    users
+        .expect_create()
+        .returning(|_, _, _| Err(StoreError::Conflict("username taken".into())));
+    let gate = w.gate(|d| d.users = Arc::new(users));
+    let new = NewUser {
+        username: Username::parse("ada").unwrap(),
+        email: None,
+        email_verified: false,
+        password: None,
+        roles: vec![],
+    };
+    assert_eq!(
+        gate.sessions().create_user(new).await.unwrap_err().code(),
+        "conflict"
+    );
+}
