@@ -71,6 +71,11 @@ fn has_nextest() -> bool {
 
 fn test() -> Result<(), String> {
     if has_nextest() {
+        // nextest does not run doctests: run them first, so the log closes on nextest's
+        // summary of the real test count.
+        let mut d = cargo();
+        d.args(["test", "--workspace", "--all-features", "--doc"]);
+        run(d)?;
         let mut t = cargo();
         t.args([
             "nextest",
@@ -79,11 +84,7 @@ fn test() -> Result<(), String> {
             "--all-features",
             "--no-fail-fast",
         ]);
-        run(t)?;
-        // nextest does not run doctests.
-        let mut d = cargo();
-        d.args(["test", "--workspace", "--all-features", "--doc"]);
-        run(d)
+        run(t)
     } else {
         let mut t = cargo();
         t.args(["test", "--workspace", "--all-features", "--no-fail-fast"]);
