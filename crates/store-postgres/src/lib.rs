@@ -1,0 +1,1 @@
+//! PostgreSQL adapter for Buzzgate's durable ports.

@@ -1,0 +1,1 @@
+//! Redis adapter for Buzzgate's short-lived and hot ports.

@@ -1,0 +1,1 @@
+//! SQLite adapter (the embedded default) for Buzzgate's durable ports.
