@@ -1,0 +1,125 @@
+//! `TokenCache` shared by every node, and the revocation channel: `invalidate` deletes the
+//! entries and publishes their hashes so in-process layers ([`crate::LayeredCache`]) drop
+//! theirs too.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use async_trait::async_trait;
+use buzzgate_domain::ports::{StoreResult, TokenCache};
+use buzzgate_domain::token::{TokenHash, TokenRecord};
+use futures::{Stream, StreamExt};
+use redis::AsyncCommands;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::{CONNECT_TIMEOUT, RedisStore, bounded, from_json, ms, to_json};
+
+/// A cached record with the instant it stops being served (so a local layer never keeps it
+/// longer than the shared cache would).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct CacheEntry {
+    pub record: TokenRecord,
+    pub until: OffsetDateTime,
+}
+
+/// The hashes revoked anywhere, as published by [`TokenCache::invalidate`] on any node. The
+/// stream ends when the subscription's connection is lost: treat that as "anything may have
+/// been revoked" (drop local state) and subscribe again.
+pub struct RevocationStream(Pin<Box<dyn Stream<Item = TokenHash> + Send>>);
+
+impl std::fmt::Debug for RevocationStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RevocationStream")
+    }
+}
+
+impl Stream for RevocationStream {
+    type Item = TokenHash;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<TokenHash>> {
+        self.0.as_mut().poll_next(cx)
+    }
+}
+
+impl RedisStore {
+    fn revocations_channel(&self) -> String {
+        format!("{}revocations", self.prefix)
+    }
+
+    /// Subscribes to the revocation channel. Returns once the subscription is active, so
+    /// every invalidation published after this call is seen.
+    pub async fn subscribe_revocations(&self) -> StoreResult<RevocationStream> {
+        let channel = self.revocations_channel();
+        let client = self.client.clone();
+        let pubsub = bounded(CONNECT_TIMEOUT * 2, async move {
+            let mut pubsub = client.get_async_pubsub().await?;
+            pubsub.subscribe(&channel).await?;
+            Ok(pubsub)
+        })
+        .await?;
+        let hashes = pubsub.into_on_message().flat_map(|msg| {
+            let payload: String = msg.get_payload().unwrap_or_default();
+            let hashes: Vec<TokenHash> =
+                payload.split(',').filter_map(TokenHash::from_hex).collect();
+            futures::stream::iter(hashes)
+        });
+        Ok(RevocationStream(Box::pin(hashes)))
+    }
+
+    /// The entry behind `hash` if it is still to be served.
+    pub(crate) async fn cache_entry(&self, hash: &TokenHash) -> StoreResult<Option<CacheEntry>> {
+        let mut conn = self.conn();
+        let json: Option<String> = self.run(conn.get(self.hkey("cache", hash))).await?;
+        let now = self.clock.now();
+        Ok(json
+            .as_deref()
+            .map(from_json::<CacheEntry>)
+            .transpose()?
+            .filter(|e| now < e.until))
+    }
+}
+
+#[async_trait]
+impl TokenCache for RedisStore {
+    async fn get(&self, hash: &TokenHash) -> StoreResult<Option<TokenRecord>> {
+        Ok(self.cache_entry(hash).await?.map(|e| e.record))
+    }
+
+    async fn put(&self, record: &TokenRecord, until: OffsetDateTime) -> StoreResult<()> {
+        let key = self.hkey("cache", &record.hash);
+        let ttl = ms(until - self.clock.now());
+        let mut conn = self.conn();
+        if ttl <= 0 {
+            // Already past: make sure no older entry is served in its place.
+            return self.run(conn.del::<_, ()>(key)).await;
+        }
+        let entry = CacheEntry {
+            record: record.clone(),
+            until,
+        };
+        self.run(conn.pset_ex::<_, _, ()>(key, to_json(&entry)?, ttl as u64))
+            .await
+    }
+
+    async fn invalidate(&self, hashes: &[TokenHash]) -> StoreResult<()> {
+        if hashes.is_empty() {
+            return Ok(());
+        }
+        let keys: Vec<String> = hashes.iter().map(|h| self.hkey("cache", h)).collect();
+        let payload = hashes
+            .iter()
+            .map(TokenHash::to_hex)
+            .collect::<Vec<_>>()
+            .join(",");
+        // Delete first, then tell the other nodes, in one transaction: a node that re-reads
+        // after the message can no longer find the entry.
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .del(keys)
+            .ignore()
+            .publish(self.revocations_channel(), payload)
+            .ignore();
+        let mut conn = self.conn();
+        self.run(pipe.exec_async(&mut conn)).await
+    }
+}
