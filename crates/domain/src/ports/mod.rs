@@ -227,6 +227,7 @@ pub trait BuzzStore: Send + Sync {
         amount: u64,
         now: OffsetDateTime,
     ) -> StoreResult<i64>;
+    /// Every currency the user holds, sorted by currency name.
     async fn balances(&self, user: UserId) -> StoreResult<Vec<(Currency, i64)>>;
     /// The user's most recent ledger entries, newest first.
     async fn history(&self, user: UserId, limit: u32) -> StoreResult<Vec<LedgerEntry>>;
