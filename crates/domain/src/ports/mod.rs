@@ -12,6 +12,7 @@
 //! - A store that cannot be reached answers `StoreError::Unavailable`, never a panic; a race
 //!   is never an error (it is decided by the atomic method).
 
+mod fallback;
 mod system;
 
 use async_trait::async_trait;
@@ -31,6 +32,7 @@ use crate::ids::{ClientId, FamilyId, SpendId, TokenId, UserId};
 use crate::token::{TokenHash, TokenRecord};
 use crate::user::{NewUser, Session, User, Username};
 
+pub use fallback::FallbackRateLimiter;
 pub use system::{Clock, ManualClock, OsRandom, Random, SeededRandom, SystemClock};
 
 pub type StoreResult<T> = Result<T, StoreError>;
