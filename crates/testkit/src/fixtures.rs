@@ -6,7 +6,7 @@ use buzzgate_domain::Scope;
 use buzzgate_domain::buzz::{
     BuzzLimit, Currency, IdempotencyKey, SpendPurpose, SpendRequest, SpendSubject,
 };
-use buzzgate_domain::client::{Client, ClientRegistration, ClientSecret};
+use buzzgate_domain::client::{Client, ClientSecret};
 use buzzgate_domain::grant::authorization_code::{self, AuthorizationCodeRecord, CodeGrant};
 use buzzgate_domain::grant::device_code::{self, DeviceAuthorization};
 use buzzgate_domain::grant::refresh_token::RefreshRotation;
@@ -51,23 +51,7 @@ pub async fn user(users: &dyn UserStore) -> User {
 
 /// A confidential client with every grant, owned by `owner`, not yet stored.
 pub fn client(owner: UserId) -> Client {
-    let reg = ClientRegistration {
-        name: format!("Contract app {}", seq()),
-        description: Some("made by the contract suite".into()),
-        redirect_uris: vec![
-            "https://app.example.com/cb".into(),
-            "http://127.0.0.1/cb".into(),
-        ],
-        allowed_origins: None,
-        is_confidential: Some(true),
-        allowed_scopes: None,
-        grants: Some(vec![
-            "authorization_code".into(),
-            "refresh_token".into(),
-            "client_credentials".into(),
-            "urn:ietf:params:oauth:grant-type:device_code".into(),
-        ]),
-    };
+    let reg = buzzgate_domain::memory::sample_registration(&format!("Contract app {}", seq()));
     let secret = ClientSecret::generate(&OsRandom);
     Client::new(
         ClientId::generate(&OsRandom),
