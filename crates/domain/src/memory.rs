@@ -850,3 +850,25 @@ impl PasswordHasher for InsecureTestHasher {
             .is_ok_and(|h| subtle::ConstantTimeEq::ct_eq(h.as_bytes(), phc.as_bytes()).into())
     }
 }
+
+/// A valid registration of a confidential app with every grant and two redirect URIs
+/// (`https://app.example.com/cb`, `http://127.0.0.1/cb`): the one test fixture every suite shares.
+pub fn sample_registration(name: &str) -> crate::client::ClientRegistration {
+    crate::client::ClientRegistration {
+        name: name.into(),
+        description: Some("A test app".into()),
+        redirect_uris: vec![
+            "https://app.example.com/cb".into(),
+            "http://127.0.0.1/cb".into(),
+        ],
+        allowed_origins: None,
+        is_confidential: Some(true),
+        allowed_scopes: None,
+        grants: Some(
+            crate::client::GrantType::ALL
+                .iter()
+                .map(|g| g.as_str().to_owned())
+                .collect(),
+        ),
+    }
+}

@@ -22,23 +22,7 @@ pub(crate) mod fixtures {
     /// A confidential client with every grant and a Full ceiling; its secret is
     /// `ClientSecret::generate(&SeededRandom::new(SECRET_SEED))`.
     pub fn confidential(id: &str) -> Client {
-        let reg = ClientRegistration {
-            name: "Test App".into(),
-            description: None,
-            redirect_uris: vec![
-                "https://app.example.com/cb".into(),
-                "http://127.0.0.1/cb".into(),
-            ],
-            allowed_origins: None,
-            is_confidential: Some(true),
-            allowed_scopes: None,
-            grants: Some(vec![
-                "authorization_code".into(),
-                "refresh_token".into(),
-                "client_credentials".into(),
-                "urn:ietf:params:oauth:grant-type:device_code".into(),
-            ]),
-        };
+        let reg = crate::memory::sample_registration("Test App");
         let secret = ClientSecret::generate(&SeededRandom::new(SECRET_SEED));
         Client::new(
             ClientId::parse(id).unwrap(),

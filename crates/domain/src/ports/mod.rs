@@ -12,6 +12,7 @@
 //! - A store that cannot be reached answers `StoreError::Unavailable`, never a panic; a race
 //!   is never an error (it is decided by the atomic method).
 
+mod fallback;
 mod system;
 
 use async_trait::async_trait;
@@ -31,6 +32,7 @@ use crate::ids::{ClientId, FamilyId, SpendId, TokenId, UserId};
 use crate::token::{TokenHash, TokenRecord};
 use crate::user::{NewUser, Session, User, Username};
 
+pub use fallback::FallbackRateLimiter;
 pub use system::{Clock, ManualClock, OsRandom, Random, SeededRandom, SystemClock};
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -227,6 +229,7 @@ pub trait BuzzStore: Send + Sync {
         amount: u64,
         now: OffsetDateTime,
     ) -> StoreResult<i64>;
+    /// Every currency the user holds, sorted by currency name.
     async fn balances(&self, user: UserId) -> StoreResult<Vec<(Currency, i64)>>;
     /// The user's most recent ledger entries, newest first.
     async fn history(&self, user: UserId, limit: u32) -> StoreResult<Vec<LedgerEntry>>;

@@ -49,7 +49,11 @@ impl ManualClock {
     }
     /// 2026-01-01T00:00:00Z, a fixed point for tests.
     pub fn at_epoch() -> Self {
-        Self::new(time::macros::datetime!(2026-01-01 00:00:00 UTC))
+        Self::new(Self::at_epoch_now())
+    }
+    /// The instant [`ManualClock::at_epoch`] starts at.
+    pub fn at_epoch_now() -> OffsetDateTime {
+        time::macros::datetime!(2026-01-01 00:00:00 UTC)
     }
     pub fn advance(&self, by: Duration) {
         *self.0.lock().unwrap_or_else(|p| p.into_inner()) += by;

@@ -7,6 +7,7 @@ pub mod buzz;
 pub mod clients;
 pub mod consents;
 pub mod device;
+pub mod maintenance;
 pub mod rate_limit;
 pub mod sessions;
 pub mod tokens;
@@ -228,6 +229,11 @@ impl Buzzgate {
     }
     pub fn sessions(&self) -> sessions::SessionService {
         sessions::SessionService {
+            deps: self.deps.clone(),
+        }
+    }
+    pub fn maintenance(&self) -> maintenance::MaintenanceService {
+        maintenance::MaintenanceService {
             deps: self.deps.clone(),
         }
     }

@@ -67,23 +67,7 @@ async fn harness_with_deps(config: Config, adjust: impl FnOnce(&mut super::Deps)
         .await
         .unwrap()
         .id;
-    let reg = ClientRegistration {
-        name: "Generator".into(),
-        description: Some("Makes pictures".into()),
-        redirect_uris: vec![
-            "https://app.example.com/cb".into(),
-            "http://127.0.0.1/cb".into(),
-        ],
-        allowed_origins: None,
-        is_confidential: Some(true),
-        allowed_scopes: None,
-        grants: Some(vec![
-            "authorization_code".into(),
-            "refresh_token".into(),
-            "client_credentials".into(),
-            "urn:ietf:params:oauth:grant-type:device_code".into(),
-        ]),
-    };
+    let reg = crate::memory::sample_registration("Generator");
     let created = gate
         .clients()
         .create(&Caller::session(owner), reg)
@@ -195,6 +179,10 @@ impl H {
             scope: scope.map(str::to_owned),
         };
         self.gate.tokens().token(self.token_req(g)).await
+    }
+    /// Is this bearer token accepted right now?
+    async fn active(&self, token: &str) -> bool {
+        self.gate.tokens().validate_bearer(token).await.is_ok()
     }
     fn audit_kinds(&self) -> Vec<AuditKind> {
         self.store
@@ -624,13 +612,7 @@ async fn refresh_rotates_and_the_old_access_token_keeps_its_own_expiry() {
     let t2 = h.refresh(&rt(&t), None).await.unwrap();
     assert_ne!(rt(&t), rt(&t2));
     assert_eq!(t2.scope, Scope::AI_SERVICES);
-    assert!(
-        h.gate
-            .tokens()
-            .validate_bearer(t2.access_token.expose())
-            .await
-            .is_ok()
-    );
+    assert!(h.active(t2.access_token.expose()).await);
     assert!(h.audit_kinds().contains(&AuditKind::TokenRefreshed));
 }
 
@@ -657,13 +639,7 @@ async fn refresh_reuse_after_grace_revokes_family() {
         h.refresh(&rt(&t2), None).await.unwrap_err().code(),
         "invalid_grant"
     );
-    assert!(
-        h.gate
-            .tokens()
-            .validate_bearer(t2.access_token.expose())
-            .await
-            .is_err()
-    );
+    assert!(!h.active(t2.access_token.expose()).await);
     assert!(h.audit_kinds().contains(&AuditKind::TokenReuseDetected));
 }
 
@@ -734,13 +710,7 @@ async fn access_token_valid_at_3599_and_invalid_at_3600() {
     let h = harness().await;
     let t = h.tokens("1").await;
     h.clock.advance(Duration::seconds(3599));
-    assert!(
-        h.gate
-            .tokens()
-            .validate_bearer(t.access_token.expose())
-            .await
-            .is_ok()
-    );
+    assert!(h.active(t.access_token.expose()).await);
     h.clock.advance(Duration::seconds(1));
     assert_eq!(
         h.gate
@@ -936,13 +906,7 @@ async fn revoking_a_refresh_token_revokes_its_family_and_unknown_tokens_are_ok()
         .revoke(caller.clone(), Some(&rt(&t)), None)
         .await
         .unwrap();
-    assert!(
-        h.gate
-            .tokens()
-            .validate_bearer(t.access_token.expose())
-            .await
-            .is_err()
-    );
+    assert!(!h.active(t.access_token.expose()).await);
     assert!(
         h.gate
             .tokens()
@@ -974,13 +938,7 @@ async fn a_client_cannot_revoke_another_clients_token_but_the_user_can() {
         .revoke(other, Some(t.access_token.expose()), None)
         .await
         .unwrap();
-    assert!(
-        h.gate
-            .tokens()
-            .validate_bearer(t.access_token.expose())
-            .await
-            .is_ok()
-    );
+    assert!(h.active(t.access_token.expose()).await);
     h.gate
         .tokens()
         .revoke(
@@ -990,13 +948,7 @@ async fn a_client_cannot_revoke_another_clients_token_but_the_user_can() {
         )
         .await
         .unwrap();
-    assert!(
-        h.gate
-            .tokens()
-            .validate_bearer(t.access_token.expose())
-            .await
-            .is_err()
-    );
+    assert!(!h.active(t.access_token.expose()).await);
 }
 
 #[tokio::test]
@@ -1017,13 +969,7 @@ async fn revocation_reaches_a_cached_token() {
         )
         .await
         .unwrap();
-    assert!(
-        h.gate
-            .tokens()
-            .validate_bearer(t.access_token.expose())
-            .await
-            .is_err()
-    );
+    assert!(!h.active(t.access_token.expose()).await);
 }
 
 #[tokio::test]
@@ -1145,13 +1091,7 @@ async fn rotate_secret_kills_the_old_secret_and_keeps_tokens() {
     });
     req.client.secret = Some(new.expose().into());
     assert!(h.gate.tokens().token(req).await.is_ok());
-    assert!(
-        h.gate
-            .tokens()
-            .validate_bearer(t.access_token.expose())
-            .await
-            .is_ok()
-    );
+    assert!(h.active(t.access_token.expose()).await);
 }
 
 #[tokio::test]
@@ -1168,13 +1108,7 @@ async fn deleting_an_app_cascades_but_keeps_the_audit_trail() {
         .delete(&Caller::session(h.owner), &h.app)
         .await
         .unwrap();
-    assert!(
-        h.gate
-            .tokens()
-            .validate_bearer(t.access_token.expose())
-            .await
-            .is_err()
-    );
+    assert!(!h.active(t.access_token.expose()).await);
     assert!(
         h.gate
             .consents()
@@ -1273,13 +1207,7 @@ async fn connected_apps_revoke_kills_tokens_and_consent() {
         .revoke(&Caller::session(h.user), &h.app)
         .await
         .unwrap();
-    assert!(
-        h.gate
-            .tokens()
-            .validate_bearer(t.access_token.expose())
-            .await
-            .is_err()
-    );
+    assert!(!h.active(t.access_token.expose()).await);
     assert!(h.refresh(&rt(&t), None).await.is_err());
     assert_eq!(
         h.gate
@@ -1307,7 +1235,7 @@ async fn api_keys_are_bearers_of_type_api_key_listed_and_deleted() {
     assert_eq!(me.subject, Subject::ApiKey(rec.id.to_string()));
     assert_eq!(h.gate.api_keys().list(&caller).await.unwrap().len(), 1);
     h.gate.api_keys().delete(&caller, rec.id).await.unwrap();
-    assert!(h.gate.tokens().validate_bearer(key.expose()).await.is_err());
+    assert!(!h.active(key.expose()).await);
     assert_eq!(
         h.gate
             .api_keys()
@@ -1639,13 +1567,7 @@ async fn a_store_outage_is_temporarily_unavailable_not_a_server_error() {
     assert_eq!(e.code(), "temporarily_unavailable");
     assert_eq!(e.retry_after(), Some(1));
     h.store.set_down(false);
-    assert!(
-        h.gate
-            .tokens()
-            .validate_bearer(t.access_token.expose())
-            .await
-            .is_ok()
-    );
+    assert!(h.active(t.access_token.expose()).await);
 }
 
 // ----- concurrency (real tasks on a multi-threaded runtime) -----------------------------------

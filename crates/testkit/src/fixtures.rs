@@ -1,0 +1,160 @@
+//! Builders of valid domain values for the contract cases and adapters' own tests.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use buzzgate_domain::Scope;
+use buzzgate_domain::buzz::{
+    BuzzLimit, Currency, IdempotencyKey, SpendPurpose, SpendRequest, SpendSubject,
+};
+use buzzgate_domain::client::{Client, ClientSecret};
+use buzzgate_domain::grant::authorization_code::{self, AuthorizationCodeRecord, CodeGrant};
+use buzzgate_domain::grant::device_code::{self, DeviceAuthorization};
+use buzzgate_domain::grant::refresh_token::RefreshRotation;
+use buzzgate_domain::ids::{ClientId, FamilyId, SpendId, UserId};
+use buzzgate_domain::pkce::{CodeChallenge, CodeVerifier};
+use buzzgate_domain::ports::{ClientStore, OsRandom, UserStore};
+use buzzgate_domain::token::{NewToken, PlainToken, TokenKind, TokenMinter, TokenRecord};
+use buzzgate_domain::user::{NewUser, User, Username};
+use time::{Duration, OffsetDateTime};
+
+static SEQ: AtomicU64 = AtomicU64::new(1);
+
+fn seq() -> u64 {
+    SEQ.fetch_add(1, Ordering::Relaxed)
+}
+
+/// The wall clock truncated to whole milliseconds, so every store round-trips it exactly.
+pub fn now() -> OffsetDateTime {
+    let t = OffsetDateTime::now_utc();
+    t - Duration::nanoseconds(i64::from(t.nanosecond() % 1_000_000))
+}
+
+/// A fresh user in the store.
+pub async fn user(users: &dyn UserStore) -> User {
+    let new = NewUser {
+        username: Username::parse(&format!(
+            "user{}x{}",
+            seq(),
+            buzzgate_domain::ids::new_uuid(&OsRandom).simple()
+        ))
+        .expect("valid username"),
+        email: Some("someone@example.com".into()),
+        email_verified: true,
+        password: None,
+        roles: vec![],
+    };
+    users
+        .create(&new, Some("$argon2id$fake".into()), now())
+        .await
+        .expect("create user")
+}
+
+/// A confidential client with every grant, owned by `owner`, not yet stored.
+pub fn client(owner: UserId) -> Client {
+    let reg = buzzgate_domain::memory::sample_registration(&format!("Contract app {}", seq()));
+    let secret = ClientSecret::generate(&OsRandom);
+    Client::new(
+        ClientId::generate(&OsRandom),
+        owner,
+        reg.validate().expect("valid registration"),
+        Some(&secret),
+        now(),
+    )
+}
+
+/// A user and a stored client of theirs.
+pub async fn user_and_client(users: &dyn UserStore, clients: &dyn ClientStore) -> (User, Client) {
+    let u = user(users).await;
+    let c = client(u.id);
+    clients.insert(&c).await.expect("insert client");
+    (u, c)
+}
+
+/// A token row of `kind` for (user, client), in `family`.
+pub fn token(
+    kind: TokenKind,
+    user: UserId,
+    client: Option<&ClientId>,
+    family: Option<FamilyId>,
+) -> (PlainToken, TokenRecord) {
+    let new = NewToken {
+        kind,
+        client_id: client.cloned(),
+        user_id: user,
+        scope: Scope::AI_SERVICES,
+        family_id: family,
+        auth_time: Some(now()),
+    };
+    TokenMinter::default().mint(new, now(), &OsRandom)
+}
+
+pub fn family() -> FamilyId {
+    FamilyId::generate(&OsRandom)
+}
+
+/// A rotation of a refresh token of `client` at `now` with `grace`.
+pub fn rotation(client: &ClientId, at: OffsetDateTime, grace: Duration) -> RefreshRotation {
+    let blank = |kind| NewToken {
+        kind,
+        client_id: None,
+        user_id: UserId(0),
+        scope: Scope::NONE,
+        family_id: None,
+        auth_time: None,
+    };
+    let minter = TokenMinter::default();
+    RefreshRotation {
+        client_id: client.clone(),
+        ceiling: Scope::FULL,
+        requested: None,
+        now: at,
+        grace,
+        new_access: minter.mint(blank(TokenKind::Access), at, &OsRandom).1,
+        new_refresh: minter.mint(blank(TokenKind::Refresh), at, &OsRandom).1,
+    }
+}
+
+/// An authorization code record for (user, client), valid for 600 s from now.
+pub fn code(user: UserId, client: &ClientId) -> AuthorizationCodeRecord {
+    let verifier = CodeVerifier::generate(&OsRandom);
+    let grant = CodeGrant {
+        client_id: client.clone(),
+        user_id: user,
+        redirect_uri: "https://app.example.com/cb".into(),
+        scope: Scope::AI_SERVICES,
+        code_challenge: CodeChallenge::from_verifier(&verifier),
+        nonce: Some("n".into()),
+        auth_time: now(),
+    };
+    authorization_code::issue(grant, now(), Duration::seconds(600), &OsRandom).1
+}
+
+/// A pending device authorization of `client`, valid for 900 s from now.
+pub fn device(client: &Client) -> DeviceAuthorization {
+    device_code::start(client, None, now(), Duration::seconds(900), &OsRandom)
+        .expect("client has the device grant")
+        .record
+}
+
+/// A spend of `amount` by the OAuth app `client` for `user`, under `budgets`.
+pub fn spend(
+    user: UserId,
+    client: &ClientId,
+    amount: u64,
+    key: &str,
+    budgets: BuzzLimit,
+) -> SpendRequest {
+    SpendRequest::new(
+        SpendId::generate(&OsRandom),
+        user,
+        SpendSubject::OAuth(client.clone()),
+        SpendPurpose::AiServices,
+        amount,
+        Currency::yellow(),
+        IdempotencyKey::parse(key).expect("valid key"),
+        None,
+        budgets,
+        now(),
+    )
+    .expect("valid spend")
+}
