@@ -469,8 +469,9 @@ async fn concurrent_rotations(
     tokens.insert(std::slice::from_ref(&r)).await.unwrap();
     let at = now();
     let tasks: Vec<_> = (0..64)
-        .map(|_| {
-            let (tokens, hash, rot) = (tokens.clone(), r.hash, fx::rotation(&c.id, at, grace));
+        .map(|i| {
+            let tokens = p.node(i).tokens.clone().unwrap_or_else(|| tokens.clone());
+            let (hash, rot) = (r.hash, fx::rotation(&c.id, at, grace));
             tokio::spawn(async move {
                 tokens
                     .rotate_refresh(&hash, &rot)
@@ -610,8 +611,9 @@ pub async fn concurrent_redeemers_have_one_winner(p: &Ports) {
     let rec = fx::code(u, &c.id);
     codes.insert(&rec).await.unwrap();
     let tasks: Vec<_> = (0..64)
-        .map(|_| {
-            let (codes, hash, fam) = (codes.clone(), rec.hash, fx::family());
+        .map(|i| {
+            let codes = p.node(i).codes.clone().unwrap_or_else(|| codes.clone());
+            let (hash, fam) = (rec.hash, fx::family());
             tokio::spawn(async move {
                 (
                     fam,
@@ -772,9 +774,9 @@ pub async fn concurrent_polls_issue_once(p: &Ports) {
         .unwrap()
         .unwrap();
     let tasks: Vec<_> = (0..64)
-        .map(|_| {
+        .map(|i| {
             let (devices, hash, poll) = (
-                devices.clone(),
+                p.node(i).devices.clone().unwrap_or_else(|| devices.clone()),
                 rec.device_hash,
                 DevicePoll {
                     client_id: c.id.clone(),
@@ -1037,7 +1039,7 @@ pub async fn concurrent_spends_never_exceed_the_cap(p: &Ports) {
                 &format!("c{i}"),
                 BuzzLimit::per_period(cap, 1).unwrap(),
             );
-            let buzz = buzz.clone();
+            let buzz = p.node(i).buzz.clone().unwrap_or_else(|| buzz.clone());
             tokio::spawn(async move { buzz.spend(&req).await.expect("a race is never an error") })
         })
         .collect();
@@ -1064,9 +1066,9 @@ pub async fn concurrent_duplicate_spends_charge_once(p: &Ports) {
         .await
         .unwrap();
     let tasks: Vec<_> = (0..16)
-        .map(|_| {
+        .map(|i| {
             let req = fx::spend(u, &c, 10, "same", BuzzLimit::default());
-            let buzz = buzz.clone();
+            let buzz = p.node(i).buzz.clone().unwrap_or_else(|| buzz.clone());
             tokio::spawn(async move { buzz.spend(&req).await.expect("a race is never an error") })
         })
         .collect();
@@ -1176,8 +1178,11 @@ pub async fn concurrent_hits_respect_the_limit(p: &Ports) {
     let k = key();
     let t = time::macros::datetime!(2026-03-01 10:00:30 UTC);
     let tasks: Vec<_> = (0..64)
-        .map(|_| {
-            let (rl, k) = (rl.clone(), k.clone());
+        .map(|i| {
+            let (rl, k) = (
+                p.node(i).rate_limiter.clone().unwrap_or_else(|| rl.clone()),
+                k.clone(),
+            );
             tokio::spawn(async move { rl.hit(&k, 20, 60, t).await.unwrap().allowed })
         })
         .collect();

@@ -31,6 +31,9 @@ pub struct Ports {
     pub cache: Option<Arc<dyn TokenCache>>,
     /// A second node's cache over the same backend, for revocation fan-out.
     pub cache_peer: Option<Arc<dyn TokenCache>>,
+    /// The same backend reached through a second, independent connection pool: a second
+    /// node. Concurrency cases split their tasks between the two.
+    pub node2: Option<Box<Ports>>,
 }
 
 impl std::fmt::Debug for Ports {
@@ -58,6 +61,15 @@ impl Ports {
             rate_limiter: Some(store.clone()),
             cache: Some(store.clone()),
             cache_peer: Some(store),
+            node2: None,
+        }
+    }
+
+    /// The ports task `i` of a concurrency case uses: odd tasks go to the second node.
+    pub fn node(&self, i: usize) -> &Ports {
+        match &self.node2 {
+            Some(n) if i % 2 == 1 => n,
+            _ => self,
         }
     }
 }
