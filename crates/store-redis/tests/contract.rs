@@ -9,12 +9,14 @@ use std::time::Duration;
 use buzzgate_store_redis::LayeredCache;
 use buzzgate_testkit::Ports;
 
-/// Every port this adapter provides, on a fresh prefix; `cache_peer` is a second connection
-/// on the same prefix. With `layered`, both caches are in-process layers over Redis.
+/// Every port this adapter provides, on a fresh prefix; `cache_peer` and `node2` are a
+/// second connection on the same prefix (another node). With `layered`, both caches are
+/// in-process layers over Redis.
 async fn fixture(layered: bool) -> Option<Ports> {
     let prefix = common::fresh_prefix();
     let store = Arc::new(common::store_on(&prefix).await?);
     let peer = common::store_on(&prefix).await?;
+    let node2 = Arc::new(peer.clone());
     let (cache, cache_peer): (
         Arc<dyn buzzgate_domain::ports::TokenCache>,
         Arc<dyn buzzgate_domain::ports::TokenCache>,
@@ -33,7 +35,15 @@ async fn fixture(layered: bool) -> Option<Ports> {
         sessions: Some(store.clone()),
         rate_limiter: Some(store),
         cache: Some(cache),
-        cache_peer: Some(cache_peer),
+        cache_peer: Some(cache_peer.clone()),
+        node2: Some(Box::new(Ports {
+            codes: Some(node2.clone()),
+            devices: Some(node2.clone()),
+            sessions: Some(node2.clone()),
+            rate_limiter: Some(node2),
+            cache: Some(cache_peer),
+            ..Ports::default()
+        })),
         ..Ports::default()
     })
 }
