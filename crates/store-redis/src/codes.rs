@@ -21,6 +21,8 @@ redis.call('HSET', KEYS[1], 'rec', ARGV[1])
 if ARGV[2] ~= '' then redis.call('HSET', KEYS[1], 'fam', ARGV[2]) end
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 redis.call('ZADD', KEYS[2], ARGV[4], ARGV[5])
+-- The index lives as long as its longest-lived member, so every key has a TTL.
+if redis.call('PTTL', KEYS[2]) < tonumber(ARGV[3]) then redis.call('PEXPIRE', KEYS[2], ARGV[3]) end
 return 1
 "#;
 

@@ -38,6 +38,8 @@ end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[4])
 redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[4])
 redis.call('ZADD', KEYS[3], ARGV[5], ARGV[1] .. ':' .. ARGV[2])
+-- The index lives as long as its longest-lived member, so every key has a TTL.
+if redis.call('PTTL', KEYS[3]) < tonumber(ARGV[4]) then redis.call('PEXPIRE', KEYS[3], ARGV[4]) end
 return 1
 "#;
 

@@ -20,12 +20,12 @@
 //! | key | value | expiry |
 //! |---|---|---|
 //! | `code:{hash}` | hash: `rec` = record JSON, `fam` = redeeming family | lifetime + retention |
-//! | `codes:exp` | zset of code hashes scored by `expires_at` (µs) | for `sweep_expired` |
+//! | `codes:exp` | zset of code hashes scored by `expires_at` (µs) | longest member; for `sweep_expired` |
 //! | `device:{hash}` | record JSON | lifetime + retention |
 //! | `usercode:{code}` | device hash | lifetime + retention |
-//! | `devices:exp` | zset of `{hash}:{user code}` scored by `expires_at` (µs) | for `sweep_expired` |
+//! | `devices:exp` | zset of `{hash}:{user code}` scored by `expires_at` (µs) | longest member; for `sweep_expired` |
 //! | `session:{hash}` | record JSON | lifetime + retention |
-//! | `sessions:exp` | zset of session hashes scored by `expires_at` (µs) | for `sweep_expired` |
+//! | `sessions:exp` | zset of session hashes scored by `expires_at` (µs) | longest member; for `sweep_expired` |
 //! | `rate:{key}:{window start}` | counter | one window |
 //! | `cache:{hash}` | `{record, until}` JSON | `until` |
 //! | channel `revocations` | comma-separated hex hashes | |
@@ -39,7 +39,8 @@
 //! answer "expired" (RFC 8628 `expired_token`, a code replay) instead of "unknown".
 //! `sweep_expired` deletes records whose `expires_at` is before `before`, exactly like the
 //! in-memory store; records that Redis already dropped are counted as swept once their index
-//! entry is removed. Run the sweeper periodically so the expiry indexes stay small.
+//! entry is removed. Run the sweeper periodically so the expiry indexes stay small. Every key,
+//! the indexes included, has a TTL: nothing here is the only copy of anything durable.
 //!
 //! # Atomicity
 //!

@@ -1,6 +1,8 @@
 //! `SessionStore`: the session JSON by cookie hash, expiring on its own timeline, with an
 //! expiry index for `sweep_expired`.
 
+use std::sync::LazyLock;
+
 use async_trait::async_trait;
 use buzzgate_domain::ports::{SessionStore, StoreResult};
 use buzzgate_domain::token::TokenHash;
@@ -10,27 +12,30 @@ use time::OffsetDateTime;
 
 use crate::{RedisStore, from_json, micros, to_json};
 
+/// KEYS = session key, expiry index; ARGV = JSON, TTL ms, expiry score, member.
+const INSERT_LUA: &str = r#"
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
+-- The index lives as long as its longest-lived member, so every key has a TTL.
+if redis.call('PTTL', KEYS[2]) < tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[2], ARGV[2]) end
+return 1
+"#;
+
+static INSERT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(INSERT_LUA));
+
 #[async_trait]
 impl SessionStore for RedisStore {
     async fn insert(&self, session: &Session) -> StoreResult<()> {
-        let key = self.hkey("session", &session.id_hash);
-        let ttl = self.record_ttl_ms(session.created_at, session.expires_at);
-        let mut pipe = redis::pipe();
-        pipe.atomic()
-            .cmd("SET")
-            .arg(&key)
+        let mut inv = INSERT.prepare_invoke();
+        inv.key(self.hkey("session", &session.id_hash))
+            .key(format!("{}sessions:exp", self.prefix))
             .arg(to_json(session)?)
-            .arg("PX")
-            .arg(ttl)
-            .ignore()
-            .zadd(
-                format!("{}sessions:exp", self.prefix),
-                session.id_hash.to_hex(),
-                micros(session.expires_at),
-            )
-            .ignore();
+            .arg(self.record_ttl_ms(session.created_at, session.expires_at))
+            .arg(micros(session.expires_at))
+            .arg(session.id_hash.to_hex());
         let mut conn = self.conn();
-        self.run(pipe.exec_async(&mut conn)).await
+        let _: i64 = self.run(inv.invoke_async(&mut conn)).await?;
+        Ok(())
     }
 
     async fn get(&self, id_hash: &TokenHash) -> StoreResult<Option<Session>> {

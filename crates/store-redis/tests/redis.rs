@@ -70,6 +70,12 @@ async fn every_record_gets_a_real_expiry() {
     let t = pttl(&format!("{p}cache:{}", token.hash.to_hex())).await;
     assert!(t > 25_000 && t <= 30_000, "cache PTTL {t}");
 
+    // The expiry indexes expire too (with their longest-lived member): every key has a TTL.
+    for index in ["codes:exp", "devices:exp", "sessions:exp"] {
+        let t = pttl(&format!("{p}{index}")).await;
+        assert!(t > 1_000_000, "{index} PTTL {t}");
+    }
+
     let at = time::macros::datetime!(2026-03-01 10:00:30 UTC);
     store.hit("login:1.2.3.4", 5, 60, at).await.unwrap();
     let t = pttl(&format!(
