@@ -1,0 +1,471 @@
+//! The JSON APIs of SPEC 3.6, 3.9 and 3.10: Buzz, app management, Connected Apps, personal
+//! API keys, and the admin switches.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use buzzgate_domain::Scope;
+use buzzgate_domain::buzz::BuzzLimit;
+use buzzgate_domain::client::{AccessMode, Client, ClientRegistration, ClientUpdate};
+use buzzgate_domain::error::Error;
+use buzzgate_domain::ids::{ClientId, SpendId, TokenId};
+use buzzgate_domain::ports::ClientSummary;
+use buzzgate_domain::service::api_keys::NewApiKey;
+use buzzgate_domain::service::buzz::SpendCall;
+use buzzgate_domain::token::TokenRecord;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+
+use crate::AppState;
+use crate::auth::{self, ApiCaller};
+use crate::error::{ApiResult, no_store};
+use crate::params::{Json, Params};
+
+pub fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+fn ok(v: Value) -> Response {
+    axum::Json(v).into_response()
+}
+
+// --- Buzz (SPEC 3.6) ---------------------------------------------------------------------
+
+/// `GET /api/v1/buzz` (BuzzRead): balances and recent history.
+pub async fn buzz_overview(State(st): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
+    let token = auth::require_bearer(&headers)?;
+    let o = st.core.buzz().overview(token).await?;
+    let balances: serde_json::Map<String, Value> = o
+        .balances
+        .iter()
+        .map(|(c, b)| (c.as_str().to_owned(), json!(b)))
+        .collect();
+    let history: Vec<Value> = o.history.iter().map(ledger_json).collect();
+    Ok(ok(json!({ "balances": balances, "history": history })))
+}
+
+fn ledger_json(e: &buzzgate_domain::buzz::LedgerEntry) -> Value {
+    json!({
+        "id": e.id.to_string(),
+        "amount": e.amount,
+        "currency": e.currency.as_str(),
+        "purpose": e.purpose.as_str(),
+        "description": e.description,
+        "idempotencyKey": e.idempotency_key.as_str(),
+        "createdAt": rfc3339(e.created_at),
+        "refundedAt": e.refunded_at.map(rfc3339),
+    })
+}
+
+/// `POST /api/v1/buzz/spend`: a resource server (HTTP Basic) spends for the token's user.
+pub async fn buzz_spend(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    params: Params,
+) -> ApiResult<Response> {
+    let auth = auth::client_auth(&headers, &params)?;
+    let amount = params
+        .get("amount")
+        .ok_or_else(|| Error::invalid_request("Missing amount"))?
+        .parse::<u64>()
+        .map_err(|_| Error::invalid_request("amount must be a positive whole number"))?;
+    let call = SpendCall {
+        token: params
+            .owned("token")
+            .ok_or_else(|| Error::invalid_request("Missing token"))?,
+        amount,
+        currency: params.owned("currency"),
+        purpose: params
+            .owned("purpose")
+            .ok_or_else(|| Error::invalid_request("Missing purpose"))?,
+        idempotency_key: params
+            .owned("idempotency_key")
+            .or_else(|| params.owned("idempotencyKey"))
+            .or_else(|| {
+                headers
+                    .get("idempotency-key")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned)
+            })
+            .ok_or_else(|| Error::invalid_request("Missing idempotency_key"))?,
+        description: params.owned("description"),
+    };
+    let r = st.core.buzz().spend(&auth, call).await?;
+    let mut res = ok(json!({
+        "id": r.entry.id.to_string(),
+        "amount": r.entry.amount,
+        "currency": r.entry.currency.as_str(),
+        "balance": r.balance,
+        "limits": r.limits,
+        "replayed": r.replayed,
+    }));
+    no_store(res.headers_mut());
+    Ok(res)
+}
+
+/// `POST /api/v1/buzz/spend/{id}/refund`, by a resource server.
+pub async fn buzz_refund(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    params: Params,
+) -> ApiResult<Response> {
+    let auth = auth::client_auth(&headers, &params)?;
+    let id = SpendId::parse(&id).ok_or_else(|| Error::not_found("No such spend"))?;
+    let (entry, balance) = st.core.buzz().refund(&auth, id).await?;
+    Ok(ok(json!({
+        "id": entry.id.to_string(),
+        "refundedAt": entry.refunded_at.map(rfc3339),
+        "balance": balance,
+    })))
+}
+
+/// `GET /api/v1/buzz/limits`: the bearer's app's budgets for its user.
+pub async fn buzz_limits(State(st): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
+    let token = auth::require_bearer(&headers)?;
+    let limits = st.core.buzz().limits(token).await?;
+    Ok(ok(json!({ "limits": limits })))
+}
+
+// --- Apps (SPEC 3.9) ---------------------------------------------------------------------
+
+pub fn client_json(c: &Client) -> Value {
+    json!({
+        "clientId": c.id.as_str(),
+        "name": c.name,
+        "description": c.description,
+        "redirectUris": c.redirect_uris.iter().map(|u| u.as_str()).collect::<Vec<_>>(),
+        "allowedOrigins": c.allowed_origins.iter().map(|o| o.as_str()).collect::<Vec<_>>(),
+        "isConfidential": c.is_confidential(),
+        "allowedScopes": c.allowed_scopes.bits(),
+        "allowedScopeNames": c.allowed_scopes.names(),
+        "grants": c.grants.iter().map(|g| g.as_str()).collect::<Vec<_>>(),
+        "accessMode": c.access_mode.as_str(),
+        "isVerified": c.is_verified,
+        "isResourceServer": c.is_resource_server,
+        "createdAt": rfc3339(c.created_at),
+        "updatedAt": rfc3339(c.updated_at),
+    })
+}
+
+fn summary_json(s: &ClientSummary) -> Value {
+    let mut v = client_json(&s.client);
+    v["activeTokens"] = json!(s.active_tokens);
+    v["consents"] = json!(s.consents);
+    v
+}
+
+fn client_id(id: &str) -> Result<ClientId, Error> {
+    ClientId::parse(id).ok_or_else(|| Error::not_found("No such OAuth client"))
+}
+
+/// The create body, also accepting seed 004's `scopes` (names) for `allowedScopes`.
+fn registration(mut body: Value) -> Result<ClientRegistration, Error> {
+    if let Some(obj) = body.as_object_mut()
+        && !obj.contains_key("allowedScopes")
+        && let Some(scopes) = obj.remove("scopes")
+    {
+        let names: Vec<String> = serde_json::from_value(scopes)
+            .map_err(|_| Error::invalid_request("scopes must be an array of scope names"))?;
+        let scope =
+            Scope::from_names(&names.join(" ")).map_err(|e| Error::invalid_scope(e.to_string()))?;
+        obj.insert("allowedScopes".into(), json!(scope.bits()));
+    }
+    serde_json::from_value(body).map_err(|e| {
+        Error::invalid_request(format!(
+            "Invalid client registration: {}",
+            e.to_string().chars().take(200).collect::<String>()
+        ))
+    })
+}
+
+/// `POST /api/v1/oauth/clients` → 201 `{clientId, clientSecret|null, …}`; the secret is shown once.
+pub async fn clients_create(
+    State(st): State<AppState>,
+    ApiCaller(caller): ApiCaller,
+    Json(body): Json<Value>,
+) -> ApiResult<Response> {
+    let reg = registration(body)?;
+    let created = st.core.clients().create(&caller, reg).await?;
+    let mut v = client_json(&created.client);
+    v["clientSecret"] = json!(created.secret.as_ref().map(|s| s.expose()));
+    let mut res = (StatusCode::CREATED, axum::Json(v)).into_response();
+    no_store(res.headers_mut());
+    Ok(res)
+}
+
+pub async fn clients_list(
+    State(st): State<AppState>,
+    ApiCaller(caller): ApiCaller,
+) -> ApiResult<Response> {
+    let list = st.core.clients().list(&caller).await?;
+    Ok(ok(json!(list.iter().map(summary_json).collect::<Vec<_>>())))
+}
+
+pub async fn clients_get(
+    State(st): State<AppState>,
+    ApiCaller(caller): ApiCaller,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let c = st.core.clients().get(&caller, &client_id(&id)?).await?;
+    Ok(ok(client_json(&c)))
+}
+
+pub async fn clients_update(
+    State(st): State<AppState>,
+    ApiCaller(caller): ApiCaller,
+    Path(id): Path<String>,
+    Json(update): Json<ClientUpdate>,
+) -> ApiResult<Response> {
+    let c = st
+        .core
+        .clients()
+        .update(&caller, &client_id(&id)?, update)
+        .await?;
+    Ok(ok(client_json(&c)))
+}
+
+/// `POST …/{id}/rotate-secret` (seed 004: `reset-secret`): the old secret dies at once.
+pub async fn clients_rotate(
+    State(st): State<AppState>,
+    ApiCaller(caller): ApiCaller,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let id = client_id(&id)?;
+    let secret = st.core.clients().rotate_secret(&caller, &id).await?;
+    let mut res = ok(json!({ "clientId": id.as_str(), "clientSecret": secret.expose() }));
+    no_store(res.headers_mut());
+    Ok(res)
+}
+
+pub async fn clients_delete(
+    State(st): State<AppState>,
+    ApiCaller(caller): ApiCaller,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    st.core.clients().delete(&caller, &client_id(&id)?).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AdminClientPatch {
+    is_verified: Option<bool>,
+    access_mode: Option<String>,
+    is_resource_server: Option<bool>,
+}
+
+/// `PATCH /api/v1/admin/oauth/clients/{id}`: verified badge, access mode, resource-server role.
+pub async fn admin_client(
+    State(st): State<AppState>,
+    ApiCaller(caller): ApiCaller,
+    Path(id): Path<String>,
+    Json(p): Json<AdminClientPatch>,
+) -> ApiResult<Response> {
+    let mode = match p.access_mode.as_deref() {
+        Some(m) => Some(AccessMode::parse(m).ok_or_else(|| {
+            Error::invalid_request("accessMode must be open, testers or disabled")
+        })?),
+        None => None,
+    };
+    let c = st
+        .core
+        .clients()
+        .administer(
+            &caller,
+            &client_id(&id)?,
+            p.is_verified,
+            mode,
+            p.is_resource_server,
+        )
+        .await?;
+    Ok(ok(client_json(&c)))
+}
+
+// --- Connected Apps (SPEC 3.10) ------------------------------------------------------------
+
+pub async fn consents_list(
+    State(st): State<AppState>,
+    ApiCaller(caller): ApiCaller,
+) -> ApiResult<Response> {
+    let apps = st.core.consents().list(&caller).await?;
+    let rows: Vec<Value> = apps
+        .iter()
+        .map(|a| {
+            json!({
+                "clientId": a.client.id.as_str(),
+                "clientName": a.client.name,
+                "isVerified": a.client.is_verified,
+                "scope": a.consent.scope.bits(),
+                "scopeNames": a.consent.scope.names(),
+                "remembered": a.consent.remembered,
+                "buzzLimit": a.consent.buzz_limit,
+                "budgets": a.budgets,
+                "authorizedAt": rfc3339(a.consent.created_at),
+                "updatedAt": rfc3339(a.consent.updated_at),
+            })
+        })
+        .collect();
+    Ok(ok(json!(rows)))
+}
+
+/// The cap body: a `BuzzBudget[]` array, `null`, or `{"buzzLimit": …}`.
+fn limit_of(body: Value) -> Result<BuzzLimit, Error> {
+    let v = match body {
+        Value::Object(mut o) => o
+            .remove("buzzLimit")
+            .or_else(|| o.remove("buzz_limit"))
+            .unwrap_or(Value::Null),
+        other => other,
+    };
+    match v {
+        Value::Null => Ok(BuzzLimit::unlimited()),
+        other => BuzzLimit::parse_json(&other.to_string()),
+    }
+}
+
+pub async fn consents_set_limit(
+    State(st): State<AppState>,
+    ApiCaller(caller): ApiCaller,
+    Path(id): Path<String>,
+    Json(body): Json<Value>,
+) -> ApiResult<Response> {
+    let limit = limit_of(body)?;
+    let c = st
+        .core
+        .consents()
+        .set_buzz_limit(&caller, &client_id(&id)?, limit)
+        .await?;
+    Ok(ok(json!({
+        "clientId": c.client_id.as_str(),
+        "buzzLimit": c.buzz_limit,
+        "updatedAt": rfc3339(c.updated_at),
+    })))
+}
+
+pub async fn consents_revoke(
+    State(st): State<AppState>,
+    ApiCaller(caller): ApiCaller,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    st.core.consents().revoke(&caller, &client_id(&id)?).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+// --- Personal API keys (SPEC 3.10) ---------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateKey {
+    name: String,
+    scope: Option<Value>,
+    buzz_limit: Option<Value>,
+    expires_in_days: Option<u32>,
+}
+
+fn key_json(r: &TokenRecord) -> Value {
+    json!({
+        "id": r.id.to_string(),
+        "name": r.name,
+        "scope": r.scope.bits(),
+        "scopeNames": r.scope.names(),
+        "buzzLimit": r.buzz_limit,
+        "createdAt": rfc3339(r.issued_at),
+        "expiresAt": r.expires_at.map(rfc3339),
+    })
+}
+
+/// `POST /api/v1/api-keys` (session only): `{name, scope?, buzzLimit?, expiresInDays?}`; the
+/// key is in the response once.
+pub async fn keys_create(
+    State(st): State<AppState>,
+    ApiCaller(caller): ApiCaller,
+    Json(body): Json<CreateKey>,
+) -> ApiResult<Response> {
+    let scope = match body.scope {
+        None | Some(Value::Null) => Scope::READ_ONLY,
+        Some(Value::Number(n)) => {
+            Scope::parse(&n.to_string()).map_err(|e| Error::invalid_scope(e.to_string()))?
+        }
+        Some(Value::String(s)) => {
+            Scope::parse(&s).map_err(|e| Error::invalid_scope(e.to_string()))?
+        }
+        Some(_) => return Err(Error::invalid_scope("scope must be a number or names").into()),
+    };
+    let buzz_limit = match body.buzz_limit {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(BuzzLimit::parse_json(&v.to_string())?),
+    };
+    let (plain, record) = st
+        .core
+        .api_keys()
+        .create(
+            &caller,
+            NewApiKey {
+                name: body.name,
+                scope,
+                buzz_limit,
+                expires_in_days: body.expires_in_days,
+            },
+        )
+        .await?;
+    let mut v = key_json(&record);
+    v["key"] = json!(plain.expose());
+    let mut res = (StatusCode::CREATED, axum::Json(v)).into_response();
+    no_store(res.headers_mut());
+    Ok(res)
+}
+
+pub async fn keys_list(
+    State(st): State<AppState>,
+    ApiCaller(caller): ApiCaller,
+) -> ApiResult<Response> {
+    let keys = st.core.api_keys().list(&caller).await?;
+    Ok(ok(json!(keys.iter().map(key_json).collect::<Vec<_>>())))
+}
+
+pub async fn keys_delete(
+    State(st): State<AppState>,
+    ApiCaller(caller): ApiCaller,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let id = TokenId::parse(&id).ok_or_else(|| Error::not_found("No such API key"))?;
+    st.core.api_keys().delete(&caller, id).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seed_004_scopes_become_allowed_scopes() {
+        let r = registration(json!({"name": "x", "redirectUris": ["https://a.example/cb"], "scopes": ["UserRead", "BuzzRead"]})).unwrap();
+        assert_eq!(
+            r.allowed_scopes,
+            Some(Scope::USER_READ.union(Scope::BUZZ_READ).bits())
+        );
+        let e = registration(json!({"name": "x", "scopes": ["profile"]})).unwrap_err();
+        assert_eq!(e.code(), "invalid_scope");
+        let e = registration(json!({"name": 5})).unwrap_err();
+        assert_eq!(e.code(), "invalid_request");
+    }
+
+    #[test]
+    fn limit_bodies() {
+        assert!(limit_of(Value::Null).unwrap().is_unlimited());
+        assert!(limit_of(json!({"buzzLimit": null})).unwrap().is_unlimited());
+        let l = limit_of(json!([{"type": "absolute", "limit": 10}])).unwrap();
+        assert_eq!(l.budgets().len(), 1);
+        let l = limit_of(json!({"buzzLimit": [{"type": "absolute", "limit": 10}]})).unwrap();
+        assert_eq!(l.budgets().len(), 1);
+        assert_eq!(
+            limit_of(json!([{"type": "absolute", "limit": 0}]))
+                .unwrap_err()
+                .code(),
+            "invalid_request"
+        );
+    }
+}

@@ -1,0 +1,248 @@
+//! `buzzgate-http`: the axum adapter. Every endpoint of SPEC section 3 under its canonical
+//! path (`/api/auth/oauth/*`) and its aliases (`/api/oauth/*`, `/v1/oauth/*`, `/oauth/*`),
+//! the JSON management APIs, the minimal login/consent/device pages, health, and the
+//! extractors an embedding resource server uses ([`auth::BearerToken`], [`auth::RequireScope`]).
+//!
+//! Handlers parse, call one domain service, and map the result; the rules live in
+//! `buzzgate-domain`. Errors map to statuses in one place ([`error`]).
+
+pub mod api;
+pub mod auth;
+pub mod discovery;
+pub mod error;
+pub mod oauth;
+pub mod pages;
+pub mod params;
+pub mod signer;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use axum::Router;
+use axum::extract::{FromRef, State};
+use axum::http::{Request, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use buzzgate_domain::error::Error;
+use buzzgate_domain::service::Buzzgate;
+use serde_json::json;
+
+pub use auth::{BearerToken, RequireScope};
+
+/// HTTP-only settings (everything the rules depend on is in the domain's `Config`).
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    /// Emit `scope` in token responses as Civitai's `["<decimal>"]` array.
+    pub scope_as_array: bool,
+    /// Take the client address from the first `X-Forwarded-For` hop (behind a proxy only).
+    pub trust_forwarded: bool,
+    /// Mark cookies `Secure` (set when the issuer is https).
+    pub secure_cookies: bool,
+}
+
+/// One dependency `/readyz` checks.
+#[async_trait]
+pub trait Readiness: Send + Sync {
+    fn name(&self) -> &str;
+    async fn check(&self) -> Result<(), String>;
+}
+
+/// The state every handler shares. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub core: Buzzgate,
+    pub settings: Arc<Settings>,
+    pub checks: Arc<Vec<Arc<dyn Readiness>>>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    pub fn new(core: Buzzgate, settings: Settings, checks: Vec<Arc<dyn Readiness>>) -> Self {
+        AppState {
+            core,
+            settings: Arc::new(settings),
+            checks: Arc::new(checks),
+        }
+    }
+}
+
+impl FromRef<AppState> for Buzzgate {
+    fn from_ref(s: &AppState) -> Buzzgate {
+        s.core.clone()
+    }
+}
+
+/// The OAuth endpoints, mounted under each prefix of SPEC 3.
+fn oauth_routes() -> Router<AppState> {
+    Router::new()
+        .route("/authorize", get(oauth::authorize).post(oauth::authorize))
+        .route("/token", post(oauth::token).options(oauth::preflight))
+        .route("/revoke", post(oauth::revoke).options(oauth::preflight))
+        .route(
+            "/introspect",
+            post(oauth::introspect).options(oauth::preflight),
+        )
+        .route("/userinfo", get(oauth::userinfo).post(oauth::userinfo))
+        .route("/device", post(oauth::device).options(oauth::preflight))
+        .route(
+            "/device-token",
+            post(oauth::device_token).options(oauth::preflight),
+        )
+        .route("/device-info", post(oauth::device_info))
+        .route("/device-approve", post(oauth::device_approve))
+        .route("/jwks", get(discovery::jwks))
+        // Seed 004's app management under the same prefixes (`/oauth/clients`).
+        .route("/clients", get(api::clients_list).post(api::clients_create))
+        .route(
+            "/clients/{id}",
+            get(api::clients_get)
+                .patch(api::clients_update)
+                .put(api::clients_update)
+                .delete(api::clients_delete),
+        )
+        .route("/clients/{id}/reset-secret", post(api::clients_rotate))
+        .route("/clients/{id}/rotate-secret", post(api::clients_rotate))
+}
+
+/// Every route of the server.
+pub fn router(state: AppState) -> Router {
+    let oauth = oauth_routes();
+    Router::new()
+        .nest("/api/auth/oauth", oauth.clone())
+        .nest("/api/oauth", oauth.clone())
+        .nest("/v1/oauth", oauth.clone())
+        .nest("/oauth", oauth.clone())
+        .nest("/api/v1/oauth", oauth)
+        .route(
+            "/.well-known/oauth-authorization-server",
+            get(discovery::well_known),
+        )
+        .route(
+            "/.well-known/openid-configuration",
+            get(discovery::well_known),
+        )
+        .route("/.well-known/jwks.json", get(discovery::jwks))
+        .route("/api/auth/jwks", get(discovery::jwks))
+        .route("/api/v1/me", get(oauth::me))
+        .route("/api/v1/buzz", get(api::buzz_overview))
+        .route("/api/v1/buzz/spend", post(api::buzz_spend))
+        .route("/api/v1/buzz/spend/{id}/refund", post(api::buzz_refund))
+        .route("/api/v1/buzz/limits", get(api::buzz_limits))
+        .route("/api/v1/oauth/consents", get(api::consents_list))
+        .route(
+            "/api/v1/oauth/consents/{id}",
+            axum::routing::delete(api::consents_revoke),
+        )
+        .route(
+            "/api/v1/oauth/consents/{id}/buzz-limit",
+            axum::routing::put(api::consents_set_limit),
+        )
+        .route(
+            "/api/v1/api-keys",
+            get(api::keys_list).post(api::keys_create),
+        )
+        .route(
+            "/api/v1/api-keys/{id}",
+            axum::routing::delete(api::keys_delete),
+        )
+        .route(
+            "/api/v1/admin/oauth/clients/{id}",
+            axum::routing::patch(api::admin_client),
+        )
+        .route("/", get(pages::home))
+        .route("/login", get(pages::login_page).post(pages::login_submit))
+        .route("/logout", post(pages::logout))
+        .route(
+            "/login/oauth/authorize",
+            get(oauth::authorize).post(oauth::authorize),
+        )
+        .route(
+            "/login/oauth/device",
+            get(pages::device_page).post(pages::device_submit),
+        )
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(
+            tower_http::trace::TraceLayer::new_for_http().make_span_with(
+                // Method and path only: query strings can carry codes and states.
+                |req: &Request<axum::body::Body>| {
+                    tracing::info_span!("request", method = %req.method(), path = %req.uri().path())
+                },
+            ),
+        )
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            |_: Box<dyn std::any::Any + Send>| {
+                error::ApiError::from(Error::ServerError("Internal error".into())).into_response()
+            },
+        ))
+        .with_state(state)
+}
+
+async fn not_found() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        axum::Json(json!({"error": "not_found", "error_description": "No such endpoint"})),
+    )
+        .into_response()
+}
+
+async fn method_not_allowed() -> Response {
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        axum::Json(json!({"error": "invalid_request", "error_description": "Method not allowed on this endpoint"})),
+    )
+        .into_response()
+}
+
+/// `/healthz`: the process is up.
+async fn healthz() -> Response {
+    axum::Json(json!({"status": "ok"})).into_response()
+}
+
+/// `/readyz`: every store answers. 503 with the failing checks otherwise.
+async fn readyz(State(st): State<AppState>) -> Response {
+    let mut failures = serde_json::Map::new();
+    for c in st.checks.iter() {
+        if let Err(e) = c.check().await {
+            failures.insert(c.name().to_owned(), json!(e));
+        }
+    }
+    if failures.is_empty() {
+        axum::Json(json!({"status": "ready"})).into_response()
+    } else {
+        let mut res = (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({"status": "unavailable", "failing": failures})),
+        )
+            .into_response();
+        res.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            axum::http::HeaderValue::from_static("1"),
+        );
+        res
+    }
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves, then drains in-flight requests.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}

@@ -1,0 +1,538 @@
+//! The OAuth endpoints of SPEC 3.1–3.5 and 3.8: authorize, token, revoke, introspect,
+//! userinfo, device authorization. Each handler parses, calls one service, maps the result.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use buzzgate_domain::authorize::AuthorizeParams;
+use buzzgate_domain::client::GrantType;
+use buzzgate_domain::error::Error;
+use buzzgate_domain::service::authorize::{AuthorizeOutcome, ConsentAnswer};
+use buzzgate_domain::service::rate_limit::Bucket;
+use buzzgate_domain::service::tokens::{GrantRequest, RevokeCaller, Subject, TokenRequest};
+use buzzgate_domain::token::TokenResponse;
+use serde_json::{Value, json};
+
+use crate::AppState;
+use crate::auth::{self, ClientIp};
+use crate::error::{ApiError, ApiResult, no_store};
+use crate::pages;
+use crate::params::Params;
+
+fn authorize_params(p: &Params) -> AuthorizeParams {
+    AuthorizeParams {
+        response_type: p.owned("response_type"),
+        client_id: p.owned("client_id"),
+        redirect_uri: p.owned("redirect_uri"),
+        scope: p.owned("scope"),
+        state: p.owned("state"),
+        code_challenge: p.owned("code_challenge"),
+        code_challenge_method: p.owned("code_challenge_method"),
+        nonce: p.owned("nonce"),
+    }
+}
+
+/// The authorize URL again, for the login page's `returnUrl`.
+fn authorize_url(path: &str, ap: &AuthorizeParams) -> String {
+    let mut q = url::form_urlencoded::Serializer::new(String::new());
+    let fields = [
+        ("response_type", &ap.response_type),
+        ("client_id", &ap.client_id),
+        ("redirect_uri", &ap.redirect_uri),
+        ("scope", &ap.scope),
+        ("state", &ap.state),
+        ("code_challenge", &ap.code_challenge),
+        ("code_challenge_method", &ap.code_challenge_method),
+        ("nonce", &ap.nonce),
+    ];
+    for (k, v) in fields {
+        if let Some(v) = v {
+            q.append_pair(k, v);
+        }
+    }
+    format!("{path}?{}", q.finish())
+}
+
+fn location(status: StatusCode, to: &str) -> Response {
+    let mut res = status.into_response();
+    if let Ok(v) = HeaderValue::from_str(to) {
+        res.headers_mut().insert(header::LOCATION, v);
+    }
+    no_store(res.headers_mut());
+    res
+}
+
+/// `GET|POST /authorize` (SPEC 3.1). A POST carrying `approved` is the consent form's answer
+/// (session and CSRF token required); any other request never approves.
+pub async fn authorize(
+    State(st): State<AppState>,
+    ip: ClientIp,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    params: Params,
+) -> Response {
+    match authorize_inner(&st, ip.as_deref(), &method, &uri, &headers, &params).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn authorize_inner(
+    st: &AppState,
+    ip: Option<&str>,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    params: &Params,
+) -> ApiResult<Response> {
+    let core = &st.core;
+    let ap = authorize_params(params);
+    let session = auth::session(core, headers).await?;
+    if let Some((_, user)) = &session {
+        core.rate_limit()
+            .check(Bucket::AuthorizeUser(&user.id.0.to_string()))
+            .await?;
+    }
+    let answering = *method == Method::POST && params.has("approved");
+    let outcome = match (&session, answering) {
+        (Some((session, user)), true) => {
+            session.check_csrf(params.get("csrf_token"))?;
+            let answer = ConsentAnswer {
+                approved: params.get("approved") == Some("true"),
+                remember: matches!(params.get("remember"), Some("true" | "on" | "1")),
+                buzz_limit: params.owned("buzz_limit"),
+            };
+            core.authorize().decide(&ap, user.id, &answer, ip).await?
+        }
+        _ => {
+            core.authorize()
+                .authorize(&ap, session.as_ref().map(|(_, u)| u.id), ip)
+                .await?
+        }
+    };
+    Ok(match outcome {
+        AuthorizeOutcome::Reject(e) => ApiError::from(e).into_response(),
+        AuthorizeOutcome::LoginRequired => {
+            let back = authorize_url(uri.path(), &ap);
+            let mut q = url::form_urlencoded::Serializer::new(String::new());
+            q.append_pair("returnUrl", &back);
+            location(StatusCode::SEE_OTHER, &format!("/login?{}", q.finish()))
+        }
+        AuthorizeOutcome::RedirectError { location: to } => location(StatusCode::FOUND, &to),
+        AuthorizeOutcome::Redirect { location: to } => {
+            let status = if *method == Method::POST {
+                StatusCode::SEE_OTHER
+            } else {
+                StatusCode::FOUND
+            };
+            location(status, &to)
+        }
+        AuthorizeOutcome::Consent(prompt) => {
+            let csrf = session.map(|(s, _)| s.csrf_token).unwrap_or_default();
+            pages::consent(&prompt, &csrf, uri.path())
+        }
+    })
+}
+
+/// CORS for browser clients of the token-like endpoints: the `Origin` is echoed when the
+/// domain accepted it (only public clients with registered origins are checked).
+fn cors(res: &mut Response, origin: Option<&str>) {
+    if let Some(v) = origin.and_then(|o| HeaderValue::from_str(o).ok()) {
+        let h = res.headers_mut();
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
+        h.insert(header::VARY, HeaderValue::from_static("Origin"));
+    }
+}
+
+/// `OPTIONS` preflight for token, revoke, introspect and device endpoints.
+pub async fn preflight(headers: HeaderMap) -> Response {
+    let mut res = StatusCode::NO_CONTENT.into_response();
+    let h = res.headers_mut();
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("POST, OPTIONS"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("authorization, content-type"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static("600"),
+    );
+    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    cors(&mut res, origin);
+    res
+}
+
+fn origin_of(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// The RFC 6749 §5.1 body.
+pub fn token_json(t: &TokenResponse, scope_as_array: bool) -> Value {
+    let scope = t.scope.to_decimal_string();
+    let mut body = json!({
+        "access_token": t.access_token.expose(),
+        "token_type": "Bearer",
+        "expires_in": t.expires_in,
+        "scope": if scope_as_array { json!([scope]) } else { json!(scope) },
+    });
+    if let Some(r) = &t.refresh_token {
+        body["refresh_token"] = json!(r.expose());
+    }
+    if let Some(id) = &t.id_token {
+        body["id_token"] = json!(id);
+    }
+    body
+}
+
+fn grant_request(kind: GrantType, p: &Params) -> GrantRequest {
+    match kind {
+        GrantType::AuthorizationCode => GrantRequest::AuthorizationCode {
+            code: p.owned("code"),
+            code_verifier: p.owned("code_verifier"),
+            redirect_uri: p.owned("redirect_uri"),
+        },
+        GrantType::RefreshToken => GrantRequest::RefreshToken {
+            refresh_token: p.owned("refresh_token"),
+            scope: p.owned("scope"),
+        },
+        GrantType::ClientCredentials => GrantRequest::ClientCredentials {
+            scope: p.owned("scope"),
+        },
+        GrantType::DeviceCode => GrantRequest::DeviceCode {
+            device_code: p.owned("device_code"),
+        },
+    }
+}
+
+async fn token_common(
+    st: &AppState,
+    ip: Option<&str>,
+    headers: &HeaderMap,
+    params: &Params,
+    device_only: bool,
+) -> Response {
+    let origin = origin_of(headers);
+    let result = async {
+        let core = &st.core;
+        if let Some(ip) = ip {
+            core.rate_limit().check(Bucket::TokenIp(ip)).await?;
+        }
+        let kind = GrantRequest::grant_type(params.get("grant_type"))?;
+        if device_only && kind != GrantType::DeviceCode {
+            return Err(Error::UnsupportedGrantType(
+                "This endpoint only accepts the device_code grant".into(),
+            ));
+        }
+        let client = auth::client_auth(headers, params)?;
+        core.rate_limit()
+            .check(Bucket::TokenClient(client.client_id.as_str()))
+            .await?;
+        let req = TokenRequest {
+            client,
+            origin: origin.clone(),
+            ip: ip.map(str::to_owned),
+            grant: grant_request(kind, params),
+        };
+        core.tokens().token(req).await
+    }
+    .await;
+    let mut res = match result {
+        Ok(t) => {
+            let mut res = axum::Json(token_json(&t, st.settings.scope_as_array)).into_response();
+            no_store(res.headers_mut());
+            res
+        }
+        Err(e) => {
+            let rejected = e == Error::OriginNotAllowed;
+            let mut res = ApiError::token(e).into_response();
+            if rejected {
+                return res;
+            }
+            no_store(res.headers_mut());
+            res
+        }
+    };
+    cors(&mut res, origin.as_deref());
+    res
+}
+
+/// `POST /token`: every grant.
+pub async fn token(
+    State(st): State<AppState>,
+    ip: ClientIp,
+    headers: HeaderMap,
+    params: Params,
+) -> Response {
+    token_common(&st, ip.as_deref(), &headers, &params, false).await
+}
+
+/// `POST /device-token`: Civitai's polling endpoint (the device grant only).
+pub async fn device_token(
+    State(st): State<AppState>,
+    ip: ClientIp,
+    headers: HeaderMap,
+    params: Params,
+) -> Response {
+    token_common(&st, ip.as_deref(), &headers, &params, true).await
+}
+
+/// `POST /revoke` (RFC 7009): by the client that holds the token, or by the signed-in user.
+pub async fn revoke(
+    State(st): State<AppState>,
+    ip: ClientIp,
+    headers: HeaderMap,
+    params: Params,
+) -> Response {
+    let origin = origin_of(&headers);
+    let result = async {
+        let core = &st.core;
+        if let Some(ip) = ip.as_deref() {
+            core.rate_limit().check(Bucket::RevokeIp(ip)).await?;
+        }
+        let client_present = headers.contains_key(header::AUTHORIZATION) || params.has("client_id");
+        let caller = if client_present {
+            RevokeCaller::Client {
+                auth: auth::client_auth(&headers, &params)?,
+                origin: origin.clone(),
+            }
+        } else {
+            match auth::session(core, &headers).await? {
+                Some((session, user)) => {
+                    session.check_csrf(params.get("csrf_token"))?;
+                    RevokeCaller::User(user.id)
+                }
+                None => return Err(Error::invalid_request("Missing client_id")),
+            }
+        };
+        core.tokens()
+            .revoke(caller, params.get("token"), ip.as_deref())
+            .await
+    }
+    .await;
+    let mut res = match result {
+        Ok(()) => axum::Json(json!({})).into_response(),
+        Err(e) => ApiError::token(e).into_response(),
+    };
+    cors(&mut res, origin.as_deref());
+    res
+}
+
+fn rfc3339(t: time::OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// `POST /introspect` (RFC 7662), for confidential clients (resource servers).
+pub async fn introspect(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    params: Params,
+) -> ApiResult<Response> {
+    let run = async {
+        let auth = auth::client_auth(&headers, &params)?;
+        st.core
+            .tokens()
+            .introspect(&auth, params.get("token"))
+            .await
+    };
+    let i = run.await.map_err(ApiError::token)?;
+    let body = match (&i.record, i.active) {
+        (Some(r), true) => {
+            let mut b = json!({
+                "active": true,
+                "scope": r.scope.to_decimal_string(),
+                "sub": r.user_id.0.to_string(),
+                "username": i.username,
+                "token_type": r.kind.type_hint(),
+                "iat": r.issued_at.unix_timestamp(),
+                "buzz_limit": i.buzz_limit,
+                "iss": st.core.deps.config.issuer,
+            });
+            if let Some(c) = &r.client_id {
+                b["client_id"] = json!(c.as_str());
+            }
+            if let Some(e) = r.expires_at {
+                b["exp"] = json!(e.unix_timestamp());
+            }
+            b
+        }
+        _ => json!({ "active": false }),
+    };
+    let mut res = axum::Json(body).into_response();
+    no_store(res.headers_mut());
+    Ok(res)
+}
+
+/// `GET /userinfo`: the OIDC-style claims of the bearer's user (UserRead).
+pub async fn userinfo(State(st): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
+    let token = auth::require_bearer(&headers)?;
+    let u = st.core.tokens().userinfo(token).await?;
+    let mut b = json!({
+        "sub": u.id.0.to_string(),
+        "id": u.id.0,
+        "username": u.username,
+        "preferred_username": u.username,
+        "name": u.username,
+    });
+    if let Some(p) = u.picture {
+        b["picture"] = json!(p);
+    }
+    if let Some(e) = u.email {
+        b["email"] = json!(e);
+    }
+    if let Some(v) = u.email_verified {
+        b["email_verified"] = json!(v);
+    }
+    let mut res = axum::Json(b).into_response();
+    no_store(res.headers_mut());
+    Ok(res)
+}
+
+/// `GET /api/v1/me`: who the bearer is and what it may do.
+pub async fn me(State(st): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
+    let token = auth::require_bearer(&headers)?;
+    let me = st.core.tokens().me(token).await?;
+    let subject = match &me.subject {
+        Subject::OAuth(c) => json!({"type": "oauth", "id": c.as_str()}),
+        Subject::ApiKey(id) => json!({"type": "apiKey", "id": id}),
+    };
+    Ok(axum::Json(json!({
+        "id": me.id.0,
+        "username": me.username,
+        "tokenScope": me.token_scope.bits(),
+        "tokenScopeNames": me.token_scope.names(),
+        "buzzLimit": me.buzz_limit,
+        "subject": subject,
+    }))
+    .into_response())
+}
+
+/// `POST /device` (RFC 8628 §3.1).
+pub async fn device(State(st): State<AppState>, headers: HeaderMap, params: Params) -> Response {
+    let origin = origin_of(&headers);
+    let result = async {
+        let auth = auth::client_auth(&headers, &params)?;
+        st.core
+            .rate_limit()
+            .check(Bucket::TokenClient(auth.client_id.as_str()))
+            .await?;
+        st.core.device().start(&auth, params.get("scope")).await
+    }
+    .await;
+    let mut res = match result {
+        Ok(d) => {
+            let mut res = axum::Json(json!({
+                "device_code": d.device_code.expose(),
+                "user_code": d.user_code.as_str(),
+                "verification_uri": d.verification_uri,
+                "verification_uri_complete": d.verification_uri_complete,
+                "expires_in": d.expires_in,
+                "interval": d.interval,
+            }))
+            .into_response();
+            no_store(res.headers_mut());
+            res
+        }
+        Err(e) => ApiError::token(e).into_response(),
+    };
+    cors(&mut res, origin.as_deref());
+    res
+}
+
+/// `POST /device-info` (session): which app asks for what under a user code.
+pub async fn device_info(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    params: Params,
+) -> ApiResult<Response> {
+    let Some((_, _user)) = auth::session(&st.core, &headers).await? else {
+        return Err(Error::invalid_token("Sign in first").into());
+    };
+    let code = params
+        .get("user_code")
+        .ok_or_else(|| Error::invalid_request("Missing user_code"))?;
+    let (rec, client) = st.core.device().info(code).await?;
+    Ok(axum::Json(json!({
+        "userCode": rec.user_code.as_str(),
+        "clientId": client.id.as_str(),
+        "clientName": client.name,
+        "isVerified": client.is_verified,
+        "scope": rec.scope.bits(),
+        "scopeNames": rec.scope.names(),
+        "expiresAt": rfc3339(rec.expires_at),
+    }))
+    .into_response())
+}
+
+/// `POST /device-approve` (session): `approve` defaults to true; `approve=false` denies.
+pub async fn device_approve(
+    State(st): State<AppState>,
+    ip: ClientIp,
+    headers: HeaderMap,
+    params: Params,
+) -> ApiResult<Response> {
+    let Some((session, user)) = auth::session(&st.core, &headers).await? else {
+        return Err(Error::invalid_token("Sign in first").into());
+    };
+    // A JSON body needs a CORS preflight cross-site, and the session cookie is SameSite=Lax;
+    // a form post must carry the session's CSRF token.
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("json"));
+    if !is_json {
+        session.check_csrf(params.get("csrf_token"))?;
+    }
+    let code = params
+        .get("user_code")
+        .ok_or_else(|| Error::invalid_request("Missing user_code"))?;
+    let approve = !matches!(params.get("approve"), Some("false" | "0"));
+    st.core
+        .device()
+        .resolve(user.id, code, approve, ip.as_deref())
+        .await?;
+    Ok(axum::Json(json!({"success": true, "approved": approve})).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use buzzgate_domain::Scope;
+    use buzzgate_domain::ports::SeededRandom;
+    use buzzgate_domain::token::{PlainToken, TokenPrefix};
+
+    #[test]
+    fn token_body_has_decimal_scope_or_array() {
+        let r = SeededRandom::new(1);
+        let t = TokenResponse {
+            access_token: PlainToken::generate(&TokenPrefix::default(), &r),
+            expires_in: 3600,
+            refresh_token: None,
+            scope: Scope::AI_SERVICES,
+            id_token: None,
+        };
+        let b = token_json(&t, false);
+        assert_eq!(b["scope"], "114689");
+        assert_eq!(b["token_type"], "Bearer");
+        assert!(b.get("refresh_token").is_none());
+        assert_eq!(token_json(&t, true)["scope"], json!(["114689"]));
+    }
+
+    #[test]
+    fn return_url_keeps_every_parameter() {
+        let ap = AuthorizeParams {
+            client_id: Some("abc".into()),
+            state: Some("s t&x".into()),
+            ..Default::default()
+        };
+        let u = authorize_url("/api/auth/oauth/authorize", &ap);
+        assert_eq!(u, "/api/auth/oauth/authorize?client_id=abc&state=s+t%26x");
+    }
+}

@@ -1,0 +1,277 @@
+//! Request bodies and query strings, parsed strictly: form or JSON only, bounded size, valid
+//! UTF-8, and no parameter twice (RFC 6749 §3.1). Every failure is a JSON 4xx.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::{Method, StatusCode, header, request::Parts};
+use axum::response::{IntoResponse, Response};
+use buzzgate_domain::error::Error;
+use serde::de::DeserializeOwned;
+
+use crate::error::{ApiError, error_body};
+
+/// The largest body any endpoint accepts.
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// A request the parser refused, with its status (400, 413 or 415).
+#[derive(Debug)]
+pub struct Rejection {
+    pub status: StatusCode,
+    pub error: Error,
+}
+
+impl Rejection {
+    fn bad(msg: impl Into<std::borrow::Cow<'static, str>>) -> Self {
+        Rejection {
+            status: StatusCode::BAD_REQUEST,
+            error: Error::InvalidRequest(msg.into()),
+        }
+    }
+}
+
+impl IntoResponse for Rejection {
+    fn into_response(self) -> Response {
+        let mut res = (self.status, axum::Json(error_body(&self.error))).into_response();
+        crate::error::no_store(res.headers_mut());
+        res
+    }
+}
+
+impl From<Rejection> for ApiError {
+    fn from(r: Rejection) -> Self {
+        ApiError::from(r.error)
+    }
+}
+
+/// Decoded `application/x-www-form-urlencoded` pairs. Refuses invalid UTF-8 and repeats.
+pub fn parse_form(raw: &[u8]) -> Result<Vec<(String, String)>, Rejection> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for part in raw.split(|b| *b == b'&').filter(|p| !p.is_empty()) {
+        let (k, v) = match part.iter().position(|b| *b == b'=') {
+            Some(i) => (&part[..i], &part[i + 1..]),
+            None => (part, &b""[..]),
+        };
+        let key = decode(k)?;
+        let value = decode(v)?;
+        push_unique(&mut out, key, value)?;
+    }
+    Ok(out)
+}
+
+fn decode(raw: &[u8]) -> Result<String, Rejection> {
+    let plus: Vec<u8> = raw
+        .iter()
+        .map(|b| if *b == b'+' { b' ' } else { *b })
+        .collect();
+    let bytes: Vec<u8> = percent_encoding::percent_decode(&plus).collect();
+    String::from_utf8(bytes).map_err(|_| Rejection::bad("Parameters must be valid UTF-8"))
+}
+
+fn push_unique(
+    out: &mut Vec<(String, String)>,
+    key: String,
+    value: String,
+) -> Result<(), Rejection> {
+    if key.is_empty() {
+        return Ok(());
+    }
+    if key.chars().count() > 128 {
+        return Err(Rejection::bad("Parameter name too long"));
+    }
+    if out.iter().any(|(k, _)| *k == key) {
+        return Err(Rejection::bad(format!(
+            "Parameter `{}` is repeated",
+            key.chars().filter(|c| !c.is_control()).collect::<String>()
+        )));
+    }
+    out.push((key, value));
+    Ok(())
+}
+
+/// A flat JSON object as parameters: strings as they are, numbers and booleans as text,
+/// arrays and objects as their JSON text (for `buzz_limit`), `null` as absent.
+pub fn parse_json_params(raw: &[u8]) -> Result<Vec<(String, String)>, Rejection> {
+    let value: serde_json::Value = serde_json::from_slice(raw)
+        .map_err(|_| Rejection::bad("Request body is not valid JSON"))?;
+    let serde_json::Value::Object(map) = value else {
+        return Err(Rejection::bad("Request body must be a JSON object"));
+    };
+    let mut out = Vec::new();
+    for (k, v) in map {
+        let text = match v {
+            serde_json::Value::Null => continue,
+            serde_json::Value::String(s) => s,
+            other => other.to_string(),
+        };
+        push_unique(&mut out, k, text)?;
+    }
+    Ok(out)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BodyKind {
+    Form,
+    Json,
+    Empty,
+}
+
+fn body_kind(parts: &Parts, body_len: usize) -> Result<BodyKind, Rejection> {
+    let ct = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap_or("").to_ascii_lowercase());
+    let essence = ct
+        .as_deref()
+        .map(|c| c.split(';').next().unwrap_or("").trim().to_owned());
+    match essence.as_deref() {
+        Some("application/x-www-form-urlencoded") => Ok(BodyKind::Form),
+        Some("application/json") => Ok(BodyKind::Json),
+        Some(e) if e.ends_with("+json") => Ok(BodyKind::Json),
+        None if body_len == 0 => Ok(BodyKind::Empty),
+        None => Err(Rejection {
+            status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            error: Error::invalid_request(
+                "Missing Content-Type: send application/x-www-form-urlencoded or application/json",
+            ),
+        }),
+        Some(_) => Err(Rejection {
+            status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            error: Error::invalid_request(
+                "Unsupported Content-Type: send application/x-www-form-urlencoded or application/json",
+            ),
+        }),
+    }
+}
+
+/// Reads the whole body, at most [`MAX_BODY`] bytes.
+pub async fn read_body(body: axum::body::Body) -> Result<Bytes, Rejection> {
+    axum::body::to_bytes(body, MAX_BODY)
+        .await
+        .map_err(|_| Rejection {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            error: Error::invalid_request(format!(
+                "Request body is too large (limit {MAX_BODY} bytes)"
+            )),
+        })
+}
+
+/// The parameters of a request: the query string of a GET, the form or JSON body of a POST.
+#[derive(Debug, Clone, Default)]
+pub struct Params(pub Vec<(String, String)>);
+
+impl Params {
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn owned(&self, key: &str) -> Option<String> {
+        self.get(key).map(str::to_owned)
+    }
+    pub fn has(&self, key: &str) -> bool {
+        self.get(key).is_some()
+    }
+}
+
+impl<S: Send + Sync> FromRequest<S> for Params {
+    type Rejection = Rejection;
+
+    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        let (parts, body) = req.into_parts();
+        if parts.method == Method::GET || parts.method == Method::HEAD {
+            let q = parts.uri.query().unwrap_or("");
+            return Ok(Params(parse_form(q.as_bytes())?));
+        }
+        let bytes = read_body(body).await?;
+        match body_kind(&parts, bytes.len())? {
+            BodyKind::Form => Ok(Params(parse_form(&bytes)?)),
+            BodyKind::Json => Ok(Params(parse_json_params(&bytes)?)),
+            BodyKind::Empty => Ok(Params::default()),
+        }
+    }
+}
+
+/// The query string only (for POST endpoints that also read it, and GET APIs).
+#[derive(Debug, Clone, Default)]
+pub struct Query(pub Params);
+
+impl<S: Send + Sync> FromRequestParts<S> for Query {
+    type Rejection = Rejection;
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let q = parts.uri.query().unwrap_or("");
+        Ok(Query(Params(parse_form(q.as_bytes())?)))
+    }
+}
+
+/// A typed JSON body with the contract's error shape (axum's own rejection is plain text).
+#[derive(Debug, Clone)]
+pub struct Json<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
+    type Rejection = Rejection;
+
+    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        let (parts, body) = req.into_parts();
+        let bytes = read_body(body).await?;
+        let kind = body_kind(&parts, bytes.len())?;
+        let bytes = if kind == BodyKind::Empty {
+            Bytes::from_static(b"{}")
+        } else if kind == BodyKind::Json {
+            bytes
+        } else {
+            return Err(Rejection {
+                status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                error: Error::invalid_request("Send a JSON body (Content-Type: application/json)"),
+            });
+        };
+        serde_json::from_slice(&bytes).map(Json).map_err(|e| {
+            // serde's message names the field and the expected type; cut it short.
+            let msg: String = e.to_string().chars().take(200).collect();
+            Rejection::bad(format!("Invalid JSON body: {msg}"))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forms_decode_plus_and_percent() {
+        let p = parse_form(b"a=b+c&d=%2Fx%20y&e").unwrap();
+        assert_eq!(
+            p,
+            vec![
+                ("a".into(), "b c".into()),
+                ("d".into(), "/x y".into()),
+                ("e".into(), "".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn repeated_parameters_are_refused() {
+        let e = parse_form(b"code=a&code=b").unwrap_err();
+        assert_eq!(e.status, 400);
+        assert!(e.error.description().contains("`code` is repeated"));
+    }
+
+    #[test]
+    fn invalid_utf8_is_refused() {
+        let e = parse_form(b"a=%ff%fe").unwrap_err();
+        assert_eq!(e.error.code(), "invalid_request");
+    }
+
+    #[test]
+    fn json_params_flatten_scalars() {
+        let p = parse_json_params(br#"{"scope":114689,"x":null,"b":true,"l":[{"a":1}]}"#).unwrap();
+        let get = |k: &str| p.iter().find(|(kk, _)| kk == k).map(|(_, v)| v.clone());
+        assert_eq!(get("scope").as_deref(), Some("114689"));
+        assert_eq!(get("x"), None);
+        assert_eq!(get("b").as_deref(), Some("true"));
+        assert_eq!(get("l").as_deref(), Some(r#"[{"a":1}]"#));
+        assert!(parse_json_params(b"[1]").is_err());
+        assert!(parse_json_params(b"{").is_err());
+    }
+}
