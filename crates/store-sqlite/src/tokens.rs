@@ -1,0 +1,328 @@
+//! `TokenStore`: access and refresh tokens, family tombstones, rotation and API keys.
+
+use std::collections::BTreeSet;
+
+use async_trait::async_trait;
+use buzzgate_domain::grant::refresh_token::{RefreshRotation, RotationDecision};
+use buzzgate_domain::ids::{ClientId, FamilyId, TokenId, UserId};
+use buzzgate_domain::ports::{InsertOutcome, StoreResult, TokenStore};
+use buzzgate_domain::token::{TokenHash, TokenKind, TokenRecord};
+use sqlx::SqliteConnection;
+use sqlx::sqlite::SqliteRow;
+use time::OffsetDateTime;
+
+use crate::convert::{Cols, blob, corrupt, opt_us, to_json, u32_of, us};
+use crate::{SqliteStore, finish, map_err};
+
+pub(crate) fn token_of(row: &SqliteRow) -> StoreResult<TokenRecord> {
+    let c = Cols(row);
+    let kind = c.string("kind")?;
+    Ok(TokenRecord {
+        id: c.token_id("id")?,
+        hash: c.hash("hash")?,
+        kind: TokenKind::parse(&kind).ok_or_else(|| corrupt(format!("token kind {kind}")))?,
+        client_id: c.opt_client("client_id")?,
+        user_id: c.user("user_id")?,
+        scope: c.scope("scope")?,
+        family_id: c.family("family_id")?,
+        name: c.opt_string("name")?,
+        buzz_limit: c.opt_json("buzz_limit")?,
+        issued_at: c.time("issued_at")?,
+        expires_at: c.opt_time("expires_at")?,
+        revoked_at: c.opt_time("revoked_at")?,
+        rotated_at: c.opt_time("rotated_at")?,
+        auth_time: c.opt_time("auth_time")?,
+    })
+}
+
+fn hashes_of(rows: &[SqliteRow]) -> StoreResult<Vec<TokenHash>> {
+    rows.iter().map(|r| Cols(r).hash("hash")).collect()
+}
+
+async fn insert_row(conn: &mut SqliteConnection, t: &TokenRecord) -> StoreResult<()> {
+    let buzz_limit = t.buzz_limit.as_ref().map(to_json).transpose()?;
+    sqlx::query(
+        "INSERT INTO tokens (hash, id, kind, client_id, user_id, scope, family_id, name, \
+         buzz_limit, issued_at, expires_at, revoked_at, rotated_at, auth_time) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(blob(&t.hash))
+    .bind(t.id.to_string())
+    .bind(t.kind.as_str())
+    .bind(t.client_id.as_ref().map(|c| c.as_str().to_owned()))
+    .bind(t.user_id.0)
+    .bind(i64::from(t.scope.bits()))
+    .bind(t.family_id.map(|f| f.to_string()))
+    .bind(t.name.clone())
+    .bind(buzz_limit)
+    .bind(us(t.issued_at))
+    .bind(opt_us(t.expires_at))
+    .bind(opt_us(t.revoked_at))
+    .bind(opt_us(t.rotated_at))
+    .bind(opt_us(t.auth_time))
+    .execute(&mut *conn)
+    .await
+    .map_err(map_err)?;
+    Ok(())
+}
+
+async fn family_revoked(conn: &mut SqliteConnection, family: FamilyId) -> StoreResult<bool> {
+    let row = sqlx::query("SELECT 1 FROM revoked_families WHERE family_id = ?")
+        .bind(family.to_string())
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(map_err)?;
+    Ok(row.is_some())
+}
+
+/// Leaves the tombstone and revokes the family's live rows; returns their hashes.
+async fn revoke_family_in(
+    conn: &mut SqliteConnection,
+    family: FamilyId,
+    now: OffsetDateTime,
+) -> StoreResult<Vec<TokenHash>> {
+    sqlx::query("INSERT OR IGNORE INTO revoked_families (family_id, revoked_at) VALUES (?, ?)")
+        .bind(family.to_string())
+        .bind(us(now))
+        .execute(&mut *conn)
+        .await
+        .map_err(map_err)?;
+    let rows = sqlx::query(
+        "UPDATE tokens SET revoked_at = ? WHERE family_id = ? AND revoked_at IS NULL \
+         RETURNING hash",
+    )
+    .bind(us(now))
+    .bind(family.to_string())
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(map_err)?;
+    hashes_of(&rows)
+}
+
+async fn rotate_in(
+    conn: &mut SqliteConnection,
+    presented: &TokenHash,
+    rotation: &RefreshRotation,
+) -> StoreResult<RotationDecision> {
+    let row = sqlx::query("SELECT * FROM tokens WHERE hash = ?")
+        .bind(blob(presented))
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(map_err)?
+        .as_ref()
+        .map(token_of)
+        .transpose()?;
+    let revoked = match row.as_ref().and_then(|r| r.family_id) {
+        Some(f) => family_revoked(conn, f).await?,
+        None => false,
+    };
+    let decision = rotation.decide(row.as_ref(), revoked);
+    if let RotationDecision::Rotate {
+        mark_rotated,
+        access,
+        refresh,
+    } = &decision
+    {
+        if *mark_rotated {
+            sqlx::query("UPDATE tokens SET rotated_at = ? WHERE hash = ? AND rotated_at IS NULL")
+                .bind(us(rotation.now))
+                .bind(blob(presented))
+                .execute(&mut *conn)
+                .await
+                .map_err(map_err)?;
+        }
+        insert_row(conn, access).await?;
+        insert_row(conn, refresh).await?;
+    }
+    Ok(decision)
+}
+
+#[async_trait]
+impl TokenStore for SqliteStore {
+    async fn insert(&self, tokens: &[TokenRecord]) -> StoreResult<InsertOutcome> {
+        let families: BTreeSet<FamilyId> = tokens.iter().filter_map(|t| t.family_id).collect();
+        let mut tx = self.begin_write().await?;
+        let out = async {
+            for f in families {
+                if family_revoked(&mut tx, f).await? {
+                    return Ok(InsertOutcome::FamilyRevoked);
+                }
+            }
+            for t in tokens {
+                insert_row(&mut tx, t).await?;
+            }
+            Ok(InsertOutcome::Inserted)
+        }
+        .await;
+        // A refusal writes nothing: roll back rather than commit an empty transaction.
+        match out {
+            Ok(InsertOutcome::FamilyRevoked) => {
+                let _ = tx.rollback().await;
+                Ok(InsertOutcome::FamilyRevoked)
+            }
+            other => finish(tx, other).await,
+        }
+    }
+
+    async fn find(&self, hash: &TokenHash) -> StoreResult<Option<TokenRecord>> {
+        sqlx::query("SELECT * FROM tokens WHERE hash = ?")
+            .bind(blob(hash))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?
+            .as_ref()
+            .map(token_of)
+            .transpose()
+    }
+
+    async fn rotate_refresh(
+        &self,
+        presented: &TokenHash,
+        rotation: &RefreshRotation,
+    ) -> StoreResult<RotationDecision> {
+        let mut tx = self.begin_write().await?;
+        let out = rotate_in(&mut tx, presented, rotation).await;
+        finish(tx, out).await
+    }
+
+    async fn revoke(
+        &self,
+        hash: &TokenHash,
+        now: OffsetDateTime,
+    ) -> StoreResult<Option<TokenRecord>> {
+        sqlx::query(
+            "UPDATE tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE hash = ? RETURNING *",
+        )
+        .bind(us(now))
+        .bind(blob(hash))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?
+        .as_ref()
+        .map(token_of)
+        .transpose()
+    }
+
+    async fn revoke_family(
+        &self,
+        family: FamilyId,
+        now: OffsetDateTime,
+    ) -> StoreResult<Vec<TokenHash>> {
+        let mut tx = self.begin_write().await?;
+        let out = revoke_family_in(&mut tx, family, now).await;
+        finish(tx, out).await
+    }
+
+    async fn revoke_for_user_client(
+        &self,
+        user: UserId,
+        client: &ClientId,
+        now: OffsetDateTime,
+    ) -> StoreResult<Vec<TokenHash>> {
+        let mut tx = self.begin_write().await?;
+        let out = async {
+            let families = sqlx::query(
+                "SELECT DISTINCT family_id FROM tokens \
+                 WHERE user_id = ? AND client_id = ? AND family_id IS NOT NULL",
+            )
+            .bind(user.0)
+            .bind(client.as_str())
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(map_err)?;
+            let mut out = Vec::new();
+            for row in &families {
+                if let Some(f) = Cols(row).family("family_id")? {
+                    out.extend(revoke_family_in(&mut tx, f, now).await?);
+                }
+            }
+            let rest = sqlx::query(
+                "UPDATE tokens SET revoked_at = ? \
+                 WHERE user_id = ? AND client_id = ? AND revoked_at IS NULL RETURNING hash",
+            )
+            .bind(us(now))
+            .bind(user.0)
+            .bind(client.as_str())
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(map_err)?;
+            out.extend(hashes_of(&rest)?);
+            Ok(out)
+        }
+        .await;
+        finish(tx, out).await
+    }
+
+    async fn list_api_keys(&self, user: UserId) -> StoreResult<Vec<TokenRecord>> {
+        sqlx::query(
+            "SELECT * FROM tokens WHERE kind = 'apiKey' AND user_id = ? AND revoked_at IS NULL \
+             ORDER BY issued_at DESC, id ASC",
+        )
+        .bind(user.0)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?
+        .iter()
+        .map(token_of)
+        .collect()
+    }
+
+    async fn revoke_api_key(
+        &self,
+        user: UserId,
+        id: TokenId,
+        now: OffsetDateTime,
+    ) -> StoreResult<Option<TokenHash>> {
+        let row = sqlx::query(
+            "UPDATE tokens SET revoked_at = ? WHERE rowid = (SELECT rowid FROM tokens \
+             WHERE id = ? AND user_id = ? AND kind = 'apiKey' AND revoked_at IS NULL LIMIT 1) \
+             RETURNING hash",
+        )
+        .bind(us(now))
+        .bind(id.to_string())
+        .bind(user.0)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?;
+        row.map(|r| Cols(&r).hash("hash")).transpose()
+    }
+
+    async fn sweep_expired(&self, before: OffsetDateTime, batch: u32) -> StoreResult<u32> {
+        if batch == 0 {
+            return Ok(0);
+        }
+        let mut tx = self.begin_write().await?;
+        let out = async {
+            let tokens = sqlx::query(
+                "DELETE FROM tokens WHERE rowid IN (SELECT rowid FROM tokens \
+                 WHERE expires_at < ?1 OR revoked_at < ?1 LIMIT ?2)",
+            )
+            .bind(us(before))
+            .bind(i64::from(batch))
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?
+            .rows_affected();
+            let left = u64::from(batch).saturating_sub(tokens);
+            // Tombstones only matter while a concurrent insert into their family can still
+            // arrive; they go with the revoked rows, in the same bounded batch.
+            let tombstones = if left > 0 {
+                sqlx::query(
+                    "DELETE FROM revoked_families WHERE rowid IN (SELECT rowid \
+                     FROM revoked_families WHERE revoked_at < ? LIMIT ?)",
+                )
+                .bind(us(before))
+                .bind(i64::try_from(left).unwrap_or(i64::MAX))
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?
+                .rows_affected()
+            } else {
+                0
+            };
+            Ok(u32_of(tokens + tombstones))
+        }
+        .await;
+        finish(tx, out).await
+    }
+}

@@ -1,0 +1,131 @@
+//! `UserStore` (usernames unique regardless of case) and `SessionStore`.
+
+use async_trait::async_trait;
+use buzzgate_domain::ids::UserId;
+use buzzgate_domain::ports::{SessionStore, StoreResult, UserStore};
+use buzzgate_domain::token::TokenHash;
+use buzzgate_domain::user::{NewUser, Session, User, Username};
+use sqlx::sqlite::SqliteRow;
+use time::OffsetDateTime;
+
+use crate::codes::sweep_table;
+use crate::convert::{Cols, blob, corrupt, to_json, us};
+use crate::{SqliteStore, map_err};
+
+fn user_of(row: &SqliteRow) -> StoreResult<User> {
+    let c = Cols(row);
+    Ok(User {
+        id: c.user("id")?,
+        username: Username::parse(&c.string("username")?).map_err(|_| corrupt("username"))?,
+        email: c.opt_string("email")?,
+        email_verified: c.bool("email_verified")?,
+        password_hash: c.opt_string("password_hash")?,
+        picture: c.opt_string("picture")?,
+        roles: c.json("roles")?,
+        created_at: c.time("created_at")?,
+        banned_at: c.opt_time("banned_at")?,
+    })
+}
+
+fn session_of(row: &SqliteRow) -> StoreResult<Session> {
+    let c = Cols(row);
+    Ok(Session {
+        id_hash: c.hash("id_hash")?,
+        user_id: c.user("user_id")?,
+        csrf_token: c.string("csrf_token")?,
+        created_at: c.time("created_at")?,
+        expires_at: c.time("expires_at")?,
+    })
+}
+
+#[async_trait]
+impl UserStore for SqliteStore {
+    async fn create(
+        &self,
+        new: &NewUser,
+        password_hash: Option<String>,
+        now: OffsetDateTime,
+    ) -> StoreResult<User> {
+        // The username column is `COLLATE NOCASE UNIQUE`: a name differing only in case is
+        // a unique violation, that is `Conflict`.
+        let row = sqlx::query(
+            "INSERT INTO users (username, email, email_verified, password_hash, picture, roles, \
+             created_at) VALUES (?, ?, ?, ?, NULL, ?, ?) RETURNING *",
+        )
+        .bind(new.username.as_str())
+        .bind(new.email.as_deref())
+        .bind(i64::from(new.email_verified))
+        .bind(password_hash)
+        .bind(to_json(&new.roles)?)
+        .bind(us(now))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(map_err)?;
+        user_of(&row)
+    }
+
+    async fn get(&self, id: UserId) -> StoreResult<Option<User>> {
+        sqlx::query("SELECT * FROM users WHERE id = ?")
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?
+            .as_ref()
+            .map(user_of)
+            .transpose()
+    }
+
+    async fn find_by_username(&self, username: &Username) -> StoreResult<Option<User>> {
+        sqlx::query("SELECT * FROM users WHERE username = ?")
+            .bind(username.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?
+            .as_ref()
+            .map(user_of)
+            .transpose()
+    }
+}
+
+#[async_trait]
+impl SessionStore for SqliteStore {
+    async fn insert(&self, session: &Session) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT OR REPLACE INTO sessions (id_hash, user_id, csrf_token, created_at, \
+             expires_at) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(blob(&session.id_hash))
+        .bind(session.user_id.0)
+        .bind(session.csrf_token.as_str())
+        .bind(us(session.created_at))
+        .bind(us(session.expires_at))
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn get(&self, id_hash: &TokenHash) -> StoreResult<Option<Session>> {
+        sqlx::query("SELECT * FROM sessions WHERE id_hash = ?")
+            .bind(blob(id_hash))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?
+            .as_ref()
+            .map(session_of)
+            .transpose()
+    }
+
+    async fn delete(&self, id_hash: &TokenHash) -> StoreResult<()> {
+        sqlx::query("DELETE FROM sessions WHERE id_hash = ?")
+            .bind(blob(id_hash))
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn sweep_expired(&self, before: OffsetDateTime, batch: u32) -> StoreResult<u32> {
+        sweep_table(self, "sessions", before, batch).await
+    }
+}
