@@ -1,0 +1,300 @@
+//! The command line: `serve`, `migrate`, and the admin commands. Every command reads the same
+//! configuration as the server.
+
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+
+use buzzgate_domain::buzz::Currency;
+use buzzgate_domain::client::{AccessMode, ClientRegistration, GrantType};
+use buzzgate_domain::ids::{ClientId, UserId};
+use buzzgate_domain::service::{Caller, Via};
+use buzzgate_domain::user::{NewUser, Role, Username};
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "buzzgate",
+    version,
+    about = "An OAuth 2.0 authorization server with Buzz spend caps"
+)]
+pub struct Cli {
+    /// A TOML configuration file (environment variables override it).
+    #[arg(long, global = true, env = "BUZZGATE_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve HTTP (default 127.0.0.1:8080 over ./buzzgate.db), creating the schema if needed.
+    Serve,
+    /// Create or upgrade the database schema, then exit.
+    Migrate,
+    /// Manage users of the built-in directory.
+    #[command(subcommand)]
+    User(UserCmd),
+    /// Manage OAuth apps.
+    #[command(subcommand)]
+    Client(ClientCmd),
+    /// Manage Buzz balances.
+    #[command(subcommand)]
+    Buzz(BuzzCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCmd {
+    /// Add a user; the password is read from the first line of stdin.
+    Add {
+        username: String,
+        #[arg(long)]
+        email: Option<String>,
+        #[arg(long)]
+        password_stdin: bool,
+        #[arg(long)]
+        admin: bool,
+        #[arg(long)]
+        tester: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClientCmd {
+    /// Register an app; prints its id and its one-time secret.
+    Add {
+        #[arg(long)]
+        owner: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long = "redirect-uri", required = true)]
+        redirect_uris: Vec<String>,
+        #[arg(long)]
+        description: Option<String>,
+        /// A public client (no secret; native and browser apps).
+        #[arg(long)]
+        public: bool,
+        /// Grants in addition to authorization_code and refresh_token (repeatable).
+        #[arg(long = "grant")]
+        grants: Vec<String>,
+        /// The scope ceiling (decimal mask or names); default Full.
+        #[arg(long)]
+        scopes: Option<String>,
+        /// May spend Buzz and introspect tokens for users (SPEC 3.6).
+        #[arg(long)]
+        resource_server: bool,
+        /// Print `{"clientId": …, "clientSecret": …}`.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Give an app the "Verified" badge.
+    Verify { id: String },
+    /// Set an app's access mode: open, testers or disabled.
+    AccessMode { id: String, mode: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BuzzCmd {
+    /// Credit a user's balance.
+    Credit {
+        username: String,
+        amount: u64,
+        #[arg(long, default_value = "yellow")]
+        currency: String,
+    },
+}
+
+fn admin() -> Caller {
+    Caller {
+        user_id: UserId(0),
+        via: Via::Session,
+        is_admin: true,
+    }
+}
+
+fn out(line: &str) -> Result<(), String> {
+    writeln!(std::io::stdout(), "{line}").map_err(|e| e.to_string())
+}
+
+async fn find_user(node: &crate::Node, name: &str) -> Result<buzzgate_domain::user::User, String> {
+    let username = Username::parse(name).map_err(|e| e.description().into_owned())?;
+    node.core
+        .deps
+        .users
+        .find_by_username(&username)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("no user named `{name}`"))
+}
+
+/// Runs one admin command (everything but `serve`).
+pub async fn run_admin(cfg: &Config, cmd: Command) -> Result<(), String> {
+    let node = crate::build(cfg, false).await?;
+    match cmd {
+        Command::Serve => Err("serve is not an admin command".into()),
+        Command::Migrate => {
+            // `build` has connected and migrated already.
+            out("schema is up to date")
+        }
+        Command::User(UserCmd::Add {
+            username,
+            email,
+            password_stdin,
+            admin: is_admin,
+            tester,
+        }) => {
+            let password = if password_stdin {
+                let mut line = String::new();
+                std::io::stdin()
+                    .lock()
+                    .read_line(&mut line)
+                    .map_err(|e| format!("cannot read the password from stdin: {e}"))?;
+                Some(line.trim_end_matches(['\r', '\n']).to_owned())
+            } else {
+                None
+            };
+            let mut roles = Vec::new();
+            if is_admin {
+                roles.push(Role::Admin);
+            }
+            if tester {
+                roles.push(Role::Tester);
+            }
+            let new = NewUser {
+                username: Username::parse(&username).map_err(|e| e.description().into_owned())?,
+                email_verified: email.is_some(),
+                email,
+                password,
+                roles,
+            };
+            let user = node
+                .core
+                .sessions()
+                .create_user(new)
+                .await
+                .map_err(|e| e.description().into_owned())?;
+            out(&format!(
+                "created user {} (id {})",
+                user.username.as_str(),
+                user.id.0
+            ))
+        }
+        Command::Client(ClientCmd::Add {
+            owner,
+            name,
+            redirect_uris,
+            description,
+            public,
+            grants,
+            scopes,
+            resource_server,
+            json,
+        }) => {
+            let owner = find_user(&node, &owner).await?;
+            let grants = if grants.is_empty() {
+                None
+            } else {
+                let mut all: Vec<String> = GrantType::DEFAULT
+                    .iter()
+                    .map(|g| g.as_str().to_owned())
+                    .collect();
+                all.extend(grants);
+                Some(all)
+            };
+            let allowed_scopes = match scopes {
+                Some(s) => Some(
+                    buzzgate_domain::Scope::parse(&s)
+                        .map_err(|e| format!("--scopes: {e}"))?
+                        .bits(),
+                ),
+                None => None,
+            };
+            let reg = ClientRegistration {
+                name,
+                description,
+                redirect_uris,
+                allowed_origins: None,
+                is_confidential: Some(!public),
+                allowed_scopes,
+                grants,
+            };
+            let created = node
+                .core
+                .clients()
+                .create(&Caller::session(owner.id), reg)
+                .await
+                .map_err(|e| e.description().into_owned())?;
+            if resource_server {
+                node.core
+                    .clients()
+                    .administer(&admin(), &created.client.id, None, None, Some(true))
+                    .await
+                    .map_err(|e| e.description().into_owned())?;
+            }
+            let secret = created.secret.as_ref().map(|s| s.expose().to_owned());
+            if json {
+                out(&serde_json::json!({
+                    "clientId": created.client.id.as_str(),
+                    "clientSecret": secret,
+                })
+                .to_string())
+            } else {
+                out(&format!("client_id:     {}", created.client.id.as_str()))?;
+                match secret {
+                    Some(s) => {
+                        out(&format!("client_secret: {s}"))?;
+                        out("(the secret is shown once; store it now)")
+                    }
+                    None => out("public client: no secret"),
+                }
+            }
+        }
+        Command::Client(ClientCmd::Verify { id }) => {
+            let id = ClientId::parse(&id).ok_or("not a client id")?;
+            node.core
+                .clients()
+                .administer(&admin(), &id, Some(true), None, None)
+                .await
+                .map_err(|e| e.description().into_owned())?;
+            out(&format!("client {} is verified", id.as_str()))
+        }
+        Command::Client(ClientCmd::AccessMode { id, mode }) => {
+            let id = ClientId::parse(&id).ok_or("not a client id")?;
+            let mode = AccessMode::parse(&mode).ok_or("mode must be open, testers or disabled")?;
+            node.core
+                .clients()
+                .administer(&admin(), &id, None, Some(mode), None)
+                .await
+                .map_err(|e| e.description().into_owned())?;
+            out(&format!(
+                "client {} access mode is {}",
+                id.as_str(),
+                mode.as_str()
+            ))
+        }
+        Command::Buzz(BuzzCmd::Credit {
+            username,
+            amount,
+            currency,
+        }) => {
+            let user = find_user(&node, &username).await?;
+            let currency = Currency::parse(&currency).map_err(|e| e.description().into_owned())?;
+            if amount == 0 {
+                return Err("amount must be greater than 0".into());
+            }
+            let balance = node
+                .core
+                .deps
+                .buzz
+                .credit(user.id, &currency, amount, node.core.deps.now())
+                .await
+                .map_err(|e| e.to_string())?;
+            out(&format!(
+                "{} now has {balance} {} Buzz",
+                user.username.as_str(),
+                currency.as_str()
+            ))
+        }
+    }
+}

@@ -1,0 +1,266 @@
+//! The composition root: picks adapters from the configuration and wires the domain's
+//! services, the HTTP router and the background sweeper.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration as StdDuration;
+
+use async_trait::async_trait;
+use buzzgate_domain::memory::MemoryStore;
+use buzzgate_domain::password::Argon2Hasher;
+use buzzgate_domain::ports::{
+    AuditLog, BuzzStore, ClientStore, Clock, CodeStore, ConsentStore, DeviceStore,
+    FallbackRateLimiter, IdTokenSigner, OsRandom, RateLimiter, SessionStore, SystemClock,
+    TokenCache, TokenStore, UserStore,
+};
+use buzzgate_domain::service::maintenance::SweepPolicy;
+use buzzgate_domain::service::{Buzzgate, Config as CoreConfig, Deps, RateLimits};
+use buzzgate_domain::token::{TokenMinter, TokenPrefix};
+use buzzgate_http::signer::Es256Signer;
+use buzzgate_http::{AppState, Readiness, Settings};
+use buzzgate_store_postgres::PgStore;
+use buzzgate_store_redis::{LayeredCache, RedisStore};
+use buzzgate_store_sqlite::SqliteStore;
+
+use crate::config::Config;
+
+/// The durable store the configuration names.
+#[derive(Debug, Clone)]
+pub enum Durable {
+    Sqlite(SqliteStore),
+    Postgres(PgStore),
+}
+
+/// Connects to the durable store and creates or migrates its schema.
+pub async fn durable(cfg: &Config, clock: Arc<dyn Clock>) -> Result<Durable, String> {
+    if cfg.is_postgres() {
+        let mut b = PgStore::builder(&cfg.database_url).clock(clock);
+        if let Some(s) = &cfg.database_schema {
+            b = b.schema(s);
+        }
+        b.connect()
+            .await
+            .map(Durable::Postgres)
+            .map_err(|e| format!("cannot open the Postgres database: {e}"))
+    } else {
+        SqliteStore::connect(&cfg.database_url)
+            .await
+            .map(|s| Durable::Sqlite(s.with_clock(clock)))
+            .map_err(|e| format!("cannot open the SQLite database {}: {e}", cfg.database_url))
+    }
+}
+
+struct SqlReady(Durable);
+
+#[async_trait]
+impl Readiness for SqlReady {
+    fn name(&self) -> &str {
+        "database"
+    }
+    async fn check(&self) -> Result<(), String> {
+        match &self.0 {
+            Durable::Sqlite(s) => s.ping().await,
+            Durable::Postgres(p) => p.ping().await,
+        }
+        .map_err(|e| e.to_string())
+    }
+}
+
+struct RedisReady(RedisStore);
+
+#[async_trait]
+impl Readiness for RedisReady {
+    fn name(&self) -> &str {
+        "redis"
+    }
+    async fn check(&self) -> Result<(), String> {
+        let probe = buzzgate_domain::token::TokenHash([0; 32]);
+        TokenCache::get(&self.0, &probe)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Loads the id_token key from `path`, creating it (mode 0600) on first start.
+pub fn signing_key(path: &str) -> Result<Es256Signer, String> {
+    match std::fs::read_to_string(path) {
+        Ok(pem) => Es256Signer::from_pem(&pem).map_err(|e| format!("{path}: {e}")),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let s = Es256Signer::generate()?;
+            let pem = s.to_pem()?;
+            write_private(path, &pem).map_err(|e| format!("cannot write {path}: {e}"))?;
+            tracing::info!(path, kid = s.kid(), "created a new id_token signing key");
+            Ok(s)
+        }
+        Err(e) => Err(format!("cannot read {path}: {e}")),
+    }
+}
+
+fn write_private(path: &str, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    opts.open(path)?.write_all(text.as_bytes())
+}
+
+/// Everything a running node holds.
+pub struct Node {
+    pub core: Buzzgate,
+    pub state: AppState,
+    pub durable: Durable,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("durable", &self.durable)
+            .finish_non_exhaustive()
+    }
+}
+
+fn core_config(cfg: &Config) -> Result<CoreConfig, String> {
+    let prefix = TokenPrefix::parse(&cfg.token_prefix)
+        .map_err(|e| format!("BUZZGATE_TOKEN_PREFIX: {}", e.description()))?;
+    Ok(CoreConfig {
+        issuer: cfg.issuer.clone(),
+        minter: TokenMinter {
+            prefix,
+            ..TokenMinter::default()
+        },
+        refresh_grace: time::Duration::seconds(i64::from(cfg.refresh_grace_seconds)),
+        cache_ttl: time::Duration::seconds(60),
+        rate_limits: RateLimits {
+            authorize: cfg.rate_limit_authorize,
+            token: cfg.rate_limit_token,
+            revoke: cfg.rate_limit_revoke,
+        },
+    })
+}
+
+/// Builds a node from the configuration. `with_signer` false skips the key file (CLI use).
+pub async fn build(cfg: &Config, with_signer: bool) -> Result<Node, String> {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let durable = durable(cfg, clock.clone()).await?;
+    let local = Arc::new(MemoryStore::new(clock.clone()));
+    type Sql = (
+        Arc<dyn ClientStore>,
+        Arc<dyn ConsentStore>,
+        Arc<dyn TokenStore>,
+        Arc<dyn CodeStore>,
+        Arc<dyn DeviceStore>,
+        Arc<dyn UserStore>,
+        Arc<dyn SessionStore>,
+        Arc<dyn BuzzStore>,
+        Arc<dyn AuditLog>,
+    );
+    let (clients, consents, tokens, mut codes, mut devices, users, mut sessions, buzz, audit): Sql =
+        match &durable {
+            Durable::Sqlite(s) => {
+                let s = Arc::new(s.clone());
+                (
+                    s.clone(),
+                    s.clone(),
+                    s.clone(),
+                    s.clone(),
+                    s.clone(),
+                    s.clone(),
+                    s.clone(),
+                    s.clone(),
+                    s,
+                )
+            }
+            Durable::Postgres(p) => {
+                let p = Arc::new(p.clone());
+                (
+                    p.clone(),
+                    p.clone(),
+                    p.clone(),
+                    p.clone(),
+                    p.clone(),
+                    p.clone(),
+                    p.clone(),
+                    p.clone(),
+                    p,
+                )
+            }
+        };
+    let mut rate_limiter: Arc<dyn RateLimiter> = local.clone();
+    let mut cache: Arc<dyn TokenCache> = local.clone();
+    let mut checks: Vec<Arc<dyn Readiness>> = vec![Arc::new(SqlReady(durable.clone()))];
+    if let Some(url) = &cfg.redis_url {
+        let redis = RedisStore::connect_lazy(url, &cfg.redis_prefix)
+            .map_err(|e| format!("REDIS_URL: {e}"))?
+            .with_clock(clock.clone());
+        let shared = Arc::new(redis.clone());
+        codes = shared.clone();
+        devices = shared.clone();
+        sessions = shared.clone();
+        rate_limiter = Arc::new(FallbackRateLimiter::new(shared, local.clone()));
+        cache = Arc::new(
+            LayeredCache::new(redis.clone(), StdDuration::from_secs(1))
+                .await
+                .map_err(|e| format!("cannot reach Redis at REDIS_URL: {e}"))?,
+        );
+        checks.push(Arc::new(RedisReady(redis)));
+    }
+    let id_tokens: Option<Arc<dyn IdTokenSigner>> = if with_signer {
+        Some(Arc::new(signing_key(&cfg.signing_key_file)?))
+    } else {
+        None
+    };
+    let deps = Deps {
+        clients,
+        consents,
+        tokens,
+        codes,
+        devices,
+        users,
+        sessions,
+        buzz,
+        audit,
+        rate_limiter,
+        cache,
+        passwords: Arc::new(Argon2Hasher),
+        id_tokens,
+        clock,
+        random: Arc::new(OsRandom),
+        config: core_config(cfg)?,
+        audit_failures: AtomicU64::new(0),
+    };
+    let core = Buzzgate::new(deps);
+    let settings = Settings {
+        scope_as_array: cfg.scope_as_array,
+        trust_forwarded: cfg.trust_forwarded,
+        secure_cookies: cfg.issuer.starts_with("https://"),
+    };
+    let state = AppState::new(core.clone(), settings, checks);
+    Ok(Node {
+        core,
+        state,
+        durable,
+    })
+}
+
+/// Sweeps expired rows every `interval` until the process ends. Failures are logged and
+/// retried at the next tick.
+pub fn spawn_sweeper(core: Buzzgate, interval: StdDuration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let policy = SweepPolicy::default();
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            match core.maintenance().sweep(&policy).await {
+                Ok(r) => tracing::debug!(?r, "swept expired rows"),
+                Err(e) => tracing::warn!(error = %e, "sweep failed; retrying at the next tick"),
+            }
+        }
+    })
+}
