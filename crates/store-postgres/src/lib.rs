@@ -276,7 +276,10 @@ impl PgStore {
         // dropped half-way, the lock must not go back to the pool with the connection.
         // Migrations run once per start, so closing this one connection costs nothing.
         conn.close_on_drop();
-        MIGRATOR.run(&mut *conn).await.map_err(|e| match e {
+        // `run_direct` is `run` on a connection; `run(&mut conn)` would make this future
+        // not `Send` for every lifetime ("`Acquire` is not general enough"), so a server
+        // could not start the store from a spawned task.
+        MIGRATOR.run_direct(&mut *conn).await.map_err(|e| match e {
             sqlx::migrate::MigrateError::Execute(e) => map_err(e),
             other => StoreError::Internal(format!("migration failed: {other}")),
         })
