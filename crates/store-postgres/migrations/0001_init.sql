@@ -1,4 +1,4 @@
--- Buzzgate's durable schema on PostgreSQL (13+).
+-- Buzzgate's durable schema on PostgreSQL (11+).
 --
 -- Every name is unqualified: the tables land in the first schema of the connection's
 -- search_path (`public` by default, a per-test schema in the test suites).

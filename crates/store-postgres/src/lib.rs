@@ -276,6 +276,12 @@ impl PgStore {
         // dropped half-way, the lock must not go back to the pool with the connection.
         // Migrations run once per start, so closing this one connection costs nothing.
         conn.close_on_drop();
+        // A migration that builds an index on a large table may take longer than the
+        // per-statement bound of ordinary queries.
+        (&mut *conn)
+            .execute("SET statement_timeout = 0")
+            .await
+            .map_err(map_err)?;
         // `run_direct` is `run` on a connection; `run(&mut conn)` would make this future
         // not `Send` for every lifetime ("`Acquire` is not general enough"), so a server
         // could not start the store from a spawned task.

@@ -20,7 +20,8 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::{
-    Done, PgStore, client_id_from, corrupt, hash_from, map_err, scope_from, scope_to, transaction,
+    Done, Fail, PgStore, client_id_from, corrupt, hash_from, map_err, scope_from, scope_to,
+    transaction,
 };
 
 pub(crate) const TOKEN_COLUMNS: &str = "id, hash, kind, client_id, user_id, scope, family_id, \
@@ -171,6 +172,31 @@ async fn revoke_families_locked(
     .await
 }
 
+/// The row with `hash`, locked `FOR UPDATE`, and whether its family has a tombstone.
+async fn locked_row(
+    c: &mut PgConnection,
+    hash: &TokenHash,
+) -> Result<(Option<TokenRecord>, bool), Fail> {
+    #[derive(sqlx::FromRow)]
+    struct Locked {
+        #[sqlx(flatten)]
+        row: TokenRow,
+        family_revoked: bool,
+    }
+    let found = sqlx::query_as::<_, Locked>(&format!(
+        "SELECT {TOKEN_COLUMNS}, EXISTS (SELECT 1 FROM revoked_families r \
+         WHERE r.family_id = t.family_id) AS family_revoked \
+         FROM tokens t WHERE t.hash = $1 FOR UPDATE OF t"
+    ))
+    .bind(&hash.0[..])
+    .fetch_optional(c)
+    .await?;
+    Ok(match found {
+        Some(l) => (Some(l.row.into_record()?), l.family_revoked),
+        None => (None, false),
+    })
+}
+
 #[async_trait]
 impl TokenStore for PgStore {
     async fn insert(&self, tokens: &[TokenRecord]) -> StoreResult<InsertOutcome> {
@@ -212,36 +238,26 @@ impl TokenStore for PgStore {
         rotation: &RefreshRotation,
     ) -> StoreResult<RotationDecision> {
         transaction!(self, |c| {
-            // The family first (it never changes), so the lock order is family, then row.
-            let family: Option<Option<Uuid>> =
-                sqlx::query_scalar("SELECT family_id FROM tokens WHERE hash = $1")
-                    .bind(&presented.0[..])
-                    .fetch_optional(&mut *c)
-                    .await?;
-            let family: Vec<Uuid> = family.flatten().into_iter().collect();
-            lock_families(&mut *c, &family, false).await?;
-            // Concurrent rotations of one token queue here; at READ COMMITTED each one then
-            // reads the row as the previous winner left it.
-            let row = sqlx::query_as::<_, TokenRow>(&format!(
-                "SELECT {TOKEN_COLUMNS} FROM tokens WHERE hash = $1 FOR UPDATE"
+            // The family's lock first (a row's family never changes), so the lock order is
+            // family, then row, as in every other write.
+            let locked: Option<Uuid> = sqlx::query_scalar(&format!(
+                "SELECT f FROM (SELECT family_id AS f FROM tokens \
+                 WHERE hash = $1 AND family_id IS NOT NULL) AS t, \
+                 LATERAL pg_advisory_xact_lock_shared({FAMILY_KEY})"
             ))
             .bind(&presented.0[..])
             .fetch_optional(&mut *c)
-            .await?
-            .map(TokenRow::into_record)
-            .transpose()?;
-            let families: Vec<Uuid> = row
-                .as_ref()
-                .and_then(|r| r.family_id)
-                .map(|f| f.0)
-                .into_iter()
-                .collect();
-            if families != family {
-                // The row vanished (or was replaced) between the two reads: decide on
-                // what is there now, with its own family locked.
-                lock_families(&mut *c, &families, false).await?;
+            .await?;
+            // Concurrent rotations of one token queue on the row lock; at READ COMMITTED each
+            // then reads the row as the previous winner left it. The tombstone is read in the
+            // same statement, whose snapshot is taken after the family lock was granted.
+            let (mut row, mut family_revoked) = locked_row(&mut *c, presented).await?;
+            let family = row.as_ref().and_then(|r| r.family_id).map(|f| f.0);
+            if family.is_some() && family != locked {
+                // The row appeared between the two reads: lock its family and read again.
+                lock_families(&mut *c, &family.into_iter().collect::<Vec<_>>(), false).await?;
+                (row, family_revoked) = locked_row(&mut *c, presented).await?;
             }
-            let family_revoked = any_revoked(&mut *c, &families).await?;
             let decision = rotation.decide(row.as_ref(), family_revoked);
             match &decision {
                 RotationDecision::Rotate {
