@@ -1,7 +1,7 @@
 //! The OAuth endpoints of SPEC 3.1–3.5 and 3.8: authorize, token, revoke, introspect,
 //! userinfo, device authorization. Each handler parses, calls one service, maps the result.
 
-use axum::extract::State;
+use axum::extract::{OriginalUri, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use buzzgate_domain::authorize::AuthorizeParams;
@@ -68,10 +68,11 @@ pub async fn authorize(
     State(st): State<AppState>,
     ip: ClientIp,
     method: Method,
-    uri: Uri,
+    OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
     params: Params,
 ) -> Response {
+    // The path as the client sent it: inside a nested router `Uri` lacks the prefix.
     match authorize_inner(&st, ip.as_deref(), &method, &uri, &headers, &params).await {
         Ok(r) => r,
         Err(e) => e.into_response(),

@@ -1,0 +1,1031 @@
+//! The scenarios, each a plain async fn over a running server.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::harness::{Env, REDIRECT, location, query_param};
+
+fn www(res: &reqwest::Response) -> String {
+    res.headers()
+        .get("www-authenticate")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default()
+}
+
+pub async fn discovery_advertises_what_works(env: &Env) {
+    for path in [
+        "/.well-known/oauth-authorization-server",
+        "/.well-known/openid-configuration",
+    ] {
+        let m: Value = env
+            .http
+            .get(env.url(path))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(m["issuer"], env.base);
+        assert_eq!(m["code_challenge_methods_supported"], json!(["S256"]));
+        assert_eq!(m["authorization_response_iss_parameter_supported"], true);
+        assert_eq!(m["id_token_signing_alg_values_supported"], json!(["ES256"]));
+    }
+    let jwks: Value = env
+        .http
+        .get(env.url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(jwks["keys"][0]["crv"], "P-256");
+    let h = env.http.get(env.url("/healthz")).send().await.unwrap();
+    assert_eq!(h.status(), 200);
+}
+
+pub async fn browser_flow_with_pkce_refresh_reuse_and_revoke(env: &Env) {
+    let u = env.user("alice", 0).await;
+    let app = env.app(u, false, None).await;
+    // Not signed in: 303 to the login page with a returnUrl back to authorize.
+    let res = env
+        .http
+        .get(env.url("/api/auth/oauth/authorize"))
+        .query(&[("client_id", app.id.as_str()), ("redirect_uri", REDIRECT)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert!(location(&res).starts_with("/login?returnUrl=%2Fapi%2Fauth%2Foauth%2Fauthorize"));
+
+    let cookie = env.login("alice").await;
+    let (loc, verifier) = env.consent(&cookie, &app, "AIServices", None, None).await;
+    assert!(loc.starts_with(REDIRECT), "{loc}");
+    assert_eq!(query_param(&loc, "state").as_deref(), Some("st-123"));
+    assert_eq!(query_param(&loc, "iss").as_deref(), Some(env.base.as_str()));
+    let code = query_param(&loc, "code").unwrap();
+
+    // A wrong verifier burns the code.
+    let (s, body) = env.exchange(&app, &code, &"x".repeat(43)).await;
+    assert_eq!((s, body["error"].as_str()), (400, Some("invalid_grant")));
+    let (s, _) = env.exchange(&app, &code, verifier.as_str()).await;
+    assert_eq!(s, 400, "a burnt code stays burnt");
+
+    // A fresh code, exchanged properly.
+    let (loc, verifier) = env.consent(&cookie, &app, "AIServices", None, None).await;
+    let code = query_param(&loc, "code").unwrap();
+    let res = env
+        .http
+        .post(env.url("/api/auth/oauth/token"))
+        .basic_auth(&app.id, app.secret.as_ref())
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("code_verifier", verifier.as_str()),
+            ("redirect_uri", REDIRECT),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["cache-control"], "no-store");
+    assert_eq!(res.headers()["pragma"], "no-cache");
+    let t: Value = res.json().await.unwrap();
+    assert_eq!(t["token_type"], "Bearer");
+    assert_eq!(t["expires_in"], 3600);
+    assert_eq!(t["scope"], "114689");
+    let access = t["access_token"].as_str().unwrap().to_owned();
+    let refresh = t["refresh_token"].as_str().unwrap().to_owned();
+    assert!(access.starts_with("civitai_") && access.len() == 8 + 64);
+
+    // Code replay: refused, and what it issued is revoked.
+    let (s, _) = env.exchange(&app, &code, verifier.as_str()).await;
+    assert_eq!(s, 400);
+    let r = env.get_bearer("/api/auth/oauth/userinfo", &access).await;
+    assert_eq!(r.status(), 401, "replaying a code revokes its tokens");
+
+    // Again, cleanly, and this time use the tokens.
+    let t = env.tokens("alice", &app, "AIServices", None).await;
+    let access = t["access_token"].as_str().unwrap().to_owned();
+    let refresh1 = t["refresh_token"].as_str().unwrap().to_owned();
+    let r = env.get_bearer("/api/auth/oauth/userinfo", &access).await;
+    assert_eq!(r.status(), 200);
+    let info: Value = r.json().await.unwrap();
+    assert_eq!(info["preferred_username"], "alice");
+    assert_eq!(info["email"], "alice@example.com");
+    assert_eq!(info["sub"], u.0.to_string());
+
+    // Rotation: a new pair; the old refresh token is now spent (grace 0 here).
+    let (s, t2) = env
+        .token_call(
+            &app,
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", refresh1.as_str()),
+            ],
+        )
+        .await;
+    assert_eq!(s, 200, "{t2}");
+    let refresh2 = t2["refresh_token"].as_str().unwrap().to_owned();
+    let access2 = t2["access_token"].as_str().unwrap().to_owned();
+    assert_ne!(refresh1, refresh2);
+    // Narrowing works; widening does not.
+    let (s, e) = env
+        .token_call(
+            &app,
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", refresh2.as_str()),
+                ("scope", "Full"),
+            ],
+        )
+        .await;
+    assert_eq!((s, e["error"].as_str()), (400, Some("invalid_scope")));
+    // Reuse of the rotated token outside grace: theft, the whole family dies.
+    let (s, e) = env
+        .token_call(
+            &app,
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", refresh1.as_str()),
+            ],
+        )
+        .await;
+    assert_eq!((s, e["error"].as_str()), (400, Some("invalid_grant")));
+    let r = env.get_bearer("/api/auth/oauth/userinfo", &access2).await;
+    assert_eq!(r.status(), 401, "family revoked");
+    let (s, _) = env
+        .token_call(
+            &app,
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", refresh2.as_str()),
+            ],
+        )
+        .await;
+    assert_eq!(s, 400);
+    let _ = refresh;
+
+    // Revoke (RFC 7009): 200 {}, and the token is refused at once, even for unknown tokens.
+    let t = env.tokens("alice", &app, "AIServices", None).await;
+    let access = t["access_token"].as_str().unwrap();
+    for token in [access, "civitai_unknown"] {
+        let r = env
+            .http
+            .post(env.url("/api/auth/oauth/revoke"))
+            .basic_auth(&app.id, app.secret.as_ref())
+            .form(&[("token", token)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.json::<Value>().await.unwrap(), json!({}));
+    }
+    let r = env.get_bearer("/api/auth/oauth/userinfo", access).await;
+    assert_eq!(r.status(), 401);
+    assert!(www(&r).contains("invalid_token"), "{}", www(&r));
+}
+
+pub async fn grace_retry(env: &Env) {
+    let u = env.user("gina", 0).await;
+    let app = env.app(u, false, None).await;
+    let t = env.tokens("gina", &app, "AIServices", None).await;
+    let r1 = t["refresh_token"].as_str().unwrap();
+    let form = [("grant_type", "refresh_token"), ("refresh_token", r1)];
+    let (s1, a) = env.token_call(&app, &form).await;
+    let (s2, b) = env.token_call(&app, &form).await;
+    assert_eq!(
+        (s1, s2),
+        (200, 200),
+        "a retry inside the grace window succeeds"
+    );
+    assert_ne!(a["access_token"], b["access_token"]);
+}
+
+pub async fn id_token_when_nonce(env: &Env) {
+    let u = env.user("olga", 0).await;
+    let app = env.app(u, false, None).await;
+    let cookie = env.login("olga").await;
+    let (loc, verifier) = env
+        .consent(&cookie, &app, "1", Some("n-0S6_WzA2Mj"), None)
+        .await;
+    let code = query_param(&loc, "code").unwrap();
+    let (s, t) = env.exchange(&app, &code, verifier.as_str()).await;
+    assert_eq!(s, 200);
+    let jwt = t["id_token"].as_str().expect("id_token");
+    let payload = jwt.split('.').nth(1).unwrap();
+    use base64::Engine;
+    let claims: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(claims["nonce"], "n-0S6_WzA2Mj");
+    assert_eq!(claims["aud"], app.id);
+    assert_eq!(claims["iss"], env.base);
+    // Without a nonce, no id_token.
+    let t = env.tokens("olga", &app, "1", None).await;
+    assert!(t.get("id_token").is_none());
+}
+
+pub async fn client_credentials_acts_as_owner(env: &Env) {
+    let u = env.user("cora", 0).await;
+    let app = env
+        .app(
+            u,
+            false,
+            Some(&["authorization_code", "refresh_token", "client_credentials"]),
+        )
+        .await;
+    let (s, t) = env
+        .token_call(&app, &[("grant_type", "client_credentials")])
+        .await;
+    assert_eq!(s, 200, "{t}");
+    assert!(t.get("refresh_token").is_none());
+    assert_eq!(t["scope"], "33554431", "default scope is the ceiling");
+    let me: Value = env
+        .get_bearer("/api/v1/me", t["access_token"].as_str().unwrap())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["username"], "cora");
+    assert_eq!(me["subject"], json!({"type": "oauth", "id": app.id}));
+    // A public client may not; nor an app without the grant.
+    let public = env.app(u, true, None).await;
+    let (s, e) = env
+        .token_call(&public, &[("grant_type", "client_credentials")])
+        .await;
+    assert_eq!(s, 400, "{e}");
+    let plain = env.app(u, false, None).await;
+    let (s, e) = env
+        .token_call(&plain, &[("grant_type", "client_credentials")])
+        .await;
+    assert_eq!((s, e["error"].as_str()), (400, Some("unauthorized_client")));
+    // Wrong secret over Basic: 401 with WWW-Authenticate.
+    let r = env
+        .http
+        .post(env.url("/api/auth/oauth/token"))
+        .basic_auth(&app.id, Some("wrong"))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(www(&r).starts_with("Basic"));
+}
+
+pub async fn device_flow_pending_then_approved(env: &Env) {
+    let u = env.user("dave", 0).await;
+    let app = env
+        .app(
+            u,
+            true,
+            Some(&[
+                "urn:ietf:params:oauth:grant-type:device_code",
+                "refresh_token",
+            ]),
+        )
+        .await;
+    let r = env
+        .http
+        .post(env.url("/api/auth/oauth/device"))
+        .form(&[("client_id", app.id.as_str()), ("scope", "AIServices")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let d: Value = r.json().await.unwrap();
+    assert_eq!(d["expires_in"], 900);
+    assert_eq!(d["interval"], 5);
+    let user_code = d["user_code"].as_str().unwrap().to_owned();
+    let device_code = d["device_code"].as_str().unwrap().to_owned();
+    assert!(
+        d["verification_uri_complete"]
+            .as_str()
+            .unwrap()
+            .ends_with(&user_code)
+    );
+    let poll = [
+        ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
+        ("device_code", device_code.as_str()),
+    ];
+    let (s, e) = env.token_call(&app, &poll).await;
+    assert_eq!(
+        (s, e["error"].as_str()),
+        (400, Some("authorization_pending"))
+    );
+    // The person approves on the verification page.
+    let cookie = env.login("dave").await;
+    let page = env
+        .http
+        .get(env.url(&format!("/login/oauth/device?code={user_code}")))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let fields = crate::harness::hidden_inputs(&page.text().await.unwrap());
+    let r = env
+        .http
+        .post(env.url("/login/oauth/device"))
+        .header("cookie", &cookie)
+        .form(&[
+            ("csrf_token", fields["csrf_token"].as_str()),
+            ("user_code", fields["user_code"].as_str()),
+            ("approve", "true"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // Polling again within the 5 s interval would be slow_down; wait it out. Civitai's
+    // polling endpoint then hands out the tokens, once.
+    tokio::time::sleep(std::time::Duration::from_millis(5200)).await;
+    let r = env
+        .http
+        .post(env.url("/api/auth/oauth/device-token"))
+        .form(&[poll[0], poll[1], ("client_id", app.id.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let t: Value = r.json().await.unwrap();
+    assert!(t["refresh_token"].is_string());
+    let (s, _) = env.token_call(&app, &poll).await;
+    assert_eq!(s, 400, "a device code grants once");
+}
+
+pub async fn introspection_for_resource_servers(env: &Env) {
+    let u = env.user("ivan", 0).await;
+    let app = env.app(u, false, None).await;
+    let rs = env.app(u, false, None).await;
+    env.make_resource_server(&rs).await;
+    let t = env.tokens("ivan", &app, "AIServices", None).await;
+    let access = t["access_token"].as_str().unwrap();
+    let r = env
+        .http
+        .post(env.url("/api/auth/oauth/introspect"))
+        .basic_auth(&rs.id, rs.secret.as_ref())
+        .form(&[("token", access)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    let i: Value = r.json().await.unwrap();
+    assert_eq!(i["active"], true);
+    assert_eq!(i["client_id"], app.id);
+    assert_eq!(i["sub"], u.0.to_string());
+    assert_eq!(i["scope"], "114689");
+    assert!(i["exp"].as_i64().unwrap() > i["iat"].as_i64().unwrap());
+    let r = env
+        .http
+        .post(env.url("/api/auth/oauth/introspect"))
+        .basic_auth(&rs.id, rs.secret.as_ref())
+        .json(&json!({"token": "civitai_nope"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap(), json!({"active": false}));
+    // A public client may not introspect.
+    let public = env.app(u, true, None).await;
+    let r = env
+        .http
+        .post(env.url("/api/auth/oauth/introspect"))
+        .form(&[("token", access), ("client_id", public.id.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+}
+
+async fn spend(
+    env: &Env,
+    rs: &crate::harness::App,
+    token: &str,
+    amount: u64,
+    key: &str,
+) -> (u16, Value) {
+    let r = env
+        .http
+        .post(env.url("/api/v1/buzz/spend"))
+        .basic_auth(&rs.id, rs.secret.as_ref())
+        .json(&json!({"token": token, "amount": amount, "purpose": "ai_services", "idempotency_key": key}))
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+pub async fn buzz_spend_against_a_cap(env: &Env) {
+    let u = env.user("bea", 1000).await;
+    let app = env.app(u, false, None).await;
+    let rs = env.app(u, false, None).await;
+    env.make_resource_server(&rs).await;
+    let cap = r#"[{"type":"absolute","limit":100}]"#;
+    let t = env
+        .tokens("bea", &app, "AIServices BuzzRead", Some(cap))
+        .await;
+    let token = t["access_token"].as_str().unwrap();
+    let (s, r) = spend(env, &rs, token, 60, "k1").await;
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(r["balance"], 940);
+    assert_eq!(r["limits"][0]["remaining"], 40);
+    let (s, r) = spend(env, &rs, token, 60, "k1").await;
+    assert_eq!(
+        (s, r["replayed"].as_bool()),
+        (200, Some(true)),
+        "same key: no second charge"
+    );
+    let (s, r) = spend(env, &rs, token, 60, "k2").await;
+    assert_eq!((s, r["error"].as_str()), (403, Some("insufficient_funds")));
+    let (s, r) = spend(env, &rs, token, 40, "k3").await;
+    assert_eq!((s, r["balance"].as_i64()), (200, Some(900)));
+    // Concurrent spends against the exhausted cap all fail; refunds reopen it.
+    let limits: Value = env
+        .get_bearer("/api/v1/buzz/limits", token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(limits["limits"][0]["spend"], 100);
+    let id = r["id"].as_str().unwrap();
+    let r = env
+        .http
+        .post(env.url(&format!("/api/v1/buzz/spend/{id}/refund")))
+        .basic_auth(&rs.id, rs.secret.as_ref())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["balance"], 940);
+    let overview: Value = env
+        .get_bearer("/api/v1/buzz", token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(overview["balances"]["yellow"], 940);
+    // 16 concurrent spends of 10 against the 40 left: exactly 4 succeed.
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let http = env.http.clone();
+        let url = env.url("/api/v1/buzz/spend");
+        let (id, secret) = (rs.id.clone(), rs.secret.clone());
+        let token = token.to_owned();
+        tasks.push(tokio::spawn(async move {
+            http.post(url)
+                .basic_auth(id, secret)
+                .json(&json!({"token": token, "amount": 10, "purpose": "ai_services", "idempotency_key": format!("c{i}")}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        let s = t.await.unwrap();
+        assert!(s == 200 || s == 403, "{s}");
+        ok += usize::from(s == 200);
+    }
+    assert_eq!(ok, 4, "the cap holds under concurrency");
+}
+
+pub async fn app_lifecycle_rotate_and_delete(env: &Env) {
+    let u = env.user("owen", 0).await;
+    let cookie = env.login("owen").await;
+    // Create through the API with the session.
+    let r = env
+        .http
+        .post(env.url("/api/v1/oauth/clients"))
+        .header("cookie", &cookie)
+        .json(&json!({"name": "Lifecycle", "redirectUris": [REDIRECT]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let c: Value = r.json().await.unwrap();
+    let app = crate::harness::App {
+        id: c["clientId"].as_str().unwrap().into(),
+        secret: c["clientSecret"].as_str().map(str::to_owned),
+    };
+    assert!(app.secret.is_some());
+    let list: Value = env
+        .http
+        .get(env.url("/oauth/clients"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list[0]["clientId"], app.id);
+    assert!(list[0].get("clientSecret").is_none(), "never list secrets");
+    let t = env.tokens("owen", &app, "AIServices", None).await;
+    let access = t["access_token"].as_str().unwrap().to_owned();
+    // Rotate (seed 004 path): the old secret dies, tokens live on.
+    let r = env
+        .http
+        .post(env.url(&format!("/oauth/clients/{}/reset-secret", app.id)))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let new_secret = r.json::<Value>().await.unwrap()["clientSecret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (s, _) = env
+        .token_call(
+            &app,
+            &[("grant_type", "refresh_token"), ("refresh_token", "x")],
+        )
+        .await;
+    assert_eq!(s, 401, "old secret refused");
+    assert_eq!(
+        env.get_bearer("/api/auth/oauth/userinfo", &access)
+            .await
+            .status(),
+        200
+    );
+    let rotated = crate::harness::App {
+        id: app.id.clone(),
+        secret: Some(new_secret),
+    };
+    let (s, _) = env
+        .token_call(
+            &rotated,
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", t["refresh_token"].as_str().unwrap()),
+            ],
+        )
+        .await;
+    assert_eq!(s, 200);
+    // Update takes effect at once.
+    let r = env
+        .http
+        .patch(env.url(&format!("/api/v1/oauth/clients/{}", app.id)))
+        .header("cookie", &cookie)
+        .json(&json!({"name": "Renamed"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap()["name"], "Renamed");
+    // Delete cascades: every token dies.
+    let r = env
+        .http
+        .delete(env.url(&format!("/api/v1/oauth/clients/{}", app.id)))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(
+        env.get_bearer("/api/auth/oauth/userinfo", &access)
+            .await
+            .status(),
+        401
+    );
+    let r = env
+        .http
+        .get(env.url(&format!("/api/v1/oauth/clients/{}", app.id)))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    // Someone else's app looks missing; no caller at all is 401.
+    let _ = u;
+    let r = env
+        .http
+        .get(env.url("/api/v1/oauth/clients"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+}
+
+pub async fn connected_apps_revoke(env: &Env) {
+    let u = env.user("cathy", 0).await;
+    let app = env.app(u, false, None).await;
+    let t = env.tokens("cathy", &app, "AIServices", None).await;
+    let access = t["access_token"].as_str().unwrap();
+    let cookie = env.login("cathy").await;
+    let list: Value = env
+        .http
+        .get(env.url("/api/v1/oauth/consents"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list[0]["clientId"], app.id);
+    // A token of that app may not change its own cap (needs UserWrite first; the
+    // AIServices preset lacks it, so it is refused either way).
+    let r = env
+        .http
+        .put(env.url(&format!("/api/v1/oauth/consents/{}/buzz-limit", app.id)))
+        .bearer_auth(access)
+        .json(&json!([{"type": "absolute", "limit": 5}]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let r = env
+        .http
+        .put(env.url(&format!("/api/v1/oauth/consents/{}/buzz-limit", app.id)))
+        .header("cookie", &cookie)
+        .json(&json!([{"type": "sliding", "limit": 50, "window": "day", "unit": 1}]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = env
+        .http
+        .delete(env.url(&format!("/api/v1/oauth/consents/{}", app.id)))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(
+        env.get_bearer("/api/auth/oauth/userinfo", access)
+            .await
+            .status(),
+        401
+    );
+    let (s, _) = env
+        .token_call(
+            &app,
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", t["refresh_token"].as_str().unwrap()),
+            ],
+        )
+        .await;
+    assert_eq!(s, 400, "refresh tokens die too");
+}
+
+pub async fn api_keys_are_bearers(env: &Env) {
+    env.user("kim", 0).await;
+    let cookie = env.login("kim").await;
+    let r = env
+        .http
+        .post(env.url("/api/v1/api-keys"))
+        .header("cookie", &cookie)
+        .json(&json!({"name": "laptop", "scope": "UserRead BuzzRead"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let k: Value = r.json().await.unwrap();
+    let key = k["key"].as_str().unwrap();
+    let me: Value = env
+        .get_bearer("/api/v1/me", key)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["subject"]["type"], "apiKey");
+    let list: Value = env
+        .http
+        .get(env.url("/api/v1/api-keys"))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list[0]["name"], "laptop");
+    assert!(list[0].get("key").is_none());
+    // A key cannot mint keys.
+    let r = env
+        .http
+        .post(env.url("/api/v1/api-keys"))
+        .bearer_auth(key)
+        .json(&json!({"name": "again"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let r = env
+        .http
+        .delete(env.url(&format!("/api/v1/api-keys/{}", k["id"].as_str().unwrap())))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(env.get_bearer("/api/v1/me", key).await.status(), 401);
+}
+
+pub async fn bad_input_is_4xx_never_500(env: &Env) {
+    let token = env.url("/api/auth/oauth/token");
+    let cases: Vec<(reqwest::RequestBuilder, u16, &str)> = vec![
+        (
+            env.http
+                .post(&token)
+                .header("content-type", "text/plain")
+                .body("grant_type=x"),
+            415,
+            "invalid_request",
+        ),
+        (
+            env.http
+                .post(&token)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(vec![b'a'; 70 * 1024]),
+            413,
+            "invalid_request",
+        ),
+        (
+            env.http
+                .post(&token)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body("grant_type=a&grant_type=b"),
+            400,
+            "invalid_request",
+        ),
+        (
+            env.http
+                .post(&token)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(b"grant_type=%ff%fe".to_vec()),
+            400,
+            "invalid_request",
+        ),
+        (
+            env.http
+                .post(&token)
+                .header("content-type", "application/json")
+                .body("{not json"),
+            400,
+            "invalid_request",
+        ),
+        (
+            env.http.post(&token).form(&[("grant_type", "password")]),
+            400,
+            "unsupported_grant_type",
+        ),
+        (
+            env.http
+                .post(&token)
+                .form(&[("grant_type", "client_credentials")]),
+            400,
+            "invalid_request",
+        ),
+        (
+            env.http
+                .post(&token)
+                .form(&[("grant_type", "client_credentials"), ("client_id", "nope")]),
+            400,
+            "invalid_client",
+        ),
+        (
+            env.http
+                .post(&token)
+                .header("authorization", "Basic %%%")
+                .form(&[("grant_type", "client_credentials")]),
+            401,
+            "invalid_client",
+        ),
+        (
+            env.http
+                .get(env.url("/api/auth/oauth/authorize?client_id=%ff")),
+            400,
+            "invalid_request",
+        ),
+        (
+            env.http
+                .get(env.url("/api/auth/oauth/userinfo"))
+                .header("authorization", "Bearer x"),
+            401,
+            "invalid_token",
+        ),
+        (env.http.get(env.url("/nope")), 404, "not_found"),
+        (
+            env.http.delete(env.url("/api/auth/oauth/token")),
+            405,
+            "invalid_request",
+        ),
+        (
+            env.http
+                .post(env.url("/api/v1/buzz/spend"))
+                .json(&json!({"amount": "lots"})),
+            400,
+            "invalid_request",
+        ),
+    ];
+    for (i, (req, status, code)) in cases.into_iter().enumerate() {
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status().as_u16(), status, "case {i}");
+        let body: Value = r.json().await.unwrap_or(Value::Null);
+        assert_eq!(body["error"], code, "case {i}: {body}");
+        assert!(body["error_description"].is_string(), "case {i}");
+    }
+}
+
+pub async fn insufficient_scope_contract(env: &Env) {
+    let u = env.user("sam", 0).await;
+    let app = env.app(u, false, None).await;
+    let t = env.tokens("sam", &app, "UserRead", None).await;
+    let r = env
+        .get_bearer("/api/v1/buzz", t["access_token"].as_str().unwrap())
+        .await;
+    assert_eq!(r.status(), 403);
+    assert_eq!(
+        www(&r),
+        r#"Bearer realm="buzzgate", error="insufficient_scope", scope="65536""#
+    );
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(
+        body["error_description"],
+        "Token does not have BuzzRead scope"
+    );
+}
+
+pub async fn authorize_errors_redirect_or_json(env: &Env) {
+    let u = env.user("eve", 0).await;
+    let app = env.app(u, false, None).await;
+    let cookie = env.login("eve").await;
+    let get = |q: Vec<(&'static str, String)>| {
+        env.http
+            .get(env.url("/api/auth/oauth/authorize"))
+            .header("cookie", &cookie)
+            .query(&q)
+            .send()
+    };
+    // Unknown redirect URI: JSON 400, never a redirect.
+    let r = get(vec![
+        ("client_id", app.id.clone()),
+        ("redirect_uri", "https://evil.example/cb".into()),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_request");
+    // Missing PKCE: 302 back with error, state and iss.
+    let r = get(vec![
+        ("client_id", app.id.clone()),
+        ("redirect_uri", REDIRECT.into()),
+        ("response_type", "code".into()),
+        ("state", "s1".into()),
+        ("scope", "1".into()),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 302);
+    let loc = location(&r);
+    assert!(loc.starts_with(REDIRECT));
+    assert_eq!(
+        query_param(&loc, "error").as_deref(),
+        Some("invalid_request")
+    );
+    assert_eq!(query_param(&loc, "state").as_deref(), Some("s1"));
+    assert_eq!(query_param(&loc, "iss").as_deref(), Some(env.base.as_str()));
+    // A huge scope number: invalid_scope through the redirect, not a 500.
+    let r = get(vec![
+        ("client_id", app.id.clone()),
+        ("redirect_uri", REDIRECT.into()),
+        ("response_type", "code".into()),
+        ("state", "s1".into()),
+        ("scope", "99999999999999999999999999".into()),
+        (
+            "code_challenge",
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM".into(),
+        ),
+        ("code_challenge_method", "S256".into()),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 302);
+    assert_eq!(
+        query_param(&location(&r), "error").as_deref(),
+        Some("invalid_scope")
+    );
+    // A GET with approved=true never approves: the consent page is shown.
+    let r = get(vec![
+        ("client_id", app.id.clone()),
+        ("redirect_uri", REDIRECT.into()),
+        ("response_type", "code".into()),
+        ("state", "s1".into()),
+        ("scope", "1".into()),
+        (
+            "code_challenge",
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM".into(),
+        ),
+        ("code_challenge_method", "S256".into()),
+        ("approved", "true".into()),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    // A POST approval without the CSRF token is refused.
+    let r = env
+        .http
+        .post(env.url("/api/auth/oauth/authorize"))
+        .header("cookie", &cookie)
+        .form(&[
+            ("client_id", app.id.as_str()),
+            ("redirect_uri", REDIRECT),
+            ("response_type", "code"),
+            ("state", "s1"),
+            ("scope", "1"),
+            (
+                "code_challenge",
+                "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+            ),
+            ("code_challenge_method", "S256"),
+            ("approved", "true"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    // Deny: 303 with access_denied.
+    let (loc, _) = {
+        let page = get(vec![
+            ("client_id", app.id.clone()),
+            ("redirect_uri", REDIRECT.into()),
+            ("response_type", "code".into()),
+            ("state", "s2".into()),
+            ("scope", "1".into()),
+            (
+                "code_challenge",
+                "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM".into(),
+            ),
+            ("code_challenge_method", "S256".into()),
+        ])
+        .await
+        .unwrap();
+        let mut form: Vec<(String, String)> =
+            crate::harness::hidden_inputs(&page.text().await.unwrap())
+                .into_iter()
+                .collect();
+        form.push(("approved".into(), "false".into()));
+        let r = env
+            .http
+            .post(env.url("/api/auth/oauth/authorize"))
+            .header("cookie", &cookie)
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 303);
+        (location(&r), ())
+    };
+    assert_eq!(query_param(&loc, "error").as_deref(), Some("access_denied"));
+    assert_eq!(query_param(&loc, "state").as_deref(), Some("s2"));
+}
+
+pub async fn readiness(env: &Env) {
+    let r = env.http.get(env.url("/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["status"], "ready");
+}
+
+pub async fn rate_limited(env: &Env) {
+    let u = env.user("rita", 0).await;
+    let app = env
+        .app(
+            u,
+            false,
+            Some(&["authorization_code", "client_credentials"]),
+        )
+        .await;
+    let mut statuses = Vec::new();
+    let mut retry_after = None;
+    for _ in 0..5 {
+        let r = env
+            .http
+            .post(env.url("/api/auth/oauth/token"))
+            .basic_auth(&app.id, app.secret.as_ref())
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        if status == 429 {
+            retry_after = r
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().to_owned());
+            assert_eq!(r.json::<Value>().await.unwrap()["error"], "rate_limited");
+        }
+        statuses.push(status);
+    }
+    assert_eq!(statuses, vec![200, 200, 200, 429, 429]);
+    let secs: u64 = retry_after.expect("Retry-After").parse().unwrap();
+    assert!((1..=60).contains(&secs));
+}

@@ -1,0 +1,438 @@
+//! A real server on an ephemeral port, over SQLite or over Postgres + Redis, and a tiny
+//! "browser" that signs in and answers the consent page over HTTP.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use buzzgate::{Config, Running};
+use buzzgate_domain::buzz::Currency;
+use buzzgate_domain::client::ClientRegistration;
+use buzzgate_domain::ids::UserId;
+use buzzgate_domain::pkce::{CodeChallenge, CodeVerifier};
+use buzzgate_domain::ports::OsRandom;
+use buzzgate_domain::service::{Buzzgate, Caller};
+use buzzgate_domain::user::{NewUser, Username};
+use reqwest::StatusCode;
+use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
+use serde_json::Value;
+
+pub const REDIRECT: &str = "https://app.example.com/callback";
+pub const PASSWORD: &str = "correct horse battery";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    PostgresRedis,
+}
+
+pub struct Env {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub running: Option<Running>,
+    pub core: Buzzgate,
+    pub dir: PathBuf,
+}
+
+fn tmpdir() -> PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "bg-e2e-{}",
+        uuid::Uuid::from_bytes(rand16()).simple()
+    ));
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
+}
+
+fn rand16() -> [u8; 16] {
+    let mut b = [0u8; 16];
+    buzzgate_domain::ports::Random::fill(&OsRandom, &mut b);
+    b
+}
+
+async fn reachable(addr: &str) -> bool {
+    tokio::time::timeout(
+        std::time::Duration::from_secs(2),
+        tokio::net::TcpStream::connect(addr),
+    )
+    .await
+    .is_ok_and(|r| r.is_ok())
+}
+
+fn host_port(url: &str) -> String {
+    let rest = url.split("://").nth(1).unwrap_or(url);
+    let rest = rest.rsplit('@').next().unwrap_or(rest);
+    rest.split('/').next().unwrap_or(rest).to_owned()
+}
+
+/// A running server on `backend`, or `None` (with a skip line) when its services are down.
+pub async fn env(backend: Backend, tweak: impl FnOnce(&mut Config)) -> Option<Env> {
+    let dir = tmpdir();
+    let mut cfg = Config {
+        listen: "127.0.0.1:0".into(),
+        signing_key_file: dir.join("key.pem").display().to_string(),
+        database_url: format!("sqlite://{}", dir.join("bg.db").display()),
+        rate_limit_token: None,
+        rate_limit_authorize: None,
+        rate_limit_revoke: None,
+        refresh_grace_seconds: 0,
+        sweep_interval_seconds: 0,
+        ..Config::default()
+    };
+    if backend == Backend::PostgresRedis {
+        let pg = buzzgate_testkit::postgres_url();
+        let redis = buzzgate_testkit::redis_url();
+        if !reachable(&host_port(&pg)).await {
+            return buzzgate_testkit::skip("postgres (e2e)", &format!("{pg} unreachable"));
+        }
+        if !reachable(&host_port(&redis)).await {
+            return buzzgate_testkit::skip("redis (e2e)", &format!("{redis} unreachable"));
+        }
+        let id = uuid::Uuid::from_bytes(rand16()).simple().to_string();
+        cfg.database_url = pg;
+        cfg.database_schema = Some(format!("bg_e2e_{id}"));
+        cfg.redis_url = Some(redis);
+        cfg.redis_prefix = format!("{{bge2e{id}}}:");
+    }
+    tweak(&mut cfg);
+    // The issuer must be the address actually bound: bind first, then configure.
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = probe.local_addr().expect("addr").port();
+    drop(probe);
+    cfg.listen = format!("127.0.0.1:{port}");
+    cfg.issuer = format!("http://127.0.0.1:{port}");
+    let running = buzzgate::start(&cfg).await.expect("server starts");
+    let core = running.node_core.clone();
+    Some(Env {
+        base: cfg.issuer.clone(),
+        http: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client"),
+        running: Some(running),
+        core,
+        dir,
+    })
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+pub struct App {
+    pub id: String,
+    pub secret: Option<String>,
+}
+
+impl Env {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// A user with a password, credited with `buzz` yellow Buzz.
+    pub async fn user(&self, name: &str, buzz: u64) -> UserId {
+        let u = self
+            .core
+            .sessions()
+            .create_user(NewUser {
+                username: Username::parse(name).unwrap(),
+                email: Some(format!("{name}@example.com")),
+                email_verified: true,
+                password: Some(PASSWORD.into()),
+                roles: vec![],
+            })
+            .await
+            .expect("user");
+        if buzz > 0 {
+            self.core
+                .deps
+                .buzz
+                .credit(u.id, &Currency::yellow(), buzz, self.core.deps.now())
+                .await
+                .unwrap();
+        }
+        u.id
+    }
+
+    /// An app of `owner` (confidential unless `public`), with `grants` (None: default).
+    pub async fn app(&self, owner: UserId, public: bool, grants: Option<&[&str]>) -> App {
+        let created = self
+            .core
+            .clients()
+            .create(
+                &Caller::session(owner),
+                ClientRegistration {
+                    name: "E2E app".into(),
+                    description: Some("An app under test".into()),
+                    redirect_uris: vec![REDIRECT.into()],
+                    is_confidential: Some(!public),
+                    grants: grants.map(|g| g.iter().map(|s| s.to_string()).collect()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect("client");
+        App {
+            id: created.client.id.as_str().to_owned(),
+            secret: created.secret.map(|s| s.expose().to_owned()),
+        }
+    }
+
+    pub async fn make_resource_server(&self, app: &App) {
+        let admin = Caller {
+            user_id: UserId(0),
+            via: buzzgate_domain::service::Via::Session,
+            is_admin: true,
+        };
+        let id = buzzgate_domain::ids::ClientId::parse(&app.id).unwrap();
+        self.core
+            .clients()
+            .administer(&admin, &id, None, None, Some(true))
+            .await
+            .unwrap();
+    }
+
+    /// Signs in through the login form; returns the session cookie (`bg_session=…`).
+    pub async fn login(&self, username: &str) -> String {
+        let page = self
+            .http
+            .get(self.url("/login?returnUrl=%2F"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(page.status(), 200);
+        let csrf_cookie = cookie_pair(page.headers(), "bg_login_csrf").expect("csrf cookie");
+        let html = page.text().await.unwrap();
+        let fields = hidden_inputs(&html);
+        let res = self
+            .http
+            .post(self.url("/login"))
+            .header("cookie", csrf_cookie)
+            .form(&[
+                ("username", username),
+                ("password", PASSWORD),
+                ("csrf_token", fields["csrf_token"].as_str()),
+                ("returnUrl", fields["returnUrl"].as_str()),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::SEE_OTHER, "login succeeds");
+        cookie_pair(res.headers(), "bg_session").expect("session cookie")
+    }
+
+    /// Runs authorize → consent (approve with `buzz_limit`) and returns the redirect Location.
+    pub async fn consent(
+        &self,
+        cookie: &str,
+        app: &App,
+        scope: &str,
+        nonce: Option<&str>,
+        buzz_limit: Option<&str>,
+    ) -> (String, CodeVerifier) {
+        let verifier = CodeVerifier::generate(&OsRandom);
+        let challenge = CodeChallenge::from_verifier(&verifier);
+        let mut q = vec![
+            ("response_type", "code"),
+            ("client_id", app.id.as_str()),
+            ("redirect_uri", REDIRECT),
+            ("scope", scope),
+            ("state", "st-123"),
+            ("code_challenge", challenge.as_str()),
+            ("code_challenge_method", "S256"),
+        ];
+        if let Some(n) = nonce {
+            q.push(("nonce", n));
+        }
+        let res = self
+            .http
+            .get(self.url("/api/auth/oauth/authorize"))
+            .query(&q)
+            .header("cookie", cookie)
+            .send()
+            .await
+            .unwrap();
+        if res.status() == StatusCode::FOUND {
+            // A remembered consent: the code comes straight back.
+            return (location(&res), verifier);
+        }
+        assert_eq!(res.status(), 200, "consent page");
+        assert_eq!(res.headers()["x-frame-options"], "DENY");
+        let html = res.text().await.unwrap();
+        let mut form: Vec<(String, String)> = hidden_inputs(&html).into_iter().collect();
+        form.push(("approved".into(), "true".into()));
+        form.push(("remember".into(), "true".into()));
+        if let Some(l) = buzz_limit {
+            form.push(("buzz_limit".into(), l.into()));
+        }
+        let res = self
+            .http
+            .post(self.url("/api/auth/oauth/authorize"))
+            .header("cookie", cookie)
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::SEE_OTHER, "approval redirects");
+        (location(&res), verifier)
+    }
+
+    /// The whole browser flow and the code exchange: the token response.
+    pub async fn tokens(
+        &self,
+        user: &str,
+        app: &App,
+        scope: &str,
+        buzz_limit: Option<&str>,
+    ) -> Value {
+        let cookie = self.login(user).await;
+        let (loc, verifier) = self.consent(&cookie, app, scope, None, buzz_limit).await;
+        let code = query_param(&loc, "code").expect("code");
+        let res = self.exchange(app, &code, verifier.as_str()).await;
+        assert_eq!(res.0, 200, "{}", res.1);
+        res.1
+    }
+
+    pub async fn exchange(&self, app: &App, code: &str, verifier: &str) -> (u16, Value) {
+        self.token_call(
+            app,
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", code),
+                ("code_verifier", verifier),
+                ("redirect_uri", REDIRECT),
+            ],
+        )
+        .await
+    }
+
+    /// A token-endpoint call, authenticated with Basic (confidential) or client_id (public).
+    pub async fn token_call(&self, app: &App, form: &[(&str, &str)]) -> (u16, Value) {
+        let mut req = self.http.post(self.url("/api/auth/oauth/token"));
+        let mut form: Vec<(&str, &str)> = form.to_vec();
+        match &app.secret {
+            Some(s) => req = req.basic_auth(&app.id, Some(s)),
+            None => form.push(("client_id", &app.id)),
+        }
+        let res = req.form(&form).send().await.unwrap();
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn get_bearer(&self, path: &str, token: &str) -> reqwest::Response {
+        self.http
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+pub fn location(res: &reqwest::Response) -> String {
+    res.headers()
+        .get(LOCATION)
+        .expect("Location")
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+pub fn query_param(url: &str, name: &str) -> Option<String> {
+    let q = url.split_once('?')?.1;
+    url_pairs(q)
+        .into_iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v)
+}
+
+fn url_pairs(q: &str) -> Vec<(String, String)> {
+    q.split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (unpct(k), unpct(v)))
+        .collect()
+}
+
+fn unpct(s: &str) -> String {
+    let s = s.replace('+', " ");
+    let bytes = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16)
+        {
+            out.push(b);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8(out).unwrap()
+}
+
+fn unescape(s: &str) -> String {
+    s.replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+/// Every `<input type="hidden" name="…" value="…">` of a page.
+pub fn hidden_inputs(html: &str) -> HashMap<String, String> {
+    let mut out = HashMap::new();
+    for part in html.split("<input type=\"hidden\" ").skip(1) {
+        let name = part
+            .split("name=\"")
+            .nth(1)
+            .and_then(|r| r.split('"').next());
+        let value = part
+            .split("value=\"")
+            .nth(1)
+            .and_then(|r| r.split('"').next());
+        if let (Some(n), Some(v)) = (name, value) {
+            out.insert(unescape(n), unescape(v));
+        }
+    }
+    out
+}
+
+/// `name=value` of a `Set-Cookie` response header.
+pub fn cookie_pair(h: &HeaderMap, name: &str) -> Option<String> {
+    h.get_all(SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| v.split(';').next())
+        .find(|kv| kv.starts_with(&format!("{name}=")))
+        .map(str::to_owned)
+}
+
+/// Expands every scenario into one test per backend.
+#[macro_export]
+macro_rules! scenarios {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(env) = $crate::harness::env($crate::harness::Backend::Sqlite, |_| {}).await else { return };
+                    $crate::flows::$name(&env).await;
+                }
+            )*
+        }
+        mod postgres_redis {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(env) = $crate::harness::env($crate::harness::Backend::PostgresRedis, |_| {}).await else { return };
+                    $crate::flows::$name(&env).await;
+                }
+            )*
+        }
+    };
+}
