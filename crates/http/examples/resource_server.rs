@@ -1,0 +1,82 @@
+//! A resource server that embeds the Buzzgate core and protects its own routes with the
+//! `BearerToken` and `RequireScope` extractors: no network hop to validate a token.
+//!
+//! Run it with `cargo run -p buzzgate-http --example resource_server`; it mints an API key
+//! for a demo user, prints a curl line, and serves on 127.0.0.1:3000:
+//!
+//! - `GET /whoami` needs any valid bearer token;
+//! - `GET /generate` needs `AIServicesWrite` (403 `insufficient_scope` otherwise).
+//!
+//! In production the `Buzzgate` would be built over your own stores (your user directory,
+//! your Buzz ledger) through the domain's ports; the in-memory store stands in for them here.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::get;
+use buzzgate_domain::Scope;
+use buzzgate_domain::memory::MemoryStore;
+use buzzgate_domain::ports::{OsRandom, SystemClock};
+use buzzgate_domain::service::api_keys::NewApiKey;
+use buzzgate_domain::service::{Buzzgate, Caller, Config};
+use buzzgate_domain::user::{NewUser, Username};
+use buzzgate_http::{BearerToken, RequireScope};
+
+async fn whoami(BearerToken(bearer): BearerToken) -> String {
+    format!(
+        "user {} with scope {}\n",
+        bearer.user_id().0,
+        bearer.scope().to_names_string()
+    )
+}
+
+async fn generate(
+    RequireScope(bearer): RequireScope<{ Scope::AI_SERVICES_WRITE.bits() }>,
+) -> String {
+    format!("generating for user {}\n", bearer.user_id().0)
+}
+
+/// The routes of the embedding service; its state only has to yield a `Buzzgate`.
+fn app(core: Buzzgate) -> Router {
+    Router::new()
+        .route("/whoami", get(whoami))
+        .route("/generate", get(generate))
+        .with_state(core)
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let store = MemoryStore::new(Arc::new(SystemClock));
+    let core = Buzzgate::new(store.deps(Arc::new(OsRandom), Config::default()));
+    let user = core
+        .sessions()
+        .create_user(NewUser {
+            username: Username::parse("demo")?,
+            email: None,
+            email_verified: false,
+            password: None,
+            roles: vec![],
+        })
+        .await?;
+    let (key, _) = core
+        .api_keys()
+        .create(
+            &Caller::session(user.id),
+            NewApiKey {
+                name: "example".into(),
+                scope: Scope::READ_ONLY,
+                buzz_limit: None,
+                expires_in_days: Some(1),
+            },
+        )
+        .await?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+    writeln!(
+        std::io::stdout(),
+        "curl -H 'Authorization: Bearer {}' http://127.0.0.1:3000/whoami   (and /generate: 403)",
+        key.expose()
+    )?;
+    axum::serve(listener, app(core)).await?;
+    Ok(())
+}

@@ -1,0 +1,110 @@
+//! The embedders' extractors over an in-memory core: a valid token passes, a missing or
+//! unknown one is 401 `invalid_token`, a narrow one is 403 `insufficient_scope` with the
+//! contract's `WWW-Authenticate`.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use axum::routing::get;
+use buzzgate_domain::Scope;
+use buzzgate_domain::memory::MemoryStore;
+use buzzgate_domain::ports::{OsRandom, SystemClock};
+use buzzgate_domain::service::api_keys::NewApiKey;
+use buzzgate_domain::service::{Buzzgate, Caller, Config};
+use buzzgate_domain::user::{NewUser, Username};
+use buzzgate_http::{BearerToken, RequireScope};
+use tower::ServiceExt;
+
+async fn setup(scope: Scope) -> (Router, String) {
+    let store = MemoryStore::new(Arc::new(SystemClock));
+    let core = Buzzgate::new(store.deps(Arc::new(OsRandom), Config::default()));
+    let user = core
+        .sessions()
+        .create_user(NewUser {
+            username: Username::parse("embed").unwrap(),
+            email: None,
+            email_verified: false,
+            password: None,
+            roles: vec![],
+        })
+        .await
+        .unwrap();
+    let (key, _) = core
+        .api_keys()
+        .create(
+            &Caller::session(user.id),
+            NewApiKey {
+                name: "k".into(),
+                scope,
+                buzz_limit: None,
+                expires_in_days: None,
+            },
+        )
+        .await
+        .unwrap();
+    let app = Router::new()
+        .route(
+            "/any",
+            get(|BearerToken(b): BearerToken| async move { b.user_id().0.to_string() }),
+        )
+        .route(
+            "/write",
+            get(
+                |RequireScope(_): RequireScope<{ Scope::AI_SERVICES_WRITE.bits() }>| async { "ok" },
+            ),
+        )
+        .with_state(core);
+    (app, key.expose().to_owned())
+}
+
+fn req(path: &str, token: Option<&str>) -> Request<Body> {
+    let mut b = Request::get(path);
+    if let Some(t) = token {
+        b = b.header(header::AUTHORIZATION, format!("Bearer {t}"));
+    }
+    b.body(Body::empty()).unwrap()
+}
+
+#[tokio::test]
+async fn valid_token_passes_and_names_the_user() {
+    let (app, key) = setup(Scope::READ_ONLY).await;
+    let res = app.oneshot(req("/any", Some(&key))).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn missing_or_unknown_token_is_401_invalid_token() {
+    let (app, _) = setup(Scope::READ_ONLY).await;
+    for token in [None, Some("civitai_nope")] {
+        let res = app.clone().oneshot(req("/any", token)).await.unwrap();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        let www = res.headers()[header::WWW_AUTHENTICATE].to_str().unwrap();
+        assert!(www.contains("invalid_token"), "{www}");
+    }
+}
+
+#[tokio::test]
+async fn narrow_token_is_403_insufficient_scope() {
+    let (app, key) = setup(Scope::READ_ONLY).await;
+    let res = app
+        .clone()
+        .oneshot(req("/write", Some(&key)))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        res.headers()[header::WWW_AUTHENTICATE],
+        r#"Bearer realm="buzzgate", error="insufficient_scope", scope="32768""#
+    );
+    let body = axum::body::to_bytes(res.into_body(), 4096).await.unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        v["error_description"],
+        "Token does not have AIServicesWrite scope"
+    );
+    let (app, key) = setup(Scope::AI_SERVICES).await;
+    let res = app.oneshot(req("/write", Some(&key))).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+}
