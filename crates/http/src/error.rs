@@ -169,6 +169,14 @@ mod tests {
     }
 
     #[test]
+    fn a_store_outage_is_503_with_retry_after() {
+        let e: Error = buzzgate_domain::error::StoreError::Unavailable("down".into()).into();
+        let res = ApiError::from(e).into_response();
+        assert_eq!(res.status(), 503);
+        assert_eq!(res.headers()[header::RETRY_AFTER], "1");
+    }
+
+    #[test]
     fn rate_limited_carries_retry_after() {
         let res = ApiError::from(Error::RateLimited { retry_after: 7 }).into_response();
         assert_eq!(res.headers()[header::RETRY_AFTER], "7");
