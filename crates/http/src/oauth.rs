@@ -53,15 +53,6 @@ fn authorize_url(path: &str, ap: &AuthorizeParams) -> String {
     format!("{path}?{}", q.finish())
 }
 
-fn location(status: StatusCode, to: &str) -> Response {
-    let mut res = status.into_response();
-    if let Ok(v) = HeaderValue::from_str(to) {
-        res.headers_mut().insert(header::LOCATION, v);
-    }
-    no_store(res.headers_mut());
-    res
-}
-
 /// `GET|POST /authorize` (SPEC 3.1). A POST carrying `approved` is the consent form's answer
 /// (session and CSRF token required); any other request never approves.
 pub async fn authorize(
@@ -114,20 +105,15 @@ async fn authorize_inner(
     };
     Ok(match outcome {
         AuthorizeOutcome::Reject(e) => ApiError::from(e).into_response(),
-        AuthorizeOutcome::LoginRequired => {
-            let back = authorize_url(uri.path(), &ap);
-            let mut q = url::form_urlencoded::Serializer::new(String::new());
-            q.append_pair("returnUrl", &back);
-            location(StatusCode::SEE_OTHER, &format!("/login?{}", q.finish()))
-        }
-        AuthorizeOutcome::RedirectError { location: to } => location(StatusCode::FOUND, &to),
+        AuthorizeOutcome::LoginRequired => pages::login_redirect(&authorize_url(uri.path(), &ap)),
+        AuthorizeOutcome::RedirectError { location: to } => pages::redirect(StatusCode::FOUND, &to),
         AuthorizeOutcome::Redirect { location: to } => {
             let status = if *method == Method::POST {
                 StatusCode::SEE_OTHER
             } else {
                 StatusCode::FOUND
             };
-            location(status, &to)
+            pages::redirect(status, &to)
         }
         AuthorizeOutcome::Consent(prompt) => {
             let csrf = session.map(|(s, _)| s.csrf_token).unwrap_or_default();
@@ -325,11 +311,6 @@ pub async fn revoke(
     res
 }
 
-fn rfc3339(t: time::OffsetDateTime) -> String {
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
-}
-
 /// `POST /introspect` (RFC 7662), for confidential clients (resource servers).
 pub async fn introspect(
     State(st): State<AppState>,
@@ -467,7 +448,7 @@ pub async fn device_info(
         "isVerified": client.is_verified,
         "scope": rec.scope.bits(),
         "scopeNames": rec.scope.names(),
-        "expiresAt": rfc3339(rec.expires_at),
+        "expiresAt": crate::api::rfc3339(rec.expires_at),
     }))
     .into_response())
 }

@@ -7,7 +7,9 @@ use axum::response::{Html, IntoResponse, Response};
 use buzzgate_domain::Scope;
 use buzzgate_domain::buzz::BuzzLimit;
 use buzzgate_domain::error::Error;
+use buzzgate_domain::ports::OsRandom;
 use buzzgate_domain::service::authorize::ConsentPrompt;
+use buzzgate_domain::token::PlainToken;
 use subtle::ConstantTimeEq;
 
 use crate::AppState;
@@ -57,14 +59,21 @@ fn html(status: StatusCode, title: &str, body: &str) -> Response {
     res
 }
 
-fn random_hex() -> String {
-    let mut b = [0u8; 32];
-    // The OS generator failing is not recoverable for a security token; an all-zero token
-    // would be guessable, so refuse to render instead.
-    if getrandom::getrandom(&mut b).is_err() {
-        return String::new();
+/// A 303 or 302 to `to`, never cached.
+pub(crate) fn redirect(status: StatusCode, to: &str) -> Response {
+    let mut res = status.into_response();
+    if let Ok(v) = HeaderValue::from_str(to) {
+        res.headers_mut().insert(header::LOCATION, v);
     }
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    no_store(res.headers_mut());
+    res
+}
+
+/// 303 to the login page, which sends the person back to `back` (a same-site path).
+pub(crate) fn login_redirect(back: &str) -> Response {
+    let mut q = url::form_urlencoded::Serializer::new(String::new());
+    q.append_pair("returnUrl", back);
+    redirect(StatusCode::SEE_OTHER, &format!("/login?{}", q.finish()))
 }
 
 fn cookie_header(st: &AppState, name: &str, value: &str, path: &str, max_age: i64) -> HeaderValue {
@@ -100,11 +109,9 @@ fn login_form(
     error: Option<&str>,
     status: StatusCode,
 ) -> Response {
-    let csrf = random_hex();
-    if csrf.is_empty() {
-        return crate::error::ApiError::from(Error::ServerError("no randomness".into()))
-            .into_response();
-    }
+    let csrf = PlainToken::generate_unprefixed(&OsRandom)
+        .expose()
+        .to_owned();
     let err = error
         .map(|e| format!(r#"<p class="err" role="alert">{}</p>"#, esc(e)))
         .unwrap_or_default();
@@ -160,11 +167,8 @@ pub async fn login_submit(
     match result {
         Ok((cookie, session)) => {
             let ttl = (session.expires_at - session.created_at).whole_seconds();
-            let mut res = StatusCode::SEE_OTHER.into_response();
+            let mut res = redirect(StatusCode::SEE_OTHER, &ret);
             let h = res.headers_mut();
-            if let Ok(v) = HeaderValue::from_str(&ret) {
-                h.insert(header::LOCATION, v);
-            }
             h.append(
                 header::SET_COOKIE,
                 cookie_header(&st, SESSION_COOKIE, cookie.expose(), "/", ttl),
@@ -173,7 +177,6 @@ pub async fn login_submit(
                 header::SET_COOKIE,
                 cookie_header(&st, LOGIN_CSRF_COOKIE, "", "/login", 0),
             );
-            no_store(h);
             res
         }
         Err(Error::AccessDenied(d)) => login_form(&st, &ret, Some(&d), StatusCode::UNAUTHORIZED),
@@ -194,10 +197,8 @@ pub async fn logout(State(st): State<AppState>, headers: HeaderMap, params: Para
     };
     match run.await {
         Ok(()) => {
-            let mut res = StatusCode::SEE_OTHER.into_response();
-            let h = res.headers_mut();
-            h.insert(header::LOCATION, HeaderValue::from_static("/login"));
-            h.append(
+            let mut res = redirect(StatusCode::SEE_OTHER, "/login");
+            res.headers_mut().append(
                 header::SET_COOKIE,
                 cookie_header(&st, SESSION_COOKIE, "", "/", 0),
             );
@@ -358,13 +359,7 @@ pub async fn device_page(
             q.append_pair("code", code);
             format!("/login/oauth/device?{}", q.finish())
         };
-        let mut q = url::form_urlencoded::Serializer::new(String::new());
-        q.append_pair("returnUrl", &back);
-        let mut res = StatusCode::SEE_OTHER.into_response();
-        if let Ok(v) = HeaderValue::from_str(&format!("/login?{}", q.finish())) {
-            res.headers_mut().insert(header::LOCATION, v);
-        }
-        return res;
+        return login_redirect(&back);
     };
     let csrf = esc(&session.csrf_token);
     if code.is_empty() {
