@@ -4,7 +4,6 @@
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
 
-use buzzgate_domain::buzz::Currency;
 use buzzgate_domain::client::{AccessMode, ClientRegistration, GrantType};
 use buzzgate_domain::ids::{ClientId, UserId};
 use buzzgate_domain::service::{Caller, Via};
@@ -279,21 +278,16 @@ pub async fn run_admin(cfg: &Config, cmd: Command) -> Result<(), String> {
             currency,
         }) => {
             let user = find_user(&node, &username).await?;
-            let currency = Currency::parse(&currency).map_err(|e| e.description().into_owned())?;
-            if amount == 0 {
-                return Err("amount must be greater than 0".into());
-            }
             let balance = node
                 .core
-                .deps
-                .buzz
-                .credit(user.id, &currency, amount, node.core.deps.now())
+                .buzz()
+                .credit(&admin(), user.id, &currency, amount)
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| e.description().into_owned())?;
             out(&format!(
                 "{} now has {balance} {} Buzz",
                 user.username.as_str(),
-                currency.as_str()
+                currency
             ))
         }
     }

@@ -65,7 +65,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             &Caller::session(user.id),
             NewApiKey {
                 name: "example".into(),
-                scope: Scope::READ_ONLY,
+                scope: Some(Scope::READ_ONLY),
                 buzz_limit: None,
                 expires_in_days: Some(1),
             },

@@ -385,12 +385,12 @@ pub async fn keys_create(
     Json(body): Json<CreateKey>,
 ) -> ApiResult<Response> {
     let scope = match body.scope {
-        None | Some(Value::Null) => Scope::READ_ONLY,
+        None | Some(Value::Null) => None,
         Some(Value::Number(n)) => {
-            Scope::parse(&n.to_string()).map_err(|e| Error::invalid_scope(e.to_string()))?
+            Some(Scope::parse(&n.to_string()).map_err(|e| Error::invalid_scope(e.to_string()))?)
         }
         Some(Value::String(s)) => {
-            Scope::parse(&s).map_err(|e| Error::invalid_scope(e.to_string()))?
+            Some(Scope::parse(&s).map_err(|e| Error::invalid_scope(e.to_string()))?)
         }
         Some(_) => return Err(Error::invalid_scope("scope must be a number or names").into()),
     };

@@ -37,7 +37,7 @@ async fn setup(scope: Scope) -> (Router, String) {
             &Caller::session(user.id),
             NewApiKey {
                 name: "k".into(),
-                scope,
+                scope: Some(scope),
                 buzz_limit: None,
                 expires_in_days: None,
             },

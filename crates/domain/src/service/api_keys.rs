@@ -14,10 +14,14 @@ use crate::token::{NewToken, PlainToken, TokenKind, TokenRecord};
 
 use super::{Caller, Deps, Via};
 
+/// The scope of a key created without one: read-only access.
+pub const DEFAULT_API_KEY_SCOPE: Scope = Scope::READ_ONLY;
+
 #[derive(Debug, Clone)]
 pub struct NewApiKey {
     pub name: String,
-    pub scope: Scope,
+    /// `None`: [`DEFAULT_API_KEY_SCOPE`].
+    pub scope: Option<Scope>,
     pub buzz_limit: Option<BuzzLimit>,
     /// `None`: never expires.
     pub expires_in_days: Option<u32>,
@@ -60,7 +64,7 @@ impl ApiKeyService {
             kind: TokenKind::ApiKey,
             client_id: None,
             user_id: caller.user_id,
-            scope: new.scope.with_user_read(),
+            scope: new.scope.unwrap_or(DEFAULT_API_KEY_SCOPE).with_user_read(),
             family_id: None,
             auth_time: None,
         };

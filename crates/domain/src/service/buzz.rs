@@ -10,13 +10,13 @@ use crate::buzz::{
 };
 use crate::client::{Client, ClientAuth};
 use crate::error::Error;
-use crate::ids::SpendId;
+use crate::ids::{SpendId, UserId};
 use crate::ports::{RefundOutcome, SpendOutcome};
 use crate::scope::Scope;
 use crate::token::TokenRecord;
 
-use super::Deps;
 use super::tokens::TokenService;
+use super::{Caller, Deps};
 
 /// A spend as a resource server sends it.
 #[derive(Debug, Clone)]
@@ -72,6 +72,26 @@ impl BuzzService {
             ));
         }
         Ok(client)
+    }
+
+    /// Admin: adds `amount` (> 0) of `currency` to `user`'s balance; returns the new balance.
+    pub async fn credit(
+        &self,
+        caller: &Caller,
+        user: UserId,
+        currency: &str,
+        amount: u64,
+    ) -> Result<i64, Error> {
+        caller.require_admin()?;
+        if amount == 0 {
+            return Err(Error::invalid_request("amount must be greater than 0"));
+        }
+        let currency = Currency::parse(currency)?;
+        let deps = &self.deps;
+        Ok(deps
+            .buzz
+            .credit(user, &currency, amount, deps.now())
+            .await?)
     }
 
     /// `GET /api/v1/buzz`: needs BuzzRead.

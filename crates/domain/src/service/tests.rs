@@ -1025,7 +1025,7 @@ async fn userinfo_needs_user_read_and_omits_unknown_email_verification() {
             &Caller::session(h.user),
             NewApiKey {
                 name: "k".into(),
-                scope: Scope::NONE,
+                scope: Some(Scope::NONE),
                 buzz_limit: None,
                 expires_in_days: None,
             },
@@ -1226,7 +1226,7 @@ async fn api_keys_are_bearers_of_type_api_key_listed_and_deleted() {
     let caller = Caller::session(h.user);
     let new = NewApiKey {
         name: "ci".into(),
-        scope: Scope::BUZZ_READ,
+        scope: Some(Scope::BUZZ_READ),
         buzz_limit: None,
         expires_in_days: Some(1),
     };
@@ -1255,7 +1255,7 @@ async fn api_keys_are_bearers_of_type_api_key_listed_and_deleted() {
     };
     let new = NewApiKey {
         name: "x".into(),
-        scope: Scope::FULL,
+        scope: Some(Scope::FULL),
         buzz_limit: None,
         expires_in_days: None,
     };
@@ -1830,4 +1830,67 @@ async fn every_spec_error_code_is_produced_by_a_service() {
     ];
     let missing: Vec<_> = spec3.iter().filter(|c| !seen.contains(*c)).collect();
     assert!(missing.is_empty(), "never produced: {missing:?}");
+}
+
+#[tokio::test]
+async fn api_keys_default_to_read_only() {
+    let h = harness().await;
+    let new = NewApiKey {
+        name: "default".into(),
+        scope: None,
+        buzz_limit: None,
+        expires_in_days: None,
+    };
+    let (_, rec) = h
+        .gate
+        .api_keys()
+        .create(&Caller::session(h.user), new)
+        .await
+        .unwrap();
+    assert_eq!(rec.scope, Scope::READ_ONLY.with_user_read());
+}
+
+#[tokio::test]
+async fn crediting_is_for_admins_and_positive_amounts() {
+    let h = harness().await;
+    let admin = Caller {
+        user_id: h.owner,
+        via: Via::Session,
+        is_admin: true,
+    };
+    assert_eq!(
+        h.gate
+            .buzz()
+            .credit(&admin, h.user, "yellow", 100)
+            .await
+            .unwrap(),
+        100
+    );
+    assert_eq!(
+        h.gate
+            .buzz()
+            .credit(&admin, h.user, "yellow", 0)
+            .await
+            .unwrap_err()
+            .code(),
+        "invalid_request"
+    );
+    assert_eq!(
+        h.gate
+            .buzz()
+            .credit(&admin, h.user, "", 5)
+            .await
+            .unwrap_err()
+            .code(),
+        "invalid_request"
+    );
+    assert_eq!(
+        h.gate
+            .buzz()
+            .credit(&Caller::session(h.user), h.user, "yellow", 5)
+            .await
+            .unwrap_err()
+            .code(),
+        "access_denied"
+    );
 }
