@@ -101,16 +101,13 @@ fn strings<T: ToString>(items: &[T]) -> Vec<String> {
     items.iter().map(ToString::to_string).collect()
 }
 
-#[async_trait]
-impl ClientStore for PgStore {
-    async fn insert(&self, c: &Client) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO clients (id, owner_id, name, description, redirect_uris, allowed_origins, \
-             kind, secret_hash, grants, allowed_scopes, access_mode, is_verified, \
-             is_resource_server, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
-        )
-        .bind(c.id.as_str())
+/// Binds every column of `c` as `$1..$15` in the order of the clients table (insert and
+/// update share it).
+fn bind_client<'q>(
+    q: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    c: &'q Client,
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    q.bind(c.id.as_str())
         .bind(c.owner.0)
         .bind(&c.name)
         .bind(&c.description)
@@ -125,9 +122,21 @@ impl ClientStore for PgStore {
         .bind(c.is_resource_server)
         .bind(c.created_at)
         .bind(c.updated_at)
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
+}
+
+#[async_trait]
+impl ClientStore for PgStore {
+    async fn insert(&self, c: &Client) -> StoreResult<()> {
+        let q = sqlx::query(
+            "INSERT INTO clients (id, owner_id, name, description, redirect_uris, allowed_origins, \
+             kind, secret_hash, grants, allowed_scopes, access_mode, is_verified, \
+             is_resource_server, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+        );
+        bind_client(q, c)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
         Ok(())
     }
 
@@ -169,30 +178,16 @@ impl ClientStore for PgStore {
     }
 
     async fn update(&self, c: &Client) -> StoreResult<bool> {
-        let done = sqlx::query(
+        let q = sqlx::query(
             "UPDATE clients SET owner_id = $2, name = $3, description = $4, redirect_uris = $5, \
              allowed_origins = $6, kind = $7, secret_hash = $8, grants = $9, \
              allowed_scopes = $10, access_mode = $11, is_verified = $12, \
              is_resource_server = $13, created_at = $14, updated_at = $15 WHERE id = $1",
-        )
-        .bind(c.id.as_str())
-        .bind(c.owner.0)
-        .bind(&c.name)
-        .bind(&c.description)
-        .bind(strings(&c.redirect_uris))
-        .bind(strings(&c.allowed_origins))
-        .bind(kind_str(c.kind))
-        .bind(c.secret_hash.map(|h| h.to_hex()))
-        .bind(c.grants.iter().map(|g| g.as_str()).collect::<Vec<_>>())
-        .bind(scope_to(c.allowed_scopes))
-        .bind(c.access_mode.as_str())
-        .bind(c.is_verified)
-        .bind(c.is_resource_server)
-        .bind(c.created_at)
-        .bind(c.updated_at)
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
+        );
+        let done = bind_client(q, c)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
         Ok(done.rows_affected() > 0)
     }
 
