@@ -143,52 +143,54 @@ fn core_config(cfg: &Config) -> Result<CoreConfig, String> {
     })
 }
 
+/// The durable ports, all over one SQL store.
+type SqlPorts = (
+    Arc<dyn ClientStore>,
+    Arc<dyn ConsentStore>,
+    Arc<dyn TokenStore>,
+    Arc<dyn CodeStore>,
+    Arc<dyn DeviceStore>,
+    Arc<dyn UserStore>,
+    Arc<dyn SessionStore>,
+    Arc<dyn BuzzStore>,
+    Arc<dyn AuditLog>,
+);
+
+fn sql_ports<S>(s: Arc<S>) -> SqlPorts
+where
+    S: ClientStore
+        + ConsentStore
+        + TokenStore
+        + CodeStore
+        + DeviceStore
+        + UserStore
+        + SessionStore
+        + BuzzStore
+        + AuditLog
+        + 'static,
+{
+    (
+        s.clone(),
+        s.clone(),
+        s.clone(),
+        s.clone(),
+        s.clone(),
+        s.clone(),
+        s.clone(),
+        s.clone(),
+        s,
+    )
+}
+
 /// Builds a node from the configuration. `with_signer` false skips the key file (CLI use).
 pub async fn build(cfg: &Config, with_signer: bool) -> Result<Node, String> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let durable = durable(cfg, clock.clone()).await?;
     let local = Arc::new(MemoryStore::new(clock.clone()));
-    type Sql = (
-        Arc<dyn ClientStore>,
-        Arc<dyn ConsentStore>,
-        Arc<dyn TokenStore>,
-        Arc<dyn CodeStore>,
-        Arc<dyn DeviceStore>,
-        Arc<dyn UserStore>,
-        Arc<dyn SessionStore>,
-        Arc<dyn BuzzStore>,
-        Arc<dyn AuditLog>,
-    );
-    let (clients, consents, tokens, mut codes, mut devices, users, mut sessions, buzz, audit): Sql =
+    let (clients, consents, tokens, mut codes, mut devices, users, mut sessions, buzz, audit) =
         match &durable {
-            Durable::Sqlite(s) => {
-                let s = Arc::new(s.clone());
-                (
-                    s.clone(),
-                    s.clone(),
-                    s.clone(),
-                    s.clone(),
-                    s.clone(),
-                    s.clone(),
-                    s.clone(),
-                    s.clone(),
-                    s,
-                )
-            }
-            Durable::Postgres(p) => {
-                let p = Arc::new(p.clone());
-                (
-                    p.clone(),
-                    p.clone(),
-                    p.clone(),
-                    p.clone(),
-                    p.clone(),
-                    p.clone(),
-                    p.clone(),
-                    p.clone(),
-                    p,
-                )
-            }
+            Durable::Sqlite(s) => sql_ports(Arc::new(s.clone())),
+            Durable::Postgres(p) => sql_ports(Arc::new(p.clone())),
         };
     let mut rate_limiter: Arc<dyn RateLimiter> = local.clone();
     let mut cache: Arc<dyn TokenCache> = local.clone();

@@ -43,11 +43,21 @@ impl std::fmt::Debug for Ports {
 }
 
 impl Ports {
-    /// Every port over one in-memory store (the reference adapter), on the wall clock.
-    pub fn memory() -> Ports {
-        let store = Arc::new(buzzgate_domain::memory::MemoryStore::new(Arc::new(
-            buzzgate_domain::ports::SystemClock,
-        )));
+    /// Every durable port and the rate limiter over one store (the SQL adapters' shape).
+    pub fn durable<S>(store: Arc<S>) -> Ports
+    where
+        S: ClientStore
+            + ConsentStore
+            + TokenStore
+            + CodeStore
+            + DeviceStore
+            + UserStore
+            + SessionStore
+            + BuzzStore
+            + AuditLog
+            + RateLimiter
+            + 'static,
+    {
         Ports {
             clients: Some(store.clone()),
             consents: Some(store.clone()),
@@ -58,10 +68,20 @@ impl Ports {
             sessions: Some(store.clone()),
             buzz: Some(store.clone()),
             audit: Some(store.clone()),
-            rate_limiter: Some(store.clone()),
+            rate_limiter: Some(store),
+            ..Ports::default()
+        }
+    }
+
+    /// Every port over one in-memory store (the reference adapter), on the wall clock.
+    pub fn memory() -> Ports {
+        let store = Arc::new(buzzgate_domain::memory::MemoryStore::new(Arc::new(
+            buzzgate_domain::ports::SystemClock,
+        )));
+        Ports {
             cache: Some(store.clone()),
-            cache_peer: Some(store),
-            node2: None,
+            cache_peer: Some(store.clone()),
+            ..Ports::durable(store)
         }
     }
 

@@ -102,19 +102,8 @@ pub async fn store() -> Option<(PgStore, String)> {
 
 /// Every port this adapter provides over `store`.
 pub fn ports(store: PgStore, node2: Option<Ports>) -> Ports {
-    let s = Arc::new(store);
     Ports {
-        clients: Some(s.clone()),
-        consents: Some(s.clone()),
-        tokens: Some(s.clone()),
-        codes: Some(s.clone()),
-        devices: Some(s.clone()),
-        users: Some(s.clone()),
-        sessions: Some(s.clone()),
-        buzz: Some(s.clone()),
-        audit: Some(s.clone()),
-        rate_limiter: Some(s),
         node2: node2.map(Box::new),
-        ..Ports::default()
+        ..Ports::durable(Arc::new(store))
     }
 }

@@ -95,18 +95,5 @@ impl Drop for TempDb {
 
 /// Every port of `store`.
 pub fn ports_of(store: SqliteStore) -> Ports {
-    let s = Arc::new(store);
-    Ports {
-        clients: Some(s.clone()),
-        consents: Some(s.clone()),
-        tokens: Some(s.clone()),
-        codes: Some(s.clone()),
-        devices: Some(s.clone()),
-        users: Some(s.clone()),
-        sessions: Some(s.clone()),
-        buzz: Some(s.clone()),
-        audit: Some(s.clone()),
-        rate_limiter: Some(s),
-        ..Ports::default()
-    }
+    Ports::durable(Arc::new(store))
 }
