@@ -5,8 +5,8 @@ use std::io::{BufRead, Write};
 use std::path::PathBuf;
 
 use buzzgate_domain::client::{AccessMode, ClientRegistration, GrantType};
-use buzzgate_domain::ids::{ClientId, UserId};
-use buzzgate_domain::service::{Caller, Via};
+use buzzgate_domain::ids::ClientId;
+use buzzgate_domain::service::Caller;
 use buzzgate_domain::user::{NewUser, Role, Username};
 use clap::{Parser, Subcommand};
 
@@ -104,12 +104,9 @@ pub enum BuzzCmd {
     },
 }
 
+/// The CLI runs on the server's own machine with its configuration: an operator.
 fn admin() -> Caller {
-    Caller {
-        user_id: UserId(0),
-        via: Via::Session,
-        is_admin: true,
-    }
+    Caller::operator()
 }
 
 fn out(line: &str) -> Result<(), String> {
@@ -217,11 +214,12 @@ pub async fn run_admin(cfg: &Config, cmd: Command) -> Result<(), String> {
                 is_confidential: Some(!public),
                 allowed_scopes,
                 grants,
+                owner_buzz_limit: None,
             };
             let created = node
                 .core
                 .clients()
-                .create(&Caller::session(owner.id), reg)
+                .create(&Caller::operator_for(owner.id), reg)
                 .await
                 .map_err(|e| e.description().into_owned())?;
             if resource_server {

@@ -6,8 +6,8 @@ use std::sync::atomic::AtomicU64;
 use std::time::Duration as StdDuration;
 
 use async_trait::async_trait;
+use buzzgate_crypto::{Argon2Hasher, Es256Signer};
 use buzzgate_domain::memory::MemoryStore;
-use buzzgate_domain::password::Argon2Hasher;
 use buzzgate_domain::ports::{
     AuditLog, BuzzStore, ClientStore, Clock, CodeStore, ConsentStore, DeviceStore,
     FallbackRateLimiter, IdTokenSigner, OsRandom, RateLimiter, SessionStore, SystemClock,
@@ -16,7 +16,6 @@ use buzzgate_domain::ports::{
 use buzzgate_domain::service::maintenance::SweepPolicy;
 use buzzgate_domain::service::{Buzzgate, Config as CoreConfig, Deps, RateLimits};
 use buzzgate_domain::token::{TokenMinter, TokenPrefix};
-use buzzgate_http::signer::Es256Signer;
 use buzzgate_http::{AppState, Readiness, Settings};
 use buzzgate_store_postgres::PgStore;
 use buzzgate_store_redis::{LayeredCache, RedisStore};
@@ -138,7 +137,10 @@ fn core_config(cfg: &Config) -> Result<CoreConfig, String> {
         rate_limits: RateLimits {
             authorize: cfg.rate_limit_authorize,
             token: cfg.rate_limit_token,
+            client_auth_failures: cfg.rate_limit_client_auth,
             revoke: cfg.rate_limit_revoke,
+            login_account: cfg.rate_limit_login_account,
+            login_ip: cfg.rate_limit_login_ip,
         },
     })
 }
@@ -203,7 +205,15 @@ pub async fn build(cfg: &Config, with_signer: bool) -> Result<Node, String> {
         codes = shared.clone();
         devices = shared.clone();
         sessions = shared.clone();
-        rate_limiter = Arc::new(FallbackRateLimiter::new(shared, local.clone()));
+        rate_limiter = Arc::new(FallbackRateLimiter::new(shared, local.clone()).on_outage(
+            Arc::new(|error: &str, outages: u64| {
+                tracing::warn!(
+                    error,
+                    outages,
+                    "shared rate limiter unavailable; the in-process limiter answers"
+                );
+            }),
+        ));
         cache = Arc::new(
             LayeredCache::new(redis.clone(), StdDuration::from_secs(1))
                 .await
@@ -228,7 +238,7 @@ pub async fn build(cfg: &Config, with_signer: bool) -> Result<Node, String> {
         audit,
         rate_limiter,
         cache,
-        passwords: Arc::new(Argon2Hasher),
+        passwords: Arc::new(Argon2Hasher::default()),
         id_tokens,
         clock,
         random: Arc::new(OsRandom),
@@ -238,7 +248,7 @@ pub async fn build(cfg: &Config, with_signer: bool) -> Result<Node, String> {
     let core = Buzzgate::new(deps);
     let settings = Settings {
         scope_as_array: cfg.scope_as_array,
-        trust_forwarded: cfg.trust_forwarded,
+        trusted_proxies: cfg.trusted_proxies,
         secure_cookies: cfg.issuer.starts_with("https://"),
     };
     let state = AppState::new(core.clone(), settings, checks);

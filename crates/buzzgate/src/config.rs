@@ -20,18 +20,26 @@ pub struct Config {
     pub redis_url: Option<String>,
     /// `BUZZGATE_REDIS_PREFIX`: key prefix (hash-tagged for Redis Cluster).
     pub redis_prefix: String,
-    /// `BUZZGATE_RATE_LIMIT_{TOKEN,AUTHORIZE,REVOKE}`: requests per minute, `None` = off.
+    /// `BUZZGATE_RATE_LIMIT_*`, per minute, `None` = off: authenticated token and device
+    /// requests per client (`TOKEN`), authorize requests per user, revoke requests per
+    /// address, failed client authentications per address (`CLIENT_AUTH`), failed sign-ins
+    /// per account (`LOGIN_ACCOUNT`) and per address (`LOGIN_IP`).
     pub rate_limit_token: Option<u32>,
     pub rate_limit_authorize: Option<u32>,
     pub rate_limit_revoke: Option<u32>,
+    pub rate_limit_client_auth: Option<u32>,
+    pub rate_limit_login_account: Option<u32>,
+    pub rate_limit_login_ip: Option<u32>,
     /// `BUZZGATE_REFRESH_GRACE_SECONDS`: refresh reuse inside this window is a retry.
     pub refresh_grace_seconds: u32,
     /// `BUZZGATE_TOKEN_PREFIX`: prefix of every opaque token.
     pub token_prefix: String,
     /// `BUZZGATE_SCOPE_AS_ARRAY`: emit `scope` as Civitai's `["<decimal>"]`.
     pub scope_as_array: bool,
-    /// `BUZZGATE_TRUST_FORWARDED`: take the client IP from `X-Forwarded-For`.
-    pub trust_forwarded: bool,
+    /// `BUZZGATE_TRUSTED_PROXIES`: how many proxies of the operator's own stand in front of
+    /// the server; the client address is the `X-Forwarded-For` entry the outermost one
+    /// appended. 0 (default): the socket peer. `BUZZGATE_TRUST_FORWARDED=true` means 1.
+    pub trusted_proxies: usize,
     /// `BUZZGATE_SIGNING_KEY_FILE`: PKCS#8 PEM of the ES256 id_token key; created if missing.
     pub signing_key_file: String,
     /// `BUZZGATE_SWEEP_INTERVAL_SECONDS`: how often expired rows are swept (0 = never).
@@ -47,13 +55,16 @@ impl Default for Config {
             database_schema: None,
             redis_url: None,
             redis_prefix: "{bg}:".into(),
-            rate_limit_token: Some(20),
+            rate_limit_token: Some(1200),
             rate_limit_authorize: Some(10),
             rate_limit_revoke: Some(20),
+            rate_limit_client_auth: Some(20),
+            rate_limit_login_account: Some(10),
+            rate_limit_login_ip: Some(30),
             refresh_grace_seconds: 10,
             token_prefix: "civitai_".into(),
             scope_as_array: false,
-            trust_forwarded: false,
+            trusted_proxies: 0,
             signing_key_file: "buzzgate-signing-key.pem".into(),
             sweep_interval_seconds: 300,
         }
@@ -73,10 +84,14 @@ struct FileConfig {
     rate_limit_token: Option<toml::Value>,
     rate_limit_authorize: Option<toml::Value>,
     rate_limit_revoke: Option<toml::Value>,
+    rate_limit_client_auth: Option<toml::Value>,
+    rate_limit_login_account: Option<toml::Value>,
+    rate_limit_login_ip: Option<toml::Value>,
     refresh_grace_seconds: Option<u32>,
     token_prefix: Option<String>,
     scope_as_array: Option<bool>,
     trust_forwarded: Option<bool>,
+    trusted_proxies: Option<usize>,
     signing_key_file: Option<String>,
     sweep_interval_seconds: Option<u64>,
 }
@@ -138,10 +153,13 @@ impl Config {
             refresh_grace_seconds,
             token_prefix,
             scope_as_array,
-            trust_forwarded,
+            trusted_proxies,
             signing_key_file,
             sweep_interval_seconds
         );
+        if f.trust_forwarded == Some(true) && f.trusted_proxies.is_none() {
+            self.trusted_proxies = 1;
+        }
         if f.database_schema.is_some() {
             self.database_schema = f.database_schema;
         }
@@ -156,6 +174,15 @@ impl Config {
         }
         if let Some(v) = &f.rate_limit_revoke {
             self.rate_limit_revoke = toml_limit("rate_limit_revoke", v)?;
+        }
+        if let Some(v) = &f.rate_limit_client_auth {
+            self.rate_limit_client_auth = toml_limit("rate_limit_client_auth", v)?;
+        }
+        if let Some(v) = &f.rate_limit_login_account {
+            self.rate_limit_login_account = toml_limit("rate_limit_login_account", v)?;
+        }
+        if let Some(v) = &f.rate_limit_login_ip {
+            self.rate_limit_login_ip = toml_limit("rate_limit_login_ip", v)?;
         }
         Ok(())
     }
@@ -187,6 +214,18 @@ impl Config {
                 &mut self.rate_limit_authorize,
             ),
             ("BUZZGATE_RATE_LIMIT_REVOKE", &mut self.rate_limit_revoke),
+            (
+                "BUZZGATE_RATE_LIMIT_CLIENT_AUTH",
+                &mut self.rate_limit_client_auth,
+            ),
+            (
+                "BUZZGATE_RATE_LIMIT_LOGIN_ACCOUNT",
+                &mut self.rate_limit_login_account,
+            ),
+            (
+                "BUZZGATE_RATE_LIMIT_LOGIN_IP",
+                &mut self.rate_limit_login_ip,
+            ),
         ] {
             if let Some(v) = get(key) {
                 *slot = parse_limit(key, &v)?;
@@ -203,8 +242,16 @@ impl Config {
         if let Some(v) = get("BUZZGATE_SCOPE_AS_ARRAY") {
             self.scope_as_array = parse_bool("BUZZGATE_SCOPE_AS_ARRAY", &v)?;
         }
-        if let Some(v) = get("BUZZGATE_TRUST_FORWARDED") {
-            self.trust_forwarded = parse_bool("BUZZGATE_TRUST_FORWARDED", &v)?;
+        if let Some(v) = get("BUZZGATE_TRUST_FORWARDED")
+            && parse_bool("BUZZGATE_TRUST_FORWARDED", &v)?
+            && get("BUZZGATE_TRUSTED_PROXIES").is_none()
+        {
+            self.trusted_proxies = 1;
+        }
+        if let Some(v) = get("BUZZGATE_TRUSTED_PROXIES") {
+            self.trusted_proxies = v.trim().parse().ok().filter(|n| *n <= 16).ok_or_else(|| {
+                format!("BUZZGATE_TRUSTED_PROXIES: expected a count from 0 to 16, got `{v}`")
+            })?;
         }
         if let Some(v) = get("BUZZGATE_SIGNING_KEY_FILE") {
             self.signing_key_file = v;
@@ -275,8 +322,14 @@ mod tests {
         assert_eq!(c.listen, "127.0.0.1:8080");
         assert_eq!(c.issuer, "http://127.0.0.1:8080");
         assert_eq!(c.database_url, "sqlite://buzzgate.db");
-        assert_eq!(c.rate_limit_token, Some(20));
+        assert_eq!(c.rate_limit_token, Some(1200));
         assert_eq!(c.rate_limit_authorize, Some(10));
+        assert_eq!(c.rate_limit_client_auth, Some(20));
+        assert_eq!(
+            (c.rate_limit_login_account, c.rate_limit_login_ip),
+            (Some(10), Some(30))
+        );
+        assert_eq!(c.trusted_proxies, 0);
         assert_eq!(c.refresh_grace_seconds, 10);
         assert!(!c.is_postgres());
     }
@@ -298,6 +351,23 @@ mod tests {
         assert_eq!(c.rate_limit_revoke, Some(5));
         assert_eq!(c.issuer, "https://auth.example");
         assert!(c.is_postgres());
+    }
+
+    #[test]
+    fn trusted_proxies_count_and_the_old_switch() {
+        let c = Config::load(None, env(&[("BUZZGATE_TRUST_FORWARDED", "true")])).unwrap();
+        assert_eq!(c.trusted_proxies, 1);
+        let c = Config::load(
+            None,
+            env(&[
+                ("BUZZGATE_TRUST_FORWARDED", "true"),
+                ("BUZZGATE_TRUSTED_PROXIES", "2"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.trusted_proxies, 2);
+        let e = Config::load(None, env(&[("BUZZGATE_TRUSTED_PROXIES", "many")])).unwrap_err();
+        assert!(e.contains("BUZZGATE_TRUSTED_PROXIES"), "{e}");
     }
 
     #[test]

@@ -9,6 +9,7 @@ use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 use url::Url;
 
+use crate::buzz::BuzzLimit;
 use crate::error::Error;
 use crate::ids::{ClientId, UserId};
 use crate::ports::Random;
@@ -501,6 +502,9 @@ pub struct ClientRegistration {
     pub is_confidential: Option<bool>,
     pub allowed_scopes: Option<u32>,
     pub grants: Option<Vec<String>>,
+    /// The owner's own cap on what the app may spend for them through `client_credentials`
+    /// (SPEC 13); absent or empty: none.
+    pub owner_buzz_limit: Option<BuzzLimit>,
 }
 
 /// A registration that passed every rule; only this can create a [`Client`].
@@ -513,6 +517,7 @@ pub struct ValidatedRegistration {
     pub kind: ClientKind,
     pub allowed_scopes: Scope,
     pub grants: Vec<GrantType>,
+    pub owner_buzz_limit: BuzzLimit,
 }
 
 impl ClientRegistration {
@@ -531,6 +536,8 @@ impl ClientRegistration {
         )?;
         let allowed_scopes = validate_scopes(self.allowed_scopes.unwrap_or(Scope::FULL.bits()))?;
         let grants = validate_grants(self.grants.as_deref(), kind)?;
+        let owner_buzz_limit = self.owner_buzz_limit.unwrap_or_default();
+        owner_buzz_limit.validate()?;
         Ok(ValidatedRegistration {
             name,
             description,
@@ -539,6 +546,7 @@ impl ClientRegistration {
             kind,
             allowed_scopes,
             grants,
+            owner_buzz_limit,
         })
     }
 }
@@ -553,9 +561,16 @@ pub struct ClientUpdate {
     pub redirect_uris: Option<Vec<String>>,
     pub allowed_origins: Option<Vec<String>>,
     pub allowed_scopes: Option<u32>,
+    /// The owner's cap on the app's own spending (`[]` removes it); only the owner may set it.
+    pub owner_buzz_limit: Option<BuzzLimit>,
 }
 
 impl ClientUpdate {
+    /// Whether this edit touches what only the app's owner may change.
+    pub fn is_owner_only(&self) -> bool {
+        self.owner_buzz_limit.is_some()
+    }
+
     /// The client after this edit, with the same per-field rules as registration.
     pub fn apply(self, client: &Client, now: OffsetDateTime) -> Result<Client, Error> {
         let mut next = client.clone();
@@ -573,6 +588,10 @@ impl ClientUpdate {
         }
         if let Some(bits) = self.allowed_scopes {
             next.allowed_scopes = validate_scopes(bits)?;
+        }
+        if let Some(limit) = self.owner_buzz_limit {
+            limit.validate()?;
+            next.owner_buzz_limit = limit;
         }
         next.updated_at = now;
         Ok(next)
@@ -729,6 +748,9 @@ pub struct Client {
     pub access_mode: AccessMode,
     pub is_verified: bool,
     pub is_resource_server: bool,
+    /// The owner's cap on the app's spending for the owner through `client_credentials`
+    /// (empty: none). Consented users' caps live on their consents.
+    pub owner_buzz_limit: BuzzLimit,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
 }
@@ -761,6 +783,7 @@ impl Client {
             access_mode: AccessMode::Open,
             is_verified: false,
             is_resource_server: false,
+            owner_buzz_limit: reg.owner_buzz_limit,
             created_at: now,
             updated_at: now,
         }
@@ -796,6 +819,31 @@ impl Client {
         match Origin::parse(origin) {
             Ok(o) if self.allowed_origins.contains(&o) => Ok(()),
             _ => Err(Error::OriginNotAllowed),
+        }
+    }
+
+    /// Whether the app may get tokens at all (device start, client credentials): a
+    /// `disabled` app may not, whoever asks (SPEC 13).
+    pub fn check_enabled(&self) -> Result<(), Error> {
+        match self.access_mode {
+            AccessMode::Disabled => Err(Error::UnauthorizedClient(
+                "This application is not currently available.".into(),
+            )),
+            AccessMode::Open | AccessMode::Testers => Ok(()),
+        }
+    }
+
+    /// The access mode at the token endpoint, for the user the tokens would act for: a
+    /// `disabled` app gets none (`unauthorized_client`); a `testers` app only for testers
+    /// (`invalid_grant`). The same rule as [`Client::admits_user`], in the token endpoint's
+    /// vocabulary (RFC 6749 §5.2).
+    pub fn admits_at_token(&self, is_tester: bool) -> Result<(), Error> {
+        self.check_enabled()?;
+        match self.access_mode {
+            AccessMode::Testers if !is_tester => Err(Error::invalid_grant(
+                "Invalid grant: access to this application is currently limited to testers.",
+            )),
+            _ => Ok(()),
         }
     }
 

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::buzz::BuzzLimit;
+use crate::buzz::{Budget, BuzzLimit};
 use crate::ids::{ClientId, UserId};
 use crate::scope::Scope;
 
@@ -38,6 +38,59 @@ pub fn decide(existing: Option<&Consent>, requested: Scope) -> ConsentDecision {
     match existing {
         Some(c) if c.remembered && requested.is_subset_of(c.scope) => ConsentDecision::Skip,
         _ => ConsentDecision::Prompt,
+    }
+}
+
+/// Whether the consent still stands behind a grant made at `granted_at` (an authorization
+/// code's issue, a device approval), or behind a refresh when `granted_at` is `None`.
+/// Fail closed (SPEC 13): no consent means no tokens; a consent created after the grant
+/// belongs to a later approval (the user revoked the app in between), so it does not
+/// resurrect a code or device grant from before the revocation.
+pub fn covers_grant(consent: Option<&Consent>, granted_at: Option<OffsetDateTime>) -> bool {
+    match (consent, granted_at) {
+        (None, _) => false,
+        (Some(_), None) => true,
+        (Some(c), Some(at)) => c.created_at <= at,
+    }
+}
+
+/// The Buzz budgets a spend of an app for a user is checked against (SPEC 6, SPEC 13).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Budgets {
+    /// Spend is allowed within these budgets (empty: no cap).
+    Within(BuzzLimit),
+    /// No consent and not the app's owner: no spending at all, whatever the purpose.
+    NoConsent,
+}
+
+impl Budgets {
+    /// The budgets of an app's token for `user`: the consent's, and when `user` owns the
+    /// app, also the owner's own cap on it (`ownerBuzzLimit`: the owner consented by
+    /// registering the app, and their `client_credentials` tokens need no consent). Every
+    /// budget applies, so the tighter one wins.
+    pub fn for_app(
+        consent: Option<&Consent>,
+        user_is_owner: bool,
+        owner_limit: &BuzzLimit,
+    ) -> Budgets {
+        let mut budgets: Vec<Budget> = Vec::new();
+        if let Some(c) = consent {
+            budgets.extend(c.buzz_limit.budgets().iter().cloned());
+        } else if !user_is_owner {
+            return Budgets::NoConsent;
+        }
+        if user_is_owner {
+            budgets.extend(owner_limit.budgets().iter().cloned());
+        }
+        Budgets::Within(BuzzLimit::from_validated(budgets))
+    }
+
+    /// The limit to report (introspection, `/api/v1/me`): `None` when nothing may be spent.
+    pub fn reported(&self) -> Option<BuzzLimit> {
+        match self {
+            Budgets::Within(l) => Some(l.clone()),
+            Budgets::NoConsent => None,
+        }
     }
 }
 
@@ -122,6 +175,52 @@ mod tests {
             ConsentDecision::Prompt
         );
         assert_eq!(decide(None, Scope::USER_READ), ConsentDecision::Prompt);
+    }
+
+    #[test]
+    fn a_grant_is_covered_only_by_a_consent_that_existed_when_it_was_made() {
+        let c = consent(Scope::USER_READ, true);
+        assert!(covers_grant(Some(&c), Some(T0)));
+        assert!(covers_grant(
+            Some(&c),
+            Some(T0 + time::Duration::seconds(1))
+        ));
+        assert!(
+            !covers_grant(Some(&c), Some(T0 - time::Duration::seconds(1))),
+            "a code from before a revoke and a new approval stays dead"
+        );
+        assert!(covers_grant(Some(&c), None));
+        assert!(!covers_grant(None, Some(T0)));
+        assert!(!covers_grant(None, None), "no consent means no tokens");
+    }
+
+    #[test]
+    fn no_consent_means_no_spending_except_for_the_owner_under_their_own_cap() {
+        let owner_cap = BuzzLimit::per_period(100, 1).unwrap();
+        assert_eq!(
+            Budgets::for_app(None, false, &owner_cap),
+            Budgets::NoConsent
+        );
+        assert_eq!(
+            Budgets::for_app(None, true, &owner_cap),
+            Budgets::Within(owner_cap.clone())
+        );
+        assert_eq!(
+            Budgets::for_app(None, true, &BuzzLimit::unlimited()),
+            Budgets::Within(BuzzLimit::unlimited())
+        );
+        let mut c = consent(Scope::AI_SERVICES, true);
+        c.buzz_limit = BuzzLimit::per_period(5000, 1).unwrap();
+        let Budgets::Within(both) = Budgets::for_app(Some(&c), true, &owner_cap) else {
+            panic!("owner with consent may spend");
+        };
+        assert_eq!(both.budgets().len(), 2, "both caps apply to the owner");
+        assert_eq!(
+            Budgets::for_app(Some(&c), false, &owner_cap),
+            Budgets::Within(c.buzz_limit.clone()),
+            "the owner's cap never applies to other users"
+        );
+        assert_eq!(Budgets::NoConsent.reported(), None);
     }
 
     #[test]

@@ -15,9 +15,9 @@ pub mod grant;
 pub mod ids;
 #[cfg(any(test, feature = "memory"))]
 pub mod memory;
-pub mod password;
 pub mod pkce;
 pub mod ports;
+pub mod rate;
 pub mod scope;
 pub mod service;
 pub mod token;

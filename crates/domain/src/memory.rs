@@ -11,9 +11,10 @@ use time::OffsetDateTime;
 
 use crate::audit::{AuditEvent, AuditQuery};
 use crate::buzz::{
-    BudgetWindow, Currency, LedgerEntry, RefundDecision, SpendPurpose, SpendRequest, SpendSubject,
+    BudgetWindow, BuzzLimit, Currency, LedgerEntry, RefundDecision, SpendPurpose, SpendRequest,
+    SpendSubject,
 };
-use crate::client::Client;
+use crate::client::{Client, Origin};
 use crate::consent::Consent;
 use crate::error::{Error, StoreError};
 use crate::grant::authorization_code::{AuthorizationCodeRecord, CodeRedemption};
@@ -23,9 +24,9 @@ use crate::grant::device_code::{
 use crate::grant::refresh_token::{RefreshRotation, RotationDecision};
 use crate::ids::{ClientId, FamilyId, SpendId, TokenId, UserId};
 use crate::ports::{
-    AuditLog, BuzzStore, ClientStore, ClientSummary, Clock, CodeStore, ConsentStore, DeviceStore,
-    InsertOutcome, PasswordHasher, RateDecision, RateLimiter, RefundOutcome, SessionStore,
-    SpendOutcome, StoreResult, TokenCache, TokenStore, UserStore,
+    AuditLog, BuzzStore, CACHE_TOMBSTONE_SECS, ClientStore, ClientSummary, Clock, CodeStore,
+    ConsentStore, DeviceStore, InsertOutcome, PasswordHasher, RateLimiter, RateWindow,
+    RefundOutcome, SessionStore, SpendOutcome, StoreResult, TokenCache, TokenStore, UserStore,
 };
 use crate::service::{Config, Deps};
 use crate::token::{TokenHash, TokenKind, TokenRecord, is_live};
@@ -46,8 +47,9 @@ struct State {
     balances: HashMap<(UserId, Currency), i64>,
     ledger: Vec<LedgerEntry>,
     audit: Vec<AuditEvent>,
-    rate: HashMap<String, (i64, u32)>,
+    rate: HashMap<String, (i64, u64)>,
     cache: HashMap<TokenHash, (TokenRecord, OffsetDateTime)>,
+    tombstones: HashMap<TokenHash, OffsetDateTime>,
 }
 
 /// Every port over one in-memory state. Cheap to clone (shared state).
@@ -225,6 +227,14 @@ impl ClientStore for MemoryStore {
         }
         Ok(Some(hashes))
     }
+
+    async fn origin_registered(&self, origin: &Origin) -> StoreResult<bool> {
+        Ok(self
+            .lock()?
+            .clients
+            .values()
+            .any(|c| !c.is_confidential() && c.allowed_origins.contains(origin)))
+    }
 }
 
 #[async_trait]
@@ -244,6 +254,21 @@ impl ConsentStore for MemoryStore {
             consent.clone(),
         );
         Ok(())
+    }
+
+    async fn set_buzz_limit(
+        &self,
+        user: UserId,
+        client: &ClientId,
+        limit: &BuzzLimit,
+        now: OffsetDateTime,
+    ) -> StoreResult<Option<Consent>> {
+        let mut s = self.lock()?;
+        Ok(s.consents.get_mut(&(user, client.clone())).map(|c| {
+            c.buzz_limit = limit.clone();
+            c.updated_at = now;
+            c.clone()
+        }))
     }
 
     async fn list_for_user(&self, user: UserId) -> StoreResult<Vec<Consent>> {
@@ -678,6 +703,7 @@ impl BuzzStore for MemoryStore {
         let prior = s.ledger.iter().find(|e| {
             e.user_id == req.user_id
                 && e.subject == req.subject
+                && e.resource_server.as_ref() == Some(&req.resource_server)
                 && e.idempotency_key == req.idempotency_key
         });
         if let Some(prior) = prior {
@@ -708,15 +734,21 @@ impl BuzzStore for MemoryStore {
         })
     }
 
-    async fn refund(&self, id: SpendId, now: OffsetDateTime) -> StoreResult<RefundOutcome> {
+    async fn refund(
+        &self,
+        id: SpendId,
+        by: &ClientId,
+        now: OffsetDateTime,
+    ) -> StoreResult<RefundOutcome> {
         let mut s = self.lock()?;
         let Some(idx) = s.ledger.iter().position(|e| e.id == id) else {
             return Ok(RefundOutcome::NotFound);
         };
         let entry = s.ledger[idx].clone();
         let key = (entry.user_id, entry.currency.clone());
-        match entry.refund(now) {
+        match entry.refund(by, now) {
             Err(e) => Err(StoreError::Internal(e.to_string())),
+            Ok(RefundDecision::NotFound) => Ok(RefundOutcome::NotFound),
             Ok(RefundDecision::AlreadyRefunded) => {
                 let balance = s.balances.get(&key).copied().unwrap_or(0);
                 Ok(RefundOutcome::AlreadyRefunded { entry, balance })
@@ -765,32 +797,14 @@ impl AuditLog for MemoryStore {
 
 #[async_trait]
 impl RateLimiter for MemoryStore {
-    async fn hit(
-        &self,
-        key: &str,
-        limit: u32,
-        window_secs: u64,
-        now: OffsetDateTime,
-    ) -> StoreResult<RateDecision> {
+    async fn count(&self, key: &str, window: RateWindow, add: u32) -> StoreResult<u64> {
         let mut s = self.lock()?;
-        let window = window_secs.max(1) as i64;
-        let start = now.unix_timestamp().div_euclid(window) * window;
-        let entry = s.rate.entry(key.to_owned()).or_insert((start, 0));
-        if entry.0 != start {
-            *entry = (start, 0);
+        let entry = s.rate.entry(key.to_owned()).or_insert((window.start, 0));
+        if entry.0 < window.start {
+            *entry = (window.start, 0);
         }
-        entry.1 = entry.1.saturating_add(1);
-        let allowed = entry.1 <= limit;
-        let retry_after = if allowed {
-            0
-        } else {
-            (start + window - now.unix_timestamp()).max(1) as u64
-        };
-        Ok(RateDecision {
-            allowed,
-            remaining: limit.saturating_sub(entry.1),
-            retry_after,
-        })
+        entry.1 = entry.1.saturating_add(u64::from(add));
+        Ok(entry.1)
     }
 }
 
@@ -805,22 +819,27 @@ impl TokenCache for MemoryStore {
             .map(|(r, _)| r.clone()))
     }
     async fn put(&self, record: &TokenRecord, until: OffsetDateTime) -> StoreResult<()> {
-        self.lock()?
-            .cache
-            .insert(record.hash, (record.clone(), until));
+        let now = self.clock.now();
+        let mut s = self.lock()?;
+        if s.tombstones.get(&record.hash).is_some_and(|t| now < *t) {
+            return Ok(());
+        }
+        s.cache.insert(record.hash, (record.clone(), until));
         Ok(())
     }
     async fn invalidate(&self, hashes: &[TokenHash]) -> StoreResult<()> {
+        let until = self.clock.now() + time::Duration::seconds(CACHE_TOMBSTONE_SECS as i64);
         let mut s = self.lock()?;
         for h in hashes {
             s.cache.remove(h);
+            s.tombstones.insert(*h, until);
         }
         Ok(())
     }
 }
 
 /// A fast, deliberately weak password hasher (salted SHA-256) so tests do not spend seconds
-/// in argon2. Never use it for real passwords: production wires [`crate::password::Argon2Hasher`].
+/// in argon2. Never use it for real passwords: production wires `buzzgate_crypto::Argon2Hasher`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct InsecureTestHasher;
 
@@ -864,6 +883,7 @@ pub fn sample_registration(name: &str) -> crate::client::ClientRegistration {
         allowed_origins: None,
         is_confidential: Some(true),
         allowed_scopes: None,
+        owner_buzz_limit: None,
         grants: Some(
             crate::client::GrantType::ALL
                 .iter()

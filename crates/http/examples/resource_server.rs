@@ -62,7 +62,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (key, _) = core
         .api_keys()
         .create(
-            &Caller::session(user.id),
+            &Caller::operator_for(user.id),
             NewApiKey {
                 name: "example".into(),
                 scope: Some(Scope::READ_ONLY),

@@ -10,6 +10,7 @@ use buzzgate_domain::client::{AccessMode, Client, ClientRegistration, ClientUpda
 use buzzgate_domain::error::Error;
 use buzzgate_domain::ids::{ClientId, SpendId, TokenId};
 use buzzgate_domain::ports::ClientSummary;
+use buzzgate_domain::service::Access;
 use buzzgate_domain::service::api_keys::NewApiKey;
 use buzzgate_domain::service::buzz::SpendCall;
 use buzzgate_domain::token::TokenRecord;
@@ -18,7 +19,7 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 
 use crate::AppState;
-use crate::auth::{self, ApiCaller};
+use crate::auth::{self, ApiCaller, ClientIp};
 use crate::error::{ApiResult, no_store};
 use crate::params::{Json, Params};
 
@@ -35,8 +36,8 @@ fn ok(v: Value) -> Response {
 
 /// `GET /api/v1/buzz` (BuzzRead): balances and recent history.
 pub async fn buzz_overview(State(st): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
-    let token = auth::require_bearer(&headers)?;
-    let o = st.core.buzz().overview(token).await?;
+    let caller = auth::bearer_caller(&st.core, &headers).await?;
+    let o = st.core.buzz().overview(&caller).await?;
     let balances: serde_json::Map<String, Value> = o
         .balances
         .iter()
@@ -62,15 +63,16 @@ fn ledger_json(e: &buzzgate_domain::buzz::LedgerEntry) -> Value {
 /// `POST /api/v1/buzz/spend`: a resource server (HTTP Basic) spends for the token's user.
 pub async fn buzz_spend(
     State(st): State<AppState>,
+    ip: ClientIp,
     headers: HeaderMap,
     params: Params,
 ) -> ApiResult<Response> {
-    let auth = auth::client_auth(&headers, &params)?;
-    let amount = params
-        .get("amount")
-        .ok_or_else(|| Error::invalid_request("Missing amount"))?
-        .parse::<u64>()
-        .map_err(|_| Error::invalid_request("amount must be a positive whole number"))?;
+    let caller = auth::caller(&st.core, &headers, &ip, Some(&params)).await?;
+    let amount = parse_amount(
+        params
+            .get("amount")
+            .ok_or_else(|| Error::invalid_request("Missing amount"))?,
+    )?;
     let call = SpendCall {
         token: params
             .owned("token")
@@ -92,7 +94,7 @@ pub async fn buzz_spend(
             .ok_or_else(|| Error::invalid_request("Missing idempotency_key"))?,
         description: params.owned("description"),
     };
-    let r = st.core.buzz().spend(&auth, call).await?;
+    let r = st.core.buzz().spend(&caller, call).await?;
     let mut res = ok(json!({
         "id": r.entry.id.to_string(),
         "amount": r.entry.amount,
@@ -105,16 +107,27 @@ pub async fn buzz_spend(
     Ok(res)
 }
 
-/// `POST /api/v1/buzz/spend/{id}/refund`, by a resource server.
+/// A spend amount exactly as written: ASCII digits only (no sign, no spaces, no fraction, no
+/// exponent), so `"+5"` or `" 5"` is refused rather than read as 5.
+fn parse_amount(text: &str) -> Result<u64, Error> {
+    let bad = || Error::invalid_request("amount must be a positive whole number");
+    if text.is_empty() || text.len() > 19 || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    text.parse::<u64>().map_err(|_| bad())
+}
+
+/// `POST /api/v1/buzz/spend/{id}/refund`, by the resource server that made the spend.
 pub async fn buzz_refund(
     State(st): State<AppState>,
+    ip: ClientIp,
     Path(id): Path<String>,
     headers: HeaderMap,
     params: Params,
 ) -> ApiResult<Response> {
-    let auth = auth::client_auth(&headers, &params)?;
+    let caller = auth::caller(&st.core, &headers, &ip, Some(&params)).await?;
     let id = SpendId::parse(&id).ok_or_else(|| Error::not_found("No such spend"))?;
-    let (entry, balance) = st.core.buzz().refund(&auth, id).await?;
+    let (entry, balance) = st.core.buzz().refund(&caller, id).await?;
     Ok(ok(json!({
         "id": entry.id.to_string(),
         "refundedAt": entry.refunded_at.map(rfc3339),
@@ -124,9 +137,31 @@ pub async fn buzz_refund(
 
 /// `GET /api/v1/buzz/limits`: the bearer's app's budgets for its user.
 pub async fn buzz_limits(State(st): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
-    let token = auth::require_bearer(&headers)?;
-    let limits = st.core.buzz().limits(token).await?;
+    let caller = auth::bearer_caller(&st.core, &headers).await?;
+    let limits = st.core.buzz().limits(&caller).await?;
     Ok(ok(json!({ "limits": limits })))
+}
+
+// --- The session (SPEC 13) ---------------------------------------------------------------
+
+/// `GET /api/v1/session`: who is signed in, and the CSRF token a page's script sends as
+/// `X-CSRF-Token` on session-authenticated JSON changes. Same-origin scripts only: no CORS
+/// header is ever sent here, so another site cannot read the token.
+pub async fn session_info(
+    State(st): State<AppState>,
+    ip: ClientIp,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let caller = auth::session_caller(&st.core, &headers, &ip, None).await?;
+    let s = caller.signed_in(Access::Read)?;
+    let mut res = ok(json!({
+        "userId": s.user.0,
+        "isAdmin": s.admin,
+        "signedInAt": rfc3339(s.signed_in_at),
+        "csrfToken": s.csrf_token,
+    }));
+    no_store(res.headers_mut());
+    Ok(res)
 }
 
 // --- Apps (SPEC 3.9) ---------------------------------------------------------------------
@@ -145,6 +180,7 @@ pub fn client_json(c: &Client) -> Value {
         "accessMode": c.access_mode.as_str(),
         "isVerified": c.is_verified,
         "isResourceServer": c.is_resource_server,
+        "ownerBuzzLimit": c.owner_buzz_limit,
         "createdAt": rfc3339(c.created_at),
         "updatedAt": rfc3339(c.updated_at),
     })
@@ -451,6 +487,25 @@ mod tests {
         assert_eq!(e.code(), "invalid_scope");
         let e = registration(json!({"name": 5})).unwrap_err();
         assert_eq!(e.code(), "invalid_request");
+    }
+
+    #[test]
+    fn amounts_are_plain_digits() {
+        assert_eq!(parse_amount("5").unwrap(), 5);
+        assert_eq!(parse_amount("1000000000").unwrap(), 1_000_000_000);
+        for bad in [
+            "+5",
+            " 5",
+            "5 ",
+            "-5",
+            "5.0",
+            "1e3",
+            "",
+            "0x10",
+            "99999999999999999999",
+        ] {
+            assert!(parse_amount(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

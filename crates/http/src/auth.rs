@@ -1,7 +1,7 @@
 //! Who is calling: client credentials (Basic or body), bearer tokens, browser sessions, and
 //! the axum extractors resource servers use (`BearerToken`, `RequireScope`).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::{ConnectInfo, FromRef, FromRequestParts};
 use axum::http::{HeaderMap, header, request::Parts};
@@ -11,8 +11,7 @@ use buzzgate_domain::client::{AuthMethod, ClientAuth};
 use buzzgate_domain::error::Error;
 use buzzgate_domain::ids::ClientId;
 use buzzgate_domain::service::tokens::Bearer;
-use buzzgate_domain::service::{Buzzgate, Caller, Via};
-use buzzgate_domain::user::{Role, Session, User};
+use buzzgate_domain::service::{Buzzgate, Caller, Credentials};
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -112,25 +111,157 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
-/// The signed-in user behind the session cookie, if any.
-pub async fn session(
-    core: &Buzzgate,
+/// The anti-CSRF header a script sends on session-authenticated JSON requests.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// Whether the browser marked the request as coming from another site (`Sec-Fetch-Site:
+/// cross-site`). Browsers that do not send the header are judged by the CSRF token alone.
+pub fn is_cross_site(headers: &HeaderMap) -> bool {
+    headers
+        .get("sec-fetch-site")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("cross-site"))
+}
+
+/// Everything a request carries that could say who is calling, for the domain to judge
+/// ([`buzzgate_domain::service::caller::CallerService::identify`]). `body` adds the form or
+/// JSON fields: client credentials and the `csrf_token` field. The header `X-CSRF-Token` is
+/// read either way.
+pub fn credentials(
     headers: &HeaderMap,
-) -> Result<Option<(Session, User)>, Error> {
-    match cookie(headers, SESSION_COOKIE) {
-        Some(c) => core.sessions().resolve(c).await,
-        None => Ok(None),
+    ip: &ClientIp,
+    body: Option<&Params>,
+) -> Result<Credentials, Error> {
+    let empty = Params::default();
+    let params = body.unwrap_or(&empty);
+    let authorization = headers.get(header::AUTHORIZATION).is_some();
+    let bearer = bearer_of(headers).map(str::to_owned);
+    if authorization && bearer.is_none() && !is_basic(headers) {
+        require_bearer(headers)?;
+    }
+    let client = if bearer.is_none() && (is_basic(headers) || params.has("client_id")) {
+        Some(client_auth(headers, params)?)
+    } else {
+        None
+    };
+    let csrf_token = headers
+        .get(CSRF_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| params.owned("csrf_token"));
+    Ok(Credentials {
+        bearer,
+        client,
+        session: cookie(headers, SESSION_COOKIE).map(str::to_owned),
+        csrf_token,
+        cross_site: is_cross_site(headers),
+        ip: ip.0.clone(),
+        origin: headers
+            .get(header::ORIGIN)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+    })
+}
+
+fn is_basic(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .is_some_and(|(scheme, _)| scheme.eq_ignore_ascii_case("basic"))
+}
+
+/// Only the browser session's credentials (cookie, CSRF token, `Sec-Fetch-Site`): for the
+/// pages and the consent form, whose fields (`client_id`, …) are not client credentials.
+pub fn session_credentials(
+    headers: &HeaderMap,
+    ip: &ClientIp,
+    body: Option<&Params>,
+) -> Credentials {
+    Credentials {
+        session: cookie(headers, SESSION_COOKIE).map(str::to_owned),
+        csrf_token: headers
+            .get(CSRF_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .or_else(|| body.and_then(|p| p.owned("csrf_token"))),
+        cross_site: is_cross_site(headers),
+        ip: ip.0.clone(),
+        ..Credentials::default()
     }
 }
 
-/// The caller's address: the socket peer, or the first `X-Forwarded-For` hop when the server
-/// is configured to trust its proxy.
-#[derive(Debug, Clone)]
+/// The caller of a page or the consent form: the signed-in user, or anonymous.
+pub async fn session_caller(
+    core: &Buzzgate,
+    headers: &HeaderMap,
+    ip: &ClientIp,
+    body: Option<&Params>,
+) -> Result<Caller, Error> {
+    core.callers()
+        .identify(&session_credentials(headers, ip, body))
+        .await
+}
+
+/// The caller of a resource API: the bearer token, which must be there (401 otherwise).
+pub async fn bearer_caller(core: &Buzzgate, headers: &HeaderMap) -> Result<Caller, Error> {
+    let token = require_bearer(headers)?;
+    core.callers()
+        .identify(&Credentials {
+            bearer: Some(token.to_owned()),
+            ..Credentials::default()
+        })
+        .await
+}
+
+/// The caller behind `headers` (and the body's fields, when given), as the domain sees it.
+pub async fn caller(
+    core: &Buzzgate,
+    headers: &HeaderMap,
+    ip: &ClientIp,
+    body: Option<&Params>,
+) -> Result<Caller, Error> {
+    core.callers()
+        .identify(&credentials(headers, ip, body)?)
+        .await
+}
+
+/// The caller's address: the socket peer, or, behind `trusted_proxies` proxies of the
+/// operator's own, the address the outermost of them saw (RFC 7239 §7.4: each proxy appends
+/// the address it received the request from, so only the last `trusted_proxies` entries of
+/// `X-Forwarded-For` were written by someone we trust; anything left of them is whatever
+/// the client chose to send).
+#[derive(Debug, Clone, Default)]
 pub struct ClientIp(pub Option<String>);
 
 impl ClientIp {
     pub fn as_deref(&self) -> Option<&str> {
         self.0.as_deref()
+    }
+
+    /// The client address from the socket `peer` and the `X-Forwarded-For` headers, trusting
+    /// the last `trusted_proxies` hops. A chain shorter than that, or an entry that is not an
+    /// IP address, means the request did not come through every proxy: the peer is used.
+    pub fn resolve(peer: Option<IpAddr>, headers: &HeaderMap, trusted_proxies: usize) -> ClientIp {
+        let from_peer = || ClientIp(peer.map(|p| p.to_string()));
+        if trusted_proxies == 0 {
+            return from_peer();
+        }
+        // Several X-Forwarded-For headers are one list, in order (RFC 9110 §5.3).
+        let hops: Vec<&str> = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .collect();
+        let Some(index) = hops.len().checked_sub(trusted_proxies) else {
+            return from_peer();
+        };
+        match hops[index].parse::<IpAddr>() {
+            Ok(ip) => ClientIp(Some(ip.to_string())),
+            Err(_) => from_peer(),
+        }
     }
 }
 
@@ -140,22 +271,15 @@ impl FromRequestParts<AppState> for ClientIp {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        if state.settings.trust_forwarded
-            && let Some(first) = parts
-                .headers
-                .get("x-forwarded-for")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.split(',').next())
-                .map(str::trim)
-                .filter(|s| !s.is_empty() && s.len() <= 64)
-        {
-            return Ok(ClientIp(Some(first.to_owned())));
-        }
         let peer = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip().to_string());
-        Ok(ClientIp(peer))
+            .map(|c| c.0.ip());
+        Ok(ClientIp::resolve(
+            peer,
+            &parts.headers,
+            state.settings.trusted_proxies,
+        ))
     }
 }
 
@@ -197,9 +321,9 @@ where
     }
 }
 
-/// The caller of a management endpoint: a bearer token (OAuth token or API key) when an
-/// `Authorization` header is present, else the browser session. Admin rights come only with a
-/// session of an admin user.
+/// The caller of a JSON endpoint, from its headers alone: a bearer token, HTTP Basic client
+/// credentials, or the session cookie (whose changes need the `X-CSRF-Token` header). What
+/// each caller may do is the domain's decision (SPEC 13), not this extractor's.
 #[derive(Debug, Clone)]
 pub struct ApiCaller(pub Caller);
 
@@ -209,27 +333,12 @@ impl FromRequestParts<AppState> for ApiCaller {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let core = &state.core;
-        if parts.headers.contains_key(header::AUTHORIZATION) {
-            let token = require_bearer(&parts.headers)?;
-            let bearer = core.tokens().validate_bearer(token).await?;
-            return Ok(ApiCaller(Caller {
-                user_id: bearer.user_id(),
-                via: Via::Token {
-                    client: bearer.record.client_id.clone(),
-                    scope: bearer.scope(),
-                },
-                is_admin: false,
-            }));
-        }
-        match session(core, &parts.headers).await? {
-            Some((_, user)) => Ok(ApiCaller(Caller {
-                user_id: user.id,
-                via: Via::Session,
-                is_admin: user.has_role(Role::Admin),
-            })),
-            None => Err(Error::invalid_token("Sign in or send a bearer token").into()),
-        }
+        let ip = ClientIp::from_request_parts(parts, state)
+            .await
+            .unwrap_or_default();
+        Ok(ApiCaller(
+            caller(&state.core, &parts.headers, &ip, None).await?,
+        ))
     }
 }
 
@@ -289,6 +398,70 @@ mod tests {
         assert_eq!(bearer_of(&headers("bearer abc")), Some("abc"));
         assert_eq!(bearer_of(&headers("Bearer   ")), None);
         assert_eq!(bearer_of(&headers("Basic abc")), None);
+    }
+
+    fn xff(values: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append("x-forwarded-for", HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn forwarded_for_is_ignored_without_trusted_proxies() {
+        let peer = Some("10.0.0.9".parse().unwrap());
+        let ip = ClientIp::resolve(peer, &xff(&["1.2.3.4"]), 0);
+        assert_eq!(ip.as_deref(), Some("10.0.0.9"));
+    }
+
+    #[test]
+    fn the_client_cannot_choose_its_address_behind_a_proxy() {
+        let peer = Some("10.0.0.9".parse().unwrap());
+        // The client sent "6.6.6.6"; our proxy appended the address it saw.
+        let ip = ClientIp::resolve(peer, &xff(&["6.6.6.6, 203.0.113.7"]), 1);
+        assert_eq!(ip.as_deref(), Some("203.0.113.7"));
+        // Two proxies: the outer one's view is second from the right.
+        let ip = ClientIp::resolve(peer, &xff(&["6.6.6.6, 203.0.113.7", "10.0.0.2"]), 2);
+        assert_eq!(ip.as_deref(), Some("203.0.113.7"));
+    }
+
+    #[test]
+    fn a_short_or_garbled_chain_falls_back_to_the_peer() {
+        let peer = Some("10.0.0.9".parse().unwrap());
+        assert_eq!(
+            ClientIp::resolve(peer, &xff(&["203.0.113.7"]), 2).as_deref(),
+            Some("10.0.0.9")
+        );
+        assert_eq!(
+            ClientIp::resolve(peer, &xff(&["not-an-ip"]), 1).as_deref(),
+            Some("10.0.0.9")
+        );
+        assert_eq!(
+            ClientIp::resolve(peer, &HeaderMap::new(), 1).as_deref(),
+            Some("10.0.0.9")
+        );
+    }
+
+    #[test]
+    fn sec_fetch_site_cross_site_is_flagged() {
+        let mut h = HeaderMap::new();
+        assert!(!is_cross_site(&h));
+        h.insert("sec-fetch-site", HeaderValue::from_static("same-origin"));
+        assert!(!is_cross_site(&h));
+        h.insert("sec-fetch-site", HeaderValue::from_static("cross-site"));
+        assert!(is_cross_site(&h));
+    }
+
+    #[test]
+    fn csrf_comes_from_the_header_or_the_form_field() {
+        let mut h = HeaderMap::new();
+        h.insert(CSRF_HEADER, HeaderValue::from_static("from-header"));
+        let c = credentials(&h, &ClientIp::default(), None).unwrap();
+        assert_eq!(c.csrf_token.as_deref(), Some("from-header"));
+        let p = Params(vec![("csrf_token".into(), "from-form".into())]);
+        let c = credentials(&HeaderMap::new(), &ClientIp::default(), Some(&p)).unwrap();
+        assert_eq!(c.csrf_token.as_deref(), Some("from-form"));
     }
 
     #[test]

@@ -13,7 +13,6 @@ pub mod error;
 pub mod oauth;
 pub mod pages;
 pub mod params;
-pub mod signer;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -35,8 +34,9 @@ pub use auth::{BearerToken, RequireScope};
 pub struct Settings {
     /// Emit `scope` in token responses as Civitai's `["<decimal>"]` array.
     pub scope_as_array: bool,
-    /// Take the client address from the first `X-Forwarded-For` hop (behind a proxy only).
-    pub trust_forwarded: bool,
+    /// How many proxies of the operator's own stand in front of the server; the client
+    /// address is the one the outermost of them saw (`X-Forwarded-For`). 0: the socket peer.
+    pub trusted_proxies: usize,
     /// Mark cookies `Secure` (set when the issuer is https).
     pub secure_cookies: bool,
 }
@@ -132,6 +132,7 @@ pub fn router(state: AppState) -> Router {
         .route("/.well-known/jwks.json", get(discovery::jwks))
         .route("/api/auth/jwks", get(discovery::jwks))
         .route("/api/v1/me", get(oauth::me))
+        .route("/api/v1/session", get(api::session_info))
         .route("/api/v1/buzz", get(api::buzz_overview))
         .route("/api/v1/buzz/spend", post(api::buzz_spend))
         .route("/api/v1/buzz/spend/{id}/refund", post(api::buzz_refund))

@@ -7,9 +7,10 @@ use axum::response::{IntoResponse, Response};
 use buzzgate_domain::authorize::AuthorizeParams;
 use buzzgate_domain::client::GrantType;
 use buzzgate_domain::error::Error;
+use buzzgate_domain::service::Caller;
 use buzzgate_domain::service::authorize::{AuthorizeOutcome, ConsentAnswer};
-use buzzgate_domain::service::rate_limit::Bucket;
-use buzzgate_domain::service::tokens::{GrantRequest, RevokeCaller, Subject, TokenRequest};
+use buzzgate_domain::service::device::DeviceStartRequest;
+use buzzgate_domain::service::tokens::{GrantRequest, Subject, TokenRequest};
 use buzzgate_domain::token::TokenResponse;
 use serde_json::{Value, json};
 
@@ -64,7 +65,7 @@ pub async fn authorize(
     params: Params,
 ) -> Response {
     // The path as the client sent it: inside a nested router `Uri` lacks the prefix.
-    match authorize_inner(&st, ip.as_deref(), &method, &uri, &headers, &params).await {
+    match authorize_inner(&st, &ip, &method, &uri, &headers, &params).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     }
@@ -72,36 +73,27 @@ pub async fn authorize(
 
 async fn authorize_inner(
     st: &AppState,
-    ip: Option<&str>,
+    client_ip: &ClientIp,
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
     params: &Params,
 ) -> ApiResult<Response> {
     let core = &st.core;
+    let ip = client_ip.as_deref();
     let ap = authorize_params(params);
-    let session = auth::session(core, headers).await?;
-    if let Some((_, user)) = &session {
-        core.rate_limit()
-            .check(Bucket::AuthorizeUser(&user.id.0.to_string()))
-            .await?;
-    }
+    let caller = auth::session_caller(core, headers, client_ip, Some(params)).await?;
     let answering = *method == Method::POST && params.has("approved");
-    let outcome = match (&session, answering) {
-        (Some((session, user)), true) => {
-            session.check_csrf(params.get("csrf_token"))?;
+    let outcome = match (&caller, answering) {
+        (Caller::Session(_), true) => {
             let answer = ConsentAnswer {
                 approved: params.get("approved") == Some("true"),
                 remember: matches!(params.get("remember"), Some("true" | "on" | "1")),
                 buzz_limit: params.owned("buzz_limit"),
             };
-            core.authorize().decide(&ap, user.id, &answer, ip).await?
+            core.authorize().decide(&ap, &caller, &answer, ip).await?
         }
-        _ => {
-            core.authorize()
-                .authorize(&ap, session.as_ref().map(|(_, u)| u.id), ip)
-                .await?
-        }
+        _ => core.authorize().authorize(&ap, &caller, ip).await?,
     };
     Ok(match outcome {
         AuthorizeOutcome::Reject(e) => ApiError::from(e).into_response(),
@@ -116,25 +108,69 @@ async fn authorize_inner(
             pages::redirect(status, &to)
         }
         AuthorizeOutcome::Consent(prompt) => {
-            let csrf = session.map(|(s, _)| s.csrf_token).unwrap_or_default();
+            let csrf = match &caller {
+                Caller::Session(s) => s.csrf_token.clone(),
+                _ => String::new(),
+            };
             pages::consent(&prompt, &csrf, uri.path())
         }
     })
 }
 
-/// CORS for browser clients of the token-like endpoints: the `Origin` is echoed when the
-/// domain accepted it (only public clients with registered origins are checked).
-fn cors(res: &mut Response, origin: Option<&str>) {
-    if let Some(v) = origin.and_then(|o| HeaderValue::from_str(o).ok()) {
-        let h = res.headers_mut();
-        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
-        h.insert(header::VARY, HeaderValue::from_static("Origin"));
+/// Answers vary by `Origin`, whether or not this one was allowed.
+fn vary_origin(res: &mut Response) {
+    res.headers_mut()
+        .insert(header::VARY, HeaderValue::from_static("Origin"));
+}
+
+/// CORS for browser clients of the token-like endpoints: the `Origin` is echoed only when
+/// the client the request names is a public client that registered it (SPEC 3.2); no other
+/// site may read the answer.
+async fn cors(st: &AppState, res: &mut Response, origin: Option<&str>, client_id: Option<&str>) {
+    vary_origin(res);
+    let (Some(origin), Some(id)) = (origin, client_id) else {
+        return;
+    };
+    if st
+        .core
+        .clients()
+        .cors_allows(id, origin)
+        .await
+        .unwrap_or(false)
+        && let Ok(v) = HeaderValue::from_str(origin)
+    {
+        res.headers_mut()
+            .insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
     }
 }
 
-/// `OPTIONS` preflight for token, revoke, introspect and device endpoints.
-pub async fn preflight(headers: HeaderMap) -> Response {
+/// The client a request names (Basic or `client_id`), before it is authenticated: whose
+/// registered origins decide CORS.
+fn named_client(headers: &HeaderMap, params: &Params) -> Option<String> {
+    auth::client_auth(headers, params)
+        .ok()
+        .map(|a| a.client_id.as_str().to_owned())
+}
+
+/// `OPTIONS` preflight for token, revoke, introspect and device endpoints. A preflight names
+/// no client, so it is allowed for an origin some public client registered, and for no
+/// other: an unknown site learns nothing and sends nothing beyond a simple request.
+pub async fn preflight(State(st): State<AppState>, headers: HeaderMap) -> Response {
     let mut res = StatusCode::NO_CONTENT.into_response();
+    vary_origin(&mut res);
+    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    let Some(origin) = origin else {
+        return res;
+    };
+    if !st
+        .core
+        .clients()
+        .cors_preflight(origin)
+        .await
+        .unwrap_or(false)
+    {
+        return res;
+    }
     let h = res.headers_mut();
     h.insert(
         header::ACCESS_CONTROL_ALLOW_METHODS,
@@ -148,8 +184,9 @@ pub async fn preflight(headers: HeaderMap) -> Response {
         header::ACCESS_CONTROL_MAX_AGE,
         HeaderValue::from_static("600"),
     );
-    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
-    cors(&mut res, origin);
+    if let Ok(v) = HeaderValue::from_str(origin) {
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
+    }
     res
 }
 
@@ -208,9 +245,6 @@ async fn token_common(
     let origin = origin_of(headers);
     let result = async {
         let core = &st.core;
-        if let Some(ip) = ip {
-            core.rate_limit().check(Bucket::TokenIp(ip)).await?;
-        }
         let kind = GrantRequest::grant_type(params.get("grant_type"))?;
         if device_only && kind != GrantType::DeviceCode {
             return Err(Error::UnsupportedGrantType(
@@ -218,9 +252,6 @@ async fn token_common(
             ));
         }
         let client = auth::client_auth(headers, params)?;
-        core.rate_limit()
-            .check(Bucket::TokenClient(client.client_id.as_str()))
-            .await?;
         let req = TokenRequest {
             client,
             origin: origin.clone(),
@@ -246,7 +277,13 @@ async fn token_common(
             res
         }
     };
-    cors(&mut res, origin.as_deref());
+    cors(
+        st,
+        &mut res,
+        origin.as_deref(),
+        named_client(headers, params).as_deref(),
+    )
+    .await;
     res
 }
 
@@ -270,7 +307,8 @@ pub async fn device_token(
     token_common(&st, ip.as_deref(), &headers, &params, true).await
 }
 
-/// `POST /revoke` (RFC 7009): by the client that holds the token, or by the signed-in user.
+/// `POST /revoke` (RFC 7009): by the client that holds the token, or by the signed-in user
+/// it belongs to (with the session's CSRF token).
 pub async fn revoke(
     State(st): State<AppState>,
     ip: ClientIp,
@@ -279,49 +317,36 @@ pub async fn revoke(
 ) -> Response {
     let origin = origin_of(&headers);
     let result = async {
-        let core = &st.core;
-        if let Some(ip) = ip.as_deref() {
-            core.rate_limit().check(Bucket::RevokeIp(ip)).await?;
-        }
-        let client_present = headers.contains_key(header::AUTHORIZATION) || params.has("client_id");
-        let caller = if client_present {
-            RevokeCaller::Client {
-                auth: auth::client_auth(&headers, &params)?,
-                origin: origin.clone(),
-            }
-        } else {
-            match auth::session(core, &headers).await? {
-                Some((session, user)) => {
-                    session.check_csrf(params.get("csrf_token"))?;
-                    RevokeCaller::User(user.id)
-                }
-                None => return Err(Error::invalid_request("Missing client_id")),
-            }
-        };
-        core.tokens()
-            .revoke(caller, params.get("token"), ip.as_deref())
-            .await
+        let creds = auth::credentials(&headers, &ip, Some(&params))?;
+        st.core.tokens().revoke(&creds, params.get("token")).await
     }
     .await;
     let mut res = match result {
         Ok(()) => axum::Json(json!({})).into_response(),
         Err(e) => ApiError::token(e).into_response(),
     };
-    cors(&mut res, origin.as_deref());
+    cors(
+        &st,
+        &mut res,
+        origin.as_deref(),
+        named_client(&headers, &params).as_deref(),
+    )
+    .await;
     res
 }
 
 /// `POST /introspect` (RFC 7662), for confidential clients (resource servers).
 pub async fn introspect(
     State(st): State<AppState>,
+    ip: ClientIp,
     headers: HeaderMap,
     params: Params,
 ) -> ApiResult<Response> {
     let run = async {
-        let auth = auth::client_auth(&headers, &params)?;
+        let caller = auth::caller(&st.core, &headers, &ip, Some(&params)).await?;
         st.core
             .tokens()
-            .introspect(&auth, params.get("token"))
+            .introspect(&caller, params.get("token"))
             .await
     };
     let i = run.await.map_err(ApiError::token)?;
@@ -354,8 +379,8 @@ pub async fn introspect(
 
 /// `GET /userinfo`: the OIDC-style claims of the bearer's user (UserRead).
 pub async fn userinfo(State(st): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
-    let token = auth::require_bearer(&headers)?;
-    let u = st.core.tokens().userinfo(token).await?;
+    let caller = auth::bearer_caller(&st.core, &headers).await?;
+    let u = st.core.tokens().userinfo(&caller).await?;
     let mut b = json!({
         "sub": u.id.0.to_string(),
         "id": u.id.0,
@@ -379,8 +404,8 @@ pub async fn userinfo(State(st): State<AppState>, headers: HeaderMap) -> ApiResu
 
 /// `GET /api/v1/me`: who the bearer is and what it may do.
 pub async fn me(State(st): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
-    let token = auth::require_bearer(&headers)?;
-    let me = st.core.tokens().me(token).await?;
+    let caller = auth::bearer_caller(&st.core, &headers).await?;
+    let me = st.core.tokens().me(&caller).await?;
     let subject = match &me.subject {
         Subject::OAuth(c) => json!({"type": "oauth", "id": c.as_str()}),
         Subject::ApiKey(id) => json!({"type": "apiKey", "id": id}),
@@ -397,15 +422,21 @@ pub async fn me(State(st): State<AppState>, headers: HeaderMap) -> ApiResult<Res
 }
 
 /// `POST /device` (RFC 8628 §3.1).
-pub async fn device(State(st): State<AppState>, headers: HeaderMap, params: Params) -> Response {
+pub async fn device(
+    State(st): State<AppState>,
+    ip: ClientIp,
+    headers: HeaderMap,
+    params: Params,
+) -> Response {
     let origin = origin_of(&headers);
     let result = async {
-        let auth = auth::client_auth(&headers, &params)?;
-        st.core
-            .rate_limit()
-            .check(Bucket::TokenClient(auth.client_id.as_str()))
-            .await?;
-        st.core.device().start(&auth, params.get("scope")).await
+        let req = DeviceStartRequest {
+            client: auth::client_auth(&headers, &params)?,
+            origin: origin.clone(),
+            ip: ip.0.clone(),
+            scope: params.owned("scope"),
+        };
+        st.core.device().start(&req).await
     }
     .await;
     let mut res = match result {
@@ -424,23 +455,28 @@ pub async fn device(State(st): State<AppState>, headers: HeaderMap, params: Para
         }
         Err(e) => ApiError::token(e).into_response(),
     };
-    cors(&mut res, origin.as_deref());
+    cors(
+        &st,
+        &mut res,
+        origin.as_deref(),
+        named_client(&headers, &params).as_deref(),
+    )
+    .await;
     res
 }
 
 /// `POST /device-info` (session): which app asks for what under a user code.
 pub async fn device_info(
     State(st): State<AppState>,
+    ip: ClientIp,
     headers: HeaderMap,
     params: Params,
 ) -> ApiResult<Response> {
-    let Some((_, _user)) = auth::session(&st.core, &headers).await? else {
-        return Err(Error::invalid_token("Sign in first").into());
-    };
+    let caller = auth::session_caller(&st.core, &headers, &ip, Some(&params)).await?;
     let code = params
         .get("user_code")
         .ok_or_else(|| Error::invalid_request("Missing user_code"))?;
-    let (rec, client) = st.core.device().info(code).await?;
+    let (rec, client) = st.core.device().info(&caller, code).await?;
     Ok(axum::Json(json!({
         "userCode": rec.user_code.as_str(),
         "clientId": client.id.as_str(),
@@ -460,25 +496,16 @@ pub async fn device_approve(
     headers: HeaderMap,
     params: Params,
 ) -> ApiResult<Response> {
-    let Some((session, user)) = auth::session(&st.core, &headers).await? else {
-        return Err(Error::invalid_token("Sign in first").into());
-    };
-    // A JSON body needs a CORS preflight cross-site, and the session cookie is SameSite=Lax;
-    // a form post must carry the session's CSRF token.
-    let is_json = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("json"));
-    if !is_json {
-        session.check_csrf(params.get("csrf_token"))?;
-    }
+    // One CSRF rule for every cookie-authenticated change: the session's token as the
+    // `csrf_token` field or the `X-CSRF-Token` header, whatever the content type.
+    let caller = auth::session_caller(&st.core, &headers, &ip, Some(&params)).await?;
     let code = params
         .get("user_code")
         .ok_or_else(|| Error::invalid_request("Missing user_code"))?;
     let approve = !matches!(params.get("approve"), Some("false" | "0"));
     st.core
         .device()
-        .resolve(user.id, code, approve, ip.as_deref())
+        .resolve(&caller, code, approve, ip.as_deref())
         .await?;
     Ok(axum::Json(json!({"success": true, "approved": approve})).into_response())
 }

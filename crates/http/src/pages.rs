@@ -7,7 +7,7 @@ use axum::response::{Html, IntoResponse, Response};
 use buzzgate_domain::Scope;
 use buzzgate_domain::buzz::BuzzLimit;
 use buzzgate_domain::error::Error;
-use buzzgate_domain::ports::OsRandom;
+use buzzgate_domain::service::Caller;
 use buzzgate_domain::service::authorize::ConsentPrompt;
 use buzzgate_domain::token::PlainToken;
 use subtle::ConstantTimeEq;
@@ -109,7 +109,7 @@ fn login_form(
     error: Option<&str>,
     status: StatusCode,
 ) -> Response {
-    let csrf = PlainToken::generate_unprefixed(&OsRandom)
+    let csrf = PlainToken::generate_unprefixed(st.core.deps.random.as_ref())
         .expose()
         .to_owned();
     let err = error
@@ -138,16 +138,20 @@ pub async fn login_page(State(st): State<AppState>, params: crate::params::Query
     login_form(&st, &ret, None, StatusCode::OK)
 }
 
-/// `POST /login`: checks the double-submit CSRF token, then the password; 303 back.
+/// `POST /login`: checks the double-submit CSRF token (and refuses a browser's cross-site
+/// post), then the password, throttled per account and per address; 303 back.
 pub async fn login_submit(
     State(st): State<AppState>,
+    ip: ClientIp,
     headers: HeaderMap,
     params: Params,
 ) -> Response {
     let ret = safe_return(params.get("returnUrl"));
     let cookie = auth::cookie(&headers, LOGIN_CSRF_COOKIE).unwrap_or("");
     let field = params.get("csrf_token").unwrap_or("");
-    let csrf_ok = !cookie.is_empty() && bool::from(cookie.as_bytes().ct_eq(field.as_bytes()));
+    let csrf_ok = !cookie.is_empty()
+        && bool::from(cookie.as_bytes().ct_eq(field.as_bytes()))
+        && !auth::is_cross_site(&headers);
     if !csrf_ok {
         return login_form(
             &st,
@@ -162,6 +166,7 @@ pub async fn login_submit(
         .login(
             params.get("username").unwrap_or(""),
             params.get("password").unwrap_or(""),
+            ip.as_deref(),
         )
         .await;
     match result {
@@ -180,18 +185,31 @@ pub async fn login_submit(
             res
         }
         Err(Error::AccessDenied(d)) => login_form(&st, &ret, Some(&d), StatusCode::UNAUTHORIZED),
+        Err(Error::RateLimited { retry_after }) => {
+            let msg = format!(
+                "Too many failed sign-in attempts. Try again in {retry_after} second{}.",
+                if retry_after == 1 { "" } else { "s" }
+            );
+            let mut res = login_form(&st, &ret, Some(&msg), StatusCode::TOO_MANY_REQUESTS);
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+            res
+        }
         Err(e) => crate::error::ApiError::from(e).into_response(),
     }
 }
 
 /// `POST /logout` (session CSRF token required).
-pub async fn logout(State(st): State<AppState>, headers: HeaderMap, params: Params) -> Response {
+pub async fn logout(
+    State(st): State<AppState>,
+    ip: ClientIp,
+    headers: HeaderMap,
+    params: Params,
+) -> Response {
     let run = async {
-        if let Some((session, _)) = auth::session(&st.core, &headers).await? {
-            session.check_csrf(params.get("csrf_token"))?;
-            if let Some(c) = auth::cookie(&headers, SESSION_COOKIE) {
-                st.core.sessions().logout(c).await?;
-            }
+        let caller = auth::session_caller(&st.core, &headers, &ip, Some(&params)).await?;
+        if let Caller::Session(_) = caller {
+            st.core.sessions().logout(&caller).await?;
         }
         Ok::<_, Error>(())
     };
@@ -209,15 +227,23 @@ pub async fn logout(State(st): State<AppState>, headers: HeaderMap, params: Para
 }
 
 /// `GET /`: who is signed in, with a sign-out button.
-pub async fn home(State(st): State<AppState>, headers: HeaderMap) -> Response {
-    match auth::session(&st.core, &headers).await {
-        Ok(Some((session, user))) => html(
+pub async fn home(State(st): State<AppState>, ip: ClientIp, headers: HeaderMap) -> Response {
+    let caller = auth::session_caller(&st.core, &headers, &ip, None).await;
+    let signed_in = match &caller {
+        Ok(Caller::Session(s)) => match st.core.deps.users.get(s.user).await {
+            Ok(user) => user.map(|u| (u.username.to_string(), s.csrf_token.clone())),
+            Err(e) => return crate::error::ApiError::from(Error::from(e)).into_response(),
+        },
+        _ => None,
+    };
+    match caller.map(|_| signed_in) {
+        Ok(Some((username, csrf))) => html(
             StatusCode::OK,
             "Buzzgate",
             &format!(
                 r#"<h1>Buzzgate</h1><p>Signed in as <strong>{}</strong>.</p><form method="post" action="/logout"><input type="hidden" name="csrf_token" value="{}"><button type="submit">Sign out</button></form>"#,
-                esc(user.username.as_str()),
-                esc(&session.csrf_token)
+                esc(&username),
+                esc(&csrf)
             ),
         ),
         Ok(None) => html(
@@ -343,15 +369,16 @@ pub fn consent(prompt: &ConsentPrompt, csrf: &str, action: &str) -> Response {
 /// `GET /login/oauth/device?code=…`: the verification page (sign-in required).
 pub async fn device_page(
     State(st): State<AppState>,
+    ip: ClientIp,
     headers: HeaderMap,
     query: crate::params::Query,
 ) -> Response {
-    let session = match auth::session(&st.core, &headers).await {
-        Ok(s) => s,
+    let caller = match auth::session_caller(&st.core, &headers, &ip, None).await {
+        Ok(c) => c,
         Err(e) => return crate::error::ApiError::from(e).into_response(),
     };
     let code = query.0.get("code").unwrap_or("");
-    let Some((session, _)) = session else {
+    let Caller::Session(session) = &caller else {
         let back = if code.is_empty() {
             "/login/oauth/device".to_owned()
         } else {
@@ -369,7 +396,7 @@ pub async fn device_page(
             r#"<h1>Connect a device</h1><form method="get" action="/login/oauth/device"><label>Code shown on your device <input type="text" name="code" required autofocus></label><button type="submit">Continue</button></form>"#,
         );
     }
-    match st.core.device().info(code).await {
+    match st.core.device().info(&caller, code).await {
         Ok((rec, client)) => html(
             StatusCode::OK,
             "Connect a device",
@@ -401,15 +428,12 @@ pub async fn device_submit(
     params: Params,
 ) -> Response {
     let run = async {
-        let Some((session, user)) = auth::session(&st.core, &headers).await? else {
-            return Err(Error::invalid_token("Sign in first"));
-        };
-        session.check_csrf(params.get("csrf_token"))?;
+        let caller = auth::session_caller(&st.core, &headers, &ip, Some(&params)).await?;
         let approve = params.get("approve") == Some("true");
         st.core
             .device()
             .resolve(
-                user.id,
+                &caller,
                 params.get("user_code").unwrap_or(""),
                 approve,
                 ip.as_deref(),

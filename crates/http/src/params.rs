@@ -88,11 +88,97 @@ fn push_unique(
     Ok(())
 }
 
+/// A JSON value whose objects, at any depth, never repeat a key. `serde_json` keeps the last
+/// of two equal keys silently, so a body could say one thing to a reader and another to us;
+/// a repeated key is refused instead, as a repeated form parameter is.
+struct StrictValue(serde_json::Value);
+
+impl<'de> serde::Deserialize<'de> for StrictValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(StrictVisitor).map(StrictValue)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> serde::de::Visitor<'de> for StrictVisitor {
+    type Value = serde_json::Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(serde_json::Value::Null, Into::into))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(serde_json::Value::Null)
+    }
+    fn visit_none<E>(self) -> Result<Self::Value, E> {
+        Ok(serde_json::Value::Null)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(StrictValue(v)) = seq.next_element()? {
+            out.push(v);
+        }
+        Ok(serde_json::Value::Array(out))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut out = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if out.contains_key(&key) {
+                let shown: String = key.chars().filter(|c| !c.is_control()).take(64).collect();
+                return Err(serde::de::Error::custom(format!(
+                    "key `{shown}` is repeated"
+                )));
+            }
+            let StrictValue(v) = map.next_value()?;
+            out.insert(key, v);
+        }
+        Ok(serde_json::Value::Object(out))
+    }
+}
+
+/// Parses JSON, refusing repeated keys (see [`StrictValue`]) and anything that is not JSON.
+pub fn parse_json_strict(raw: &[u8]) -> Result<serde_json::Value, Rejection> {
+    serde_json::from_slice::<StrictValue>(raw)
+        .map(|v| v.0)
+        .map_err(|e| {
+            let msg = e.to_string();
+            if msg.contains("is repeated") {
+                let shown: String = msg
+                    .split(" at line")
+                    .next()
+                    .unwrap_or("")
+                    .chars()
+                    .take(120)
+                    .collect();
+                Rejection::bad(format!("Invalid JSON body: {shown}"))
+            } else {
+                Rejection::bad("Request body is not valid JSON")
+            }
+        })
+}
+
 /// A flat JSON object as parameters: strings as they are, numbers and booleans as text,
 /// arrays and objects as their JSON text (for `buzz_limit`), `null` as absent.
 pub fn parse_json_params(raw: &[u8]) -> Result<Vec<(String, String)>, Rejection> {
-    let value: serde_json::Value = serde_json::from_slice(raw)
-        .map_err(|_| Rejection::bad("Request body is not valid JSON"))?;
+    let value = parse_json_strict(raw)?;
     let serde_json::Value::Object(map) = value else {
         return Err(Rejection::bad("Request body must be a JSON object"));
     };
@@ -225,7 +311,8 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
                 error: Error::invalid_request("Send a JSON body (Content-Type: application/json)"),
             });
         };
-        serde_json::from_slice(&bytes).map(Json).map_err(|e| {
+        let value = parse_json_strict(&bytes)?;
+        serde_json::from_value(value).map(Json).map_err(|e| {
             // serde's message names the field and the expected type; cut it short.
             let msg: String = e.to_string().chars().take(200).collect();
             Rejection::bad(format!("Invalid JSON body: {msg}"))
@@ -261,6 +348,22 @@ mod tests {
     fn invalid_utf8_is_refused() {
         let e = parse_form(b"a=%ff%fe").unwrap_err();
         assert_eq!(e.error.code(), "invalid_request");
+    }
+
+    #[test]
+    fn repeated_json_keys_are_refused_at_any_depth() {
+        let e = parse_json_params(br#"{"amount":1,"amount":50000}"#).unwrap_err();
+        assert_eq!(e.status, 400);
+        assert!(
+            e.error.description().contains("`amount` is repeated"),
+            "{}",
+            e.error.description()
+        );
+        let e =
+            parse_json_strict(br#"{"l":[{"type":"absolute","limit":1,"limit":9}]}"#).unwrap_err();
+        assert!(e.error.description().contains("`limit` is repeated"));
+        assert!(parse_json_strict(br#"{"a":{"x":1},"b":{"x":2}}"#).is_ok());
+        assert!(parse_json_strict(b"[1, 2.5, null, true]").is_ok());
     }
 
     #[test]

@@ -34,7 +34,7 @@ async fn setup(scope: Scope) -> (Router, String) {
     let (key, _) = core
         .api_keys()
         .create(
-            &Caller::session(user.id),
+            &Caller::operator_for(user.id),
             NewApiKey {
                 name: "k".into(),
                 scope: Some(scope),

@@ -9,7 +9,7 @@ use buzzgate_domain::buzz::{
     BudgetWindow, Currency, IdempotencyKey, LedgerEntry, RefundDecision, SpendPurpose,
     SpendRequest, SpendSubject,
 };
-use buzzgate_domain::ids::{SpendId, TokenId, UserId};
+use buzzgate_domain::ids::{ClientId, SpendId, TokenId, UserId};
 use buzzgate_domain::ports::{BuzzStore, RefundOutcome, SpendOutcome, StoreResult};
 use sqlx::PgConnection;
 use time::OffsetDateTime;
@@ -17,12 +17,13 @@ use uuid::Uuid;
 
 use crate::{Done, Fail, PgStore, client_id_from, corrupt, i64_of, map_err, transaction};
 
-/// The unique index of (user, subject, idempotency key); a concurrent duplicate that reaches
+/// The unique index of (user, subject, resource server, idempotency key); a concurrent
+/// duplicate that reaches
 /// it is retried (and then replayed), see `Fail::is_retryable`.
 pub(crate) const IDEMPOTENCY_INDEX: &str = "buzz_ledger_idempotency_key";
 
 const LEDGER_COLUMNS: &str = "id, user_id, subject_type, subject_id, purpose, amount, currency, \
-     idempotency_key, description, created_at, refunded_at";
+     idempotency_key, description, created_at, refunded_at, resource_server";
 
 #[derive(sqlx::FromRow)]
 struct LedgerRow {
@@ -37,6 +38,7 @@ struct LedgerRow {
     description: Option<String>,
     created_at: OffsetDateTime,
     refunded_at: Option<OffsetDateTime>,
+    resource_server: Option<String>,
 }
 
 impl LedgerRow {
@@ -48,10 +50,16 @@ impl LedgerRow {
             )),
             _ => return Err(corrupt("spend subject")),
         };
+        let resource_server = self
+            .resource_server
+            .as_deref()
+            .map(client_id_from)
+            .transpose()?;
         Ok(LedgerEntry {
             id: SpendId(self.id),
             user_id: UserId(self.user_id),
             subject,
+            resource_server,
             purpose: SpendPurpose::parse(&self.purpose).map_err(|_| corrupt("spend purpose"))?,
             amount: u64::try_from(self.amount).map_err(|_| corrupt("spend amount"))?,
             currency: Currency::parse(&self.currency).map_err(|_| corrupt("currency"))?,
@@ -220,11 +228,12 @@ impl BuzzStore for PgStore {
             let prior = sqlx::query_as::<_, LedgerRow>(&format!(
                 "SELECT {LEDGER_COLUMNS} FROM buzz_ledger \
                  WHERE user_id = $1 AND subject_type = $2 AND subject_id = $3 \
-                   AND idempotency_key = $4"
+                   AND resource_server = $4 AND idempotency_key = $5"
             ))
             .bind(req.user_id.0)
             .bind(stype)
             .bind(&sid)
+            .bind(req.resource_server.as_str())
             .bind(req.idempotency_key.as_str())
             .fetch_optional(&mut *c)
             .await?;
@@ -254,7 +263,7 @@ impl BuzzStore for PgStore {
             let entry = LedgerEntry::from_request(req);
             sqlx::query(&format!(
                 "INSERT INTO buzz_ledger ({LEDGER_COLUMNS}) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
             ))
             .bind(entry.id.0)
             .bind(entry.user_id.0)
@@ -267,13 +276,19 @@ impl BuzzStore for PgStore {
             .bind(entry.description.as_deref())
             .bind(entry.created_at)
             .bind(entry.refunded_at)
+            .bind(req.resource_server.as_str())
             .execute(&mut *c)
             .await?;
             Ok(Done::Commit(SpendOutcome::Spent { entry, balance }))
         })
     }
 
-    async fn refund(&self, id: SpendId, now: OffsetDateTime) -> StoreResult<RefundOutcome> {
+    async fn refund(
+        &self,
+        id: SpendId,
+        by: &ClientId,
+        now: OffsetDateTime,
+    ) -> StoreResult<RefundOutcome> {
         transaction!(self, |c| {
             let row = sqlx::query_as::<_, LedgerRow>(&format!(
                 "SELECT {LEDGER_COLUMNS} FROM buzz_ledger WHERE id = $1 FOR UPDATE"
@@ -285,8 +300,9 @@ impl BuzzStore for PgStore {
                 return Ok(Done::Rollback(RefundOutcome::NotFound));
             };
             let mut entry = row.into_entry()?;
-            match entry.refund(now) {
+            match entry.refund(by, now) {
                 Err(e) => Err(Fail::Store(StoreError::Internal(e.to_string()))),
+                Ok(RefundDecision::NotFound) => Ok(Done::Rollback(RefundOutcome::NotFound)),
                 Ok(RefundDecision::AlreadyRefunded) => {
                     let balance = balance_of(&mut *c, entry.user_id, &entry.currency, false)
                         .await?

@@ -19,7 +19,7 @@ use crate::{
 
 const CLIENT_COLUMNS: &str = "id, owner_id, name, description, redirect_uris, allowed_origins, \
      kind, secret_hash, grants, allowed_scopes, access_mode, is_verified, is_resource_server, \
-     created_at, updated_at";
+     created_at, updated_at, owner_buzz_limit";
 
 #[derive(sqlx::FromRow)]
 pub(crate) struct ClientRow {
@@ -38,6 +38,7 @@ pub(crate) struct ClientRow {
     is_resource_server: bool,
     created_at: OffsetDateTime,
     updated_at: OffsetDateTime,
+    owner_buzz_limit: Json<BuzzLimit>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -91,6 +92,7 @@ impl ClientRow {
                 .ok_or_else(|| corrupt("access mode"))?,
             is_verified: self.is_verified,
             is_resource_server: self.is_resource_server,
+            owner_buzz_limit: self.owner_buzz_limit.0,
             created_at: self.created_at,
             updated_at: self.updated_at,
         })
@@ -101,7 +103,7 @@ fn strings<T: ToString>(items: &[T]) -> Vec<String> {
     items.iter().map(ToString::to_string).collect()
 }
 
-/// Binds every column of `c` as `$1..$15` in the order of the clients table (insert and
+/// Binds every column of `c` as `$1..$16` in the order of the clients table (insert and
 /// update share it).
 fn bind_client<'q>(
     q: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
@@ -122,6 +124,7 @@ fn bind_client<'q>(
         .bind(c.is_resource_server)
         .bind(c.created_at)
         .bind(c.updated_at)
+        .bind(Json(&c.owner_buzz_limit))
 }
 
 #[async_trait]
@@ -130,8 +133,8 @@ impl ClientStore for PgStore {
         let q = sqlx::query(
             "INSERT INTO clients (id, owner_id, name, description, redirect_uris, allowed_origins, \
              kind, secret_hash, grants, allowed_scopes, access_mode, is_verified, \
-             is_resource_server, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+             is_resource_server, created_at, updated_at, owner_buzz_limit) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
         );
         bind_client(q, c)
             .execute(&self.pool)
@@ -182,7 +185,8 @@ impl ClientStore for PgStore {
             "UPDATE clients SET owner_id = $2, name = $3, description = $4, redirect_uris = $5, \
              allowed_origins = $6, kind = $7, secret_hash = $8, grants = $9, \
              allowed_scopes = $10, access_mode = $11, is_verified = $12, \
-             is_resource_server = $13, created_at = $14, updated_at = $15 WHERE id = $1",
+             is_resource_server = $13, created_at = $14, updated_at = $15, \
+             owner_buzz_limit = $16 WHERE id = $1",
         );
         let done = bind_client(q, c)
             .execute(&self.pool)
@@ -218,6 +222,17 @@ impl ClientStore for PgStore {
                 .collect::<StoreResult<Vec<_>>>()?;
             Ok(Done::Commit(Some(hashes)))
         })
+    }
+
+    async fn origin_registered(&self, origin: &Origin) -> StoreResult<bool> {
+        sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM clients WHERE kind = 'public' \
+             AND $1 = ANY (allowed_origins))",
+        )
+        .bind(origin.as_str())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(map_err)
     }
 }
 
@@ -290,6 +305,28 @@ impl ConsentStore for PgStore {
             Err(e) if db_code(&e).as_deref() == Some("23503") => Ok(()),
             Err(e) => Err(map_err(e)),
         }
+    }
+
+    async fn set_buzz_limit(
+        &self,
+        user: UserId,
+        client: &ClientId,
+        limit: &BuzzLimit,
+        now: OffsetDateTime,
+    ) -> StoreResult<Option<Consent>> {
+        sqlx::query_as::<_, ConsentRow>(&format!(
+            "UPDATE consents SET buzz_limit = $3, updated_at = $4 \
+             WHERE user_id = $1 AND client_id = $2 RETURNING {CONSENT_COLUMNS}"
+        ))
+        .bind(user.0)
+        .bind(client.as_str())
+        .bind(Json(limit))
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?
+        .map(ConsentRow::into_consent)
+        .transpose()
     }
 
     async fn list_for_user(&self, user: UserId) -> StoreResult<Vec<Consent>> {

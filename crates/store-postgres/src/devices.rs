@@ -17,7 +17,8 @@ use crate::{
 };
 
 const DEVICE_COLUMNS: &str = "device_hash, user_code, client_id, scope, status, \
-     approved_user_id, approved_auth_time, created_at, expires_at, poll_interval, last_polled_at";
+     approved_user_id, approved_auth_time, created_at, expires_at, poll_interval, last_polled_at, \
+     approved_at";
 
 #[derive(sqlx::FromRow)]
 struct DeviceRow {
@@ -32,6 +33,7 @@ struct DeviceRow {
     expires_at: OffsetDateTime,
     poll_interval: i64,
     last_polled_at: Option<OffsetDateTime>,
+    approved_at: Option<OffsetDateTime>,
 }
 
 impl DeviceRow {
@@ -45,6 +47,7 @@ impl DeviceRow {
             ("approved", Some(user), Some(at)) => DeviceStatus::Approved {
                 user_id: UserId(user),
                 auth_time: at,
+                approved_at: self.approved_at,
             },
             ("denied", _, _) => DeviceStatus::Denied,
             ("consumed", _, _) => DeviceStatus::Consumed,
@@ -64,34 +67,55 @@ impl DeviceRow {
     }
 }
 
-/// `(status, approved user, approved auth_time)` of a status.
-fn status_columns(s: &DeviceStatus) -> (&'static str, Option<i64>, Option<OffsetDateTime>) {
+/// The status columns of a status.
+struct StatusColumns {
+    status: &'static str,
+    user: Option<i64>,
+    auth_time: Option<OffsetDateTime>,
+    approved_at: Option<OffsetDateTime>,
+}
+
+fn status_columns(s: &DeviceStatus) -> StatusColumns {
+    let plain = |status| StatusColumns {
+        status,
+        user: None,
+        auth_time: None,
+        approved_at: None,
+    };
     match s {
-        DeviceStatus::Pending => ("pending", None, None),
-        DeviceStatus::Approved { user_id, auth_time } => {
-            ("approved", Some(user_id.0), Some(*auth_time))
-        }
-        DeviceStatus::Denied => ("denied", None, None),
-        DeviceStatus::Consumed => ("consumed", None, None),
+        DeviceStatus::Pending => plain("pending"),
+        DeviceStatus::Approved {
+            user_id,
+            auth_time,
+            approved_at,
+        } => StatusColumns {
+            status: "approved",
+            user: Some(user_id.0),
+            auth_time: Some(*auth_time),
+            approved_at: *approved_at,
+        },
+        DeviceStatus::Denied => plain("denied"),
+        DeviceStatus::Consumed => plain("consumed"),
     }
 }
 
 /// Writes the mutable part of `rec` (status, interval, last poll) to its row.
 async fn store(c: &mut PgConnection, rec: &DeviceAuthorization) -> Result<(), sqlx::Error> {
-    let (status, user, at) = status_columns(&rec.status);
+    let cols = status_columns(&rec.status);
     sqlx::query(
         "UPDATE device_authorizations SET status = $2, approved_user_id = $3, \
          approved_auth_time = $4, poll_interval = $5, last_polled_at = $6, scope = $7, \
-         expires_at = $8 WHERE device_hash = $1",
+         expires_at = $8, approved_at = $9 WHERE device_hash = $1",
     )
     .bind(&rec.device_hash.0[..])
-    .bind(status)
-    .bind(user)
-    .bind(at)
+    .bind(cols.status)
+    .bind(cols.user)
+    .bind(cols.auth_time)
     .bind(i64_of(rec.interval))
     .bind(rec.last_polled_at)
     .bind(scope_to(rec.scope))
     .bind(rec.expires_at)
+    .bind(cols.approved_at)
     .execute(c)
     .await?;
     Ok(())
@@ -101,7 +125,7 @@ async fn store(c: &mut PgConnection, rec: &DeviceAuthorization) -> Result<(), sq
 impl DeviceStore for PgStore {
     async fn insert(&self, rec: &DeviceAuthorization) -> StoreResult<()> {
         let now = self.now();
-        let (status, user, at) = status_columns(&rec.status);
+        let cols = status_columns(&rec.status);
         transaction!(self, |c| {
             // An expired authorization gives its user code up (it stays pollable by its
             // device code, so the device still hears `expired_token`).
@@ -116,19 +140,20 @@ impl DeviceStore for PgStore {
             // A live holder of the code makes this a unique violation: Conflict.
             sqlx::query(&format!(
                 "INSERT INTO device_authorizations ({DEVICE_COLUMNS}, user_code_key) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $2)"
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $2)"
             ))
             .bind(&rec.device_hash.0[..])
             .bind(rec.user_code.as_str())
             .bind(rec.client_id.as_str())
             .bind(scope_to(rec.scope))
-            .bind(status)
-            .bind(user)
-            .bind(at)
+            .bind(cols.status)
+            .bind(cols.user)
+            .bind(cols.auth_time)
             .bind(rec.created_at)
             .bind(rec.expires_at)
             .bind(i64_of(rec.interval))
             .bind(rec.last_polled_at)
+            .bind(cols.approved_at)
             .execute(&mut *c)
             .await?;
             Ok(Done::Commit(()))

@@ -3,7 +3,7 @@
 use std::sync::atomic::Ordering;
 
 use async_trait::async_trait;
-use buzzgate_domain::ports::{RateDecision, RateLimiter, StoreResult};
+use buzzgate_domain::ports::{RateLimiter, RateWindow, StoreResult};
 use time::OffsetDateTime;
 
 use crate::{PgStore, map_err};
@@ -31,51 +31,33 @@ impl PgStore {
 
 #[async_trait]
 impl RateLimiter for PgStore {
-    async fn hit(
-        &self,
-        key: &str,
-        limit: u32,
-        window_secs: u64,
-        now: OffsetDateTime,
-    ) -> StoreResult<RateDecision> {
-        let window = i64::try_from(window_secs.max(1))
-            .unwrap_or(i64::MAX / 2)
-            .min(i64::MAX / 2);
-        let now_s = now.unix_timestamp();
-        let start = now_s.div_euclid(window) * window;
-        let end = start.saturating_add(window);
+    async fn count(&self, key: &str, window: RateWindow, add: u32) -> StoreResult<u64> {
         // A later window starts over; a hit that arrives late (a node's clock behind) counts
         // in the current window rather than resetting it.
-        let (hits, window_end): (i64, i64) = sqlx::query_as(
+        let hits: i64 = sqlx::query_scalar(
             "INSERT INTO rate_limits AS r (key, window_start, window_end, hits) \
-             VALUES ($1, $2, $3, 1) \
+             VALUES ($1, $2, $3, $4) \
              ON CONFLICT (key) DO UPDATE SET \
-               hits = CASE WHEN EXCLUDED.window_start > r.window_start THEN 1 ELSE r.hits + 1 END, \
+               hits = CASE WHEN EXCLUDED.window_start > r.window_start THEN EXCLUDED.hits \
+                           ELSE r.hits + EXCLUDED.hits END, \
                window_end = CASE WHEN EXCLUDED.window_start > r.window_start \
                                  THEN EXCLUDED.window_end ELSE r.window_end END, \
                window_start = GREATEST(r.window_start, EXCLUDED.window_start) \
-             RETURNING hits, window_end",
+             RETURNING hits",
         )
         .bind(key)
-        .bind(start)
-        .bind(end)
+        .bind(window.start)
+        .bind(window.end())
+        .bind(i64::from(add))
         .fetch_one(&self.pool)
         .await
         .map_err(map_err)?;
         if self.hits.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
             // Best effort: a failed sweep does not fail the hit.
-            let _ = self.sweep_rate_limits(now, SWEEP_BATCH).await;
+            let before = OffsetDateTime::from_unix_timestamp(window.start)
+                .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+            let _ = self.sweep_rate_limits(before, SWEEP_BATCH).await;
         }
-        let hits = u32::try_from(hits).unwrap_or(u32::MAX);
-        let allowed = hits <= limit;
-        Ok(RateDecision {
-            allowed,
-            remaining: limit.saturating_sub(hits),
-            retry_after: if allowed {
-                0
-            } else {
-                u64::try_from(window_end.saturating_sub(now_s).max(1)).unwrap_or(1)
-            },
-        })
+        Ok(u64::try_from(hits).unwrap_or(0))
     }
 }

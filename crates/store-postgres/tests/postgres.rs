@@ -41,6 +41,9 @@ async fn count(schema: &str, sql_where: &str, table: &str) -> i64 {
 
 // ----- migrations and schema ------------------------------------------------------------------
 
+/// The migrations in `migrations/`, all applied once.
+const MIGRATIONS: i64 = 2;
+
 #[tokio::test]
 async fn migrations_are_idempotent() {
     let Some((store, schema)) = common::store().await else {
@@ -51,7 +54,10 @@ async fn migrations_are_idempotent() {
     // A second node starting on a migrated schema changes nothing either.
     let again = common::store_in(&schema).await.unwrap();
     again.migrate().await.unwrap();
-    assert_eq!(count(&schema, "success", "_sqlx_migrations").await, 1);
+    assert_eq!(
+        count(&schema, "success", "_sqlx_migrations").await,
+        MIGRATIONS
+    );
     let (u, c) = fx::user_and_client(&store, &store).await;
     assert_eq!(UserStore::get(&again, u.id).await.unwrap(), Some(u));
     assert!(ClientStore::get(&again, &c.id).await.unwrap().is_some());
@@ -88,7 +94,10 @@ async fn concurrent_migrations_of_one_new_schema_all_succeed() {
     )
     .await
     .unwrap();
-    assert_eq!(count(&schema, "success", "_sqlx_migrations").await, 1);
+    assert_eq!(
+        count(&schema, "success", "_sqlx_migrations").await,
+        MIGRATIONS
+    );
     let tables: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM information_schema.tables WHERE table_schema = $1",
     )
@@ -153,7 +162,7 @@ async fn hot_path_indexes_exist() {
         (
             "buzz_ledger_idempotency_key",
             true,
-            "(user_id, subject_type, subject_id, idempotency_key)",
+            "(user_id, subject_type, subject_id, resource_server, idempotency_key)",
         ),
         (
             "buzz_ledger_window_idx",
@@ -440,6 +449,7 @@ fn spend_in(user: UserId, client: &ClientId, currency: &str, key: &str, cap: u64
         SpendId::generate(&OsRandom),
         user,
         SpendSubject::OAuth(client.clone()),
+        fx::resource_server(),
         SpendPurpose::AiServices,
         1,
         Currency::parse(currency).unwrap(),

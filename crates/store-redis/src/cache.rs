@@ -3,10 +3,11 @@
 //! theirs too.
 
 use std::pin::Pin;
+use std::sync::LazyLock;
 use std::task::{Context, Poll};
 
 use async_trait::async_trait;
-use buzzgate_domain::ports::{StoreResult, TokenCache};
+use buzzgate_domain::ports::{CACHE_TOMBSTONE_SECS, StoreResult, TokenCache};
 use buzzgate_domain::token::{TokenHash, TokenRecord};
 use futures::{Stream, StreamExt};
 use redis::AsyncCommands;
@@ -79,6 +80,46 @@ impl RedisStore {
     }
 }
 
+/// KEYS[1] = the entry, KEYS[2] = its revocation tombstone; ARGV[1] = the entry JSON,
+/// ARGV[2] = its TTL (ms). Stores nothing (and returns 0) while the tombstone stands.
+const PUT_LUA: &str = r#"
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+"#;
+
+static PUT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(PUT_LUA));
+
+impl RedisStore {
+    /// [`TokenCache::put`], telling whether the entry was stored (`false`: the hash was
+    /// revoked within [`CACHE_TOMBSTONE_SECS`], or `until` is already past).
+    pub async fn put_unless_revoked(
+        &self,
+        record: &TokenRecord,
+        until: OffsetDateTime,
+    ) -> StoreResult<bool> {
+        let key = self.hkey("cache", &record.hash);
+        let ttl = ms(until - self.clock.now());
+        let mut conn = self.conn();
+        if ttl <= 0 {
+            // Already past: make sure no older entry is served in its place.
+            self.run(conn.del::<_, ()>(key)).await?;
+            return Ok(false);
+        }
+        let entry = CacheEntry {
+            record: record.clone(),
+            until,
+        };
+        let mut inv = PUT.prepare_invoke();
+        inv.key(key)
+            .key(self.hkey("revoked", &record.hash))
+            .arg(to_json(&entry)?)
+            .arg(ttl);
+        let stored: i64 = self.run(inv.invoke_async(&mut conn)).await?;
+        Ok(stored == 1)
+    }
+}
+
 #[async_trait]
 impl TokenCache for RedisStore {
     async fn get(&self, hash: &TokenHash) -> StoreResult<Option<TokenRecord>> {
@@ -86,19 +127,7 @@ impl TokenCache for RedisStore {
     }
 
     async fn put(&self, record: &TokenRecord, until: OffsetDateTime) -> StoreResult<()> {
-        let key = self.hkey("cache", &record.hash);
-        let ttl = ms(until - self.clock.now());
-        let mut conn = self.conn();
-        if ttl <= 0 {
-            // Already past: make sure no older entry is served in its place.
-            return self.run(conn.del::<_, ()>(key)).await;
-        }
-        let entry = CacheEntry {
-            record: record.clone(),
-            until,
-        };
-        self.run(conn.pset_ex::<_, _, ()>(key, to_json(&entry)?, ttl as u64))
-            .await
+        self.put_unless_revoked(record, until).await.map(|_| ())
     }
 
     async fn invalidate(&self, hashes: &[TokenHash]) -> StoreResult<()> {
@@ -111,14 +140,20 @@ impl TokenCache for RedisStore {
             .map(TokenHash::to_hex)
             .collect::<Vec<_>>()
             .join(",");
-        // Delete first, then tell the other nodes, in one transaction: a node that re-reads
-        // after the message can no longer find the entry.
+        // Delete and leave tombstones first, then tell the other nodes, in one transaction: a
+        // node that re-reads after the message can no longer find the entry, and a validation
+        // that read the row before the revocation cannot put it back.
         let mut pipe = redis::pipe();
-        pipe.atomic()
-            .del(keys)
-            .ignore()
-            .publish(self.revocations_channel(), payload)
+        pipe.atomic().del(keys).ignore();
+        for h in hashes {
+            pipe.pset_ex(
+                self.hkey("revoked", h),
+                1,
+                CACHE_TOMBSTONE_SECS.saturating_mul(1000),
+            )
             .ignore();
+        }
+        pipe.publish(self.revocations_channel(), payload).ignore();
         let mut conn = self.conn();
         self.run(pipe.exec_async(&mut conn)).await
     }

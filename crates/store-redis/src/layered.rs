@@ -191,8 +191,10 @@ impl TokenCache for LayeredCache {
 
     async fn put(&self, record: &TokenRecord, until: OffsetDateTime) -> StoreResult<()> {
         let epoch = self.inner.epoch.load(Ordering::SeqCst);
-        self.inner.remote.put(record, until).await?;
-        if self.inner.remote.clock.now() < until {
+        // Refused remotely (a revocation's tombstone stands): not kept locally either. A
+        // revocation published after the remote put bumps the epoch or finds the local
+        // entry, so it is never served past the message.
+        if self.inner.remote.put_unless_revoked(record, until).await? {
             self.remember(record, until, Some(epoch));
         }
         Ok(())

@@ -28,6 +28,7 @@
 //! | `sessions:exp` | zset of session hashes scored by `expires_at` (µs) | longest member; for `sweep_expired` |
 //! | `rate:{key}:{window start}` | counter | one window |
 //! | `cache:{hash}` | `{record, until}` JSON | `until` |
+//! | `revoked:{hash}` | tombstone: a `cache:{hash}` put is refused while it stands | `CACHE_TOMBSTONE_SECS` |
 //! | channel `revocations` | comma-separated hex hashes | |
 //!
 //! # Time
@@ -51,7 +52,8 @@
 //!   race re-reads and decides again (bounded). This is WATCH/MULTI/EXEC without needing a
 //!   dedicated connection per call, so everything runs over one auto-reconnecting
 //!   `ConnectionManager`.
-//! - The rate limiter is one `INCR` + `PEXPIRE` script per hit.
+//! - The rate limiter is one `INCRBY` + `PEXPIRE` script per count (the domain decides).
+//! - A cache `put` is one script that refuses while the hash's revocation tombstone stands.
 //!
 //! Lua scripts build some key names from the prefix, so a deployment on Redis Cluster must
 //! use a hash-tagged prefix (for example `{bg}:`) to keep every key in one slot.

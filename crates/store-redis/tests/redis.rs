@@ -13,8 +13,9 @@ use buzzgate_domain::grant::authorization_code::CodeRedemption;
 use buzzgate_domain::grant::device_code::{DevicePoll, DeviceResolution, DeviceStatus};
 use buzzgate_domain::ids::UserId;
 use buzzgate_domain::ports::{
-    CodeStore, DeviceStore, OsRandom, RateLimiter, SessionStore, TokenCache,
+    CodeStore, DeviceStore, OsRandom, RateLimiter, RateWindow, SessionStore, TokenCache,
 };
+use buzzgate_domain::rate;
 use buzzgate_domain::token::TokenKind;
 use buzzgate_domain::user::Session;
 use buzzgate_store_redis::{LayeredCache, RedisStore};
@@ -77,7 +78,10 @@ async fn every_record_gets_a_real_expiry() {
     }
 
     let at = time::macros::datetime!(2026-03-01 10:00:30 UTC);
-    store.hit("login:1.2.3.4", 5, 60, at).await.unwrap();
+    store
+        .count("login:1.2.3.4", RateWindow::containing(at, 60), 1)
+        .await
+        .unwrap();
     let t = pttl(&format!(
         "{p}rate:login:1.2.3.4:{}",
         at.unix_timestamp() - 30
@@ -182,6 +186,7 @@ async fn concurrent_resolutions_have_one_winner() {
             tokio::spawn(async move {
                 let r = DeviceResolution {
                     user_id: UserId(i),
+                    auth_time: now(),
                     approve: true,
                     now: now(),
                 };
@@ -231,6 +236,7 @@ async fn expired_records_are_kept_for_precise_answers() {
     );
     let late_approval = DeviceResolution {
         user_id: UserId(1),
+        auth_time: late.now,
         approve: true,
         now: late.now,
     };
@@ -317,7 +323,10 @@ async fn rate_limit_counts_exactly_under_concurrency() {
     let tasks: Vec<_> = (0..64)
         .map(|_| {
             let store = store.clone();
-            tokio::spawn(async move { store.hit("k", 20, 60, at).await.unwrap() })
+            tokio::spawn(async move {
+                let w = RateWindow::containing(at, 60);
+                rate::decide(store.count("k", w, 1).await.unwrap(), 20, w, at)
+            })
         })
         .collect();
     let mut decisions = Vec::new();
@@ -414,7 +423,7 @@ async fn an_unreachable_server_is_unavailable_quickly() {
         Err(StoreError::Unavailable(_))
     ));
     assert!(matches!(
-        lazy.hit("k", 1, 60, now()).await,
+        lazy.count("k", RateWindow::containing(now(), 60), 1).await,
         Err(StoreError::Unavailable(_))
     ));
     assert!(matches!(

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use buzzgate_domain::audit::{AuditEvent, AuditKind, AuditQuery};
-use buzzgate_domain::ports::{AuditLog, RateDecision, RateLimiter, StoreResult};
+use buzzgate_domain::ports::{AuditLog, RateLimiter, RateWindow, StoreResult};
 use sqlx::QueryBuilder;
 use sqlx::sqlite::SqliteRow;
 use time::OffsetDateTime;
@@ -73,43 +73,26 @@ impl AuditLog for SqliteStore {
 
 #[async_trait]
 impl RateLimiter for SqliteStore {
-    async fn hit(
-        &self,
-        key: &str,
-        limit: u32,
-        window_secs: u64,
-        now: OffsetDateTime,
-    ) -> StoreResult<RateDecision> {
-        let window = i64::try_from(window_secs.max(1)).unwrap_or(i64::MAX);
-        let start = now.unix_timestamp().div_euclid(window) * window;
+    async fn count(&self, key: &str, window: RateWindow, add: u32) -> StoreResult<u64> {
         let mut tx = self.begin_write().await?;
-        // One statement: a new window starts over at 1, the current one counts on.
+        // One statement: a newer window starts over, the current (or a newer stored) one
+        // counts on.
         let out = sqlx::query(
-            "INSERT INTO rate_limits (key, window_start, count) VALUES (?1, ?2, 1) \
+            "INSERT INTO rate_limits (key, window_start, count) VALUES (?1, ?2, ?3) \
              ON CONFLICT (key) DO UPDATE SET \
-               count = CASE WHEN window_start = excluded.window_start \
-                            THEN MIN(count + 1, 4294967295) ELSE 1 END, \
-               window_start = excluded.window_start \
+               count = CASE WHEN window_start < excluded.window_start \
+                            THEN excluded.count ELSE MIN(count + excluded.count, 4294967295) END, \
+               window_start = MAX(window_start, excluded.window_start) \
              RETURNING count",
         )
         .bind(key)
-        .bind(start)
+        .bind(window.start)
+        .bind(i64::from(add))
         .fetch_one(&mut *tx)
         .await
         .map_err(map_err)
         .and_then(|row| Cols(&row).i64("count"));
-        let count = u32_of(u64::try_from(finish(tx, out).await?).unwrap_or(0));
-        let allowed = count <= limit;
-        let retry_after = if allowed {
-            0
-        } else {
-            u64::try_from((start + window - now.unix_timestamp()).max(1)).unwrap_or(1)
-        };
-        Ok(RateDecision {
-            allowed,
-            remaining: limit.saturating_sub(count),
-            retry_after,
-        })
+        Ok(u64::try_from(finish(tx, out).await?).unwrap_or(0))
     }
 }
 

@@ -32,10 +32,15 @@ fn entry_of(row: &SqliteRow) -> StoreResult<LedgerEntry> {
         "apiKey" => SpendSubject::ApiKey(TokenId::parse(&id).ok_or_else(|| corrupt("subject"))?),
         other => return Err(corrupt(format!("subject type {other}"))),
     };
+    let resource_server = c
+        .opt_string("resource_server")?
+        .map(|id| ClientId::parse(&id).ok_or_else(|| corrupt("resource_server")))
+        .transpose()?;
     Ok(LedgerEntry {
         id: c.spend_id("id")?,
         user_id: c.user("user_id")?,
         subject,
+        resource_server,
         purpose: SpendPurpose::parse(&c.string("purpose")?).map_err(|_| corrupt("purpose"))?,
         amount: u64::try_from(c.i64("amount")?).map_err(|_| corrupt("amount"))?,
         currency: Currency::parse(&c.string("currency")?).map_err(|_| corrupt("currency"))?,
@@ -129,12 +134,13 @@ async fn window_sums_in(
 async fn spend_in(conn: &mut SqliteConnection, req: &SpendRequest) -> StoreResult<SpendOutcome> {
     let (kind, id) = subject_cols(&req.subject);
     let prior = sqlx::query(
-        "SELECT * FROM buzz_ledger \
-         WHERE user_id = ? AND subject_type = ? AND subject_id = ? AND idempotency_key = ?",
+        "SELECT * FROM buzz_ledger WHERE user_id = ? AND subject_type = ? AND subject_id = ? \
+         AND resource_server = ? AND idempotency_key = ?",
     )
     .bind(req.user_id.0)
     .bind(kind)
     .bind(id.as_str())
+    .bind(req.resource_server.as_str())
     .bind(req.idempotency_key.as_str())
     .fetch_optional(&mut *conn)
     .await
@@ -167,14 +173,15 @@ async fn spend_in(conn: &mut SqliteConnection, req: &SpendRequest) -> StoreResul
     .await?;
     let entry = LedgerEntry::from_request(req);
     sqlx::query(
-        "INSERT INTO buzz_ledger (id, user_id, subject_type, subject_id, purpose, amount, \
-         currency, idempotency_key, description, created_at, refunded_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO buzz_ledger (id, user_id, subject_type, subject_id, resource_server, \
+         purpose, amount, currency, idempotency_key, description, created_at, refunded_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(entry.id.to_string())
     .bind(entry.user_id.0)
     .bind(kind)
     .bind(id.as_str())
+    .bind(req.resource_server.as_str())
     .bind(entry.purpose.as_str())
     .bind(amount_i64(entry.amount))
     .bind(entry.currency.as_str())
@@ -194,6 +201,7 @@ async fn spend_in(conn: &mut SqliteConnection, req: &SpendRequest) -> StoreResul
 async fn refund_in(
     conn: &mut SqliteConnection,
     id: SpendId,
+    by: &ClientId,
     now: OffsetDateTime,
 ) -> StoreResult<RefundOutcome> {
     let Some(row) = sqlx::query("SELECT * FROM buzz_ledger WHERE id = ?")
@@ -206,9 +214,10 @@ async fn refund_in(
     };
     let mut entry = entry_of(&row)?;
     match entry
-        .refund(now)
+        .refund(by, now)
         .map_err(|e| StoreError::Internal(e.to_string()))?
     {
+        RefundDecision::NotFound => Ok(RefundOutcome::NotFound),
         RefundDecision::AlreadyRefunded => {
             let balance = balance_in(conn, entry.user_id, &entry.currency).await?;
             Ok(RefundOutcome::AlreadyRefunded { entry, balance })
@@ -277,9 +286,14 @@ impl BuzzStore for SqliteStore {
         finish(tx, out).await
     }
 
-    async fn refund(&self, id: SpendId, now: OffsetDateTime) -> StoreResult<RefundOutcome> {
+    async fn refund(
+        &self,
+        id: SpendId,
+        by: &ClientId,
+        now: OffsetDateTime,
+    ) -> StoreResult<RefundOutcome> {
         let mut tx = self.begin_write().await?;
-        let out = refund_in(&mut tx, id, now).await;
+        let out = refund_in(&mut tx, id, by, now).await;
         finish(tx, out).await
     }
 

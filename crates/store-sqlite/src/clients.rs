@@ -1,12 +1,14 @@
 //! `ClientStore` and `ConsentStore`.
 
 use async_trait::async_trait;
-use buzzgate_domain::client::{AccessMode, Client, ClientKind, SecretHash};
+use buzzgate_domain::buzz::BuzzLimit;
+use buzzgate_domain::client::{AccessMode, Client, ClientKind, Origin, SecretHash};
 use buzzgate_domain::consent::Consent;
 use buzzgate_domain::ids::{ClientId, UserId};
 use buzzgate_domain::ports::{ClientStore, ClientSummary, ConsentStore, StoreResult};
 use buzzgate_domain::token::TokenHash;
 use sqlx::sqlite::SqliteRow;
+use time::OffsetDateTime;
 
 use crate::convert::{Cols, corrupt, enum_from, enum_str, to_json, us};
 use crate::{SqliteStore, finish, map_err};
@@ -31,12 +33,14 @@ fn client_of(row: &SqliteRow) -> StoreResult<Client> {
         access_mode: enum_from::<AccessMode>(c.string("access_mode")?)?,
         is_verified: c.bool("is_verified")?,
         is_resource_server: c.bool("is_resource_server")?,
+        owner_buzz_limit: c.json("owner_buzz_limit")?,
         created_at: c.time("created_at")?,
         updated_at: c.time("updated_at")?,
     })
 }
 
-/// Binds every column of `clients` after `id`, in declaration order.
+/// Binds every column of `clients` after `id`, in declaration order (`owner_buzz_limit`,
+/// added by a later migration, last).
 fn bind_client<'q>(
     q: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
     c: &Client,
@@ -54,7 +58,8 @@ fn bind_client<'q>(
         .bind(i64::from(c.is_verified))
         .bind(i64::from(c.is_resource_server))
         .bind(us(c.created_at))
-        .bind(us(c.updated_at)))
+        .bind(us(c.updated_at))
+        .bind(to_json(&c.owner_buzz_limit)?))
 }
 
 #[async_trait]
@@ -63,8 +68,8 @@ impl ClientStore for SqliteStore {
         let q = sqlx::query(
             "INSERT INTO clients (id, owner_id, name, description, redirect_uris, \
              allowed_origins, kind, secret_hash, grants, allowed_scopes, access_mode, \
-             is_verified, is_resource_server, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             is_verified, is_resource_server, created_at, updated_at, owner_buzz_limit) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(client.id.as_str().to_owned());
         bind_client(q, client)?
@@ -116,7 +121,8 @@ impl ClientStore for SqliteStore {
             "UPDATE clients SET owner_id = ?2, name = ?3, description = ?4, \
              redirect_uris = ?5, allowed_origins = ?6, kind = ?7, secret_hash = ?8, \
              grants = ?9, allowed_scopes = ?10, access_mode = ?11, is_verified = ?12, \
-             is_resource_server = ?13, created_at = ?14, updated_at = ?15 WHERE id = ?1",
+             is_resource_server = ?13, created_at = ?14, updated_at = ?15, \
+             owner_buzz_limit = ?16 WHERE id = ?1",
         )
         .bind(client.id.as_str().to_owned());
         let done = bind_client(q, client)?
@@ -150,6 +156,18 @@ impl ClientStore for SqliteStore {
         }
         .await;
         finish(tx, out).await
+    }
+
+    async fn origin_registered(&self, origin: &Origin) -> StoreResult<bool> {
+        let row = sqlx::query(
+            "SELECT EXISTS (SELECT 1 FROM clients, json_each(clients.allowed_origins) o \
+             WHERE clients.kind = 'public' AND o.value = ?) AS found",
+        )
+        .bind(origin.as_str())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Cols(&row).bool("found")
     }
 }
 
@@ -202,6 +220,29 @@ impl ConsentStore for SqliteStore {
         .await
         .map_err(map_err)?;
         Ok(())
+    }
+
+    async fn set_buzz_limit(
+        &self,
+        user: UserId,
+        client: &ClientId,
+        limit: &BuzzLimit,
+        now: OffsetDateTime,
+    ) -> StoreResult<Option<Consent>> {
+        sqlx::query(
+            "UPDATE consents SET buzz_limit = ?, updated_at = ? \
+             WHERE user_id = ? AND client_id = ? RETURNING *",
+        )
+        .bind(to_json(limit)?)
+        .bind(us(now))
+        .bind(user.0)
+        .bind(client.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?
+        .as_ref()
+        .map(consent_of)
+        .transpose()
     }
 
     async fn list_for_user(&self, user: UserId) -> StoreResult<Vec<Consent>> {

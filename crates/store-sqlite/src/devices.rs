@@ -31,6 +31,7 @@ fn device_of(row: &SqliteRow) -> StoreResult<DeviceAuthorization> {
             auth_time: c
                 .opt_time("approved_auth_time")?
                 .ok_or_else(|| corrupt("approved device without an auth time"))?,
+            approved_at: c.opt_time("approved_at")?,
         },
         "denied" => DeviceStatus::Denied,
         "consumed" => DeviceStatus::Consumed,
@@ -50,15 +51,35 @@ fn device_of(row: &SqliteRow) -> StoreResult<DeviceAuthorization> {
     })
 }
 
-/// The status columns: (status, approved user, approved auth time).
-fn status_cols(s: &DeviceStatus) -> (&'static str, Option<i64>, Option<i64>) {
+/// The status columns: status, approved user, approved auth time, approval time.
+struct StatusCols {
+    status: &'static str,
+    user: Option<i64>,
+    auth_time: Option<i64>,
+    approved_at: Option<i64>,
+}
+
+fn status_cols(s: &DeviceStatus) -> StatusCols {
+    let plain = |status| StatusCols {
+        status,
+        user: None,
+        auth_time: None,
+        approved_at: None,
+    };
     match s {
-        DeviceStatus::Pending => ("pending", None, None),
-        DeviceStatus::Approved { user_id, auth_time } => {
-            ("approved", Some(user_id.0), Some(us(*auth_time)))
-        }
-        DeviceStatus::Denied => ("denied", None, None),
-        DeviceStatus::Consumed => ("consumed", None, None),
+        DeviceStatus::Pending => plain("pending"),
+        DeviceStatus::Approved {
+            user_id,
+            auth_time,
+            approved_at,
+        } => StatusCols {
+            status: "approved",
+            user: Some(user_id.0),
+            auth_time: Some(us(*auth_time)),
+            approved_at: opt_us(*approved_at),
+        },
+        DeviceStatus::Denied => plain("denied"),
+        DeviceStatus::Consumed => plain("consumed"),
     }
 }
 
@@ -68,16 +89,17 @@ fn interval_col(rec: &DeviceAuthorization) -> i64 {
 
 /// Writes back every mutable column of `rec` (by its device hash).
 async fn write_back(conn: &mut SqliteConnection, rec: &DeviceAuthorization) -> StoreResult<()> {
-    let (status, user, auth_time) = status_cols(&rec.status);
+    let cols = status_cols(&rec.status);
     sqlx::query(
         "UPDATE device_authorizations SET scope = ?, status = ?, approved_user_id = ?, \
-         approved_auth_time = ?, expires_at = ?, interval_secs = ?, last_polled_at = ? \
-         WHERE device_hash = ?",
+         approved_auth_time = ?, approved_at = ?, expires_at = ?, interval_secs = ?, \
+         last_polled_at = ? WHERE device_hash = ?",
     )
     .bind(i64::from(rec.scope.bits()))
-    .bind(status)
-    .bind(user)
-    .bind(auth_time)
+    .bind(cols.status)
+    .bind(cols.user)
+    .bind(cols.auth_time)
+    .bind(cols.approved_at)
     .bind(us(rec.expires_at))
     .bind(interval_col(rec))
     .bind(opt_us(rec.last_polled_at))
@@ -112,19 +134,21 @@ impl DeviceStore for SqliteStore {
             if current.is_some_and(|d| is_live(Some(d.expires_at), now)) {
                 return Err(StoreError::Conflict("user code in use".into()));
             }
-            let (status, user, auth_time) = status_cols(&rec.status);
+            let cols = status_cols(&rec.status);
             sqlx::query(
                 "INSERT OR REPLACE INTO device_authorizations (device_hash, user_code, client_id, \
-                 scope, status, approved_user_id, approved_auth_time, created_at, expires_at, \
-                 interval_secs, last_polled_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 scope, status, approved_user_id, approved_auth_time, approved_at, created_at, \
+                 expires_at, interval_secs, last_polled_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             )
             .bind(blob(&rec.device_hash))
             .bind(rec.user_code.as_str())
             .bind(rec.client_id.as_str())
             .bind(i64::from(rec.scope.bits()))
-            .bind(status)
-            .bind(user)
-            .bind(auth_time)
+            .bind(cols.status)
+            .bind(cols.user)
+            .bind(cols.auth_time)
+            .bind(cols.approved_at)
             .bind(us(rec.created_at))
             .bind(us(rec.expires_at))
             .bind(interval_col(rec))

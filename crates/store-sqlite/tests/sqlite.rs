@@ -12,7 +12,7 @@ use buzzgate_domain::buzz::{BuzzLimit, Currency, SpendSubject, status_windows};
 use buzzgate_domain::grant::refresh_token::RotationDecision;
 use buzzgate_domain::ports::{
     AuditLog, BuzzStore, ClientStore, CodeStore, ConsentStore, DeviceStore, InsertOutcome,
-    ManualClock, RateLimiter, SessionStore, SpendOutcome, TokenStore, UserStore,
+    ManualClock, RateLimiter, RateWindow, SessionStore, SpendOutcome, TokenStore, UserStore,
 };
 use buzzgate_domain::token::TokenKind;
 use buzzgate_domain::user::{NewUser, Session, Username};
@@ -85,8 +85,8 @@ async fn first_start_creates_the_file_and_schema_and_reopening_keeps_the_data() 
     );
     assert_eq!(
         count(&again, "SELECT COUNT(*) FROM _sqlx_migrations").await,
-        1,
-        "migrations are applied once"
+        2,
+        "each of the two migrations is applied once"
     );
     again.migrate().await.unwrap();
 }
@@ -670,17 +670,17 @@ async fn the_store_clock_decides_live_user_codes_and_live_token_counts() {
 async fn rate_limit_counters_roll_over_and_sweep() {
     let store = SqliteStore::in_memory().await.unwrap();
     let t = time::macros::datetime!(2026-03-01 10:00:59 UTC);
-    assert!(store.hit("k", 1, 60, t).await.unwrap().allowed);
-    let refused = store.hit("k", 1, 60, t).await.unwrap();
-    assert_eq!((refused.allowed, refused.retry_after), (false, 1));
-    assert!(
-        store
-            .hit("k", 1, 60, t + Duration::seconds(1))
-            .await
-            .unwrap()
-            .allowed
+    let w = RateWindow::containing(t, 60);
+    assert_eq!(store.count("k", w, 1).await.unwrap(), 1);
+    assert_eq!(store.count("k", w, 1).await.unwrap(), 2);
+    let next = RateWindow::containing(t + Duration::seconds(1), 60);
+    assert_eq!(store.count("k", next, 1).await.unwrap(), 1, "rolled over");
+    assert_eq!(
+        store.count("k", w, 1).await.unwrap(),
+        2,
+        "a late hit from a node behind counts in the newer window"
     );
-    store.hit("other", 5, 60, t).await.unwrap();
+    store.count("other", w, 1).await.unwrap();
     assert_eq!(
         count(&store, "SELECT COUNT(*) FROM rate_limits").await,
         2,

@@ -11,7 +11,7 @@ use buzzgate_domain::consent::Consent;
 use buzzgate_domain::grant::authorization_code::CodeRedemption;
 use buzzgate_domain::grant::device_code::{DevicePoll, DeviceResolution, DeviceStatus};
 use buzzgate_domain::grant::refresh_token::RotationDecision;
-use buzzgate_domain::ports::{InsertOutcome, RefundOutcome, SpendOutcome};
+use buzzgate_domain::ports::{InsertOutcome, RateWindow, RefundOutcome, SpendOutcome};
 use buzzgate_domain::token::{TokenHash, TokenKind};
 use buzzgate_domain::user::{Session, Username};
 use buzzgate_domain::{Error, Scope, StoreError};
@@ -41,6 +41,7 @@ pub async fn clients_round_trip(p: &Ports) {
     let mut changed = c.clone();
     changed.name = "Renamed".into();
     changed.allowed_scopes = Scope::READ_ONLY;
+    changed.owner_buzz_limit = BuzzLimit::per_period(100, 1).unwrap();
     changed.updated_at = now() + Duration::seconds(1);
     assert!(clients.update(&changed).await.unwrap());
     assert_eq!(clients.get(&c.id).await.unwrap(), Some(changed.clone()));
@@ -185,9 +186,54 @@ pub async fn consents_round_trip(p: &Ports) {
         .map(|c| c.client_id)
         .collect();
     assert_eq!(listed, vec![c2.id.clone(), c.id.clone()], "newest first");
+    let limit = BuzzLimit::per_period(50, 7).unwrap();
+    let later = now() + Duration::seconds(9);
+    let edited = consents
+        .set_buzz_limit(u.id, &c.id, &limit, later)
+        .await
+        .unwrap()
+        .expect("the consent exists");
+    assert_eq!((&edited.buzz_limit, edited.updated_at), (&limit, later));
+    assert_eq!(edited.created_at, first.created_at, "created_at is kept");
+    assert_eq!(consents.get(u.id, &c.id).await.unwrap(), Some(edited));
     assert!(consents.delete(u.id, &c.id).await.unwrap());
     assert!(!consents.delete(u.id, &c.id).await.unwrap());
     assert_eq!(consents.get(u.id, &c.id).await.unwrap(), None);
+    assert_eq!(
+        consents
+            .set_buzz_limit(u.id, &c.id, &limit, later)
+            .await
+            .unwrap(),
+        None,
+        "a cap edit never brings a revoked consent back"
+    );
+    assert_eq!(consents.get(u.id, &c.id).await.unwrap(), None);
+}
+
+pub async fn origins_registered_by_public_clients(p: &Ports) {
+    let (users, clients) = need!(p, users, clients);
+    let (owner, confidential) = fx::user_and_client(users.as_ref(), clients.as_ref()).await;
+    let unique = format!(
+        "https://{}.example",
+        buzzgate_domain::ids::new_uuid(&buzzgate_domain::ports::OsRandom).simple()
+    );
+    let origin = buzzgate_domain::client::Origin::parse(&unique).unwrap();
+    assert!(!clients.origin_registered(&origin).await.unwrap());
+    let mut conf = confidential.clone();
+    conf.allowed_origins = vec![origin.clone()];
+    assert!(clients.update(&conf).await.unwrap());
+    assert!(
+        !clients.origin_registered(&origin).await.unwrap(),
+        "a confidential client's origins grant no CORS"
+    );
+    let mut public = fx::client(owner.id);
+    public.kind = buzzgate_domain::client::ClientKind::Public;
+    public.secret_hash = None;
+    public.allowed_origins = vec![origin.clone()];
+    clients.insert(&public).await.unwrap();
+    assert!(clients.origin_registered(&origin).await.unwrap());
+    let other = buzzgate_domain::client::Origin::parse("https://other.invalid").unwrap();
+    assert!(!clients.origin_registered(&other).await.unwrap());
 }
 
 // ----- tokens ---------------------------------------------------------------------------------
@@ -701,10 +747,12 @@ pub async fn devices_resolve_and_poll(p: &Ports) {
         Some(poll.now),
         "the poll was recorded"
     );
+    let at = now();
     let approve = DeviceResolution {
         user_id: u,
+        auth_time: at - Duration::hours(1),
         approve: true,
-        now: now(),
+        now: at,
     };
     let approved = devices
         .resolve(&rec.user_code, &approve)
@@ -712,6 +760,15 @@ pub async fn devices_resolve_and_poll(p: &Ports) {
         .unwrap()
         .unwrap();
     assert!(matches!(approved.status, DeviceStatus::Approved { .. }));
+    assert_eq!(
+        devices
+            .find_by_user_code(&rec.user_code)
+            .await
+            .unwrap()
+            .map(|d| d.status),
+        Some(approved.status.clone()),
+        "the sign-in time and the approval time are both kept"
+    );
     assert!(
         devices
             .resolve(&rec.user_code, &approve)
@@ -724,15 +781,16 @@ pub async fn devices_resolve_and_poll(p: &Ports) {
         client_id: c.id.clone(),
         now: now() + Duration::seconds(6),
     };
+    let grant = devices
+        .poll(&rec.device_hash, &later)
+        .await
+        .unwrap()
+        .result
+        .unwrap();
+    assert_eq!(grant.user_id, u);
     assert_eq!(
-        devices
-            .poll(&rec.device_hash, &later)
-            .await
-            .unwrap()
-            .result
-            .unwrap()
-            .user_id,
-        u
+        (grant.auth_time, grant.approved_at),
+        (at - Duration::hours(1), at)
     );
     let stored = devices
         .find_by_user_code(&rec.user_code)
@@ -766,6 +824,7 @@ pub async fn concurrent_polls_issue_once(p: &Ports) {
             &rec.user_code,
             &DeviceResolution {
                 user_id: u,
+                auth_time: now(),
                 approve: true,
                 now: now(),
             },
@@ -972,24 +1031,65 @@ pub async fn buzz_refund_once(p: &Ports) {
     let req = fx::spend(u, &c, 4, "r", BuzzLimit::default());
     buzz.spend(&req).await.unwrap();
     let at = now();
-    let RefundOutcome::Refunded { entry, balance: 10 } = buzz.refund(req.id, at).await.unwrap()
+    let rs = fx::resource_server();
+    let other_rs = buzzgate_domain::ids::ClientId::parse("another-rs").unwrap();
+    assert_eq!(
+        buzz.refund(req.id, &other_rs, at).await.unwrap(),
+        RefundOutcome::NotFound,
+        "another resource server's spend looks missing"
+    );
+    assert_eq!(
+        buzz.balances(u).await.unwrap(),
+        vec![(Currency::yellow(), 6)],
+        "and nothing was credited"
+    );
+    let RefundOutcome::Refunded { entry, balance: 10 } =
+        buzz.refund(req.id, &rs, at).await.unwrap()
     else {
         panic!("refunded")
     };
     assert_eq!(entry.refunded_at, Some(at));
+    assert_eq!(entry.resource_server, Some(rs.clone()));
     assert!(matches!(
-        buzz.refund(req.id, now()).await.unwrap(),
+        buzz.refund(req.id, &rs, now()).await.unwrap(),
         RefundOutcome::AlreadyRefunded { balance: 10, .. }
     ));
     assert_eq!(
         buzz.refund(
             buzzgate_domain::ids::SpendId::generate(&buzzgate_domain::ports::OsRandom),
+            &rs,
             now()
         )
         .await
         .unwrap(),
         RefundOutcome::NotFound
     );
+}
+
+pub async fn buzz_idempotency_keys_are_scoped_to_the_resource_server(p: &Ports) {
+    let Some((buzz, u, c)) = buzz_setup(p).await else {
+        return;
+    };
+    buzz.credit(u, &Currency::yellow(), 100, now())
+        .await
+        .unwrap();
+    let first = fx::spend(u, &c, 10, "shared-key", BuzzLimit::default());
+    assert!(matches!(
+        buzz.spend(&first).await.unwrap(),
+        SpendOutcome::Spent { balance: 90, .. }
+    ));
+    let mut other = fx::spend(u, &c, 10, "shared-key", BuzzLimit::default());
+    other.resource_server = buzzgate_domain::ids::ClientId::parse("another-rs").unwrap();
+    let SpendOutcome::Spent { entry, balance: 80 } = buzz.spend(&other).await.unwrap() else {
+        panic!("a second resource server's key is its own: charged, not replayed");
+    };
+    assert_eq!(entry.resource_server, Some(other.resource_server.clone()));
+    let mut retry = other.clone();
+    retry.id = buzzgate_domain::ids::SpendId::generate(&buzzgate_domain::ports::OsRandom);
+    assert!(matches!(
+        buzz.spend(&retry).await.unwrap(),
+        SpendOutcome::Replayed { balance: 80, .. }
+    ));
 }
 
 pub async fn buzz_window_spend(p: &Ports) {
@@ -1007,7 +1107,9 @@ pub async fn buzz_window_spend(p: &Ports) {
         .unwrap();
     let refunded = fx::spend(u, &c, 1, "refunded", BuzzLimit::default());
     buzz.spend(&refunded).await.unwrap();
-    buzz.refund(refunded.id, now()).await.unwrap();
+    buzz.refund(refunded.id, &fx::resource_server(), now())
+        .await
+        .unwrap();
     let limit = BuzzLimit::parse_json(r#"[{"type":"sliding","limit":500,"window":"day","unit":1},{"type":"absolute","limit":900},{"type":"absolute","limit":900,"currencies":["blue"]}]"#).unwrap();
     let windows = status_windows(&limit, now());
     let subject = SpendSubject::OAuth(c.clone());
@@ -1152,23 +1254,26 @@ pub async fn rate_limit_fixed_window(p: &Ports) {
     let (k, other) = (key(), key());
     // Mid-window, so the whole case fits in one 60 s window.
     let t = time::macros::datetime!(2026-03-01 10:00:30 UTC);
-    for i in 0..3 {
-        let d = rl.hit(&k, 3, 60, t).await.unwrap();
-        assert!(d.allowed);
-        assert_eq!(d.remaining, 2 - i);
+    let w = RateWindow::containing(t, 60);
+    assert_eq!(
+        rl.count(&k, w, 0).await.unwrap(),
+        0,
+        "a read creates nothing"
+    );
+    for i in 1..=3 {
+        assert_eq!(rl.count(&k, w, 1).await.unwrap(), i);
     }
-    let refused = rl.hit(&k, 3, 60, t).await.unwrap();
-    assert!(!refused.allowed);
-    assert!((1..=60).contains(&refused.retry_after), "{refused:?}");
-    assert!(
-        rl.hit(&other, 3, 60, t).await.unwrap().allowed,
+    assert_eq!(rl.count(&k, w, 0).await.unwrap(), 3, "a read adds nothing");
+    assert_eq!(rl.count(&k, w, 2).await.unwrap(), 5);
+    assert_eq!(
+        rl.count(&other, w, 1).await.unwrap(),
+        1,
         "keys are independent"
     );
-    assert!(
-        rl.hit(&k, 3, 60, t + Duration::seconds(30))
-            .await
-            .unwrap()
-            .allowed,
+    let next = RateWindow::containing(t + Duration::seconds(30), 60);
+    assert_eq!(
+        rl.count(&k, next, 1).await.unwrap(),
+        1,
         "the next window starts over"
     );
 }
@@ -1177,20 +1282,25 @@ pub async fn concurrent_hits_respect_the_limit(p: &Ports) {
     let (rl,) = need!(p, rate_limiter);
     let k = key();
     let t = time::macros::datetime!(2026-03-01 10:00:30 UTC);
+    let w = RateWindow::containing(t, 60);
     let tasks: Vec<_> = (0..64)
         .map(|i| {
             let (rl, k) = (
                 p.node(i).rate_limiter.clone().unwrap_or_else(|| rl.clone()),
                 k.clone(),
             );
-            tokio::spawn(async move { rl.hit(&k, 20, 60, t).await.unwrap().allowed })
+            tokio::spawn(async move {
+                let n = rl.count(&k, w, 1).await.unwrap();
+                buzzgate_domain::rate::decide(n, 20, w, t).allowed
+            })
         })
         .collect();
     let mut allowed = 0;
     for t in tasks {
         allowed += usize::from(t.await.unwrap());
     }
-    assert_eq!(allowed, 20);
+    assert_eq!(allowed, 20, "every count is distinct, so exactly 20 pass");
+    assert_eq!(rl.count(&k, w, 0).await.unwrap(), 64);
 }
 
 pub async fn cache_round_trip(p: &Ports) {
@@ -1222,6 +1332,49 @@ pub async fn cache_round_trip(p: &Ports) {
         cache.get(&short.hash).await.unwrap(),
         None,
         "entries never outlive `until`"
+    );
+}
+
+/// A validation that read a token before its revocation must not cache it after: the
+/// invalidation's tombstone refuses the late put, on this node and on every other.
+pub async fn cache_put_after_invalidate_is_refused(p: &Ports) {
+    let (cache,) = need!(p, cache);
+    let (_, t) = fx::token(
+        TokenKind::Access,
+        buzzgate_domain::ids::UserId(1),
+        None,
+        None,
+    );
+    cache.invalidate(&[t.hash]).await.unwrap();
+    cache.put(&t, now() + Duration::seconds(60)).await.unwrap();
+    assert_eq!(
+        cache.get(&t.hash).await.unwrap(),
+        None,
+        "a revoked token is never cached back"
+    );
+    if let Some(peer) = &p.cache_peer {
+        peer.put(&t, now() + Duration::seconds(60)).await.unwrap();
+        assert_eq!(
+            peer.get(&t.hash).await.unwrap(),
+            None,
+            "nor by another node"
+        );
+        assert_eq!(cache.get(&t.hash).await.unwrap(), None);
+    }
+    let (_, fresh) = fx::token(
+        TokenKind::Access,
+        buzzgate_domain::ids::UserId(1),
+        None,
+        None,
+    );
+    cache
+        .put(&fresh, now() + Duration::seconds(60))
+        .await
+        .unwrap();
+    assert_eq!(
+        cache.get(&fresh.hash).await.unwrap(),
+        Some(fresh),
+        "other tokens are cached as before"
     );
 }
 

@@ -136,7 +136,13 @@ pub fn device(client: &Client) -> DeviceAuthorization {
         .record
 }
 
-/// A spend of `amount` by the OAuth app `client` for `user`, under `budgets`.
+/// The resource server the fixtures' spends come from.
+pub fn resource_server() -> ClientId {
+    ClientId::parse("contract-rs").expect("valid id")
+}
+
+/// A spend of `amount` by the OAuth app `client` for `user`, under `budgets`, sent by
+/// [`resource_server`].
 pub fn spend(
     user: UserId,
     client: &ClientId,
@@ -148,6 +154,7 @@ pub fn spend(
         SpendId::generate(&OsRandom),
         user,
         SpendSubject::OAuth(client.clone()),
+        resource_server(),
         SpendPurpose::AiServices,
         amount,
         Currency::yellow(),

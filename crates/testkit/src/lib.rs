@@ -130,6 +130,7 @@ macro_rules! contract_suite {
             use super::*;
             $crate::contract_suite!(@cases $fixture;
                 clients_round_trip, client_delete_cascades, consents_round_trip,
+                origins_registered_by_public_clients,
                 tokens_insert_find_revoke, family_revocation_leaves_a_tombstone,
                 rotation_applies_the_decision, rotation_reuse_after_grace_writes_nothing,
                 rotation_of_unknown_token_is_rejected, revoke_for_user_client, api_keys_list_and_revoke,
@@ -139,9 +140,11 @@ macro_rules! contract_suite {
                 devices_resolve_and_poll, concurrent_polls_issue_once, device_user_codes_are_unique,
                 users_round_trip, sessions_round_trip,
                 buzz_credit_and_history, buzz_spend_replay_and_conflict, buzz_refund_once,
+                buzz_idempotency_keys_are_scoped_to_the_resource_server,
                 buzz_window_spend, concurrent_spends_never_exceed_the_cap, concurrent_duplicate_spends_charge_once,
                 audit_query, rate_limit_fixed_window, concurrent_hits_respect_the_limit,
-                cache_round_trip, cache_invalidation_reaches_peer);
+                cache_round_trip, cache_put_after_invalidate_is_refused,
+                cache_invalidation_reaches_peer);
         }
     };
     (@cases $fixture:expr; $($case:ident),* $(,)?) => {

@@ -499,11 +499,13 @@ pub async fn buzz_spend_against_a_cap(env: &Env) {
 pub async fn app_lifecycle_rotate_and_delete(env: &Env) {
     let u = env.user("owen", 0).await;
     let cookie = env.login("owen").await;
+    let csrf = env.csrf(&cookie).await;
     // Create through the API with the session.
     let r = env
         .http
         .post(env.url("/api/v1/oauth/clients"))
         .header("cookie", &cookie)
+        .header("x-csrf-token", &csrf)
         .json(&json!({"name": "Lifecycle", "redirectUris": [REDIRECT]}))
         .send()
         .await
@@ -534,6 +536,7 @@ pub async fn app_lifecycle_rotate_and_delete(env: &Env) {
         .http
         .post(env.url(&format!("/oauth/clients/{}/reset-secret", app.id)))
         .header("cookie", &cookie)
+        .header("x-csrf-token", &csrf)
         .send()
         .await
         .unwrap();
@@ -574,6 +577,7 @@ pub async fn app_lifecycle_rotate_and_delete(env: &Env) {
         .http
         .patch(env.url(&format!("/api/v1/oauth/clients/{}", app.id)))
         .header("cookie", &cookie)
+        .header("x-csrf-token", &csrf)
         .json(&json!({"name": "Renamed"}))
         .send()
         .await
@@ -584,6 +588,7 @@ pub async fn app_lifecycle_rotate_and_delete(env: &Env) {
         .http
         .delete(env.url(&format!("/api/v1/oauth/clients/{}", app.id)))
         .header("cookie", &cookie)
+        .header("x-csrf-token", &csrf)
         .send()
         .await
         .unwrap();
@@ -619,6 +624,7 @@ pub async fn connected_apps_revoke(env: &Env) {
     let t = env.tokens("cathy", &app, "AIServices", None).await;
     let access = t["access_token"].as_str().unwrap();
     let cookie = env.login("cathy").await;
+    let csrf = env.csrf(&cookie).await;
     let list: Value = env
         .http
         .get(env.url("/api/v1/oauth/consents"))
@@ -645,6 +651,7 @@ pub async fn connected_apps_revoke(env: &Env) {
         .http
         .put(env.url(&format!("/api/v1/oauth/consents/{}/buzz-limit", app.id)))
         .header("cookie", &cookie)
+        .header("x-csrf-token", &csrf)
         .json(&json!([{"type": "sliding", "limit": 50, "window": "day", "unit": 1}]))
         .send()
         .await
@@ -654,6 +661,7 @@ pub async fn connected_apps_revoke(env: &Env) {
         .http
         .delete(env.url(&format!("/api/v1/oauth/consents/{}", app.id)))
         .header("cookie", &cookie)
+        .header("x-csrf-token", &csrf)
         .send()
         .await
         .unwrap();
@@ -679,10 +687,12 @@ pub async fn connected_apps_revoke(env: &Env) {
 pub async fn api_keys_are_bearers(env: &Env) {
     env.user("kim", 0).await;
     let cookie = env.login("kim").await;
+    let csrf = env.csrf(&cookie).await;
     let r = env
         .http
         .post(env.url("/api/v1/api-keys"))
         .header("cookie", &cookie)
+        .header("x-csrf-token", &csrf)
         .json(&json!({"name": "laptop", "scope": "UserRead BuzzRead"}))
         .send()
         .await
@@ -723,6 +733,7 @@ pub async fn api_keys_are_bearers(env: &Env) {
         .http
         .delete(env.url(&format!("/api/v1/api-keys/{}", k["id"].as_str().unwrap())))
         .header("cookie", &cookie)
+        .header("x-csrf-token", &csrf)
         .send()
         .await
         .unwrap();

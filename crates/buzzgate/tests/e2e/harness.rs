@@ -162,7 +162,7 @@ impl Env {
             .core
             .clients()
             .create(
-                &Caller::session(owner),
+                &Caller::operator_for(owner),
                 ClientRegistration {
                     name: "E2E app".into(),
                     description: Some("An app under test".into()),
@@ -181,11 +181,7 @@ impl Env {
     }
 
     pub async fn make_resource_server(&self, app: &App) {
-        let admin = Caller {
-            user_id: UserId(0),
-            via: buzzgate_domain::service::Via::Session,
-            is_admin: true,
-        };
+        let admin = Caller::operator();
         let id = buzzgate_domain::ids::ClientId::parse(&app.id).unwrap();
         self.core
             .clients()
@@ -221,6 +217,21 @@ impl Env {
             .unwrap();
         assert_eq!(res.status(), StatusCode::SEE_OTHER, "login succeeds");
         cookie_pair(res.headers(), "bg_session").expect("session cookie")
+    }
+
+    /// The session's CSRF token, as a page's script reads it (`GET /api/v1/session`); sent as
+    /// `X-CSRF-Token` on every session-authenticated JSON change.
+    pub async fn csrf(&self, cookie: &str) -> String {
+        let r = self
+            .http
+            .get(self.url("/api/v1/session"))
+            .header("cookie", cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "a signed-in session reads its CSRF token");
+        let v: Value = r.json().await.unwrap();
+        v["csrfToken"].as_str().expect("csrfToken").to_owned()
     }
 
     /// Runs authorize → consent (approve with `buzz_limit`) and returns the redirect Location.

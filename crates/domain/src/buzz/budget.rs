@@ -272,6 +272,12 @@ impl BuzzLimit {
         BuzzLimit(Vec::new())
     }
 
+    /// Budgets that were each validated already (a combination of two stored limits, which
+    /// may hold more than 16 together).
+    pub(crate) fn from_validated(budgets: Vec<Budget>) -> BuzzLimit {
+        BuzzLimit(budgets)
+    }
+
     /// Validates every budget and the count (at most 16).
     pub fn new(budgets: Vec<Budget>) -> Result<BuzzLimit, Error> {
         let limit = BuzzLimit(budgets);

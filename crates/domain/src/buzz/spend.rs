@@ -105,6 +105,9 @@ pub struct SpendRequest {
     pub id: SpendId,
     pub user_id: UserId,
     pub subject: SpendSubject,
+    /// The resource server that sends the spend. Idempotency keys are scoped to it: two
+    /// resource servers never share, replay or refund each other's spends (SPEC 13).
+    pub resource_server: ClientId,
     pub purpose: SpendPurpose,
     pub amount: u64,
     pub currency: Currency,
@@ -135,6 +138,7 @@ impl SpendRequest {
         id: SpendId,
         user_id: UserId,
         subject: SpendSubject,
+        resource_server: ClientId,
         purpose: SpendPurpose,
         amount: u64,
         currency: Currency,
@@ -162,6 +166,7 @@ impl SpendRequest {
             id,
             user_id,
             subject,
+            resource_server,
             purpose,
             amount,
             currency,
@@ -237,6 +242,9 @@ pub struct LedgerEntry {
     pub id: SpendId,
     pub user_id: UserId,
     pub subject: SpendSubject,
+    /// The resource server that made the spend (`None` only for entries recorded before
+    /// resource servers were recorded; those cannot be refunded through the API).
+    pub resource_server: Option<ClientId>,
     pub purpose: SpendPurpose,
     pub amount: u64,
     pub currency: Currency,
@@ -253,6 +261,8 @@ pub enum RefundDecision {
     Refund { amount: u64, currency: Currency },
     /// Refunded before: credit nothing and answer as the first time did.
     AlreadyRefunded,
+    /// Another resource server's spend: answer exactly as for a missing one.
+    NotFound,
 }
 
 impl LedgerEntry {
@@ -262,6 +272,7 @@ impl LedgerEntry {
             id: req.id,
             user_id: req.user_id,
             subject: req.subject.clone(),
+            resource_server: Some(req.resource_server.clone()),
             purpose: req.purpose,
             amount: req.amount,
             currency: req.currency.clone(),
@@ -273,10 +284,12 @@ impl LedgerEntry {
     }
 
     /// `req` reuses this entry's idempotency key. `Ok` when it is the same spend (user,
-    /// subject, purpose, amount, currency): the caller returns this entry and charges nothing.
+    /// subject, resource server, purpose, amount, currency): the caller returns this entry and
+    /// charges nothing.
     pub fn replay_of(&self, req: &SpendRequest) -> Result<(), Error> {
         let same = self.user_id == req.user_id
             && self.subject == req.subject
+            && self.resource_server.as_ref() == Some(&req.resource_server)
             && self.purpose == req.purpose
             && self.amount == req.amount
             && self.currency == req.currency;
@@ -289,12 +302,17 @@ impl LedgerEntry {
         }
     }
 
-    /// Refunding twice is idempotent: the second time credits nothing. An entry whose amount is
-    /// outside 1..=1e9 could never have been recorded, so it is a `server_error`, not a credit.
-    pub fn refund(&self, now: OffsetDateTime) -> Result<RefundDecision, Error> {
+    /// Refunding twice is idempotent: the second time credits nothing. Only the resource
+    /// server `by` that made the spend may refund it; for anyone else it does not exist. An
+    /// entry whose amount is outside 1..=1e9 could never have been recorded, so it is a
+    /// `server_error`, not a credit.
+    pub fn refund(&self, by: &ClientId, now: OffsetDateTime) -> Result<RefundDecision, Error> {
         // `now` is not compared to `created_at`: clocks of two nodes may disagree slightly, and
         // a refund must not fail for that.
         let _ = now;
+        if self.resource_server.as_ref() != Some(by) {
+            return Ok(RefundDecision::NotFound);
+        }
         if self.refunded_at.is_some() {
             return Ok(RefundDecision::AlreadyRefunded);
         }
@@ -371,11 +389,16 @@ mod tests {
         }
     }
 
+    fn rs() -> ClientId {
+        ClientId::parse("rs-1").unwrap()
+    }
+
     fn request(purpose: SpendPurpose, amount: u64, budgets: Vec<Budget>) -> SpendRequest {
         SpendRequest::new(
             SpendId(uuid::Uuid::from_u128(1)),
             UserId(42),
             SpendSubject::OAuth(ClientId::parse("app-1").unwrap()),
+            rs(),
             purpose,
             amount,
             Currency::yellow(),
@@ -440,6 +463,7 @@ mod tests {
                 SpendId(uuid::Uuid::nil()),
                 UserId(1),
                 SpendSubject::ApiKey(TokenId(uuid::Uuid::nil())),
+                rs(),
                 SpendPurpose::AiServices,
                 amount,
                 Currency::yellow(),
@@ -559,26 +583,49 @@ mod tests {
         let mut other = req.clone();
         other.currency = blue();
         assert_eq!(entry.replay_of(&other), Err(conflict.clone()));
-        let mut other = req;
+        let mut other = req.clone();
         other.subject = SpendSubject::OAuth(ClientId::parse("app-2").unwrap());
-        assert_eq!(entry.replay_of(&other), Err(conflict));
+        assert_eq!(entry.replay_of(&other), Err(conflict.clone()));
+        let mut other = req;
+        other.resource_server = ClientId::parse("rs-2").unwrap();
+        assert_eq!(
+            entry.replay_of(&other),
+            Err(conflict),
+            "another resource server never replays this spend"
+        );
     }
 
     #[test]
     fn refund_is_idempotent() {
         let mut entry = LedgerEntry::from_request(&request(SpendPurpose::AiServices, 25, vec![]));
         assert_eq!(
-            entry.refund(NOW),
+            entry.refund(&rs(), NOW),
             Ok(RefundDecision::Refund {
                 amount: 25,
                 currency: Currency::yellow()
             })
         );
         entry.refunded_at = Some(NOW);
-        assert_eq!(entry.refund(NOW), Ok(RefundDecision::AlreadyRefunded));
+        assert_eq!(
+            entry.refund(&rs(), NOW),
+            Ok(RefundDecision::AlreadyRefunded)
+        );
         entry.refunded_at = None;
         entry.amount = 0;
-        assert_eq!(entry.refund(NOW).unwrap_err().code(), "server_error");
+        assert_eq!(entry.refund(&rs(), NOW).unwrap_err().code(), "server_error");
+    }
+
+    #[test]
+    fn only_the_resource_server_that_spent_may_refund() {
+        let mut entry = LedgerEntry::from_request(&request(SpendPurpose::AiServices, 25, vec![]));
+        let other = ClientId::parse("rs-2").unwrap();
+        assert_eq!(entry.refund(&other, NOW), Ok(RefundDecision::NotFound));
+        entry.resource_server = None;
+        assert_eq!(
+            entry.refund(&rs(), NOW),
+            Ok(RefundDecision::NotFound),
+            "an entry from before resource servers were recorded is nobody's to refund"
+        );
     }
 
     #[test]

@@ -69,7 +69,13 @@ pub enum DeviceStatus {
     Pending,
     Approved {
         user_id: UserId,
+        /// When the approving user signed in (OIDC `auth_time`).
         auth_time: OffsetDateTime,
+        /// When the user approved; a consent created after it (the user revoked the app and
+        /// granted it again) does not cover this grant. `None` only for authorizations
+        /// approved before this was recorded: `auth_time` was the approval time then.
+        #[serde(default)]
+        approved_at: Option<OffsetDateTime>,
     },
     Denied,
     /// Tokens were issued; the device code is spent.
@@ -144,6 +150,8 @@ pub fn start(
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeviceResolution {
     pub user_id: UserId,
+    /// When the user signed in (the session's start).
+    pub auth_time: OffsetDateTime,
     pub approve: bool,
     pub now: OffsetDateTime,
 }
@@ -161,7 +169,8 @@ impl DeviceResolution {
         let status = if self.approve {
             DeviceStatus::Approved {
                 user_id: self.user_id,
-                auth_time: self.now,
+                auth_time: self.auth_time,
+                approved_at: Some(self.now),
             }
         } else {
             DeviceStatus::Denied
@@ -187,6 +196,8 @@ pub struct DeviceGrant {
     pub client_id: ClientId,
     pub scope: Scope,
     pub auth_time: OffsetDateTime,
+    /// When the user approved (see [`DeviceStatus::Approved`]).
+    pub approved_at: OffsetDateTime,
 }
 
 /// What the store must write back (in the same atomic step) and what the poller gets.
@@ -248,7 +259,11 @@ impl DevicePoll {
                     "The user denied the authorization request",
                 )),
             },
-            DeviceStatus::Approved { user_id, auth_time } => DevicePollStep {
+            DeviceStatus::Approved {
+                user_id,
+                auth_time,
+                approved_at,
+            } => DevicePollStep {
                 write: Some(DeviceAuthorization {
                     status: DeviceStatus::Consumed,
                     ..polled
@@ -258,6 +273,7 @@ impl DevicePoll {
                     client_id: rec.client_id.clone(),
                     scope: rec.scope,
                     auth_time: *auth_time,
+                    approved_at: approved_at.unwrap_or(*auth_time),
                 }),
             },
             DeviceStatus::Consumed => refuse(Error::invalid_grant(
@@ -383,6 +399,7 @@ mod tests {
     fn denied_poll_is_access_denied() {
         let rec = DeviceResolution {
             user_id: UserId(1),
+            auth_time: T0,
             approve: false,
             now: T0,
         }
@@ -396,8 +413,10 @@ mod tests {
 
     #[test]
     fn approved_poll_issues_once_then_the_code_is_spent() {
+        let signed_in = T0 - Duration::hours(2);
         let rec = DeviceResolution {
             user_id: UserId(9),
+            auth_time: signed_in,
             approve: true,
             now: T0,
         }
@@ -406,6 +425,11 @@ mod tests {
         let step = poll(1).decide(Some(&rec));
         let grant = step.result.unwrap();
         assert_eq!(grant.user_id, UserId(9));
+        assert_eq!(
+            (grant.auth_time, grant.approved_at),
+            (signed_in, T0),
+            "auth_time is the sign-in, approved_at the approval"
+        );
         let spent = step.write.unwrap();
         assert_eq!(spent.status, DeviceStatus::Consumed);
         assert_eq!(
@@ -434,6 +458,7 @@ mod tests {
     fn only_pending_unexpired_codes_can_be_approved() {
         let approve = |at| DeviceResolution {
             user_id: UserId(1),
+            auth_time: T0,
             approve: true,
             now: T0 + Duration::seconds(at),
         };

@@ -45,6 +45,7 @@ pub(crate) mod fixtures {
             is_confidential: Some(false),
             allowed_scopes: None,
             grants: None,
+            owner_buzz_limit: None,
         };
         Client::new(
             ClientId::parse(id).unwrap(),

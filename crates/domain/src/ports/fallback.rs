@@ -5,15 +5,19 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
-use time::OffsetDateTime;
 
-use super::{RateDecision, RateLimiter, StoreResult};
+use super::{RateLimiter, RateWindow, StoreResult};
 use crate::error::StoreError;
+
+/// Called with the error and the outage count on the first outage and every 1,000th after
+/// (the composition root logs it; the domain does no I/O).
+pub type OutageReport = Arc<dyn Fn(&str, u64) + Send + Sync>;
 
 pub struct FallbackRateLimiter {
     primary: Arc<dyn RateLimiter>,
     fallback: Arc<dyn RateLimiter>,
     outages: AtomicU64,
+    on_outage: Option<OutageReport>,
 }
 
 impl std::fmt::Debug for FallbackRateLimiter {
@@ -30,7 +34,14 @@ impl FallbackRateLimiter {
             primary,
             fallback,
             outages: AtomicU64::new(0),
+            on_outage: None,
         }
+    }
+
+    /// Reports outages through `report` (see [`OutageReport`]).
+    pub fn on_outage(mut self, report: OutageReport) -> Self {
+        self.on_outage = Some(report);
+        self
     }
 
     /// Hits answered by the fallback because the primary was unavailable.
@@ -41,17 +52,18 @@ impl FallbackRateLimiter {
 
 #[async_trait]
 impl RateLimiter for FallbackRateLimiter {
-    async fn hit(
-        &self,
-        key: &str,
-        limit: u32,
-        window_secs: u64,
-        now: OffsetDateTime,
-    ) -> StoreResult<RateDecision> {
-        match self.primary.hit(key, limit, window_secs, now).await {
-            Err(StoreError::Unavailable(_)) => {
-                self.outages.fetch_add(1, Ordering::Relaxed);
-                self.fallback.hit(key, limit, window_secs, now).await
+    async fn count(&self, key: &str, window: RateWindow, add: u32) -> StoreResult<u64> {
+        match self.primary.count(key, window, add).await {
+            Err(StoreError::Unavailable(e)) => {
+                let n = self.outages.fetch_add(1, Ordering::Relaxed) + 1;
+                // Counted and reported, never silent (SPEC 10); the first of every 1,000 is
+                // enough for an operator to notice without flooding the log.
+                if n % 1000 == 1
+                    && let Some(report) = &self.on_outage
+                {
+                    report(&e, n);
+                }
+                self.fallback.count(key, window, add).await
             }
             other => other,
         }
@@ -64,6 +76,10 @@ mod tests {
     use crate::memory::MemoryStore;
     use crate::ports::{ManualClock, MockRateLimiter};
 
+    fn window() -> RateWindow {
+        RateWindow::containing(ManualClock::at_epoch_now(), 60)
+    }
+
     fn fallback() -> Arc<dyn RateLimiter> {
         Arc::new(MemoryStore::new(Arc::new(ManualClock::at_epoch())))
     }
@@ -71,33 +87,24 @@ mod tests {
     #[tokio::test]
     async fn primary_answers_while_it_is_up() {
         let mut p = MockRateLimiter::new();
-        p.expect_hit().times(1).returning(|_, _, _, _| {
-            Ok(RateDecision {
-                allowed: false,
-                remaining: 0,
-                retry_after: 9,
-            })
-        });
+        p.expect_count().times(1).returning(|_, _, _| Ok(9));
         let rl = FallbackRateLimiter::new(Arc::new(p), fallback());
-        let d = rl
-            .hit("k", 1, 60, ManualClock::at_epoch_now())
-            .await
-            .unwrap();
-        assert_eq!((d.allowed, d.retry_after, rl.outages()), (false, 9, 0));
+        let n = rl.count("k", window(), 1).await.unwrap();
+        assert_eq!((n, rl.outages()), (9, 0));
     }
 
     #[tokio::test]
     async fn outage_falls_back_to_the_in_process_limiter_and_is_counted() {
         let mut p = MockRateLimiter::new();
-        p.expect_hit()
-            .returning(|_, _, _, _| Err(StoreError::Unavailable("redis down".into())));
+        p.expect_count()
+            .returning(|_, _, _| Err(StoreError::Unavailable("redis down".into())));
         let rl = FallbackRateLimiter::new(Arc::new(p), fallback());
-        let now = ManualClock::at_epoch_now();
-        assert!(rl.hit("k", 2, 60, now).await.unwrap().allowed);
-        assert!(rl.hit("k", 2, 60, now).await.unwrap().allowed);
-        assert!(
-            !rl.hit("k", 2, 60, now).await.unwrap().allowed,
-            "still limited, never open"
+        assert_eq!(rl.count("k", window(), 1).await.unwrap(), 1);
+        assert_eq!(rl.count("k", window(), 1).await.unwrap(), 2);
+        assert_eq!(
+            rl.count("k", window(), 1).await.unwrap(),
+            3,
+            "still counted, never open"
         );
         assert_eq!(rl.outages(), 3);
     }
@@ -105,11 +112,11 @@ mod tests {
     #[tokio::test]
     async fn other_errors_are_not_hidden() {
         let mut p = MockRateLimiter::new();
-        p.expect_hit()
-            .returning(|_, _, _, _| Err(StoreError::Internal("bad script".into())));
+        p.expect_count()
+            .returning(|_, _, _| Err(StoreError::Internal("bad script".into())));
         let rl = FallbackRateLimiter::new(Arc::new(p), fallback());
         assert!(matches!(
-            rl.hit("k", 2, 60, ManualClock::at_epoch_now()).await,
+            rl.count("k", window(), 1).await,
             Err(StoreError::Internal(_))
         ));
     }

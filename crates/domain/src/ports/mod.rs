@@ -19,8 +19,8 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use crate::audit::{AuditEvent, AuditQuery};
-use crate::buzz::{BudgetWindow, Currency, LedgerEntry, SpendRequest, SpendSubject};
-use crate::client::Client;
+use crate::buzz::{BudgetWindow, BuzzLimit, Currency, LedgerEntry, SpendRequest, SpendSubject};
+use crate::client::{Client, Origin};
 use crate::consent::Consent;
 use crate::error::{Error, StoreError};
 use crate::grant::authorization_code::{AuthorizationCodeRecord, CodeRedemption};
@@ -32,7 +32,8 @@ use crate::ids::{ClientId, FamilyId, SpendId, TokenId, UserId};
 use crate::token::{TokenHash, TokenRecord};
 use crate::user::{NewUser, Session, User, Username};
 
-pub use fallback::FallbackRateLimiter;
+pub use crate::rate::{RateDecision, RateWindow};
+pub use fallback::{FallbackRateLimiter, OutageReport};
 pub use system::{Clock, ManualClock, OsRandom, Random, SeededRandom, SystemClock};
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -60,6 +61,9 @@ pub trait ClientStore: Send + Sync {
     /// authorization and consent of it. Audit entries are not touched. Returns the hashes of
     /// the tokens deleted (for cache invalidation), or `None` if the client did not exist.
     async fn delete(&self, id: &ClientId) -> StoreResult<Option<Vec<TokenHash>>>;
+    /// Whether any public client lists `origin` in its allowed origins (CORS preflights,
+    /// which carry no client id).
+    async fn origin_registered(&self, origin: &Origin) -> StoreResult<bool>;
 }
 
 /// Grants per (user, app).
@@ -69,6 +73,15 @@ pub trait ConsentStore: Send + Sync {
     async fn get(&self, user: UserId, client: &ClientId) -> StoreResult<Option<Consent>>;
     /// Inserts or replaces the consent of (user, client).
     async fn upsert(&self, consent: &Consent) -> StoreResult<()>;
+    /// **ATOMIC**: replaces the Buzz limit of an existing consent (and its `updated_at`);
+    /// `None`, writing nothing, when (user, client) has no consent. Never creates one.
+    async fn set_buzz_limit(
+        &self,
+        user: UserId,
+        client: &ClientId,
+        limit: &BuzzLimit,
+        now: OffsetDateTime,
+    ) -> StoreResult<Option<Consent>>;
     /// The user's consents, newest first.
     async fn list_for_user(&self, user: UserId) -> StoreResult<Vec<Consent>>;
     /// `false` when there was none.
@@ -234,16 +247,22 @@ pub trait BuzzStore: Send + Sync {
     /// The user's most recent ledger entries, newest first.
     async fn history(&self, user: UserId, limit: u32) -> StoreResult<Vec<LedgerEntry>>;
     /// **ATOMIC** spend, in one transaction: (1) an entry with the same (user, subject,
-    /// idempotency key) → `entry.replay_of(req)`: `Ok` → `Replayed`, `Err` → `Rejected`;
+    /// resource server, idempotency key) → `entry.replay_of(req)`: `Ok` → `Replayed`, `Err` → `Rejected`;
     /// (2) lock the balance of (user, currency); (3) for each of `req.windows()`, sum the
     /// amounts of not-refunded entries of (user, subject) with purpose `ai_services`, created
     /// at or after `since`, in the window's currencies; (4) `req.decide(balance, sums)`:
     /// `Err` → `Rejected`; (5) debit and insert `LedgerEntry::from_request(req)`. Under any
     /// number of concurrent spends no budget and no balance is exceeded by a single unit.
     async fn spend(&self, req: &SpendRequest) -> StoreResult<SpendOutcome>;
-    /// **ATOMIC**: refunds the spend `id` (credits it back and marks it refunded, once, as
-    /// `entry.refund(now)` decides).
-    async fn refund(&self, id: SpendId, now: OffsetDateTime) -> StoreResult<RefundOutcome>;
+    /// **ATOMIC**: refunds the spend `id` for the resource server `by` (credits it back and
+    /// marks it refunded, once, as `entry.refund(by, now)` decides; another resource server's
+    /// spend is `NotFound`).
+    async fn refund(
+        &self,
+        id: SpendId,
+        by: &ClientId,
+        now: OffsetDateTime,
+    ) -> StoreResult<RefundOutcome>;
     /// Spend per window, as in `spend` step (3), for reporting limits.
     async fn window_spend(
         &self,
@@ -262,27 +281,21 @@ pub trait AuditLog: Send + Sync {
     async fn query(&self, query: &AuditQuery) -> StoreResult<Vec<AuditEvent>>;
 }
 
-/// A decision of the rate limiter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RateDecision {
-    pub allowed: bool,
-    pub remaining: u32,
-    /// Seconds until a request would be allowed again (0 when allowed).
-    pub retry_after: u64,
-}
-
-/// Counts requests per key in fixed windows. **ATOMIC** per hit across nodes.
+/// Counts hits per key in fixed windows. The adapter only counts; whether a request passes
+/// is decided by the domain ([`crate::rate::decide`]), the same way for every adapter.
 #[cfg_attr(test, mockall::automock)]
 #[async_trait]
 pub trait RateLimiter: Send + Sync {
-    async fn hit(
-        &self,
-        key: &str,
-        limit: u32,
-        window_secs: u64,
-        now: OffsetDateTime,
-    ) -> StoreResult<RateDecision>;
+    /// **ATOMIC** across nodes: adds `add` to the count of `key` in `window` and returns the
+    /// count after it. A counter left from an earlier window counts as 0; `add = 0` only
+    /// reads. A hit from a node whose clock is behind may be counted in the newer window.
+    async fn count(&self, key: &str, window: RateWindow, add: u32) -> StoreResult<u64>;
 }
+
+/// How long an invalidated hash stays refused by [`TokenCache::put`]: far longer than the
+/// time between a validation's store read and its `put`, so a revocation that lands between
+/// the two can never be cached back (SPEC 3.3).
+pub const CACHE_TOMBSTONE_SECS: u64 = 120;
 
 /// A token-validation cache in front of the token store. Entries never outlive their token
 /// or the cache TTL; a revocation invalidates them on every node.
@@ -290,7 +303,11 @@ pub trait RateLimiter: Send + Sync {
 #[async_trait]
 pub trait TokenCache: Send + Sync {
     async fn get(&self, hash: &TokenHash) -> StoreResult<Option<TokenRecord>>;
+    /// Caches `record` until `until`, unless its hash was invalidated in the last
+    /// [`CACHE_TOMBSTONE_SECS`] seconds: then nothing is stored (the caller read the row
+    /// before the revocation and must not resurrect it).
     async fn put(&self, record: &TokenRecord, until: OffsetDateTime) -> StoreResult<()>;
+    /// Drops the entries on every node and leaves a tombstone per hash (see `put`).
     async fn invalidate(&self, hashes: &[TokenHash]) -> StoreResult<()>;
 }
 

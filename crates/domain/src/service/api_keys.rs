@@ -12,7 +12,7 @@ use crate::ports::InsertOutcome;
 use crate::scope::Scope;
 use crate::token::{NewToken, PlainToken, TokenKind, TokenRecord};
 
-use super::{Caller, Deps, Via};
+use super::{Access, Caller, Deps};
 
 /// The scope of a key created without one: read-only access.
 pub const DEFAULT_API_KEY_SCOPE: Scope = Scope::READ_ONLY;
@@ -33,18 +33,14 @@ pub struct ApiKeyService {
 }
 
 impl ApiKeyService {
-    /// Creates a key; the plaintext is returned once. Only a browser session may mint keys: a
-    /// token must never be able to mint a longer-lived credential for itself.
+    /// Creates a key; the plaintext is returned once. Only a signed-in session (with the CSRF
+    /// proof) may mint keys: a token must never mint a longer-lived credential for itself.
     pub async fn create(
         &self,
         caller: &Caller,
         new: NewApiKey,
     ) -> Result<(PlainToken, TokenRecord), Error> {
-        if !matches!(caller.via, Via::Session) {
-            return Err(Error::access_denied(
-                "API keys can only be created from a signed-in session",
-            ));
-        }
+        let user = caller.key_minter()?;
         let name = new.name.trim();
         if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
             return Err(Error::invalid_request("name must be 1-64 characters"));
@@ -63,7 +59,7 @@ impl ApiKeyService {
         let token = NewToken {
             kind: TokenKind::ApiKey,
             client_id: None,
-            user_id: caller.user_id,
+            user_id: user,
             scope: new.scope.unwrap_or(DEFAULT_API_KEY_SCOPE).with_user_read(),
             family_id: None,
             auth_time: None,
@@ -79,16 +75,16 @@ impl ApiKeyService {
     }
 
     pub async fn list(&self, caller: &Caller) -> Result<Vec<TokenRecord>, Error> {
-        caller.require(Scope::USER_READ)?;
-        Ok(self.deps.tokens.list_api_keys(caller.user_id).await?)
+        let user = caller.account(Access::Read)?;
+        Ok(self.deps.tokens.list_api_keys(user).await?)
     }
 
     pub async fn delete(&self, caller: &Caller, id: TokenId) -> Result<(), Error> {
-        caller.require(Scope::USER_WRITE)?;
+        let user = caller.account(Access::Write)?;
         let deps = &self.deps;
         let hash = deps
             .tokens
-            .revoke_api_key(caller.user_id, id, deps.now())
+            .revoke_api_key(user, id, deps.now())
             .await?
             .ok_or_else(|| Error::not_found("No such API key"))?;
         deps.invalidate(&[hash]).await

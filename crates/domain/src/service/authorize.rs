@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use time::OffsetDateTime;
+
 use crate::audit::{AuditEvent, AuditKind};
 use crate::authorize::{self as rules, AuthorizationRequest, AuthorizeParams};
 use crate::buzz::BuzzLimit;
@@ -13,7 +15,8 @@ use crate::ids::UserId;
 use crate::scope::Scope;
 use crate::user::{Role, User};
 
-use super::Deps;
+use super::rate_limit::Bucket;
+use super::{Access, Caller, Deps};
 
 /// What the HTTP layer must answer.
 #[derive(Debug, Clone, PartialEq)]
@@ -63,12 +66,27 @@ enum Checked {
     Valid(Box<(Client, AuthorizationRequest, User)>),
 }
 
+/// The signed-in user behind an authorize request and when they signed in (`auth_time`).
+type Person = (UserId, OffsetDateTime);
+
+/// Who may authorize: a signed-in user (or an operator acting for one); anyone else is sent
+/// to the login page.
+fn person(caller: &Caller, now: OffsetDateTime) -> Option<Person> {
+    match caller {
+        Caller::Session(s) => Some((s.user, s.signed_in_at)),
+        Caller::Operator {
+            acting_for: Some(u),
+        } => Some((*u, now)),
+        _ => None,
+    }
+}
+
 impl AuthorizeService {
     /// Runs SPEC 3.1 steps 1 to 5 for `user` (None: not signed in).
     async fn check(
         &self,
         params: &AuthorizeParams,
-        user: Option<UserId>,
+        user: Option<Person>,
         ip: Option<&str>,
     ) -> Result<Checked, Error> {
         let deps = &self.deps;
@@ -80,9 +98,10 @@ impl AuthorizeService {
             Ok((c, t)) => (c.clone(), t),
             Err(e) => return Ok(Checked::Done(AuthorizeOutcome::Reject(e))),
         };
-        let Some(user_id) = user else {
+        let Some((user_id, _)) = user else {
             return Ok(Checked::Done(AuthorizeOutcome::LoginRequired));
         };
+        deps.check_rate(Bucket::AuthorizeUser(user_id)).await?;
         let Some(user) = deps.users.get(user_id).await?.filter(|u| !u.is_banned()) else {
             return Ok(Checked::Done(AuthorizeOutcome::LoginRequired));
         };
@@ -108,18 +127,20 @@ impl AuthorizeService {
     pub async fn authorize(
         &self,
         params: &AuthorizeParams,
-        user: Option<UserId>,
+        caller: &Caller,
         ip: Option<&str>,
     ) -> Result<AuthorizeOutcome, Error> {
-        let (client, req, user) = match self.check(params, user, ip).await? {
+        let person = person(caller, self.deps.now());
+        let (client, req, user) = match self.check(params, person, ip).await? {
             Checked::Done(o) => return Ok(o),
             Checked::Valid(v) => *v,
         };
+        let auth_time = person.map_or(self.deps.now(), |(_, t)| t);
         let existing = self.deps.consents.get(user.id, &client.id).await?;
         match consent::decide(existing.as_ref(), req.scope) {
             ConsentDecision::Skip => {
                 let location = self
-                    .issue_code(&client, &req, user.id, ip, "remembered")
+                    .issue_code(&client, &req, (user.id, auth_time), ip, "remembered")
                     .await?;
                 Ok(AuthorizeOutcome::Redirect { location })
             }
@@ -139,16 +160,18 @@ impl AuthorizeService {
         }
     }
 
-    /// `POST /authorize` from the consent form (CSRF already checked by the HTTP layer).
+    /// `POST /authorize` from the consent form: the signed-in user with the CSRF proof.
     /// Re-validates everything: the form's hidden fields are as untrusted as a query string.
     pub async fn decide(
         &self,
         params: &AuthorizeParams,
-        user: UserId,
+        caller: &Caller,
         answer: &ConsentAnswer,
         ip: Option<&str>,
     ) -> Result<AuthorizeOutcome, Error> {
-        let (client, req, user) = match self.check(params, Some(user), ip).await? {
+        let signed_in = caller.signed_in(Access::Write)?;
+        let person = (signed_in.user, signed_in.signed_in_at);
+        let (client, req, user) = match self.check(params, Some(person), ip).await? {
             Checked::Done(o) => return Ok(o),
             Checked::Valid(v) => *v,
         };
@@ -205,7 +228,7 @@ impl AuthorizeService {
             deps.audit(ev).await;
         }
         let location = self
-            .issue_code(&client, &req, user.id, ip, "approved")
+            .issue_code(&client, &req, person, ip, "approved")
             .await?;
         Ok(AuthorizeOutcome::Redirect { location })
     }
@@ -214,7 +237,7 @@ impl AuthorizeService {
         &self,
         client: &Client,
         req: &AuthorizationRequest,
-        user: UserId,
+        (user, auth_time): Person,
         ip: Option<&str>,
         how: &str,
     ) -> Result<String, Error> {
@@ -227,7 +250,7 @@ impl AuthorizeService {
             scope: req.scope,
             code_challenge: req.code_challenge.clone(),
             nonce: req.nonce.clone(),
-            auth_time: now,
+            auth_time,
         };
         let (code, record) = authorization_code::issue(
             grant,

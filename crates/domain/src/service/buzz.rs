@@ -8,7 +8,7 @@ use crate::buzz::{
     BudgetStatus, BuzzLimit, Currency, IdempotencyKey, LedgerEntry, SpendPurpose, SpendRequest,
     SpendSubject, budget_statuses, status_windows,
 };
-use crate::client::{Client, ClientAuth};
+use crate::consent::Budgets;
 use crate::error::Error;
 use crate::ids::{SpendId, UserId};
 use crate::ports::{RefundOutcome, SpendOutcome};
@@ -16,7 +16,7 @@ use crate::scope::Scope;
 use crate::token::TokenRecord;
 
 use super::tokens::TokenService;
-use super::{Caller, Deps};
+use super::{Access, Caller, Deps};
 
 /// A spend as a resource server sends it.
 #[derive(Debug, Clone)]
@@ -63,17 +63,6 @@ impl BuzzService {
         TokenService::new(self.deps.clone())
     }
 
-    async fn resource_server(&self, auth: &ClientAuth) -> Result<Client, Error> {
-        let client = self.deps.authenticate_client(auth).await?;
-        client.require_confidential()?;
-        if !client.is_resource_server {
-            return Err(Error::UnauthorizedClient(
-                "Client does not have the resource-server role".into(),
-            ));
-        }
-        Ok(client)
-    }
-
     /// Admin: adds `amount` (> 0) of `currency` to `user`'s balance; returns the new balance.
     pub async fn credit(
         &self,
@@ -82,7 +71,7 @@ impl BuzzService {
         currency: &str,
         amount: u64,
     ) -> Result<i64, Error> {
-        caller.require_admin()?;
+        caller.admin(Access::Write)?;
         if amount == 0 {
             return Err(Error::invalid_request("amount must be greater than 0"));
         }
@@ -94,10 +83,9 @@ impl BuzzService {
             .await?)
     }
 
-    /// `GET /api/v1/buzz`: needs BuzzRead.
-    pub async fn overview(&self, token: &str) -> Result<BuzzOverview, Error> {
-        let bearer = self.tokens().validate_bearer(token).await?;
-        bearer.require(Scope::BUZZ_READ)?;
+    /// `GET /api/v1/buzz`: a bearer with BuzzRead.
+    pub async fn overview(&self, caller: &Caller) -> Result<BuzzOverview, Error> {
+        let bearer = caller.bearer(Scope::BUZZ_READ)?;
         let user = bearer.user_id();
         Ok(BuzzOverview {
             balances: self.deps.buzz.balances(user).await?,
@@ -105,9 +93,11 @@ impl BuzzService {
         })
     }
 
-    /// `POST /api/v1/buzz/spend`, by a resource server on behalf of the token's user.
-    pub async fn spend(&self, auth: &ClientAuth, call: SpendCall) -> Result<SpendReceipt, Error> {
-        let rs = self.resource_server(auth).await?;
+    /// `POST /api/v1/buzz/spend`, by a resource server on behalf of the token's user. Fail
+    /// closed: an app's token without a live consent (and not its owner's) spends nothing;
+    /// a banned user spends nothing.
+    pub async fn spend(&self, caller: &Caller, call: SpendCall) -> Result<SpendReceipt, Error> {
+        let rs = caller.resource_server()?;
         let deps = &self.deps;
         let bearer = self.tokens().validate_bearer(&call.token).await?;
         let purpose = SpendPurpose::parse(&call.purpose)?;
@@ -117,16 +107,24 @@ impl BuzzService {
             None => Currency::default(),
         };
         let key = IdempotencyKey::parse(&call.idempotency_key)?;
-        let budgets = self
-            .tokens()
-            .buzz_limit_of(&bearer.record)
+        let budgets = match self.tokens().budgets_of(&bearer.record).await? {
+            Budgets::Within(b) => b,
+            Budgets::NoConsent => return Err(Error::InsufficientFunds),
+        };
+        if deps
+            .users
+            .get(bearer.user_id())
             .await?
-            .unwrap_or_default();
+            .is_none_or(|u| u.is_banned())
+        {
+            return Err(Error::invalid_token("Invalid or expired token"));
+        }
         let now = deps.now();
         let req = SpendRequest::new(
             SpendId::generate(deps.random.as_ref()),
             bearer.user_id(),
             subject_of(&bearer.record),
+            rs.id.clone(),
             purpose,
             call.amount,
             currency,
@@ -176,16 +174,13 @@ impl BuzzService {
         Ok(budget_statuses(budgets, &spent))
     }
 
-    /// `POST /api/v1/buzz/spend/{id}/refund`, by a resource server. Refunding twice credits once.
-    pub async fn refund(
-        &self,
-        auth: &ClientAuth,
-        id: SpendId,
-    ) -> Result<(LedgerEntry, i64), Error> {
-        let rs = self.resource_server(auth).await?;
+    /// `POST /api/v1/buzz/spend/{id}/refund`, by the resource server that made the spend
+    /// (another's looks exactly like a missing one). Refunding twice credits once.
+    pub async fn refund(&self, caller: &Caller, id: SpendId) -> Result<(LedgerEntry, i64), Error> {
+        let rs = caller.resource_server()?;
         let deps = &self.deps;
         let now = deps.now();
-        match deps.buzz.refund(id, now).await? {
+        match deps.buzz.refund(id, &rs.id, now).await? {
             RefundOutcome::NotFound => Err(Error::not_found("No such spend")),
             RefundOutcome::AlreadyRefunded { entry, balance } => Ok((entry, balance)),
             RefundOutcome::Refunded { entry, balance } => {
@@ -200,14 +195,14 @@ impl BuzzService {
         }
     }
 
-    /// `GET /api/v1/buzz/limits`: the bearer's app's budgets for its user.
-    pub async fn limits(&self, token: &str) -> Result<Vec<BudgetStatus>, Error> {
-        let bearer = self.tokens().validate_bearer(token).await?;
-        let budgets = self
-            .tokens()
-            .buzz_limit_of(&bearer.record)
-            .await?
-            .unwrap_or_default();
+    /// `GET /api/v1/buzz/limits`: the bearer's app's budgets for its user (none may be spent
+    /// without a consent: then there is nothing to report).
+    pub async fn limits(&self, caller: &Caller) -> Result<Vec<BudgetStatus>, Error> {
+        let bearer = caller.bearer(Scope::NONE)?;
+        let budgets = match self.tokens().budgets_of(&bearer.record).await? {
+            Budgets::Within(b) => b,
+            Budgets::NoConsent => return Err(Error::invalid_token("Invalid or expired token")),
+        };
         self.statuses(&bearer.record, &budgets).await
     }
 }

@@ -8,9 +8,8 @@ use crate::client::Client;
 use crate::consent::Consent;
 use crate::error::Error;
 use crate::ids::ClientId;
-use crate::scope::Scope;
 
-use super::{Caller, Deps, Via};
+use super::{Access, Caller, Deps};
 
 /// One row of Connected Apps.
 #[derive(Debug, Clone, PartialEq)]
@@ -27,20 +26,17 @@ pub struct ConsentService {
 
 impl ConsentService {
     pub async fn list(&self, caller: &Caller) -> Result<Vec<ConnectedApp>, Error> {
-        caller.require(Scope::USER_READ)?;
+        let user = caller.account(Access::Read)?;
         let deps = &self.deps;
         let now = deps.now();
         let mut out = Vec::new();
-        for consent in deps.consents.list_for_user(caller.user_id).await? {
+        for consent in deps.consents.list_for_user(user).await? {
             let Some(client) = deps.clients.get(&consent.client_id).await? else {
                 continue;
             };
             let subject = SpendSubject::OAuth(client.id.clone());
             let windows = status_windows(&consent.buzz_limit, now);
-            let spent = deps
-                .buzz
-                .window_spend(caller.user_id, &subject, &windows)
-                .await?;
+            let spent = deps.buzz.window_spend(user, &subject, &windows).await?;
             let budgets = budget_statuses(&consent.buzz_limit, &spent);
             out.push(ConnectedApp {
                 consent,
@@ -58,29 +54,22 @@ impl ConsentService {
         client: &ClientId,
         limit: BuzzLimit,
     ) -> Result<Consent, Error> {
-        caller.require(Scope::USER_WRITE)?;
-        if let Via::Token {
-            client: Some(own), ..
-        } = &caller.via
-        {
-            if own == client {
-                return Err(Error::access_denied(
-                    "An OAuth token cannot modify its own consent spend limit. Use a different key or session auth.",
-                ));
-            }
+        if caller.token_client() == Some(client) {
+            return Err(Error::access_denied(
+                "An OAuth token cannot modify its own consent spend limit. Use a different key or session auth.",
+            ));
         }
+        let user = caller.account(Access::Write)?;
         limit.validate()?;
         let deps = &self.deps;
-        let mut consent = deps
+        // One conditional write: a cap edit racing a revocation never brings the consent back.
+        let consent = deps
             .consents
-            .get(caller.user_id, client)
+            .set_buzz_limit(user, client, &limit, deps.now())
             .await?
             .ok_or_else(|| Error::not_found("No consent for this app"))?;
-        consent.buzz_limit = limit;
-        consent.updated_at = deps.now();
-        deps.consents.upsert(&consent).await?;
         let ev = AuditEvent::new(AuditKind::BuzzLimitSet, consent.updated_at)
-            .user(caller.user_id)
+            .user(user)
             .client(client)
             .meta(
                 "buzzLimit",
@@ -90,18 +79,22 @@ impl ConsentService {
         Ok(consent)
     }
 
-    /// Revokes every token of the user for the app, then the consent.
+    /// Revokes the app's access: the consent first, then every token of the user for the
+    /// app. In that order, a grant racing the revocation either sees the consent gone (and
+    /// refuses, revoking what it wrote) or wrote its tokens before they were revoked here.
+    /// Unused authorization codes and device grants die with the consent: they are honoured
+    /// only while a consent that predates them stands (SPEC 13).
     pub async fn revoke(&self, caller: &Caller, client: &ClientId) -> Result<(), Error> {
-        caller.require(Scope::USER_WRITE)?;
+        let user = caller.account(Access::Write)?;
         let deps = &self.deps;
+        let had_consent = deps.consents.delete(user, client).await?;
         let tokens = super::tokens::TokenService::new(deps.clone());
-        let revoked = tokens.revoke_user_client(caller.user_id, client).await?;
-        let had_consent = deps.consents.delete(caller.user_id, client).await?;
+        let revoked = tokens.revoke_user_client(user, client).await?;
         if !had_consent && revoked == 0 {
             return Err(Error::not_found("No consent for this app"));
         }
         let ev = AuditEvent::new(AuditKind::AuthorizationDenied, deps.now())
-            .user(caller.user_id)
+            .user(user)
             .client(client)
             .meta("action", "revoked_by_user")
             .meta("tokens", revoked);

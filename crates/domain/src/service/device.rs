@@ -8,11 +8,13 @@ use crate::client::{Client, ClientAuth};
 use crate::consent::{self, Approval};
 use crate::error::{Error, StoreError};
 use crate::grant::device_code::{self, DeviceAuthorization, DeviceResolution, UserCode};
-use crate::ids::UserId;
 use crate::scope::Scope;
 use crate::token::PlainToken;
+use crate::user::Role;
 
-use super::Deps;
+use super::rate_limit::Bucket;
+use super::tokens::check_origin;
+use super::{Access, Caller, Deps};
 
 /// The device authorization response (RFC 8628 §3.2).
 #[derive(Debug, Clone)]
@@ -30,15 +32,28 @@ pub struct DeviceService {
     pub(crate) deps: Arc<Deps>,
 }
 
+/// `POST /device` as sent.
+#[derive(Debug, Clone)]
+pub struct DeviceStartRequest {
+    pub client: ClientAuth,
+    /// The browser `Origin` header (checked against a public client's allowed origins).
+    pub origin: Option<String>,
+    pub ip: Option<String>,
+    pub scope: Option<String>,
+}
+
 impl DeviceService {
-    /// `POST /device`.
-    pub async fn start(
-        &self,
-        auth: &ClientAuth,
-        scope: Option<&str>,
-    ) -> Result<DeviceStarted, Error> {
+    /// `POST /device`: the same client checks as the token endpoint (authentication
+    /// throttled per address, the browser origin of a public client, the client's request
+    /// bucket), and a `disabled` app gets nothing.
+    pub async fn start(&self, req: &DeviceStartRequest) -> Result<DeviceStarted, Error> {
         let deps = &self.deps;
-        let client = deps.authenticate_client(auth).await?;
+        let ip = req.ip.as_deref();
+        let client = deps.authenticate_client(&req.client, ip).await?;
+        check_origin(deps, &client, req.origin.as_deref(), ip).await?;
+        deps.check_rate(Bucket::TokenClient(&client.id)).await?;
+        client.check_enabled()?;
+        let scope = req.scope.as_deref();
         let requested = match scope.filter(|s| !s.trim().is_empty()) {
             Some(s) => Some(Scope::parse(s)?),
             None => None,
@@ -70,8 +85,13 @@ impl DeviceService {
         ))
     }
 
-    /// The verification page's lookup: which app asks for what.
-    pub async fn info(&self, user_code: &str) -> Result<(DeviceAuthorization, Client), Error> {
+    /// The verification page's lookup: which app asks for what (signed-in users only).
+    pub async fn info(
+        &self,
+        caller: &Caller,
+        user_code: &str,
+    ) -> Result<(DeviceAuthorization, Client), Error> {
+        caller.signed_in(Access::Read)?;
         let deps = &self.deps;
         let code = UserCode::normalize(user_code)
             .ok_or_else(|| Error::invalid_request("Invalid or expired code"))?;
@@ -89,21 +109,37 @@ impl DeviceService {
         Ok((rec, client))
     }
 
-    /// Approve or deny. Approval records a grant for (user, app) so caps and Connected-Apps
-    /// revocation apply to device logins too.
+    /// Approve or deny, by the signed-in user with the CSRF proof. Approval records a grant
+    /// for (user, app) so caps and Connected-Apps revocation apply to device logins too; an
+    /// app whose access mode does not admit the user cannot be approved.
     pub async fn resolve(
         &self,
-        user: UserId,
+        caller: &Caller,
         user_code: &str,
         approve: bool,
         ip: Option<&str>,
     ) -> Result<DeviceAuthorization, Error> {
+        let signed_in = caller.signed_in(Access::Write)?;
+        let user = signed_in.user;
         let deps = &self.deps;
         let code = UserCode::normalize(user_code)
             .ok_or_else(|| Error::invalid_request("Invalid or expired code"))?;
         let now = deps.now();
+        if approve
+            && let Some(rec) = deps.devices.find_by_user_code(&code).await?
+            && let Some(client) = deps.clients.get(&rec.client_id).await?
+        {
+            // The code's own state (expired, used) is the atomic step's to report below.
+            let tester = deps
+                .users
+                .get(user)
+                .await?
+                .is_some_and(|u| u.has_role(Role::Tester));
+            client.admits_user(tester)?;
+        }
         let resolution = DeviceResolution {
             user_id: user,
+            auth_time: signed_in.signed_in_at,
             approve,
             now,
         };

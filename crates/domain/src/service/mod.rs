@@ -4,6 +4,7 @@
 pub mod api_keys;
 pub mod authorize;
 pub mod buzz;
+pub mod caller;
 pub mod clients;
 pub mod consents;
 pub mod device;
@@ -26,14 +27,13 @@ use time::{Duration, OffsetDateTime};
 use crate::audit::AuditEvent;
 use crate::client::{Client, ClientAuth};
 use crate::error::Error;
-use crate::ids::{ClientId, UserId};
 use crate::ports::{
     AuditLog, BuzzStore, ClientStore, Clock, CodeStore, ConsentStore, DeviceStore, IdTokenSigner,
     PasswordHasher, Random, RateLimiter, SessionStore, TokenCache, TokenStore, UserStore,
 };
-use crate::scope::Scope;
 use crate::token::{TokenHash, TokenMinter};
 
+pub use caller::{Access, Caller, Credentials, SignedIn};
 pub use rate_limit::RateLimits;
 
 /// Settings the rules depend on. Defaults are the contract's.
@@ -111,16 +111,32 @@ impl Deps {
         }
     }
 
-    /// Loads and authenticates the client of a token, revoke or introspection request.
-    pub async fn authenticate_client(&self, auth: &ClientAuth) -> Result<Client, Error> {
+    /// Loads and authenticates the client of a token, device, revoke, introspection or spend
+    /// request. Failures count against the caller's address and, once they fill the window,
+    /// the address is refused before any work (SPEC 10); a stranger's failures never count
+    /// against the client they name.
+    pub async fn authenticate_client(
+        &self,
+        auth: &ClientAuth,
+        ip: Option<&str>,
+    ) -> Result<Client, Error> {
+        if let Some(ip) = ip {
+            self.check_failures(rate_limit::Bucket::ClientAuthFailures(ip))
+                .await?;
+        }
         let basic = auth.method == crate::client::AuthMethod::Basic;
-        let client = self
-            .clients
-            .get(&auth.client_id)
-            .await?
-            .ok_or_else(|| Error::invalid_client(basic))?;
-        client.authenticate(auth)?;
-        Ok(client)
+        let found = self.clients.get(&auth.client_id).await?;
+        let result = match found {
+            Some(client) => client.authenticate(auth).map(|()| client),
+            None => Err(Error::invalid_client(basic)),
+        };
+        if result.is_err()
+            && let Some(ip) = ip
+        {
+            self.record_failure(rate_limit::Bucket::ClientAuthFailures(ip))
+                .await;
+        }
+        result
     }
 
     /// Drops revoked tokens from every node's cache. Failing here fails the request: the
@@ -131,52 +147,6 @@ impl Deps {
             return Ok(());
         }
         self.cache.invalidate(hashes).await.map_err(Error::from)
-    }
-}
-
-/// Who is calling a management endpoint, and how they authenticated.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Caller {
-    pub user_id: UserId,
-    pub via: Via,
-    pub is_admin: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Via {
-    /// A browser session (full rights over the user's own things).
-    Session,
-    /// A bearer token: OAuth (`client` is its app) or a personal API key (`client` is None).
-    Token {
-        client: Option<ClientId>,
-        scope: Scope,
-    },
-}
-
-impl Caller {
-    pub fn session(user_id: UserId) -> Caller {
-        Caller {
-            user_id,
-            via: Via::Session,
-            is_admin: false,
-        }
-    }
-
-    /// Token callers need `UserRead` to read and `UserWrite` to change (SPEC 3.9).
-    pub fn require(&self, scope: Scope) -> Result<(), Error> {
-        match &self.via {
-            Via::Session => Ok(()),
-            Via::Token { scope: have, .. } if have.contains(scope) => Ok(()),
-            Via::Token { .. } => Err(Error::InsufficientScope { required: scope }),
-        }
-    }
-
-    pub fn require_admin(&self) -> Result<(), Error> {
-        if self.is_admin {
-            Ok(())
-        } else {
-            Err(Error::access_denied("Administrators only"))
-        }
     }
 }
 
@@ -237,8 +207,8 @@ impl Buzzgate {
             deps: self.deps.clone(),
         }
     }
-    pub fn rate_limit(&self) -> rate_limit::RateLimitService {
-        rate_limit::RateLimitService {
+    pub fn callers(&self) -> caller::CallerService {
+        caller::CallerService {
             deps: self.deps.clone(),
         }
     }

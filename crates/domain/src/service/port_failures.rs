@@ -5,9 +5,11 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use super::authorize::{AuthorizeOutcome, ConsentAnswer};
+use super::caller::SignedIn;
+use super::device::DeviceStartRequest;
 use super::rate_limit::Bucket;
-use super::tokens::{GrantRequest, RevokeCaller, TokenRequest};
-use super::{Buzzgate, Caller, Config, Deps};
+use super::tokens::{GrantRequest, TokenRequest};
+use super::{Buzzgate, Caller, Config, Credentials, Deps};
 use crate::authorize::AuthorizeParams;
 use crate::client::{AuthMethod, ClientAuth, ClientRegistration};
 use crate::error::{Error, StoreError};
@@ -22,6 +24,18 @@ struct World {
     user: UserId,
     app: ClientId,
     secret: String,
+}
+
+/// A signed-in user whose request carried the CSRF proof.
+fn signed_in(user: UserId) -> Caller {
+    Caller::Session(SignedIn {
+        user,
+        admin: false,
+        session: crate::token::TokenHash([9; 32]),
+        signed_in_at: time::OffsetDateTime::UNIX_EPOCH,
+        csrf_token: "csrf".into(),
+        proven: true,
+    })
 }
 
 fn down() -> StoreError {
@@ -52,7 +66,7 @@ async fn world() -> World {
     };
     let created = gate
         .clients()
-        .create(&Caller::session(owner), reg)
+        .create(&Caller::operator_for(owner), reg)
         .await
         .unwrap();
     World {
@@ -100,7 +114,7 @@ impl World {
         };
         match gate
             .authorize()
-            .decide(&self.params(&v), self.user, &answer, None)
+            .decide(&self.params(&v), &signed_in(self.user), &answer, None)
             .await
             .unwrap()
         {
@@ -147,8 +161,12 @@ async fn code_store_outage_is_temporarily_unavailable() {
     assert_eq!(e.retry_after(), Some(1));
 }
 
+/// The code's one redemption answers with tokens even when a replay revoked its family
+/// before the rows were written: they are refused by the family's tombstone, so the response
+/// carries tokens that were issued and revoked at once (RFC 6749 §4.1.2). Exactly one request
+/// ever gets a token response for a code.
 #[tokio::test]
-async fn tokens_into_a_family_revoked_meanwhile_are_invalid_grant() {
+async fn tokens_into_a_family_revoked_meanwhile_are_issued_dead() {
     let w = world().await;
     let plain = w.gate(|_| {});
     let (code, v) = w.code(&plain).await;
@@ -158,14 +176,20 @@ async fn tokens_into_a_family_revoked_meanwhile_are_invalid_grant() {
         .times(1)
         .returning(|_| Ok(InsertOutcome::FamilyRevoked));
     let gate = w.gate(|d| d.tokens = Arc::new(tokens));
-    let e = gate
-        .tokens()
-        .token(w.exchange(&code, &v))
-        .await
-        .unwrap_err();
-    assert_eq!(
-        e,
-        Error::invalid_grant("Invalid grant: the grant was revoked")
+    let t = gate.tokens().token(w.exchange(&code, &v)).await.unwrap();
+    let revoked = w
+        .store
+        .audit_events()
+        .into_iter()
+        .any(|e| e.kind == crate::audit::AuditKind::TokenRevoked);
+    assert!(revoked, "the dead issue is audited as a revocation");
+    assert!(
+        plain
+            .tokens()
+            .validate_bearer(t.access_token.expose())
+            .await
+            .is_err(),
+        "the tokens were never stored: they do not work"
     );
 }
 
@@ -199,13 +223,13 @@ async fn revocation_is_not_reported_while_caches_may_still_accept_the_token() {
         .times(1)
         .returning(|_| Err(down()));
     let gate = w.gate(|d| d.cache = Arc::new(cache));
-    let caller = RevokeCaller::Client {
-        auth: w.auth(),
-        origin: None,
+    let caller = Credentials {
+        client: Some(w.auth()),
+        ..Credentials::default()
     };
     let e = gate
         .tokens()
-        .revoke(caller, Some(t.access_token.expose()), None)
+        .revoke(&caller, Some(t.access_token.expose()))
         .await
         .unwrap_err();
     assert_eq!(e.code(), "temporarily_unavailable");
@@ -229,15 +253,24 @@ async fn audit_failure_never_fails_the_request_but_is_counted() {
 async fn rate_limiter_outage_never_passes_silently() {
     let w = world().await;
     let mut rl = MockRateLimiter::new();
-    rl.expect_hit().returning(|_, _, _, _| Err(down()));
+    rl.expect_count().returning(|_, _, _| Err(down()));
     let gate = w.gate(|d| d.rate_limiter = Arc::new(rl));
     assert_eq!(
-        gate.rate_limit()
-            .check(Bucket::TokenIp("1.1.1.1"))
+        gate.deps
+            .check_rate(Bucket::RevokeIp("1.1.1.1"))
             .await
             .unwrap_err()
             .code(),
         "temporarily_unavailable"
+    );
+    assert_eq!(
+        gate.deps
+            .check_failures(Bucket::LoginIp("1.1.1.1"))
+            .await
+            .unwrap_err()
+            .code(),
+        "temporarily_unavailable",
+        "a limiter that cannot answer never lets a throttled request through"
     );
 }
 
@@ -245,26 +278,19 @@ async fn rate_limiter_outage_never_passes_silently() {
 async fn rate_limiter_is_asked_with_the_bucket_key_limit_and_a_minute_window() {
     let w = world().await;
     let mut rl = MockRateLimiter::new();
-    rl.expect_hit()
-        .withf(|key, limit, window, _| {
-            key == "rl:authorize:user:7" && *limit == 10 && *window == 60
-        })
+    rl.expect_count()
+        .withf(|key, window, add| key == "rl:authorize:user:7" && window.secs == 60 && *add == 1)
         .times(1)
-        .returning(|_, _, _, _| {
-            Ok(RateDecision {
-                allowed: false,
-                remaining: 0,
-                retry_after: 0,
-            })
-        });
+        .returning(|_, _, _| Ok(11));
     let gate = w.gate(|d| d.rate_limiter = Arc::new(rl));
-    // A limiter that says "wait 0 s" still yields a usable Retry-After.
+    // The 11th authorize of the minute (limit 10) waits until the window ends: the clock
+    // is at the epoch, the start of a window.
     assert_eq!(
-        gate.rate_limit()
-            .check(Bucket::AuthorizeUser("7"))
+        gate.deps
+            .check_rate(Bucket::AuthorizeUser(UserId(7)))
             .await
             .unwrap_err(),
-        Error::RateLimited { retry_after: 1 }
+        Error::RateLimited { retry_after: 60 }
     );
 }
 
@@ -288,7 +314,7 @@ async fn consent_write_failure_issues_no_code() {
     };
     let e = gate
         .authorize()
-        .decide(&w.params(&v), w.user, &answer, None)
+        .decide(&w.params(&v), &signed_in(w.user), &answer, None)
         .await
         .unwrap_err();
     assert_eq!(e.code(), "temporarily_unavailable");
@@ -303,7 +329,7 @@ async fn client_store_outage_at_authorize_is_an_error_not_a_redirect() {
     let v = CodeVerifier::generate(&SeededRandom::new(3));
     assert_eq!(
         gate.authorize()
-            .authorize(&w.params(&v), Some(w.user), None)
+            .authorize(&w.params(&v), &signed_in(w.user), None)
             .await
             .unwrap_err()
             .code(),
@@ -343,7 +369,13 @@ async fn device_start_retries_a_user_code_collision() {
         }
     });
     let gate = w.gate(|d| d.devices = Arc::new(devices));
-    assert!(gate.device().start(&w.auth(), None).await.is_ok());
+    let req = DeviceStartRequest {
+        client: w.auth(),
+        origin: None,
+        ip: None,
+        scope: None,
+    };
+    assert!(gate.device().start(&req).await.is_ok());
 }
 
 #[tokio::test]
@@ -354,7 +386,7 @@ async fn login_of_an_unknown_user_still_verifies_a_hash() {
     let gate = w.gate(|d| d.passwords = Arc::new(passwords));
     assert_eq!(
         gate.sessions()
-            .login("nobody", "whatever password")
+            .login("nobody", "whatever password", None)
             .await
             .unwrap_err()
             .code(),
@@ -366,11 +398,7 @@ async fn login_of_an_unknown_user_still_verifies_a_hash() {
 async fn spend_store_outage_is_temporarily_unavailable() {
     let w = world().await;
     let plain = w.gate(|_| {});
-    let admin = Caller {
-        user_id: UserId(1),
-        via: super::Via::Session,
-        is_admin: true,
-    };
+    let admin = Caller::operator();
     plain
         .clients()
         .administer(&admin, &w.app, None, None, Some(true))
@@ -387,7 +415,7 @@ async fn spend_store_outage_is_temporarily_unavailable() {
         };
         let AuthorizeOutcome::Redirect { location } = plain
             .authorize()
-            .decide(&p, w.user, &answer, None)
+            .decide(&p, &signed_in(w.user), &answer, None)
             .await
             .unwrap()
         else {
@@ -402,6 +430,11 @@ async fn spend_store_outage_is_temporarily_unavailable() {
             .into_owned();
         plain.tokens().token(w.exchange(&code, &v)).await.unwrap()
     };
+    let rs = plain
+        .clients()
+        .get(&Caller::operator(), &w.app)
+        .await
+        .unwrap();
     let mut buzz = MockBuzzStore::new();
     buzz.expect_spend().returning(|_| Err(down()));
     let gate = w.gate(|d| d.buzz = Arc::new(buzz));
@@ -414,7 +447,11 @@ async fn spend_store_outage_is_temporarily_unavailable() {
         description: None,
     };
     assert_eq!(
-        gate.buzz().spend(&w.auth(), call).await.unwrap_err().code(),
+        gate.buzz()
+            .spend(&Caller::Client(rs), call)
+            .await
+            .unwrap_err()
+            .code(),
         "temporarily_unavailable"
     );
 }

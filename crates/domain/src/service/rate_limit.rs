@@ -1,83 +1,182 @@
-//! Rate limits (SPEC 10): authorize 10/min per user, token 20/min per client and per IP,
-//! revoke 20/min per IP; each configurable or off.
+//! Rate limits (SPEC 10, SPEC 13): which bucket each request counts in, chosen by the
+//! services, never by a handler. Defaults: authorize 10/min per user; at the token and device
+//! endpoints 1,200/min per authenticated client; failed client authentications 20/min per
+//! address (refused before any work once full; a stranger's failures never count against the
+//! client they name); revoke 20/min per address; failed sign-ins 10/min per account and 30/min
+//! per address. Each is configurable or off.
 
-use std::sync::Arc;
+use std::net::IpAddr;
 
 use crate::error::Error;
+use crate::ids::{ClientId, UserId};
+use crate::rate::{self, RateWindow};
 
 use super::Deps;
 
-/// Requests per minute per bucket; `None` disables a bucket.
+/// Requests (or failures) per minute per bucket; `None` disables a bucket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimits {
+    /// Authorize requests per signed-in user.
     pub authorize: Option<u32>,
+    /// Authenticated token and device-authorization requests per client.
     pub token: Option<u32>,
+    /// Failed client authentications per address (token, device, revoke, introspection,
+    /// spend).
+    pub client_auth_failures: Option<u32>,
+    /// Revocation requests per address.
     pub revoke: Option<u32>,
+    /// Failed sign-ins per account.
+    pub login_account: Option<u32>,
+    /// Failed sign-ins per address.
+    pub login_ip: Option<u32>,
 }
 
 impl Default for RateLimits {
     fn default() -> Self {
         RateLimits {
             authorize: Some(10),
-            token: Some(20),
+            token: Some(1200),
+            client_auth_failures: Some(20),
             revoke: Some(20),
+            login_account: Some(10),
+            login_ip: Some(30),
         }
     }
 }
 
+/// The length of every window.
+pub const WINDOW_SECS: u64 = 60;
+
 /// What is being limited, and by which identity.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Bucket<'a> {
-    AuthorizeUser(&'a str),
-    TokenClient(&'a str),
-    TokenIp(&'a str),
+    AuthorizeUser(UserId),
+    TokenClient(&'a ClientId),
+    ClientAuthFailures(&'a str),
     RevokeIp(&'a str),
+    /// A username, compared case-insensitively.
+    LoginAccount(&'a str),
+    LoginIp(&'a str),
+}
+
+/// The address as a limiter key: IPv4 as it is, IPv6 by its /64 (one customer's whole
+/// network, which a single attacker can rotate through freely).
+pub fn address_key(ip: &str) -> String {
+    match ip.parse::<IpAddr>() {
+        Ok(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+        Ok(IpAddr::V4(v4)) => v4.to_string(),
+        Err(_) => ip.chars().take(64).collect(),
+    }
 }
 
 impl Bucket<'_> {
-    /// The counter key, e.g. `rl:token:ip:127.0.0.1`.
+    /// The counter key, e.g. `rl:token:client:abc`.
     pub fn key(&self) -> String {
         match self {
-            Bucket::AuthorizeUser(u) => format!("rl:authorize:user:{u}"),
-            Bucket::TokenClient(c) => format!("rl:token:client:{c}"),
-            Bucket::TokenIp(ip) => format!("rl:token:ip:{ip}"),
-            Bucket::RevokeIp(ip) => format!("rl:revoke:ip:{ip}"),
+            Bucket::AuthorizeUser(u) => format!("rl:authorize:user:{}", u.0),
+            Bucket::TokenClient(c) => format!("rl:token:client:{}", c.as_str()),
+            Bucket::ClientAuthFailures(ip) => format!("rl:client-auth:ip:{}", address_key(ip)),
+            Bucket::RevokeIp(ip) => format!("rl:revoke:ip:{}", address_key(ip)),
+            Bucket::LoginAccount(u) => format!(
+                "rl:login:user:{}",
+                u.chars().take(64).collect::<String>().to_ascii_lowercase()
+            ),
+            Bucket::LoginIp(ip) => format!("rl:login:ip:{}", address_key(ip)),
         }
     }
 
     fn limit(&self, limits: &RateLimits) -> Option<u32> {
         match self {
             Bucket::AuthorizeUser(_) => limits.authorize,
-            Bucket::TokenClient(_) | Bucket::TokenIp(_) => limits.token,
+            Bucket::TokenClient(_) => limits.token,
+            Bucket::ClientAuthFailures(_) => limits.client_auth_failures,
             Bucket::RevokeIp(_) => limits.revoke,
+            Bucket::LoginAccount(_) => limits.login_account,
+            Bucket::LoginIp(_) => limits.login_ip,
         }
     }
 }
 
-#[derive(Debug, Clone)]
-pub struct RateLimitService {
-    pub(crate) deps: Arc<Deps>,
-}
+impl Deps {
+    fn window(&self) -> RateWindow {
+        RateWindow::containing(self.now(), WINDOW_SECS)
+    }
 
-impl RateLimitService {
     /// Counts one request; `rate_limited` with `Retry-After` when over the limit. A limiter
     /// that cannot be reached is an error, never a silent pass (the composition root puts an
     /// in-process fallback in front of a remote limiter).
-    pub async fn check(&self, bucket: Bucket<'_>) -> Result<(), Error> {
-        let Some(limit) = bucket.limit(&self.deps.config.rate_limits) else {
+    pub(crate) async fn check_rate(&self, bucket: Bucket<'_>) -> Result<(), Error> {
+        let Some(limit) = bucket.limit(&self.config.rate_limits) else {
             return Ok(());
         };
-        let d = self
-            .deps
-            .rate_limiter
-            .hit(&bucket.key(), limit, 60, self.deps.now())
-            .await?;
+        let window = self.window();
+        let count = self.rate_limiter.count(&bucket.key(), window, 1).await?;
+        let d = rate::decide(count, limit, window, self.now());
         if d.allowed {
             Ok(())
         } else {
             Err(Error::RateLimited {
-                retry_after: d.retry_after.max(1),
+                retry_after: d.retry_after,
             })
         }
+    }
+
+    /// Refuses up front when the bucket's failures already fill the window (nothing is
+    /// counted: only failures count, through [`Deps::record_failure`]).
+    pub(crate) async fn check_failures(&self, bucket: Bucket<'_>) -> Result<(), Error> {
+        let Some(limit) = bucket.limit(&self.config.rate_limits) else {
+            return Ok(());
+        };
+        let window = self.window();
+        let count = self.rate_limiter.count(&bucket.key(), window, 0).await?;
+        let d = rate::decide_before(count, limit, window, self.now());
+        if d.allowed {
+            Ok(())
+        } else {
+            Err(Error::RateLimited {
+                retry_after: d.retry_after,
+            })
+        }
+    }
+
+    /// Counts one failure. The request already failed; an unreachable limiter must not
+    /// change its answer, so errors here are dropped (the fallback limiter reports outages).
+    pub(crate) async fn record_failure(&self, bucket: Bucket<'_>) {
+        if bucket.limit(&self.config.rate_limits).is_some() {
+            let _ = self
+                .rate_limiter
+                .count(&bucket.key(), self.window(), 1)
+                .await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv6_addresses_share_a_bucket_per_64() {
+        assert_eq!(address_key("2001:db8:1:2:3:4:5:6"), "2001:db8:1:2::/64");
+        assert_eq!(
+            address_key("2001:db8:1:2:ffff::1"),
+            address_key("2001:db8:1:2::9")
+        );
+        assert_eq!(address_key("::ffff:10.0.0.1"), "10.0.0.1");
+        assert_eq!(address_key("10.0.0.1"), "10.0.0.1");
+    }
+
+    #[test]
+    fn usernames_share_a_bucket_whatever_their_case() {
+        assert_eq!(
+            Bucket::LoginAccount("Alice").key(),
+            Bucket::LoginAccount("alice").key()
+        );
     }
 }

@@ -6,7 +6,8 @@ use crate::error::Error;
 use crate::token::{PlainToken, TokenHash};
 use crate::user::{NewUser, Session, User, Username, validate_email, validate_password};
 
-use super::Deps;
+use super::rate_limit::Bucket;
+use super::{Access, Caller, Deps};
 
 #[derive(Debug, Clone)]
 pub struct SessionService {
@@ -44,8 +45,32 @@ impl SessionService {
     }
 
     /// Checks a username and password and opens a session. The same error for an unknown
-    /// user, a wrong password and a banned user.
+    /// user, a wrong password and a banned user. Throttled (SPEC 13): once the failures of the
+    /// account or of the address fill their window, attempts are refused with
+    /// `rate_limited` before any password is checked; only failures count.
     pub async fn login(
+        &self,
+        username: &str,
+        password: &str,
+        ip: Option<&str>,
+    ) -> Result<(PlainToken, Session), Error> {
+        let deps = &self.deps;
+        let account = Bucket::LoginAccount(username);
+        deps.check_failures(account.clone()).await?;
+        if let Some(ip) = ip {
+            deps.check_failures(Bucket::LoginIp(ip)).await?;
+        }
+        let result = self.check_password(username, password).await;
+        if matches!(result, Err(Error::AccessDenied(_))) {
+            deps.record_failure(account).await;
+            if let Some(ip) = ip {
+                deps.record_failure(Bucket::LoginIp(ip)).await;
+            }
+        }
+        result
+    }
+
+    async fn check_password(
         &self,
         username: &str,
         password: &str,
@@ -96,10 +121,10 @@ impl SessionService {
         Ok(user.map(|u| (session, u)))
     }
 
-    pub async fn logout(&self, cookie: &str) -> Result<(), Error> {
-        if let Some(hash) = TokenHash::of_presented(cookie) {
-            self.deps.sessions.delete(&hash).await?;
-        }
+    /// Signs out: deletes the caller's session (a signed-in user with the CSRF proof).
+    pub async fn logout(&self, caller: &Caller) -> Result<(), Error> {
+        let session = caller.signed_in(Access::Write)?;
+        self.deps.sessions.delete(&session.session).await?;
         Ok(())
     }
 }

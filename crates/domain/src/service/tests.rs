@@ -9,10 +9,12 @@ use time::Duration;
 use super::api_keys::NewApiKey;
 use super::authorize::{AuthorizeOutcome, ConsentAnswer};
 use super::buzz::SpendCall;
+use super::caller::SignedIn;
+use super::device::DeviceStartRequest;
 use super::device::DeviceStarted;
 use super::rate_limit::Bucket;
-use super::tokens::{GrantRequest, RevokeCaller, Subject, TokenRequest};
-use super::{Buzzgate, Caller, Config, Via};
+use super::tokens::{GrantRequest, Subject, TokenRequest};
+use super::{Buzzgate, Caller, Config, Credentials};
 use crate::audit::AuditKind;
 use crate::authorize::AuthorizeParams;
 use crate::buzz::{BuzzLimit, Currency};
@@ -68,11 +70,7 @@ async fn harness_with_deps(config: Config, adjust: impl FnOnce(&mut super::Deps)
         .unwrap()
         .id;
     let reg = crate::memory::sample_registration("Generator");
-    let created = gate
-        .clients()
-        .create(&Caller::session(owner), reg)
-        .await
-        .unwrap();
+    let created = gate.clients().create(&signed_in(owner), reg).await.unwrap();
     let spa = ClientRegistration {
         name: "SPA".into(),
         description: None,
@@ -81,12 +79,9 @@ async fn harness_with_deps(config: Config, adjust: impl FnOnce(&mut super::Deps)
         is_confidential: Some(false),
         allowed_scopes: None,
         grants: None,
+        owner_buzz_limit: None,
     };
-    let spa = gate
-        .clients()
-        .create(&Caller::session(owner), spa)
-        .await
-        .unwrap();
+    let spa = gate.clients().create(&signed_in(owner), spa).await.unwrap();
     H {
         secret: created.secret.unwrap().expose().to_owned(),
         app: created.client.id,
@@ -145,7 +140,7 @@ impl H {
         match self
             .gate
             .authorize()
-            .decide(&p, self.user, &answer, None)
+            .decide(&p, &signed_in(self.user), &answer, None)
             .await
             .unwrap()
         {
@@ -191,12 +186,56 @@ impl H {
             .map(|e| e.kind)
             .collect()
     }
+    /// The caller behind a bearer token (which must be valid).
+    async fn bearer(&self, token: &str) -> Caller {
+        self.gate
+            .callers()
+            .identify(&Credentials {
+                bearer: Some(token.to_owned()),
+                ..Credentials::default()
+            })
+            .await
+            .unwrap()
+    }
+    /// The caller behind client credentials (which must be valid).
+    async fn client(&self, auth: ClientAuth) -> Caller {
+        self.gate
+            .callers()
+            .identify(&Credentials {
+                client: Some(auth),
+                ..Credentials::default()
+            })
+            .await
+            .unwrap()
+    }
+    /// The app as a resource server (call `make_resource_server` first).
+    async fn rs(&self) -> Caller {
+        self.client(self.auth()).await
+    }
+    fn device_req(&self, client: ClientAuth, scope: Option<&str>) -> DeviceStartRequest {
+        DeviceStartRequest {
+            client,
+            origin: None,
+            ip: None,
+            scope: scope.map(str::to_owned),
+        }
+    }
+    /// Signs ada in; the credentials a page of hers would send (cookie and CSRF token).
+    async fn session_creds(&self) -> Credentials {
+        let (cookie, session) = self
+            .gate
+            .sessions()
+            .login("ada", "correct horse battery", None)
+            .await
+            .unwrap();
+        Credentials {
+            session: Some(cookie.expose().to_owned()),
+            csrf_token: Some(session.csrf_token),
+            ..Credentials::default()
+        }
+    }
     async fn make_resource_server(&self) {
-        let admin = Caller {
-            user_id: self.owner,
-            via: Via::Session,
-            is_admin: true,
-        };
+        let admin = Caller::operator();
         self.gate
             .clients()
             .administer(&admin, &self.app, None, None, Some(true))
@@ -226,6 +265,48 @@ fn query(location: &str, key: &str) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
+/// A signed-in user whose request carried the session's CSRF token, signed in at the epoch.
+fn signed_in(user: UserId) -> Caller {
+    Caller::Session(SignedIn {
+        user,
+        admin: false,
+        session: crate::token::TokenHash([9; 32]),
+        signed_in_at: time::OffsetDateTime::UNIX_EPOCH,
+        csrf_token: "csrf".into(),
+        proven: true,
+    })
+}
+
+/// A bearer caller without a stored token: an API key (`client` None) or an app's token.
+fn token_caller(user: UserId, client: Option<&ClientId>, scope: Scope) -> Caller {
+    let record = crate::token::TokenRecord {
+        id: crate::ids::TokenId(uuid::Uuid::nil()),
+        hash: crate::token::TokenHash([7; 32]),
+        kind: if client.is_some() {
+            TokenKind::Access
+        } else {
+            TokenKind::ApiKey
+        },
+        client_id: client.cloned(),
+        user_id: user,
+        scope,
+        family_id: None,
+        name: None,
+        buzz_limit: None,
+        issued_at: time::OffsetDateTime::UNIX_EPOCH,
+        expires_at: None,
+        revoked_at: None,
+        rotated_at: None,
+        auth_time: None,
+    };
+    let bearer = super::tokens::Bearer { record };
+    if client.is_some() {
+        Caller::AppToken(bearer)
+    } else {
+        Caller::ApiKey(bearer)
+    }
+}
+
 fn rt(t: &TokenResponse) -> String {
     t.refresh_token.as_ref().unwrap().expose().to_owned()
 }
@@ -239,7 +320,7 @@ async fn signed_out_user_is_sent_to_login_after_client_checks() {
     let out = h
         .gate
         .authorize()
-        .authorize(&h.params("1", &v), None, None)
+        .authorize(&h.params("1", &v), &Caller::Anonymous, None)
         .await
         .unwrap();
     assert_eq!(out, AuthorizeOutcome::LoginRequired);
@@ -248,7 +329,7 @@ async fn signed_out_user_is_sent_to_login_after_client_checks() {
     let out = h
         .gate
         .authorize()
-        .authorize(&bad, None, None)
+        .authorize(&bad, &Caller::Anonymous, None)
         .await
         .unwrap();
     assert!(matches!(
@@ -260,11 +341,7 @@ async fn signed_out_user_is_sent_to_login_after_client_checks() {
 #[tokio::test]
 async fn first_request_shows_consent_with_trimmed_scope_and_buzz_cap() {
     let h = harness().await;
-    let admin = Caller {
-        user_id: h.owner,
-        via: Via::Session,
-        is_admin: false,
-    };
+    let admin = signed_in(h.owner);
     let narrowed = ClientUpdate {
         allowed_scopes: Some(Scope::AI_SERVICES.bits()),
         ..Default::default()
@@ -278,7 +355,11 @@ async fn first_request_shows_consent_with_trimmed_scope_and_buzz_cap() {
     let out = h
         .gate
         .authorize()
-        .authorize(&h.params("AIServices VaultWrite", &v), Some(h.user), None)
+        .authorize(
+            &h.params("AIServices VaultWrite", &v),
+            &signed_in(h.user),
+            None,
+        )
         .await
         .unwrap();
     let AuthorizeOutcome::Consent(prompt) = out else {
@@ -298,7 +379,7 @@ async fn remembered_consent_skips_the_page_and_wider_request_prompts() {
     let out = h
         .gate
         .authorize()
-        .authorize(&h.params("BuzzRead", &v), Some(h.user), None)
+        .authorize(&h.params("BuzzRead", &v), &signed_in(h.user), None)
         .await
         .unwrap();
     let AuthorizeOutcome::Redirect { location } = out else {
@@ -313,7 +394,7 @@ async fn remembered_consent_skips_the_page_and_wider_request_prompts() {
     let out = h
         .gate
         .authorize()
-        .authorize(&h.params("Full", &v), Some(h.user), None)
+        .authorize(&h.params("Full", &v), &signed_in(h.user), None)
         .await
         .unwrap();
     assert!(matches!(out, AuthorizeOutcome::Consent(_)));
@@ -323,19 +404,14 @@ async fn remembered_consent_skips_the_page_and_wider_request_prompts() {
 async fn unremembered_approval_still_records_a_grant_but_prompts_again() {
     let h = harness().await;
     h.code("114689", false).await;
-    let consents = h
-        .gate
-        .consents()
-        .list(&Caller::session(h.user))
-        .await
-        .unwrap();
+    let consents = h.gate.consents().list(&signed_in(h.user)).await.unwrap();
     assert_eq!(consents.len(), 1);
     assert!(!consents[0].consent.remembered);
     let v = CodeVerifier::generate(&SeededRandom::new(2));
     let out = h
         .gate
         .authorize()
-        .authorize(&h.params("1", &v), Some(h.user), None)
+        .authorize(&h.params("1", &v), &signed_in(h.user), None)
         .await
         .unwrap();
     assert!(matches!(out, AuthorizeOutcome::Consent(_)));
@@ -353,7 +429,7 @@ async fn deny_redirects_with_access_denied_state_and_iss() {
     let out = h
         .gate
         .authorize()
-        .decide(&h.params("1", &v), h.user, &answer, None)
+        .decide(&h.params("1", &v), &signed_in(h.user), &answer, None)
         .await
         .unwrap();
     let AuthorizeOutcome::Redirect { location } = out else {
@@ -376,7 +452,7 @@ async fn consent_buzz_limit_is_validated_and_stored() {
     let out = h
         .gate
         .authorize()
-        .decide(&h.params("114689", &v), h.user, &bad, None)
+        .decide(&h.params("114689", &v), &signed_in(h.user), &bad, None)
         .await
         .unwrap();
     let AuthorizeOutcome::RedirectError { location } = out else {
@@ -393,15 +469,10 @@ async fn consent_buzz_limit_is_validated_and_stored() {
     };
     h.gate
         .authorize()
-        .decide(&h.params("114689", &v), h.user, &good, None)
+        .decide(&h.params("114689", &v), &signed_in(h.user), &good, None)
         .await
         .unwrap();
-    let apps = h
-        .gate
-        .consents()
-        .list(&Caller::session(h.user))
-        .await
-        .unwrap();
+    let apps = h.gate.consents().list(&signed_in(h.user)).await.unwrap();
     assert_eq!(
         apps[0].consent.buzz_limit,
         BuzzLimit::per_period(300, 7).unwrap()
@@ -412,11 +483,7 @@ async fn consent_buzz_limit_is_validated_and_stored() {
 #[tokio::test]
 async fn disabled_and_testers_only_apps_refuse_with_json_403() {
     let h = harness().await;
-    let admin = Caller {
-        user_id: h.owner,
-        via: Via::Session,
-        is_admin: true,
-    };
+    let admin = Caller::operator();
     let v = CodeVerifier::generate(&SeededRandom::new(1));
     h.gate
         .clients()
@@ -426,7 +493,7 @@ async fn disabled_and_testers_only_apps_refuse_with_json_403() {
     let out = h
         .gate
         .authorize()
-        .authorize(&h.params("1", &v), Some(h.user), None)
+        .authorize(&h.params("1", &v), &signed_in(h.user), None)
         .await
         .unwrap();
     assert!(matches!(
@@ -441,7 +508,7 @@ async fn disabled_and_testers_only_apps_refuse_with_json_403() {
     let out = h
         .gate
         .authorize()
-        .authorize(&h.params("1", &v), Some(h.user), None)
+        .authorize(&h.params("1", &v), &signed_in(h.user), None)
         .await
         .unwrap();
     assert_eq!(
@@ -588,7 +655,7 @@ async fn id_token_is_signed_only_when_the_request_had_a_nonce() {
     let AuthorizeOutcome::Redirect { location } = h
         .gate
         .authorize()
-        .decide(&p, h.user, &answer, None)
+        .decide(&p, &signed_in(h.user), &answer, None)
         .await
         .unwrap()
     else {
@@ -672,7 +739,7 @@ async fn refresh_narrows_never_widens_and_follows_the_ceiling() {
     };
     h.gate
         .clients()
-        .update(&Caller::session(h.owner), &h.app, narrowed)
+        .update(&signed_in(h.owner), &h.app, narrowed)
         .await
         .unwrap();
     let t3 = h.refresh(&rt(&t2), None).await.unwrap();
@@ -736,7 +803,12 @@ async fn client_credentials_act_as_owner_with_ceiling_and_no_refresh() {
         .unwrap();
     assert_eq!(t.scope, Scope::FULL);
     assert!(t.refresh_token.is_none());
-    let me = h.gate.tokens().me(t.access_token.expose()).await.unwrap();
+    let me = h
+        .gate
+        .tokens()
+        .me(&h.bearer(t.access_token.expose()).await)
+        .await
+        .unwrap();
     assert_eq!(me.id, h.owner);
 }
 
@@ -797,7 +869,7 @@ async fn unknown_grant_types_are_unsupported() {
 async fn start_device(h: &H) -> DeviceStarted {
     h.gate
         .device()
-        .start(&h.auth(), Some("BuzzRead"))
+        .start(&h.device_req(h.auth(), Some("BuzzRead")))
         .await
         .unwrap()
 }
@@ -824,7 +896,7 @@ async fn device_flow_pending_slow_down_approved_then_spent() {
     let (rec, client) = h
         .gate
         .device()
-        .info(&d.user_code.as_str().to_lowercase())
+        .info(&signed_in(h.user), &d.user_code.as_str().to_lowercase())
         .await
         .unwrap();
     assert_eq!(
@@ -833,7 +905,7 @@ async fn device_flow_pending_slow_down_approved_then_spent() {
     );
     h.gate
         .device()
-        .resolve(h.user, d.user_code.as_str(), true, None)
+        .resolve(&signed_in(h.user), d.user_code.as_str(), true, None)
         .await
         .unwrap();
     h.clock.advance(Duration::seconds(10));
@@ -845,7 +917,7 @@ async fn device_flow_pending_slow_down_approved_then_spent() {
     assert_eq!(
         h.gate
             .consents()
-            .list(&Caller::session(h.user))
+            .list(&signed_in(h.user))
             .await
             .unwrap()
             .len(),
@@ -859,7 +931,7 @@ async fn device_flow_denied_and_expired() {
     let d = start_device(&h).await;
     h.gate
         .device()
-        .resolve(h.user, d.user_code.as_str(), false, None)
+        .resolve(&signed_in(h.user), d.user_code.as_str(), false, None)
         .await
         .unwrap();
     assert_eq!(poll(&h, &d).await.unwrap_err().code(), "access_denied");
@@ -869,7 +941,7 @@ async fn device_flow_denied_and_expired() {
     assert_eq!(
         h.gate
             .device()
-            .resolve(h.user, d2.user_code.as_str(), true, None)
+            .resolve(&signed_in(h.user), d2.user_code.as_str(), true, None)
             .await
             .unwrap_err()
             .code(),
@@ -883,7 +955,7 @@ async fn device_flow_needs_the_registered_grant() {
     assert_eq!(
         h.gate
             .device()
-            .start(&h.spa_auth(), None)
+            .start(&h.device_req(h.spa_auth(), None))
             .await
             .unwrap_err()
             .code(),
@@ -897,29 +969,25 @@ async fn device_flow_needs_the_registered_grant() {
 async fn revoking_a_refresh_token_revokes_its_family_and_unknown_tokens_are_ok() {
     let h = harness().await;
     let t = h.tokens("1").await;
-    let caller = RevokeCaller::Client {
-        auth: h.auth(),
-        origin: None,
+    let caller = Credentials {
+        client: Some(h.auth()),
+        ..Credentials::default()
     };
     h.gate
         .tokens()
-        .revoke(caller.clone(), Some(&rt(&t)), None)
+        .revoke(&caller, Some(&rt(&t)))
         .await
         .unwrap();
     assert!(!h.active(t.access_token.expose()).await);
     assert!(
         h.gate
             .tokens()
-            .revoke(caller.clone(), Some("civitai_nope"), None)
+            .revoke(&caller, Some("civitai_nope"))
             .await
             .is_ok()
     );
     assert_eq!(
-        h.gate
-            .tokens()
-            .revoke(caller, None, None)
-            .await
-            .unwrap_err(),
+        h.gate.tokens().revoke(&caller, None).await.unwrap_err(),
         Error::invalid_request("Missing token parameter")
     );
     assert!(h.audit_kinds().contains(&AuditKind::TokenRevoked));
@@ -929,23 +997,19 @@ async fn revoking_a_refresh_token_revokes_its_family_and_unknown_tokens_are_ok()
 async fn a_client_cannot_revoke_another_clients_token_but_the_user_can() {
     let h = harness().await;
     let t = h.tokens("1").await;
-    let other = RevokeCaller::Client {
-        auth: h.spa_auth(),
-        origin: None,
+    let other = Credentials {
+        client: Some(h.spa_auth()),
+        ..Credentials::default()
     };
     h.gate
         .tokens()
-        .revoke(other, Some(t.access_token.expose()), None)
+        .revoke(&other, Some(t.access_token.expose()))
         .await
         .unwrap();
     assert!(h.active(t.access_token.expose()).await);
     h.gate
         .tokens()
-        .revoke(
-            RevokeCaller::User(h.user),
-            Some(t.access_token.expose()),
-            None,
-        )
+        .revoke(&h.session_creds().await, Some(t.access_token.expose()))
         .await
         .unwrap();
     assert!(!h.active(t.access_token.expose()).await);
@@ -962,11 +1026,7 @@ async fn revocation_reaches_a_cached_token() {
         .unwrap(); // now cached
     h.gate
         .tokens()
-        .revoke(
-            RevokeCaller::User(h.user),
-            Some(t.access_token.expose()),
-            None,
-        )
+        .revoke(&h.session_creds().await, Some(t.access_token.expose()))
         .await
         .unwrap();
     assert!(!h.active(t.access_token.expose()).await);
@@ -979,7 +1039,7 @@ async fn introspection_reports_active_tokens_with_buzz_limit_and_inactive_ones_b
     let i = h
         .gate
         .tokens()
-        .introspect(&h.auth(), Some(t.access_token.expose()))
+        .introspect(&h.client(h.auth()).await, Some(t.access_token.expose()))
         .await
         .unwrap();
     assert!(i.active);
@@ -989,14 +1049,14 @@ async fn introspection_reports_active_tokens_with_buzz_limit_and_inactive_ones_b
     let gone = h
         .gate
         .tokens()
-        .introspect(&h.auth(), Some("civitai_unknown"))
+        .introspect(&h.client(h.auth()).await, Some("civitai_unknown"))
         .await
         .unwrap();
     assert!(!gone.active && gone.record.is_none());
     assert_eq!(
         h.gate
             .tokens()
-            .introspect(&h.spa_auth(), Some("x"))
+            .introspect(&h.client(h.spa_auth()).await, Some("x"))
             .await
             .unwrap_err()
             .code(),
@@ -1011,7 +1071,7 @@ async fn userinfo_needs_user_read_and_omits_unknown_email_verification() {
     let info = h
         .gate
         .tokens()
-        .userinfo(t.access_token.expose())
+        .userinfo(&h.bearer(t.access_token.expose()).await)
         .await
         .unwrap();
     assert_eq!(
@@ -1022,7 +1082,7 @@ async fn userinfo_needs_user_read_and_omits_unknown_email_verification() {
         .gate
         .api_keys()
         .create(
-            &Caller::session(h.user),
+            &signed_in(h.user),
             NewApiKey {
                 name: "k".into(),
                 scope: Some(Scope::NONE),
@@ -1034,7 +1094,13 @@ async fn userinfo_needs_user_read_and_omits_unknown_email_verification() {
         .unwrap();
     // API keys always carry UserRead too; an access token without it can only come from
     // before that rule, so check the contract on the Bearer directly.
-    assert!(h.gate.tokens().userinfo(key.expose()).await.is_ok());
+    assert!(
+        h.gate
+            .tokens()
+            .userinfo(&h.bearer(key.expose()).await)
+            .await
+            .is_ok()
+    );
     let bearer = h
         .gate
         .tokens()
@@ -1048,10 +1114,14 @@ async fn userinfo_needs_user_read_and_omits_unknown_email_verification() {
             .description(),
         "Token does not have ModelsWrite scope"
     );
+    let garbage = Credentials {
+        bearer: Some("garbage token".into()),
+        ..Credentials::default()
+    };
     assert_eq!(
         h.gate
-            .tokens()
-            .userinfo("garbage token")
+            .callers()
+            .identify(&garbage)
             .await
             .unwrap_err()
             .code(),
@@ -1063,7 +1133,12 @@ async fn userinfo_needs_user_read_and_omits_unknown_email_verification() {
 async fn me_reports_subject_scope_and_buzz_limit() {
     let h = harness().await;
     let t = h.tokens("114689").await;
-    let me = h.gate.tokens().me(t.access_token.expose()).await.unwrap();
+    let me = h
+        .gate
+        .tokens()
+        .me(&h.bearer(t.access_token.expose()).await)
+        .await
+        .unwrap();
     assert_eq!(me.subject, Subject::OAuth(h.app.clone()));
     assert_eq!(me.token_scope, Scope::AI_SERVICES);
     assert_eq!(me.buzz_limit, Some(BuzzLimit::consent_default()));
@@ -1078,7 +1153,7 @@ async fn rotate_secret_kills_the_old_secret_and_keeps_tokens() {
     let new = h
         .gate
         .clients()
-        .rotate_secret(&Caller::session(h.owner), &h.app)
+        .rotate_secret(&signed_in(h.owner), &h.app)
         .await
         .unwrap();
     assert_eq!(
@@ -1105,14 +1180,14 @@ async fn deleting_an_app_cascades_but_keeps_the_audit_trail() {
         .unwrap();
     h.gate
         .clients()
-        .delete(&Caller::session(h.owner), &h.app)
+        .delete(&signed_in(h.owner), &h.app)
         .await
         .unwrap();
     assert!(!h.active(t.access_token.expose()).await);
     assert!(
         h.gate
             .consents()
-            .list(&Caller::session(h.user))
+            .list(&signed_in(h.user))
             .await
             .unwrap()
             .is_empty()
@@ -1127,20 +1202,13 @@ async fn apps_of_other_owners_look_missing_and_token_callers_need_user_write() {
     assert_eq!(
         h.gate
             .clients()
-            .get(&Caller::session(h.user), &h.app)
+            .get(&signed_in(h.user), &h.app)
             .await
             .unwrap_err()
             .code(),
         "not_found"
     );
-    let reader = Caller {
-        user_id: h.owner,
-        via: Via::Token {
-            client: None,
-            scope: Scope::USER_READ,
-        },
-        is_admin: false,
-    };
+    let reader = token_caller(h.owner, None, Scope::USER_READ);
     assert!(h.gate.clients().get(&reader, &h.app).await.is_ok());
     assert_eq!(
         h.gate.clients().delete(&reader, &h.app).await.unwrap_err(),
@@ -1148,12 +1216,7 @@ async fn apps_of_other_owners_look_missing_and_token_callers_need_user_write() {
             required: Scope::USER_WRITE
         }
     );
-    let listed = h
-        .gate
-        .clients()
-        .list(&Caller::session(h.owner))
-        .await
-        .unwrap();
+    let listed = h.gate.clients().list(&signed_in(h.owner)).await.unwrap();
     assert_eq!(listed.len(), 2);
 }
 
@@ -1161,14 +1224,7 @@ async fn apps_of_other_owners_look_missing_and_token_callers_need_user_write() {
 async fn a_token_cannot_change_its_own_apps_buzz_limit() {
     let h = harness().await;
     h.tokens("114689").await;
-    let own = Caller {
-        user_id: h.user,
-        via: Via::Token {
-            client: Some(h.app.clone()),
-            scope: Scope::FULL,
-        },
-        is_admin: false,
-    };
+    let own = token_caller(h.user, Some(&h.app), Scope::FULL);
     let e = h
         .gate
         .consents()
@@ -1180,7 +1236,7 @@ async fn a_token_cannot_change_its_own_apps_buzz_limit() {
         .gate
         .consents()
         .set_buzz_limit(
-            &Caller::session(h.user),
+            &signed_in(h.user),
             &h.app,
             BuzzLimit::per_period(10, 1).unwrap(),
         )
@@ -1190,7 +1246,7 @@ async fn a_token_cannot_change_its_own_apps_buzz_limit() {
     assert_eq!(
         h.gate
             .consents()
-            .set_buzz_limit(&Caller::session(h.user), &h.spa, BuzzLimit::default())
+            .set_buzz_limit(&signed_in(h.user), &h.spa, BuzzLimit::default())
             .await
             .unwrap_err()
             .code(),
@@ -1204,7 +1260,7 @@ async fn connected_apps_revoke_kills_tokens_and_consent() {
     let t = h.tokens("1").await;
     h.gate
         .consents()
-        .revoke(&Caller::session(h.user), &h.app)
+        .revoke(&signed_in(h.user), &h.app)
         .await
         .unwrap();
     assert!(!h.active(t.access_token.expose()).await);
@@ -1212,7 +1268,7 @@ async fn connected_apps_revoke_kills_tokens_and_consent() {
     assert_eq!(
         h.gate
             .consents()
-            .revoke(&Caller::session(h.user), &h.app)
+            .revoke(&signed_in(h.user), &h.app)
             .await
             .unwrap_err()
             .code(),
@@ -1223,7 +1279,7 @@ async fn connected_apps_revoke_kills_tokens_and_consent() {
 #[tokio::test]
 async fn api_keys_are_bearers_of_type_api_key_listed_and_deleted() {
     let h = harness().await;
-    let caller = Caller::session(h.user);
+    let caller = signed_in(h.user);
     let new = NewApiKey {
         name: "ci".into(),
         scope: Some(Scope::BUZZ_READ),
@@ -1231,7 +1287,12 @@ async fn api_keys_are_bearers_of_type_api_key_listed_and_deleted() {
         expires_in_days: Some(1),
     };
     let (key, rec) = h.gate.api_keys().create(&caller, new).await.unwrap();
-    let me = h.gate.tokens().me(key.expose()).await.unwrap();
+    let me = h
+        .gate
+        .tokens()
+        .me(&h.bearer(key.expose()).await)
+        .await
+        .unwrap();
     assert_eq!(me.subject, Subject::ApiKey(rec.id.to_string()));
     assert_eq!(h.gate.api_keys().list(&caller).await.unwrap().len(), 1);
     h.gate.api_keys().delete(&caller, rec.id).await.unwrap();
@@ -1245,14 +1306,7 @@ async fn api_keys_are_bearers_of_type_api_key_listed_and_deleted() {
             .code(),
         "not_found"
     );
-    let by_token = Caller {
-        user_id: h.user,
-        via: Via::Token {
-            client: None,
-            scope: Scope::FULL,
-        },
-        is_admin: false,
-    };
+    let by_token = token_caller(h.user, None, Scope::FULL);
     let new = NewApiKey {
         name: "x".into(),
         scope: Some(Scope::FULL),
@@ -1292,7 +1346,7 @@ async fn spend_is_capped_idempotent_and_refundable() {
     h.gate
         .consents()
         .set_buzz_limit(
-            &Caller::session(h.user),
+            &signed_in(h.user),
             &h.app,
             BuzzLimit::per_period(100, 1).unwrap(),
         )
@@ -1302,14 +1356,14 @@ async fn spend_is_capped_idempotent_and_refundable() {
     let r = h
         .gate
         .buzz()
-        .spend(&h.auth(), spend(at, 60, "k1", "ai_services"))
+        .spend(&h.rs().await, spend(at, 60, "k1", "ai_services"))
         .await
         .unwrap();
     assert_eq!((r.balance, r.limits[0].remaining), (9_940, 40));
     let replay = h
         .gate
         .buzz()
-        .spend(&h.auth(), spend(at, 60, "k1", "ai_services"))
+        .spend(&h.rs().await, spend(at, 60, "k1", "ai_services"))
         .await
         .unwrap();
     assert!(replay.replayed);
@@ -1317,7 +1371,7 @@ async fn spend_is_capped_idempotent_and_refundable() {
     assert_eq!(
         h.gate
             .buzz()
-            .spend(&h.auth(), spend(at, 61, "k1", "ai_services"))
+            .spend(&h.rs().await, spend(at, 61, "k1", "ai_services"))
             .await
             .unwrap_err()
             .code(),
@@ -1326,19 +1380,29 @@ async fn spend_is_capped_idempotent_and_refundable() {
     assert_eq!(
         h.gate
             .buzz()
-            .spend(&h.auth(), spend(at, 41, "k2", "ai_services"))
+            .spend(&h.rs().await, spend(at, 41, "k2", "ai_services"))
             .await
             .unwrap_err(),
         Error::InsufficientFunds
     );
-    let (_, balance) = h.gate.buzz().refund(&h.auth(), r.entry.id).await.unwrap();
+    let (_, balance) = h
+        .gate
+        .buzz()
+        .refund(&h.rs().await, r.entry.id)
+        .await
+        .unwrap();
     assert_eq!(balance, 10_000);
-    let (_, again) = h.gate.buzz().refund(&h.auth(), r.entry.id).await.unwrap();
+    let (_, again) = h
+        .gate
+        .buzz()
+        .refund(&h.rs().await, r.entry.id)
+        .await
+        .unwrap();
     assert_eq!(again, 10_000, "a second refund credits nothing");
     assert!(
         h.gate
             .buzz()
-            .spend(&h.auth(), spend(at, 100, "k3", "ai_services"))
+            .spend(&h.rs().await, spend(at, 100, "k3", "ai_services"))
             .await
             .is_ok()
     );
@@ -1350,7 +1414,7 @@ async fn spend_is_capped_idempotent_and_refundable() {
     assert_eq!(
         h.gate
             .buzz()
-            .spend(&h.auth(), spend(at, 1, "k4", "ai_services"))
+            .spend(&h.rs().await, spend(at, 1, "k4", "ai_services"))
             .await
             .unwrap_err(),
         Error::InsufficientFunds
@@ -1359,7 +1423,7 @@ async fn spend_is_capped_idempotent_and_refundable() {
     assert!(
         h.gate
             .buzz()
-            .spend(&h.auth(), spend(at, 100, "k5", "ai_services"))
+            .spend(&h.rs().await, spend(at, 100, "k5", "ai_services"))
             .await
             .is_ok()
     );
@@ -1377,7 +1441,7 @@ async fn over_balance_is_indistinguishable_from_over_cap() {
         .gate
         .buzz()
         .spend(
-            &h.auth(),
+            &h.rs().await,
             spend(t.access_token.expose(), 6, "k", "ai_services"),
         )
         .await
@@ -1394,7 +1458,7 @@ async fn spend_needs_the_purpose_scope_and_a_resource_server() {
     assert_eq!(
         h.gate
             .buzz()
-            .spend(&h.auth(), spend(at, 1, "k", "ai_services"))
+            .spend(&h.rs().await, spend(at, 1, "k", "ai_services"))
             .await
             .unwrap_err()
             .code(),
@@ -1404,21 +1468,21 @@ async fn spend_needs_the_purpose_scope_and_a_resource_server() {
     let e = h
         .gate
         .buzz()
-        .spend(&h.auth(), spend(at, 1, "k", "ai_services"))
+        .spend(&h.rs().await, spend(at, 1, "k", "ai_services"))
         .await
         .unwrap_err();
     assert_eq!(e.description(), "Token does not have AIServicesWrite scope");
     let e = h
         .gate
         .buzz()
-        .spend(&h.auth(), spend(at, 1, "k", "bounty"))
+        .spend(&h.rs().await, spend(at, 1, "k", "bounty"))
         .await
         .unwrap_err();
     assert_eq!(e.description(), "Token does not have BountiesWrite scope");
     assert_eq!(
         h.gate
             .buzz()
-            .spend(&h.auth(), spend(at, 1, "k", "tip"))
+            .spend(&h.rs().await, spend(at, 1, "k", "tip"))
             .await
             .unwrap_err()
             .code(),
@@ -1435,7 +1499,7 @@ async fn bounty_spend_ignores_the_cap_but_not_the_balance() {
     h.gate
         .consents()
         .set_buzz_limit(
-            &Caller::session(h.user),
+            &signed_in(h.user),
             &h.app,
             BuzzLimit::per_period(1, 1).unwrap(),
         )
@@ -1445,14 +1509,14 @@ async fn bounty_spend_ignores_the_cap_but_not_the_balance() {
     assert!(
         h.gate
             .buzz()
-            .spend(&h.auth(), spend(at, 500, "b1", "bounty"))
+            .spend(&h.rs().await, spend(at, 500, "b1", "bounty"))
             .await
             .is_ok()
     );
     assert_eq!(
         h.gate
             .buzz()
-            .spend(&h.auth(), spend(at, 501, "b2", "bounty"))
+            .spend(&h.rs().await, spend(at, 501, "b2", "bounty"))
             .await
             .unwrap_err(),
         Error::InsufficientFunds
@@ -1467,17 +1531,22 @@ async fn balance_needs_buzz_read_and_limits_show_the_apps_budgets() {
     let o = h
         .gate
         .buzz()
-        .overview(t.access_token.expose())
+        .overview(&h.bearer(t.access_token.expose()).await)
         .await
         .unwrap();
     assert_eq!(o.balances, vec![(Currency::yellow(), 42)]);
-    let limits = h.gate.buzz().limits(t.access_token.expose()).await.unwrap();
+    let limits = h
+        .gate
+        .buzz()
+        .limits(&h.bearer(t.access_token.expose()).await)
+        .await
+        .unwrap();
     assert_eq!((limits[0].limit, limits[0].remaining), (5000, 5000));
     let t2 = h.tokens("1").await;
     assert_eq!(
         h.gate
             .buzz()
-            .overview(t2.access_token.expose())
+            .overview(&h.bearer(t2.access_token.expose()).await)
             .await
             .unwrap_err()
             .code(),
@@ -1492,21 +1561,39 @@ async fn login_checks_the_password_and_sessions_resolve_until_logout() {
     let h = harness().await;
     let s = h.gate.sessions();
     assert_eq!(
-        s.login("ada", "wrong password").await.unwrap_err().code(),
-        "access_denied"
-    );
-    assert_eq!(
-        s.login("nobody", "correct horse battery")
+        s.login("ada", "wrong password", None)
             .await
             .unwrap_err()
             .code(),
         "access_denied"
     );
-    let (cookie, session) = s.login("ADA", "correct horse battery").await.unwrap();
+    assert_eq!(
+        s.login("nobody", "correct horse battery", None)
+            .await
+            .unwrap_err()
+            .code(),
+        "access_denied"
+    );
+    let (cookie, session) = s.login("ADA", "correct horse battery", None).await.unwrap();
     let (found, user) = s.resolve(cookie.expose()).await.unwrap().unwrap();
     assert_eq!((found.user_id, user.id), (h.user, h.user));
     assert!(session.check_csrf(Some(&found.csrf_token)).is_ok());
-    s.logout(cookie.expose()).await.unwrap();
+    let without_csrf = Credentials {
+        session: Some(cookie.expose().to_owned()),
+        ..Credentials::default()
+    };
+    let caller = h.gate.callers().identify(&without_csrf).await.unwrap();
+    assert_eq!(
+        s.logout(&caller).await.unwrap_err().code(),
+        "access_denied",
+        "signing out is a change: it needs the CSRF proof"
+    );
+    let with_csrf = Credentials {
+        csrf_token: Some(session.csrf_token.clone()),
+        ..without_csrf
+    };
+    let caller = h.gate.callers().identify(&with_csrf).await.unwrap();
+    s.logout(&caller).await.unwrap();
     assert!(s.resolve(cookie.expose()).await.unwrap().is_none());
     let dup = NewUser {
         username: Username::parse("Ada").unwrap(),
@@ -1518,18 +1605,135 @@ async fn login_checks_the_password_and_sessions_resolve_until_logout() {
     assert_eq!(s.create_user(dup).await.unwrap_err().code(), "conflict");
 }
 
-#[tokio::test]
-async fn token_bucket_allows_20_per_minute_then_rate_limited_with_retry_after() {
-    let h = harness().await;
-    let rl = h.gate.rate_limit();
-    for _ in 0..20 {
-        rl.check(Bucket::TokenIp("10.0.0.1")).await.unwrap();
+fn cc(auth: ClientAuth, ip: &str) -> TokenRequest {
+    TokenRequest {
+        client: auth,
+        origin: None,
+        ip: Some(ip.into()),
+        grant: GrantRequest::ClientCredentials { scope: None },
     }
-    let e = rl.check(Bucket::TokenIp("10.0.0.1")).await.unwrap_err();
+}
+
+#[tokio::test]
+async fn strangers_failing_client_authentication_are_blocked_not_the_client() {
+    let h = harness().await;
+    let mut wrong = h.auth();
+    wrong.secret = Some("not the secret".into());
+    for _ in 0..20 {
+        let e = h
+            .gate
+            .tokens()
+            .token(cc(wrong.clone(), "10.0.0.1"))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), "invalid_client");
+    }
+    // The address is now refused before any work, even with the right secret...
+    let e = h
+        .gate
+        .tokens()
+        .token(cc(h.auth(), "10.0.0.1"))
+        .await
+        .unwrap_err();
     assert_eq!(e, Error::RateLimited { retry_after: 60 });
-    assert!(rl.check(Bucket::TokenIp("10.0.0.2")).await.is_ok());
+    // ...while the client itself, from its own address, is untouched.
+    assert!(
+        h.gate
+            .tokens()
+            .token(cc(h.auth(), "10.0.0.2"))
+            .await
+            .is_ok()
+    );
     h.clock.advance(Duration::seconds(60));
-    assert!(rl.check(Bucket::TokenIp("10.0.0.1")).await.is_ok());
+    assert!(
+        h.gate
+            .tokens()
+            .token(cc(h.auth(), "10.0.0.1"))
+            .await
+            .is_ok()
+    );
+}
+
+#[tokio::test]
+async fn the_client_bucket_counts_only_authenticated_requests() {
+    let h = harness_with(Config {
+        rate_limits: super::RateLimits {
+            token: Some(3),
+            ..super::RateLimits::default()
+        },
+        ..Config::default()
+    })
+    .await;
+    let mut wrong = h.auth();
+    wrong.secret = Some("not the secret".into());
+    for i in 0..10 {
+        let ip = format!("10.0.1.{i}");
+        assert!(h.gate.tokens().token(cc(wrong.clone(), &ip)).await.is_err());
+    }
+    for _ in 0..3 {
+        h.gate
+            .tokens()
+            .token(cc(h.auth(), "10.0.0.9"))
+            .await
+            .unwrap();
+    }
+    let e = h
+        .gate
+        .tokens()
+        .token(cc(h.auth(), "10.0.0.9"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), "rate_limited");
+}
+
+#[tokio::test]
+async fn sign_in_is_throttled_per_account_and_per_address() {
+    let h = harness().await;
+    let s = h.gate.sessions();
+    for i in 0..10 {
+        let ip = format!("10.0.2.{i}");
+        let e = s
+            .login("ada", "wrong password", Some(&ip))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), "access_denied");
+    }
+    let e = s
+        .login("ADA", "correct horse battery", Some("10.0.3.1"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e,
+        Error::RateLimited { retry_after: 60 },
+        "the account is locked for the window, whatever the address and case"
+    );
+    assert!(
+        s.login("owner", "correct horse battery", Some("10.0.3.1"))
+            .await
+            .is_ok(),
+        "other accounts are not"
+    );
+    for i in 0..30 {
+        let e = s
+            .login(&format!("guess{i}"), "wrong password", Some("10.0.4.4"))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), "access_denied");
+    }
+    assert_eq!(
+        s.login("owner", "correct horse battery", Some("10.0.4.4"))
+            .await
+            .unwrap_err()
+            .code(),
+        "rate_limited",
+        "30 failures from one address block that address"
+    );
+    h.clock.advance(Duration::seconds(60));
+    assert!(
+        s.login("ada", "correct horse battery", Some("10.0.4.4"))
+            .await
+            .is_ok()
+    );
 }
 
 #[tokio::test]
@@ -1537,7 +1741,10 @@ async fn disabled_buckets_never_limit() {
     let limits = super::RateLimits {
         authorize: None,
         token: Some(1),
+        client_auth_failures: None,
         revoke: Some(1),
+        login_account: None,
+        login_ip: None,
     };
     let h = harness_with(Config {
         rate_limits: limits,
@@ -1546,10 +1753,19 @@ async fn disabled_buckets_never_limit() {
     .await;
     for _ in 0..50 {
         h.gate
-            .rate_limit()
-            .check(Bucket::AuthorizeUser("1"))
+            .deps
+            .check_rate(Bucket::AuthorizeUser(h.user))
             .await
             .unwrap();
+        h.gate
+            .deps
+            .check_failures(Bucket::LoginAccount("ada"))
+            .await
+            .unwrap();
+        h.gate
+            .deps
+            .record_failure(Bucket::LoginAccount("ada"))
+            .await;
     }
 }
 
@@ -1652,7 +1868,7 @@ async fn sixty_four_concurrent_spends_never_exceed_the_cap_by_one_unit() {
     h.gate
         .consents()
         .set_buzz_limit(
-            &Caller::session(h.user),
+            &signed_in(h.user),
             &h.app,
             BuzzLimit::per_period(cap, 1).unwrap(),
         )
@@ -1665,7 +1881,10 @@ async fn sixty_four_concurrent_spends_never_exceed_the_cap_by_one_unit() {
             tokio::spawn(async move {
                 h.gate
                     .buzz()
-                    .spend(&h.auth(), spend(&at, 1, &format!("k{i}"), "ai_services"))
+                    .spend(
+                        &h.rs().await,
+                        spend(&at, 1, &format!("k{i}"), "ai_services"),
+                    )
                     .await
             })
         })
@@ -1678,7 +1897,7 @@ async fn sixty_four_concurrent_spends_never_exceed_the_cap_by_one_unit() {
         }
     }
     assert_eq!(spent, cap);
-    let limits = h.gate.buzz().limits(&at).await.unwrap();
+    let limits = h.gate.buzz().limits(&h.bearer(&at).await).await.unwrap();
     assert_eq!((limits[0].spend, limits[0].remaining), (cap, 0));
 }
 
@@ -1701,7 +1920,7 @@ async fn every_spec_error_code_is_produced_by_a_service() {
     if let AuthorizeOutcome::Reject(e) = h
         .gate
         .authorize()
-        .authorize(&AuthorizeParams::default(), None, None)
+        .authorize(&AuthorizeParams::default(), &Caller::Anonymous, None)
         .await
         .unwrap()
     {
@@ -1721,7 +1940,7 @@ async fn every_spec_error_code_is_produced_by_a_service() {
         if let AuthorizeOutcome::RedirectError { location } = h
             .gate
             .authorize()
-            .authorize(&p, Some(h.user), None)
+            .authorize(&p, &signed_in(h.user), None)
             .await
             .unwrap()
         {
@@ -1741,7 +1960,7 @@ async fn every_spec_error_code_is_produced_by_a_service() {
     if let AuthorizeOutcome::Redirect { location } = h
         .gate
         .authorize()
-        .decide(&h.params("1", &v), h.user, &answer, None)
+        .decide(&h.params("1", &v), &signed_in(h.user), &answer, None)
         .await
         .unwrap()
     {
@@ -1764,16 +1983,20 @@ async fn every_spec_error_code_is_produced_by_a_service() {
         GrantRequest::grant_type(Some("password")).map(drop),
     );
     // invalid_token, insufficient_scope
+    let unknown = Credentials {
+        bearer: Some("civitai_unknown".into()),
+        ..Credentials::default()
+    };
     note(
         &mut seen,
-        tokens.userinfo("civitai_unknown").await.map(drop),
+        h.gate.callers().identify(&unknown).await.map(drop),
     );
     let t = h.tokens("1").await;
     note(
         &mut seen,
         h.gate
             .buzz()
-            .overview(t.access_token.expose())
+            .overview(&h.bearer(t.access_token.expose()).await)
             .await
             .map(drop),
     );
@@ -1785,7 +2008,7 @@ async fn every_spec_error_code_is_produced_by_a_service() {
         h.gate
             .buzz()
             .spend(
-                &h.auth(),
+                &h.rs().await,
                 spend(t.access_token.expose(), 2, "k", "ai_services"),
             )
             .await
@@ -1801,12 +2024,16 @@ async fn every_spec_error_code_is_produced_by_a_service() {
     for _ in 0..21 {
         note(
             &mut seen,
-            h.gate.rate_limit().check(Bucket::RevokeIp("1.2.3.4")).await,
+            h.gate.deps.check_rate(Bucket::RevokeIp("1.2.3.4")).await,
         );
     }
     // temporarily_unavailable
     h.store.set_down(true);
-    note(&mut seen, tokens.userinfo("civitai_x").await.map(drop));
+    let x = Credentials {
+        bearer: Some("civitai_x".into()),
+        ..Credentials::default()
+    };
+    note(&mut seen, h.gate.callers().identify(&x).await.map(drop));
     h.store.set_down(false);
 
     let spec3 = [
@@ -1844,7 +2071,7 @@ async fn api_keys_default_to_read_only() {
     let (_, rec) = h
         .gate
         .api_keys()
-        .create(&Caller::session(h.user), new)
+        .create(&signed_in(h.user), new)
         .await
         .unwrap();
     assert_eq!(rec.scope, Scope::READ_ONLY.with_user_read());
@@ -1853,11 +2080,7 @@ async fn api_keys_default_to_read_only() {
 #[tokio::test]
 async fn crediting_is_for_admins_and_positive_amounts() {
     let h = harness().await;
-    let admin = Caller {
-        user_id: h.owner,
-        via: Via::Session,
-        is_admin: true,
-    };
+    let admin = Caller::operator();
     assert_eq!(
         h.gate
             .buzz()
@@ -1887,7 +2110,7 @@ async fn crediting_is_for_admins_and_positive_amounts() {
     assert_eq!(
         h.gate
             .buzz()
-            .credit(&Caller::session(h.user), h.user, "yellow", 5)
+            .credit(&signed_in(h.user), h.user, "yellow", 5)
             .await
             .unwrap_err()
             .code(),

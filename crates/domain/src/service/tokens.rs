@@ -2,9 +2,12 @@
 
 use std::sync::Arc;
 
+use time::OffsetDateTime;
+
 use crate::audit::{AuditEvent, AuditKind};
 use crate::buzz::BuzzLimit;
-use crate::client::{Client, ClientAuth, GrantType};
+use crate::client::{AccessMode, Client, ClientAuth, GrantType};
+use crate::consent::{self, Budgets};
 use crate::error::Error;
 use crate::grant::authorization_code::{self, CodeRedemption};
 use crate::grant::client_credentials;
@@ -15,8 +18,11 @@ use crate::pkce::CodeVerifier;
 use crate::ports::{IdTokenClaims, InsertOutcome};
 use crate::scope::Scope;
 use crate::token::{NewToken, TokenHash, TokenKind, TokenRecord, TokenResponse};
+use crate::user::Role;
 
 use super::Deps;
+use super::caller::{Access, Caller, CallerService, Credentials};
+use super::rate_limit::Bucket;
 
 /// One call of the token endpoint, parsed. `origin` is the browser `Origin` header.
 #[derive(Debug, Clone)]
@@ -136,20 +142,14 @@ pub struct Me {
     pub subject: Subject,
 }
 
-/// Who asks to revoke.
-#[derive(Debug, Clone)]
-pub enum RevokeCaller {
-    Client {
-        auth: ClientAuth,
-        origin: Option<String>,
-    },
-    /// A signed-in user revoking one of their own tokens.
-    User(UserId),
-}
-
 #[derive(Debug, Clone)]
 pub struct TokenService {
     pub(crate) deps: Arc<Deps>,
+}
+
+/// Why a grant's tokens may not be issued after all, checked after the atomic take.
+fn consent_gone() -> Error {
+    Error::invalid_grant("Invalid grant: the user has revoked this app's access")
 }
 
 impl TokenService {
@@ -157,22 +157,18 @@ impl TokenService {
         TokenService { deps }
     }
 
-    /// Authenticates the client (and its Origin, for public browser clients).
+    /// Authenticates the client (failures throttled per address), counts the request in the
+    /// client's bucket, and checks a browser `Origin` against a public client's list.
     async fn client_for(
         &self,
         auth: &ClientAuth,
         origin: Option<&str>,
         ip: Option<&str>,
     ) -> Result<Client, Error> {
-        let client = self.deps.authenticate_client(auth).await?;
-        if let Err(e) = client.check_origin(origin) {
-            let ev = AuditEvent::new(AuditKind::OriginRejected, self.deps.now())
-                .client(&client.id)
-                .ip(ip)
-                .meta("origin", truncate(origin.unwrap_or(""), 256));
-            self.deps.audit(ev).await;
-            return Err(e);
-        }
+        let deps = &self.deps;
+        let client = deps.authenticate_client(auth, ip).await?;
+        check_origin(deps, &client, origin, ip).await?;
+        deps.check_rate(Bucket::TokenClient(&client.id)).await?;
         Ok(client)
     }
 
@@ -181,37 +177,83 @@ impl TokenService {
         let client = self
             .client_for(&req.client, req.origin.as_deref(), req.ip.as_deref())
             .await?;
+        let ip = req.ip.as_deref();
         match &req.grant {
             GrantRequest::AuthorizationCode {
                 code,
                 code_verifier,
                 redirect_uri,
             } => {
-                self.exchange_code(
-                    &client,
-                    code,
-                    code_verifier,
-                    redirect_uri,
-                    req.ip.as_deref(),
-                )
-                .await
+                self.exchange_code(&client, code, code_verifier, redirect_uri, ip)
+                    .await
             }
             GrantRequest::RefreshToken {
                 refresh_token,
                 scope,
-            } => {
-                self.refresh(&client, refresh_token, scope, req.ip.as_deref())
-                    .await
-            }
+            } => self.refresh(&client, refresh_token, scope, ip).await,
             GrantRequest::ClientCredentials { scope } => {
-                self.client_credentials(&client, scope, req.ip.as_deref())
-                    .await
+                self.client_credentials(&client, scope, ip).await
             }
             GrantRequest::DeviceCode { device_code } => {
-                self.device_token(&client, device_code, req.ip.as_deref())
-                    .await
+                self.device_token(&client, device_code, ip).await
             }
         }
+    }
+
+    /// The user tokens would act for, if the app's access mode admits them (SPEC 13: every
+    /// way of getting a token). `disabled` is refused without a lookup; the user is loaded
+    /// only when it matters (`testers`), and a banned user never gets tokens.
+    async fn admit(&self, client: &Client, user: UserId) -> Result<(), Error> {
+        client.check_enabled()?;
+        if client.access_mode != AccessMode::Testers {
+            return Ok(());
+        }
+        let user = self
+            .deps
+            .users
+            .get(user)
+            .await?
+            .filter(|u| !u.is_banned())
+            .ok_or_else(|| {
+                Error::invalid_grant("Invalid grant: the user's account is not active")
+            })?;
+        client.admits_at_token(user.has_role(Role::Tester))
+    }
+
+    /// Whether (user, app) has a consent that covers a grant made at `granted_at` (see
+    /// [`consent::covers_grant`]).
+    async fn consent_stands(
+        &self,
+        user: UserId,
+        client: &ClientId,
+        granted_at: Option<OffsetDateTime>,
+    ) -> Result<bool, Error> {
+        let c = self.deps.consents.get(user, client).await?;
+        Ok(consent::covers_grant(c.as_ref(), granted_at))
+    }
+
+    /// Tokens were written for a grant whose consent may have been revoked meanwhile: a
+    /// revocation deletes the consent first and the tokens second, so either it saw our rows
+    /// or we see that the consent is gone here. Then revoke what we wrote and refuse.
+    async fn confirm_consent(
+        &self,
+        user: UserId,
+        client: &Client,
+        granted_at: Option<OffsetDateTime>,
+        family: Option<FamilyId>,
+    ) -> Result<(), Error> {
+        if self.consent_stands(user, &client.id, granted_at).await? {
+            return Ok(());
+        }
+        if let Some(family) = family {
+            let revoked = self
+                .deps
+                .tokens
+                .revoke_family(family, self.deps.now())
+                .await?;
+            self.deps.invalidate(&revoked).await?;
+        }
+        Err(consent_gone())
     }
 
     async fn exchange_code(
@@ -266,18 +308,30 @@ impl TokenService {
             CodeVerifier::parse(verifier),
             now,
         )?;
+        self.admit(client, record.user_id).await?;
+        if !self
+            .consent_stands(record.user_id, &client.id, Some(record.issued_at))
+            .await?
+        {
+            return Err(consent_gone());
+        }
         let with_refresh = client.allows_grant(GrantType::RefreshToken);
-        let mut response = self
-            .issue(
-                client,
-                record.user_id,
-                scope,
-                Some(family),
-                Some(record.auth_time),
-                with_refresh,
-                "authorization_code",
-                ip,
-            )
+        let issue = Issue {
+            client,
+            user_id: record.user_id,
+            scope,
+            family: Some(family),
+            auth_time: Some(record.auth_time),
+            with_refresh,
+            grant: "authorization_code",
+            ip,
+        };
+        // The code was taken by this request and no other: it answers with tokens. If a
+        // replay of the code revoked the family before our rows were written, they are
+        // refused by the family's tombstone: the tokens are issued and revoked at once, as
+        // RFC 6749 §4.1.2 asks, and exactly one request ever sees a token response.
+        let (mut response, _) = self.issue(issue).await?;
+        self.confirm_consent(record.user_id, client, Some(record.issued_at), Some(family))
             .await?;
         if let (Some(nonce), Some(signer)) = (record.nonce, deps.id_tokens.as_ref()) {
             let claims = IdTokenClaims {
@@ -295,34 +349,28 @@ impl TokenService {
     }
 
     /// Mints an access token (and a refresh token when asked) and stores them together.
-    #[allow(clippy::too_many_arguments)]
+    /// Returns the response and whether the rows were stored (`FamilyRevoked`: a replay
+    /// revoked the family first, so the tokens are dead on arrival).
     pub(crate) async fn issue(
         &self,
-        client: &Client,
-        user_id: UserId,
-        scope: Scope,
-        family: Option<FamilyId>,
-        auth_time: Option<time::OffsetDateTime>,
-        with_refresh: bool,
-        grant: &str,
-        ip: Option<&str>,
-    ) -> Result<TokenResponse, Error> {
+        issue: Issue<'_>,
+    ) -> Result<(TokenResponse, InsertOutcome), Error> {
         let deps = &self.deps;
         let now = deps.now();
         let new = |kind| NewToken {
             kind,
-            client_id: Some(client.id.clone()),
-            user_id,
-            scope,
-            family_id: family,
-            auth_time,
+            client_id: Some(issue.client.id.clone()),
+            user_id: issue.user_id,
+            scope: issue.scope,
+            family_id: issue.family,
+            auth_time: issue.auth_time,
         };
         let (access, access_rec) =
             deps.config
                 .minter
                 .mint(new(TokenKind::Access), now, deps.random.as_ref());
         let mut rows = vec![access_rec];
-        let refresh = with_refresh.then(|| {
+        let refresh = issue.with_refresh.then(|| {
             let (plain, rec) =
                 deps.config
                     .minter
@@ -330,23 +378,33 @@ impl TokenService {
             rows.push(rec);
             plain
         });
-        if deps.tokens.insert(&rows).await? == InsertOutcome::FamilyRevoked {
-            return Err(Error::invalid_grant("Invalid grant: the grant was revoked"));
-        }
-        let ev = AuditEvent::new(AuditKind::TokenIssued, now)
-            .user(user_id)
-            .client(&client.id)
-            .scope(scope)
-            .ip(ip)
-            .meta("grant", grant);
+        let outcome = deps.tokens.insert(&rows).await?;
+        let kind = match outcome {
+            InsertOutcome::Inserted => AuditKind::TokenIssued,
+            InsertOutcome::FamilyRevoked => AuditKind::TokenRevoked,
+        };
+        let ev = AuditEvent::new(kind, now)
+            .user(issue.user_id)
+            .client(&issue.client.id)
+            .scope(issue.scope)
+            .ip(issue.ip)
+            .meta("grant", issue.grant);
+        let ev = if outcome == InsertOutcome::FamilyRevoked {
+            ev.meta("reason", "code_replayed_before_issue")
+        } else {
+            ev
+        };
         deps.audit(ev).await;
-        Ok(TokenResponse {
-            access_token: access,
-            expires_in: deps.config.minter.ttls.access.whole_seconds(),
-            refresh_token: refresh,
-            scope,
-            id_token: None,
-        })
+        Ok((
+            TokenResponse {
+                access_token: access,
+                expires_in: deps.config.minter.ttls.access.whole_seconds(),
+                refresh_token: refresh,
+                scope: issue.scope,
+                id_token: None,
+            },
+            outcome,
+        ))
     }
 
     async fn refresh(
@@ -369,6 +427,15 @@ impl TokenService {
         let hash = TokenHash::of_presented(token)
             .ok_or_else(|| Error::invalid_grant("Invalid grant: refresh token is invalid"))?;
         let deps = &self.deps;
+        client.check_enabled()?;
+        if client.access_mode == AccessMode::Testers {
+            // Only this mode needs to know the user before rotating.
+            if let Some(row) = deps.tokens.find(&hash).await?
+                && row.client_id.as_ref() == Some(&client.id)
+            {
+                self.admit(client, row.user_id).await?;
+            }
+        }
         let now = deps.now();
         let blank = |kind| NewToken {
             kind,
@@ -397,6 +464,8 @@ impl TokenService {
         };
         match deps.tokens.rotate_refresh(&hash, &rotation).await? {
             RotationDecision::Rotate { access: rec, .. } => {
+                self.confirm_consent(rec.user_id, client, None, rec.family_id)
+                    .await?;
                 let ev = AuditEvent::new(AuditKind::TokenRefreshed, now)
                     .user(rec.user_id)
                     .client(&client.id)
@@ -441,17 +510,18 @@ impl TokenService {
             None => None,
         };
         let scope = client_credentials::grant_scope(client, requested)?;
-        self.issue(
+        self.admit(client, client.owner).await?;
+        let issue = Issue {
             client,
-            client.owner,
+            user_id: client.owner,
             scope,
-            None,
-            None,
-            false,
-            "client_credentials",
+            family: None,
+            auth_time: None,
+            with_refresh: false,
+            grant: "client_credentials",
             ip,
-        )
-        .await
+        };
+        Ok(self.issue(issue).await?.0)
     }
 
     async fn device_token(
@@ -468,42 +538,60 @@ impl TokenService {
         let code = required(device_code, "device_code")?;
         let hash = TokenHash::of_presented(code)
             .ok_or_else(|| Error::invalid_grant("Invalid grant: unknown device_code"))?;
+        client.check_enabled()?;
         let deps = &self.deps;
         let poll = DevicePoll {
             client_id: client.id.clone(),
             now: deps.now(),
         };
         let grant = deps.devices.poll(&hash, &poll).await?.result?;
+        self.admit(client, grant.user_id).await?;
+        if !self
+            .consent_stands(grant.user_id, &client.id, Some(grant.approved_at))
+            .await?
+        {
+            return Err(consent_gone());
+        }
         let family = FamilyId::generate(deps.random.as_ref());
         let scope = grant.scope.trim_to_ceiling(client.ceiling());
-        let with_refresh = client.allows_grant(GrantType::RefreshToken);
-        self.issue(
+        let issue = Issue {
             client,
-            grant.user_id,
+            user_id: grant.user_id,
             scope,
-            Some(family),
-            Some(grant.auth_time),
-            with_refresh,
-            "device_code",
+            family: Some(family),
+            auth_time: Some(grant.auth_time),
+            with_refresh: client.allows_grant(GrantType::RefreshToken),
+            grant: "device_code",
             ip,
-        )
-        .await
+        };
+        let (response, _) = self.issue(issue).await?;
+        self.confirm_consent(grant.user_id, client, Some(grant.approved_at), Some(family))
+            .await?;
+        Ok(response)
     }
 
-    /// RFC 7009. Always `Ok(())` for unknown or foreign tokens; revoking a refresh token revokes
-    /// its whole family.
-    pub async fn revoke(
-        &self,
-        caller: RevokeCaller,
-        token: Option<&str>,
-        ip: Option<&str>,
-    ) -> Result<(), Error> {
+    /// RFC 7009, for the client the token was issued to, or the signed-in user it belongs to
+    /// (with the CSRF proof). Always `Ok(())` for unknown or foreign tokens; revoking a
+    /// refresh token revokes its whole family. Counted per address before anything else.
+    pub async fn revoke(&self, creds: &Credentials, token: Option<&str>) -> Result<(), Error> {
         let deps = &self.deps;
-        let client = match &caller {
-            RevokeCaller::Client { auth, origin } => {
-                Some(self.client_for(auth, origin.as_deref(), ip).await?)
+        let ip = creds.ip.as_deref();
+        if let Some(ip) = ip {
+            deps.check_rate(Bucket::RevokeIp(ip)).await?;
+        }
+        let caller = CallerService { deps: deps.clone() }.identify(creds).await?;
+        let may_revoke: Box<dyn Fn(&TokenRecord) -> bool + Send + Sync> = match &caller {
+            Caller::Client(c) => {
+                check_origin(deps, c, creds.origin.as_deref(), ip).await?;
+                let id = c.id.clone();
+                Box::new(move |r| r.client_id.as_ref() == Some(&id))
             }
-            RevokeCaller::User(_) => None,
+            Caller::Session(_) => {
+                let user = caller.signed_in(Access::Write)?.user;
+                Box::new(move |r| r.user_id == user)
+            }
+            Caller::Anonymous => return Err(Error::invalid_request("Missing client_id")),
+            _ => return Err(Error::invalid_client(false)),
         };
         let token = token
             .filter(|t| !t.is_empty())
@@ -514,12 +602,7 @@ impl TokenService {
         let Some(record) = deps.tokens.find(&hash).await? else {
             return Ok(());
         };
-        let owned = match (&caller, &client) {
-            (RevokeCaller::Client { .. }, Some(c)) => record.client_id.as_ref() == Some(&c.id),
-            (RevokeCaller::User(u), _) => record.user_id == *u,
-            _ => false,
-        };
-        if !owned {
+        if !may_revoke(&record) {
             return Ok(());
         }
         let now = deps.now();
@@ -534,7 +617,8 @@ impl TokenService {
         let mut ev = AuditEvent::new(AuditKind::TokenRevoked, now)
             .user(record.user_id)
             .ip(ip)
-            .meta("kind", record.kind.as_str());
+            .meta("kind", record.kind.as_str())
+            .meta("by", caller.kind());
         if let Some(c) = &record.client_id {
             ev = ev.client(c);
         }
@@ -543,8 +627,9 @@ impl TokenService {
     }
 
     /// Validates a bearer token: an active access token or API key. Served from the cache
-    /// when it can be; the cache never outlives the token, and cache failures fall back to
-    /// the store.
+    /// when it can be; the cache never outlives the token, never takes back a token revoked
+    /// after this read (its tombstone refuses the put), and cache failures fall back to the
+    /// store.
     pub async fn validate_bearer(&self, token: &str) -> Result<Bearer, Error> {
         let invalid = || Error::invalid_token("Invalid or expired token");
         let hash = TokenHash::of_presented(token).ok_or_else(invalid)?;
@@ -570,28 +655,41 @@ impl TokenService {
         Ok(Bearer { record })
     }
 
-    /// The Buzz limit that applies to a bearer: the API key's own, or the consent's.
-    pub async fn buzz_limit_of(&self, record: &TokenRecord) -> Result<Option<BuzzLimit>, Error> {
-        Ok(match &record.client_id {
-            None => record.buzz_limit.clone(),
-            Some(client) => self
-                .deps
-                .consents
-                .get(record.user_id, client)
-                .await?
-                .map(|c| c.buzz_limit),
-        })
+    /// The Buzz budgets behind a bearer: the API key's own, or for an app token the consent's
+    /// (and the owner's cap when the user owns the app). Fail closed: an app token without a
+    /// consent (and not its owner's) may spend nothing (SPEC 13).
+    pub async fn budgets_of(&self, record: &TokenRecord) -> Result<Budgets, Error> {
+        let Some(client_id) = &record.client_id else {
+            return Ok(Budgets::Within(
+                record.buzz_limit.clone().unwrap_or_default(),
+            ));
+        };
+        let deps = &self.deps;
+        let consent = deps.consents.get(record.user_id, client_id).await?;
+        let owner_limit = match deps.clients.get(client_id).await? {
+            Some(c) if c.owner == record.user_id => Some(c.owner_buzz_limit),
+            Some(_) => None,
+            // The app is gone (deleted while this token was cached): nothing may be spent.
+            None => return Ok(Budgets::NoConsent),
+        };
+        Ok(Budgets::for_app(
+            consent.as_ref(),
+            owner_limit.is_some(),
+            &owner_limit.unwrap_or_default(),
+        ))
     }
 
-    /// RFC 7662, for resource servers (confidential clients).
+    /// RFC 7662. A resource server may introspect any token; any other confidential client
+    /// only the tokens issued to itself; everything else is `{"active": false}`, as is a
+    /// refresh token rotated out past the grace window.
     pub async fn introspect(
         &self,
-        auth: &ClientAuth,
+        caller: &Caller,
         token: Option<&str>,
     ) -> Result<Introspection, Error> {
         let deps = &self.deps;
-        let caller = deps.authenticate_client(auth).await?;
-        caller.require_confidential()?;
+        let client = caller.client()?;
+        client.require_confidential()?;
         let token = token
             .filter(|t| !t.is_empty())
             .ok_or_else(|| Error::invalid_request("Missing token parameter"))?;
@@ -607,7 +705,13 @@ impl TokenService {
         let Some(record) = deps.tokens.find(&hash).await? else {
             return Ok(inactive);
         };
-        if !record.is_active(deps.now()) {
+        let now = deps.now();
+        let visible = client.is_resource_server || record.client_id.as_ref() == Some(&client.id);
+        let rotated_out = record.kind == TokenKind::Refresh
+            && record
+                .rotated_at
+                .is_some_and(|at| now - at >= deps.config.refresh_grace);
+        if !visible || !record.is_active(now) || rotated_out {
             return Ok(inactive);
         }
         let Some(user) = deps
@@ -618,7 +722,7 @@ impl TokenService {
         else {
             return Ok(inactive);
         };
-        let buzz_limit = self.buzz_limit_of(&record).await?;
+        let buzz_limit = self.budgets_of(&record).await?.reported();
         Ok(Introspection {
             active: true,
             record: Some(record),
@@ -627,10 +731,9 @@ impl TokenService {
         })
     }
 
-    /// `/userinfo`: needs `UserRead`.
-    pub async fn userinfo(&self, token: &str) -> Result<UserInfo, Error> {
-        let bearer = self.validate_bearer(token).await?;
-        bearer.require(Scope::USER_READ)?;
+    /// `/userinfo`: a bearer with `UserRead`.
+    pub async fn userinfo(&self, caller: &Caller) -> Result<UserInfo, Error> {
+        let bearer = caller.bearer(Scope::USER_READ)?;
         let user = self
             .deps
             .users
@@ -648,8 +751,8 @@ impl TokenService {
     }
 
     /// `/api/v1/me`: who the bearer is and what it may do.
-    pub async fn me(&self, token: &str) -> Result<Me, Error> {
-        let bearer = self.validate_bearer(token).await?;
+    pub async fn me(&self, caller: &Caller) -> Result<Me, Error> {
+        let bearer = caller.bearer(Scope::NONE)?;
         let user = self
             .deps
             .users
@@ -657,7 +760,7 @@ impl TokenService {
             .await?
             .filter(|u| !u.is_banned())
             .ok_or_else(|| Error::invalid_token("Invalid or expired token"))?;
-        let buzz_limit = self.buzz_limit_of(&bearer.record).await?;
+        let buzz_limit = self.budgets_of(&bearer.record).await?.reported();
         Ok(Me {
             id: user.id,
             username: user.username.to_string(),
@@ -681,4 +784,36 @@ impl TokenService {
         self.deps.invalidate(&revoked).await?;
         Ok(revoked.len())
     }
+}
+
+/// What [`TokenService::issue`] mints.
+#[derive(Debug, Clone)]
+pub(crate) struct Issue<'a> {
+    pub client: &'a Client,
+    pub user_id: UserId,
+    pub scope: Scope,
+    pub family: Option<FamilyId>,
+    pub auth_time: Option<OffsetDateTime>,
+    pub with_refresh: bool,
+    pub grant: &'static str,
+    pub ip: Option<&'a str>,
+}
+
+/// The browser `Origin` check of SPEC 3.2 (public clients with registered origins), with an
+/// audit event when it refuses.
+pub(crate) async fn check_origin(
+    deps: &Deps,
+    client: &Client,
+    origin: Option<&str>,
+    ip: Option<&str>,
+) -> Result<(), Error> {
+    if let Err(e) = client.check_origin(origin) {
+        let ev = AuditEvent::new(AuditKind::OriginRejected, deps.now())
+            .client(&client.id)
+            .ip(ip)
+            .meta("origin", truncate(origin.unwrap_or(""), 256));
+        deps.audit(ev).await;
+        return Err(e);
+    }
+    Ok(())
 }
