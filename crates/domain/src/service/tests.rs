@@ -2117,3 +2117,443 @@ async fn crediting_is_for_admins_and_positive_amounts() {
         "access_denied"
     );
 }
+
+// ----- SPEC 13: revocation reaches everything, callers, access modes --------------------------
+
+async fn revoke_app(h: &H) {
+    h.gate
+        .consents()
+        .revoke(&signed_in(h.user), &h.app)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn revoking_an_app_kills_its_unused_codes_even_after_a_new_approval() {
+    let h = harness().await;
+    let (old_code, old_v) = h.code("1", false).await;
+    revoke_app(&h).await;
+    assert_eq!(
+        h.exchange(&old_code, &old_v).await.unwrap_err().code(),
+        "invalid_grant"
+    );
+    let (stale, stale_v) = h.code("1", false).await; // approves again: a new consent
+    revoke_app(&h).await;
+    h.clock.advance(Duration::seconds(1));
+    let (fresh, fresh_v) = h.code("1", false).await;
+    assert_eq!(
+        h.exchange(&stale, &stale_v).await.unwrap_err(),
+        Error::invalid_grant("Invalid grant: the user has revoked this app's access"),
+        "a code from before a revocation stays dead after the user approves again"
+    );
+    assert!(h.exchange(&fresh, &fresh_v).await.is_ok());
+}
+
+#[tokio::test]
+async fn revoking_an_app_kills_its_approved_device_grants() {
+    let h = harness().await;
+    let d = start_device(&h).await;
+    h.gate
+        .device()
+        .resolve(&signed_in(h.user), d.user_code.as_str(), true, None)
+        .await
+        .unwrap();
+    revoke_app(&h).await;
+    assert_eq!(poll(&h, &d).await.unwrap_err().code(), "invalid_grant");
+}
+
+#[tokio::test]
+async fn refresh_without_a_consent_fails_closed_and_revokes_what_it_wrote() {
+    let h = harness().await;
+    let t = h.tokens("1").await;
+    // A consent lost without its tokens (the state a racing revocation leaves for a moment).
+    crate::ports::ConsentStore::delete(&h.store, h.user, &h.app)
+        .await
+        .unwrap();
+    assert_eq!(
+        h.refresh(&rt(&t), None).await.unwrap_err().code(),
+        "invalid_grant"
+    );
+    let live = h
+        .store
+        .token_rows()
+        .into_iter()
+        .filter(|r| r.revoked_at.is_none() && r.kind == TokenKind::Refresh)
+        .count();
+    assert_eq!(live, 0, "the rotated rows were revoked with the family");
+}
+
+#[tokio::test]
+async fn no_consent_means_no_spending_and_the_owner_cap_bounds_client_credentials() {
+    let h = harness().await;
+    h.make_resource_server().await;
+    credit(&h.store, h.user, 1000).await;
+    credit(&h.store, h.owner, 1000).await;
+    let t = h.tokens("114689").await;
+    crate::ports::ConsentStore::delete(&h.store, h.user, &h.app)
+        .await
+        .unwrap();
+    let e = h
+        .gate
+        .buzz()
+        .spend(
+            &h.rs().await,
+            spend(t.access_token.expose(), 1, "a", "ai_services"),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e, Error::InsufficientFunds, "no consent is never 'no cap'");
+    // The owner caps what the app spends for them through client_credentials.
+    let cap = ClientUpdate {
+        owner_buzz_limit: Some(
+            BuzzLimit::new(vec![crate::buzz::Budget::Absolute {
+                limit: 100,
+                currencies: None,
+            }])
+            .unwrap(),
+        ),
+        ..Default::default()
+    };
+    assert_eq!(
+        h.gate
+            .clients()
+            .update(&Caller::operator(), &h.app, cap.clone())
+            .await
+            .unwrap_err()
+            .code(),
+        "access_denied",
+        "only the owner sets the owner's cap"
+    );
+    h.gate
+        .clients()
+        .update(&signed_in(h.owner), &h.app, cap)
+        .await
+        .unwrap();
+    let cc = h
+        .gate
+        .tokens()
+        .token(h.token_req(GrantRequest::ClientCredentials { scope: None }))
+        .await
+        .unwrap();
+    let rs = h.rs().await;
+    let pay =
+        |amount, key: &'static str| spend(cc.access_token.expose(), amount, key, "ai_services");
+    assert!(h.gate.buzz().spend(&rs, pay(100, "c1")).await.is_ok());
+    assert_eq!(
+        h.gate.buzz().spend(&rs, pay(1, "c2")).await.unwrap_err(),
+        Error::InsufficientFunds
+    );
+}
+
+#[tokio::test]
+async fn access_modes_apply_to_every_way_of_getting_a_token() {
+    let h = harness().await;
+    let t = h.tokens("1").await;
+    let (code, v) = h.code("1", true).await;
+    let d = start_device(&h).await;
+    h.gate
+        .device()
+        .resolve(&signed_in(h.user), d.user_code.as_str(), true, None)
+        .await
+        .unwrap();
+    async fn mode(h: &H, m: AccessMode) {
+        h.gate
+            .clients()
+            .administer(&Caller::operator(), &h.app, None, Some(m), None)
+            .await
+            .unwrap();
+    }
+    mode(&h, AccessMode::Disabled).await;
+    let disabled = |r: Result<TokenResponse, Error>| r.unwrap_err().code() == "unauthorized_client";
+    assert!(disabled(h.refresh(&rt(&t), None).await), "refresh");
+    assert!(disabled(h.exchange(&code, &v).await), "code exchange");
+    assert!(disabled(poll(&h, &d).await), "device exchange");
+    assert!(
+        disabled(
+            h.gate
+                .tokens()
+                .token(h.token_req(GrantRequest::ClientCredentials { scope: None }))
+                .await
+        ),
+        "client credentials"
+    );
+    assert_eq!(
+        h.gate
+            .device()
+            .start(&h.device_req(h.auth(), None))
+            .await
+            .unwrap_err()
+            .code(),
+        "unauthorized_client",
+        "device start"
+    );
+    mode(&h, AccessMode::Testers).await;
+    assert_eq!(
+        h.refresh(&rt(&t), None).await.unwrap_err().code(),
+        "invalid_grant",
+        "ada is not a tester"
+    );
+    mode(&h, AccessMode::Open).await;
+    assert!(
+        h.refresh(&rt(&t), None).await.is_ok(),
+        "the family survived the pause"
+    );
+}
+
+#[tokio::test]
+async fn introspection_is_for_resource_servers_and_the_tokens_own_client() {
+    let h = harness().await;
+    let t = h.tokens("1").await;
+    // A second confidential app of the owner: neither the token's client nor a resource server.
+    let other = h
+        .gate
+        .clients()
+        .create(
+            &signed_in(h.owner),
+            crate::memory::sample_registration("Other"),
+        )
+        .await
+        .unwrap();
+    let other = h
+        .client(ClientAuth {
+            client_id: other.client.id,
+            secret: other.secret.map(|s| s.expose().to_owned()),
+            method: AuthMethod::Basic,
+        })
+        .await;
+    let own = h.client(h.auth()).await;
+    let key = h
+        .gate
+        .api_keys()
+        .create(
+            &signed_in(h.user),
+            NewApiKey {
+                name: "k".into(),
+                scope: None,
+                buzz_limit: None,
+                expires_in_days: None,
+            },
+        )
+        .await
+        .unwrap()
+        .0;
+    let active = |caller: Caller, token: String| {
+        let gate = h.gate.clone();
+        async move {
+            gate.tokens()
+                .introspect(&caller, Some(&token))
+                .await
+                .unwrap()
+                .active
+        }
+    };
+    let access = t.access_token.expose().to_owned();
+    assert!(!active(other.clone(), access.clone()).await);
+    assert!(!active(other.clone(), rt(&t)).await);
+    assert!(!active(other, key.expose().to_owned()).await);
+    assert!(active(own.clone(), access.clone()).await);
+    assert!(!active(own.clone(), key.expose().to_owned()).await);
+    h.make_resource_server().await;
+    let rs = h.rs().await;
+    assert!(active(rs.clone(), access).await);
+    assert!(active(rs.clone(), key.expose().to_owned()).await);
+    // A refresh token rotated out past the grace window is inactive.
+    let old = rt(&t);
+    h.refresh(&old, None).await.unwrap();
+    assert!(
+        active(rs.clone(), old.clone()).await,
+        "inside the grace window"
+    );
+    h.clock.advance(Duration::seconds(10));
+    assert!(!active(rs, old).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_redemptions_of_one_code_have_exactly_one_winner() {
+    let h = Arc::new(harness().await);
+    let (code, v) = h.code("1", true).await;
+    let tasks: Vec<_> = (0..32)
+        .map(|_| {
+            let (h, code, v) = (h.clone(), code.clone(), v.clone());
+            tokio::spawn(async move { h.exchange(&code, &v).await })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(tokens) => winners.push(tokens),
+            Err(e) => assert_eq!(e.code(), "invalid_grant"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one token response");
+    assert!(
+        !h.active(winners[0].access_token.expose()).await,
+        "the code was replayed, so what it issued is revoked"
+    );
+}
+
+#[tokio::test]
+async fn auth_time_is_when_the_user_signed_in() {
+    let h = harness().await;
+    h.clock.advance(Duration::hours(2));
+    let v = CodeVerifier::generate(&SeededRandom::new(77));
+    let answer = ConsentAnswer {
+        approved: true,
+        remember: false,
+        buzz_limit: None,
+    };
+    // `signed_in` sessions started at the epoch; the code is issued two hours later.
+    let AuthorizeOutcome::Redirect { location } = h
+        .gate
+        .authorize()
+        .decide(&h.params("1", &v), &signed_in(h.user), &answer, None)
+        .await
+        .unwrap()
+    else {
+        panic!("approved")
+    };
+    let code = query(&location, "code").unwrap();
+    h.exchange(&code, &v).await.unwrap();
+    let row = h
+        .store
+        .token_rows()
+        .into_iter()
+        .find(|r| r.kind == TokenKind::Access)
+        .unwrap();
+    assert_eq!(row.auth_time, Some(time::OffsetDateTime::UNIX_EPOCH));
+}
+
+/// A token store whose `find` lets a revocation land after it read the row: exactly the
+/// interleaving where a validation would otherwise cache a revoked token back.
+struct RevokedMeanwhile {
+    inner: MemoryStore,
+    gate: std::sync::OnceLock<Buzzgate>,
+}
+
+#[async_trait::async_trait]
+impl crate::ports::TokenStore for RevokedMeanwhile {
+    async fn insert(
+        &self,
+        t: &[crate::token::TokenRecord],
+    ) -> crate::ports::StoreResult<crate::ports::InsertOutcome> {
+        self.inner.insert(t).await
+    }
+    async fn find(
+        &self,
+        hash: &crate::token::TokenHash,
+    ) -> crate::ports::StoreResult<Option<crate::token::TokenRecord>> {
+        let row = self.inner.find(hash).await?;
+        if let (Some(r), Some(gate)) = (&row, self.gate.get())
+            && r.revoked_at.is_none()
+        {
+            self.inner.revoke(hash, gate.deps.now()).await?;
+            gate.deps.invalidate(&[*hash]).await.unwrap();
+        }
+        Ok(row)
+    }
+    async fn rotate_refresh(
+        &self,
+        p: &crate::token::TokenHash,
+        r: &crate::grant::refresh_token::RefreshRotation,
+    ) -> crate::ports::StoreResult<crate::grant::refresh_token::RotationDecision> {
+        self.inner.rotate_refresh(p, r).await
+    }
+    async fn revoke(
+        &self,
+        h: &crate::token::TokenHash,
+        now: time::OffsetDateTime,
+    ) -> crate::ports::StoreResult<Option<crate::token::TokenRecord>> {
+        self.inner.revoke(h, now).await
+    }
+    async fn revoke_family(
+        &self,
+        f: crate::ids::FamilyId,
+        now: time::OffsetDateTime,
+    ) -> crate::ports::StoreResult<Vec<crate::token::TokenHash>> {
+        self.inner.revoke_family(f, now).await
+    }
+    async fn revoke_for_user_client(
+        &self,
+        u: UserId,
+        c: &ClientId,
+        now: time::OffsetDateTime,
+    ) -> crate::ports::StoreResult<Vec<crate::token::TokenHash>> {
+        self.inner.revoke_for_user_client(u, c, now).await
+    }
+    async fn list_api_keys(
+        &self,
+        u: UserId,
+    ) -> crate::ports::StoreResult<Vec<crate::token::TokenRecord>> {
+        self.inner.list_api_keys(u).await
+    }
+    async fn revoke_api_key(
+        &self,
+        u: UserId,
+        id: crate::ids::TokenId,
+        now: time::OffsetDateTime,
+    ) -> crate::ports::StoreResult<Option<crate::token::TokenHash>> {
+        self.inner.revoke_api_key(u, id, now).await
+    }
+    async fn sweep_expired(
+        &self,
+        before: time::OffsetDateTime,
+        batch: u32,
+    ) -> crate::ports::StoreResult<u32> {
+        self.inner.sweep_expired(before, batch).await
+    }
+}
+
+#[tokio::test]
+async fn a_revoke_between_a_validations_read_and_its_cache_put_is_never_cached_back() {
+    let h = harness().await;
+    let t = h.tokens("1").await;
+    let racing = Arc::new(RevokedMeanwhile {
+        inner: h.store.clone(),
+        gate: std::sync::OnceLock::new(),
+    });
+    let gate = Buzzgate::new({
+        let mut d = h
+            .store
+            .deps(Arc::new(SeededRandom::new(12)), Config::default());
+        d.tokens = racing.clone();
+        d
+    });
+    racing.gate.set(gate.clone()).ok();
+    // This validation read the row while it was live; the revocation landed right after.
+    let _ = gate.tokens().validate_bearer(t.access_token.expose()).await;
+    assert!(
+        !h.active(t.access_token.expose()).await,
+        "the late cache put was refused: the revoked token is not served from the cache"
+    );
+}
+
+#[tokio::test]
+async fn app_tokens_never_manage_the_account_whatever_their_scope() {
+    let h = harness().await;
+    let app_token = token_caller(h.owner, Some(&h.spa), Scope::FULL);
+    let e = h
+        .gate
+        .clients()
+        .rotate_secret(&app_token, &h.app)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), "access_denied");
+    assert!(
+        e.description()
+            .contains("App tokens cannot manage the account")
+    );
+    assert_eq!(
+        h.gate
+            .clients()
+            .delete(&app_token, &h.app)
+            .await
+            .unwrap_err()
+            .code(),
+        "access_denied"
+    );
+    assert!(h.gate.clients().list(&app_token).await.is_err());
+    assert!(h.gate.consents().list(&app_token).await.is_err());
+    assert!(h.gate.api_keys().list(&app_token).await.is_err());
+    // The owner's app is untouched: its secret still authenticates.
+    assert!(h.client(h.auth()).await.client().is_ok());
+}
