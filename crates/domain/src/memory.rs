@@ -685,6 +685,22 @@ impl BuzzStore for MemoryStore {
         Ok(out)
     }
 
+    async fn net_spent(&self, user: UserId) -> StoreResult<Vec<(Currency, u64)>> {
+        let s = self.lock()?;
+        let mut sums: std::collections::BTreeMap<String, (Currency, u64)> = Default::default();
+        for e in s
+            .ledger
+            .iter()
+            .filter(|e| e.user_id == user && e.refunded_at.is_none())
+        {
+            let slot = sums
+                .entry(e.currency.as_str().to_owned())
+                .or_insert_with(|| (e.currency.clone(), 0));
+            slot.1 = slot.1.saturating_add(e.amount);
+        }
+        Ok(sums.into_values().collect())
+    }
+
     async fn history(&self, user: UserId, limit: u32) -> StoreResult<Vec<LedgerEntry>> {
         let s = self.lock()?;
         Ok(s.ledger

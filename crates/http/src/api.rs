@@ -47,6 +47,34 @@ pub async fn buzz_overview(State(st): State<AppState>, headers: HeaderMap) -> Ap
     Ok(ok(json!({ "balances": balances, "history": history })))
 }
 
+/// `GET /api/trpc/buzz.getUserAccount` (BuzzRead): Civitai's tRPC procedure that its app SDK
+/// (`fetchBuzzAccount`) reads, in tRPC's superjson envelope. A compatibility route:
+/// `/api/v1/buzz` is the primary one.
+pub async fn trpc_buzz_account(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let caller = auth::bearer_caller(&st.core, &headers).await?;
+    let accounts: Vec<Value> = st
+        .core
+        .buzz()
+        .accounts(&caller)
+        .await?
+        .iter()
+        .map(|a| {
+            json!({
+                "id": a.user_id.0,
+                "balance": a.balance,
+                "lifetimeBalance": a.lifetime,
+                "accountType": a.currency.as_str(),
+            })
+        })
+        .collect();
+    let mut res = ok(json!({ "result": { "data": { "json": accounts } } }));
+    no_store(res.headers_mut());
+    Ok(res)
+}
+
 fn ledger_json(e: &buzzgate_domain::buzz::LedgerEntry) -> Value {
     json!({
         "id": e.id.to_string(),

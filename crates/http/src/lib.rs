@@ -134,6 +134,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/me", get(oauth::me))
         .route("/api/v1/session", get(api::session_info))
         .route("/api/v1/buzz", get(api::buzz_overview))
+        .route(
+            "/api/trpc/buzz.getUserAccount",
+            get(api::trpc_buzz_account),
+        )
         .route("/api/v1/buzz/spend", post(api::buzz_spend))
         .route("/api/v1/buzz/spend/{id}/refund", post(api::buzz_refund))
         .route("/api/v1/buzz/limits", get(api::buzz_limits))

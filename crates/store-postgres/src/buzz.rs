@@ -183,6 +183,24 @@ impl BuzzStore for PgStore {
             .collect()
     }
 
+    async fn net_spent(&self, user: UserId) -> StoreResult<Vec<(Currency, u64)>> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT currency, LEAST(SUM(amount), 9223372036854775807)::BIGINT FROM buzz_ledger \
+             WHERE user_id = $1 AND refunded_at IS NULL GROUP BY currency \
+             ORDER BY currency COLLATE \"C\"",
+        )
+        .bind(user.0)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        rows.into_iter()
+            .map(|(c, s)| {
+                let currency = Currency::parse(&c).map_err(|_| corrupt("currency"))?;
+                Ok((currency, u64::try_from(s).unwrap_or(0)))
+            })
+            .collect()
+    }
+
     async fn history(&self, user: UserId, limit: u32) -> StoreResult<Vec<LedgerEntry>> {
         sqlx::query_as::<_, LedgerRow>(&format!(
             "SELECT {LEDGER_COLUMNS} FROM buzz_ledger WHERE user_id = $1 \

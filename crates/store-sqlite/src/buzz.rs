@@ -268,6 +268,25 @@ impl BuzzStore for SqliteStore {
         .collect()
     }
 
+    async fn net_spent(&self, user: UserId) -> StoreResult<Vec<(Currency, u64)>> {
+        sqlx::query(
+            "SELECT currency, MIN(SUM(amount), 9223372036854775807) AS spent FROM buzz_ledger \
+             WHERE user_id = ? AND refunded_at IS NULL GROUP BY currency ORDER BY currency",
+        )
+        .bind(user.0)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?
+        .iter()
+        .map(|row| {
+            let c = Cols(row);
+            let currency =
+                Currency::parse(&c.string("currency")?).map_err(|_| corrupt("currency"))?;
+            Ok((currency, u64::try_from(c.i64("spent")?).unwrap_or(0)))
+        })
+        .collect()
+    }
+
     async fn history(&self, user: UserId, limit: u32) -> StoreResult<Vec<LedgerEntry>> {
         sqlx::query("SELECT * FROM buzz_ledger WHERE user_id = ? ORDER BY seq DESC LIMIT ?")
             .bind(user.0)

@@ -1066,6 +1066,39 @@ pub async fn buzz_refund_once(p: &Ports) {
     );
 }
 
+pub async fn buzz_net_spent_counts_what_was_not_refunded(p: &Ports) {
+    let Some((buzz, u, c)) = buzz_setup(p).await else {
+        return;
+    };
+    assert_eq!(buzz.net_spent(u).await.unwrap(), vec![]);
+    buzz.credit(u, &Currency::yellow(), 100, now())
+        .await
+        .unwrap();
+    let blue = Currency::parse("blue").unwrap();
+    buzz.credit(u, &blue, 50, now()).await.unwrap();
+    let kept = fx::spend(u, &c, 30, "kept", BuzzLimit::default());
+    buzz.spend(&kept).await.unwrap();
+    let refunded = fx::spend(u, &c, 20, "refunded", BuzzLimit::default());
+    buzz.spend(&refunded).await.unwrap();
+    buzz.refund(refunded.id, &fx::resource_server(), now())
+        .await
+        .unwrap();
+    let mut in_blue = fx::spend(u, &c, 5, "blue", BuzzLimit::default());
+    in_blue.currency = blue.clone();
+    buzz.spend(&in_blue).await.unwrap();
+    assert_eq!(
+        buzz.net_spent(u).await.unwrap(),
+        vec![(blue, 5), (Currency::yellow(), 30)]
+    );
+    assert_eq!(
+        buzz.net_spent(buzzgate_domain::ids::UserId(u.0 + 1_000_000))
+            .await
+            .unwrap(),
+        vec![],
+        "per user"
+    );
+}
+
 pub async fn buzz_idempotency_keys_are_scoped_to_the_resource_server(p: &Ports) {
     let Some((buzz, u, c)) = buzz_setup(p).await else {
         return;

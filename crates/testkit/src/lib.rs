@@ -141,6 +141,7 @@ macro_rules! contract_suite {
                 users_round_trip, sessions_round_trip,
                 buzz_credit_and_history, buzz_spend_replay_and_conflict, buzz_refund_once,
                 buzz_idempotency_keys_are_scoped_to_the_resource_server,
+                buzz_net_spent_counts_what_was_not_refunded,
                 buzz_window_spend, concurrent_spends_never_exceed_the_cap, concurrent_duplicate_spends_charge_once,
                 audit_query, rate_limit_fixed_window, concurrent_hits_respect_the_limit,
                 cache_round_trip, cache_put_after_invalidate_is_refused,

@@ -246,6 +246,9 @@ pub trait BuzzStore: Send + Sync {
     async fn balances(&self, user: UserId) -> StoreResult<Vec<(Currency, i64)>>;
     /// The user's most recent ledger entries, newest first.
     async fn history(&self, user: UserId, limit: u32) -> StoreResult<Vec<LedgerEntry>>;
+    /// Per currency, the sum of the user's spends that were not refunded (every purpose),
+    /// sorted by currency name; currencies with none are absent.
+    async fn net_spent(&self, user: UserId) -> StoreResult<Vec<(Currency, u64)>>;
     /// **ATOMIC** spend, in one transaction: (1) an entry with the same (user, subject,
     /// resource server, idempotency key) → `entry.replay_of(req)`: `Ok` → `Replayed`, `Err` → `Rejected`;
     /// (2) lock the balance of (user, currency); (3) for each of `req.windows()`, sum the

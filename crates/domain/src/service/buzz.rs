@@ -40,6 +40,17 @@ pub struct SpendReceipt {
     pub replayed: bool,
 }
 
+/// One Buzz account (currency pool) of a user, as Civitai's `buzz.getUserAccount` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuzzAccount {
+    pub user_id: UserId,
+    pub currency: Currency,
+    pub balance: i64,
+    /// Everything ever credited to the pool: the balance plus what was spent and not
+    /// refunded.
+    pub lifetime: u64,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct BuzzOverview {
     pub balances: Vec<(Currency, i64)>,
@@ -91,6 +102,36 @@ impl BuzzService {
             balances: self.deps.buzz.balances(user).await?,
             history: self.deps.buzz.history(user, 50).await?,
         })
+    }
+
+    /// The bearer's Buzz accounts, one per currency pool, the default pool (yellow) always
+    /// among them: Civitai's `buzz.getUserAccount` (BuzzRead).
+    pub async fn accounts(&self, caller: &Caller) -> Result<Vec<BuzzAccount>, Error> {
+        let bearer = caller.bearer(Scope::BUZZ_READ)?;
+        let user = bearer.user_id();
+        let deps = &self.deps;
+        let mut balances = deps.buzz.balances(user).await?;
+        if !balances.iter().any(|(c, _)| *c == Currency::default()) {
+            balances.insert(0, (Currency::default(), 0));
+        }
+        let spent = deps.buzz.net_spent(user).await?;
+        Ok(balances
+            .into_iter()
+            .map(|(currency, balance)| {
+                let out = spent
+                    .iter()
+                    .find(|(c, _)| *c == currency)
+                    .map_or(0, |(_, s)| *s);
+                BuzzAccount {
+                    user_id: user,
+                    lifetime: u64::try_from(balance.max(0))
+                        .unwrap_or(0)
+                        .saturating_add(out),
+                    currency,
+                    balance,
+                }
+            })
+            .collect())
     }
 
     /// `POST /api/v1/buzz/spend`, by a resource server on behalf of the token's user. Fail

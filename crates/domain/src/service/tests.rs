@@ -2557,3 +2557,55 @@ async fn app_tokens_never_manage_the_account_whatever_their_scope() {
     // The owner's app is untouched: its secret still authenticates.
     assert!(h.client(h.auth()).await.client().is_ok());
 }
+
+#[tokio::test]
+async fn buzz_accounts_show_every_pool_with_its_lifetime_credits() {
+    let h = harness().await;
+    h.make_resource_server().await;
+    let t = h.tokens("AIServices BuzzRead").await;
+    let none = h
+        .gate
+        .buzz()
+        .accounts(&h.bearer(t.access_token.expose()).await)
+        .await
+        .unwrap();
+    assert_eq!(
+        none.iter()
+            .map(|a| (a.currency.as_str(), a.balance, a.lifetime))
+            .collect::<Vec<_>>(),
+        vec![("yellow", 0, 0)],
+        "the default pool is always there"
+    );
+    credit(&h.store, h.user, 500).await;
+    let rs = h.rs().await;
+    let r = h
+        .gate
+        .buzz()
+        .spend(&rs, spend(t.access_token.expose(), 40, "s1", "ai_services"))
+        .await
+        .unwrap();
+    h.gate
+        .buzz()
+        .spend(&rs, spend(t.access_token.expose(), 10, "s2", "ai_services"))
+        .await
+        .unwrap();
+    h.gate.buzz().refund(&rs, r.entry.id).await.unwrap();
+    let a = h
+        .gate
+        .buzz()
+        .accounts(&h.bearer(t.access_token.expose()).await)
+        .await
+        .unwrap();
+    assert_eq!((a[0].balance, a[0].lifetime), (490, 500));
+    let no_buzz_read = h.tokens("UserRead").await;
+    assert_eq!(
+        h.gate
+            .buzz()
+            .accounts(&h.bearer(no_buzz_read.access_token.expose()).await)
+            .await
+            .unwrap_err(),
+        Error::InsufficientScope {
+            required: Scope::BUZZ_READ
+        }
+    );
+}

@@ -1,0 +1,72 @@
+# Shared by the interoperability checks (tests/interop, tests/sdk): builds buzzgate, serves it
+# over a throwaway SQLite database on a random port, and registers a user and a confidential
+# client. Source it from a script running under `set -euo pipefail`, then call
+# `bg_start "<app name>"`. It exports BIN, BG_URL, BG_USER, BG_PASSWORD, BG_CLIENT_ID,
+# BG_CLIENT_SECRET and BG_REDIRECT_URI, and stops the server (printing its log on failure) when
+# the calling script exits.
+
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+ROOT=$(pwd)
+TARGET_DIR=${CARGO_TARGET_DIR:-target}
+case $TARGET_DIR in /*) ;; *) TARGET_DIR="$ROOT/$TARGET_DIR" ;; esac
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/buzzgate-check.XXXXXX")
+SERVER_PID=""
+bg_cleanup() {
+    local rc=$?
+    if [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
+        kill "$SERVER_PID" 2>/dev/null || true
+        wait "$SERVER_PID" 2>/dev/null || true
+    fi
+    if [[ $rc -ne 0 && -f $TMP/server.log ]]; then
+        echo "== server log (tail)" >&2
+        tail -n 40 "$TMP/server.log" >&2 || true
+    fi
+    rm -rf "$TMP"
+    exit "$rc"
+}
+trap bg_cleanup EXIT
+
+bg_healthy() {
+    python3 -c 'import sys,urllib.request; urllib.request.urlopen(sys.argv[1], timeout=1)' \
+        "$BG_URL/healthz" 2>/dev/null
+}
+
+# bg_start <client name>: build, register, serve, and wait for /healthz.
+bg_start() {
+    echo "== building buzzgate"
+    cargo build -q -p buzzgate --bin buzzgate
+    BIN="$TARGET_DIR/debug/buzzgate"
+    [[ -x $BIN ]] || { echo "no binary at $BIN" >&2; exit 1; }
+
+    local port=$((18080 + RANDOM % 1000))
+    export DATABASE_URL="sqlite://$TMP/bg.db"
+    export BUZZGATE_LISTEN="127.0.0.1:$port"
+    export BUZZGATE_SIGNING_KEY_FILE="$TMP/key.pem"
+    export BUZZGATE_RATE_LIMIT_TOKEN=off
+    export BUZZGATE_RATE_LIMIT_AUTHORIZE=off
+
+    BG_USER=alice
+    BG_PASSWORD="check-$RANDOM-$RANDOM-password"
+    BG_REDIRECT_URI=http://127.0.0.1:9999/callback
+
+    echo "== registering user and client"
+    printf '%s\n' "$BG_PASSWORD" | "$BIN" user add "$BG_USER" --email alice@example.com --password-stdin
+    local client_json
+    client_json=$("$BIN" client add --owner "$BG_USER" --name "$1" \
+        --redirect-uri "$BG_REDIRECT_URI" --json)
+    BG_CLIENT_ID=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["clientId"])' "$client_json")
+    BG_CLIENT_SECRET=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["clientSecret"])' "$client_json")
+
+    echo "== starting buzzgate on $BUZZGATE_LISTEN"
+    "$BIN" serve >"$TMP/server.log" 2>&1 &
+    SERVER_PID=$!
+    BG_URL="http://$BUZZGATE_LISTEN"
+    for _ in $(seq 1 60); do
+        bg_healthy && break
+        kill -0 "$SERVER_PID" 2>/dev/null || { echo "buzzgate exited during startup" >&2; exit 1; }
+        sleep 0.5
+    done
+    bg_healthy || { echo "buzzgate did not answer /healthz within 30 s" >&2; exit 1; }
+    export BIN BG_URL BG_USER BG_PASSWORD BG_CLIENT_ID BG_CLIENT_SECRET BG_REDIRECT_URI
+}
