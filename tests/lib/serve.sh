@@ -1,4 +1,4 @@
-# Shared by the interoperability checks (tests/interop, tests/sdk): builds buzzgate, serves it
+# Shared by the interoperability checks (tests/interop, tests/node): builds buzzgate, serves it
 # over a throwaway SQLite database on a random port, and registers a user and a confidential
 # client. Source it from a script running under `set -euo pipefail`, then call
 # `bg_start "<app name>"`. It exports BIN, BG_URL, BG_USER, BG_PASSWORD, BG_CLIENT_ID,

@@ -104,6 +104,11 @@ mod tests {
             exp: 3601,
             nonce: Some("n".into()),
             auth_time: 1,
+            name: None,
+            preferred_username: None,
+            picture: None,
+            email: None,
+            email_verified: None,
         }
     }
 

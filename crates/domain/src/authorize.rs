@@ -9,7 +9,7 @@ use crate::client::{Client, GrantType};
 use crate::error::Error;
 use crate::ids::ClientId;
 use crate::pkce::{CodeChallenge, CodeChallengeMethod};
-use crate::scope::Scope;
+use crate::scope::{OidcScopes, RequestedScope, Scope};
 
 /// The parameters as they arrived (query on GET, form on POST). Duplicates are the HTTP
 /// layer's to refuse before this point.
@@ -35,6 +35,8 @@ pub struct AuthorizationRequest {
     pub requested_scope: Scope,
     /// Trimmed to the ceiling, with UserRead: what the consent page shows and the code carries.
     pub scope: Scope,
+    /// The OpenID Connect scopes asked for (`openid`, `profile`, `email`, `offline_access`).
+    pub oidc: OidcScopes,
     pub state: String,
     pub code_challenge: CodeChallenge,
     pub nonce: Option<String>,
@@ -160,19 +162,21 @@ pub fn validate(
         }
         n => n.map(str::to_owned),
     };
-    let requested_scope = match present(&params.scope) {
+    let requested = match present(&params.scope) {
         None => {
             return Err(fail(Error::invalid_scope(
                 "Invalid scope: scope is required",
             )));
         }
-        Some(s) => Scope::parse(s).map_err(|e| fail(e.into()))?,
+        Some(s) => RequestedScope::parse(s).map_err(|e| fail(e.into()))?,
     };
+    let requested_scope = requested.scope;
     Ok(AuthorizationRequest {
         client_id: client.id.clone(),
         redirect_uri: target.redirect_uri.clone(),
         requested_scope,
         scope: requested_scope.trim_to_ceiling(client.ceiling()),
+        oidc: requested.oidc,
         state,
         code_challenge,
         nonce,

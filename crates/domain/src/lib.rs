@@ -24,4 +24,4 @@ pub mod token;
 pub mod user;
 
 pub use error::{Error, Result, StoreError};
-pub use scope::Scope;
+pub use scope::{OidcScopes, RequestedScope, Scope};

@@ -367,6 +367,13 @@ const fn flag(name: &'static str, scope: Scope, label: &'static str) -> ScopeFla
     ScopeFlag { name, scope, label }
 }
 
+impl std::ops::BitOr for OidcScopes {
+    type Output = OidcScopes;
+    fn bitor(self, rhs: OidcScopes) -> OidcScopes {
+        self.union(rhs)
+    }
+}
+
 impl std::ops::BitOr for Scope {
     type Output = Scope;
     fn bitor(self, rhs: Scope) -> Scope {
@@ -422,9 +429,175 @@ impl std::str::FromStr for Scope {
     }
 }
 
+/// The OpenID Connect scopes (OIDC Core §3.1.2.1, §5.4, §11). They are not Civitai
+/// permissions but what a relying party asks of the sign-in itself: `openid` asks for an
+/// id_token, `profile` and `email` for those claims (both read the profile, so they grant
+/// `UserRead`), `offline_access` for a refresh token (issued anyway). A request mixes them
+/// freely with Civitai's names or a decimal mask: `openid profile 114689`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct OidcScopes(u8);
+
+impl OidcScopes {
+    pub const NONE: OidcScopes = OidcScopes(0);
+    pub const OPENID: OidcScopes = OidcScopes(1);
+    pub const PROFILE: OidcScopes = OidcScopes(1 << 1);
+    pub const EMAIL: OidcScopes = OidcScopes(1 << 2);
+    pub const OFFLINE_ACCESS: OidcScopes = OidcScopes(1 << 3);
+
+    /// Every OIDC scope with its name, as advertised in discovery.
+    pub const NAMED: [(&'static str, OidcScopes); 4] = [
+        ("openid", OidcScopes::OPENID),
+        ("profile", OidcScopes::PROFILE),
+        ("email", OidcScopes::EMAIL),
+        ("offline_access", OidcScopes::OFFLINE_ACCESS),
+    ];
+
+    /// One OIDC scope by name (case-insensitive, like Civitai's names).
+    pub fn from_name(name: &str) -> Option<OidcScopes> {
+        OidcScopes::NAMED
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, s)| *s)
+    }
+
+    pub const fn bits(self) -> u8 {
+        self.0
+    }
+
+    /// `None` for bits no OIDC scope has.
+    pub fn from_bits(bits: u8) -> Option<OidcScopes> {
+        (bits & !0b1111 == 0).then_some(OidcScopes(bits))
+    }
+
+    pub const fn contains(self, other: OidcScopes) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    pub const fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    pub const fn union(self, other: OidcScopes) -> OidcScopes {
+        OidcScopes(self.0 | other.0)
+    }
+
+    /// The names, in the order of [`OidcScopes::NAMED`].
+    pub fn names(self) -> Vec<&'static str> {
+        OidcScopes::NAMED
+            .iter()
+            .filter(|(_, s)| self.contains(*s))
+            .map(|(n, _)| *n)
+            .collect()
+    }
+}
+
+impl fmt::Debug for OidcScopes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "OidcScopes({})", self.names().join(" "))
+    }
+}
+
+/// What a request's `scope` asks for: Civitai's bits and the OIDC scopes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RequestedScope {
+    pub scope: Scope,
+    pub oidc: OidcScopes,
+}
+
+impl RequestedScope {
+    /// Parses a request's `scope`: OIDC scope names are taken out wherever they stand, and
+    /// the rest is a decimal mask or Civitai names ([`Scope::parse`]). A request of OIDC
+    /// scopes only asks for `UserRead`; `profile` and `email` add it.
+    pub fn parse(s: &str) -> Result<RequestedScope, ScopeError> {
+        let mut oidc = OidcScopes::NONE;
+        let mut rest: Vec<&str> = Vec::new();
+        for word in s
+            .split(|c: char| c.is_whitespace() || c == ',' || c == '+')
+            .filter(|w| !w.is_empty())
+        {
+            match OidcScopes::from_name(word) {
+                Some(o) => oidc = oidc.union(o),
+                None => rest.push(word),
+            }
+        }
+        let scope = match (rest.is_empty(), oidc.is_empty()) {
+            (true, true) => return Err(ScopeError::Empty),
+            (true, false) => Scope::USER_READ,
+            (false, _) => Scope::parse(&rest.join(" "))?,
+        };
+        let reads_profile = oidc.contains(OidcScopes::PROFILE) || oidc.contains(OidcScopes::EMAIL);
+        Ok(RequestedScope {
+            scope: if reads_profile {
+                scope.with_user_read()
+            } else {
+                scope
+            },
+            oidc,
+        })
+    }
+
+    /// The Civitai part of a `scope` where OIDC scopes change nothing (refresh, client
+    /// credentials, device start): `None` when the request names OIDC scopes only (it asks
+    /// for no narrowing), else the bits of the rest.
+    pub fn parse_permissions(s: &str) -> Result<Option<Scope>, ScopeError> {
+        let rest: Vec<&str> = s
+            .split(|c: char| c.is_whitespace() || c == ',' || c == '+')
+            .filter(|w| !w.is_empty() && OidcScopes::from_name(w).is_none())
+            .collect();
+        if rest.is_empty() {
+            return Ok(None);
+        }
+        Scope::parse(&rest.join(" ")).map(Some)
+    }
+
+    /// The `scope` a form carries this request back as: the decimal mask, then the OIDC
+    /// names (`"1 openid profile"`), which [`RequestedScope::parse`] reads again.
+    pub fn to_form_value(self) -> String {
+        let mut out = self.scope.to_decimal_string();
+        for name in self.oidc.names() {
+            out.push(' ');
+            out.push_str(name);
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn oidc_scopes_mix_with_civitai_names_and_masks() {
+        let r = RequestedScope::parse("openid profile email").unwrap();
+        assert_eq!(r.scope, Scope::USER_READ);
+        assert_eq!(r.oidc.names(), vec!["openid", "profile", "email"]);
+        let r = RequestedScope::parse("openid AIServices offline_access").unwrap();
+        assert_eq!(r.scope, Scope::AI_SERVICES);
+        assert!(
+            r.oidc
+                .contains(OidcScopes::OPENID | OidcScopes::OFFLINE_ACCESS)
+        );
+        let r = RequestedScope::parse("114689 OpenID").unwrap();
+        assert_eq!((r.scope, r.oidc), (Scope::AI_SERVICES, OidcScopes::OPENID));
+        let r = RequestedScope::parse("openid").unwrap();
+        assert_eq!(
+            r.scope,
+            Scope::USER_READ,
+            "openid alone still reads the user"
+        );
+        let r = RequestedScope::parse("BuzzRead").unwrap();
+        assert_eq!((r.scope, r.oidc), (Scope::BUZZ_READ, OidcScopes::NONE));
+        assert_eq!(
+            RequestedScope::parse("openid nonsense").unwrap_err(),
+            ScopeError::UnknownName("nonsense".into())
+        );
+        assert_eq!(RequestedScope::parse("  ").unwrap_err(), ScopeError::Empty);
+        let r = RequestedScope::parse("openid email 65536").unwrap();
+        assert_eq!(r.to_form_value(), "65537 openid email");
+        assert_eq!(RequestedScope::parse(&r.to_form_value()).unwrap(), r);
+        assert_eq!(OidcScopes::from_bits(0b1_0000), None);
+    }
     use proptest::prelude::*;
 
     #[test]

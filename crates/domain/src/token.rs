@@ -12,7 +12,7 @@ use crate::buzz::BuzzLimit;
 use crate::error::Error;
 use crate::ids::{ClientId, FamilyId, TokenId, UserId};
 use crate::ports::Random;
-use crate::scope::Scope;
+use crate::scope::{OidcScopes, Scope};
 
 /// The prefix of access tokens, refresh tokens and API keys. Default `civitai_`; operators
 /// may change it (existing tokens keep working: lookups hash the whole presented string).
@@ -229,6 +229,10 @@ pub struct TokenRecord {
     pub rotated_at: Option<OffsetDateTime>,
     /// When the user authenticated for the grant (OIDC `auth_time`).
     pub auth_time: Option<OffsetDateTime>,
+    /// The OpenID Connect scopes of the grant: which userinfo claims are released (none:
+    /// a Civitai-style token, every claim `UserRead` allows).
+    #[serde(default)]
+    pub oidc: OidcScopes,
 }
 
 impl TokenRecord {
@@ -256,6 +260,7 @@ pub struct NewToken {
     pub scope: Scope,
     pub family_id: Option<FamilyId>,
     pub auth_time: Option<OffsetDateTime>,
+    pub oidc: OidcScopes,
 }
 
 /// Mints tokens: one place that knows prefixes and TTLs.
@@ -294,6 +299,7 @@ impl TokenMinter {
             revoked_at: None,
             rotated_at: None,
             auth_time: new.auth_time,
+            oidc: new.oidc,
         };
         (plain, record)
     }
@@ -326,6 +332,7 @@ mod tests {
             scope: Scope::USER_READ,
             family_id: None,
             auth_time: None,
+            oidc: Default::default(),
         };
         minter.mint(new, T0, &SeededRandom::new(1)).1
     }

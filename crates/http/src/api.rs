@@ -375,18 +375,44 @@ pub async fn consents_list(
     Ok(ok(json!(rows)))
 }
 
-/// The cap body: a `BuzzBudget[]` array, `null`, or `{"buzzLimit": …}`.
+/// The cap body: a `BuzzBudget[]` array, `null`, or an object with exactly one key,
+/// `buzzLimit` (or `buzz_limit`), holding one of those. Only an explicit `null` or `[]` clears
+/// the cap: a body of any other shape is refused with the reason, never read as "no cap".
 fn limit_of(body: Value) -> Result<BuzzLimit, Error> {
+    const SHAPE: &str = "Send the cap as a BuzzBudget[] array (e.g. [{\"type\":\"sliding\",\"limit\":5,\"window\":\"day\",\"unit\":1}]), null to remove it, or {\"buzzLimit\": <one of those>}";
     let v = match body {
-        Value::Object(mut o) => o
-            .remove("buzzLimit")
-            .or_else(|| o.remove("buzz_limit"))
-            .unwrap_or(Value::Null),
+        Value::Object(mut o) => {
+            let key = ["buzzLimit", "buzz_limit"]
+                .into_iter()
+                .find(|k| o.contains_key(*k));
+            match key {
+                Some(k) if o.len() == 1 => o.remove(k).unwrap_or(Value::Null),
+                Some(_) => {
+                    return Err(Error::invalid_request(format!(
+                        "Unexpected fields beside buzzLimit. {SHAPE}"
+                    )));
+                }
+                None => {
+                    let keys: Vec<String> = o.keys().take(5).cloned().collect();
+                    return Err(Error::invalid_request(format!(
+                        "An object needs a buzzLimit field (got {}). {SHAPE}",
+                        if keys.is_empty() {
+                            "an empty object".to_owned()
+                        } else {
+                            keys.join(", ")
+                        }
+                    )));
+                }
+            }
+        }
         other => other,
     };
     match v {
         Value::Null => Ok(BuzzLimit::unlimited()),
-        other => BuzzLimit::parse_json(&other.to_string()),
+        Value::Array(_) => BuzzLimit::parse_json(&v.to_string()),
+        _ => Err(Error::invalid_request(format!(
+            "buzz_limit failed validation. {SHAPE}"
+        ))),
     }
 }
 
@@ -534,6 +560,27 @@ mod tests {
         ] {
             assert!(parse_amount(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_cap_body_of_an_unknown_shape_is_refused_not_read_as_no_cap() {
+        for bad in [
+            json!({"limit": 5, "period": "day"}),
+            json!({}),
+            json!({"buzzLimit": [], "limit": 5}),
+            json!("5"),
+            json!(5),
+            json!({"buzzLimit": {"limit": 5}}),
+        ] {
+            let e = limit_of(bad.clone()).unwrap_err();
+            assert_eq!(e.code(), "invalid_request", "{bad}");
+            assert!(
+                e.description().contains("BuzzBudget[]"),
+                "{bad}: {}",
+                e.description()
+            );
+        }
+        assert!(limit_of(json!([])).unwrap().is_unlimited());
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use buzzgate_domain::Scope;
+use buzzgate_domain::{OidcScopes, Scope};
 use serde_json::{Value, json};
 
 use crate::AppState;
@@ -17,6 +17,7 @@ pub fn metadata(issuer: &str, has_signer: bool) -> Value {
         .collect();
     scopes.extend(Scope::FLAGS.iter().map(|f| f.name.to_owned()));
     scopes.extend(Scope::PRESETS.iter().map(|p| p.name.to_owned()));
+    scopes.extend(OidcScopes::NAMED.iter().map(|(n, _)| (*n).to_owned()));
     let mut m = json!({
         "issuer": issuer,
         "authorization_endpoint": format!("{base}/authorize"),
@@ -38,7 +39,10 @@ pub fn metadata(issuer: &str, has_signer: bool) -> Value {
         "authorization_response_iss_parameter_supported": true,
         "scopes_supported": scopes,
         "subject_types_supported": ["public"],
-        "claims_supported": ["sub", "name", "preferred_username", "picture", "email", "email_verified"],
+        "claims_supported": [
+            "sub", "iss", "aud", "exp", "iat", "auth_time", "nonce",
+            "name", "preferred_username", "picture", "email", "email_verified"
+        ],
         "service_documentation": format!("{issuer}/docs/api.md"),
     });
     if has_signer {
@@ -68,6 +72,23 @@ pub async fn well_known(State(st): State<AppState>) -> Response {
     )
 }
 
+/// The API reference this server advertises as `service_documentation` (`docs/api.md`).
+pub const API_DOCS: &str = include_str!("../../../docs/api.md");
+
+/// `GET /docs/api.md`: the API reference, as Markdown.
+pub async fn api_docs() -> Response {
+    let mut res = API_DOCS.into_response();
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/markdown; charset=utf-8"),
+    );
+    res.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=3600"),
+    );
+    res
+}
+
 pub async fn jwks(State(st): State<AppState>) -> Response {
     match &st.core.deps.id_tokens {
         Some(s) => cached(s.jwks(), 300),
@@ -95,6 +116,9 @@ mod tests {
         );
         let scopes = m["scopes_supported"].as_array().unwrap();
         assert!(scopes.contains(&json!("1")) && scopes.contains(&json!("UserRead")));
+        for oidc in ["openid", "profile", "email", "offline_access"] {
+            assert!(scopes.contains(&json!(oidc)), "{oidc}");
+        }
         assert!(metadata("x", false).get("jwks_uri").is_none());
     }
 }

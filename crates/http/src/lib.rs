@@ -130,6 +130,7 @@ pub fn router(state: AppState) -> Router {
             get(discovery::well_known),
         )
         .route("/.well-known/jwks.json", get(discovery::jwks))
+        .route("/docs/api.md", get(discovery::api_docs))
         .route("/api/auth/jwks", get(discovery::jwks))
         .route("/api/v1/me", get(oauth::me))
         .route("/api/v1/session", get(api::session_info))

@@ -381,21 +381,20 @@ pub async fn introspect(
 pub async fn userinfo(State(st): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
     let caller = auth::bearer_caller(&st.core, &headers).await?;
     let u = st.core.tokens().userinfo(&caller).await?;
-    let mut b = json!({
-        "sub": u.id.0.to_string(),
-        "id": u.id.0,
-        "username": u.username,
-        "preferred_username": u.username,
-        "name": u.username,
-    });
-    if let Some(p) = u.picture {
-        b["picture"] = json!(p);
-    }
-    if let Some(e) = u.email {
-        b["email"] = json!(e);
-    }
-    if let Some(v) = u.email_verified {
-        b["email_verified"] = json!(v);
+    let mut b = json!({ "sub": u.id.0.to_string() });
+    let claims = [
+        ("id", u.username.as_ref().map(|_| json!(u.id.0))),
+        ("username", u.username.map(Value::from)),
+        ("preferred_username", u.preferred_username.map(Value::from)),
+        ("name", u.name.map(Value::from)),
+        ("picture", u.picture.map(Value::from)),
+        ("email", u.email.map(Value::from)),
+        ("email_verified", u.email_verified.map(Value::from)),
+    ];
+    for (claim, value) in claims {
+        if let Some(v) = value {
+            b[claim] = v;
+        }
     }
     let mut res = axum::Json(b).into_response();
     no_store(res.headers_mut());

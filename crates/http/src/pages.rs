@@ -321,7 +321,11 @@ pub fn consent(prompt: &ConsentPrompt, csrf: &str, action: &str) -> Response {
     fields += &hidden("response_type", "code");
     fields += &hidden("client_id", c.id.as_str());
     fields += &hidden("redirect_uri", &req.redirect_uri);
-    fields += &hidden("scope", &req.scope.to_decimal_string());
+    let scope = buzzgate_domain::RequestedScope {
+        scope: req.scope,
+        oidc: req.oidc,
+    };
+    fields += &hidden("scope", &scope.to_form_value());
     fields += &hidden("state", &req.state);
     fields += &hidden("code_challenge", req.code_challenge.as_str());
     fields += &hidden("code_challenge_method", "S256");

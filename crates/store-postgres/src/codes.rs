@@ -9,10 +9,12 @@ use buzzgate_domain::token::TokenHash;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::{PgStore, client_id_from, corrupt, hash_from, map_err, scope_from, scope_to};
+use crate::{
+    PgStore, client_id_from, corrupt, hash_from, map_err, oidc_from, scope_from, scope_to,
+};
 
 const CODE_COLUMNS: &str = "hash, client_id, user_id, redirect_uri, scope, code_challenge, \
-     nonce, auth_time, issued_at, expires_at, redeemed_family";
+     nonce, auth_time, issued_at, expires_at, redeemed_family, oidc";
 
 #[derive(sqlx::FromRow)]
 struct CodeRow {
@@ -27,6 +29,7 @@ struct CodeRow {
     issued_at: OffsetDateTime,
     expires_at: OffsetDateTime,
     redeemed_family: Option<Uuid>,
+    oidc: i16,
 }
 
 impl CodeRow {
@@ -40,6 +43,7 @@ impl CodeRow {
             code_challenge: CodeChallenge::parse(&self.code_challenge)
                 .map_err(|_| corrupt("code challenge"))?,
             nonce: self.nonce,
+            oidc: oidc_from(self.oidc)?,
             auth_time: self.auth_time,
             issued_at: self.issued_at,
             expires_at: self.expires_at,
@@ -53,7 +57,7 @@ impl CodeStore for PgStore {
     async fn insert(&self, code: &AuthorizationCodeRecord) -> StoreResult<()> {
         sqlx::query(&format!(
             "INSERT INTO auth_codes ({CODE_COLUMNS}) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
         ))
         .bind(&code.hash.0[..])
         .bind(code.client_id.as_str())
@@ -66,6 +70,7 @@ impl CodeStore for PgStore {
         .bind(code.issued_at)
         .bind(code.expires_at)
         .bind(code.redeemed.map(|f| f.0))
+        .bind(i16::from(code.oidc.bits()))
         .execute(&self.pool)
         .await
         .map_err(map_err)?;

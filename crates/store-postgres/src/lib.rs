@@ -529,6 +529,13 @@ pub(crate) fn scope_from(v: i32) -> StoreResult<buzzgate_domain::Scope> {
         .ok_or_else(|| corrupt("scope"))
 }
 
+pub(crate) fn oidc_from(v: i16) -> StoreResult<buzzgate_domain::OidcScopes> {
+    u8::try_from(v)
+        .ok()
+        .and_then(buzzgate_domain::OidcScopes::from_bits)
+        .ok_or_else(|| corrupt("OIDC scopes"))
+}
+
 pub(crate) fn scope_to(s: buzzgate_domain::Scope) -> i32 {
     // Scopes use bits 0..=24 only.
     u32::from(s) as i32

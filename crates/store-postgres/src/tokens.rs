@@ -20,12 +20,12 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::{
-    Done, Fail, PgStore, client_id_from, corrupt, hash_from, map_err, scope_from, scope_to,
-    transaction,
+    Done, Fail, PgStore, client_id_from, corrupt, hash_from, map_err, oidc_from, scope_from,
+    scope_to, transaction,
 };
 
 pub(crate) const TOKEN_COLUMNS: &str = "id, hash, kind, client_id, user_id, scope, family_id, \
-     name, buzz_limit, issued_at, expires_at, revoked_at, rotated_at, auth_time";
+     name, buzz_limit, issued_at, expires_at, revoked_at, rotated_at, auth_time, oidc";
 
 /// The advisory-lock key of a family, computed by the server.
 const FAMILY_KEY: &str = "hashtextextended('buzzgate:family:' || f::text, 0)";
@@ -46,6 +46,7 @@ pub(crate) struct TokenRow {
     revoked_at: Option<OffsetDateTime>,
     rotated_at: Option<OffsetDateTime>,
     auth_time: Option<OffsetDateTime>,
+    oidc: i16,
 }
 
 impl TokenRow {
@@ -65,6 +66,7 @@ impl TokenRow {
             revoked_at: self.revoked_at,
             rotated_at: self.rotated_at,
             auth_time: self.auth_time,
+            oidc: oidc_from(self.oidc)?,
         })
     }
 }
@@ -128,7 +130,8 @@ async fn insert_rows(c: &mut PgConnection, tokens: &[TokenRecord]) -> Result<(),
             .push_bind(t.expires_at)
             .push_bind(t.revoked_at)
             .push_bind(t.rotated_at)
-            .push_bind(t.auth_time);
+            .push_bind(t.auth_time)
+            .push_bind(i16::from(t.oidc.bits()));
     });
     q.build().execute(c).await?;
     Ok(())

@@ -23,6 +23,7 @@ fn code_of(row: &SqliteRow) -> StoreResult<AuthorizationCodeRecord> {
         code_challenge: CodeChallenge::parse(&c.string("code_challenge")?)
             .map_err(|_| corrupt("code_challenge"))?,
         nonce: c.opt_string("nonce")?,
+        oidc: c.oidc("oidc")?,
         auth_time: c.time("auth_time")?,
         issued_at: c.time("issued_at")?,
         expires_at: c.time("expires_at")?,
@@ -60,8 +61,8 @@ impl CodeStore for SqliteStore {
     async fn insert(&self, code: &AuthorizationCodeRecord) -> StoreResult<()> {
         sqlx::query(
             "INSERT OR REPLACE INTO authorization_codes (hash, client_id, user_id, redirect_uri, \
-             scope, code_challenge, nonce, auth_time, issued_at, expires_at, redeemed_family) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             scope, code_challenge, nonce, auth_time, issued_at, expires_at, redeemed_family, \
+             oidc) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(blob(&code.hash))
         .bind(code.client_id.as_str())
@@ -74,6 +75,7 @@ impl CodeStore for SqliteStore {
         .bind(us(code.issued_at))
         .bind(us(code.expires_at))
         .bind(code.redeemed.map(|f| f.to_string()))
+        .bind(i64::from(code.oidc.bits()))
         .execute(&self.pool)
         .await
         .map_err(map_err)?;

@@ -1,11 +1,11 @@
 //! Column encodings: timestamps as Unix microseconds, hashes as 32-byte blobs, ids as text,
 //! structured values as JSON text, and the decoding of rows back into domain values.
 
-use buzzgate_domain::Scope;
 use buzzgate_domain::StoreError;
 use buzzgate_domain::ids::{ClientId, FamilyId, SpendId, TokenId, UserId};
 use buzzgate_domain::ports::StoreResult;
 use buzzgate_domain::token::TokenHash;
+use buzzgate_domain::{OidcScopes, Scope};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sqlx::Row;
@@ -119,6 +119,14 @@ impl Cols<'_> {
             .ok()
             .and_then(Scope::from_bits)
             .ok_or_else(|| corrupt(format!("{col}: scope {v}")))
+    }
+
+    pub(crate) fn oidc(&self, col: &str) -> StoreResult<OidcScopes> {
+        let v = self.i64(col)?;
+        u8::try_from(v)
+            .ok()
+            .and_then(OidcScopes::from_bits)
+            .ok_or_else(|| corrupt(format!("{col}: OIDC scopes {v}")))
     }
 
     pub(crate) fn opt_scope(&self, col: &str) -> StoreResult<Option<Scope>> {

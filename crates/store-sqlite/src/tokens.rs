@@ -32,6 +32,7 @@ pub(crate) fn token_of(row: &SqliteRow) -> StoreResult<TokenRecord> {
         revoked_at: c.opt_time("revoked_at")?,
         rotated_at: c.opt_time("rotated_at")?,
         auth_time: c.opt_time("auth_time")?,
+        oidc: c.oidc("oidc")?,
     })
 }
 
@@ -43,8 +44,8 @@ async fn insert_row(conn: &mut SqliteConnection, t: &TokenRecord) -> StoreResult
     let buzz_limit = t.buzz_limit.as_ref().map(to_json).transpose()?;
     sqlx::query(
         "INSERT INTO tokens (hash, id, kind, client_id, user_id, scope, family_id, name, \
-         buzz_limit, issued_at, expires_at, revoked_at, rotated_at, auth_time) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         buzz_limit, issued_at, expires_at, revoked_at, rotated_at, auth_time, oidc) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(blob(&t.hash))
     .bind(t.id.to_string())
@@ -60,6 +61,7 @@ async fn insert_row(conn: &mut SqliteConnection, t: &TokenRecord) -> StoreResult
     .bind(opt_us(t.revoked_at))
     .bind(opt_us(t.rotated_at))
     .bind(opt_us(t.auth_time))
+    .bind(i64::from(t.oidc.bits()))
     .execute(&mut *conn)
     .await
     .map_err(map_err)?;

@@ -84,6 +84,7 @@ pub fn token(
         scope: Scope::AI_SERVICES,
         family_id: family,
         auth_time: Some(now()),
+        oidc: Default::default(),
     };
     TokenMinter::default().mint(new, now(), &OsRandom)
 }
@@ -101,6 +102,7 @@ pub fn rotation(client: &ClientId, at: OffsetDateTime, grace: Duration) -> Refre
         scope: Scope::NONE,
         family_id: None,
         auth_time: None,
+        oidc: Default::default(),
     };
     let minter = TokenMinter::default();
     RefreshRotation {
@@ -125,6 +127,7 @@ pub fn code(user: UserId, client: &ClientId) -> AuthorizationCodeRecord {
         code_challenge: CodeChallenge::from_verifier(&verifier),
         nonce: Some("n".into()),
         auth_time: now(),
+        oidc: Default::default(),
     };
     authorization_code::issue(grant, now(), Duration::seconds(600), &OsRandom).1
 }

@@ -9,7 +9,7 @@ use crate::error::Error;
 use crate::ids::{ClientId, FamilyId, UserId};
 use crate::pkce::{CodeChallenge, CodeVerifier};
 use crate::ports::Random;
-use crate::scope::Scope;
+use crate::scope::{OidcScopes, Scope};
 use crate::token::{PlainToken, TokenHash, is_live};
 
 /// A stored authorization code (the plaintext goes to the client once).
@@ -25,6 +25,9 @@ pub struct AuthorizationCodeRecord {
     pub scope: Scope,
     pub code_challenge: CodeChallenge,
     pub nonce: Option<String>,
+    /// The OpenID Connect scopes of the request (`openid` asks for an id_token).
+    #[serde(default)]
+    pub oidc: OidcScopes,
     pub auth_time: OffsetDateTime,
     pub issued_at: OffsetDateTime,
     pub expires_at: OffsetDateTime,
@@ -42,6 +45,7 @@ pub struct CodeGrant {
     pub scope: Scope,
     pub code_challenge: CodeChallenge,
     pub nonce: Option<String>,
+    pub oidc: OidcScopes,
     pub auth_time: OffsetDateTime,
 }
 
@@ -61,6 +65,7 @@ pub fn issue(
         scope: grant.scope,
         code_challenge: grant.code_challenge,
         nonce: grant.nonce,
+        oidc: grant.oidc,
         auth_time: grant.auth_time,
         issued_at: now,
         expires_at: now + ttl,
@@ -133,6 +138,7 @@ mod tests {
             code_challenge: CodeChallenge::from_verifier(&verifier),
             nonce: None,
             auth_time: T0,
+            oidc: Default::default(),
         };
         let (_, rec) = issue(grant, T0, Duration::seconds(600), &SeededRandom::new(6));
         (client, verifier, rec)
@@ -232,6 +238,7 @@ mod tests {
             code_challenge: CodeChallenge::from_verifier(&v),
             nonce: Some("n".into()),
             auth_time: T0,
+            oidc: Default::default(),
         };
         let (code, rec) = issue(grant, T0, Duration::seconds(600), &SeededRandom::new(1));
         assert_eq!(code.expose().len(), 64);

@@ -113,6 +113,7 @@ impl RefreshRotation {
             scope,
             family_id: token.family_id,
             auth_time: token.auth_time,
+            oidc: token.oidc,
             ..template.clone()
         };
         RotationDecision::Rotate {
@@ -144,6 +145,7 @@ mod tests {
             scope,
             family_id: Some(family()),
             auth_time: Some(T0),
+            oidc: Default::default(),
         };
         minter.mint(new, T0, &SeededRandom::new(2)).1
     }
@@ -157,6 +159,7 @@ mod tests {
             scope: Scope::NONE,
             family_id: None,
             auth_time: None,
+            oidc: Default::default(),
         };
         let r = SeededRandom::new(3);
         RefreshRotation {

@@ -9,7 +9,7 @@ use crate::buzz::BuzzLimit;
 use crate::error::Error;
 use crate::ids::TokenId;
 use crate::ports::InsertOutcome;
-use crate::scope::Scope;
+use crate::scope::{OidcScopes, Scope};
 use crate::token::{NewToken, PlainToken, TokenKind, TokenRecord};
 
 use super::{Access, Caller, Deps};
@@ -63,6 +63,7 @@ impl ApiKeyService {
             scope: new.scope.unwrap_or(DEFAULT_API_KEY_SCOPE).with_user_read(),
             family_id: None,
             auth_time: None,
+            oidc: OidcScopes::NONE,
         };
         let (plain, mut record) = deps.config.minter.mint(token, now, deps.random.as_ref());
         record.name = Some(name.to_owned());

@@ -250,6 +250,7 @@ impl AuthorizeService {
             scope: req.scope,
             code_challenge: req.code_challenge.clone(),
             nonce: req.nonce.clone(),
+            oidc: req.oidc,
             auth_time,
         };
         let (code, record) = authorization_code::issue(

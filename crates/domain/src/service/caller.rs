@@ -361,6 +361,7 @@ mod tests {
                 revoked_at: None,
                 rotated_at: None,
                 auth_time: None,
+                oidc: Default::default(),
             },
         }
     }

@@ -8,7 +8,7 @@ use crate::client::{Client, ClientAuth};
 use crate::consent::{self, Approval};
 use crate::error::{Error, StoreError};
 use crate::grant::device_code::{self, DeviceAuthorization, DeviceResolution, UserCode};
-use crate::scope::Scope;
+use crate::scope::RequestedScope;
 use crate::token::PlainToken;
 use crate::user::Role;
 
@@ -55,7 +55,7 @@ impl DeviceService {
         client.check_enabled()?;
         let scope = req.scope.as_deref();
         let requested = match scope.filter(|s| !s.trim().is_empty()) {
-            Some(s) => Some(Scope::parse(s)?),
+            Some(s) => RequestedScope::parse_permissions(s)?,
             None => None,
         };
         let ttl = deps.config.minter.ttls.device;

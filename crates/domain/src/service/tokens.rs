@@ -16,7 +16,7 @@ use crate::grant::refresh_token::{RefreshRotation, RotationDecision};
 use crate::ids::{ClientId, FamilyId, UserId};
 use crate::pkce::CodeVerifier;
 use crate::ports::{IdTokenClaims, InsertOutcome};
-use crate::scope::Scope;
+use crate::scope::{OidcScopes, RequestedScope, Scope};
 use crate::token::{NewToken, TokenHash, TokenKind, TokenRecord, TokenResponse};
 use crate::user::Role;
 
@@ -122,11 +122,15 @@ pub struct Introspection {
     pub buzz_limit: Option<BuzzLimit>,
 }
 
-/// The claims `/userinfo` returns.
+/// The claims `/userinfo` returns (`sub` is `id`); `None` where the token's OIDC scopes do
+/// not release a claim or the user has no value for it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct UserInfo {
     pub id: UserId,
-    pub username: String,
+    /// Civitai's `username` (with `profile`).
+    pub username: Option<String>,
+    pub name: Option<String>,
+    pub preferred_username: Option<String>,
     pub picture: Option<String>,
     pub email: Option<String>,
     pub email_verified: Option<bool>,
@@ -325,6 +329,7 @@ impl TokenService {
             with_refresh,
             grant: "authorization_code",
             ip,
+            oidc: record.oidc,
         };
         // The code was taken by this request and no other: it answers with tokens. If a
         // replay of the code revoked the family before our rows were written, they are
@@ -333,16 +338,33 @@ impl TokenService {
         let (mut response, _) = self.issue(issue).await?;
         self.confirm_consent(record.user_id, client, Some(record.issued_at), Some(family))
             .await?;
-        if let (Some(nonce), Some(signer)) = (record.nonce, deps.id_tokens.as_ref()) {
-            let claims = IdTokenClaims {
+        // OIDC: an id_token when the request asked for `openid`, and (as Civitai does) when it
+        // carried a nonce.
+        let wants_id_token = record.nonce.is_some() || record.oidc.contains(OidcScopes::OPENID);
+        if let (true, Some(signer)) = (wants_id_token, deps.id_tokens.as_ref()) {
+            let mut claims = IdTokenClaims {
                 iss: deps.config.issuer.clone(),
                 sub: record.user_id.to_string(),
                 aud: client.id.to_string(),
                 iat: now.unix_timestamp(),
                 exp: (now + deps.config.minter.ttls.access).unix_timestamp(),
-                nonce: Some(nonce),
+                nonce: record.nonce,
                 auth_time: record.auth_time.unix_timestamp(),
+                name: None,
+                preferred_username: None,
+                picture: None,
+                email: None,
+                email_verified: None,
             };
+            if record.oidc.contains(OidcScopes::PROFILE) || record.oidc.contains(OidcScopes::EMAIL)
+            {
+                let info = self.user_info(record.user_id, record.oidc).await?;
+                claims.name = info.name;
+                claims.preferred_username = info.preferred_username;
+                claims.picture = info.picture;
+                claims.email = info.email;
+                claims.email_verified = info.email_verified;
+            }
             response.id_token = Some(signer.sign(&claims)?);
         }
         Ok(response)
@@ -364,6 +386,7 @@ impl TokenService {
             scope: issue.scope,
             family_id: issue.family,
             auth_time: issue.auth_time,
+            oidc: issue.oidc,
         };
         let (access, access_rec) =
             deps.config
@@ -421,7 +444,7 @@ impl TokenService {
         }
         let token = required(token, "refresh_token")?;
         let requested = match scope.as_deref().filter(|s| !s.trim().is_empty()) {
-            Some(s) => Some(Scope::parse(s)?),
+            Some(s) => RequestedScope::parse_permissions(s)?,
             None => None,
         };
         let hash = TokenHash::of_presented(token)
@@ -444,6 +467,7 @@ impl TokenService {
             scope: Scope::NONE,
             family_id: None,
             auth_time: None,
+            oidc: OidcScopes::NONE,
         };
         let (access, new_access) =
             deps.config
@@ -506,7 +530,7 @@ impl TokenService {
         ip: Option<&str>,
     ) -> Result<TokenResponse, Error> {
         let requested = match scope.as_deref().filter(|s| !s.trim().is_empty()) {
-            Some(s) => Some(Scope::parse(s)?),
+            Some(s) => RequestedScope::parse_permissions(s)?,
             None => None,
         };
         let scope = client_credentials::grant_scope(client, requested)?;
@@ -520,6 +544,7 @@ impl TokenService {
             with_refresh: false,
             grant: "client_credentials",
             ip,
+            oidc: OidcScopes::NONE,
         };
         Ok(self.issue(issue).await?.0)
     }
@@ -563,6 +588,7 @@ impl TokenService {
             with_refresh: client.allows_grant(GrantType::RefreshToken),
             grant: "device_code",
             ip,
+            oidc: OidcScopes::NONE,
         };
         let (response, _) = self.issue(issue).await?;
         self.confirm_consent(grant.user_id, client, Some(grant.approved_at), Some(family))
@@ -731,22 +757,40 @@ impl TokenService {
         })
     }
 
-    /// `/userinfo`: a bearer with `UserRead`.
+    /// `/userinfo`: a bearer with `UserRead`. A token of an OpenID Connect grant gets the
+    /// claims its OIDC scopes release (`sub` always; `profile`: name, preferred_username,
+    /// picture and Civitai's `id` and `username`; `email`: email and email_verified); any
+    /// other token, every claim (`UserRead` reads the whole profile).
     pub async fn userinfo(&self, caller: &Caller) -> Result<UserInfo, Error> {
         let bearer = caller.bearer(Scope::USER_READ)?;
+        self.user_info(bearer.user_id(), bearer.record.oidc).await
+    }
+
+    /// The claims of `user` that `oidc` releases (see [`TokenService::userinfo`]).
+    async fn user_info(&self, user: UserId, oidc: OidcScopes) -> Result<UserInfo, Error> {
         let user = self
             .deps
             .users
-            .get(bearer.user_id())
+            .get(user)
             .await?
             .filter(|u| !u.is_banned())
             .ok_or_else(|| Error::invalid_token("Invalid or expired token"))?;
+        let everything = oidc.is_empty();
+        let profile = everything || oidc.contains(OidcScopes::PROFILE);
+        let email = everything || oidc.contains(OidcScopes::EMAIL);
+        let username = user.username.to_string();
         Ok(UserInfo {
             id: user.id,
-            username: user.username.to_string(),
-            picture: user.picture,
-            email_verified: user.email.as_ref().map(|_| user.email_verified),
-            email: user.email,
+            username: profile.then(|| username.clone()),
+            name: profile.then(|| username.clone()),
+            preferred_username: profile.then_some(username),
+            picture: user.picture.filter(|_| profile),
+            email_verified: user
+                .email
+                .as_ref()
+                .filter(|_| email)
+                .map(|_| user.email_verified),
+            email: user.email.filter(|_| email),
         })
     }
 
@@ -797,6 +841,8 @@ pub(crate) struct Issue<'a> {
     pub with_refresh: bool,
     pub grant: &'static str,
     pub ip: Option<&'a str>,
+    /// The OpenID Connect scopes the tokens carry (userinfo releases claims by them).
+    pub oidc: OidcScopes,
 }
 
 /// The browser `Origin` check of SPEC 3.2 (public clients with registered origins), with an

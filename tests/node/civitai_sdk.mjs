@@ -1,11 +1,11 @@
 // Civitai's own app SDK (@civitai/app-sdk, pinned in package.json) against Buzzgate, as a
 // third-party app built on it would run: every OAuth function it exports, with `baseUrl`
-// set to the Buzzgate issuer. The browser part (sign-in and the consent page) is plain
-// fetch with a cookie jar, as a person's browser would do it.
+// set to the Buzzgate issuer. The person's part (sign-in and the consent page) is
+// browser.mjs.
 //
 // Inputs (environment): BG_URL, BG_USER, BG_PASSWORD, BG_CLIENT_ID, BG_CLIENT_SECRET,
 // BG_REDIRECT_URI, BG_BUZZ (the user's yellow balance). Prints one line per step and exits
-// non-zero at the first failure with "civitai sdk: <step>: <what>".
+// non-zero at the first failure with "civitai sdk: <step>: <what>". Run it through run.sh.
 
 import {
   OAuthError,
@@ -20,17 +20,11 @@ import {
   revokeToken,
 } from '@civitai/app-sdk';
 
-const env = (name) => {
-  const v = process.env[name];
-  if (!v) fail('config', `environment variable ${name} is not set`);
-  return v;
-};
+import { Browser, env as envOf, fail as failOf } from './browser.mjs';
 
-function fail(step, what) {
-  console.error(`civitai sdk: ${step}: ${what}`);
-  process.exit(1);
-}
-
+const CHECK = 'civitai sdk';
+const env = (name) => envOf(CHECK, name);
+const fail = (step, what) => failOf(CHECK, step, what);
 const ok = (step, detail = '') => console.log(`ok   ${step}${detail ? `: ${detail}` : ''}`);
 
 function check(step, cond, what) {
@@ -44,48 +38,6 @@ const REDIRECT_URI = env('BG_REDIRECT_URI');
 const USER = env('BG_USER');
 const PASSWORD = env('BG_PASSWORD');
 const BUZZ = Number(env('BG_BUZZ'));
-
-// ----- a tiny browser ------------------------------------------------------------------------
-
-const jar = new Map();
-
-function remember(res) {
-  for (const line of res.headers.getSetCookie()) {
-    const [pair] = line.split(';');
-    const i = pair.indexOf('=');
-    jar.set(pair.slice(0, i).trim(), pair.slice(i + 1));
-  }
-}
-
-const cookieHeader = () => [...jar].map(([k, v]) => `${k}=${v}`).join('; ');
-
-async function browse(url, init = {}) {
-  const res = await fetch(new URL(url, BASE), {
-    ...init,
-    redirect: 'manual',
-    headers: { ...(init.headers ?? {}), cookie: cookieHeader() },
-  });
-  remember(res);
-  return res;
-}
-
-function hiddenInputs(html) {
-  const out = {};
-  for (const m of html.matchAll(/<input type="hidden" name="([^"]*)" value="([^"]*)">/g)) {
-    out[m[1]] = m[2]
-      .replaceAll('&quot;', '"')
-      .replaceAll('&#39;', "'")
-      .replaceAll('&lt;', '<')
-      .replaceAll('&gt;', '>')
-      .replaceAll('&amp;', '&');
-  }
-  return out;
-}
-
-function formAction(html) {
-  const m = html.match(/<form method="post" action="([^"]*)"/);
-  return m ? m[1].replaceAll('&amp;', '&') : null;
-}
 
 // ----- the flow ------------------------------------------------------------------------------
 
@@ -103,33 +55,9 @@ const authorizeUrl = buildAuthorizeUrl({
 check('buildAuthorizeUrl', authorizeUrl.startsWith(`${BASE}/api/auth/oauth/authorize?`), authorizeUrl);
 ok('buildAuthorizeUrl', `scope ${scope}`);
 
-// Not signed in: the authorize URL sends the browser to the login page and back.
-let res = await browse(authorizeUrl);
-check('authorize (signed out)', res.status === 303, `expected 303, got ${res.status}`);
-const loginUrl = res.headers.get('location');
-res = await browse(loginUrl);
-check('login page', res.status === 200, `GET ${loginUrl} -> ${res.status}`);
-const login = hiddenInputs(await res.text());
-res = await browse('/login', {
-  method: 'POST',
-  headers: { 'content-type': 'application/x-www-form-urlencoded' },
-  body: new URLSearchParams({ ...login, username: USER, password: PASSWORD }),
-});
-check('sign in', res.status === 303 && jar.has('bg_session'), `POST /login -> ${res.status}`);
-ok('sign in', USER);
-
-res = await browse(res.headers.get('location'));
-check('consent page', res.status === 200, `expected the consent page, got ${res.status}`);
-const page = await res.text();
-const fields = hiddenInputs(page);
-check('consent page', fields.csrf_token && fields.code_challenge === challenge, 'the form carries the request');
-res = await browse(formAction(page), {
-  method: 'POST',
-  headers: { 'content-type': 'application/x-www-form-urlencoded' },
-  body: new URLSearchParams({ ...fields, approved: 'true', remember: 'true' }),
-});
-check('approve', res.status === 303, `expected 303, got ${res.status}`);
-const callback = new URL(res.headers.get('location'));
+// Not signed in: the authorize URL sends the browser to the login page, back, and through
+// the consent page.
+const callback = await new Browser(BASE, CHECK).authorize(authorizeUrl, USER, PASSWORD);
 check('approve', `${callback.origin}${callback.pathname}` === REDIRECT_URI, callback.href);
 check('approve', callback.searchParams.get('state') === state, 'state comes back');
 check('approve', callback.searchParams.get('iss') === BASE, 'iss (RFC 9207)');
