@@ -1040,3 +1040,48 @@ pub async fn rate_limited(env: &Env) {
     let secs: u64 = retry_after.expect("Retry-After").parse().unwrap();
     assert!((1..=60).contains(&secs));
 }
+
+/// Civitai's app SDK reads the balance from `GET /api/trpc/buzz.getUserAccount` (issue 17).
+pub async fn buzz_account_for_the_civitai_sdk(env: &Env) {
+    let u = env.user("tina", 700).await;
+    let app = env.app(u, false, None).await;
+    let t = env.tokens("tina", &app, "UserRead BuzzRead", None).await;
+    let r = env
+        .get_bearer(
+            "/api/trpc/buzz.getUserAccount",
+            t["access_token"].as_str().unwrap(),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(
+        body,
+        json!({"result": {"data": {"json": [
+            {"id": u.0, "balance": 700, "lifetimeBalance": 700, "accountType": "yellow"}
+        ]}}})
+    );
+    let without = env.tokens("tina", &app, "UserRead", None).await;
+    let r = env
+        .get_bearer(
+            "/api/trpc/buzz.getUserAccount",
+            without["access_token"].as_str().unwrap(),
+        )
+        .await;
+    assert_eq!(r.status(), 403);
+    let challenge = www(&r);
+    assert!(
+        challenge.contains(r#"error="insufficient_scope""#)
+            && challenge.contains(r#"scope="65536""#),
+        "{challenge}"
+    );
+    let e: Value = r.json().await.unwrap();
+    assert_eq!(e["error_description"], "Token does not have BuzzRead scope");
+    let r = env
+        .http
+        .get(env.url("/api/trpc/buzz.getUserAccount"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+}

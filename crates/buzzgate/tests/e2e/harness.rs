@@ -424,8 +424,49 @@ pub fn cookie_pair(h: &HeaderMap, name: &str) -> Option<String> {
 }
 
 /// Expands every scenario into one test per backend.
+///
+/// - `scenarios!(a, b)`: the scenarios of `flows.rs`, in modules `sqlite` and `postgres_redis`.
+/// - `scenarios!(mod m in file; a, b with tweak)`: the scenarios of `file.rs`, in
+///   `m::sqlite` and `m::postgres_redis`; a scenario written `name with tweak` runs on a server
+///   whose config `file::tweak(&mut Config)` adjusted (rate limits, trusted proxies, …).
 #[macro_export]
 macro_rules! scenarios {
+    (@tweak $file:ident) => {
+        |_: &mut buzzgate::Config| {}
+    };
+    (@tweak $file:ident $tweak:ident) => {
+        $crate::$file::$tweak
+    };
+    (mod $m:ident in $file:ident; $($name:ident $(with $tweak:ident)?),* $(,)?) => {
+        mod $m {
+            mod sqlite {
+                $(
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    async fn $name() {
+                        let Some(env) = $crate::harness::env(
+                            $crate::harness::Backend::Sqlite,
+                            $crate::scenarios!(@tweak $file $($tweak)?),
+                        )
+                        .await else { return };
+                        $crate::$file::$name(&env).await;
+                    }
+                )*
+            }
+            mod postgres_redis {
+                $(
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    async fn $name() {
+                        let Some(env) = $crate::harness::env(
+                            $crate::harness::Backend::PostgresRedis,
+                            $crate::scenarios!(@tweak $file $($tweak)?),
+                        )
+                        .await else { return };
+                        $crate::$file::$name(&env).await;
+                    }
+                )*
+            }
+        }
+    };
     ($($name:ident),* $(,)?) => {
         mod sqlite {
             $(

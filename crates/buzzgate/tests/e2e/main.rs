@@ -2,6 +2,7 @@
 //! SQLite and once over Postgres + Redis (skipped with a line when those are down, a failure
 //! under `BUZZGATE_REQUIRE_SERVICES=1`).
 
+mod attacks;
 mod flows;
 mod harness;
 
@@ -20,6 +21,48 @@ scenarios!(
     insufficient_scope_contract,
     authorize_errors_redirect_or_json,
     readiness,
+    buzz_account_for_the_civitai_sdk,
+);
+
+// Issue 8's security fixes, each proved by its attack (SPEC 10, 13).
+scenarios!(
+    mod attacks_e2e in attacks;
+    consent_revoke_kills_unused_codes,
+    consent_revoke_kills_approved_device_grants,
+    spend_after_consent_revoke_fails_closed,
+    refresh_after_consent_revoke_fails,
+    owner_client_credentials_spend_is_bounded_by_owner_cap,
+    third_party_token_cannot_rotate_owners_app_secret,
+    third_party_token_cannot_delete_owners_app,
+    third_party_token_cannot_list_apps_consents_or_keys,
+    disabled_app_gets_no_tokens_by_device_flow,
+    disabled_app_cannot_refresh,
+    disabled_app_cannot_exchange_a_code,
+    disabled_app_cannot_use_client_credentials,
+    csrf_charset_json_device_approve_is_refused,
+    session_text_plain_rotate_secret_is_refused,
+    cross_site_session_change_is_refused,
+    introspection_of_another_apps_token_is_inactive,
+    id_token_auth_time_is_the_sign_in_time,
+    concurrent_code_redemption_has_exactly_one_winner,
+    device_start_checks_public_client_origins,
+    cors_preflight_does_not_echo_unknown_origins,
+    resource_server_cannot_refund_another_servers_spend,
+    idempotency_keys_are_scoped_to_the_resource_server,
+    revocation_is_not_cached_back,
+    json_duplicate_keys_are_refused,
+    signed_amount_is_refused,
+    caller_table_refusals,
+);
+
+// The attacks that need their own limits, proxies or grace window, on both backends.
+scenarios!(
+    mod attacks_e2e_configured in attacks;
+    rotated_refresh_token_is_inactive_after_grace with one_second_grace,
+    strangers_cannot_lock_out_a_client with client_auth_limits,
+    sign_in_is_throttled_per_account_and_ip with login_limits,
+    spoofed_forwarded_for_does_not_bypass_the_revoke_limit with revoke_limit_behind_one_proxy,
+    forwarded_for_is_ignored_without_trusted_proxies with revoke_limit_without_proxies,
 );
 
 mod limits {
