@@ -42,9 +42,13 @@ pub enum Error {
     /// caller may not do this.
     #[error("access_denied: {0}")]
     AccessDenied(Description),
-    /// `invalid_token`: a bearer token is missing, unknown, expired or revoked.
+    /// `invalid_token`: a bearer token is unknown, expired or revoked.
     #[error("invalid_token: {0}")]
     InvalidToken(Description),
+    /// The request carried no credentials at all. The body says `invalid_token`; the
+    /// `WWW-Authenticate` challenge carries no error code (RFC 6750 §3.1).
+    #[error("invalid_token (no credentials): {0}")]
+    NoCredentials(Description),
     /// `insufficient_scope`: the token lacks `required`.
     #[error("insufficient_scope: token does not have {required:?}")]
     InsufficientScope { required: Scope },
@@ -120,7 +124,7 @@ impl Error {
             Error::UnsupportedResponseType(_) => "unsupported_response_type",
             Error::InvalidScope(_) => "invalid_scope",
             Error::AccessDenied(_) => "access_denied",
-            Error::InvalidToken(_) => "invalid_token",
+            Error::InvalidToken(_) | Error::NoCredentials(_) => "invalid_token",
             Error::InsufficientScope { .. } => "insufficient_scope",
             Error::AuthorizationPending => "authorization_pending",
             Error::SlowDown { .. } => "slow_down",
@@ -147,6 +151,7 @@ impl Error {
             | Error::InvalidScope(d)
             | Error::AccessDenied(d)
             | Error::InvalidToken(d)
+            | Error::NoCredentials(d)
             | Error::ExpiredToken(d)
             | Error::NotFound(d)
             | Error::Conflict(d)

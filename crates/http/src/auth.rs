@@ -34,7 +34,7 @@ pub fn bearer_of(headers: &HeaderMap) -> Option<&str> {
 
 /// The bearer token or `invalid_token` (401 with `WWW-Authenticate`).
 pub fn require_bearer(headers: &HeaderMap) -> Result<&str, Error> {
-    bearer_of(headers).ok_or_else(|| Error::invalid_token("Missing bearer token"))
+    bearer_of(headers).ok_or_else(|| Error::NoCredentials("Missing bearer token".into()))
 }
 
 fn form_decode(s: &str) -> Option<String> {

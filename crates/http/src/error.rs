@@ -47,7 +47,7 @@ impl ApiError {
 pub fn status_of(error: &Error, at: Where) -> StatusCode {
     match error {
         Error::InvalidClient { basic: true, .. } => StatusCode::UNAUTHORIZED,
-        Error::InvalidToken(_) => StatusCode::UNAUTHORIZED,
+        Error::InvalidToken(_) | Error::NoCredentials(_) => StatusCode::UNAUTHORIZED,
         Error::InsufficientScope { .. } | Error::OriginNotAllowed | Error::InsufficientFunds => {
             StatusCode::FORBIDDEN
         }
@@ -94,6 +94,8 @@ impl IntoResponse for ApiError {
                 r#"Bearer realm="buzzgate", error="invalid_token", error_description="{}""#,
                 quoted(d)
             )),
+            // RFC 6750 §3.1: no error code when the request carried no credentials.
+            Error::NoCredentials(_) => Some(r#"Bearer realm="buzzgate""#.into()),
             Error::InsufficientScope { required } => Some(format!(
                 r#"Bearer realm="buzzgate", error="insufficient_scope", scope="{}""#,
                 required.bits()
@@ -174,6 +176,24 @@ mod tests {
         let res = ApiError::from(e).into_response();
         assert_eq!(res.status(), 503);
         assert_eq!(res.headers()[header::RETRY_AFTER], "1");
+    }
+
+    #[test]
+    fn no_credentials_get_a_challenge_without_an_error_code() {
+        let res =
+            ApiError::from(Error::NoCredentials("Missing bearer token".into())).into_response();
+        assert_eq!(res.status(), 401);
+        assert_eq!(
+            res.headers()[header::WWW_AUTHENTICATE],
+            r#"Bearer realm="buzzgate""#
+        );
+        let res = ApiError::from(Error::invalid_token("Invalid or expired token")).into_response();
+        assert!(
+            res.headers()[header::WWW_AUTHENTICATE]
+                .to_str()
+                .unwrap()
+                .contains(r#"error="invalid_token""#)
+        );
     }
 
     #[test]

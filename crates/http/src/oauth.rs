@@ -357,7 +357,7 @@ pub async fn introspect(
                 "scope": r.scope.to_decimal_string(),
                 "sub": r.user_id.0.to_string(),
                 "username": i.username,
-                "token_type": r.kind.type_hint(),
+                "token_kind": r.kind.type_hint(),
                 "iat": r.issued_at.unix_timestamp(),
                 "buzz_limit": i.buzz_limit,
                 "iss": st.core.deps.config.issuer,
@@ -367,6 +367,10 @@ pub async fn introspect(
             }
             if let Some(e) = r.expires_at {
                 b["exp"] = json!(e.unix_timestamp());
+            }
+            // RFC 7662 `token_type` is the RFC 6749 §7.1 type, which only a bearer has.
+            if r.kind.is_bearer() {
+                b["token_type"] = json!("Bearer");
             }
             b
         }

@@ -380,6 +380,11 @@ pub async fn introspection_for_resource_servers(env: &Env) {
     assert_eq!(i["client_id"], app.id);
     assert_eq!(i["sub"], u.0.to_string());
     assert_eq!(i["scope"], "114689");
+    assert_eq!(
+        i["token_type"], "Bearer",
+        "RFC 7662: the RFC 6749 token type"
+    );
+    assert_eq!(i["token_kind"], "access_token");
     assert!(i["exp"].as_i64().unwrap() > i["iat"].as_i64().unwrap());
     let r = env
         .http
@@ -461,7 +466,23 @@ pub async fn buzz_spend_against_a_cap(env: &Env) {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    assert_eq!(r.json::<Value>().await.unwrap()["balance"], 940);
+    let first: Value = r.json().await.unwrap();
+    assert_eq!(first["balance"], 940);
+    // A repeated refund credits nothing and reports the same instant, to the microsecond.
+    let again: Value = env
+        .http
+        .post(env.url(&format!("/api/v1/buzz/spend/{id}/refund")))
+        .basic_auth(&rs.id, rs.secret.as_ref())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (&again["refundedAt"], &again["balance"]),
+        (&first["refundedAt"], &json!(940))
+    );
     let overview: Value = env
         .get_bearer("/api/v1/buzz", token)
         .await

@@ -1,29 +1,46 @@
-//! Cron schedules (5 fields, or 6 with leading seconds as Hangfire's Cronos reads them) for
-//! rollover budgets, evaluated in UTC, with a bounded backwards search for the last fire time.
+//! Cron schedules for rollover budgets, in the dialect of the original system's scheduler
+//! (Hangfire's Cronos): 5 fields, or 6 with leading seconds; `*`, lists, ranges and steps
+//! (`*/5`, `1-15/3`, `50/5`); month and weekday names (`JAN`, `MON`; 0 and 7 are Sunday);
+//! `?` as a synonym of `*`; `L` (the last day of the month; `5L` the last Friday), `W` (the
+//! weekday nearest a day, `15W`, and `LW`, the last weekday), `#` (`5#3`, the third Friday);
+//! the macros `@every_second @every_minute @hourly @daily @midnight @weekly @monthly @yearly
+//! @annually`. When both day fields are restricted, a day must match both, as in Cronos
+//! (`0 0 13 * FRI` is Friday the 13th), not either as in Vixie cron. Everything is in UTC.
+//!
+//! Evaluation is croner's (a maintained cron library that implements `L`, `W` and `#`);
+//! this module only speaks the Cronos spellings croner reads differently (`?` in any field, a
+//! step on a single value) and names the field of an error. Not supported, and refused with
+//! a clear error: Cronos' `L-n` offsets and wrap-around ranges such as `22-2`.
 
 use std::fmt;
 use std::str::FromStr;
 
+use chrono::{DateTime, TimeZone, Utc};
+use croner::Cron;
+use croner::parser::{CronParser, Seconds, Year};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use time::{Date, Duration, OffsetDateTime, PrimitiveDateTime, Time, UtcOffset};
+use time::{Duration, OffsetDateTime};
 
 /// A parsed cron expression. Keeps the original text, which is also its serde form.
-///
-/// Day matching follows Vixie cron: when day-of-month and day-of-week are both restricted (neither
-/// field starts with `*` or `?`) a day matches if EITHER matches; otherwise both must match.
-/// Like Vixie cron, `*/2` counts as unrestricted for this rule because it starts with `*`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct CronSchedule {
     source: String,
-    seconds: u64,
-    minutes: u64,
-    hours: u64,
-    days: u64,
-    months: u64,
-    /// Sunday = bit 0 (7 is folded into 0 while parsing).
-    weekdays: u64,
-    /// True when both day fields are restricted, so either may match (Vixie rule).
-    either_day: bool,
+    /// Boxed: a parsed pattern is large, and budgets are enums of which this is one variant.
+    cron: Box<Cron>,
+}
+
+impl PartialEq for CronSchedule {
+    fn eq(&self, other: &Self) -> bool {
+        self.source == other.source
+    }
+}
+
+impl Eq for CronSchedule {}
+
+impl fmt::Debug for CronSchedule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CronSchedule({:?})", self.source)
+    }
 }
 
 /// Why a cron expression was refused.
@@ -39,94 +56,105 @@ pub enum CronError {
     )]
     FieldCount(usize),
     #[error(
-        "unknown cron macro `{0}` (expected @yearly, @annually, @monthly, @weekly, @daily, \
-         @midnight or @hourly)"
+        "unknown cron macro `{0}` (expected @every_second, @every_minute, @hourly, @daily, \
+         @midnight, @weekly, @monthly, @yearly or @annually)"
     )]
     UnknownMacro(String),
-    #[error("{field} field: `{value}` is not a valid value")]
-    InvalidValue { field: &'static str, value: String },
-    #[error("{field} field: {value} is out of range {min}-{max}")]
-    OutOfRange {
+    #[error("{field} field: `{value}` is not valid ({reason})")]
+    InvalidValue {
         field: &'static str,
-        value: u32,
-        min: u32,
-        max: u32,
+        value: String,
+        reason: String,
     },
-    #[error("{field} field: range {start}-{end} runs backwards")]
-    ReversedRange {
+    #[error("{field} field: `{value}` uses {what}, which is not supported")]
+    Unsupported {
         field: &'static str,
-        start: u32,
-        end: u32,
-    },
-    #[error("{field} field: step `{step}` must be a whole number from 1 to {max}")]
-    InvalidStep {
-        field: &'static str,
-        step: String,
-        max: u32,
+        value: String,
+        what: &'static str,
     },
 }
 
-struct FieldSpec {
-    name: &'static str,
-    min: u32,
-    max: u32,
-    /// Three-letter names for `min..`, matched case-insensitively.
-    names: &'static [&'static str],
-    /// `?` is Cronos' "no specific value", only meaningful for the two day fields.
-    allows_question: bool,
+/// The six fields, in order: name, the value a probe uses for the others, the largest value.
+const FIELDS: [(&str, &str, u32); 6] = [
+    ("second", "0", 59),
+    ("minute", "0", 59),
+    ("hour", "0", 23),
+    ("day-of-month", "*", 31),
+    ("month", "*", 12),
+    ("day-of-week", "*", 7),
+];
+
+fn parser() -> CronParser {
+    CronParser::builder()
+        .seconds(Seconds::Required)
+        .year(Year::Disallowed)
+        // Cronos: a day must match both day fields when both are restricted.
+        .dom_and_dow(true)
+        .build()
 }
 
-const SECOND: FieldSpec = FieldSpec {
-    name: "second",
-    min: 0,
-    max: 59,
-    names: &[],
-    allows_question: false,
-};
-const MINUTE: FieldSpec = FieldSpec {
-    name: "minute",
-    ..SECOND
-};
-const HOUR: FieldSpec = FieldSpec {
-    name: "hour",
-    min: 0,
-    max: 23,
-    names: &[],
-    allows_question: false,
-};
-const DAY_OF_MONTH: FieldSpec = FieldSpec {
-    name: "day-of-month",
-    min: 1,
-    max: 31,
-    names: &[],
-    allows_question: true,
-};
-const MONTH: FieldSpec = FieldSpec {
-    name: "month",
-    min: 1,
-    max: 12,
-    names: &[
-        "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
-    ],
-    allows_question: false,
-};
-const DAY_OF_WEEK: FieldSpec = FieldSpec {
-    name: "day-of-week",
-    min: 0,
-    max: 7,
-    names: &["sun", "mon", "tue", "wed", "thu", "fri", "sat"],
-    allows_question: true,
-};
+/// One field in the spelling croner reads: `?` is `*`, and `50/5` is `50-<max>/5`. Refuses
+/// what this dialect leaves out, naming it.
+fn normalize(field: usize, text: &str) -> Result<String, CronError> {
+    let (name, _, max) = FIELDS[field];
+    let unsupported = |what| CronError::Unsupported {
+        field: name,
+        value: text.to_owned(),
+        what,
+    };
+    let mut items = Vec::new();
+    for item in text.split(',') {
+        if item.is_empty() {
+            return Err(CronError::InvalidValue {
+                field: name,
+                value: text.to_owned(),
+                reason: "a list has an empty item".to_owned(),
+            });
+        }
+        if item == "?" {
+            items.push("*".to_owned());
+            continue;
+        }
+        let upper = item.to_ascii_uppercase();
+        if upper.starts_with("L-") {
+            return Err(unsupported("an offset from the last day (`L-n`)"));
+        }
+        let (range, step) = match item.split_once('/') {
+            Some((r, s)) => (r, Some(s)),
+            None => (item, None),
+        };
+        if let Some((a, b)) = range.split_once('-')
+            && let (Ok(a), Ok(b)) = (a.parse::<u32>(), b.parse::<u32>())
+            && a > b
+        {
+            return Err(unsupported("a wrap-around range"));
+        }
+        match step {
+            Some(step) if range.bytes().all(|c| c.is_ascii_digit()) && !range.is_empty() => {
+                items.push(format!("{range}-{max}/{step}"));
+            }
+            _ => items.push(item.to_owned()),
+        }
+    }
+    Ok(items.join(","))
+}
+
+fn to_chrono(t: OffsetDateTime) -> Option<DateTime<Utc>> {
+    Utc.timestamp_opt(t.unix_timestamp(), t.nanosecond())
+        .single()
+}
+
+fn from_chrono(t: DateTime<Utc>) -> Option<OffsetDateTime> {
+    OffsetDateTime::from_unix_timestamp(t.timestamp()).ok()
+}
 
 impl CronSchedule {
     /// Longer expressions are refused: no legitimate schedule needs more, and it bounds work.
     pub const MAX_LEN: usize = 256;
-    /// How far back [`CronSchedule::last_fire_at_or_before`] searches before giving up.
+    /// How far back [`CronSchedule::last_fire_at_or_before`] looks before giving up.
     pub const LOOKBACK: Duration = Duration::days(5 * 366);
 
-    /// Parses 5 fields (`minute hour day-of-month month day-of-week`), 6 fields (leading
-    /// seconds), or one of the `@yearly @annually @monthly @weekly @daily @midnight @hourly`
-    /// macros.
+    /// Parses an expression of the dialect above; an error names the first bad field.
     pub fn parse(s: &str) -> Result<CronSchedule, CronError> {
         if s.len() > Self::MAX_LEN {
             return Err(CronError::TooLong { max: Self::MAX_LEN });
@@ -137,43 +165,54 @@ impl CronSchedule {
         }
         let expanded = if trimmed.starts_with('@') {
             match trimmed.to_ascii_lowercase().as_str() {
-                "@yearly" | "@annually" => "0 0 1 1 *",
-                "@monthly" => "0 0 1 * *",
-                "@weekly" => "0 0 * * 0",
-                "@daily" | "@midnight" => "0 0 * * *",
+                "@every_second" => "* * * * * *",
+                "@every_minute" => "* * * * *",
                 "@hourly" => "0 * * * *",
+                "@daily" | "@midnight" => "0 0 * * *",
+                "@weekly" => "0 0 * * 0",
+                "@monthly" => "0 0 1 * *",
+                "@yearly" | "@annually" => "0 0 1 1 *",
                 _ => return Err(CronError::UnknownMacro(trimmed.to_owned())),
             }
         } else {
             trimmed
         };
         let fields: Vec<&str> = expanded.split_whitespace().collect();
-        let (seconds, rest) = match fields.len() {
-            5 => ("0", &fields[..]),
-            6 => (fields[0], &fields[1..]),
+        let six: Vec<&str> = match fields.len() {
+            5 => std::iter::once("0").chain(fields.iter().copied()).collect(),
+            6 => fields,
             n => return Err(CronError::FieldCount(n)),
         };
-        let [minute, hour, dom, month, dow] = rest else {
-            return Err(CronError::FieldCount(fields.len()));
-        };
-        // Left to right, so the error names the first bad field.
-        let (seconds, _) = parse_field(seconds, &SECOND)?;
-        let (minutes, _) = parse_field(minute, &MINUTE)?;
-        let (hours, _) = parse_field(hour, &HOUR)?;
-        let (days, dom_star) = parse_field(dom, &DAY_OF_MONTH)?;
-        let (months, _) = parse_field(month, &MONTH)?;
-        let (weekdays, dow_star) = parse_field(dow, &DAY_OF_WEEK)?;
-        // 7 is another spelling of Sunday.
-        let weekdays = (weekdays | (weekdays >> 7)) & 0x7f;
+        let mut normalized = Vec::with_capacity(6);
+        for (i, f) in six.iter().enumerate() {
+            normalized.push(normalize(i, f)?);
+        }
+        let parser = parser();
+        // Each field alone first (the others at a neutral value), so an error names its field.
+        for (i, f) in normalized.iter().enumerate() {
+            let probe: Vec<&str> = FIELDS
+                .iter()
+                .enumerate()
+                .map(|(j, (_, neutral, _))| if i == j { f.as_str() } else { neutral })
+                .collect();
+            if let Err(e) = parser.parse(&probe.join(" ")) {
+                return Err(CronError::InvalidValue {
+                    field: FIELDS[i].0,
+                    value: six[i].to_owned(),
+                    reason: e.to_string(),
+                });
+            }
+        }
+        let cron = parser
+            .parse(&normalized.join(" "))
+            .map_err(|e| CronError::InvalidValue {
+                field: "day-of-month",
+                value: six[3].to_owned(),
+                reason: e.to_string(),
+            })?;
         Ok(CronSchedule {
             source: s.to_owned(),
-            seconds,
-            minutes,
-            hours,
-            days,
-            months,
-            weekdays,
-            either_day: !dom_star && !dow_star,
+            cron: Box::new(cron),
         })
     }
 
@@ -184,199 +223,42 @@ impl CronSchedule {
 
     /// Whether the schedule fires at `t` (compared to the second, in UTC).
     pub fn matches(&self, t: OffsetDateTime) -> bool {
-        let Some(t) = t.checked_to_offset(UtcOffset::UTC) else {
-            return false;
-        };
-        has(self.months, u32::from(u8::from(t.month())))
-            && self.day_matches(t.date())
-            && has(self.hours, t.hour().into())
-            && has(self.minutes, t.minute().into())
-            && has(self.seconds, t.second().into())
+        to_chrono(t).is_some_and(|t| self.cron.is_time_matching(&t).unwrap_or(false))
     }
 
-    /// Whether any calendar date can ever match, ignoring weekdays (which every month has).
-    /// `0 0 30 2 *` cannot; rollover budgets refuse such schedules.
+    /// Whether it ever fires. `0 0 30 2 *` and `0 0 30 2 MON` cannot; rollover budgets refuse
+    /// such schedules. (A day rule as rare as Monday the 29th of February fires every 28
+    /// years, so it is accepted.)
     pub fn is_satisfiable(&self) -> bool {
-        if self.either_day {
-            return true;
-        }
-        // Longest length of each month in any year (February 29 exists in leap years).
-        const LONGEST: [u32; 12] = [31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
-        (1..=12u32).any(|m| {
-            has(self.months, m) && (1..=LONGEST[m as usize - 1]).any(|d| has(self.days, d))
-        })
+        let from = Utc.with_ymd_and_hms(2000, 1, 1, 0, 0, 0).single();
+        from.is_some_and(|from| self.cron.find_next_occurrence(&from, true).is_ok())
     }
 
-    /// The latest instant ≤ `t` at which the schedule fires (whole seconds; whole minutes for
-    /// 5-field expressions), or `None` if it does not fire within [`CronSchedule::LOOKBACK`].
-    ///
-    /// Skips whole months and days that cannot match and jumps straight to the latest matching
-    /// hour/minute/second of a day, so the cost is bounded by the number of days searched.
+    /// The latest instant ≤ `t` at which the schedule fires (whole seconds), or `None` if it
+    /// did not fire within [`CronSchedule::LOOKBACK`].
     pub fn last_fire_at_or_before(&self, t: OffsetDateTime) -> Option<OffsetDateTime> {
-        let t = t.checked_to_offset(UtcOffset::UTC)?;
-        // Near the minimum representable date there is simply less history to search.
-        let floor = t.checked_sub(Self::LOOKBACK);
-        let floor_date = floor.map_or(Date::MIN, |f| f.date());
-        let mut date = t.date();
-        let mut clock = (t.hour(), t.minute(), t.second());
-        const END_OF_DAY: (u8, u8, u8) = (23, 59, 59);
-        loop {
-            if date < floor_date {
-                return None;
-            }
-            if !has(self.months, u32::from(u8::from(date.month()))) {
-                // Jump to the last day of the previous month.
-                date = date.replace_day(1).ok()?.previous_day()?;
-                clock = END_OF_DAY;
-                continue;
-            }
-            if self.day_matches(date) {
-                if let Some((h, m, s)) = self.latest_time_at_or_before(clock) {
-                    let time = Time::from_hms(h, m, s).ok()?;
-                    let found = PrimitiveDateTime::new(date, time).assume_utc();
-                    return match floor {
-                        Some(floor) if found < floor => None,
-                        _ => Some(found),
-                    };
-                }
-            }
-            date = date.previous_day()?;
-            clock = END_OF_DAY;
+        let found = self
+            .cron
+            .find_previous_occurrence(&to_chrono(t)?, true)
+            .ok()
+            .and_then(from_chrono)?;
+        match t.checked_sub(Self::LOOKBACK) {
+            Some(floor) if found < floor => None,
+            _ => Some(found),
         }
-    }
-
-    fn day_matches(&self, date: Date) -> bool {
-        let dom = has(self.days, date.day().into());
-        let dow = has(
-            self.weekdays,
-            date.weekday().number_days_from_sunday().into(),
-        );
-        if self.either_day {
-            dom || dow
-        } else {
-            dom && dow
-        }
-    }
-
-    /// The latest (hour, minute, second) ≤ `(h, m, s)` allowed by the schedule on a matching day.
-    fn latest_time_at_or_before(&self, (h, m, s): (u8, u8, u8)) -> Option<(u8, u8, u8)> {
-        let (h32, m32, s32) = (u32::from(h), u32::from(m), u32::from(s));
-        if has(self.hours, h32) {
-            if has(self.minutes, m32) {
-                if let Some(sec) = at_or_below(self.seconds, s32) {
-                    return Some((h, m, sec));
-                }
-            }
-            if let Some(min) = below(self.minutes, m32) {
-                return Some((h, min, highest(self.seconds)?));
-            }
-        }
-        let hour = below(self.hours, h32)?;
-        Some((hour, highest(self.minutes)?, highest(self.seconds)?))
-    }
-}
-
-fn has(set: u64, v: u32) -> bool {
-    v < 64 && set & (1u64 << v) != 0
-}
-
-/// The largest member of `set` that is ≤ `v`.
-fn at_or_below(set: u64, v: u32) -> Option<u8> {
-    let mask = if v >= 63 {
-        u64::MAX
-    } else {
-        (1u64 << (v + 1)) - 1
-    };
-    highest(set & mask)
-}
-
-/// The largest member of `set` that is < `v`.
-fn below(set: u64, v: u32) -> Option<u8> {
-    v.checked_sub(1).and_then(|v| at_or_below(set, v))
-}
-
-fn highest(set: u64) -> Option<u8> {
-    (set != 0).then(|| 63 - set.leading_zeros() as u8)
-}
-
-/// Parses one field into a bit set; the flag says whether it starts with `*` / `?`.
-fn parse_field(text: &str, spec: &FieldSpec) -> Result<(u64, bool), CronError> {
-    let star = text.starts_with('*') || (spec.allows_question && text.starts_with('?'));
-    let mut set = 0u64;
-    for item in text.split(',') {
-        let (range, step) = match item.split_once('/') {
-            Some((range, step)) => (range, Some(parse_step(step, spec)?)),
-            None => (item, None),
-        };
-        let (start, end) = if range == "*" || (spec.allows_question && range == "?") {
-            (spec.min, spec.max)
-        } else if let Some((a, b)) = range.split_once('-') {
-            (parse_value(a, spec)?, parse_value(b, spec)?)
-        } else {
-            let a = parse_value(range, spec)?;
-            // `a/n` means "from a to the end, every n" (Vixie and Cronos both read it so).
-            (a, if step.is_some() { spec.max } else { a })
-        };
-        if start > end {
-            return Err(CronError::ReversedRange {
-                field: spec.name,
-                start,
-                end,
-            });
-        }
-        for v in (start..=end).step_by(step.unwrap_or(1) as usize) {
-            set |= 1u64 << v;
-        }
-    }
-    Ok((set, star))
-}
-
-fn parse_step(step: &str, spec: &FieldSpec) -> Result<u32, CronError> {
-    step.parse::<u32>()
-        .ok()
-        .filter(|n| (1..=spec.max.max(1)).contains(n))
-        .ok_or_else(|| CronError::InvalidStep {
-            field: spec.name,
-            step: step.to_owned(),
-            max: spec.max.max(1),
-        })
-}
-
-fn parse_value(text: &str, spec: &FieldSpec) -> Result<u32, CronError> {
-    let value =
-        if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
-            text.parse::<u32>().unwrap_or(u32::MAX)
-        } else {
-            let lower = text.to_ascii_lowercase();
-            let index = spec.names.iter().position(|n| *n == lower).ok_or_else(|| {
-                CronError::InvalidValue {
-                    field: spec.name,
-                    value: text.to_owned(),
-                }
-            })?;
-            spec.min + index as u32
-        };
-    if value < spec.min || value > spec.max {
-        return Err(CronError::OutOfRange {
-            field: spec.name,
-            value,
-            min: spec.min,
-            max: spec.max,
-        });
-    }
-    Ok(value)
-}
-
-impl FromStr for CronSchedule {
-    type Err = CronError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        CronSchedule::parse(s)
     }
 }
 
 impl fmt::Display for CronSchedule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.source)
+    }
+}
+
+impl FromStr for CronSchedule {
+    type Err = CronError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        CronSchedule::parse(s)
     }
 }
 
@@ -486,24 +368,53 @@ mod tests {
     }
 
     #[test]
-    fn day_of_month_or_day_of_week_when_both_are_restricted() {
-        // The 13th OR any Friday.
+    fn both_day_fields_must_match_as_in_cronos() {
+        // Friday the 13th (Cronos), not "the 13th or any Friday" (Vixie cron).
         let c = cron("0 0 13 * FRI");
-        // 2024-05-14 is a Tuesday; the 13th (Monday) is later than Friday the 10th.
         assert_eq!(
             c.last_fire_at_or_before(datetime!(2024-05-14 12:00 UTC)),
-            Some(datetime!(2024-05-13 00:00 UTC))
+            Some(datetime!(2023-10-13 00:00 UTC))
         );
-        // 2024-05-12 is a Sunday: Friday the 10th matches by weekday alone.
         assert_eq!(
-            c.last_fire_at_or_before(datetime!(2024-05-12 12:00 UTC)),
-            Some(datetime!(2024-05-10 00:00 UTC))
+            c.last_fire_at_or_before(datetime!(2024-09-13 12:00 UTC)),
+            Some(datetime!(2024-09-13 00:00 UTC))
+        );
+        // The last day of the month, when it is a Friday.
+        assert_eq!(
+            cron("0 0 L * 5").last_fire_at_or_before(datetime!(2024-05-26 00:00 UTC)),
+            Some(datetime!(2023-06-30 00:00 UTC))
         );
     }
 
     #[test]
+    fn the_dialect_of_the_original_system_l_w_and_hash() {
+        let at = datetime!(2026-11-29 13:00 UTC); // a Sunday
+        for (expr, last) in [
+            // The last day of the month.
+            ("0 0 L * *", datetime!(2026-10-31 00:00 UTC)),
+            // The last weekday of the month: 31 October 2026 is a Saturday.
+            ("0 0 LW * *", datetime!(2026-10-30 00:00 UTC)),
+            // The third Friday.
+            ("0 0 * * 5#3", datetime!(2026-11-20 00:00 UTC)),
+            // The last Friday.
+            ("0 0 * * 5L", datetime!(2026-11-27 00:00 UTC)),
+            ("0 0 * * FRIL", datetime!(2026-11-27 00:00 UTC)),
+            // The weekday nearest the 15th: 15 November 2026 is a Sunday, so Monday the 16th.
+            ("0 0 15W * *", datetime!(2026-11-16 00:00 UTC)),
+            // `1W` never leaves the month: 1 August 2026 is a Saturday, so Monday the 3rd.
+            ("0 0 1W 8 *", datetime!(2026-08-03 00:00 UTC)),
+            ("0 0 ? * MON#1", datetime!(2026-11-02 00:00 UTC)),
+        ] {
+            let c = cron(expr);
+            assert!(c.is_satisfiable(), "{expr}");
+            assert_eq!(c.last_fire_at_or_before(at), Some(last), "{expr}");
+            assert!(c.matches(last), "{expr}");
+        }
+    }
+
+    #[test]
     fn star_in_one_day_field_makes_both_day_fields_required() {
-        // `*/2` starts with `*`, so (Vixie) odd days AND Mondays.
+        // Odd days AND Mondays.
         let c = cron("0 0 */2 * MON");
         // Mondays of May 2024: 6, 13, 20, 27; odd ones: 13 and 27.
         assert_eq!(
@@ -540,6 +451,8 @@ mod tests {
             ("@DAILY", "0 0 * * *"),
             ("@midnight", "0 0 * * *"),
             ("@hourly", "0 * * * *"),
+            ("@every_minute", "* * * * *"),
+            ("@every_second", "* * * * * *"),
         ] {
             assert_eq!(
                 cron(m).last_fire_at_or_before(t),
@@ -557,45 +470,65 @@ mod tests {
         ));
     }
 
+    /// Two expressions fire at the same instants (checked at every minute of two weeks).
+    fn same_schedule(a: &str, b: &str) {
+        let (a, b) = (cron(a), cron(b));
+        let start = datetime!(2024-01-28 00:00 UTC);
+        for m in 0..(14 * 24 * 60) {
+            let t = start + Duration::minutes(m);
+            assert_eq!(a.matches(t), b.matches(t), "{a:?} vs {b:?} at {t}");
+        }
+    }
+
     #[test]
     fn names_are_case_insensitive_and_seven_is_sunday() {
-        assert_eq!(cron("0 0 * jan-Mar sun").months, cron("0 0 * 1-3 7").months);
-        assert_eq!(cron("0 0 * * 7").weekdays, cron("0 0 * * SUN").weekdays);
-        assert_eq!(cron("0 0 * * 5-7").weekdays, cron("0 0 * * 0,5,6").weekdays);
-        assert_eq!(cron("0 0 ? * mOn").weekdays, 0b10);
-        assert_eq!(
-            cron("1,2,10-20/5 * * * *").minutes,
-            (1 << 1) | (1 << 2) | (1 << 10) | (1 << 15) | (1 << 20)
-        );
-        assert_eq!(cron("50/5 * * * *").minutes, (1 << 50) | (1 << 55));
+        same_schedule("0 0 * jan-Mar sun", "0 0 * 1-3 7");
+        same_schedule("0 0 * * 7", "0 0 * * SUN");
+        same_schedule("0 0 * * 5-7", "0 0 * * 0,5,6");
+        same_schedule("0 0 ? * mOn", "0 0 * * 1");
+        same_schedule("1,2,10-20/5 * * * *", "1,2,10,15,20 * * * *");
+        same_schedule("50/5 * * * *", "50,55 * * * *");
+        same_schedule("? ? ? ? ?", "* * * * *");
     }
 
     #[test]
     fn invalid_fields_are_rejected_with_clear_messages() {
         let err = |s: &str| CronSchedule::parse(s).unwrap_err();
-        assert_eq!(
-            err("61 * * * *").to_string(),
-            "minute field: 61 is out of range 0-59"
+        let field = |s: &str| match err(s) {
+            CronError::InvalidValue { field, .. } | CronError::Unsupported { field, .. } => field,
+            other => panic!("{s}: {other:?}"),
+        };
+        assert!(
+            err("61 * * * *")
+                .to_string()
+                .starts_with("minute field: `61` is not valid"),
+            "{}",
+            err("61 * * * *")
         );
         assert_eq!(err("* * * *"), CronError::FieldCount(4));
         assert!(err("* * * *").to_string().contains("found 4"));
-        assert_eq!(
-            err("a b c d e").to_string(),
-            "minute field: `a` is not a valid value"
-        );
+        assert_eq!(err("0 0 * * * * *"), CronError::FieldCount(7));
+        assert_eq!(field("a b c d e"), "minute");
+        assert_eq!(field("*/0 * * * *"), "minute");
+        assert_eq!(field("1,,2 * * * *"), "minute");
+        assert_eq!(field("0 0 0 * *"), "day-of-month");
+        assert_eq!(field("0 0 * 13 *"), "month");
+        assert_eq!(field("0 0 * * 8"), "day-of-week");
+        assert_eq!(field("0 25 * * *"), "hour");
+        assert_eq!(field("70 0 0 * * *"), "second");
         assert!(matches!(
             err("5-1 * * * *"),
-            CronError::ReversedRange { .. }
+            CronError::Unsupported {
+                field: "minute",
+                ..
+            }
         ));
-        assert!(matches!(err("*/0 * * * *"), CronError::InvalidStep { .. }));
-        assert!(matches!(
-            err("1,,2 * * * *"),
-            CronError::InvalidValue { .. }
-        ));
-        assert!(matches!(err("? * * * *"), CronError::InvalidValue { .. }));
-        assert!(matches!(err("0 0 0 * *"), CronError::OutOfRange { .. }));
-        assert!(matches!(err("0 0 * 13 *"), CronError::OutOfRange { .. }));
-        assert!(matches!(err("0 0 * * 8"), CronError::OutOfRange { .. }));
+        assert!(
+            err("0 0 L-1 * *")
+                .to_string()
+                .contains("an offset from the last day"),
+            "Cronos' L-n is named as unsupported"
+        );
         assert_eq!(err("   "), CronError::Empty);
         assert_eq!(
             err(&"* ".repeat(200)),
@@ -614,7 +547,22 @@ mod tests {
             None
         );
         assert!(cron("0 0 29 2 *").is_satisfiable());
-        assert!(cron("0 0 30 2 MON").is_satisfiable());
+        assert!(
+            !cron("0 0 30 2 MON").is_satisfiable(),
+            "both day fields must match, and there is no 30 February"
+        );
+        // Monday the 29th of February: every 28 years. Satisfiable, but not within the
+        // five-year lookback of a rollover window.
+        let rare = cron("0 0 29 2 MON");
+        assert!(rare.is_satisfiable());
+        assert_eq!(
+            rare.last_fire_at_or_before(datetime!(2026-11-29 00:00 UTC)),
+            None
+        );
+        assert_eq!(
+            rare.last_fire_at_or_before(datetime!(2020-01-01 00:00 UTC)),
+            Some(datetime!(2016-02-29 00:00 UTC))
+        );
     }
 
     #[test]

@@ -88,6 +88,27 @@ impl BuzzService {
         }
         let currency = Currency::parse(currency)?;
         let deps = &self.deps;
+        // A balance is an i64: a credit that would pass it is refused, never saturated (the
+        // next credit would silently be lost).
+        let balance = deps
+            .buzz
+            .balances(user)
+            .await?
+            .into_iter()
+            .find(|(c, _)| *c == currency)
+            .map_or(0, |(_, b)| b);
+        let fits = i64::try_from(amount)
+            .ok()
+            .and_then(|a| balance.checked_add(a))
+            .is_some();
+        if !fits {
+            return Err(Error::invalid_request(format!(
+                "a credit of {amount} would take the {} balance ({balance}) past the largest \
+                 possible balance, {}",
+                currency.as_str(),
+                i64::MAX
+            )));
+        }
         Ok(deps
             .buzz
             .credit(user, &currency, amount, deps.now())

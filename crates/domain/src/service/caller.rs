@@ -120,7 +120,7 @@ fn clients_cannot() -> Error {
 }
 
 fn sign_in_first() -> Error {
-    Error::invalid_token("Sign in or send a personal API key")
+    Error::NoCredentials("Sign in or send a personal API key".into())
 }
 
 fn unproven() -> Error {
@@ -206,7 +206,7 @@ impl Caller {
             Caller::AppToken(_) => Err(app_tokens_cannot()),
             Caller::Client(_) => Err(clients_cannot()),
             Caller::Operator { .. } | Caller::Anonymous => {
-                Err(Error::invalid_token("Sign in first"))
+                Err(Error::NoCredentials("Sign in first".into()))
             }
         }
     }
@@ -250,7 +250,8 @@ impl Caller {
                 b.require(scope)?;
                 Ok(b)
             }
-            _ => Err(Error::invalid_token("Missing bearer token")),
+            Caller::Anonymous => Err(Error::NoCredentials("Missing bearer token".into())),
+            _ => Err(Error::invalid_token("This endpoint takes a bearer token")),
         }
     }
 

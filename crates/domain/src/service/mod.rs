@@ -99,8 +99,12 @@ impl fmt::Debug for Deps {
 }
 
 impl Deps {
+    /// The current instant, to the microsecond: the precision every store keeps, so what a
+    /// response reports (a refund's `refundedAt`, an issue time) is what a later read returns.
     pub fn now(&self) -> OffsetDateTime {
-        self.clock.now()
+        let now = self.clock.now();
+        now.replace_nanosecond(now.nanosecond() / 1_000 * 1_000)
+            .unwrap_or(now)
     }
 
     /// Records an audit event after the fact it describes has committed. A failure is counted,

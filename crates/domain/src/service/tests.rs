@@ -2697,3 +2697,34 @@ async fn openid_asks_for_an_id_token_and_oidc_scopes_release_their_claims() {
         .unwrap();
     assert!(info.email.is_some() && info.username.is_some());
 }
+
+#[tokio::test]
+async fn a_credit_past_the_largest_balance_is_refused_not_saturated() {
+    let h = harness().await;
+    let admin = Caller::operator();
+    let big = u64::try_from(i64::MAX).unwrap() - 10;
+    assert_eq!(
+        h.gate.buzz().credit(&admin, h.user, "yellow", big).await,
+        Ok(i64::MAX - 10)
+    );
+    let e = h
+        .gate
+        .buzz()
+        .credit(&admin, h.user, "yellow", 11)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), "invalid_request");
+    assert!(e.description().contains("largest possible balance"));
+    assert_eq!(
+        h.gate.buzz().credit(&admin, h.user, "yellow", 10).await,
+        Ok(i64::MAX),
+        "nothing was lost: the balance is exactly what was credited"
+    );
+    assert!(
+        h.gate
+            .buzz()
+            .credit(&admin, h.user, "yellow", u64::MAX)
+            .await
+            .is_err()
+    );
+}
