@@ -1106,3 +1106,151 @@ pub async fn buzz_account_for_the_civitai_sdk(env: &Env) {
         .unwrap();
     assert_eq!(r.status(), 401);
 }
+
+fn jwt_claims(jwt: &str) -> Value {
+    use base64::Engine;
+    let payload = jwt.split('.').nth(1).expect("a JWT");
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+/// Issue 18.1: `openid profile email`, as standard OIDC libraries send it.
+pub async fn oidc_scopes_sign_a_user_in(env: &Env) {
+    let u = env.user("oona", 0).await;
+    let app = env.app(u, false, None).await;
+    let meta: Value = env
+        .http
+        .get(env.url("/.well-known/openid-configuration"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for s in ["openid", "profile", "email", "offline_access"] {
+        assert!(
+            meta["scopes_supported"]
+                .as_array()
+                .unwrap()
+                .contains(&json!(s)),
+            "{s}"
+        );
+    }
+    let t = env.tokens("oona", &app, "openid profile email", None).await;
+    assert_eq!(
+        t["scope"], "1",
+        "the OIDC scopes read the profile: UserRead"
+    );
+    let claims = jwt_claims(
+        t["id_token"]
+            .as_str()
+            .expect("openid: an id_token, no nonce needed"),
+    );
+    assert_eq!(claims["sub"], u.0.to_string());
+    assert_eq!(claims["preferred_username"], "oona");
+    assert_eq!(claims["email"], "oona@example.com");
+    assert!(claims.get("nonce").is_none());
+    let info: Value = env
+        .get_bearer(
+            "/api/auth/oauth/userinfo",
+            t["access_token"].as_str().unwrap(),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(info["sub"], claims["sub"]);
+    assert_eq!(
+        (&info["name"], &info["email_verified"]),
+        (&json!("oona"), &json!(true))
+    );
+    // `openid email`: the profile claims are not released.
+    let t = env.tokens("oona", &app, "openid email", None).await;
+    let info: Value = env
+        .get_bearer(
+            "/api/auth/oauth/userinfo",
+            t["access_token"].as_str().unwrap(),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(info["email"], "oona@example.com");
+    assert!(info.get("preferred_username").is_none() && info.get("username").is_none());
+    // No credentials at all: a bare challenge (RFC 6750 §3.1).
+    let r = env
+        .http
+        .get(env.url("/api/auth/oauth/userinfo"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(www(&r), r#"Bearer realm="buzzgate""#);
+}
+
+/// Issue 18.2 and 18.5: a cap body is a BuzzBudget[] (or null, or {"buzzLimit": …}); a
+/// rollover cap takes the cron dialect of Civitai's scheduler.
+pub async fn cap_bodies_and_the_cronos_dialect(env: &Env) {
+    let u = env.user("rhea", 0).await;
+    let app = env.app(u, false, None).await;
+    env.tokens("rhea", &app, "AIServices", None).await;
+    let cookie = env.login("rhea").await;
+    let csrf = env.csrf(&cookie).await;
+    let put = |body: Value| {
+        env.http
+            .put(env.url(&format!("/api/v1/oauth/consents/{}/buzz-limit", app.id)))
+            .header("cookie", &cookie)
+            .header("x-csrf-token", &csrf)
+            .json(&body)
+            .send()
+    };
+    let r = put(json!({"limit": 5, "period": "day"})).await.unwrap();
+    assert_eq!(r.status(), 400);
+    let e: Value = r.json().await.unwrap();
+    assert!(
+        e["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("buzzLimit"),
+        "{e}"
+    );
+    let list: Value = env
+        .http
+        .get(env.url("/api/v1/oauth/consents"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        list[0]["buzzLimit"][0]["limit"], 5000,
+        "the refused body left the default cap in place"
+    );
+    for cron in [
+        "0 0 L * *",
+        "0 0 LW * *",
+        "0 0 * * 5#3",
+        "0 0 * * 5L",
+        "0 0 15W * *",
+    ] {
+        let r = put(json!([{"type": "rollover", "limit": 100, "cron": cron}]))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{cron}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["buzzLimit"][0]["cron"], cron);
+    }
+    let r = put(json!([{"type": "rollover", "limit": 100, "cron": "0 0 30 2 *"}]))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400, "a schedule that never fires is refused");
+    let r = put(Value::Null).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["buzzLimit"], json!([]));
+}

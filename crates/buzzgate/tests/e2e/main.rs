@@ -22,6 +22,8 @@ scenarios!(
     authorize_errors_redirect_or_json,
     readiness,
     buzz_account_for_the_civitai_sdk,
+    oidc_scopes_sign_a_user_in,
+    cap_bodies_and_the_cronos_dialect,
 );
 
 // Issue 8's security fixes, each proved by its attack (SPEC 10, 13).
