@@ -123,6 +123,16 @@ pub fn is_cross_site(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("cross-site"))
 }
 
+/// The session's CSRF token as the request presents it: the `X-CSRF-Token` header, else the
+/// body's `csrf_token` field.
+fn csrf_of(headers: &HeaderMap, body: Option<&Params>) -> Option<String> {
+    headers
+        .get(CSRF_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| body.and_then(|p| p.owned("csrf_token")))
+}
+
 /// Everything a request carries that could say who is calling, for the domain to judge
 /// ([`buzzgate_domain::service::caller::CallerService::identify`]). `body` adds the form or
 /// JSON fields: client credentials and the `csrf_token` field. The header `X-CSRF-Token` is
@@ -144,16 +154,11 @@ pub fn credentials(
     } else {
         None
     };
-    let csrf_token = headers
-        .get(CSRF_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-        .or_else(|| params.owned("csrf_token"));
     Ok(Credentials {
         bearer,
         client,
         session: cookie(headers, SESSION_COOKIE).map(str::to_owned),
-        csrf_token,
+        csrf_token: csrf_of(headers, body),
         cross_site: is_cross_site(headers),
         ip: ip.0.clone(),
         origin: headers
@@ -180,11 +185,7 @@ pub fn session_credentials(
 ) -> Credentials {
     Credentials {
         session: cookie(headers, SESSION_COOKIE).map(str::to_owned),
-        csrf_token: headers
-            .get(CSRF_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-            .or_else(|| body.and_then(|p| p.owned("csrf_token"))),
+        csrf_token: csrf_of(headers, body),
         cross_site: is_cross_site(headers),
         ip: ip.0.clone(),
         ..Credentials::default()

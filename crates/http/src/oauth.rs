@@ -144,12 +144,13 @@ async fn cors(st: &AppState, res: &mut Response, origin: Option<&str>, client_id
     }
 }
 
-/// The client a request names (Basic or `client_id`), before it is authenticated: whose
-/// registered origins decide CORS.
-fn named_client(headers: &HeaderMap, params: &Params) -> Option<String> {
-    auth::client_auth(headers, params)
+/// [`cors`] for a request: its `Origin`, and the client it names (Basic or `client_id`,
+/// before it is authenticated), whose registered origins decide.
+async fn cors_for(st: &AppState, res: &mut Response, headers: &HeaderMap, params: &Params) {
+    let client = auth::client_auth(headers, params)
         .ok()
-        .map(|a| a.client_id.as_str().to_owned())
+        .map(|a| a.client_id.as_str().to_owned());
+    cors(st, res, origin_of(headers).as_deref(), client.as_deref()).await;
 }
 
 /// `OPTIONS` preflight for token, revoke, introspect and device endpoints. A preflight names
@@ -277,13 +278,7 @@ async fn token_common(
             res
         }
     };
-    cors(
-        st,
-        &mut res,
-        origin.as_deref(),
-        named_client(headers, params).as_deref(),
-    )
-    .await;
+    cors_for(st, &mut res, headers, params).await;
     res
 }
 
@@ -315,7 +310,6 @@ pub async fn revoke(
     headers: HeaderMap,
     params: Params,
 ) -> Response {
-    let origin = origin_of(&headers);
     let result = async {
         let creds = auth::credentials(&headers, &ip, Some(&params))?;
         st.core.tokens().revoke(&creds, params.get("token")).await
@@ -325,13 +319,7 @@ pub async fn revoke(
         Ok(()) => axum::Json(json!({})).into_response(),
         Err(e) => ApiError::token(e).into_response(),
     };
-    cors(
-        &st,
-        &mut res,
-        origin.as_deref(),
-        named_client(&headers, &params).as_deref(),
-    )
-    .await;
+    cors_for(&st, &mut res, &headers, &params).await;
     res
 }
 
@@ -458,13 +446,7 @@ pub async fn device(
         }
         Err(e) => ApiError::token(e).into_response(),
     };
-    cors(
-        &st,
-        &mut res,
-        origin.as_deref(),
-        named_client(&headers, &params).as_deref(),
-    )
-    .await;
+    cors_for(&st, &mut res, &headers, &params).await;
     res
 }
 

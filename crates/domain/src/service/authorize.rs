@@ -102,7 +102,7 @@ impl AuthorizeService {
             return Ok(Checked::Done(AuthorizeOutcome::LoginRequired));
         };
         deps.check_rate(Bucket::AuthorizeUser(user_id)).await?;
-        let Some(user) = deps.users.get(user_id).await?.filter(|u| !u.is_banned()) else {
+        let Some(user) = deps.active_user(user_id).await? else {
             return Ok(Checked::Done(AuthorizeOutcome::LoginRequired));
         };
         if let Err(e) = client.admits_user(user.has_role(Role::Tester)) {

@@ -173,12 +173,7 @@ impl BuzzService {
             Budgets::Within(b) => b,
             Budgets::NoConsent => return Err(Error::InsufficientFunds),
         };
-        if deps
-            .users
-            .get(bearer.user_id())
-            .await?
-            .is_none_or(|u| u.is_banned())
-        {
+        if deps.active_user(bearer.user_id()).await?.is_none() {
             return Err(Error::invalid_token("Invalid or expired token"));
         }
         let now = deps.now();

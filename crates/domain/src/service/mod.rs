@@ -27,11 +27,13 @@ use time::{Duration, OffsetDateTime};
 use crate::audit::AuditEvent;
 use crate::client::{Client, ClientAuth};
 use crate::error::Error;
+use crate::ids::UserId;
 use crate::ports::{
     AuditLog, BuzzStore, ClientStore, Clock, CodeStore, ConsentStore, DeviceStore, IdTokenSigner,
     PasswordHasher, Random, RateLimiter, SessionStore, TokenCache, TokenStore, UserStore,
 };
 use crate::token::{TokenHash, TokenMinter};
+use crate::user::User;
 
 pub use caller::{Access, Caller, Credentials, SignedIn};
 pub use rate_limit::RateLimits;
@@ -105,6 +107,11 @@ impl Deps {
         let now = self.clock.now();
         now.replace_nanosecond(now.nanosecond() / 1_000 * 1_000)
             .unwrap_or(now)
+    }
+
+    /// The user `id` unless unknown or banned: whom tokens may act for.
+    pub async fn active_user(&self, id: UserId) -> Result<Option<User>, Error> {
+        Ok(self.users.get(id).await?.filter(|u| !u.is_banned()))
     }
 
     /// Records an audit event after the fact it describes has committed. A failure is counted,

@@ -5,9 +5,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use super::authorize::{AuthorizeOutcome, ConsentAnswer};
-use super::caller::SignedIn;
 use super::device::DeviceStartRequest;
 use super::rate_limit::Bucket;
+use super::tests::signed_in;
 use super::tokens::{GrantRequest, TokenRequest};
 use super::{Buzzgate, Caller, Config, Credentials, Deps};
 use crate::authorize::AuthorizeParams;
@@ -24,18 +24,6 @@ struct World {
     user: UserId,
     app: ClientId,
     secret: String,
-}
-
-/// A signed-in user whose request carried the CSRF proof.
-fn signed_in(user: UserId) -> Caller {
-    Caller::Session(SignedIn {
-        user,
-        admin: false,
-        session: crate::token::TokenHash([9; 32]),
-        signed_in_at: time::OffsetDateTime::UNIX_EPOCH,
-        csrf_token: "csrf".into(),
-        proven: true,
-    })
 }
 
 fn down() -> StoreError {

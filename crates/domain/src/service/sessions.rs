@@ -113,11 +113,7 @@ impl SessionService {
         else {
             return Ok(None);
         };
-        let user = deps
-            .users
-            .get(session.user_id)
-            .await?
-            .filter(|u| !u.is_banned());
+        let user = deps.active_user(session.user_id).await?;
         Ok(user.map(|u| (session, u)))
     }
 

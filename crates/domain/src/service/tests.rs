@@ -266,7 +266,7 @@ fn query(location: &str, key: &str) -> Option<String> {
 }
 
 /// A signed-in user whose request carried the session's CSRF token, signed in at the epoch.
-fn signed_in(user: UserId) -> Caller {
+pub(super) fn signed_in(user: UserId) -> Caller {
     Caller::Session(SignedIn {
         user,
         admin: false,

@@ -212,15 +212,9 @@ impl TokenService {
         if client.access_mode != AccessMode::Testers {
             return Ok(());
         }
-        let user = self
-            .deps
-            .users
-            .get(user)
-            .await?
-            .filter(|u| !u.is_banned())
-            .ok_or_else(|| {
-                Error::invalid_grant("Invalid grant: the user's account is not active")
-            })?;
+        let user = self.deps.active_user(user).await?.ok_or_else(|| {
+            Error::invalid_grant("Invalid grant: the user's account is not active")
+        })?;
         client.admits_at_token(user.has_role(Role::Tester))
     }
 
@@ -740,12 +734,7 @@ impl TokenService {
         if !visible || !record.is_active(now) || rotated_out {
             return Ok(inactive);
         }
-        let Some(user) = deps
-            .users
-            .get(record.user_id)
-            .await?
-            .filter(|u| !u.is_banned())
-        else {
+        let Some(user) = deps.active_user(record.user_id).await? else {
             return Ok(inactive);
         };
         let buzz_limit = self.budgets_of(&record).await?.reported();
@@ -770,10 +759,8 @@ impl TokenService {
     async fn user_info(&self, user: UserId, oidc: OidcScopes) -> Result<UserInfo, Error> {
         let user = self
             .deps
-            .users
-            .get(user)
+            .active_user(user)
             .await?
-            .filter(|u| !u.is_banned())
             .ok_or_else(|| Error::invalid_token("Invalid or expired token"))?;
         let everything = oidc.is_empty();
         let profile = everything || oidc.contains(OidcScopes::PROFILE);
@@ -799,10 +786,8 @@ impl TokenService {
         let bearer = caller.bearer(Scope::NONE)?;
         let user = self
             .deps
-            .users
-            .get(bearer.user_id())
+            .active_user(bearer.user_id())
             .await?
-            .filter(|u| !u.is_banned())
             .ok_or_else(|| Error::invalid_token("Invalid or expired token"))?;
         let buzz_limit = self.budgets_of(&bearer.record).await?.reported();
         Ok(Me {
