@@ -72,6 +72,9 @@ impl Readiness for RedisReady {
     fn name(&self) -> &str {
         "redis"
     }
+    fn required(&self) -> bool {
+        false
+    }
     async fn check(&self) -> Result<(), String> {
         let probe = buzzgate_domain::token::TokenHash([0; 32]);
         TokenCache::get(&self.0, &probe)

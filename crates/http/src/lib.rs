@@ -45,6 +45,12 @@ pub struct Settings {
 #[async_trait]
 pub trait Readiness: Send + Sync {
     fn name(&self) -> &str;
+    /// Whether the node cannot issue tokens without it (the durable store). A failing
+    /// optional dependency (Redis: the node falls back to the database and the in-process
+    /// limiter) is reported as degraded, with a 200 (SPEC 11).
+    fn required(&self) -> bool {
+        true
+    }
     async fn check(&self) -> Result<(), String>;
 }
 
@@ -215,16 +221,27 @@ async fn healthz() -> Response {
     axum::Json(json!({"status": "ok"})).into_response()
 }
 
-/// `/readyz`: every store answers. 503 with the failing checks otherwise.
+/// `/readyz`: "not ready" (503) only when the node cannot issue tokens, i.e. a required
+/// store (the database) does not answer; an optional one (Redis) that fails is reported as
+/// degraded with a 200, because an orchestrator that saw every node unready would take the
+/// whole service down while it still works (SPEC 11).
 async fn readyz(State(st): State<AppState>) -> Response {
     let mut failures = serde_json::Map::new();
+    let mut degraded = serde_json::Map::new();
     for c in st.checks.iter() {
         if let Err(e) = c.check().await {
-            failures.insert(c.name().to_owned(), json!(e));
+            let bucket = if c.required() {
+                &mut failures
+            } else {
+                &mut degraded
+            };
+            bucket.insert(c.name().to_owned(), json!(e));
         }
     }
-    if failures.is_empty() {
+    if failures.is_empty() && degraded.is_empty() {
         axum::Json(json!({"status": "ready"})).into_response()
+    } else if failures.is_empty() {
+        axum::Json(json!({"status": "degraded", "degraded": degraded})).into_response()
     } else {
         let mut res = (
             StatusCode::SERVICE_UNAVAILABLE,
