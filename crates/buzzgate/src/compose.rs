@@ -7,16 +7,16 @@ use std::time::Duration as StdDuration;
 
 use async_trait::async_trait;
 use buzzgate_crypto::{Argon2Hasher, Es256Signer};
-use buzzgate_domain::memory::MemoryStore;
 use buzzgate_domain::ports::{
     AuditLog, BuzzStore, ClientStore, Clock, CodeStore, ConsentStore, DeviceStore,
-    FallbackRateLimiter, IdTokenSigner, OsRandom, RateLimiter, SessionStore, SystemClock,
-    TokenCache, TokenStore, UserStore,
+    FallbackRateLimiter, IdTokenSigner, OsRandom, OutageReport, RateLimiter, SessionStore,
+    SystemClock, TokenCache, TokenStore, UserStore,
 };
 use buzzgate_domain::service::maintenance::SweepPolicy;
 use buzzgate_domain::service::{Buzzgate, Config as CoreConfig, Deps, RateLimits};
 use buzzgate_domain::token::{TokenMinter, TokenPrefix};
 use buzzgate_http::{AppState, Readiness, Settings};
+use buzzgate_local::{LocalCache, LocalRateLimiter};
 use buzzgate_store_postgres::PgStore;
 use buzzgate_store_redis::{LayeredCache, RedisStore};
 use buzzgate_store_sqlite::SqliteStore;
@@ -187,18 +187,38 @@ where
     )
 }
 
+/// Logs outages of a shared rate limiter (the first, then one in every thousand).
+fn report_outage() -> OutageReport {
+    Arc::new(|error: &str, outages: u64| {
+        tracing::warn!(
+            error,
+            outages,
+            "shared rate limiter unavailable; the in-process limiter answers"
+        );
+    })
+}
+
 /// Builds a node from the configuration. `with_signer` false skips the key file (CLI use).
 pub async fn build(cfg: &Config, with_signer: bool) -> Result<Node, String> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let durable = durable(cfg, clock.clone()).await?;
-    let local = Arc::new(MemoryStore::new(clock.clone()));
+    let local_cache = LocalCache::new(cfg.cache_max_bytes(), clock.clone());
+    let local_limiter: Arc<dyn RateLimiter> = Arc::new(LocalRateLimiter::default());
     let (clients, consents, tokens, mut codes, mut devices, users, mut sessions, buzz, audit) =
         match &durable {
             Durable::Sqlite(s) => sql_ports(Arc::new(s.clone())),
             Durable::Postgres(p) => sql_ports(Arc::new(p.clone())),
         };
-    let mut rate_limiter: Arc<dyn RateLimiter> = local.clone();
-    let mut cache: Arc<dyn TokenCache> = local.clone();
+    // One node (SQLite): its own limiter. A Postgres cluster without Redis shares its limits
+    // through Postgres, with the node's own limiter taking over if Postgres cannot answer.
+    let mut rate_limiter: Arc<dyn RateLimiter> = match &durable {
+        Durable::Sqlite(_) => local_limiter.clone(),
+        Durable::Postgres(p) => Arc::new(
+            FallbackRateLimiter::new(Arc::new(p.clone()), local_limiter.clone())
+                .on_outage(report_outage()),
+        ),
+    };
+    let mut cache: Arc<dyn TokenCache> = Arc::new(local_cache.clone());
     let mut checks: Vec<Arc<dyn Readiness>> = vec![Arc::new(SqlReady(durable.clone()))];
     if let Some(url) = &cfg.redis_url {
         let redis = RedisStore::connect_lazy(url, &cfg.redis_prefix)
@@ -208,17 +228,11 @@ pub async fn build(cfg: &Config, with_signer: bool) -> Result<Node, String> {
         codes = shared.clone();
         devices = shared.clone();
         sessions = shared.clone();
-        rate_limiter = Arc::new(FallbackRateLimiter::new(shared, local.clone()).on_outage(
-            Arc::new(|error: &str, outages: u64| {
-                tracing::warn!(
-                    error,
-                    outages,
-                    "shared rate limiter unavailable; the in-process limiter answers"
-                );
-            }),
-        ));
+        rate_limiter = Arc::new(
+            FallbackRateLimiter::new(shared, local_limiter.clone()).on_outage(report_outage()),
+        );
         cache = Arc::new(
-            LayeredCache::new(redis.clone(), StdDuration::from_secs(1))
+            LayeredCache::with_local(redis.clone(), local_cache, StdDuration::from_secs(1))
                 .await
                 .map_err(|e| format!("cannot reach Redis at REDIS_URL: {e}"))?,
         );

@@ -44,6 +44,8 @@ pub struct Config {
     pub signing_key_file: String,
     /// `BUZZGATE_SWEEP_INTERVAL_SECONDS`: how often expired rows are swept (0 = never).
     pub sweep_interval_seconds: u64,
+    /// `BUZZGATE_CACHE_MAX_MB`: the in-process token cache's bound, in MiB (0: no cache).
+    pub cache_max_mb: u64,
 }
 
 impl Default for Config {
@@ -67,6 +69,7 @@ impl Default for Config {
             trusted_proxies: 0,
             signing_key_file: "buzzgate-signing-key.pem".into(),
             sweep_interval_seconds: 300,
+            cache_max_mb: 16,
         }
     }
 }
@@ -94,6 +97,7 @@ struct FileConfig {
     trusted_proxies: Option<usize>,
     signing_key_file: Option<String>,
     sweep_interval_seconds: Option<u64>,
+    cache_max_mb: Option<u64>,
 }
 
 /// `off` (or `0`) disables a limit; otherwise a positive number of requests per minute.
@@ -155,7 +159,8 @@ impl Config {
             scope_as_array,
             trusted_proxies,
             signing_key_file,
-            sweep_interval_seconds
+            sweep_interval_seconds,
+            cache_max_mb
         );
         if f.trust_forwarded == Some(true) && f.trusted_proxies.is_none() {
             self.trusted_proxies = 1;
@@ -256,6 +261,14 @@ impl Config {
         if let Some(v) = get("BUZZGATE_SIGNING_KEY_FILE") {
             self.signing_key_file = v;
         }
+        if let Some(v) = get("BUZZGATE_CACHE_MAX_MB") {
+            self.cache_max_mb = v
+                .trim()
+                .parse()
+                .ok()
+                .filter(|mb| *mb <= 1024 * 1024)
+                .ok_or_else(|| format!("BUZZGATE_CACHE_MAX_MB: expected MiB, got `{v}`"))?;
+        }
         if let Some(v) = get("BUZZGATE_SWEEP_INTERVAL_SECONDS") {
             self.sweep_interval_seconds = v.trim().parse().map_err(|_| {
                 format!("BUZZGATE_SWEEP_INTERVAL_SECONDS: expected seconds, got `{v}`")
@@ -296,6 +309,11 @@ impl Config {
             ));
         }
         Ok(self)
+    }
+
+    /// The token cache's bound in bytes.
+    pub fn cache_max_bytes(&self) -> u64 {
+        self.cache_max_mb.saturating_mul(1024 * 1024)
     }
 
     pub fn is_postgres(&self) -> bool {

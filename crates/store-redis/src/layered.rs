@@ -1,41 +1,29 @@
-//! A two-level `TokenCache`: a short-lived in-process map in front of the shared Redis cache,
-//! kept honest by the revocation channel. A revocation on any node removes the local entry
-//! on every node as soon as the message arrives; the local TTL bounds staleness even if a
-//! message were lost, and the local layer is bypassed whenever the subscription is down.
+//! A two-level `TokenCache`: a short-lived in-process layer ([`LocalCache`], bounded in bytes)
+//! in front of the shared Redis cache, kept honest by the revocation channel. A revocation on
+//! any node drops the entry from every node's layer as soon as the message arrives and leaves
+//! a tombstone there, so a read that fetched from Redis before the revocation cannot put it
+//! back; the local TTL bounds staleness even if a message were lost, and the local layer is
+//! bypassed whenever the subscription is down.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::time::{Duration as StdDuration, Instant};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration as StdDuration;
 
 use async_trait::async_trait;
 use buzzgate_domain::ports::{StoreResult, TokenCache};
 use buzzgate_domain::token::{TokenHash, TokenRecord};
+use buzzgate_local::LocalCache;
 use futures::StreamExt;
 use time::OffsetDateTime;
 
 use crate::RedisStore;
 use crate::cache::RevocationStream;
 
-/// Beyond this many local entries the expired ones are dropped, and if that is not enough,
-/// all of them (the shared cache still has them).
-const MAX_LOCAL: usize = 100_000;
-
-#[derive(Debug)]
-struct Local {
-    record: TokenRecord,
-    until: OffsetDateTime,
-    stale_at: Instant,
-}
-
 #[derive(Debug)]
 struct Inner {
     remote: RedisStore,
-    local_ttl: StdDuration,
-    local: Mutex<HashMap<TokenHash, Local>>,
-    /// Bumped (under the map's lock) by every revocation, so a read that fetched from Redis
-    /// before a revocation does not put its stale answer in the map after it.
-    epoch: AtomicU64,
+    local_ttl: time::Duration,
+    local: LocalCache,
     /// Whether revocations are being received; when not, the local layer is not used.
     listening: AtomicBool,
     listener: Mutex<Option<tokio::task::AbortHandle>>,
@@ -46,25 +34,6 @@ impl Drop for Inner {
         if let Some(h) = self.listener.get_mut().ok().and_then(Option::take) {
             h.abort();
         }
-    }
-}
-
-impl Inner {
-    fn map(&self) -> MutexGuard<'_, HashMap<TokenHash, Local>> {
-        // Every critical section leaves the map consistent, so a poisoned lock is usable.
-        self.local.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn forget(&self, hash: &TokenHash) {
-        let mut map = self.map();
-        self.epoch.fetch_add(1, Ordering::SeqCst);
-        map.remove(hash);
-    }
-
-    fn forget_all(&self) {
-        let mut map = self.map();
-        self.epoch.fetch_add(1, Ordering::SeqCst);
-        map.clear();
     }
 }
 
@@ -79,14 +48,25 @@ pub struct LayeredCache {
 impl LayeredCache {
     /// Subscribes to revocations (so none published after this returns is missed) and starts
     /// the listener. `local_ttl` bounds how long an entry is served from memory; keep it at
-    /// or below the revocation promise (1 s). Needs a Tokio runtime.
+    /// or below the revocation promise (1 s). The local layer holds at most
+    /// [`LocalCache::DEFAULT_MAX_BYTES`]; see [`LayeredCache::with_local`]. Needs a Tokio
+    /// runtime.
     pub async fn new(remote: RedisStore, local_ttl: StdDuration) -> StoreResult<LayeredCache> {
+        let local = LocalCache::new(LocalCache::DEFAULT_MAX_BYTES, remote.clock.clone());
+        Self::with_local(remote, local, local_ttl).await
+    }
+
+    /// As [`LayeredCache::new`], with the given local layer (its byte bound).
+    pub async fn with_local(
+        remote: RedisStore,
+        local: LocalCache,
+        local_ttl: StdDuration,
+    ) -> StoreResult<LayeredCache> {
         let stream = remote.subscribe_revocations().await?;
         let inner = Arc::new(Inner {
             remote,
-            local_ttl,
-            local: Mutex::default(),
-            epoch: AtomicU64::new(0),
+            local_ttl: time::Duration::try_from(local_ttl).unwrap_or(time::Duration::SECOND),
+            local,
             listening: AtomicBool::new(true),
             listener: Mutex::default(),
         });
@@ -102,33 +82,16 @@ impl LayeredCache {
 
     /// How many entries the local layer holds (for metrics and tests).
     pub fn local_len(&self) -> usize {
-        self.inner.map().len()
+        usize::try_from(self.inner.local.usage().0).unwrap_or(usize::MAX)
     }
 
-    fn remember(&self, record: &TokenRecord, until: OffsetDateTime, epoch: Option<u64>) {
+    fn remember(&self, record: &TokenRecord, until: OffsetDateTime) {
         let inner = &self.inner;
         if !inner.listening.load(Ordering::SeqCst) {
             return;
         }
-        let mut map = inner.map();
-        if epoch.is_some_and(|e| e != inner.epoch.load(Ordering::SeqCst)) {
-            return;
-        }
-        if map.len() >= MAX_LOCAL {
-            let now = Instant::now();
-            map.retain(|_, l| l.stale_at > now);
-            if map.len() >= MAX_LOCAL {
-                map.clear();
-            }
-        }
-        map.insert(
-            record.hash,
-            Local {
-                record: record.clone(),
-                until,
-                stale_at: Instant::now() + inner.local_ttl,
-            },
-        );
+        let local_until = until.min(inner.remote.clock.now() + inner.local_ttl);
+        inner.local.put_unless_revoked(record, local_until);
     }
 }
 
@@ -138,12 +101,12 @@ async fn listen(inner: Weak<Inner>, mut stream: RevocationStream) {
     loop {
         while let Some(hash) = stream.next().await {
             let Some(inner) = inner.upgrade() else { return };
-            inner.forget(&hash);
+            inner.local.forget(&[hash]);
         }
         let remote = {
             let Some(inner) = inner.upgrade() else { return };
             inner.listening.store(false, Ordering::SeqCst);
-            inner.forget_all();
+            inner.local.forget_all();
             inner.remote.clone()
         };
         let mut delay = StdDuration::from_millis(50);
@@ -159,7 +122,7 @@ async fn listen(inner: Weak<Inner>, mut stream: RevocationStream) {
         };
         let Some(inner) = inner.upgrade() else { return };
         // Anything may have been revoked while we were deaf.
-        inner.forget_all();
+        inner.local.forget_all();
         inner.listening.store(true, Ordering::SeqCst);
     }
 }
@@ -168,43 +131,30 @@ async fn listen(inner: Weak<Inner>, mut stream: RevocationStream) {
 impl TokenCache for LayeredCache {
     async fn get(&self, hash: &TokenHash) -> StoreResult<Option<TokenRecord>> {
         let inner = &self.inner;
-        let now = inner.remote.clock.now();
-        if inner.listening.load(Ordering::SeqCst) {
-            let mut map = inner.map();
-            match map.get(hash) {
-                Some(l) if l.stale_at > Instant::now() && now < l.until => {
-                    return Ok(Some(l.record.clone()));
-                }
-                Some(_) => {
-                    map.remove(hash);
-                }
-                None => {}
-            }
+        if inner.listening.load(Ordering::SeqCst)
+            && let Some(r) = inner.local.lookup(hash)
+        {
+            return Ok(Some(r));
         }
-        let epoch = inner.epoch.load(Ordering::SeqCst);
         let entry = inner.remote.cache_entry(hash).await?;
         Ok(entry.map(|e| {
-            self.remember(&e.record, e.until, Some(epoch));
+            // A revocation that arrived meanwhile left a tombstone: this is not kept.
+            self.remember(&e.record, e.until);
             e.record
         }))
     }
 
     async fn put(&self, record: &TokenRecord, until: OffsetDateTime) -> StoreResult<()> {
-        let epoch = self.inner.epoch.load(Ordering::SeqCst);
-        // Refused remotely (a revocation's tombstone stands): not kept locally either. A
-        // revocation published after the remote put bumps the epoch or finds the local
-        // entry, so it is never served past the message.
+        // Refused remotely (a revocation's tombstone stands): not kept locally either.
         if self.inner.remote.put_unless_revoked(record, until).await? {
-            self.remember(record, until, Some(epoch));
+            self.remember(record, until);
         }
         Ok(())
     }
 
     async fn invalidate(&self, hashes: &[TokenHash]) -> StoreResult<()> {
         // Locally first: this node must not serve it even if Redis is unreachable.
-        for h in hashes {
-            self.inner.forget(h);
-        }
+        self.inner.local.forget(hashes);
         self.inner.remote.invalidate(hashes).await
     }
 }

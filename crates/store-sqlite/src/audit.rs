@@ -1,14 +1,13 @@
-//! `AuditLog` (rows without foreign keys, newest first) and `RateLimiter` (fixed windows).
+//! `AuditLog`: rows without foreign keys, newest first.
 
 use async_trait::async_trait;
 use buzzgate_domain::audit::{AuditEvent, AuditKind, AuditQuery};
-use buzzgate_domain::ports::{AuditLog, RateLimiter, RateWindow, StoreResult};
+use buzzgate_domain::ports::{AuditLog, StoreResult};
 use sqlx::QueryBuilder;
 use sqlx::sqlite::SqliteRow;
-use time::OffsetDateTime;
 
-use crate::convert::{Cols, corrupt, to_json, u32_of, us};
-use crate::{SqliteStore, finish, map_err};
+use crate::convert::{Cols, corrupt, to_json, us};
+use crate::{SqliteStore, map_err};
 
 fn event_of(row: &SqliteRow) -> StoreResult<AuditEvent> {
     let c = Cols(row);
@@ -68,53 +67,5 @@ impl AuditLog for SqliteStore {
             .iter()
             .map(event_of)
             .collect()
-    }
-}
-
-#[async_trait]
-impl RateLimiter for SqliteStore {
-    async fn count(&self, key: &str, window: RateWindow, add: u32) -> StoreResult<u64> {
-        let mut tx = self.begin_write().await?;
-        // One statement: a newer window starts over, the current (or a newer stored) one
-        // counts on.
-        let out = sqlx::query(
-            "INSERT INTO rate_limits (key, window_start, count) VALUES (?1, ?2, ?3) \
-             ON CONFLICT (key) DO UPDATE SET \
-               count = CASE WHEN window_start < excluded.window_start \
-                            THEN excluded.count ELSE MIN(count + excluded.count, 4294967295) END, \
-               window_start = MAX(window_start, excluded.window_start) \
-             RETURNING count",
-        )
-        .bind(key)
-        .bind(window.start)
-        .bind(i64::from(add))
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(map_err)
-        .and_then(|row| Cols(&row).i64("count"));
-        Ok(u64::try_from(finish(tx, out).await?).unwrap_or(0))
-    }
-}
-
-impl SqliteStore {
-    /// Deletes at most `batch` rate-limit counters whose window started before `before`
-    /// (each key keeps one row for its current window; keys that stop being hit leave their
-    /// last row behind). Returns how many were deleted; call again while it returns `batch`.
-    pub async fn sweep_rate_limits(&self, before: OffsetDateTime, batch: u32) -> StoreResult<u32> {
-        if batch == 0 {
-            return Ok(0);
-        }
-        let mut tx = self.begin_write().await?;
-        let out = sqlx::query(
-            "DELETE FROM rate_limits WHERE key IN \
-             (SELECT key FROM rate_limits WHERE window_start < ? LIMIT ?)",
-        )
-        .bind(before.unix_timestamp())
-        .bind(i64::from(batch))
-        .execute(&mut *tx)
-        .await
-        .map(|done| u32_of(done.rows_affected()))
-        .map_err(map_err);
-        finish(tx, out).await
     }
 }

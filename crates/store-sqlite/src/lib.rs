@@ -13,7 +13,7 @@
 //! let store = SqliteStore::connect("sqlite://buzzgate.db").await?;
 //! store.ping().await?;
 //! // `store` implements ClientStore, ConsentStore, TokenStore, CodeStore, DeviceStore,
-//! // UserStore, SessionStore, BuzzStore, AuditLog and RateLimiter.
+//! // UserStore, SessionStore, BuzzStore and AuditLog.
 //! # Ok(()) }
 //! ```
 //!

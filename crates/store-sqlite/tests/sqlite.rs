@@ -12,7 +12,7 @@ use buzzgate_domain::buzz::{BuzzLimit, Currency, SpendSubject, status_windows};
 use buzzgate_domain::grant::refresh_token::RotationDecision;
 use buzzgate_domain::ports::{
     AuditLog, BuzzStore, ClientStore, CodeStore, ConsentStore, DeviceStore, InsertOutcome,
-    ManualClock, RateLimiter, RateWindow, SessionStore, SpendOutcome, TokenStore, UserStore,
+    ManualClock, SessionStore, SpendOutcome, TokenStore, UserStore,
 };
 use buzzgate_domain::token::TokenKind;
 use buzzgate_domain::user::{NewUser, Session, Username};
@@ -57,7 +57,6 @@ async fn first_start_creates_the_file_and_schema_and_reopening_keeps_the_data() 
         "buzz_balances",
         "buzz_ledger",
         "audit_log",
-        "rate_limits",
     ] {
         let n = count(
             &store,
@@ -85,8 +84,8 @@ async fn first_start_creates_the_file_and_schema_and_reopening_keeps_the_data() 
     );
     assert_eq!(
         count(&again, "SELECT COUNT(*) FROM _sqlx_migrations").await,
-        3,
-        "each of the three migrations is applied once"
+        4,
+        "each of the four migrations is applied once"
     );
     again.migrate().await.unwrap();
 }
@@ -664,40 +663,4 @@ async fn the_store_clock_decides_live_user_codes_and_live_token_counts() {
     );
     clock.set(now());
     assert_eq!(store.list_by_owner(u.id).await.unwrap()[0].active_tokens, 1);
-}
-
-#[tokio::test]
-async fn rate_limit_counters_roll_over_and_sweep() {
-    let store = SqliteStore::in_memory().await.unwrap();
-    let t = time::macros::datetime!(2026-03-01 10:00:59 UTC);
-    let w = RateWindow::containing(t, 60);
-    assert_eq!(store.count("k", w, 1).await.unwrap(), 1);
-    assert_eq!(store.count("k", w, 1).await.unwrap(), 2);
-    let next = RateWindow::containing(t + Duration::seconds(1), 60);
-    assert_eq!(store.count("k", next, 1).await.unwrap(), 1, "rolled over");
-    assert_eq!(
-        store.count("k", w, 1).await.unwrap(),
-        2,
-        "a late hit from a node behind counts in the newer window"
-    );
-    store.count("other", w, 1).await.unwrap();
-    assert_eq!(
-        count(&store, "SELECT COUNT(*) FROM rate_limits").await,
-        2,
-        "one row per key"
-    );
-    assert_eq!(
-        store
-            .sweep_rate_limits(t + Duration::seconds(1), 10)
-            .await
-            .unwrap(),
-        1
-    );
-    assert_eq!(
-        store
-            .sweep_rate_limits(t + Duration::seconds(61), 10)
-            .await
-            .unwrap(),
-        1
-    );
 }

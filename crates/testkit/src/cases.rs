@@ -1411,6 +1411,41 @@ pub async fn cache_put_after_invalidate_is_refused(p: &Ports) {
     );
 }
 
+/// Puts racing an invalidation of the same hash: once the invalidation is done, no put
+/// before or after it leaves the token cached (the tombstone check and the insert are one
+/// step against the invalidation). 50 rounds of 16 tasks.
+pub async fn concurrent_puts_never_outlive_an_invalidation(p: &Ports) {
+    let (cache,) = need!(p, cache);
+    for _ in 0..50 {
+        let (_, t) = fx::token(
+            TokenKind::Access,
+            buzzgate_domain::ids::UserId(1),
+            None,
+            None,
+        );
+        let tasks: Vec<_> = (0..16)
+            .map(|i| {
+                let (cache, t) = (cache.clone(), t.clone());
+                tokio::spawn(async move {
+                    if i == 8 {
+                        cache.invalidate(&[t.hash]).await.unwrap();
+                    } else {
+                        cache.put(&t, now() + Duration::seconds(60)).await.unwrap();
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        assert_eq!(
+            cache.get(&t.hash).await.unwrap(),
+            None,
+            "a put that raced the invalidation left the revoked token cached"
+        );
+    }
+}
+
 pub async fn cache_invalidation_reaches_peer(p: &Ports) {
     let (cache, peer) = need!(p, cache, cache_peer);
     let (_, t) = fx::token(

@@ -43,7 +43,8 @@ impl std::fmt::Debug for Ports {
 }
 
 impl Ports {
-    /// Every durable port and the rate limiter over one store (the SQL adapters' shape).
+    /// Every durable port over one store (the SQL adapters' shape). Add `rate_limiter` for
+    /// a store that also shares rate limits (Postgres).
     pub fn durable<S>(store: Arc<S>) -> Ports
     where
         S: ClientStore
@@ -55,7 +56,6 @@ impl Ports {
             + SessionStore
             + BuzzStore
             + AuditLog
-            + RateLimiter
             + 'static,
     {
         Ports {
@@ -67,8 +67,7 @@ impl Ports {
             users: Some(store.clone()),
             sessions: Some(store.clone()),
             buzz: Some(store.clone()),
-            audit: Some(store.clone()),
-            rate_limiter: Some(store),
+            audit: Some(store),
             ..Ports::default()
         }
     }
@@ -81,6 +80,7 @@ impl Ports {
         Ports {
             cache: Some(store.clone()),
             cache_peer: Some(store.clone()),
+            rate_limiter: Some(store.clone()),
             ..Ports::durable(store)
         }
     }
@@ -145,6 +145,7 @@ macro_rules! contract_suite {
                 buzz_window_spend, concurrent_spends_never_exceed_the_cap, concurrent_duplicate_spends_charge_once,
                 audit_query, rate_limit_fixed_window, concurrent_hits_respect_the_limit,
                 cache_round_trip, cache_put_after_invalidate_is_refused,
+                concurrent_puts_never_outlive_an_invalidation,
                 cache_invalidation_reaches_peer);
         }
     };

@@ -102,8 +102,10 @@ pub async fn store() -> Option<(PgStore, String)> {
 
 /// Every port this adapter provides over `store`.
 pub fn ports(store: PgStore, node2: Option<Ports>) -> Ports {
+    let store = Arc::new(store);
     Ports {
         node2: node2.map(Box::new),
-        ..Ports::durable(Arc::new(store))
+        rate_limiter: Some(store.clone()),
+        ..Ports::durable(store)
     }
 }
