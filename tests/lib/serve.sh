@@ -32,11 +32,19 @@ bg_healthy() {
         "$BG_URL/healthz" 2>/dev/null
 }
 
-# bg_start <client name>: build, register, serve, and wait for /healthz.
+# bg_start <client name> [client add options…]: build (release when BG_PROFILE=release),
+# register, serve, and wait for /healthz.
 bg_start() {
-    echo "== building buzzgate"
-    cargo build -q -p buzzgate --bin buzzgate
-    BIN="$TARGET_DIR/debug/buzzgate"
+    local name=$1
+    shift
+    local profile=${BG_PROFILE:-debug}
+    echo "== building buzzgate ($profile)"
+    if [[ $profile == release ]]; then
+        cargo build -q --release -p buzzgate --bin buzzgate
+    else
+        cargo build -q -p buzzgate --bin buzzgate
+    fi
+    BIN="$TARGET_DIR/$profile/buzzgate"
     [[ -x $BIN ]] || { echo "no binary at $BIN" >&2; exit 1; }
 
     local port=$((18080 + RANDOM % 1000))
@@ -53,8 +61,8 @@ bg_start() {
     echo "== registering user and client"
     printf '%s\n' "$BG_PASSWORD" | "$BIN" user add "$BG_USER" --email alice@example.com --password-stdin
     local client_json
-    client_json=$("$BIN" client add --owner "$BG_USER" --name "$1" \
-        --redirect-uri "$BG_REDIRECT_URI" --json)
+    client_json=$("$BIN" client add --owner "$BG_USER" --name "$name" \
+        --redirect-uri "$BG_REDIRECT_URI" --json "$@")
     BG_CLIENT_ID=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["clientId"])' "$client_json")
     BG_CLIENT_SECRET=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["clientSecret"])' "$client_json")
 
@@ -68,5 +76,5 @@ bg_start() {
         sleep 0.5
     done
     bg_healthy || { echo "buzzgate did not answer /healthz within 30 s" >&2; exit 1; }
-    export BIN BG_URL BG_USER BG_PASSWORD BG_CLIENT_ID BG_CLIENT_SECRET BG_REDIRECT_URI
+    export BIN BG_URL BG_USER BG_PASSWORD BG_CLIENT_ID BG_CLIENT_SECRET BG_REDIRECT_URI SERVER_PID
 }

@@ -3,6 +3,8 @@
 //! - `ci`: format check, clippy with warnings denied, then every test of the workspace.
 //! - `test`: the tests only (nextest when installed, else `cargo test`).
 //! - `tidy`: repository rules that a compiler cannot check (no stubs, the domain stays pure).
+//! - `memory`: a release node's resident memory while it mints and validates 60,000 tokens
+//!   (`tests/memory/run.sh`; minutes, so not part of `ci`).
 
 use std::env;
 use std::process::{Command, ExitCode};
@@ -13,8 +15,9 @@ fn main() -> ExitCode {
         "ci" => ci(),
         "test" => test(),
         "tidy" => tidy(),
+        "memory" => memory(),
         _ => {
-            eprintln!("usage: cargo xtask <ci|test|tidy>");
+            eprintln!("usage: cargo xtask <ci|test|tidy|memory>");
             return ExitCode::from(2);
         }
     };
@@ -149,4 +152,10 @@ fn tidy() -> Result<(), String> {
     }
     eprintln!("tidy: domain is pure; no stubs");
     Ok(())
+}
+
+fn memory() -> Result<(), String> {
+    let mut c = Command::new("bash");
+    c.arg("tests/memory/run.sh");
+    run(c)
 }
