@@ -753,6 +753,9 @@ pub struct Client {
     pub owner_buzz_limit: BuzzLimit,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
+    /// How many times the stored client has been replaced: the condition of
+    /// `ClientStore::update`, so an edit made from a stale read cannot undo another.
+    pub revision: u64,
 }
 
 impl Client {
@@ -786,6 +789,7 @@ impl Client {
             owner_buzz_limit: reg.owner_buzz_limit,
             created_at: now,
             updated_at: now,
+            revision: 0,
         }
     }
 

@@ -21,6 +21,10 @@ pub struct Consent {
     pub buzz_limit: BuzzLimit,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
+    /// How many times the stored consent has been written: the condition of
+    /// `ConsentStore::save`. Internal, never shown.
+    #[serde(skip)]
+    pub revision: u64,
 }
 
 /// Whether the consent page is needed for a request of `requested` (already trimmed).
@@ -127,6 +131,7 @@ pub fn record_approval(
         buzz_limit,
         created_at: existing.map_or(now, |c| c.created_at),
         updated_at: now,
+        revision: existing.map_or(0, |c| c.revision),
     }
 }
 
@@ -146,6 +151,7 @@ mod tests {
             buzz_limit: BuzzLimit::default(),
             created_at: T0,
             updated_at: T0,
+            revision: 0,
         }
     }
 

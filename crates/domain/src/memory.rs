@@ -25,7 +25,7 @@ use crate::grant::refresh_token::{RefreshRotation, RotationDecision};
 use crate::ids::{ClientId, FamilyId, SpendId, TokenId, UserId};
 use crate::ports::{
     AuditLog, BuzzStore, CACHE_TOMBSTONE_SECS, ClientStore, ClientSummary, Clock, CodeStore,
-    ConsentStore, DeviceStore, InsertOutcome, PasswordHasher, RateLimiter, RateWindow,
+    Conditional, ConsentStore, DeviceStore, InsertOutcome, PasswordHasher, RateLimiter, RateWindow,
     RefundOutcome, SessionStore, SpendOutcome, StoreResult, TokenCache, TokenStore, UserStore,
 };
 use crate::service::{Config, Deps};
@@ -186,14 +186,16 @@ impl ClientStore for MemoryStore {
         Ok(out)
     }
 
-    async fn update(&self, client: &Client) -> StoreResult<bool> {
+    async fn update(&self, client: &Client) -> StoreResult<Conditional> {
         let mut s = self.lock()?;
         Ok(match s.clients.get_mut(&client.id) {
-            Some(c) => {
+            Some(c) if c.revision == client.revision => {
                 *c = client.clone();
-                true
+                c.revision += 1;
+                Conditional::Written
             }
-            None => false,
+            Some(_) => Conditional::Stale,
+            None => Conditional::Missing,
         })
     }
 
@@ -243,17 +245,30 @@ impl ConsentStore for MemoryStore {
         Ok(self.lock()?.consents.get(&(user, client.clone())).cloned())
     }
 
-    async fn upsert(&self, consent: &Consent) -> StoreResult<()> {
+    async fn save(&self, consent: &Consent, read: Option<u64>) -> StoreResult<Conditional> {
         let mut s = self.lock()?;
         if !s.clients.contains_key(&consent.client_id) {
             // Mirrors the SQL foreign key: a consent for a deleted client is not stored.
-            return Ok(());
+            return Ok(Conditional::Missing);
         }
-        s.consents.insert(
-            (consent.user_id, consent.client_id.clone()),
-            consent.clone(),
-        );
-        Ok(())
+        let key = (consent.user_id, consent.client_id.clone());
+        Ok(match (s.consents.get_mut(&key), read) {
+            (None, None) => {
+                let mut fresh = consent.clone();
+                fresh.revision = 0;
+                s.consents.insert(key, fresh);
+                Conditional::Written
+            }
+            (Some(c), Some(r)) if c.revision == r => {
+                c.scope = consent.scope;
+                c.remembered = consent.remembered;
+                c.buzz_limit = consent.buzz_limit.clone();
+                c.updated_at = consent.updated_at;
+                c.revision = r + 1;
+                Conditional::Written
+            }
+            _ => Conditional::Stale,
+        })
     }
 
     async fn set_buzz_limit(
@@ -267,6 +282,7 @@ impl ConsentStore for MemoryStore {
         Ok(s.consents.get_mut(&(user, client.clone())).map(|c| {
             c.buzz_limit = limit.clone();
             c.updated_at = now;
+            c.revision += 1;
             c.clone()
         }))
     }

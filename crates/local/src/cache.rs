@@ -20,9 +20,7 @@ fn weight(_: &TokenHash, entry: &Entry) -> u32 {
     let r = &entry.record;
     let heap = r.name.as_ref().map_or(0, String::len)
         + r.client_id.as_ref().map_or(0, |c| c.as_str().len())
-        + r.buzz_limit
-            .as_ref()
-            .map_or(0, |l| l.budgets().len() * 96);
+        + r.buzz_limit.as_ref().map_or(0, |l| l.budgets().len() * 96);
     u32::try_from(std::mem::size_of::<Entry>() + heap + BOOKKEEPING).unwrap_or(u32::MAX)
 }
 

@@ -7,19 +7,19 @@ use buzzgate_domain::client::{
 };
 use buzzgate_domain::consent::Consent;
 use buzzgate_domain::ids::{ClientId, UserId};
-use buzzgate_domain::ports::{ClientStore, ClientSummary, ConsentStore, StoreResult};
+use buzzgate_domain::ports::{ClientStore, ClientSummary, Conditional, ConsentStore, StoreResult};
 use buzzgate_domain::token::TokenHash;
 use sqlx::types::Json;
 use time::OffsetDateTime;
 
 use crate::{
-    Done, PgStore, client_id_from, corrupt, db_code, hash_from, map_err, scope_from, scope_to,
-    transaction,
+    Done, PgStore, client_id_from, corrupt, db_code, hash_from, i64_of, map_err, revision_from,
+    scope_from, scope_to, transaction,
 };
 
 const CLIENT_COLUMNS: &str = "id, owner_id, name, description, redirect_uris, allowed_origins, \
      kind, secret_hash, grants, allowed_scopes, access_mode, is_verified, is_resource_server, \
-     created_at, updated_at, owner_buzz_limit";
+     created_at, updated_at, owner_buzz_limit, revision";
 
 #[derive(sqlx::FromRow)]
 pub(crate) struct ClientRow {
@@ -39,6 +39,7 @@ pub(crate) struct ClientRow {
     created_at: OffsetDateTime,
     updated_at: OffsetDateTime,
     owner_buzz_limit: Json<BuzzLimit>,
+    revision: i64,
 }
 
 #[derive(sqlx::FromRow)]
@@ -95,8 +96,22 @@ impl ClientRow {
             owner_buzz_limit: self.owner_buzz_limit.0,
             created_at: self.created_at,
             updated_at: self.updated_at,
+            revision: revision_from(self.revision)?,
         })
     }
+}
+
+/// Reads the outcome of a compare-and-set statement whose one row (if the record exists)
+/// carries the new revision in `written` (NULL when the revision was stale).
+fn conditional(row: Option<sqlx::postgres::PgRow>) -> StoreResult<Conditional> {
+    use sqlx::Row;
+    Ok(match row {
+        None => Conditional::Missing,
+        Some(r) => match r.try_get::<Option<i64>, _>("written").map_err(map_err)? {
+            Some(_) => Conditional::Written,
+            None => Conditional::Stale,
+        },
+    })
 }
 
 fn strings<T: ToString>(items: &[T]) -> Vec<String> {
@@ -180,19 +195,25 @@ impl ClientStore for PgStore {
             .collect()
     }
 
-    async fn update(&self, c: &Client) -> StoreResult<bool> {
+    async fn update(&self, c: &Client) -> StoreResult<Conditional> {
+        // One statement: the row is updated when its revision is still the one read, and
+        // the outer select tells a stale revision from a missing row.
         let q = sqlx::query(
-            "UPDATE clients SET owner_id = $2, name = $3, description = $4, redirect_uris = $5, \
-             allowed_origins = $6, kind = $7, secret_hash = $8, grants = $9, \
-             allowed_scopes = $10, access_mode = $11, is_verified = $12, \
+            "WITH done AS (UPDATE clients SET owner_id = $2, name = $3, description = $4, \
+             redirect_uris = $5, allowed_origins = $6, kind = $7, secret_hash = $8, \
+             grants = $9, allowed_scopes = $10, access_mode = $11, is_verified = $12, \
              is_resource_server = $13, created_at = $14, updated_at = $15, \
-             owner_buzz_limit = $16 WHERE id = $1",
+             owner_buzz_limit = $16, revision = revision + 1 \
+             WHERE id = $1 AND revision = $17 RETURNING revision) \
+             SELECT (SELECT revision FROM done) AS written \
+             WHERE EXISTS (SELECT 1 FROM done) OR EXISTS (SELECT 1 FROM clients WHERE id = $1)",
         );
-        let done = bind_client(q, c)
-            .execute(&self.pool)
+        let outcome = bind_client(q, c)
+            .bind(i64_of(c.revision))
+            .fetch_optional(&self.pool)
             .await
             .map_err(map_err)?;
-        Ok(done.rows_affected() > 0)
+        conditional(outcome)
     }
 
     async fn delete(&self, id: &ClientId) -> StoreResult<Option<Vec<TokenHash>>> {
@@ -247,6 +268,7 @@ struct ConsentRow {
     buzz_limit: Json<BuzzLimit>,
     created_at: OffsetDateTime,
     updated_at: OffsetDateTime,
+    revision: i64,
 }
 
 impl ConsentRow {
@@ -259,12 +281,13 @@ impl ConsentRow {
             buzz_limit: self.buzz_limit.0,
             created_at: self.created_at,
             updated_at: self.updated_at,
+            revision: revision_from(self.revision)?,
         })
     }
 }
 
 const CONSENT_COLUMNS: &str =
-    "user_id, client_id, scope, remembered, buzz_limit, created_at, updated_at";
+    "user_id, client_id, scope, remembered, buzz_limit, created_at, updated_at, revision";
 
 #[async_trait]
 impl ConsentStore for PgStore {
@@ -281,28 +304,43 @@ impl ConsentStore for PgStore {
         .transpose()
     }
 
-    async fn upsert(&self, c: &Consent) -> StoreResult<()> {
-        let done = sqlx::query(
-            "INSERT INTO consents (user_id, client_id, scope, remembered, buzz_limit, created_at, \
-             updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
-             ON CONFLICT (user_id, client_id) DO UPDATE SET scope = EXCLUDED.scope, \
-             remembered = EXCLUDED.remembered, buzz_limit = EXCLUDED.buzz_limit, \
-             created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at",
-        )
-        .bind(c.user_id.0)
-        .bind(c.client_id.as_str())
-        .bind(scope_to(c.scope))
-        .bind(c.remembered)
-        .bind(Json(&c.buzz_limit))
-        .bind(c.created_at)
-        .bind(c.updated_at)
-        .execute(&self.pool)
-        .await;
-        match done {
-            Ok(_) => Ok(()),
-            // The app was deleted meanwhile: its consent is not stored (as in the reference
-            // store); the next request for the app fails on the app itself.
-            Err(e) if db_code(&e).as_deref() == Some("23503") => Ok(()),
+    async fn save(&self, c: &Consent, read: Option<u64>) -> StoreResult<Conditional> {
+        // One statement each way; the outer select tells a stale read (the consent changed,
+        // appeared or went) from a missing app, whose consent is not stored.
+        let sql = match read {
+            None => {
+                "WITH done AS (INSERT INTO consents (user_id, client_id, scope, remembered, \
+                 buzz_limit, created_at, updated_at, revision) \
+                 SELECT $1, $2, $3, $4, $5, $7, $6, 0 \
+                 WHERE EXISTS (SELECT 1 FROM clients WHERE id = $2) \
+                 ON CONFLICT (user_id, client_id) DO NOTHING RETURNING revision) \
+                 SELECT (SELECT revision FROM done) AS written \
+                 WHERE EXISTS (SELECT 1 FROM done) OR EXISTS (SELECT 1 FROM clients WHERE id = $2)"
+            }
+            Some(_) => {
+                "WITH done AS (UPDATE consents SET scope = $3, remembered = $4, \
+                 buzz_limit = $5, updated_at = $6, revision = revision + 1 \
+                 WHERE user_id = $1 AND client_id = $2 AND revision = $7 RETURNING revision) \
+                 SELECT (SELECT revision FROM done) AS written \
+                 WHERE EXISTS (SELECT 1 FROM done) OR EXISTS (SELECT 1 FROM clients WHERE id = $2)"
+            }
+        };
+        let q = sqlx::query(sql)
+            .bind(c.user_id.0)
+            .bind(c.client_id.as_str())
+            .bind(scope_to(c.scope))
+            .bind(c.remembered)
+            .bind(Json(&c.buzz_limit))
+            .bind(c.updated_at);
+        let q = match read {
+            None => q.bind(c.created_at),
+            Some(r) => q.bind(i64_of(r)),
+        };
+        let row = q.fetch_optional(&self.pool).await;
+        match row {
+            Ok(row) => conditional(row),
+            // The app was deleted between the check and the insert: not stored.
+            Err(e) if db_code(&e).as_deref() == Some("23503") => Ok(Conditional::Missing),
             Err(e) => Err(map_err(e)),
         }
     }
@@ -315,7 +353,7 @@ impl ConsentStore for PgStore {
         now: OffsetDateTime,
     ) -> StoreResult<Option<Consent>> {
         sqlx::query_as::<_, ConsentRow>(&format!(
-            "UPDATE consents SET buzz_limit = $3, updated_at = $4 \
+            "UPDATE consents SET buzz_limit = $3, updated_at = $4, revision = revision + 1 \
              WHERE user_id = $1 AND client_id = $2 RETURNING {CONSENT_COLUMNS}"
         ))
         .bind(user.0)

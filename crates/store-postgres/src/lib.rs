@@ -545,6 +545,11 @@ pub(crate) fn client_id_from(s: &str) -> StoreResult<buzzgate_domain::ids::Clien
     buzzgate_domain::ids::ClientId::parse(s).ok_or_else(|| corrupt("client id"))
 }
 
+/// A compare-and-set revision from its BIGINT column.
+pub(crate) fn revision_from(v: i64) -> StoreResult<u64> {
+    u64::try_from(v).map_err(|_| corrupt("revision"))
+}
+
 /// `u64` amounts and intervals into BIGINT, saturating.
 pub(crate) fn i64_of(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)

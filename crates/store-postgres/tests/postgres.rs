@@ -13,7 +13,6 @@ use buzzgate_domain::StoreError;
 use buzzgate_domain::buzz::{
     BuzzLimit, Currency, IdempotencyKey, SpendPurpose, SpendRequest, SpendSubject,
 };
-use buzzgate_domain::consent::Consent;
 use buzzgate_domain::grant::authorization_code::CodeRedemption;
 use buzzgate_domain::grant::refresh_token::RotationDecision;
 use buzzgate_domain::ids::{ClientId, SpendId, UserId};
@@ -42,7 +41,7 @@ async fn count(schema: &str, sql_where: &str, table: &str) -> i64 {
 // ----- migrations and schema ------------------------------------------------------------------
 
 /// The migrations in `migrations/`, all applied once.
-const MIGRATIONS: i64 = 3;
+const MIGRATIONS: i64 = 4;
 
 #[tokio::test]
 async fn migrations_are_idempotent() {
@@ -235,7 +234,9 @@ async fn deleting_a_client_cascades_to_every_grant_row_but_not_audit() {
         .await
         .unwrap();
     DeviceStore::insert(&store, &fx::device(&c)).await.unwrap();
-    store.upsert(&consent(u.id, &c.id)).await.unwrap();
+    ConsentStore::save(&store, &fx::consent(u.id, &c.id), None)
+        .await
+        .unwrap();
     buzzgate_domain::ports::AuditLog::record(
         &store,
         &buzzgate_domain::audit::AuditEvent::new(
@@ -257,18 +258,6 @@ async fn deleting_a_client_cascades_to_every_grant_row_but_not_audit() {
     }
     assert_eq!(count(&schema, &of_client, "audit_events").await, 1);
     assert!(store.find(&kept.hash).await.unwrap().is_some());
-}
-
-fn consent(user: UserId, client: &ClientId) -> Consent {
-    Consent {
-        user_id: user,
-        client_id: client.clone(),
-        scope: buzzgate_domain::Scope::AI_SERVICES,
-        remembered: true,
-        buzz_limit: BuzzLimit::consent_default(),
-        created_at: now(),
-        updated_at: now(),
-    }
 }
 
 // ----- sweeps ---------------------------------------------------------------------------------
@@ -389,7 +378,12 @@ async fn foreign_key_violations_are_conflicts() {
         Err(StoreError::Conflict(_))
     ));
     // As in the reference store, a consent for an app that is gone is simply not kept.
-    store.upsert(&consent(u.id, &ghost.id)).await.unwrap();
+    assert_eq!(
+        ConsentStore::save(&store, &fx::consent(u.id, &ghost.id), None)
+            .await
+            .unwrap(),
+        buzzgate_domain::ports::Conditional::Missing
+    );
     assert_eq!(
         ConsentStore::get(&store, u.id, &ghost.id).await.unwrap(),
         None

@@ -5,12 +5,12 @@ use buzzgate_domain::buzz::BuzzLimit;
 use buzzgate_domain::client::{AccessMode, Client, ClientKind, Origin, SecretHash};
 use buzzgate_domain::consent::Consent;
 use buzzgate_domain::ids::{ClientId, UserId};
-use buzzgate_domain::ports::{ClientStore, ClientSummary, ConsentStore, StoreResult};
+use buzzgate_domain::ports::{ClientStore, ClientSummary, Conditional, ConsentStore, StoreResult};
 use buzzgate_domain::token::TokenHash;
 use sqlx::sqlite::SqliteRow;
 use time::OffsetDateTime;
 
-use crate::convert::{Cols, corrupt, enum_from, enum_str, to_json, us};
+use crate::convert::{Cols, corrupt, enum_from, enum_str, revision_col, to_json, us};
 use crate::{SqliteStore, finish, map_err};
 
 fn client_of(row: &SqliteRow) -> StoreResult<Client> {
@@ -36,6 +36,7 @@ fn client_of(row: &SqliteRow) -> StoreResult<Client> {
         owner_buzz_limit: c.json("owner_buzz_limit")?,
         created_at: c.time("created_at")?,
         updated_at: c.time("updated_at")?,
+        revision: c.revision()?,
     })
 }
 
@@ -116,20 +117,33 @@ impl ClientStore for SqliteStore {
             .collect()
     }
 
-    async fn update(&self, client: &Client) -> StoreResult<bool> {
+    async fn update(&self, client: &Client) -> StoreResult<Conditional> {
         let q = sqlx::query(
             "UPDATE clients SET owner_id = ?2, name = ?3, description = ?4, \
              redirect_uris = ?5, allowed_origins = ?6, kind = ?7, secret_hash = ?8, \
              grants = ?9, allowed_scopes = ?10, access_mode = ?11, is_verified = ?12, \
              is_resource_server = ?13, created_at = ?14, updated_at = ?15, \
-             owner_buzz_limit = ?16 WHERE id = ?1",
+             owner_buzz_limit = ?16, revision = revision + 1 WHERE id = ?1 AND revision = ?17",
         )
         .bind(client.id.as_str().to_owned());
         let done = bind_client(q, client)?
+            .bind(revision_col(client.revision))
             .execute(&self.pool)
             .await
             .map_err(map_err)?;
-        Ok(done.rows_affected() > 0)
+        if done.rows_affected() > 0 {
+            return Ok(Conditional::Written);
+        }
+        let exists = sqlx::query("SELECT 1 FROM clients WHERE id = ?")
+            .bind(client.id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(if exists.is_some() {
+            Conditional::Stale
+        } else {
+            Conditional::Missing
+        })
     }
 
     async fn delete(&self, id: &ClientId) -> StoreResult<Option<Vec<TokenHash>>> {
@@ -181,6 +195,7 @@ fn consent_of(row: &SqliteRow) -> StoreResult<Consent> {
         buzz_limit: c.json("buzz_limit")?,
         created_at: c.time("created_at")?,
         updated_at: c.time("updated_at")?,
+        revision: c.revision()?,
     })
 }
 
@@ -198,28 +213,48 @@ impl ConsentStore for SqliteStore {
             .transpose()
     }
 
-    async fn upsert(&self, consent: &Consent) -> StoreResult<()> {
-        // As the in-memory reference does: a consent for an app that no longer exists is not
-        // stored (and is not an error; the app's deletion won the race).
-        sqlx::query(
-            "INSERT INTO consents (user_id, client_id, scope, remembered, buzz_limit, \
-             created_at, updated_at) \
-             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 WHERE EXISTS (SELECT 1 FROM clients WHERE id = ?2) \
-             ON CONFLICT (user_id, client_id) DO UPDATE SET scope = excluded.scope, \
-             remembered = excluded.remembered, buzz_limit = excluded.buzz_limit, \
-             created_at = excluded.created_at, updated_at = excluded.updated_at",
-        )
-        .bind(consent.user_id.0)
-        .bind(consent.client_id.as_str())
-        .bind(i64::from(consent.scope.bits()))
-        .bind(i64::from(consent.remembered))
-        .bind(to_json(&consent.buzz_limit)?)
-        .bind(us(consent.created_at))
-        .bind(us(consent.updated_at))
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
-        Ok(())
+    async fn save(&self, consent: &Consent, read: Option<u64>) -> StoreResult<Conditional> {
+        let q = match read {
+            // As the in-memory reference does: a consent for an app that no longer exists is
+            // not stored (`Missing`, told apart below).
+            None => sqlx::query(
+                "INSERT INTO consents (user_id, client_id, scope, remembered, buzz_limit, \
+                 created_at, updated_at, revision) \
+                 SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8 \
+                 WHERE EXISTS (SELECT 1 FROM clients WHERE id = ?2) \
+                 ON CONFLICT (user_id, client_id) DO NOTHING",
+            ),
+            Some(_) => sqlx::query(
+                "UPDATE consents SET scope = ?3, remembered = ?4, buzz_limit = ?5, \
+                 updated_at = ?7, revision = revision + 1 \
+                 WHERE user_id = ?1 AND client_id = ?2 AND revision = ?8",
+            ),
+        };
+        let done = q
+            .bind(consent.user_id.0)
+            .bind(consent.client_id.as_str())
+            .bind(i64::from(consent.scope.bits()))
+            .bind(i64::from(consent.remembered))
+            .bind(to_json(&consent.buzz_limit)?)
+            .bind(us(consent.created_at))
+            .bind(us(consent.updated_at))
+            .bind(revision_col(read.unwrap_or(0)))
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        if done.rows_affected() > 0 {
+            return Ok(Conditional::Written);
+        }
+        let app = sqlx::query("SELECT 1 FROM clients WHERE id = ?")
+            .bind(consent.client_id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(if app.is_some() {
+            Conditional::Stale
+        } else {
+            Conditional::Missing
+        })
     }
 
     async fn set_buzz_limit(
@@ -230,7 +265,7 @@ impl ConsentStore for SqliteStore {
         now: OffsetDateTime,
     ) -> StoreResult<Option<Consent>> {
         sqlx::query(
-            "UPDATE consents SET buzz_limit = ?, updated_at = ? \
+            "UPDATE consents SET buzz_limit = ?, updated_at = ?, revision = revision + 1 \
              WHERE user_id = ? AND client_id = ? RETURNING *",
         )
         .bind(to_json(limit)?)

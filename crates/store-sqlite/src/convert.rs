@@ -26,6 +26,11 @@ pub(crate) fn from_us(v: i64) -> StoreResult<OffsetDateTime> {
         .map_err(|e| corrupt(format!("timestamp {v}: {e}")))
 }
 
+/// The stored form of a revision (a signed 64-bit column; a revision never gets near the top).
+pub(crate) fn revision_col(r: u64) -> i64 {
+    i64::try_from(r).unwrap_or(i64::MAX)
+}
+
 pub(crate) fn corrupt(what: impl std::fmt::Display) -> StoreError {
     StoreError::Internal(format!("sqlite: undecodable row: {what}"))
 }
@@ -84,6 +89,11 @@ impl Cols<'_> {
 
     pub(crate) fn opt_i64(&self, col: &str) -> StoreResult<Option<i64>> {
         self.get::<Option<i64>>(col)
+    }
+
+    /// A compare-and-set revision (`revision_col` is the way back).
+    pub(crate) fn revision(&self) -> StoreResult<u64> {
+        u64::try_from(self.i64("revision")?).map_err(|_| corrupt("revision"))
     }
 
     pub(crate) fn bool(&self, col: &str) -> StoreResult<bool> {

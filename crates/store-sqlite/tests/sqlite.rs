@@ -84,8 +84,8 @@ async fn first_start_creates_the_file_and_schema_and_reopening_keeps_the_data() 
     );
     assert_eq!(
         count(&again, "SELECT COUNT(*) FROM _sqlx_migrations").await,
-        4,
-        "each of the four migrations is applied once"
+        5,
+        "each of the five migrations is applied once"
     );
     again.migrate().await.unwrap();
 }
@@ -143,16 +143,8 @@ async fn deleting_a_client_cascades_in_the_tables_and_keeps_audit_and_ledger() {
     TokenStore::insert(&store, &[a, r, key.clone()])
         .await
         .unwrap();
-    let consent = buzzgate_domain::consent::Consent {
-        user_id: u.id,
-        client_id: c.id.clone(),
-        scope: buzzgate_domain::Scope::AI_SERVICES,
-        remembered: true,
-        buzz_limit: BuzzLimit::consent_default(),
-        created_at: now(),
-        updated_at: now(),
-    };
-    store.upsert(&consent).await.unwrap();
+    let consent = fx::consent(u.id, &c.id);
+    ConsentStore::save(&store, &consent, None).await.unwrap();
     CodeStore::insert(&store, &fx::code(u.id, &c.id))
         .await
         .unwrap();
@@ -219,7 +211,10 @@ async fn deleting_a_client_cascades_in_the_tables_and_keeps_audit_and_ledger() {
         "the ledger outlives the app"
     );
     // A consent for the deleted app is not stored (as in the reference store).
-    store.upsert(&consent).await.unwrap();
+    assert_eq!(
+        ConsentStore::save(&store, &consent, None).await.unwrap(),
+        buzzgate_domain::ports::Conditional::Missing
+    );
     assert_eq!(ConsentStore::get(&store, u.id, &c.id).await.unwrap(), None);
 }
 

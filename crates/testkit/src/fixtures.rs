@@ -168,3 +168,21 @@ pub fn spend(
     )
     .expect("valid spend")
 }
+
+/// A remembered AI-services consent of `user` for `client` with the default cap, not yet
+/// stored.
+pub fn consent(
+    user: UserId,
+    client: &buzzgate_domain::ids::ClientId,
+) -> buzzgate_domain::consent::Consent {
+    buzzgate_domain::consent::Consent {
+        user_id: user,
+        client_id: client.clone(),
+        scope: buzzgate_domain::Scope::AI_SERVICES,
+        remembered: true,
+        buzz_limit: buzzgate_domain::buzz::BuzzLimit::consent_default(),
+        created_at: now(),
+        updated_at: now(),
+        revision: 0,
+    }
+}

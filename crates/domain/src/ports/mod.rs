@@ -38,6 +38,18 @@ pub use system::{Clock, ManualClock, OsRandom, Random, SeededRandom, SystemClock
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// The outcome of a write made on condition that the record is still the revision the caller
+/// read (compare-and-set). The service reads again and retries on `Stale`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Conditional {
+    /// Written; the stored revision is one more than the one read.
+    Written,
+    /// The record was changed, created or deleted since it was read: nothing was written.
+    Stale,
+    /// There is no such record (for a consent: no such app): nothing was written.
+    Missing,
+}
+
 /// A client with the counts the owner's list shows.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClientSummary {
@@ -55,8 +67,10 @@ pub trait ClientStore: Send + Sync {
     async fn get(&self, id: &ClientId) -> StoreResult<Option<Client>>;
     /// The owner's apps, newest first, with live-token and consent counts.
     async fn list_by_owner(&self, owner: UserId) -> StoreResult<Vec<ClientSummary>>;
-    /// Replaces the stored client; `false` when it no longer exists.
-    async fn update(&self, client: &Client) -> StoreResult<bool>;
+    /// **ATOMIC** compare-and-set: replaces the stored client if its revision is still
+    /// `client.revision` (the one read), storing `client.revision + 1`; `Stale` if it changed
+    /// since, `Missing` if it no longer exists.
+    async fn update(&self, client: &Client) -> StoreResult<Conditional>;
     /// **ATOMIC**: deletes the client and every token, authorization code, device
     /// authorization and consent of it. Audit entries are not touched. Returns the hashes of
     /// the tokens deleted (for cache invalidation), or `None` if the client did not exist.
@@ -71,9 +85,18 @@ pub trait ClientStore: Send + Sync {
 #[async_trait]
 pub trait ConsentStore: Send + Sync {
     async fn get(&self, user: UserId, client: &ClientId) -> StoreResult<Option<Consent>>;
-    /// Inserts or replaces the consent of (user, client).
-    async fn upsert(&self, consent: &Consent) -> StoreResult<()>;
-    /// **ATOMIC**: replaces the Buzz limit of an existing consent (and its `updated_at`);
+    /// **ATOMIC** compare-and-set on what the caller read of (user, client):
+    /// - `read: None` (there was no consent): inserts `consent` with revision 0; `Stale` if
+    ///   one exists by now.
+    /// - `read: Some(r)`: if the stored consent is still revision `r`, replaces its scope,
+    ///   `remembered`, Buzz limit and `updated_at` and stores revision `r + 1`; `Stale` if it
+    ///   changed or was deleted since. `created_at` is never rewritten, so a consent revoked
+    ///   meanwhile cannot come back with its old creation time (`consent::covers_grant`).
+    ///
+    /// `Missing`, storing nothing, when the app no longer exists (its deletion won the race).
+    async fn save(&self, consent: &Consent, read: Option<u64>) -> StoreResult<Conditional>;
+    /// **ATOMIC**: replaces the Buzz limit of an existing consent (and its `updated_at`, and
+    /// adds one to its revision);
     /// `None`, writing nothing, when (user, client) has no consent. Never creates one.
     async fn set_buzz_limit(
         &self,

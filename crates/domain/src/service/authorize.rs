@@ -203,20 +203,13 @@ impl AuthorizeService {
                 });
             }
         };
-        let existing = deps.consents.get(user.id, &client.id).await?;
         let approval = Approval {
             remember: answer.remember,
             buzz_limit,
         };
-        let record = consent::record_approval(
-            existing.as_ref(),
-            user.id,
-            &client.id,
-            req.scope,
-            &approval,
-            now,
-        );
-        deps.consents.upsert(&record).await?;
+        let (existing, record) = deps
+            .record_consent(user.id, &client.id, req.scope, |_| approval.clone(), now)
+            .await?;
         if existing.as_ref().map(|c| &c.buzz_limit) != Some(&record.buzz_limit) {
             let ev = AuditEvent::new(AuditKind::BuzzLimitSet, now)
                 .user(user.id)

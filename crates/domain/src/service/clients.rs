@@ -7,9 +7,10 @@ use crate::audit::{AuditEvent, AuditKind};
 use crate::client::{AccessMode, Client, ClientRegistration, ClientSecret, ClientUpdate, Origin};
 use crate::error::Error;
 use crate::ids::ClientId;
-use crate::ports::ClientSummary;
+use crate::ports::{ClientSummary, Conditional};
+use time::OffsetDateTime;
 
-use super::{Access, Caller, Deps};
+use super::{Access, CONDITIONAL_ATTEMPTS, Caller, Deps};
 
 /// A created app: the secret is shown this once (`None` for public clients).
 #[derive(Debug, Clone)]
@@ -82,35 +83,52 @@ impl ClientService {
         id: &ClientId,
         update: ClientUpdate,
     ) -> Result<Client, Error> {
-        let current = self.owned(caller, id, Access::Write).await?;
-        if update.is_owner_only() && caller.account(Access::Write).ok() != Some(current.owner) {
-            return Err(Error::access_denied(
-                "Only the app's owner may set its owner Buzz limit",
-            ));
-        }
-        let now = self.deps.now();
-        let updated = update.apply(&current, now)?;
-        self.save(caller, updated, AuditKind::ClientUpdated).await
+        self.modify(caller, id, AuditKind::ClientUpdated, |current, now| {
+            if update.is_owner_only() && caller.account(Access::Write).ok() != Some(current.owner) {
+                return Err(Error::access_denied(
+                    "Only the app's owner may set its owner Buzz limit",
+                ));
+            }
+            update.clone().apply(current, now)
+        })
+        .await
     }
 
-    async fn save(
+    /// Reads the app, derives the next version with `change` and writes it on condition that
+    /// nobody wrote it since the read (`ClientStore::update`); if someone did, reads again and
+    /// re-applies the change, so an owner's edit never undoes an admin's and vice versa
+    /// (docs/domain.md, "Concurrent edits").
+    async fn modify(
         &self,
         caller: &Caller,
-        client: Client,
+        id: &ClientId,
         kind: AuditKind,
+        change: impl Fn(&Client, OffsetDateTime) -> Result<Client, Error>,
     ) -> Result<Client, Error> {
-        if !self.deps.clients.update(&client).await? {
-            return Err(Error::not_found("No such OAuth client"));
+        for _ in 0..CONDITIONAL_ATTEMPTS {
+            let current = self.owned(caller, id, Access::Write).await?;
+            let mut next = change(&current, self.deps.now())?;
+            next.revision = current.revision;
+            match self.deps.clients.update(&next).await? {
+                Conditional::Written => {
+                    next.revision += 1;
+                    let mut ev = AuditEvent::new(kind, self.deps.now())
+                        .client(&next.id)
+                        .scope(next.allowed_scopes)
+                        .meta("by", caller.kind());
+                    if let Ok(user) = caller.account(Access::Read) {
+                        ev = ev.user(user);
+                    }
+                    self.deps.audit(ev).await;
+                    return Ok(next);
+                }
+                Conditional::Stale => continue,
+                Conditional::Missing => return Err(Error::not_found("No such OAuth client")),
+            }
         }
-        let mut ev = AuditEvent::new(kind, self.deps.now())
-            .client(&client.id)
-            .scope(client.allowed_scopes)
-            .meta("by", caller.kind());
-        if let Ok(user) = caller.account(Access::Read) {
-            ev = ev.user(user);
-        }
-        self.deps.audit(ev).await;
-        Ok(client)
+        Err(Error::Conflict(
+            "The app was being changed by someone else at the same time; try again".into(),
+        ))
     }
 
     /// A new secret replaces the old at once; issued tokens keep working.
@@ -119,17 +137,25 @@ impl ClientService {
         caller: &Caller,
         id: &ClientId,
     ) -> Result<ClientSecret, Error> {
-        let mut client = self.owned(caller, id, Access::Write).await?;
-        if !client.is_confidential() {
-            return Err(Error::invalid_request(
-                "Public clients have no secret to rotate",
-            ));
-        }
         let secret = ClientSecret::generate(self.deps.random.as_ref());
-        client.secret_hash = Some(crate::client::SecretHash::of(secret.expose()));
-        client.updated_at = self.deps.now();
-        self.save(caller, client, AuditKind::ClientSecretRotated)
-            .await?;
+        let hash = crate::client::SecretHash::of(secret.expose());
+        self.modify(
+            caller,
+            id,
+            AuditKind::ClientSecretRotated,
+            |current, now| {
+                if !current.is_confidential() {
+                    return Err(Error::invalid_request(
+                        "Public clients have no secret to rotate",
+                    ));
+                }
+                let mut next = current.clone();
+                next.secret_hash = Some(hash);
+                next.updated_at = now;
+                Ok(next)
+            },
+        )
+        .await?;
         Ok(secret)
     }
 
@@ -162,12 +188,15 @@ impl ClientService {
         resource_server: Option<bool>,
     ) -> Result<Client, Error> {
         caller.admin(Access::Write)?;
-        let mut client = self.owned(caller, id, Access::Write).await?;
-        client.is_verified = verified.unwrap_or(client.is_verified);
-        client.access_mode = access_mode.unwrap_or(client.access_mode);
-        client.is_resource_server = resource_server.unwrap_or(client.is_resource_server);
-        client.updated_at = self.deps.now();
-        self.save(caller, client, AuditKind::ClientUpdated).await
+        self.modify(caller, id, AuditKind::ClientUpdated, |current, now| {
+            let mut next = current.clone();
+            next.is_verified = verified.unwrap_or(next.is_verified);
+            next.access_mode = access_mode.unwrap_or(next.access_mode);
+            next.is_resource_server = resource_server.unwrap_or(next.is_resource_server);
+            next.updated_at = now;
+            Ok(next)
+        })
+        .await
     }
 
     /// Whether a browser at `origin` may read the answer for the client `id`: only a public

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::audit::{AuditEvent, AuditKind};
 use crate::client::{Client, ClientAuth};
-use crate::consent::{self, Approval};
+use crate::consent::{Approval, Consent};
 use crate::error::{Error, StoreError};
 use crate::grant::device_code::{self, DeviceAuthorization, DeviceResolution, UserCode};
 use crate::scope::RequestedScope;
@@ -145,20 +145,13 @@ impl DeviceService {
         };
         let rec = deps.devices.resolve(&code, &resolution).await??;
         if approve {
-            let existing = deps.consents.get(user, &rec.client_id).await?;
-            let approval = Approval {
-                remember: existing.as_ref().is_some_and(|c| c.remembered),
+            // A device approval keeps the stored "remember" and Buzz limit.
+            let keep = |existing: Option<&Consent>| Approval {
+                remember: existing.is_some_and(|c| c.remembered),
                 buzz_limit: None,
             };
-            let record = consent::record_approval(
-                existing.as_ref(),
-                user,
-                &rec.client_id,
-                rec.scope,
-                &approval,
-                now,
-            );
-            deps.consents.upsert(&record).await?;
+            deps.record_consent(user, &rec.client_id, rec.scope, keep, now)
+                .await?;
         }
         let kind = if approve {
             AuditKind::AuthorizationGranted

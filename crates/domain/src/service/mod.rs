@@ -16,6 +16,8 @@ pub mod tokens;
 #[cfg(test)]
 mod port_failures;
 #[cfg(test)]
+mod races;
+#[cfg(test)]
 mod tests;
 
 use std::fmt;
@@ -26,16 +28,24 @@ use time::{Duration, OffsetDateTime};
 
 use crate::audit::AuditEvent;
 use crate::client::{Client, ClientAuth};
+use crate::consent::{self, Approval, Consent};
 use crate::error::Error;
-use crate::ids::UserId;
+use crate::ids::{ClientId, UserId};
 use crate::ports::{
-    AuditLog, BuzzStore, ClientStore, Clock, CodeStore, ConsentStore, DeviceStore, IdTokenSigner,
-    PasswordHasher, Random, RateLimiter, SessionStore, TokenCache, TokenStore, UserStore,
+    AuditLog, BuzzStore, ClientStore, Clock, CodeStore, Conditional, ConsentStore, DeviceStore,
+    IdTokenSigner, PasswordHasher, Random, RateLimiter, SessionStore, TokenCache, TokenStore,
+    UserStore,
 };
+use crate::scope::Scope;
 use crate::token::{TokenHash, TokenMinter};
 use crate::user::User;
 
 pub use caller::{Access, Caller, Credentials, SignedIn};
+
+/// How often a conditional write (`Conditional::Stale`) is re-read and retried before the
+/// request fails with `conflict`: only a record rewritten this many times during one request
+/// gets there.
+pub(crate) const CONDITIONAL_ATTEMPTS: usize = 8;
 pub use rate_limit::RateLimits;
 
 /// Settings the rules depend on. Defaults are the contract's.
@@ -148,6 +158,39 @@ impl Deps {
                 .await;
         }
         result
+    }
+
+    /// Records the user's approval of `scope` for `client` (`consent::record_approval` over the
+    /// stored consent), on condition that nobody changed or revoked the consent since it was
+    /// read (`ConsentStore::save`); if someone did, reads again and re-derives. Returns the
+    /// consent before (for the audit trail) and the one stored. An app deleted meanwhile
+    /// stores nothing and is not an error here: the code or device grant fails on the app.
+    pub async fn record_consent(
+        &self,
+        user: UserId,
+        client: &ClientId,
+        scope: Scope,
+        approval: impl Fn(Option<&Consent>) -> Approval,
+        now: OffsetDateTime,
+    ) -> Result<(Option<Consent>, Consent), Error> {
+        for _ in 0..CONDITIONAL_ATTEMPTS {
+            let existing = self.consents.get(user, client).await?;
+            let answer = approval(existing.as_ref());
+            let mut record =
+                consent::record_approval(existing.as_ref(), user, client, scope, &answer, now);
+            let read = existing.as_ref().map(|c| c.revision);
+            match self.consents.save(&record, read).await? {
+                Conditional::Stale => continue,
+                Conditional::Written => {
+                    record.revision = read.map_or(0, |r| r + 1);
+                    return Ok((existing, record));
+                }
+                Conditional::Missing => return Ok((existing, record)),
+            }
+        }
+        Err(Error::Conflict(
+            "The consent was being changed at the same time; try again".into(),
+        ))
     }
 
     /// Drops revoked tokens from every node's cache. Failing here fails the request: the

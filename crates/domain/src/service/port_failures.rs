@@ -287,7 +287,7 @@ async fn consent_write_failure_issues_no_code() {
     let w = world().await;
     let mut consents = MockConsentStore::new();
     consents.expect_get().returning(|_, _| Ok(None));
-    consents.expect_upsert().returning(|_| Err(down()));
+    consents.expect_save().returning(|_, _| Err(down()));
     let mut codes = MockCodeStore::new();
     codes.expect_insert().times(0);
     let gate = w.gate(|d| {

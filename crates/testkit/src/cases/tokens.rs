@@ -1,0 +1,367 @@
+//! Contract cases: Access and refresh tokens, families, rotation and API keys.
+
+#[allow(unused_imports)]
+use super::prelude::*;
+
+pub async fn tokens_insert_find_revoke(p: &Ports) {
+    let (users, clients, tokens) = need!(p, users, clients, tokens);
+    let (u, c) = fx::user_and_client(users.as_ref(), clients.as_ref()).await;
+    let (_, t) = fx::token(TokenKind::Access, u.id, Some(&c.id), None);
+    assert_eq!(
+        tokens.insert(std::slice::from_ref(&t)).await.unwrap(),
+        InsertOutcome::Inserted
+    );
+    assert_eq!(tokens.find(&t.hash).await.unwrap(), Some(t.clone()));
+    assert!(matches!(
+        tokens.insert(std::slice::from_ref(&t)).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let at = now();
+    let revoked = tokens.revoke(&t.hash, at).await.unwrap().expect("existed");
+    assert_eq!(revoked.revoked_at, Some(at));
+    assert_eq!(
+        tokens.find(&t.hash).await.unwrap().unwrap().revoked_at,
+        Some(at)
+    );
+    assert_eq!(
+        tokens.revoke(&TokenHash::of("nope"), at).await.unwrap(),
+        None
+    );
+    assert_eq!(tokens.find(&TokenHash::of("nope")).await.unwrap(), None);
+}
+
+pub async fn family_revocation_leaves_a_tombstone(p: &Ports) {
+    let (users, clients, tokens) = need!(p, users, clients, tokens);
+    let (u, c) = fx::user_and_client(users.as_ref(), clients.as_ref()).await;
+    let fam = fx::family();
+    let (_, a) = fx::token(TokenKind::Access, u.id, Some(&c.id), Some(fam));
+    let (_, r) = fx::token(TokenKind::Refresh, u.id, Some(&c.id), Some(fam));
+    let (_, other) = fx::token(TokenKind::Access, u.id, Some(&c.id), Some(fx::family()));
+    tokens.insert(&[a.clone(), r.clone()]).await.unwrap();
+    tokens.insert(std::slice::from_ref(&other)).await.unwrap();
+    let revoked: HashSet<_> = tokens
+        .revoke_family(fam, now())
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+    assert_eq!(revoked, HashSet::from([a.hash, r.hash]));
+    assert!(
+        tokens.revoke_family(fam, now()).await.unwrap().is_empty(),
+        "only tokens revoked now are returned"
+    );
+    assert_eq!(
+        tokens.find(&other.hash).await.unwrap().unwrap().revoked_at,
+        None
+    );
+    let (_, late) = fx::token(TokenKind::Access, u.id, Some(&c.id), Some(fam));
+    assert_eq!(
+        tokens.insert(std::slice::from_ref(&late)).await.unwrap(),
+        InsertOutcome::FamilyRevoked
+    );
+    assert_eq!(
+        tokens.find(&late.hash).await.unwrap(),
+        None,
+        "nothing of a refused insert is written"
+    );
+    // A family revoked before any of its tokens exists refuses them too.
+    let early = fx::family();
+    tokens.revoke_family(early, now()).await.unwrap();
+    let (_, t) = fx::token(TokenKind::Refresh, u.id, Some(&c.id), Some(early));
+    assert_eq!(
+        tokens.insert(std::slice::from_ref(&t)).await.unwrap(),
+        InsertOutcome::FamilyRevoked
+    );
+}
+
+pub async fn rotation_applies_the_decision(p: &Ports) {
+    let (users, clients, tokens) = need!(p, users, clients, tokens);
+    let (u, c) = fx::user_and_client(users.as_ref(), clients.as_ref()).await;
+    let (_, r) = fx::token(TokenKind::Refresh, u.id, Some(&c.id), Some(fx::family()));
+    tokens.insert(std::slice::from_ref(&r)).await.unwrap();
+    let at = now();
+    let first = fx::rotation(&c.id, at, GRACE);
+    let RotationDecision::Rotate {
+        mark_rotated: true,
+        access,
+        refresh,
+    } = tokens.rotate_refresh(&r.hash, &first).await.unwrap()
+    else {
+        panic!("first use rotates")
+    };
+    assert_eq!(
+        tokens.find(&access.hash).await.unwrap(),
+        Some(access.clone())
+    );
+    assert_eq!(
+        tokens.find(&refresh.hash).await.unwrap(),
+        Some(refresh.clone())
+    );
+    assert_eq!((refresh.family_id, refresh.user_id), (r.family_id, u.id));
+    assert_eq!(
+        tokens.find(&r.hash).await.unwrap().unwrap().rotated_at,
+        Some(at)
+    );
+    let retry = fx::rotation(&c.id, at + Duration::seconds(3), GRACE);
+    assert!(matches!(
+        tokens.rotate_refresh(&r.hash, &retry).await.unwrap(),
+        RotationDecision::Rotate {
+            mark_rotated: false,
+            ..
+        }
+    ));
+    assert_eq!(
+        tokens.find(&r.hash).await.unwrap().unwrap().rotated_at,
+        Some(at),
+        "a retry does not move the window"
+    );
+    assert!(
+        tokens
+            .find(&retry.new_refresh.hash)
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
+
+pub async fn rotation_reuse_after_grace_writes_nothing(p: &Ports) {
+    let (users, clients, tokens) = need!(p, users, clients, tokens);
+    let (u, c) = fx::user_and_client(users.as_ref(), clients.as_ref()).await;
+    let fam = fx::family();
+    let (_, r) = fx::token(TokenKind::Refresh, u.id, Some(&c.id), Some(fam));
+    tokens.insert(std::slice::from_ref(&r)).await.unwrap();
+    let at = now();
+    tokens
+        .rotate_refresh(&r.hash, &fx::rotation(&c.id, at, GRACE))
+        .await
+        .unwrap();
+    let late = fx::rotation(&c.id, at + GRACE, GRACE);
+    match tokens.rotate_refresh(&r.hash, &late).await.unwrap() {
+        RotationDecision::RevokeFamily { family, .. } => assert_eq!(family, fam),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(tokens.find(&late.new_refresh.hash).await.unwrap(), None);
+    // After the service revokes the family, its tokens refuse rotation.
+    tokens.revoke_family(fam, now()).await.unwrap();
+    let again = fx::rotation(&c.id, now(), GRACE);
+    assert!(matches!(
+        tokens.rotate_refresh(&r.hash, &again).await.unwrap(),
+        RotationDecision::Reject(Error::InvalidGrant(_))
+    ));
+}
+
+pub async fn rotation_of_unknown_token_is_rejected(p: &Ports) {
+    let (users, clients, tokens) = need!(p, users, clients, tokens);
+    let (_, c) = fx::user_and_client(users.as_ref(), clients.as_ref()).await;
+    let r = fx::rotation(&c.id, now(), GRACE);
+    assert!(matches!(
+        tokens
+            .rotate_refresh(&TokenHash::of("unknown"), &r)
+            .await
+            .unwrap(),
+        RotationDecision::Reject(_)
+    ));
+    assert_eq!(tokens.find(&r.new_access.hash).await.unwrap(), None);
+}
+
+pub async fn revoke_for_user_client(p: &Ports) {
+    let (users, clients, tokens) = need!(p, users, clients, tokens);
+    let (u, c) = fx::user_and_client(users.as_ref(), clients.as_ref()).await;
+    let other_user = fx::user(users.as_ref()).await;
+    let (_, mine) = fx::token(TokenKind::Access, u.id, Some(&c.id), Some(fx::family()));
+    let (_, theirs) = fx::token(TokenKind::Access, other_user.id, Some(&c.id), None);
+    tokens
+        .insert(&[mine.clone(), theirs.clone()])
+        .await
+        .unwrap();
+    let revoked = tokens
+        .revoke_for_user_client(u.id, &c.id, now())
+        .await
+        .unwrap();
+    assert_eq!(revoked, vec![mine.hash]);
+    assert!(
+        tokens
+            .find(&mine.hash)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at
+            .is_some()
+    );
+    assert!(
+        tokens
+            .find(&theirs.hash)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at
+            .is_none()
+    );
+}
+
+pub async fn api_keys_list_and_revoke(p: &Ports) {
+    let (users, tokens) = need!(p, users, tokens);
+    let u = fx::user(users.as_ref()).await;
+    let other = fx::user(users.as_ref()).await;
+    let (_, mut old) = fx::token(TokenKind::ApiKey, u.id, None, None);
+    old.name = Some("old".into());
+    old.buzz_limit = Some(BuzzLimit::per_period(10, 7).unwrap());
+    let (_, mut new) = fx::token(TokenKind::ApiKey, u.id, None, None);
+    new.issued_at = now() + Duration::seconds(2);
+    tokens.insert(&[old.clone(), new.clone()]).await.unwrap();
+    let listed = tokens.list_api_keys(u.id).await.unwrap();
+    assert_eq!(
+        listed,
+        vec![new.clone(), old.clone()],
+        "newest first, with name and limit"
+    );
+    assert_eq!(
+        tokens
+            .revoke_api_key(other.id, old.id, now())
+            .await
+            .unwrap(),
+        None,
+        "not theirs"
+    );
+    assert_eq!(
+        tokens.revoke_api_key(u.id, old.id, now()).await.unwrap(),
+        Some(old.hash)
+    );
+    assert_eq!(
+        tokens.revoke_api_key(u.id, old.id, now()).await.unwrap(),
+        None,
+        "already revoked"
+    );
+    assert_eq!(tokens.list_api_keys(u.id).await.unwrap(), vec![new]);
+}
+
+pub async fn token_sweep_is_bounded(p: &Ports) {
+    let (users, clients, tokens) = need!(p, users, clients, tokens);
+    let (u, c) = fx::user_and_client(users.as_ref(), clients.as_ref()).await;
+    let t0 = now();
+    let mut expired = Vec::new();
+    for _ in 0..5 {
+        let (_, mut t) = fx::token(TokenKind::Access, u.id, Some(&c.id), None);
+        t.expires_at = Some(t0 - Duration::seconds(10));
+        expired.push(t);
+    }
+    let (_, live) = fx::token(TokenKind::Access, u.id, Some(&c.id), None);
+    let (_, forever) = fx::token(TokenKind::ApiKey, u.id, None, None);
+    tokens.insert(&expired).await.unwrap();
+    tokens
+        .insert(&[live.clone(), forever.clone()])
+        .await
+        .unwrap();
+    // Other tests may share the store: count only what this case planted.
+    let mut total = 0;
+    for _ in 0..100 {
+        let n = tokens.sweep_expired(t0, 2).await.unwrap();
+        assert!(n <= 2, "a batch never exceeds its bound");
+        total += n;
+        if n < 2 {
+            break;
+        }
+    }
+    assert!(total >= 5);
+    for t in &expired {
+        assert_eq!(tokens.find(&t.hash).await.unwrap(), None);
+    }
+    assert!(tokens.find(&live.hash).await.unwrap().is_some());
+    assert!(tokens.find(&forever.hash).await.unwrap().is_some());
+}
+
+async fn concurrent_rotations(
+    p: &Ports,
+    grace: Duration,
+) -> Option<(Vec<RotationDecision>, buzzgate_domain::token::TokenRecord)> {
+    let (users, clients, tokens) = need_opt(p)?;
+    let (u, c) = fx::user_and_client(users.as_ref(), clients.as_ref()).await;
+    let (_, r) = fx::token(TokenKind::Refresh, u.id, Some(&c.id), Some(fx::family()));
+    tokens.insert(std::slice::from_ref(&r)).await.unwrap();
+    let at = now();
+    let tasks: Vec<_> = (0..64)
+        .map(|i| {
+            let tokens = p.node(i).tokens.clone().unwrap_or_else(|| tokens.clone());
+            let (hash, rot) = (r.hash, fx::rotation(&c.id, at, grace));
+            tokio::spawn(async move {
+                tokens
+                    .rotate_refresh(&hash, &rot)
+                    .await
+                    .expect("a race is never an error")
+            })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    Some((out, r))
+}
+
+#[allow(clippy::type_complexity)]
+fn need_opt(
+    p: &Ports,
+) -> Option<(
+    Arc<dyn buzzgate_domain::ports::UserStore>,
+    Arc<dyn buzzgate_domain::ports::ClientStore>,
+    Arc<dyn buzzgate_domain::ports::TokenStore>,
+)> {
+    Some((p.users.clone()?, p.clients.clone()?, p.tokens.clone()?))
+}
+
+pub async fn concurrent_rotations_inside_grace_all_rotate(p: &Ports) {
+    let Some((decisions, presented)) = concurrent_rotations(p, GRACE).await else {
+        return;
+    };
+    let marks = decisions
+        .iter()
+        .filter(|d| {
+            matches!(
+                d,
+                RotationDecision::Rotate {
+                    mark_rotated: true,
+                    ..
+                }
+            )
+        })
+        .count();
+    let rotations = decisions
+        .iter()
+        .filter(|d| matches!(d, RotationDecision::Rotate { .. }))
+        .count();
+    assert_eq!(
+        (rotations, marks),
+        (64, 1),
+        "all 64 succeed; exactly one marks the token"
+    );
+    let tokens = p.tokens.as_ref().unwrap();
+    for d in &decisions {
+        if let RotationDecision::Rotate { refresh, .. } = d {
+            assert!(tokens.find(&refresh.hash).await.unwrap().is_some());
+        }
+    }
+    assert!(
+        tokens
+            .find(&presented.hash)
+            .await
+            .unwrap()
+            .unwrap()
+            .rotated_at
+            .is_some()
+    );
+}
+
+pub async fn concurrent_rotations_without_grace_have_one_winner(p: &Ports) {
+    let Some((decisions, _)) = concurrent_rotations(p, Duration::ZERO).await else {
+        return;
+    };
+    let rotations = decisions
+        .iter()
+        .filter(|d| matches!(d, RotationDecision::Rotate { .. }))
+        .count();
+    let revokes = decisions
+        .iter()
+        .filter(|d| matches!(d, RotationDecision::RevokeFamily { .. }))
+        .count();
+    assert_eq!((rotations, revokes), (1, 63));
+}
