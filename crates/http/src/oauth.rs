@@ -83,12 +83,15 @@ async fn authorize_inner(
     let ip = client_ip.as_deref();
     let ap = authorize_params(params);
     let caller = auth::session_caller(core, headers, client_ip, Some(params)).await?;
-    let answering = *method == Method::POST && params.has("approved");
-    let outcome = match (&caller, answering) {
-        (Caller::Session(_), true) => {
+    let approved = match *method {
+        Method::POST => params.flag("approved")?,
+        _ => None,
+    };
+    let outcome = match (&caller, approved) {
+        (Caller::Session(_), Some(approved)) => {
             let answer = ConsentAnswer {
-                approved: params.get("approved") == Some("true"),
-                remember: matches!(params.get("remember"), Some("true" | "on" | "1")),
+                approved,
+                remember: params.flag("remember")?.unwrap_or(false),
                 buzz_limit: params.owned("buzz_limit"),
             };
             core.authorize().decide(&ap, &caller, &answer, ip).await?
@@ -474,7 +477,7 @@ pub async fn device_info(
     .into_response())
 }
 
-/// `POST /device-approve` (session): `approve` defaults to true; `approve=false` denies.
+/// `POST /device-approve` (session): approves unless `approve=false` ([`Params::device_decision`]).
 pub async fn device_approve(
     State(st): State<AppState>,
     ip: ClientIp,
@@ -487,7 +490,7 @@ pub async fn device_approve(
     let code = params
         .get("user_code")
         .ok_or_else(|| Error::invalid_request("Missing user_code"))?;
-    let approve = !matches!(params.get("approve"), Some("false" | "0"));
+    let approve = params.device_decision()?;
     st.core
         .device()
         .resolve(&caller, code, approve, ip.as_deref())

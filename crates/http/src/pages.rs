@@ -433,7 +433,7 @@ pub async fn device_submit(
 ) -> Response {
     let run = async {
         let caller = auth::session_caller(&st.core, &headers, &ip, Some(&params)).await?;
-        let approve = params.get("approve") == Some("true");
+        let approve = params.device_decision()?;
         st.core
             .device()
             .resolve(

@@ -258,6 +258,29 @@ impl Params {
     pub fn has(&self, key: &str) -> bool {
         self.get(key).is_some()
     }
+
+    /// A yes/no field, one rule for every form and JSON body: `true`, `on`, `1` and `yes`
+    /// are yes; `false`, `off`, `0` and `no` are no (any case); absent is `None`; anything
+    /// else is `invalid_request`, never a silent guess.
+    pub fn flag(&self, key: &str) -> Result<Option<bool>, Error> {
+        let Some(v) = self.get(key) else {
+            return Ok(None);
+        };
+        match v.to_ascii_lowercase().as_str() {
+            "true" | "on" | "1" | "yes" => Ok(Some(true)),
+            "false" | "off" | "0" | "no" => Ok(Some(false)),
+            _ => Err(Error::InvalidRequest(
+                format!("`{key}` must be true or false").into(),
+            )),
+        }
+    }
+
+    /// A device approval's answer (`approve`), the same on the JSON endpoint and the page:
+    /// absent means approve (posting the code is approving, as Civitai's `device-approve`
+    /// does); `approve=false` denies.
+    pub fn device_decision(&self) -> Result<bool, Error> {
+        Ok(self.flag("approve")?.unwrap_or(true))
+    }
 }
 
 impl<S: Send + Sync> FromRequest<S> for Params {
@@ -323,6 +346,33 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn one(k: &str, v: &str) -> Params {
+        Params(vec![(k.into(), v.into())])
+    }
+
+    #[test]
+    fn yes_no_fields_follow_one_rule_and_refuse_anything_else() {
+        for yes in ["true", "on", "1", "yes", "TRUE"] {
+            assert_eq!(one("remember", yes).flag("remember"), Ok(Some(true)), "{yes}");
+        }
+        for no in ["false", "off", "0", "no", "False"] {
+            assert_eq!(one("remember", no).flag("remember"), Ok(Some(false)), "{no}");
+        }
+        assert_eq!(Params::default().flag("remember"), Ok(None));
+        let err = one("approved", "maybe").flag("approved").unwrap_err();
+        assert_eq!(err.code(), "invalid_request");
+        assert!(err.to_string().contains("`approved` must be true or false"));
+    }
+
+    #[test]
+    fn a_device_decision_is_approve_unless_told_otherwise_on_every_surface() {
+        assert_eq!(Params::default().device_decision(), Ok(true));
+        assert_eq!(one("approve", "true").device_decision(), Ok(true));
+        assert_eq!(one("approve", "false").device_decision(), Ok(false));
+        assert_eq!(one("approve", "0").device_decision(), Ok(false));
+        assert!(one("approve", "nah").device_decision().is_err());
+    }
 
     #[test]
     fn forms_decode_plus_and_percent() {
