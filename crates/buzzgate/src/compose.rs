@@ -2,13 +2,12 @@
 //! services, the HTTP router and the background sweeper.
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use std::time::Duration as StdDuration;
 
 use async_trait::async_trait;
 use buzzgate_crypto::{Argon2Hasher, Es256Signer};
 use buzzgate_domain::ports::{
-    AuditLog, BuzzStore, ClientStore, Clock, CodeStore, ConsentStore, DeviceStore,
+    AuditLog, BuzzStore, ClientStore, Clock, CodeStore, ConsentStore, DeviceStore, Failures,
     FallbackRateLimiter, IdTokenSigner, OsRandom, OutageReport, RateLimiter, SessionStore,
     SystemClock, TokenCache, TokenStore, UserStore,
 };
@@ -260,7 +259,13 @@ pub async fn build(cfg: &Config, with_signer: bool) -> Result<Node, String> {
         clock,
         random: Arc::new(OsRandom),
         config: core_config(cfg)?,
-        audit_failures: AtomicU64::new(0),
+        audit_failures: Failures::reporting(Arc::new(|error: &str, failures: u64| {
+            tracing::warn!(
+                error,
+                failures,
+                "audit write failed; the request it describes went through unaudited"
+            );
+        })),
     };
     let core = Buzzgate::new(deps);
     let settings = Settings {

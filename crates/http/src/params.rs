@@ -354,10 +354,18 @@ mod tests {
     #[test]
     fn yes_no_fields_follow_one_rule_and_refuse_anything_else() {
         for yes in ["true", "on", "1", "yes", "TRUE"] {
-            assert_eq!(one("remember", yes).flag("remember"), Ok(Some(true)), "{yes}");
+            assert_eq!(
+                one("remember", yes).flag("remember"),
+                Ok(Some(true)),
+                "{yes}"
+            );
         }
         for no in ["false", "off", "0", "no", "False"] {
-            assert_eq!(one("remember", no).flag("remember"), Ok(Some(false)), "{no}");
+            assert_eq!(
+                one("remember", no).flag("remember"),
+                Ok(Some(false)),
+                "{no}"
+            );
         }
         assert_eq!(Params::default().flag("remember"), Ok(None));
         let err = one("approved", "maybe").flag("approved").unwrap_err();

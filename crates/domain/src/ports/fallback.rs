@@ -13,11 +13,50 @@ use crate::error::StoreError;
 /// (the composition root logs it; the domain does no I/O).
 pub type OutageReport = Arc<dyn Fn(&str, u64) + Send + Sync>;
 
+/// A count of failures that are absorbed rather than returned (a limiter outage answered by
+/// the fallback, an audit write lost after its fact committed): never silent, the first and
+/// every 1,000th go to the [`OutageReport`], and the count is there for metrics.
+#[derive(Default)]
+pub struct Failures {
+    count: AtomicU64,
+    report: Option<OutageReport>,
+}
+
+impl std::fmt::Debug for Failures {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Failures")
+            .field("count", &self.count())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Failures {
+    pub fn reporting(report: OutageReport) -> Failures {
+        Failures {
+            count: AtomicU64::new(0),
+            report: Some(report),
+        }
+    }
+
+    /// Counts one failure, reporting it when it is the first or a 1,000th.
+    pub fn record(&self, error: &str) {
+        let n = self.count.fetch_add(1, Ordering::Relaxed) + 1;
+        if n % 1000 == 1
+            && let Some(report) = &self.report
+        {
+            report(error, n);
+        }
+    }
+
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+}
+
 pub struct FallbackRateLimiter {
     primary: Arc<dyn RateLimiter>,
     fallback: Arc<dyn RateLimiter>,
-    outages: AtomicU64,
-    on_outage: Option<OutageReport>,
+    outages: Failures,
 }
 
 impl std::fmt::Debug for FallbackRateLimiter {
@@ -33,20 +72,19 @@ impl FallbackRateLimiter {
         FallbackRateLimiter {
             primary,
             fallback,
-            outages: AtomicU64::new(0),
-            on_outage: None,
+            outages: Failures::default(),
         }
     }
 
     /// Reports outages through `report` (see [`OutageReport`]).
     pub fn on_outage(mut self, report: OutageReport) -> Self {
-        self.on_outage = Some(report);
+        self.outages = Failures::reporting(report);
         self
     }
 
     /// Hits answered by the fallback because the primary was unavailable.
     pub fn outages(&self) -> u64 {
-        self.outages.load(Ordering::Relaxed)
+        self.outages.count()
     }
 }
 
@@ -55,14 +93,9 @@ impl RateLimiter for FallbackRateLimiter {
     async fn count(&self, key: &str, window: RateWindow, add: u32) -> StoreResult<u64> {
         match self.primary.count(key, window, add).await {
             Err(StoreError::Unavailable(e)) => {
-                let n = self.outages.fetch_add(1, Ordering::Relaxed) + 1;
                 // Counted and reported, never silent (SPEC 10); the first of every 1,000 is
                 // enough for an operator to notice without flooding the log.
-                if n % 1000 == 1
-                    && let Some(report) = &self.on_outage
-                {
-                    report(&e, n);
-                }
+                self.outages.record(&e);
                 self.fallback.count(key, window, add).await
             }
             other => other,
@@ -82,6 +115,27 @@ mod tests {
 
     fn fallback() -> Arc<dyn RateLimiter> {
         Arc::new(MemoryStore::new(Arc::new(ManualClock::at_epoch())))
+    }
+
+    #[test]
+    fn absorbed_failures_report_the_first_and_every_thousandth() {
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        let f = Failures::reporting(Arc::new(move |e: &str, n: u64| {
+            sink.lock().unwrap().push((e.to_owned(), n));
+        }));
+        for _ in 0..2001 {
+            f.record("db down");
+        }
+        assert_eq!(f.count(), 2001);
+        assert_eq!(
+            *seen.lock().unwrap(),
+            vec![
+                ("db down".to_owned(), 1),
+                ("db down".to_owned(), 1001),
+                ("db down".to_owned(), 2001)
+            ]
+        );
     }
 
     #[tokio::test]

@@ -33,7 +33,7 @@ use crate::token::{TokenHash, TokenRecord};
 use crate::user::{NewUser, Session, User, Username};
 
 pub use crate::rate::{RateDecision, RateWindow};
-pub use fallback::{FallbackRateLimiter, OutageReport};
+pub use fallback::{Failures, FallbackRateLimiter, OutageReport};
 pub use system::{Clock, ManualClock, OsRandom, Random, SeededRandom, SystemClock};
 
 pub type StoreResult<T> = Result<T, StoreError>;

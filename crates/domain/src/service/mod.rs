@@ -22,7 +22,6 @@ mod tests;
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use time::{Duration, OffsetDateTime};
 
@@ -33,8 +32,8 @@ use crate::error::Error;
 use crate::ids::{ClientId, UserId};
 use crate::ports::{
     AuditLog, BuzzStore, ClientStore, Clock, CodeStore, Conditional, ConsentStore, DeviceStore,
-    IdTokenSigner, PasswordHasher, Random, RateLimiter, SessionStore, TokenCache, TokenStore,
-    UserStore,
+    Failures, IdTokenSigner, PasswordHasher, Random, RateLimiter, SessionStore, TokenCache,
+    TokenStore, UserStore,
 };
 use crate::scope::Scope;
 use crate::token::{TokenHash, TokenMinter};
@@ -98,8 +97,9 @@ pub struct Deps {
     pub clock: Arc<dyn Clock>,
     pub random: Arc<dyn Random>,
     pub config: Config,
-    /// Audit writes that failed (they never fail the request that caused them).
-    pub audit_failures: AtomicU64,
+    /// Audit writes that failed (they never fail the request that caused them): counted and
+    /// reported (the composition root logs them).
+    pub audit_failures: Failures,
 }
 
 impl fmt::Debug for Deps {
@@ -127,8 +127,8 @@ impl Deps {
     /// Records an audit event after the fact it describes has committed. A failure is counted,
     /// not returned: the caller's state change already happened and must be reported.
     pub async fn audit(&self, event: AuditEvent) {
-        if self.audit.record(&event).await.is_err() {
-            self.audit_failures.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = self.audit.record(&event).await {
+            self.audit_failures.record(&e.to_string());
         }
     }
 
