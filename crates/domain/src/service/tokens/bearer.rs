@@ -1,0 +1,101 @@
+//! Bearer tokens: validation (through the cache), what they identify, and the Buzz budgets
+//! behind them.
+
+use crate::consent::Budgets;
+use crate::error::Error;
+use crate::ids::{ClientId, UserId};
+use crate::scope::Scope;
+use crate::token::{TokenHash, TokenRecord};
+
+use super::TokenService;
+
+/// The authenticated identity behind a bearer token.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Bearer {
+    pub record: TokenRecord,
+}
+
+impl Bearer {
+    pub fn user_id(&self) -> UserId {
+        self.record.user_id
+    }
+    pub fn scope(&self) -> Scope {
+        self.record.scope
+    }
+    /// The insufficient-scope contract: 403 naming the missing scope.
+    pub fn require(&self, required: Scope) -> Result<(), Error> {
+        if self.record.scope.contains(required) {
+            Ok(())
+        } else {
+            Err(Error::InsufficientScope { required })
+        }
+    }
+    /// `{"type":"oauth","id":<client>}` or `{"type":"apiKey","id":<key id>}`.
+    pub fn subject(&self) -> Subject {
+        match &self.record.client_id {
+            Some(c) => Subject::OAuth(c.clone()),
+            None => Subject::ApiKey(self.record.id.to_string()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Subject {
+    OAuth(ClientId),
+    ApiKey(String),
+}
+
+impl TokenService {
+    /// Validates a bearer token: an active access token or API key. Served from the cache
+    /// when it can be; the cache never outlives the token, never takes back a token revoked
+    /// after this read (its tombstone refuses the put), and cache failures fall back to the
+    /// store.
+    pub async fn validate_bearer(&self, token: &str) -> Result<Bearer, Error> {
+        let invalid = || Error::invalid_token("Invalid or expired token");
+        let hash = TokenHash::of_presented(token).ok_or_else(invalid)?;
+        let deps = &self.deps;
+        let now = deps.now();
+        let cached = deps.cache.get(&hash).await.ok().flatten();
+        let record = match cached {
+            Some(r) => r,
+            None => {
+                let r = deps.tokens.find(&hash).await?.ok_or_else(invalid)?;
+                if r.is_active(now) && r.kind.is_bearer() {
+                    let until = r.expires_at.map_or(now + deps.config.cache_ttl, |e| {
+                        e.min(now + deps.config.cache_ttl)
+                    });
+                    let _ = deps.cache.put(&r, until).await;
+                }
+                r
+            }
+        };
+        if !record.kind.is_bearer() || !record.is_active(now) {
+            return Err(invalid());
+        }
+        Ok(Bearer { record })
+    }
+
+    /// The Buzz budgets behind a bearer: the API key's own, or for an app token the consent's
+    /// (and the owner's cap when the user owns the app). Fail closed: an app token without a
+    /// consent (and not its owner's) may spend nothing (SPEC 13).
+    pub async fn budgets_of(&self, record: &TokenRecord) -> Result<Budgets, Error> {
+        let Some(client_id) = &record.client_id else {
+            return Ok(Budgets::Within(
+                record.buzz_limit.clone().unwrap_or_default(),
+            ));
+        };
+        let deps = &self.deps;
+        let consent = deps.consents.get(record.user_id, client_id).await?;
+        let owner_limit = match deps.clients.get(client_id).await? {
+            Some(c) if c.owner == record.user_id => Some(c.owner_buzz_limit),
+            Some(_) => None,
+            // The app is gone (deleted while this token was cached): nothing may be spent.
+            None => return Ok(Budgets::NoConsent),
+        };
+        Ok(Budgets::for_app(
+            consent.as_ref(),
+            owner_limit.is_some(),
+            &owner_limit.unwrap_or_default(),
+        ))
+    }
+}

@@ -1,0 +1,38 @@
+//! The `client_credentials` grant: a confidential app acting for its owner, without a refresh
+//! token.
+
+use crate::client::Client;
+use crate::error::Error;
+use crate::grant::client_credentials;
+use crate::scope::{OidcScopes, RequestedScope};
+use crate::token::TokenResponse;
+
+use super::{Issue, TokenService};
+
+impl TokenService {
+    pub(super) async fn client_credentials(
+        &self,
+        client: &Client,
+        scope: &Option<String>,
+        ip: Option<&str>,
+    ) -> Result<TokenResponse, Error> {
+        let requested = match scope.as_deref().filter(|s| !s.trim().is_empty()) {
+            Some(s) => RequestedScope::parse_permissions(s)?,
+            None => None,
+        };
+        let scope = client_credentials::grant_scope(client, requested)?;
+        self.admit(client, client.owner).await?;
+        let issue = Issue {
+            client,
+            user_id: client.owner,
+            scope,
+            family: None,
+            auth_time: None,
+            with_refresh: false,
+            grant: "client_credentials",
+            ip,
+            oidc: OidcScopes::NONE,
+        };
+        Ok(self.issue(issue).await?.0)
+    }
+}
