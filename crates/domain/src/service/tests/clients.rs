@@ -1,0 +1,207 @@
+//! Apps: secrets, deletion, owners, the owner's cap, access modes on every way to a token, and
+//! app tokens kept away from the account.
+
+use crate::audit::AuditKind;
+use crate::buzz::BuzzLimit;
+use crate::client::AccessMode;
+use crate::error::Error;
+use crate::scope::Scope;
+use crate::service::Caller;
+use crate::service::tokens::GrantRequest;
+use crate::token::TokenResponse;
+
+use super::{H, harness, poll, rt, signed_in, start_device, token_caller};
+
+#[tokio::test]
+async fn rotate_secret_kills_the_old_secret_and_keeps_tokens() {
+    let h = harness().await;
+    let t = h.tokens("1").await;
+    let new = h
+        .gate
+        .clients()
+        .rotate_secret(&signed_in(h.owner), &h.app)
+        .await
+        .unwrap();
+    assert_eq!(
+        h.refresh(&rt(&t), None).await.unwrap_err().code(),
+        "invalid_client"
+    );
+    let mut req = h.token_req(GrantRequest::RefreshToken {
+        refresh_token: Some(rt(&t)),
+        scope: None,
+    });
+    req.client.secret = Some(new.expose().into());
+    assert!(h.gate.tokens().token(req).await.is_ok());
+    assert!(h.active(t.access_token.expose()).await);
+}
+
+#[tokio::test]
+async fn deleting_an_app_cascades_but_keeps_the_audit_trail() {
+    let h = harness().await;
+    let t = h.tokens("1").await;
+    h.gate
+        .tokens()
+        .validate_bearer(t.access_token.expose())
+        .await
+        .unwrap();
+    h.gate
+        .clients()
+        .delete(&signed_in(h.owner), &h.app)
+        .await
+        .unwrap();
+    assert!(!h.active(t.access_token.expose()).await);
+    assert!(
+        h.gate
+            .consents()
+            .list(&signed_in(h.user))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(h.audit_kinds().contains(&AuditKind::ClientDeleted));
+    assert!(h.audit_kinds().contains(&AuditKind::TokenIssued));
+}
+
+#[tokio::test]
+async fn apps_of_other_owners_look_missing_and_token_callers_need_user_write() {
+    let h = harness().await;
+    assert_eq!(
+        h.gate
+            .clients()
+            .get(&signed_in(h.user), &h.app)
+            .await
+            .unwrap_err()
+            .code(),
+        "not_found"
+    );
+    let reader = token_caller(h.owner, None, Scope::USER_READ);
+    assert!(h.gate.clients().get(&reader, &h.app).await.is_ok());
+    assert_eq!(
+        h.gate.clients().delete(&reader, &h.app).await.unwrap_err(),
+        Error::InsufficientScope {
+            required: Scope::USER_WRITE
+        }
+    );
+    let listed = h.gate.clients().list(&signed_in(h.owner)).await.unwrap();
+    assert_eq!(listed.len(), 2);
+}
+
+#[tokio::test]
+async fn a_token_cannot_change_its_own_apps_buzz_limit() {
+    let h = harness().await;
+    h.tokens("114689").await;
+    let own = token_caller(h.user, Some(&h.app), Scope::FULL);
+    let e = h
+        .gate
+        .consents()
+        .set_buzz_limit(&own, &h.app, BuzzLimit::default())
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), "access_denied");
+    let c = h
+        .gate
+        .consents()
+        .set_buzz_limit(
+            &signed_in(h.user),
+            &h.app,
+            BuzzLimit::per_period(10, 1).unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(c.buzz_limit, BuzzLimit::per_period(10, 1).unwrap());
+    assert_eq!(
+        h.gate
+            .consents()
+            .set_buzz_limit(&signed_in(h.user), &h.spa, BuzzLimit::default())
+            .await
+            .unwrap_err()
+            .code(),
+        "not_found"
+    );
+}
+
+#[tokio::test]
+async fn access_modes_apply_to_every_way_of_getting_a_token() {
+    let h = harness().await;
+    let t = h.tokens("1").await;
+    let (code, v) = h.code("1", true).await;
+    let d = start_device(&h).await;
+    h.gate
+        .device()
+        .resolve(&signed_in(h.user), d.user_code.as_str(), true, None)
+        .await
+        .unwrap();
+    async fn mode(h: &H, m: AccessMode) {
+        h.gate
+            .clients()
+            .administer(&Caller::operator(), &h.app, None, Some(m), None)
+            .await
+            .unwrap();
+    }
+    mode(&h, AccessMode::Disabled).await;
+    let disabled = |r: Result<TokenResponse, Error>| r.unwrap_err().code() == "unauthorized_client";
+    assert!(disabled(h.refresh(&rt(&t), None).await), "refresh");
+    assert!(disabled(h.exchange(&code, &v).await), "code exchange");
+    assert!(disabled(poll(&h, &d).await), "device exchange");
+    assert!(
+        disabled(
+            h.gate
+                .tokens()
+                .token(h.token_req(GrantRequest::ClientCredentials { scope: None }))
+                .await
+        ),
+        "client credentials"
+    );
+    assert_eq!(
+        h.gate
+            .device()
+            .start(&h.device_req(h.auth(), None))
+            .await
+            .unwrap_err()
+            .code(),
+        "unauthorized_client",
+        "device start"
+    );
+    mode(&h, AccessMode::Testers).await;
+    assert_eq!(
+        h.refresh(&rt(&t), None).await.unwrap_err().code(),
+        "invalid_grant",
+        "ada is not a tester"
+    );
+    mode(&h, AccessMode::Open).await;
+    assert!(
+        h.refresh(&rt(&t), None).await.is_ok(),
+        "the family survived the pause"
+    );
+}
+
+#[tokio::test]
+async fn app_tokens_never_manage_the_account_whatever_their_scope() {
+    let h = harness().await;
+    let app_token = token_caller(h.owner, Some(&h.spa), Scope::FULL);
+    let e = h
+        .gate
+        .clients()
+        .rotate_secret(&app_token, &h.app)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), "access_denied");
+    assert!(
+        e.description()
+            .contains("App tokens cannot manage the account")
+    );
+    assert_eq!(
+        h.gate
+            .clients()
+            .delete(&app_token, &h.app)
+            .await
+            .unwrap_err()
+            .code(),
+        "access_denied"
+    );
+    assert!(h.gate.clients().list(&app_token).await.is_err());
+    assert!(h.gate.consents().list(&app_token).await.is_err());
+    assert!(h.gate.api_keys().list(&app_token).await.is_err());
+    // The owner's app is untouched: its secret still authenticates.
+    assert!(h.client(h.auth()).await.client().is_ok());
+}

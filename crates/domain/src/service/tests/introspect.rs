@@ -1,0 +1,111 @@
+//! Introspection: what it reports, and who may introspect which tokens.
+
+use time::Duration;
+
+use crate::buzz::BuzzLimit;
+use crate::client::{AuthMethod, ClientAuth};
+use crate::service::Caller;
+use crate::service::api_keys::NewApiKey;
+use crate::token::TokenKind;
+
+use super::{harness, rt, signed_in};
+
+#[tokio::test]
+async fn introspection_reports_active_tokens_with_buzz_limit_and_inactive_ones_bare() {
+    let h = harness().await;
+    let t = h.tokens("114689").await;
+    let i = h
+        .gate
+        .tokens()
+        .introspect(&h.client(h.auth()).await, Some(t.access_token.expose()))
+        .await
+        .unwrap();
+    assert!(i.active);
+    assert_eq!(i.record.as_ref().unwrap().kind, TokenKind::Access);
+    assert_eq!(i.username.as_deref(), Some("ada"));
+    assert_eq!(i.buzz_limit, Some(BuzzLimit::consent_default()));
+    let gone = h
+        .gate
+        .tokens()
+        .introspect(&h.client(h.auth()).await, Some("civitai_unknown"))
+        .await
+        .unwrap();
+    assert!(!gone.active && gone.record.is_none());
+    assert_eq!(
+        h.gate
+            .tokens()
+            .introspect(&h.client(h.spa_auth()).await, Some("x"))
+            .await
+            .unwrap_err()
+            .code(),
+        "unauthorized_client"
+    );
+}
+
+#[tokio::test]
+async fn introspection_is_for_resource_servers_and_the_tokens_own_client() {
+    let h = harness().await;
+    let t = h.tokens("1").await;
+    // A second confidential app of the owner: neither the token's client nor a resource server.
+    let other = h
+        .gate
+        .clients()
+        .create(
+            &signed_in(h.owner),
+            crate::memory::sample_registration("Other"),
+        )
+        .await
+        .unwrap();
+    let other = h
+        .client(ClientAuth {
+            client_id: other.client.id,
+            secret: other.secret.map(|s| s.expose().to_owned()),
+            method: AuthMethod::Basic,
+        })
+        .await;
+    let own = h.client(h.auth()).await;
+    let key = h
+        .gate
+        .api_keys()
+        .create(
+            &signed_in(h.user),
+            NewApiKey {
+                name: "k".into(),
+                scope: None,
+                buzz_limit: None,
+                expires_in_days: None,
+            },
+        )
+        .await
+        .unwrap()
+        .0;
+    let active = |caller: Caller, token: String| {
+        let gate = h.gate.clone();
+        async move {
+            gate.tokens()
+                .introspect(&caller, Some(&token))
+                .await
+                .unwrap()
+                .active
+        }
+    };
+    let access = t.access_token.expose().to_owned();
+    assert!(!active(other.clone(), access.clone()).await);
+    assert!(!active(other.clone(), rt(&t)).await);
+    assert!(!active(other, key.expose().to_owned()).await);
+    assert!(active(own.clone(), access.clone()).await);
+    assert!(!active(own.clone(), key.expose().to_owned()).await);
+    h.make_resource_server().await;
+    let rs = h.rs().await;
+    assert!(active(rs.clone(), access).await);
+    assert!(active(rs.clone(), key.expose().to_owned()).await);
+    // A refresh token rotated out past the grace window is inactive.
+    let old = rt(&t);
+    h.refresh(&old, None).await.unwrap();
+    assert!(
+        active(rs.clone(), old.clone()).await,
+        "inside the grace window"
+    );
+    h.clock.advance(Duration::seconds(10));
+    assert!(!active(rs, old).await);
+}

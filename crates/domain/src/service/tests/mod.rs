@@ -1,0 +1,355 @@
+//! The services end to end over the in-memory adapter, with a fixed clock: every flow of the
+//! contract, the three atomic operations under 64 concurrent tasks, and the wire error codes.
+//!
+//! This file holds the harness (`H`: the store, a manual clock, the gate, a user, an owner, a
+//! confidential app and a public SPA) and the helpers every area shares; each area has its own
+//! file.
+
+mod api_keys;
+mod authorization_code;
+mod authorize;
+mod buzz;
+mod client_credentials;
+mod clients;
+mod concurrency;
+mod consents;
+mod device;
+mod errors;
+mod introspect;
+mod oidc;
+mod rate_limit;
+mod refresh;
+mod revoke;
+mod sessions;
+mod userinfo;
+
+use std::sync::Arc;
+
+use super::authorize::{AuthorizeOutcome, ConsentAnswer};
+use super::buzz::SpendCall;
+use super::caller::SignedIn;
+use super::device::{DeviceStartRequest, DeviceStarted};
+use super::tokens::{GrantRequest, TokenRequest};
+use super::{Buzzgate, Caller, Config, Credentials};
+use crate::audit::AuditKind;
+use crate::authorize::AuthorizeParams;
+use crate::buzz::Currency;
+use crate::client::{AuthMethod, ClientAuth, ClientRegistration};
+use crate::error::Error;
+use crate::ids::{ClientId, UserId};
+use crate::memory::MemoryStore;
+use crate::pkce::{CodeChallenge, CodeVerifier};
+use crate::ports::{ManualClock, SeededRandom};
+use crate::scope::Scope;
+use crate::token::{TokenKind, TokenResponse};
+use crate::user::{NewUser, Role, Username};
+
+struct H {
+    store: MemoryStore,
+    clock: Arc<ManualClock>,
+    gate: Buzzgate,
+    user: UserId,
+    owner: UserId,
+    app: ClientId,
+    secret: String,
+    spa: ClientId,
+}
+
+async fn harness_with(config: Config) -> H {
+    harness_with_deps(config, |_| {}).await
+}
+
+/// A harness whose dependencies `adjust` may change (swap a port for a mock).
+async fn harness_with_deps(config: Config, adjust: impl FnOnce(&mut super::Deps)) -> H {
+    let clock = Arc::new(ManualClock::at_epoch());
+    let store = MemoryStore::new(clock.clone());
+    let mut deps = store.deps(Arc::new(SeededRandom::new(11)), config);
+    adjust(&mut deps);
+    let gate = Buzzgate::new(deps);
+    let mk = |name: &str, roles: Vec<Role>| NewUser {
+        username: Username::parse(name).unwrap(),
+        email: Some(format!("{name}@example.com")),
+        email_verified: true,
+        password: Some("correct horse battery".into()),
+        roles,
+    };
+    let owner = gate
+        .sessions()
+        .create_user(mk("owner", vec![]))
+        .await
+        .unwrap()
+        .id;
+    let user = gate
+        .sessions()
+        .create_user(mk("ada", vec![]))
+        .await
+        .unwrap()
+        .id;
+    let reg = crate::memory::sample_registration("Generator");
+    let created = gate.clients().create(&signed_in(owner), reg).await.unwrap();
+    let spa = ClientRegistration {
+        name: "SPA".into(),
+        description: None,
+        redirect_uris: vec!["https://spa.example.com/cb".into()],
+        allowed_origins: None,
+        is_confidential: Some(false),
+        allowed_scopes: None,
+        grants: None,
+        owner_buzz_limit: None,
+    };
+    let spa = gate.clients().create(&signed_in(owner), spa).await.unwrap();
+    H {
+        secret: created.secret.unwrap().expose().to_owned(),
+        app: created.client.id,
+        spa: spa.client.id,
+        store,
+        clock,
+        gate,
+        user,
+        owner,
+    }
+}
+
+async fn harness() -> H {
+    harness_with(Config::default()).await
+}
+
+impl H {
+    fn auth(&self) -> ClientAuth {
+        ClientAuth {
+            client_id: self.app.clone(),
+            secret: Some(self.secret.clone()),
+            method: AuthMethod::Post,
+        }
+    }
+    fn spa_auth(&self) -> ClientAuth {
+        ClientAuth {
+            client_id: self.spa.clone(),
+            secret: None,
+            method: AuthMethod::None,
+        }
+    }
+    fn params(&self, scope: &str, verifier: &CodeVerifier) -> AuthorizeParams {
+        AuthorizeParams {
+            response_type: Some("code".into()),
+            client_id: Some(self.app.to_string()),
+            redirect_uri: Some("https://app.example.com/cb".into()),
+            scope: Some(scope.into()),
+            state: Some("st4te".into()),
+            code_challenge: Some(CodeChallenge::from_verifier(verifier).as_str().into()),
+            code_challenge_method: Some("S256".into()),
+            nonce: None,
+        }
+    }
+    /// Authorize + approve; returns the code from the redirect.
+    async fn code(&self, scope: &str, remember: bool) -> (String, CodeVerifier) {
+        static SEED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1000);
+        let v = CodeVerifier::generate(&SeededRandom::new(
+            SEED.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        ));
+        let p = self.params(scope, &v);
+        let answer = ConsentAnswer {
+            approved: true,
+            remember,
+            buzz_limit: None,
+        };
+        match self
+            .gate
+            .authorize()
+            .decide(&p, &signed_in(self.user), &answer, None)
+            .await
+            .unwrap()
+        {
+            AuthorizeOutcome::Redirect { location } => (query(&location, "code").unwrap(), v),
+            other => panic!("{other:?}"),
+        }
+    }
+    fn token_req(&self, grant: GrantRequest) -> TokenRequest {
+        TokenRequest {
+            client: self.auth(),
+            origin: None,
+            ip: Some("127.0.0.1".into()),
+            grant,
+        }
+    }
+    async fn exchange(&self, code: &str, v: &CodeVerifier) -> Result<TokenResponse, Error> {
+        let g = GrantRequest::AuthorizationCode {
+            code: Some(code.into()),
+            code_verifier: Some(v.as_str().into()),
+            redirect_uri: Some("https://app.example.com/cb".into()),
+        };
+        self.gate.tokens().token(self.token_req(g)).await
+    }
+    async fn tokens(&self, scope: &str) -> TokenResponse {
+        let (code, v) = self.code(scope, true).await;
+        self.exchange(&code, &v).await.unwrap()
+    }
+    async fn refresh(&self, rt: &str, scope: Option<&str>) -> Result<TokenResponse, Error> {
+        let g = GrantRequest::RefreshToken {
+            refresh_token: Some(rt.into()),
+            scope: scope.map(str::to_owned),
+        };
+        self.gate.tokens().token(self.token_req(g)).await
+    }
+    /// Is this bearer token accepted right now?
+    async fn active(&self, token: &str) -> bool {
+        self.gate.tokens().validate_bearer(token).await.is_ok()
+    }
+    fn audit_kinds(&self) -> Vec<AuditKind> {
+        self.store
+            .audit_events()
+            .into_iter()
+            .map(|e| e.kind)
+            .collect()
+    }
+    /// The caller behind a bearer token (which must be valid).
+    async fn bearer(&self, token: &str) -> Caller {
+        self.gate
+            .callers()
+            .identify(&Credentials {
+                bearer: Some(token.to_owned()),
+                ..Credentials::default()
+            })
+            .await
+            .unwrap()
+    }
+    /// The caller behind client credentials (which must be valid).
+    async fn client(&self, auth: ClientAuth) -> Caller {
+        self.gate
+            .callers()
+            .identify(&Credentials {
+                client: Some(auth),
+                ..Credentials::default()
+            })
+            .await
+            .unwrap()
+    }
+    /// The app as a resource server (call `make_resource_server` first).
+    async fn rs(&self) -> Caller {
+        self.client(self.auth()).await
+    }
+    fn device_req(&self, client: ClientAuth, scope: Option<&str>) -> DeviceStartRequest {
+        DeviceStartRequest {
+            client,
+            origin: None,
+            ip: None,
+            scope: scope.map(str::to_owned),
+        }
+    }
+    /// Signs ada in; the credentials a page of hers would send (cookie and CSRF token).
+    async fn session_creds(&self) -> Credentials {
+        let (cookie, session) = self
+            .gate
+            .sessions()
+            .login("ada", "correct horse battery", None)
+            .await
+            .unwrap();
+        Credentials {
+            session: Some(cookie.expose().to_owned()),
+            csrf_token: Some(session.csrf_token),
+            ..Credentials::default()
+        }
+    }
+    async fn make_resource_server(&self) {
+        let admin = Caller::operator();
+        self.gate
+            .clients()
+            .administer(&admin, &self.app, None, None, Some(true))
+            .await
+            .unwrap();
+    }
+}
+
+async fn credit(store: &MemoryStore, user: UserId, amount: u64) {
+    use crate::ports::BuzzStore;
+    store
+        .credit(
+            user,
+            &Currency::yellow(),
+            amount,
+            time::OffsetDateTime::UNIX_EPOCH,
+        )
+        .await
+        .unwrap();
+}
+
+fn query(location: &str, key: &str) -> Option<String> {
+    url::Url::parse(location)
+        .ok()?
+        .query_pairs()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// A signed-in user whose request carried the session's CSRF token, signed in at the epoch.
+pub(super) fn signed_in(user: UserId) -> Caller {
+    Caller::Session(SignedIn {
+        user,
+        admin: false,
+        session: crate::token::TokenHash([9; 32]),
+        signed_in_at: time::OffsetDateTime::UNIX_EPOCH,
+        csrf_token: "csrf".into(),
+        proven: true,
+    })
+}
+
+/// A bearer caller without a stored token: an API key (`client` None) or an app's token.
+fn token_caller(user: UserId, client: Option<&ClientId>, scope: Scope) -> Caller {
+    let record = crate::token::TokenRecord {
+        id: crate::ids::TokenId(uuid::Uuid::nil()),
+        hash: crate::token::TokenHash([7; 32]),
+        kind: if client.is_some() {
+            TokenKind::Access
+        } else {
+            TokenKind::ApiKey
+        },
+        client_id: client.cloned(),
+        user_id: user,
+        scope,
+        family_id: None,
+        name: None,
+        buzz_limit: None,
+        issued_at: time::OffsetDateTime::UNIX_EPOCH,
+        expires_at: None,
+        revoked_at: None,
+        rotated_at: None,
+        auth_time: None,
+        oidc: Default::default(),
+    };
+    let bearer = super::tokens::Bearer { record };
+    if client.is_some() {
+        Caller::AppToken(bearer)
+    } else {
+        Caller::ApiKey(bearer)
+    }
+}
+
+fn rt(t: &TokenResponse) -> String {
+    t.refresh_token.as_ref().unwrap().expose().to_owned()
+}
+
+fn spend(token: &str, amount: u64, key: &str, purpose: &str) -> SpendCall {
+    SpendCall {
+        token: token.into(),
+        amount,
+        currency: None,
+        purpose: purpose.into(),
+        idempotency_key: key.into(),
+        description: None,
+    }
+}
+
+async fn start_device(h: &H) -> DeviceStarted {
+    h.gate
+        .device()
+        .start(&h.device_req(h.auth(), Some("BuzzRead")))
+        .await
+        .unwrap()
+}
+
+async fn poll(h: &H, d: &DeviceStarted) -> Result<TokenResponse, Error> {
+    let g = GrantRequest::DeviceCode {
+        device_code: Some(d.device_code.expose().into()),
+    };
+    h.gate.tokens().token(h.token_req(g)).await
+}

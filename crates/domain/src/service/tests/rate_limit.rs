@@ -1,0 +1,176 @@
+//! Rate limits: failed client authentication, the client bucket, sign-in throttling, disabled
+//! buckets.
+
+use time::Duration;
+
+use crate::client::ClientAuth;
+use crate::error::Error;
+use crate::service::rate_limit::Bucket;
+use crate::service::tokens::{GrantRequest, TokenRequest};
+use crate::service::{Config, RateLimits};
+
+use super::{harness, harness_with};
+
+fn cc(auth: ClientAuth, ip: &str) -> TokenRequest {
+    TokenRequest {
+        client: auth,
+        origin: None,
+        ip: Some(ip.into()),
+        grant: GrantRequest::ClientCredentials { scope: None },
+    }
+}
+
+#[tokio::test]
+async fn strangers_failing_client_authentication_are_blocked_not_the_client() {
+    let h = harness().await;
+    let mut wrong = h.auth();
+    wrong.secret = Some("not the secret".into());
+    for _ in 0..20 {
+        let e = h
+            .gate
+            .tokens()
+            .token(cc(wrong.clone(), "10.0.0.1"))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), "invalid_client");
+    }
+    // The address is now refused before any work, even with the right secret...
+    let e = h
+        .gate
+        .tokens()
+        .token(cc(h.auth(), "10.0.0.1"))
+        .await
+        .unwrap_err();
+    assert_eq!(e, Error::RateLimited { retry_after: 60 });
+    // ...while the client itself, from its own address, is untouched.
+    assert!(
+        h.gate
+            .tokens()
+            .token(cc(h.auth(), "10.0.0.2"))
+            .await
+            .is_ok()
+    );
+    h.clock.advance(Duration::seconds(60));
+    assert!(
+        h.gate
+            .tokens()
+            .token(cc(h.auth(), "10.0.0.1"))
+            .await
+            .is_ok()
+    );
+}
+
+#[tokio::test]
+async fn the_client_bucket_counts_only_authenticated_requests() {
+    let h = harness_with(Config {
+        rate_limits: RateLimits {
+            token: Some(3),
+            ..RateLimits::default()
+        },
+        ..Config::default()
+    })
+    .await;
+    let mut wrong = h.auth();
+    wrong.secret = Some("not the secret".into());
+    for i in 0..10 {
+        let ip = format!("10.0.1.{i}");
+        assert!(h.gate.tokens().token(cc(wrong.clone(), &ip)).await.is_err());
+    }
+    for _ in 0..3 {
+        h.gate
+            .tokens()
+            .token(cc(h.auth(), "10.0.0.9"))
+            .await
+            .unwrap();
+    }
+    let e = h
+        .gate
+        .tokens()
+        .token(cc(h.auth(), "10.0.0.9"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), "rate_limited");
+}
+
+#[tokio::test]
+async fn sign_in_is_throttled_per_account_and_per_address() {
+    let h = harness().await;
+    let s = h.gate.sessions();
+    for i in 0..10 {
+        let ip = format!("10.0.2.{i}");
+        let e = s
+            .login("ada", "wrong password", Some(&ip))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), "access_denied");
+    }
+    let e = s
+        .login("ADA", "correct horse battery", Some("10.0.3.1"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e,
+        Error::RateLimited { retry_after: 60 },
+        "the account is locked for the window, whatever the address and case"
+    );
+    assert!(
+        s.login("owner", "correct horse battery", Some("10.0.3.1"))
+            .await
+            .is_ok(),
+        "other accounts are not"
+    );
+    for i in 0..30 {
+        let e = s
+            .login(&format!("guess{i}"), "wrong password", Some("10.0.4.4"))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), "access_denied");
+    }
+    assert_eq!(
+        s.login("owner", "correct horse battery", Some("10.0.4.4"))
+            .await
+            .unwrap_err()
+            .code(),
+        "rate_limited",
+        "30 failures from one address block that address"
+    );
+    h.clock.advance(Duration::seconds(60));
+    assert!(
+        s.login("ada", "correct horse battery", Some("10.0.4.4"))
+            .await
+            .is_ok()
+    );
+}
+
+#[tokio::test]
+async fn disabled_buckets_never_limit() {
+    let limits = RateLimits {
+        authorize: None,
+        token: Some(1),
+        client_auth_failures: None,
+        revoke: Some(1),
+        login_account: None,
+        login_ip: None,
+    };
+    let h = harness_with(Config {
+        rate_limits: limits,
+        ..Config::default()
+    })
+    .await;
+    for _ in 0..50 {
+        h.gate
+            .deps
+            .check_rate(Bucket::AuthorizeUser(h.user))
+            .await
+            .unwrap();
+        h.gate
+            .deps
+            .check_failures(Bucket::LoginAccount("ada"))
+            .await
+            .unwrap();
+        h.gate
+            .deps
+            .record_failure(Bucket::LoginAccount("ada"))
+            .await;
+    }
+}
