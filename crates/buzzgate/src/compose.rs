@@ -272,6 +272,7 @@ pub async fn build(cfg: &Config, with_signer: bool) -> Result<Node, String> {
         scope_as_array: cfg.scope_as_array,
         trusted_proxies: cfg.trusted_proxies,
         secure_cookies: cfg.issuer.starts_with("https://"),
+        limits: cfg.edge_limits(),
     };
     let state = AppState::new(core.clone(), settings, checks);
     Ok(Node {

@@ -1,103 +1,103 @@
 //! Configuration: defaults, then an optional TOML file, then environment variables (env wins).
-//! One table documents every key (README and docs/operations.md).
+//! Every setting is declared once, in [`settings!`] below: its field, its environment
+//! variable (the file key is the variable in lower case without `BUZZGATE_`), its default and
+//! its parser. The README's configuration table lists every variable ([`ENV_KEYS`]; `cargo
+//! xtask tidy` checks it).
 
 use std::path::Path;
 
-use serde::Deserialize;
-
-/// Every setting of the server and the CLI.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Config {
-    /// `BUZZGATE_LISTEN`: the address to serve on.
-    pub listen: String,
-    /// `BUZZGATE_ISSUER`: the public base URL (`iss`), default `http://<listen>`.
-    pub issuer: String,
-    /// `DATABASE_URL`: `sqlite://buzzgate.db` (default) or `postgres://…`.
-    pub database_url: String,
-    /// `BUZZGATE_DATABASE_SCHEMA`: Postgres schema to use (created if missing).
-    pub database_schema: Option<String>,
-    /// `REDIS_URL`: optional; codes, device codes, sessions, rate limits and the token cache.
-    pub redis_url: Option<String>,
-    /// `BUZZGATE_REDIS_PREFIX`: key prefix (hash-tagged for Redis Cluster).
-    pub redis_prefix: String,
-    /// `BUZZGATE_RATE_LIMIT_*`, per minute, `None` = off: authenticated token and device
-    /// requests per client (`TOKEN`), authorize requests per user, revoke requests per
-    /// address, failed client authentications per address (`CLIENT_AUTH`), failed sign-ins
-    /// per account (`LOGIN_ACCOUNT`) and per address (`LOGIN_IP`).
-    pub rate_limit_token: Option<u32>,
-    pub rate_limit_authorize: Option<u32>,
-    pub rate_limit_revoke: Option<u32>,
-    pub rate_limit_client_auth: Option<u32>,
-    pub rate_limit_login_account: Option<u32>,
-    pub rate_limit_login_ip: Option<u32>,
-    /// `BUZZGATE_REFRESH_GRACE_SECONDS`: refresh reuse inside this window is a retry.
-    pub refresh_grace_seconds: u32,
-    /// `BUZZGATE_TOKEN_PREFIX`: prefix of every opaque token.
-    pub token_prefix: String,
-    /// `BUZZGATE_SCOPE_AS_ARRAY`: emit `scope` as Civitai's `["<decimal>"]`.
-    pub scope_as_array: bool,
-    /// `BUZZGATE_TRUSTED_PROXIES`: how many proxies of the operator's own stand in front of
-    /// the server; the client address is the `X-Forwarded-For` entry the outermost one
-    /// appended. 0 (default): the socket peer. `BUZZGATE_TRUST_FORWARDED=true` means 1.
-    pub trusted_proxies: usize,
-    /// `BUZZGATE_SIGNING_KEY_FILE`: PKCS#8 PEM of the ES256 id_token key; created if missing.
-    pub signing_key_file: String,
-    /// `BUZZGATE_SWEEP_INTERVAL_SECONDS`: how often expired rows are swept (0 = never).
-    pub sweep_interval_seconds: u64,
-    /// `BUZZGATE_CACHE_MAX_MB`: the in-process token cache's bound, in MiB (0: no cache).
-    pub cache_max_mb: u64,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            listen: "127.0.0.1:8080".into(),
-            issuer: String::new(),
-            database_url: "sqlite://buzzgate.db".into(),
-            database_schema: None,
-            redis_url: None,
-            redis_prefix: "{bg}:".into(),
-            rate_limit_token: Some(1200),
-            rate_limit_authorize: Some(10),
-            rate_limit_revoke: Some(20),
-            rate_limit_client_auth: Some(20),
-            rate_limit_login_account: Some(10),
-            rate_limit_login_ip: Some(30),
-            refresh_grace_seconds: 10,
-            token_prefix: "civitai_".into(),
-            scope_as_array: false,
-            trusted_proxies: 0,
-            signing_key_file: "buzzgate-signing-key.pem".into(),
-            sweep_interval_seconds: 300,
-            cache_max_mb: 16,
+/// Declares the settings: the `Config` struct, its `Default`, [`ENV_KEYS`], and the one
+/// routine that applies a source (file or environment) to it.
+macro_rules! settings {
+    ($( $(#[doc = $doc:literal])* $field:ident: $ty:ty = $default:expr, $env:literal, $parse:expr; )*) => {
+        /// Every setting of the server and the CLI.
+        #[derive(Debug, Clone, PartialEq)]
+        pub struct Config {
+            $( $(#[doc = $doc])* #[doc = concat!("\n\n`", $env, "`")] pub $field: $ty, )*
         }
-    }
+
+        impl Default for Config {
+            fn default() -> Self {
+                Config { $( $field: $default, )* }
+            }
+        }
+
+        /// Every environment variable the server reads, in declaration order.
+        pub const ENV_KEYS: &[&str] = &[$($env),*];
+
+        impl Config {
+            /// Applies the values `source` has for each setting (by environment variable
+            /// name); `name` says which key a parse error is reported under.
+            fn apply(
+                &mut self,
+                source: &dyn Fn(&str) -> Option<String>,
+                name: &dyn Fn(&str) -> String,
+            ) -> Result<(), String> {
+                $(
+                    if let Some(v) = source($env) {
+                        self.$field = ($parse)(&name($env), v.trim())?;
+                    }
+                )*
+                Ok(())
+            }
+        }
+    };
 }
 
-/// The TOML file: the same keys in snake_case, all optional.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileConfig {
-    listen: Option<String>,
-    issuer: Option<String>,
-    database_url: Option<String>,
-    database_schema: Option<String>,
-    redis_url: Option<String>,
-    redis_prefix: Option<String>,
-    rate_limit_token: Option<toml::Value>,
-    rate_limit_authorize: Option<toml::Value>,
-    rate_limit_revoke: Option<toml::Value>,
-    rate_limit_client_auth: Option<toml::Value>,
-    rate_limit_login_account: Option<toml::Value>,
-    rate_limit_login_ip: Option<toml::Value>,
-    refresh_grace_seconds: Option<u32>,
-    token_prefix: Option<String>,
-    scope_as_array: Option<bool>,
-    trust_forwarded: Option<bool>,
-    trusted_proxies: Option<usize>,
-    signing_key_file: Option<String>,
-    sweep_interval_seconds: Option<u64>,
-    cache_max_mb: Option<u64>,
+settings! {
+    /// The address to serve on.
+    listen: String = "127.0.0.1:8080".into(), "BUZZGATE_LISTEN", text;
+    /// The public base URL (`iss`); empty means `http://<listen>`.
+    issuer: String = String::new(), "BUZZGATE_ISSUER", text;
+    /// `sqlite://buzzgate.db` or `postgres://…`.
+    database_url: String = "sqlite://buzzgate.db".into(), "DATABASE_URL", text;
+    /// The Postgres schema to use (created if missing).
+    database_schema: Option<String> = None, "BUZZGATE_DATABASE_SCHEMA", some_text;
+    /// Optional: codes, device codes, sessions, rate limits and the token cache.
+    redis_url: Option<String> = None, "REDIS_URL", some_text;
+    /// Redis key prefix (hash-tagged for Redis Cluster).
+    redis_prefix: String = "{bg}:".into(), "BUZZGATE_REDIS_PREFIX", text;
+    /// Authenticated token and device requests per minute per client (`None`: off).
+    rate_limit_token: Option<u32> = Some(1200), "BUZZGATE_RATE_LIMIT_TOKEN", parse_limit;
+    /// Authorize requests per minute per user.
+    rate_limit_authorize: Option<u32> = Some(10), "BUZZGATE_RATE_LIMIT_AUTHORIZE", parse_limit;
+    /// Revoke requests per minute per address.
+    rate_limit_revoke: Option<u32> = Some(20), "BUZZGATE_RATE_LIMIT_REVOKE", parse_limit;
+    /// Failed client authentications per minute per address.
+    rate_limit_client_auth: Option<u32> = Some(20), "BUZZGATE_RATE_LIMIT_CLIENT_AUTH", parse_limit;
+    /// Failed sign-ins per minute per account.
+    rate_limit_login_account: Option<u32> = Some(10), "BUZZGATE_RATE_LIMIT_LOGIN_ACCOUNT", parse_limit;
+    /// Failed sign-ins per minute per address.
+    rate_limit_login_ip: Option<u32> = Some(30), "BUZZGATE_RATE_LIMIT_LOGIN_IP", parse_limit;
+    /// Refresh reuse inside this window is a retry (at most 3600).
+    refresh_grace_seconds: u32 = 10, "BUZZGATE_REFRESH_GRACE_SECONDS", at_most(3600);
+    /// Prefix of every opaque token.
+    token_prefix: String = "civitai_".into(), "BUZZGATE_TOKEN_PREFIX", text;
+    /// Emit `scope` as Civitai's `["<decimal>"]`.
+    scope_as_array: bool = false, "BUZZGATE_SCOPE_AS_ARRAY", parse_bool;
+    /// How many proxies of the operator's own stand in front of the server; the client
+    /// address is the `X-Forwarded-For` entry the outermost one appended. 0: the socket peer.
+    trusted_proxies: usize = 0, "BUZZGATE_TRUSTED_PROXIES", at_most(16);
+    /// The older switch: `true` means one trusted proxy when no count is given.
+    trust_forwarded: bool = false, "BUZZGATE_TRUST_FORWARDED", parse_bool;
+    /// PKCS#8 PEM of the ES256 id_token key; created if missing.
+    signing_key_file: String = "buzzgate-signing-key.pem".into(), "BUZZGATE_SIGNING_KEY_FILE", text;
+    /// How often expired rows are swept (0: never).
+    sweep_interval_seconds: u64 = 300, "BUZZGATE_SWEEP_INTERVAL_SECONDS", at_most(u64::from(u32::MAX));
+    /// The in-process token cache's bound, in MiB (0: no cache).
+    cache_max_mb: u64 = 16, "BUZZGATE_CACHE_MAX_MB", at_most(1024 * 1024);
+    /// The longest a request may take before it is answered `503` (the edge's limit).
+    request_timeout_seconds: u64 = 30, "BUZZGATE_REQUEST_TIMEOUT_SECONDS", between(1, 3600);
+    /// The longest a request body may take to arrive before it is answered `408`.
+    body_timeout_seconds: u64 = 10, "BUZZGATE_BODY_TIMEOUT_SECONDS", between(1, 3600);
+}
+
+fn text(_: &str, v: &str) -> Result<String, String> {
+    Ok(v.to_owned())
+}
+
+fn some_text(_: &str, v: &str) -> Result<Option<String>, String> {
+    Ok((!v.is_empty()).then(|| v.to_owned()))
 }
 
 /// `off` (or `0`) disables a limit; otherwise a positive number of requests per minute.
@@ -119,12 +119,33 @@ fn parse_bool(name: &str, v: &str) -> Result<bool, String> {
     }
 }
 
-fn toml_limit(name: &str, v: &toml::Value) -> Result<Option<u32>, String> {
-    match v {
-        toml::Value::Integer(i) => parse_limit(name, &i.to_string()),
-        toml::Value::String(s) => parse_limit(name, s),
-        _ => Err(format!("{name}: expected a number or \"off\"")),
+/// A whole number from `min` to `max`.
+fn between<T>(min: T, max: T) -> impl Fn(&str, &str) -> Result<T, String>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
+{
+    move |name, v| {
+        v.parse::<T>()
+            .ok()
+            .filter(|n| *n >= min && *n <= max)
+            .ok_or_else(|| {
+                format!("{name}: expected a whole number from {min} to {max}, got `{v}`")
+            })
     }
+}
+
+fn at_most<T>(max: T) -> impl Fn(&str, &str) -> Result<T, String>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy + Default,
+{
+    between(T::default(), max)
+}
+
+/// The TOML key of an environment variable: lower case, without `BUZZGATE_`.
+pub fn file_key(env: &str) -> String {
+    env.strip_prefix("BUZZGATE_")
+        .unwrap_or(env)
+        .to_ascii_lowercase()
 }
 
 impl Config {
@@ -137,147 +158,31 @@ impl Config {
         if let Some(path) = file {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            let f: FileConfig =
+            let table: toml::Table =
                 toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-            c.apply_file(f)?;
+            if let Some(unknown) = table
+                .keys()
+                .find(|k| !ENV_KEYS.iter().any(|e| file_key(e) == **k))
+            {
+                return Err(format!("{}: unknown key `{unknown}`", path.display()));
+            }
+            let value = |env: &str| {
+                table.get(&file_key(env)).map(|v| match v {
+                    toml::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                })
+            };
+            c.apply(&value, &|env| file_key(env))?;
         }
-        c.apply_env(&env)?;
+        let from_env = |k: &str| env(k).filter(|v| !v.trim().is_empty());
+        c.apply(&from_env, &|env| env.to_owned())?;
         c.finish()
     }
 
-    fn apply_file(&mut self, f: FileConfig) -> Result<(), String> {
-        macro_rules! set {
-            ($($field:ident),*) => { $( if let Some(v) = f.$field { self.$field = v; } )* };
-        }
-        set!(
-            listen,
-            issuer,
-            database_url,
-            redis_prefix,
-            refresh_grace_seconds,
-            token_prefix,
-            scope_as_array,
-            trusted_proxies,
-            signing_key_file,
-            sweep_interval_seconds,
-            cache_max_mb
-        );
-        if f.trust_forwarded == Some(true) && f.trusted_proxies.is_none() {
-            self.trusted_proxies = 1;
-        }
-        if f.database_schema.is_some() {
-            self.database_schema = f.database_schema;
-        }
-        if f.redis_url.is_some() {
-            self.redis_url = f.redis_url;
-        }
-        if let Some(v) = &f.rate_limit_token {
-            self.rate_limit_token = toml_limit("rate_limit_token", v)?;
-        }
-        if let Some(v) = &f.rate_limit_authorize {
-            self.rate_limit_authorize = toml_limit("rate_limit_authorize", v)?;
-        }
-        if let Some(v) = &f.rate_limit_revoke {
-            self.rate_limit_revoke = toml_limit("rate_limit_revoke", v)?;
-        }
-        if let Some(v) = &f.rate_limit_client_auth {
-            self.rate_limit_client_auth = toml_limit("rate_limit_client_auth", v)?;
-        }
-        if let Some(v) = &f.rate_limit_login_account {
-            self.rate_limit_login_account = toml_limit("rate_limit_login_account", v)?;
-        }
-        if let Some(v) = &f.rate_limit_login_ip {
-            self.rate_limit_login_ip = toml_limit("rate_limit_login_ip", v)?;
-        }
-        Ok(())
-    }
-
-    fn apply_env(&mut self, env: &impl Fn(&str) -> Option<String>) -> Result<(), String> {
-        let get = |k: &str| env(k).filter(|v| !v.trim().is_empty());
-        if let Some(v) = get("BUZZGATE_LISTEN") {
-            self.listen = v;
-        }
-        if let Some(v) = get("BUZZGATE_ISSUER") {
-            self.issuer = v;
-        }
-        if let Some(v) = get("DATABASE_URL") {
-            self.database_url = v;
-        }
-        if let Some(v) = get("BUZZGATE_DATABASE_SCHEMA") {
-            self.database_schema = Some(v);
-        }
-        if let Some(v) = get("REDIS_URL") {
-            self.redis_url = Some(v);
-        }
-        if let Some(v) = get("BUZZGATE_REDIS_PREFIX") {
-            self.redis_prefix = v;
-        }
-        for (key, slot) in [
-            ("BUZZGATE_RATE_LIMIT_TOKEN", &mut self.rate_limit_token),
-            (
-                "BUZZGATE_RATE_LIMIT_AUTHORIZE",
-                &mut self.rate_limit_authorize,
-            ),
-            ("BUZZGATE_RATE_LIMIT_REVOKE", &mut self.rate_limit_revoke),
-            (
-                "BUZZGATE_RATE_LIMIT_CLIENT_AUTH",
-                &mut self.rate_limit_client_auth,
-            ),
-            (
-                "BUZZGATE_RATE_LIMIT_LOGIN_ACCOUNT",
-                &mut self.rate_limit_login_account,
-            ),
-            (
-                "BUZZGATE_RATE_LIMIT_LOGIN_IP",
-                &mut self.rate_limit_login_ip,
-            ),
-        ] {
-            if let Some(v) = get(key) {
-                *slot = parse_limit(key, &v)?;
-            }
-        }
-        if let Some(v) = get("BUZZGATE_REFRESH_GRACE_SECONDS") {
-            self.refresh_grace_seconds = v.trim().parse().map_err(|_| {
-                format!("BUZZGATE_REFRESH_GRACE_SECONDS: expected seconds, got `{v}`")
-            })?;
-        }
-        if let Some(v) = get("BUZZGATE_TOKEN_PREFIX") {
-            self.token_prefix = v;
-        }
-        if let Some(v) = get("BUZZGATE_SCOPE_AS_ARRAY") {
-            self.scope_as_array = parse_bool("BUZZGATE_SCOPE_AS_ARRAY", &v)?;
-        }
-        if let Some(v) = get("BUZZGATE_TRUST_FORWARDED")
-            && parse_bool("BUZZGATE_TRUST_FORWARDED", &v)?
-            && get("BUZZGATE_TRUSTED_PROXIES").is_none()
-        {
-            self.trusted_proxies = 1;
-        }
-        if let Some(v) = get("BUZZGATE_TRUSTED_PROXIES") {
-            self.trusted_proxies = v.trim().parse().ok().filter(|n| *n <= 16).ok_or_else(|| {
-                format!("BUZZGATE_TRUSTED_PROXIES: expected a count from 0 to 16, got `{v}`")
-            })?;
-        }
-        if let Some(v) = get("BUZZGATE_SIGNING_KEY_FILE") {
-            self.signing_key_file = v;
-        }
-        if let Some(v) = get("BUZZGATE_CACHE_MAX_MB") {
-            self.cache_max_mb = v
-                .trim()
-                .parse()
-                .ok()
-                .filter(|mb| *mb <= 1024 * 1024)
-                .ok_or_else(|| format!("BUZZGATE_CACHE_MAX_MB: expected MiB, got `{v}`"))?;
-        }
-        if let Some(v) = get("BUZZGATE_SWEEP_INTERVAL_SECONDS") {
-            self.sweep_interval_seconds = v.trim().parse().map_err(|_| {
-                format!("BUZZGATE_SWEEP_INTERVAL_SECONDS: expected seconds, got `{v}`")
-            })?;
-        }
-        Ok(())
-    }
-
     fn finish(mut self) -> Result<Config, String> {
+        if self.trust_forwarded && self.trusted_proxies == 0 {
+            self.trusted_proxies = 1;
+        }
         if self.listen.parse::<std::net::SocketAddr>().is_err() {
             return Err(format!(
                 "BUZZGATE_LISTEN: expected host:port such as 127.0.0.1:8080, got `{}`",
@@ -295,9 +200,6 @@ impl Config {
                 "BUZZGATE_ISSUER: expected an http(s) URL, got `{}`",
                 self.issuer
             ));
-        }
-        if self.refresh_grace_seconds > 3600 {
-            return Err("BUZZGATE_REFRESH_GRACE_SECONDS: at most 3600".into());
         }
         if !(self.database_url.starts_with("sqlite:")
             || self.database_url.starts_with("postgres://")
@@ -318,6 +220,14 @@ impl Config {
 
     pub fn is_postgres(&self) -> bool {
         self.database_url.starts_with("postgres")
+    }
+
+    /// The edge's time limits.
+    pub fn edge_limits(&self) -> buzzgate_http::edge::Limits {
+        buzzgate_http::edge::Limits {
+            request: std::time::Duration::from_secs(self.request_timeout_seconds),
+            body: std::time::Duration::from_secs(self.body_timeout_seconds),
+        }
     }
 }
 
@@ -396,6 +306,20 @@ mod tests {
         assert!(e.contains("BUZZGATE_LISTEN"), "{e}");
         let e = Config::load(None, env(&[("DATABASE_URL", "mysql://x")])).unwrap_err();
         assert!(e.contains("mysql"), "{e}");
+        let e = Config::load(None, env(&[("BUZZGATE_REFRESH_GRACE_SECONDS", "3601")])).unwrap_err();
+        assert!(e.contains("BUZZGATE_REFRESH_GRACE_SECONDS"), "{e}");
+        let e = Config::load(None, env(&[("BUZZGATE_REQUEST_TIMEOUT_SECONDS", "0")])).unwrap_err();
+        assert!(e.contains("from 1 to 3600"), "{e}");
+    }
+
+    #[test]
+    fn every_setting_has_one_variable_and_one_file_key() {
+        let keys: std::collections::HashSet<_> = ENV_KEYS.iter().map(|k| file_key(k)).collect();
+        assert_eq!(keys.len(), ENV_KEYS.len(), "no two settings share a key");
+        assert!(keys.contains("rate_limit_token") && keys.contains("database_url"));
+        let c = Config::load(None, env(&[("BUZZGATE_CACHE_MAX_MB", "4")])).unwrap();
+        assert_eq!(c.cache_max_bytes(), 4 << 20);
+        assert_eq!(c.edge_limits().request, std::time::Duration::from_secs(30));
     }
 
     #[test]
@@ -413,7 +337,14 @@ mod tests {
         assert_eq!(c.rate_limit_authorize, None);
         assert_eq!(c.refresh_grace_seconds, 0);
         std::fs::write(&path, "unknown_key = 1\n").unwrap();
-        assert!(Config::load(Some(&path), env(&[])).is_err());
+        let e = Config::load(Some(&path), env(&[])).unwrap_err();
+        assert!(e.contains("unknown key `unknown_key`"), "{e}");
+        std::fs::write(&path, "trusted_proxies = 99\n").unwrap();
+        let e = Config::load(Some(&path), env(&[])).unwrap_err();
+        assert!(
+            e.starts_with("trusted_proxies:"),
+            "the file key is named: {e}"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

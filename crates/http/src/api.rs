@@ -20,7 +20,7 @@ use time::OffsetDateTime;
 
 use crate::AppState;
 use crate::auth::{self, ApiCaller, ClientIp};
-use crate::error::{ApiResult, no_store};
+use crate::error::ApiResult;
 use crate::params::{Json, Params};
 
 pub fn rfc3339(t: OffsetDateTime) -> String {
@@ -70,8 +70,7 @@ pub async fn trpc_buzz_account(
             })
         })
         .collect();
-    let mut res = ok(json!({ "result": { "data": { "json": accounts } } }));
-    no_store(res.headers_mut());
+    let res = ok(json!({ "result": { "data": { "json": accounts } } }));
     Ok(res)
 }
 
@@ -123,7 +122,7 @@ pub async fn buzz_spend(
         description: params.owned("description"),
     };
     let r = st.core.buzz().spend(&caller, call).await?;
-    let mut res = ok(json!({
+    let res = ok(json!({
         "id": r.entry.id.to_string(),
         "amount": r.entry.amount,
         "currency": r.entry.currency.as_str(),
@@ -131,7 +130,6 @@ pub async fn buzz_spend(
         "limits": r.limits,
         "replayed": r.replayed,
     }));
-    no_store(res.headers_mut());
     Ok(res)
 }
 
@@ -182,13 +180,12 @@ pub async fn session_info(
 ) -> ApiResult<Response> {
     let caller = auth::session_caller(&st.core, &headers, &ip, None).await?;
     let s = caller.signed_in(Access::Read)?;
-    let mut res = ok(json!({
+    let res = ok(json!({
         "userId": s.user.0,
         "isAdmin": s.admin,
         "signedInAt": rfc3339(s.signed_in_at),
         "csrfToken": s.csrf_token,
     }));
-    no_store(res.headers_mut());
     Ok(res)
 }
 
@@ -255,8 +252,7 @@ pub async fn clients_create(
     let created = st.core.clients().create(&caller, reg).await?;
     let mut v = client_json(&created.client);
     v["clientSecret"] = json!(created.secret.as_ref().map(|s| s.expose()));
-    let mut res = (StatusCode::CREATED, axum::Json(v)).into_response();
-    no_store(res.headers_mut());
+    let res = (StatusCode::CREATED, axum::Json(v)).into_response();
     Ok(res)
 }
 
@@ -299,8 +295,7 @@ pub async fn clients_rotate(
 ) -> ApiResult<Response> {
     let id = client_id(&id)?;
     let secret = st.core.clients().rotate_secret(&caller, &id).await?;
-    let mut res = ok(json!({ "clientId": id.as_str(), "clientSecret": secret.expose() }));
-    no_store(res.headers_mut());
+    let res = ok(json!({ "clientId": id.as_str(), "clientSecret": secret.expose() }));
     Ok(res)
 }
 
@@ -503,8 +498,7 @@ pub async fn keys_create(
         .await?;
     let mut v = key_json(&record);
     v["key"] = json!(plain.expose());
-    let mut res = (StatusCode::CREATED, axum::Json(v)).into_response();
-    no_store(res.headers_mut());
+    let res = (StatusCode::CREATED, axum::Json(v)).into_response();
     Ok(res)
 }
 

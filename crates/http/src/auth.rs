@@ -4,7 +4,8 @@
 use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::{ConnectInfo, FromRef, FromRequestParts};
-use axum::http::{HeaderMap, header, request::Parts};
+use axum::http::{HeaderMap, HeaderValue, header, request::Parts};
+use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
 use base64::Engine;
 use buzzgate_domain::Scope;
 use buzzgate_domain::client::{AuthMethod, ClientAuth};
@@ -99,16 +100,25 @@ pub fn client_auth(headers: &HeaderMap, params: &Params) -> Result<ClientAuth, E
     })
 }
 
-/// One cookie's value.
-pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
+/// One cookie's value (every `Cookie` header, parsed by the `cookie` crate).
+pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    CookieJar::from_headers(headers)
+        .get(name)
+        .map(|c| c.value().to_owned())
+}
+
+/// The `Set-Cookie` of one of our cookies: `HttpOnly`, `SameSite=Lax`, `Secure` when the
+/// issuer is https, living `max_age` seconds (0: deleted).
+pub fn set_cookie(name: &str, value: &str, path: &str, max_age: i64, secure: bool) -> HeaderValue {
+    let c = Cookie::build((name.to_owned(), value.to_owned()))
+        .path(path.to_owned())
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .secure(secure)
+        .max_age(time::Duration::seconds(max_age))
+        .build();
+    HeaderValue::from_str(&c.encoded().to_string())
+        .unwrap_or_else(|_| HeaderValue::from_static("invalid=1; Max-Age=0"))
 }
 
 /// The anti-CSRF header a script sends on session-authenticated JSON requests.
@@ -157,7 +167,7 @@ pub fn credentials(
     Ok(Credentials {
         bearer,
         client,
-        session: cookie(headers, SESSION_COOKIE).map(str::to_owned),
+        session: cookie(headers, SESSION_COOKIE),
         csrf_token: csrf_of(headers, body),
         cross_site: is_cross_site(headers),
         ip: ip.0.clone(),
@@ -184,7 +194,7 @@ pub fn session_credentials(
     body: Option<&Params>,
 ) -> Credentials {
     Credentials {
-        session: cookie(headers, SESSION_COOKIE).map(str::to_owned),
+        session: cookie(headers, SESSION_COOKIE),
         csrf_token: csrf_of(headers, body),
         cross_site: is_cross_site(headers),
         ip: ip.0.clone(),
@@ -472,7 +482,7 @@ mod tests {
             header::COOKIE,
             HeaderValue::from_static("a=1; bg_session=xyz; b=2"),
         );
-        assert_eq!(cookie(&h, SESSION_COOKIE), Some("xyz"));
+        assert_eq!(cookie(&h, SESSION_COOKIE).as_deref(), Some("xyz"));
         assert_eq!(cookie(&h, "c"), None);
     }
 }

@@ -19,6 +19,9 @@ pub enum Where {
     TokenEndpoint,
     /// Everything else.
     Api,
+    /// The edge already chose the status (405, 408, 413, a timeout's 503): only the body
+    /// comes from here.
+    Status(StatusCode),
 }
 
 impl From<Error> for ApiError {
@@ -45,6 +48,9 @@ impl ApiError {
 
 /// The status of each wire code.
 pub fn status_of(error: &Error, at: Where) -> StatusCode {
+    if let Where::Status(s) = at {
+        return s;
+    }
     match error {
         Error::InvalidClient { basic: true, .. } => StatusCode::UNAUTHORIZED,
         Error::InvalidToken(_) | Error::NoCredentials(_) => StatusCode::UNAUTHORIZED,
@@ -113,17 +119,8 @@ impl IntoResponse for ApiError {
         {
             h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
-        if self.at == Where::TokenEndpoint {
-            no_store(h);
-        }
         res
     }
-}
-
-/// `Cache-Control: no-store` and `Pragma: no-cache` (token, introspection, device responses).
-pub fn no_store(h: &mut axum::http::HeaderMap) {
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;

@@ -9,6 +9,7 @@
 pub mod api;
 pub mod auth;
 pub mod discovery;
+pub mod edge;
 pub mod error;
 pub mod oauth;
 pub mod pages;
@@ -20,10 +21,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use axum::Router;
 use axum::extract::{FromRef, State};
-use axum::http::{Request, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use buzzgate_domain::error::Error;
 use buzzgate_domain::service::Buzzgate;
 use serde_json::json;
 
@@ -39,6 +39,8 @@ pub struct Settings {
     pub trusted_proxies: usize,
     /// Mark cookies `Secure` (set when the issuer is https).
     pub secure_cookies: bool,
+    /// The edge's time limits.
+    pub limits: edge::Limits,
 }
 
 /// One dependency `/readyz` checks.
@@ -121,7 +123,7 @@ fn oauth_routes() -> Router<AppState> {
 /// Every route of the server.
 pub fn router(state: AppState) -> Router {
     let oauth = oauth_routes();
-    Router::new()
+    let routes = Router::new()
         .nest("/api/auth/oauth", oauth.clone())
         .nest("/api/oauth", oauth.clone())
         .nest("/v1/oauth", oauth.clone())
@@ -141,10 +143,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/me", get(oauth::me))
         .route("/api/v1/session", get(api::session_info))
         .route("/api/v1/buzz", get(api::buzz_overview))
-        .route(
-            "/api/trpc/buzz.getUserAccount",
-            get(api::trpc_buzz_account),
-        )
+        .route("/api/trpc/buzz.getUserAccount", get(api::trpc_buzz_account))
         .route("/api/v1/buzz/spend", post(api::buzz_spend))
         .route("/api/v1/buzz/spend/{id}/refund", post(api::buzz_refund))
         .route("/api/v1/buzz/limits", get(api::buzz_limits))
@@ -181,39 +180,8 @@ pub fn router(state: AppState) -> Router {
             get(pages::device_page).post(pages::device_submit),
         )
         .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(
-            tower_http::trace::TraceLayer::new_for_http().make_span_with(
-                // Method and path only: query strings can carry codes and states.
-                |req: &Request<axum::body::Body>| {
-                    tracing::info_span!("request", method = %req.method(), path = %req.uri().path())
-                },
-            ),
-        )
-        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
-            |_: Box<dyn std::any::Any + Send>| {
-                error::ApiError::from(Error::ServerError("Internal error".into())).into_response()
-            },
-        ))
-        .with_state(state)
-}
-
-async fn not_found() -> Response {
-    (
-        StatusCode::NOT_FOUND,
-        axum::Json(json!({"error": "not_found", "error_description": "No such endpoint"})),
-    )
-        .into_response()
-}
-
-async fn method_not_allowed() -> Response {
-    (
-        StatusCode::METHOD_NOT_ALLOWED,
-        axum::Json(json!({"error": "invalid_request", "error_description": "Method not allowed on this endpoint"})),
-    )
-        .into_response()
+        .route("/readyz", get(readyz));
+    edge::wrap(routes, state.settings.limits).with_state(state)
 }
 
 /// `/healthz`: the process is up.

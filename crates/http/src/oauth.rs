@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 
 use crate::AppState;
 use crate::auth::{self, ClientIp};
-use crate::error::{ApiError, ApiResult, no_store};
+use crate::error::{ApiError, ApiResult};
 use crate::pages;
 use crate::params::Params;
 
@@ -266,18 +266,13 @@ async fn token_common(
     }
     .await;
     let mut res = match result {
-        Ok(t) => {
-            let mut res = axum::Json(token_json(&t, st.settings.scope_as_array)).into_response();
-            no_store(res.headers_mut());
-            res
-        }
+        Ok(t) => axum::Json(token_json(&t, st.settings.scope_as_array)).into_response(),
         Err(e) => {
             let rejected = e == Error::OriginNotAllowed;
-            let mut res = ApiError::token(e).into_response();
+            let res = ApiError::token(e).into_response();
             if rejected {
                 return res;
             }
-            no_store(res.headers_mut());
             res
         }
     };
@@ -367,8 +362,7 @@ pub async fn introspect(
         }
         _ => json!({ "active": false }),
     };
-    let mut res = axum::Json(body).into_response();
-    no_store(res.headers_mut());
+    let res = axum::Json(body).into_response();
     Ok(res)
 }
 
@@ -391,8 +385,7 @@ pub async fn userinfo(State(st): State<AppState>, headers: HeaderMap) -> ApiResu
             b[claim] = v;
         }
     }
-    let mut res = axum::Json(b).into_response();
-    no_store(res.headers_mut());
+    let res = axum::Json(b).into_response();
     Ok(res)
 }
 
@@ -434,19 +427,15 @@ pub async fn device(
     }
     .await;
     let mut res = match result {
-        Ok(d) => {
-            let mut res = axum::Json(json!({
-                "device_code": d.device_code.expose(),
-                "user_code": d.user_code.as_str(),
-                "verification_uri": d.verification_uri,
-                "verification_uri_complete": d.verification_uri_complete,
-                "expires_in": d.expires_in,
-                "interval": d.interval,
-            }))
-            .into_response();
-            no_store(res.headers_mut());
-            res
-        }
+        Ok(d) => axum::Json(json!({
+            "device_code": d.device_code.expose(),
+            "user_code": d.user_code.as_str(),
+            "verification_uri": d.verification_uri,
+            "verification_uri_complete": d.verification_uri_complete,
+            "expires_in": d.expires_in,
+            "interval": d.interval,
+        }))
+        .into_response(),
         Err(e) => ApiError::token(e).into_response(),
     };
     cors_for(&st, &mut res, &headers, &params).await;

@@ -14,7 +14,6 @@ use subtle::ConstantTimeEq;
 
 use crate::AppState;
 use crate::auth::{self, ClientIp, LOGIN_CSRF_COOKIE, SESSION_COOKIE};
-use crate::error::no_store;
 use crate::params::Params;
 
 /// Escapes text for HTML content and attribute values.
@@ -40,22 +39,15 @@ fn page(title: &str, body: &str) -> String {
     )
 }
 
-/// A page that must never be framed or cached.
+/// A page: never framed or cached (the edge's headers), and allowed its inline style only.
 fn html(status: StatusCode, title: &str, body: &str) -> Response {
     let mut res = (status, Html(page(title, body))).into_response();
-    let h = res.headers_mut();
-    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
-    h.insert(
+    res.headers_mut().insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(
             "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
         ),
     );
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    no_store(h);
     res
 }
 
@@ -65,7 +57,6 @@ pub(crate) fn redirect(status: StatusCode, to: &str) -> Response {
     if let Ok(v) = HeaderValue::from_str(to) {
         res.headers_mut().insert(header::LOCATION, v);
     }
-    no_store(res.headers_mut());
     res
 }
 
@@ -77,15 +68,7 @@ pub(crate) fn login_redirect(back: &str) -> Response {
 }
 
 fn cookie_header(st: &AppState, name: &str, value: &str, path: &str, max_age: i64) -> HeaderValue {
-    let secure = if st.settings.secure_cookies {
-        "; Secure"
-    } else {
-        ""
-    };
-    HeaderValue::from_str(&format!(
-        "{name}={value}; Path={path}; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}"
-    ))
-    .unwrap_or_else(|_| HeaderValue::from_static("invalid=1; Max-Age=0"))
+    auth::set_cookie(name, value, path, max_age, st.settings.secure_cookies)
 }
 
 /// Only same-site paths: `/x`, never `//host` or `/\host` (no open redirect).
@@ -147,7 +130,7 @@ pub async fn login_submit(
     params: Params,
 ) -> Response {
     let ret = safe_return(params.get("returnUrl"));
-    let cookie = auth::cookie(&headers, LOGIN_CSRF_COOKIE).unwrap_or("");
+    let cookie = auth::cookie(&headers, LOGIN_CSRF_COOKIE).unwrap_or_default();
     let field = params.get("csrf_token").unwrap_or("");
     let csrf_ok = !cookie.is_empty()
         && bool::from(cookie.as_bytes().ct_eq(field.as_bytes()))

@@ -31,9 +31,7 @@ impl Rejection {
 
 impl IntoResponse for Rejection {
     fn into_response(self) -> Response {
-        let mut res = (self.status, axum::Json(error_body(&self.error))).into_response();
-        crate::error::no_store(res.headers_mut());
-        res
+        (self.status, axum::Json(error_body(&self.error))).into_response()
     }
 }
 
@@ -229,16 +227,32 @@ fn body_kind(parts: &Parts, body_len: usize) -> Result<BodyKind, Rejection> {
     }
 }
 
-/// Reads the whole body, at most [`MAX_BODY`] bytes.
+/// Reads the whole body, at most [`MAX_BODY`] bytes: 413 past that, 408 when it arrives
+/// slower than the edge allows ([`crate::edge::Limits::body`]), 400 when the connection
+/// breaks off.
 pub async fn read_body(body: axum::body::Body) -> Result<Bytes, Rejection> {
-    axum::body::to_bytes(body, MAX_BODY)
-        .await
-        .map_err(|_| Rejection {
-            status: StatusCode::PAYLOAD_TOO_LARGE,
-            error: Error::invalid_request(format!(
-                "Request body is too large (limit {MAX_BODY} bytes)"
-            )),
-        })
+    axum::body::to_bytes(body, MAX_BODY).await.map_err(|e| {
+        let cause = e.into_inner();
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(cause.as_ref());
+        while let Some(err) = source {
+            if err.is::<tower_http::timeout::TimeoutError>() {
+                return Rejection {
+                    status: StatusCode::REQUEST_TIMEOUT,
+                    error: Error::invalid_request("The request body took too long"),
+                };
+            }
+            if err.is::<http_body_util::LengthLimitError>() {
+                return Rejection {
+                    status: StatusCode::PAYLOAD_TOO_LARGE,
+                    error: Error::invalid_request(format!(
+                        "Request body is too large (limit {MAX_BODY} bytes)"
+                    )),
+                };
+            }
+            source = err.source();
+        }
+        Rejection::bad("The request body could not be read")
+    })
 }
 
 /// The parameters of a request: the query string of a GET, the form or JSON body of a POST.
