@@ -52,6 +52,7 @@ mod clients;
 mod codes;
 mod devices;
 mod rate;
+mod sessions;
 mod tokens;
 mod users;
 

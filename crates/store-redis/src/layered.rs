@@ -4,6 +4,10 @@
 //! a tombstone there, so a read that fetched from Redis before the revocation cannot put it
 //! back; the local TTL bounds staleness even if a message were lost, and the local layer is
 //! bypassed whenever the subscription is down.
+//!
+//! Not an adapter of a port of its own but a composite of two `TokenCache`s (the shared one in
+//! `cache.rs`, under the name every adapter gives its `TokenCache`, and `buzzgate-local`'s
+//! `LocalCache`), so it keeps a file of its own.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};

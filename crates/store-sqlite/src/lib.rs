@@ -45,6 +45,7 @@ mod clients;
 mod codes;
 mod convert;
 mod devices;
+mod sessions;
 mod tokens;
 mod users;
 

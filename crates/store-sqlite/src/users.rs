@@ -1,15 +1,13 @@
-//! `UserStore` (usernames unique regardless of case) and `SessionStore`.
+//! `UserStore`: the built-in user directory (usernames unique regardless of case).
 
 use async_trait::async_trait;
 use buzzgate_domain::ids::UserId;
-use buzzgate_domain::ports::{SessionStore, StoreResult, UserStore};
-use buzzgate_domain::token::TokenHash;
-use buzzgate_domain::user::{NewUser, Session, User, Username};
+use buzzgate_domain::ports::{StoreResult, UserStore};
+use buzzgate_domain::user::{NewUser, User, Username};
 use sqlx::sqlite::SqliteRow;
 use time::OffsetDateTime;
 
-use crate::codes::sweep_table;
-use crate::convert::{Cols, blob, corrupt, to_json, us};
+use crate::convert::{Cols, corrupt, to_json, us};
 use crate::{SqliteStore, map_err};
 
 fn user_of(row: &SqliteRow) -> StoreResult<User> {
@@ -24,17 +22,6 @@ fn user_of(row: &SqliteRow) -> StoreResult<User> {
         roles: c.json("roles")?,
         created_at: c.time("created_at")?,
         banned_at: c.opt_time("banned_at")?,
-    })
-}
-
-fn session_of(row: &SqliteRow) -> StoreResult<Session> {
-    let c = Cols(row);
-    Ok(Session {
-        id_hash: c.hash("id_hash")?,
-        user_id: c.user("user_id")?,
-        csrf_token: c.string("csrf_token")?,
-        created_at: c.time("created_at")?,
-        expires_at: c.time("expires_at")?,
     })
 }
 
@@ -84,48 +71,5 @@ impl UserStore for SqliteStore {
             .as_ref()
             .map(user_of)
             .transpose()
-    }
-}
-
-#[async_trait]
-impl SessionStore for SqliteStore {
-    async fn insert(&self, session: &Session) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT OR REPLACE INTO sessions (id_hash, user_id, csrf_token, created_at, \
-             expires_at) VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(blob(&session.id_hash))
-        .bind(session.user_id.0)
-        .bind(session.csrf_token.as_str())
-        .bind(us(session.created_at))
-        .bind(us(session.expires_at))
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
-        Ok(())
-    }
-
-    async fn get(&self, id_hash: &TokenHash) -> StoreResult<Option<Session>> {
-        sqlx::query("SELECT * FROM sessions WHERE id_hash = ?")
-            .bind(blob(id_hash))
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map_err)?
-            .as_ref()
-            .map(session_of)
-            .transpose()
-    }
-
-    async fn delete(&self, id_hash: &TokenHash) -> StoreResult<()> {
-        sqlx::query("DELETE FROM sessions WHERE id_hash = ?")
-            .bind(blob(id_hash))
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
-        Ok(())
-    }
-
-    async fn sweep_expired(&self, before: OffsetDateTime, batch: u32) -> StoreResult<u32> {
-        sweep_table(self, "sessions", before, batch).await
     }
 }
