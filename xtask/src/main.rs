@@ -314,6 +314,12 @@ fn env_keys(config: &str) -> Vec<String> {
         .collect()
 }
 
+fn memory() -> Result<(), String> {
+    let mut c = Command::new("bash");
+    c.arg("tests/memory/run.sh");
+    run(c)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -356,10 +362,4 @@ mod tests {
         let config = "settings! {\n    /// The \"address\".\n    listen: String = \"x\".into(), \"BUZZGATE_LISTEN\", text;\n    db: String = \"y\".into(), \"DATABASE_URL\", text;\n}\n";
         assert_eq!(env_keys(config), vec!["BUZZGATE_LISTEN", "DATABASE_URL"]);
     }
-}
-
-fn memory() -> Result<(), String> {
-    let mut c = Command::new("bash");
-    c.arg("tests/memory/run.sh");
-    run(c)
 }
