@@ -63,6 +63,26 @@ fn bind_client<'q>(
         .bind(to_json(&c.owner_buzz_limit)?))
 }
 
+impl SqliteStore {
+    /// The outcome of a compare-and-set write that touched `rows`: `Written`, or, when it
+    /// touched none, `Stale` while the app `id` exists and `Missing` once it is gone.
+    async fn conditional(&self, rows: u64, id: &ClientId) -> StoreResult<Conditional> {
+        if rows > 0 {
+            return Ok(Conditional::Written);
+        }
+        let app = sqlx::query("SELECT 1 FROM clients WHERE id = ?")
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(if app.is_some() {
+            Conditional::Stale
+        } else {
+            Conditional::Missing
+        })
+    }
+}
+
 #[async_trait]
 impl ClientStore for SqliteStore {
     async fn insert(&self, client: &Client) -> StoreResult<()> {
@@ -131,19 +151,7 @@ impl ClientStore for SqliteStore {
             .execute(&self.pool)
             .await
             .map_err(map_err)?;
-        if done.rows_affected() > 0 {
-            return Ok(Conditional::Written);
-        }
-        let exists = sqlx::query("SELECT 1 FROM clients WHERE id = ?")
-            .bind(client.id.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map_err)?;
-        Ok(if exists.is_some() {
-            Conditional::Stale
-        } else {
-            Conditional::Missing
-        })
+        self.conditional(done.rows_affected(), &client.id).await
     }
 
     async fn delete(&self, id: &ClientId) -> StoreResult<Option<Vec<TokenHash>>> {
@@ -242,19 +250,8 @@ impl ConsentStore for SqliteStore {
             .execute(&self.pool)
             .await
             .map_err(map_err)?;
-        if done.rows_affected() > 0 {
-            return Ok(Conditional::Written);
-        }
-        let app = sqlx::query("SELECT 1 FROM clients WHERE id = ?")
-            .bind(consent.client_id.as_str())
-            .fetch_optional(&self.pool)
+        self.conditional(done.rows_affected(), &consent.client_id)
             .await
-            .map_err(map_err)?;
-        Ok(if app.is_some() {
-            Conditional::Stale
-        } else {
-            Conditional::Missing
-        })
     }
 
     async fn set_buzz_limit(
