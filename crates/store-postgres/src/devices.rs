@@ -38,21 +38,13 @@ struct DeviceRow {
 
 impl DeviceRow {
     fn into_record(self) -> StoreResult<DeviceAuthorization> {
-        let status = match (
-            self.status.as_str(),
-            self.approved_user_id,
+        let status = DeviceStatus::from_columns(
+            &self.status,
+            self.approved_user_id.map(UserId),
             self.approved_auth_time,
-        ) {
-            ("pending", _, _) => DeviceStatus::Pending,
-            ("approved", Some(user), Some(at)) => DeviceStatus::Approved {
-                user_id: UserId(user),
-                auth_time: at,
-                approved_at: self.approved_at,
-            },
-            ("denied", _, _) => DeviceStatus::Denied,
-            ("consumed", _, _) => DeviceStatus::Consumed,
-            _ => return Err(corrupt("device status")),
-        };
+            self.approved_at,
+        )
+        .ok_or_else(|| corrupt("device status"))?;
         Ok(DeviceAuthorization {
             device_hash: hash_from(self.device_hash, "device code hash")?,
             user_code: UserCode::normalize(&self.user_code).ok_or_else(|| corrupt("user code"))?,
@@ -67,41 +59,9 @@ impl DeviceRow {
     }
 }
 
-/// The status columns of a status.
-struct StatusColumns {
-    status: &'static str,
-    user: Option<i64>,
-    auth_time: Option<OffsetDateTime>,
-    approved_at: Option<OffsetDateTime>,
-}
-
-fn status_columns(s: &DeviceStatus) -> StatusColumns {
-    let plain = |status| StatusColumns {
-        status,
-        user: None,
-        auth_time: None,
-        approved_at: None,
-    };
-    match s {
-        DeviceStatus::Pending => plain("pending"),
-        DeviceStatus::Approved {
-            user_id,
-            auth_time,
-            approved_at,
-        } => StatusColumns {
-            status: "approved",
-            user: Some(user_id.0),
-            auth_time: Some(*auth_time),
-            approved_at: *approved_at,
-        },
-        DeviceStatus::Denied => plain("denied"),
-        DeviceStatus::Consumed => plain("consumed"),
-    }
-}
-
 /// Writes the mutable part of `rec` (status, interval, last poll) to its row.
 async fn store(c: &mut PgConnection, rec: &DeviceAuthorization) -> Result<(), sqlx::Error> {
-    let cols = status_columns(&rec.status);
+    let cols = rec.status.columns();
     sqlx::query(
         "UPDATE device_authorizations SET status = $2, approved_user_id = $3, \
          approved_auth_time = $4, poll_interval = $5, last_polled_at = $6, scope = $7, \
@@ -109,7 +69,7 @@ async fn store(c: &mut PgConnection, rec: &DeviceAuthorization) -> Result<(), sq
     )
     .bind(&rec.device_hash.0[..])
     .bind(cols.status)
-    .bind(cols.user)
+    .bind(cols.user.map(|u| u.0))
     .bind(cols.auth_time)
     .bind(i64_of(rec.interval))
     .bind(rec.last_polled_at)
@@ -125,7 +85,7 @@ async fn store(c: &mut PgConnection, rec: &DeviceAuthorization) -> Result<(), sq
 impl DeviceStore for PgStore {
     async fn insert(&self, rec: &DeviceAuthorization) -> StoreResult<()> {
         let now = self.now();
-        let cols = status_columns(&rec.status);
+        let cols = rec.status.columns();
         transaction!(self, |c| {
             // An expired authorization gives its user code up (it stays pollable by its
             // device code, so the device still hears `expired_token`).
@@ -147,7 +107,7 @@ impl DeviceStore for PgStore {
             .bind(rec.client_id.as_str())
             .bind(scope_to(rec.scope))
             .bind(cols.status)
-            .bind(cols.user)
+            .bind(cols.user.map(|u| u.0))
             .bind(cols.auth_time)
             .bind(rec.created_at)
             .bind(rec.expires_at)

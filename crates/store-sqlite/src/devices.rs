@@ -22,21 +22,14 @@ const BY_USER_CODE: &str =
 
 fn device_of(row: &SqliteRow) -> StoreResult<DeviceAuthorization> {
     let c = Cols(row);
-    let status = match c.string("status")?.as_str() {
-        "pending" => DeviceStatus::Pending,
-        "approved" => DeviceStatus::Approved {
-            user_id: c
-                .opt_user("approved_user_id")?
-                .ok_or_else(|| corrupt("approved device without a user"))?,
-            auth_time: c
-                .opt_time("approved_auth_time")?
-                .ok_or_else(|| corrupt("approved device without an auth time"))?,
-            approved_at: c.opt_time("approved_at")?,
-        },
-        "denied" => DeviceStatus::Denied,
-        "consumed" => DeviceStatus::Consumed,
-        other => return Err(corrupt(format!("device status {other}"))),
-    };
+    let name = c.string("status")?;
+    let status = DeviceStatus::from_columns(
+        &name,
+        c.opt_user("approved_user_id")?,
+        c.opt_time("approved_auth_time")?,
+        c.opt_time("approved_at")?,
+    )
+    .ok_or_else(|| corrupt(format!("device status {name}")))?;
     let user_code = c.string("user_code")?;
     Ok(DeviceAuthorization {
         device_hash: c.hash("device_hash")?,
@@ -51,45 +44,13 @@ fn device_of(row: &SqliteRow) -> StoreResult<DeviceAuthorization> {
     })
 }
 
-/// The status columns: status, approved user, approved auth time, approval time.
-struct StatusCols {
-    status: &'static str,
-    user: Option<i64>,
-    auth_time: Option<i64>,
-    approved_at: Option<i64>,
-}
-
-fn status_cols(s: &DeviceStatus) -> StatusCols {
-    let plain = |status| StatusCols {
-        status,
-        user: None,
-        auth_time: None,
-        approved_at: None,
-    };
-    match s {
-        DeviceStatus::Pending => plain("pending"),
-        DeviceStatus::Approved {
-            user_id,
-            auth_time,
-            approved_at,
-        } => StatusCols {
-            status: "approved",
-            user: Some(user_id.0),
-            auth_time: Some(us(*auth_time)),
-            approved_at: opt_us(*approved_at),
-        },
-        DeviceStatus::Denied => plain("denied"),
-        DeviceStatus::Consumed => plain("consumed"),
-    }
-}
-
 fn interval_col(rec: &DeviceAuthorization) -> i64 {
     i64::try_from(rec.interval).unwrap_or(i64::MAX)
 }
 
 /// Writes back every mutable column of `rec` (by its device hash).
 async fn write_back(conn: &mut SqliteConnection, rec: &DeviceAuthorization) -> StoreResult<()> {
-    let cols = status_cols(&rec.status);
+    let cols = rec.status.columns();
     sqlx::query(
         "UPDATE device_authorizations SET scope = ?, status = ?, approved_user_id = ?, \
          approved_auth_time = ?, approved_at = ?, expires_at = ?, interval_secs = ?, \
@@ -97,9 +58,9 @@ async fn write_back(conn: &mut SqliteConnection, rec: &DeviceAuthorization) -> S
     )
     .bind(i64::from(rec.scope.bits()))
     .bind(cols.status)
-    .bind(cols.user)
-    .bind(cols.auth_time)
-    .bind(cols.approved_at)
+    .bind(cols.user.map(|u| u.0))
+    .bind(opt_us(cols.auth_time))
+    .bind(opt_us(cols.approved_at))
     .bind(us(rec.expires_at))
     .bind(interval_col(rec))
     .bind(opt_us(rec.last_polled_at))
@@ -134,7 +95,7 @@ impl DeviceStore for SqliteStore {
             if current.is_some_and(|d| is_live(Some(d.expires_at), now)) {
                 return Err(StoreError::Conflict("user code in use".into()));
             }
-            let cols = status_cols(&rec.status);
+            let cols = rec.status.columns();
             sqlx::query(
                 "INSERT OR REPLACE INTO device_authorizations (device_hash, user_code, client_id, \
                  scope, status, approved_user_id, approved_auth_time, approved_at, created_at, \
@@ -146,9 +107,9 @@ impl DeviceStore for SqliteStore {
             .bind(rec.client_id.as_str())
             .bind(i64::from(rec.scope.bits()))
             .bind(cols.status)
-            .bind(cols.user)
-            .bind(cols.auth_time)
-            .bind(cols.approved_at)
+            .bind(cols.user.map(|u| u.0))
+            .bind(opt_us(cols.auth_time))
+            .bind(opt_us(cols.approved_at))
             .bind(us(rec.created_at))
             .bind(us(rec.expires_at))
             .bind(interval_col(rec))

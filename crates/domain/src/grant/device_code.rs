@@ -82,6 +82,64 @@ pub enum DeviceStatus {
     Consumed,
 }
 
+/// A [`DeviceStatus`] as the columns a SQL row keeps it in: the status name, and for an
+/// approval the approving user, their sign-in time and the approval time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatusColumns {
+    pub status: &'static str,
+    pub user: Option<UserId>,
+    pub auth_time: Option<OffsetDateTime>,
+    pub approved_at: Option<OffsetDateTime>,
+}
+
+impl DeviceStatus {
+    /// The columns that store this status.
+    pub fn columns(&self) -> StatusColumns {
+        let plain = |status| StatusColumns {
+            status,
+            user: None,
+            auth_time: None,
+            approved_at: None,
+        };
+        match self {
+            DeviceStatus::Pending => plain("pending"),
+            DeviceStatus::Approved {
+                user_id,
+                auth_time,
+                approved_at,
+            } => StatusColumns {
+                status: "approved",
+                user: Some(*user_id),
+                auth_time: Some(*auth_time),
+                approved_at: *approved_at,
+            },
+            DeviceStatus::Denied => plain("denied"),
+            DeviceStatus::Consumed => plain("consumed"),
+        }
+    }
+
+    /// The status stored in `status` and its columns; `None` for an unknown name or an
+    /// approval without its user or sign-in time (a corrupt row).
+    pub fn from_columns(
+        status: &str,
+        user: Option<UserId>,
+        auth_time: Option<OffsetDateTime>,
+        approved_at: Option<OffsetDateTime>,
+    ) -> Option<DeviceStatus> {
+        Some(match status {
+            "pending" => DeviceStatus::Pending,
+            "approved" => DeviceStatus::Approved {
+                user_id: user?,
+                auth_time: auth_time?,
+                approved_at,
+            },
+            "denied" => DeviceStatus::Denied,
+            "consumed" => DeviceStatus::Consumed,
+            _ => return None,
+        })
+    }
+}
+
 /// A stored device authorization. The device code is kept as a hash only.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -288,6 +346,35 @@ mod tests {
     use super::*;
     use crate::grant::fixtures::{T0, confidential};
     use crate::ports::SeededRandom;
+
+    #[test]
+    fn every_status_round_trips_through_its_columns_and_corrupt_rows_are_refused() {
+        let approved = DeviceStatus::Approved {
+            user_id: UserId(7),
+            auth_time: T0,
+            approved_at: Some(T0 + Duration::seconds(5)),
+        };
+        for s in [
+            DeviceStatus::Pending,
+            approved,
+            DeviceStatus::Denied,
+            DeviceStatus::Consumed,
+        ] {
+            let c = s.columns();
+            assert_eq!(
+                DeviceStatus::from_columns(c.status, c.user, c.auth_time, c.approved_at),
+                Some(s)
+            );
+        }
+        assert_eq!(
+            DeviceStatus::from_columns("approved", None, Some(T0), None),
+            None
+        );
+        assert_eq!(
+            DeviceStatus::from_columns("granted", None, None, None),
+            None
+        );
+    }
 
     fn started() -> DeviceAuthorization {
         start(
