@@ -17,12 +17,7 @@ async fn api_keys_are_bearers_of_type_api_key_listed_and_deleted() {
         expires_in_days: Some(1),
     };
     let (key, rec) = h.gate.api_keys().create(&caller, new).await.unwrap();
-    let me = h
-        .gate
-        .tokens()
-        .me(&h.bearer(key.expose()).await)
-        .await
-        .unwrap();
+    let me = h.me(key.expose()).await.unwrap();
     assert_eq!(me.subject, Subject::ApiKey(rec.id.to_string()));
     assert_eq!(h.gate.api_keys().list(&caller).await.unwrap().len(), 1);
     h.gate.api_keys().delete(&caller, rec.id).await.unwrap();

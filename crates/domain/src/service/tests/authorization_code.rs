@@ -16,7 +16,7 @@ use crate::service::authorize::{AuthorizeOutcome, ConsentAnswer};
 use crate::service::tokens::GrantRequest;
 use crate::token::TokenKind;
 
-use super::{harness, harness_with_deps, query, rt, signed_in};
+use super::{harness, harness_with_deps, query, rt};
 
 #[tokio::test]
 async fn code_exchange_issues_access_and_refresh_with_the_consented_scope() {
@@ -45,9 +45,7 @@ async fn code_is_single_use_and_replay_revokes_what_it_issued() {
     let again = h.exchange(&code, &v).await.unwrap_err();
     assert_eq!(again.code(), "invalid_grant");
     assert_eq!(
-        h.gate
-            .tokens()
-            .validate_bearer(t.access_token.expose())
+        h.validate(t.access_token.expose())
             .await
             .unwrap_err()
             .code(),
@@ -99,7 +97,7 @@ async fn missing_parameters_are_invalid_request_and_do_not_burn_the_code() {
         redirect_uri: Some("x".into()),
     };
     assert_eq!(
-        h.gate.tokens().token(h.token_req(g)).await.unwrap_err(),
+        h.token(h.token_req(g)).await.unwrap_err(),
         Error::invalid_request("Missing code_verifier")
     );
     assert!(h.exchange(&code, &v).await.is_ok());
@@ -120,10 +118,7 @@ async fn wrong_secret_is_invalid_client_and_basic_is_flagged_for_401() {
         secret: Some("wrong".into()),
         method: AuthMethod::Basic,
     };
-    assert_eq!(
-        h.gate.tokens().token(req).await.unwrap_err(),
-        Error::invalid_client(true)
-    );
+    assert_eq!(h.token(req).await.unwrap_err(), Error::invalid_client(true));
 }
 
 #[tokio::test]
@@ -149,13 +144,7 @@ async fn id_token_is_signed_only_when_the_request_had_a_nonce() {
         remember: true,
         buzz_limit: None,
     };
-    let AuthorizeOutcome::Redirect { location } = h
-        .gate
-        .authorize()
-        .decide(&p, &signed_in(h.user), &answer, None)
-        .await
-        .unwrap()
-    else {
+    let AuthorizeOutcome::Redirect { location } = h.decide(&p, &answer).await else {
         panic!()
     };
     let t = h
@@ -178,12 +167,7 @@ async fn auth_time_is_when_the_user_signed_in() {
         buzz_limit: None,
     };
     // `signed_in` sessions started at the epoch; the code is issued two hours later.
-    let AuthorizeOutcome::Redirect { location } = h
-        .gate
-        .authorize()
-        .decide(&h.params("1", &v), &signed_in(h.user), &answer, None)
-        .await
-        .unwrap()
+    let AuthorizeOutcome::Redirect { location } = h.decide(&h.params("1", &v), &answer).await
     else {
         panic!("approved")
     };

@@ -17,21 +17,11 @@ use super::{harness, query, signed_in};
 async fn signed_out_user_is_sent_to_login_after_client_checks() {
     let h = harness().await;
     let v = CodeVerifier::generate(&SeededRandom::new(1));
-    let out = h
-        .gate
-        .authorize()
-        .authorize(&h.params("1", &v), &Caller::Anonymous, None)
-        .await
-        .unwrap();
+    let out = h.authorize(&h.params("1", &v), &Caller::Anonymous).await;
     assert_eq!(out, AuthorizeOutcome::LoginRequired);
     let mut bad = h.params("1", &v);
     bad.redirect_uri = Some("https://evil.example.com/cb".into());
-    let out = h
-        .gate
-        .authorize()
-        .authorize(&bad, &Caller::Anonymous, None)
-        .await
-        .unwrap();
+    let out = h.authorize(&bad, &Caller::Anonymous).await;
     assert!(matches!(
         out,
         AuthorizeOutcome::Reject(Error::InvalidRequest(_))
@@ -53,15 +43,8 @@ async fn first_request_shows_consent_with_trimmed_scope_and_buzz_cap() {
         .unwrap();
     let v = CodeVerifier::generate(&SeededRandom::new(1));
     let out = h
-        .gate
-        .authorize()
-        .authorize(
-            &h.params("AIServices VaultWrite", &v),
-            &signed_in(h.user),
-            None,
-        )
-        .await
-        .unwrap();
+        .authorize(&h.params("AIServices VaultWrite", &v), &signed_in(h.user))
+        .await;
     let AuthorizeOutcome::Consent(prompt) = out else {
         panic!("{out:?}")
     };
@@ -77,11 +60,8 @@ async fn remembered_consent_skips_the_page_and_wider_request_prompts() {
     h.code("114689", true).await;
     let v = CodeVerifier::generate(&SeededRandom::new(2));
     let out = h
-        .gate
-        .authorize()
-        .authorize(&h.params("BuzzRead", &v), &signed_in(h.user), None)
-        .await
-        .unwrap();
+        .authorize(&h.params("BuzzRead", &v), &signed_in(h.user))
+        .await;
     let AuthorizeOutcome::Redirect { location } = out else {
         panic!("{out:?}")
     };
@@ -91,12 +71,7 @@ async fn remembered_consent_skips_the_page_and_wider_request_prompts() {
         query(&location, "iss").as_deref(),
         Some("http://127.0.0.1:8080")
     );
-    let out = h
-        .gate
-        .authorize()
-        .authorize(&h.params("Full", &v), &signed_in(h.user), None)
-        .await
-        .unwrap();
+    let out = h.authorize(&h.params("Full", &v), &signed_in(h.user)).await;
     assert!(matches!(out, AuthorizeOutcome::Consent(_)));
 }
 
@@ -108,12 +83,7 @@ async fn unremembered_approval_still_records_a_grant_but_prompts_again() {
     assert_eq!(consents.len(), 1);
     assert!(!consents[0].consent.remembered);
     let v = CodeVerifier::generate(&SeededRandom::new(2));
-    let out = h
-        .gate
-        .authorize()
-        .authorize(&h.params("1", &v), &signed_in(h.user), None)
-        .await
-        .unwrap();
+    let out = h.authorize(&h.params("1", &v), &signed_in(h.user)).await;
     assert!(matches!(out, AuthorizeOutcome::Consent(_)));
 }
 
@@ -126,12 +96,7 @@ async fn deny_redirects_with_access_denied_state_and_iss() {
         remember: true,
         buzz_limit: None,
     };
-    let out = h
-        .gate
-        .authorize()
-        .decide(&h.params("1", &v), &signed_in(h.user), &answer, None)
-        .await
-        .unwrap();
+    let out = h.decide(&h.params("1", &v), &answer).await;
     let AuthorizeOutcome::Redirect { location } = out else {
         panic!()
     };
@@ -149,12 +114,7 @@ async fn consent_buzz_limit_is_validated_and_stored() {
         remember: true,
         buzz_limit: Some("{not json".into()),
     };
-    let out = h
-        .gate
-        .authorize()
-        .decide(&h.params("114689", &v), &signed_in(h.user), &bad, None)
-        .await
-        .unwrap();
+    let out = h.decide(&h.params("114689", &v), &bad).await;
     let AuthorizeOutcome::RedirectError { location } = out else {
         panic!("{out:?}")
     };
@@ -167,11 +127,7 @@ async fn consent_buzz_limit_is_validated_and_stored() {
         remember: true,
         buzz_limit: Some(r#"[{"type":"sliding","limit":300,"window":"day","unit":7}]"#.into()),
     };
-    h.gate
-        .authorize()
-        .decide(&h.params("114689", &v), &signed_in(h.user), &good, None)
-        .await
-        .unwrap();
+    h.decide(&h.params("114689", &v), &good).await;
     let apps = h.gate.consents().list(&signed_in(h.user)).await.unwrap();
     assert_eq!(
         apps[0].consent.buzz_limit,
@@ -190,12 +146,7 @@ async fn disabled_and_testers_only_apps_refuse_with_json_403() {
         .administer(&admin, &h.app, None, Some(AccessMode::Testers), None)
         .await
         .unwrap();
-    let out = h
-        .gate
-        .authorize()
-        .authorize(&h.params("1", &v), &signed_in(h.user), None)
-        .await
-        .unwrap();
+    let out = h.authorize(&h.params("1", &v), &signed_in(h.user)).await;
     assert!(matches!(
         out,
         AuthorizeOutcome::Reject(Error::AccessDenied(_))
@@ -205,12 +156,7 @@ async fn disabled_and_testers_only_apps_refuse_with_json_403() {
         .administer(&admin, &h.app, None, Some(AccessMode::Disabled), None)
         .await
         .unwrap();
-    let out = h
-        .gate
-        .authorize()
-        .authorize(&h.params("1", &v), &signed_in(h.user), None)
-        .await
-        .unwrap();
+    let out = h.authorize(&h.params("1", &v), &signed_in(h.user)).await;
     assert_eq!(
         out,
         AuthorizeOutcome::Reject(Error::access_denied(

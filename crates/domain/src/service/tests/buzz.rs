@@ -19,90 +19,37 @@ async fn spend_is_capped_idempotent_and_refundable() {
     h.make_resource_server().await;
     credit(&h.store, h.user, 10_000).await;
     let t = h.tokens("114689").await;
-    h.gate
-        .consents()
-        .set_buzz_limit(
-            &signed_in(h.user),
-            &h.app,
-            BuzzLimit::per_period(100, 1).unwrap(),
-        )
-        .await
-        .unwrap();
+    h.cap(BuzzLimit::per_period(100, 1).unwrap()).await;
     let at = t.access_token.expose();
-    let r = h
-        .gate
-        .buzz()
-        .spend(&h.rs().await, spend(at, 60, "k1", "ai_services"))
-        .await
-        .unwrap();
+    let r = h.pay(at, 60, "k1", "ai_services").await.unwrap();
     assert_eq!((r.balance, r.limits[0].remaining), (9_940, 40));
-    let replay = h
-        .gate
-        .buzz()
-        .spend(&h.rs().await, spend(at, 60, "k1", "ai_services"))
-        .await
-        .unwrap();
+    let replay = h.pay(at, 60, "k1", "ai_services").await.unwrap();
     assert!(replay.replayed);
     assert_eq!(replay.balance, 9_940);
     assert_eq!(
-        h.gate
-            .buzz()
-            .spend(&h.rs().await, spend(at, 61, "k1", "ai_services"))
-            .await
-            .unwrap_err()
-            .code(),
+        h.pay(at, 61, "k1", "ai_services").await.unwrap_err().code(),
         "conflict"
     );
     assert_eq!(
-        h.gate
-            .buzz()
-            .spend(&h.rs().await, spend(at, 41, "k2", "ai_services"))
-            .await
-            .unwrap_err(),
+        h.pay(at, 41, "k2", "ai_services").await.unwrap_err(),
         Error::InsufficientFunds
     );
-    let (_, balance) = h
-        .gate
-        .buzz()
-        .refund(&h.rs().await, r.entry.id)
-        .await
-        .unwrap();
+    let (_, balance) = h.refund(r.entry.id).await.unwrap();
     assert_eq!(balance, 10_000);
-    let (_, again) = h
-        .gate
-        .buzz()
-        .refund(&h.rs().await, r.entry.id)
-        .await
-        .unwrap();
+    let (_, again) = h.refund(r.entry.id).await.unwrap();
     assert_eq!(again, 10_000, "a second refund credits nothing");
-    assert!(
-        h.gate
-            .buzz()
-            .spend(&h.rs().await, spend(at, 100, "k3", "ai_services"))
-            .await
-            .is_ok()
-    );
+    assert!(h.pay(at, 100, "k3", "ai_services").await.is_ok());
     // The sliding day counts spends made at or after now - 24 h.
     // The cap belongs to the (user, app) grant, so a new token of the app shares it.
     h.clock.advance(Duration::days(1) - Duration::seconds(1));
     let t2 = h.tokens("114689").await;
     let at = t2.access_token.expose();
     assert_eq!(
-        h.gate
-            .buzz()
-            .spend(&h.rs().await, spend(at, 1, "k4", "ai_services"))
-            .await
-            .unwrap_err(),
+        h.pay(at, 1, "k4", "ai_services").await.unwrap_err(),
         Error::InsufficientFunds
     );
     h.clock.advance(Duration::seconds(2));
-    assert!(
-        h.gate
-            .buzz()
-            .spend(&h.rs().await, spend(at, 100, "k5", "ai_services"))
-            .await
-            .is_ok()
-    );
+    assert!(h.pay(at, 100, "k5", "ai_services").await.is_ok());
     let kinds = h.audit_kinds();
     assert!(kinds.contains(&AuditKind::BuzzSpent) && kinds.contains(&AuditKind::BuzzRefunded));
 }
@@ -114,12 +61,7 @@ async fn over_balance_is_indistinguishable_from_over_cap() {
     credit(&h.store, h.user, 5).await;
     let t = h.tokens("114689").await;
     let e = h
-        .gate
-        .buzz()
-        .spend(
-            &h.rs().await,
-            spend(t.access_token.expose(), 6, "k", "ai_services"),
-        )
+        .pay(t.access_token.expose(), 6, "k", "ai_services")
         .await
         .unwrap_err();
     assert_eq!(e, Error::InsufficientFunds);
@@ -132,36 +74,16 @@ async fn spend_needs_the_purpose_scope_and_a_resource_server() {
     let t = h.tokens("BuzzRead").await;
     let at = t.access_token.expose();
     assert_eq!(
-        h.gate
-            .buzz()
-            .spend(&h.rs().await, spend(at, 1, "k", "ai_services"))
-            .await
-            .unwrap_err()
-            .code(),
+        h.pay(at, 1, "k", "ai_services").await.unwrap_err().code(),
         "unauthorized_client"
     );
     h.make_resource_server().await;
-    let e = h
-        .gate
-        .buzz()
-        .spend(&h.rs().await, spend(at, 1, "k", "ai_services"))
-        .await
-        .unwrap_err();
+    let e = h.pay(at, 1, "k", "ai_services").await.unwrap_err();
     assert_eq!(e.description(), "Token does not have AIServicesWrite scope");
-    let e = h
-        .gate
-        .buzz()
-        .spend(&h.rs().await, spend(at, 1, "k", "bounty"))
-        .await
-        .unwrap_err();
+    let e = h.pay(at, 1, "k", "bounty").await.unwrap_err();
     assert_eq!(e.description(), "Token does not have BountiesWrite scope");
     assert_eq!(
-        h.gate
-            .buzz()
-            .spend(&h.rs().await, spend(at, 1, "k", "tip"))
-            .await
-            .unwrap_err()
-            .code(),
+        h.pay(at, 1, "k", "tip").await.unwrap_err().code(),
         "invalid_request"
     );
 }
@@ -172,29 +94,11 @@ async fn bounty_spend_ignores_the_cap_but_not_the_balance() {
     h.make_resource_server().await;
     credit(&h.store, h.user, 1_000).await;
     let t = h.tokens("Full").await;
-    h.gate
-        .consents()
-        .set_buzz_limit(
-            &signed_in(h.user),
-            &h.app,
-            BuzzLimit::per_period(1, 1).unwrap(),
-        )
-        .await
-        .unwrap();
+    h.cap(BuzzLimit::per_period(1, 1).unwrap()).await;
     let at = t.access_token.expose();
-    assert!(
-        h.gate
-            .buzz()
-            .spend(&h.rs().await, spend(at, 500, "b1", "bounty"))
-            .await
-            .is_ok()
-    );
+    assert!(h.pay(at, 500, "b1", "bounty").await.is_ok());
     assert_eq!(
-        h.gate
-            .buzz()
-            .spend(&h.rs().await, spend(at, 501, "b2", "bounty"))
-            .await
-            .unwrap_err(),
+        h.pay(at, 501, "b2", "bounty").await.unwrap_err(),
         Error::InsufficientFunds
     );
 }
@@ -204,12 +108,7 @@ async fn balance_needs_buzz_read_and_limits_show_the_apps_budgets() {
     let h = harness().await;
     credit(&h.store, h.user, 42).await;
     let t = h.tokens("114689").await;
-    let o = h
-        .gate
-        .buzz()
-        .overview(&h.bearer(t.access_token.expose()).await)
-        .await
-        .unwrap();
+    let o = h.overview(t.access_token.expose()).await.unwrap();
     assert_eq!(o.balances, vec![(Currency::yellow(), 42)]);
     let limits = h
         .gate
@@ -220,9 +119,7 @@ async fn balance_needs_buzz_read_and_limits_show_the_apps_budgets() {
     assert_eq!((limits[0].limit, limits[0].remaining), (5000, 5000));
     let t2 = h.tokens("1").await;
     assert_eq!(
-        h.gate
-            .buzz()
-            .overview(&h.bearer(t2.access_token.expose()).await)
+        h.overview(t2.access_token.expose())
             .await
             .unwrap_err()
             .code(),
@@ -234,36 +131,17 @@ async fn balance_needs_buzz_read_and_limits_show_the_apps_budgets() {
 async fn crediting_is_for_admins_and_positive_amounts() {
     let h = harness().await;
     let admin = Caller::operator();
+    assert_eq!(h.credit_ada(&admin, "yellow", 100).await.unwrap(), 100);
     assert_eq!(
-        h.gate
-            .buzz()
-            .credit(&admin, h.user, "yellow", 100)
-            .await
-            .unwrap(),
-        100
-    );
-    assert_eq!(
-        h.gate
-            .buzz()
-            .credit(&admin, h.user, "yellow", 0)
-            .await
-            .unwrap_err()
-            .code(),
+        h.credit_ada(&admin, "yellow", 0).await.unwrap_err().code(),
         "invalid_request"
     );
     assert_eq!(
-        h.gate
-            .buzz()
-            .credit(&admin, h.user, "", 5)
-            .await
-            .unwrap_err()
-            .code(),
+        h.credit_ada(&admin, "", 5).await.unwrap_err().code(),
         "invalid_request"
     );
     assert_eq!(
-        h.gate
-            .buzz()
-            .credit(&signed_in(h.user), h.user, "yellow", 5)
+        h.credit_ada(&signed_in(h.user), "yellow", 5)
             .await
             .unwrap_err()
             .code(),
@@ -282,12 +160,7 @@ async fn no_consent_means_no_spending_and_the_owner_cap_bounds_client_credential
         .await
         .unwrap();
     let e = h
-        .gate
-        .buzz()
-        .spend(
-            &h.rs().await,
-            spend(t.access_token.expose(), 1, "a", "ai_services"),
-        )
+        .pay(t.access_token.expose(), 1, "a", "ai_services")
         .await
         .unwrap_err();
     assert_eq!(e, Error::InsufficientFunds, "no consent is never 'no cap'");
@@ -318,8 +191,6 @@ async fn no_consent_means_no_spending_and_the_owner_cap_bounds_client_credential
         .await
         .unwrap();
     let cc = h
-        .gate
-        .tokens()
         .token(h.token_req(GrantRequest::ClientCredentials { scope: None }))
         .await
         .unwrap();
@@ -338,12 +209,7 @@ async fn buzz_accounts_show_every_pool_with_its_lifetime_credits() {
     let h = harness().await;
     h.make_resource_server().await;
     let t = h.tokens("AIServices BuzzRead").await;
-    let none = h
-        .gate
-        .buzz()
-        .accounts(&h.bearer(t.access_token.expose()).await)
-        .await
-        .unwrap();
+    let none = h.accounts(t.access_token.expose()).await.unwrap();
     assert_eq!(
         none.iter()
             .map(|a| (a.currency.as_str(), a.balance, a.lifetime))
@@ -352,31 +218,19 @@ async fn buzz_accounts_show_every_pool_with_its_lifetime_credits() {
         "the default pool is always there"
     );
     credit(&h.store, h.user, 500).await;
-    let rs = h.rs().await;
     let r = h
-        .gate
-        .buzz()
-        .spend(&rs, spend(t.access_token.expose(), 40, "s1", "ai_services"))
+        .pay(t.access_token.expose(), 40, "s1", "ai_services")
         .await
         .unwrap();
-    h.gate
-        .buzz()
-        .spend(&rs, spend(t.access_token.expose(), 10, "s2", "ai_services"))
+    h.pay(t.access_token.expose(), 10, "s2", "ai_services")
         .await
         .unwrap();
-    h.gate.buzz().refund(&rs, r.entry.id).await.unwrap();
-    let a = h
-        .gate
-        .buzz()
-        .accounts(&h.bearer(t.access_token.expose()).await)
-        .await
-        .unwrap();
+    h.refund(r.entry.id).await.unwrap();
+    let a = h.accounts(t.access_token.expose()).await.unwrap();
     assert_eq!((a[0].balance, a[0].lifetime), (490, 500));
     let no_buzz_read = h.tokens("UserRead").await;
     assert_eq!(
-        h.gate
-            .buzz()
-            .accounts(&h.bearer(no_buzz_read.access_token.expose()).await)
+        h.accounts(no_buzz_read.access_token.expose())
             .await
             .unwrap_err(),
         Error::InsufficientScope {
@@ -390,28 +244,14 @@ async fn a_credit_past_the_largest_balance_is_refused_not_saturated() {
     let h = harness().await;
     let admin = Caller::operator();
     let big = u64::try_from(i64::MAX).unwrap() - 10;
-    assert_eq!(
-        h.gate.buzz().credit(&admin, h.user, "yellow", big).await,
-        Ok(i64::MAX - 10)
-    );
-    let e = h
-        .gate
-        .buzz()
-        .credit(&admin, h.user, "yellow", 11)
-        .await
-        .unwrap_err();
+    assert_eq!(h.credit_ada(&admin, "yellow", big).await, Ok(i64::MAX - 10));
+    let e = h.credit_ada(&admin, "yellow", 11).await.unwrap_err();
     assert_eq!(e.code(), "invalid_request");
     assert!(e.description().contains("largest possible balance"));
     assert_eq!(
-        h.gate.buzz().credit(&admin, h.user, "yellow", 10).await,
+        h.credit_ada(&admin, "yellow", 10).await,
         Ok(i64::MAX),
         "nothing was lost: the balance is exactly what was credited"
     );
-    assert!(
-        h.gate
-            .buzz()
-            .credit(&admin, h.user, "yellow", u64::MAX)
-            .await
-            .is_err()
-    );
+    assert!(h.credit_ada(&admin, "yellow", u64::MAX).await.is_err());
 }

@@ -12,19 +12,12 @@ use super::harness;
 async fn client_credentials_act_as_owner_with_ceiling_and_no_refresh() {
     let h = harness().await;
     let t = h
-        .gate
-        .tokens()
         .token(h.token_req(GrantRequest::ClientCredentials { scope: None }))
         .await
         .unwrap();
     assert_eq!(t.scope, Scope::FULL);
     assert!(t.refresh_token.is_none());
-    let me = h
-        .gate
-        .tokens()
-        .me(&h.bearer(t.access_token.expose()).await)
-        .await
-        .unwrap();
+    let me = h.me(t.access_token.expose()).await.unwrap();
     assert_eq!(me.id, h.owner);
 }
 
@@ -34,14 +27,11 @@ async fn public_clients_cannot_use_client_credentials_or_send_secrets() {
     let mut req = h.token_req(GrantRequest::ClientCredentials { scope: None });
     req.client = h.spa_auth();
     assert_eq!(
-        h.gate.tokens().token(req.clone()).await.unwrap_err().code(),
+        h.token(req.clone()).await.unwrap_err().code(),
         "unauthorized_client"
     );
     req.client.secret = Some("anything".into());
-    assert_eq!(
-        h.gate.tokens().token(req).await.unwrap_err().code(),
-        "invalid_client"
-    );
+    assert_eq!(h.token(req).await.unwrap_err().code(), "invalid_client");
 }
 
 #[tokio::test]
@@ -54,15 +44,12 @@ async fn public_client_origin_must_be_registered() {
     req.client = h.spa_auth();
     req.origin = Some("https://evil.example.com".into());
     assert_eq!(
-        h.gate.tokens().token(req.clone()).await.unwrap_err(),
+        h.token(req.clone()).await.unwrap_err(),
         Error::OriginNotAllowed
     );
     assert!(h.audit_kinds().contains(&AuditKind::OriginRejected));
     req.origin = Some("https://spa.example.com".into());
-    assert_eq!(
-        h.gate.tokens().token(req).await.unwrap_err().code(),
-        "invalid_grant"
-    );
+    assert_eq!(h.token(req).await.unwrap_err().code(), "invalid_grant");
 }
 
 #[tokio::test]

@@ -31,7 +31,7 @@ async fn rotate_secret_kills_the_old_secret_and_keeps_tokens() {
         scope: None,
     });
     req.client.secret = Some(new.expose().into());
-    assert!(h.gate.tokens().token(req).await.is_ok());
+    assert!(h.token(req).await.is_ok());
     assert!(h.active(t.access_token.expose()).await);
 }
 
@@ -39,11 +39,7 @@ async fn rotate_secret_kills_the_old_secret_and_keeps_tokens() {
 async fn deleting_an_app_cascades_but_keeps_the_audit_trail() {
     let h = harness().await;
     let t = h.tokens("1").await;
-    h.gate
-        .tokens()
-        .validate_bearer(t.access_token.expose())
-        .await
-        .unwrap();
+    h.validate(t.access_token.expose()).await.unwrap();
     h.gate
         .clients()
         .delete(&signed_in(h.owner), &h.app)
@@ -98,16 +94,7 @@ async fn a_token_cannot_change_its_own_apps_buzz_limit() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), "access_denied");
-    let c = h
-        .gate
-        .consents()
-        .set_buzz_limit(
-            &signed_in(h.user),
-            &h.app,
-            BuzzLimit::per_period(10, 1).unwrap(),
-        )
-        .await
-        .unwrap();
+    let c = h.cap(BuzzLimit::per_period(10, 1).unwrap()).await;
     assert_eq!(c.buzz_limit, BuzzLimit::per_period(10, 1).unwrap());
     assert_eq!(
         h.gate
@@ -145,9 +132,7 @@ async fn access_modes_apply_to_every_way_of_getting_a_token() {
     assert!(disabled(poll(&h, &d).await), "device exchange");
     assert!(
         disabled(
-            h.gate
-                .tokens()
-                .token(h.token_req(GrantRequest::ClientCredentials { scope: None }))
+            h.token(h.token_req(GrantRequest::ClientCredentials { scope: None }))
                 .await
         ),
         "client credentials"

@@ -9,7 +9,7 @@ use crate::buzz::BuzzLimit;
 use crate::error::Error;
 use crate::service::Config;
 
-use super::{credit, harness, harness_with, rt, signed_in, spend};
+use super::{credit, harness, harness_with, rt};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn exactly_one_of_64_concurrent_redeemers_wins_the_code() {
@@ -88,28 +88,12 @@ async fn sixty_four_concurrent_spends_never_exceed_the_cap_by_one_unit() {
     credit(&h.store, h.user, 1_000_000).await;
     let t = h.tokens("114689").await;
     let cap = 37;
-    h.gate
-        .consents()
-        .set_buzz_limit(
-            &signed_in(h.user),
-            &h.app,
-            BuzzLimit::per_period(cap, 1).unwrap(),
-        )
-        .await
-        .unwrap();
+    h.cap(BuzzLimit::per_period(cap, 1).unwrap()).await;
     let at = t.access_token.expose().to_owned();
     let tasks: Vec<_> = (0..64)
         .map(|i| {
             let (h, at) = (h.clone(), at.clone());
-            tokio::spawn(async move {
-                h.gate
-                    .buzz()
-                    .spend(
-                        &h.rs().await,
-                        spend(&at, 1, &format!("k{i}"), "ai_services"),
-                    )
-                    .await
-            })
+            tokio::spawn(async move { h.pay(&at, 1, &format!("k{i}"), "ai_services").await })
         })
         .collect();
     let mut spent = 0;

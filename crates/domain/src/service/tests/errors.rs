@@ -15,7 +15,7 @@ use crate::service::rate_limit::Bucket;
 use crate::service::tokens::GrantRequest;
 use crate::service::{Caller, Credentials};
 
-use super::{credit, harness, poll, query, signed_in, spend, start_device};
+use super::{credit, harness, poll, query, signed_in, start_device};
 
 fn note(seen: &mut BTreeSet<&'static str>, r: Result<(), Error>) {
     if let Err(e) = r {
@@ -32,11 +32,8 @@ async fn every_spec_error_code_is_produced_by_a_service() {
     let tokens = h.gate.tokens();
     // invalid_request, invalid_client
     if let AuthorizeOutcome::Reject(e) = h
-        .gate
-        .authorize()
-        .authorize(&AuthorizeParams::default(), &Caller::Anonymous, None)
+        .authorize(&AuthorizeParams::default(), &Caller::Anonymous)
         .await
-        .unwrap()
     {
         seen.insert(e.code());
     }
@@ -51,12 +48,8 @@ async fn every_spec_error_code_is_produced_by_a_service() {
         },
         h.params("-1", &v),
     ] {
-        if let AuthorizeOutcome::RedirectError { location } = h
-            .gate
-            .authorize()
-            .authorize(&p, &signed_in(h.user), None)
-            .await
-            .unwrap()
+        if let AuthorizeOutcome::RedirectError { location } =
+            h.authorize(&p, &signed_in(h.user)).await
         {
             seen.insert(match query(&location, "error").unwrap().as_str() {
                 "unsupported_response_type" => "unsupported_response_type",
@@ -71,13 +64,7 @@ async fn every_spec_error_code_is_produced_by_a_service() {
         remember: false,
         buzz_limit: None,
     };
-    if let AuthorizeOutcome::Redirect { location } = h
-        .gate
-        .authorize()
-        .decide(&h.params("1", &v), &signed_in(h.user), &answer, None)
-        .await
-        .unwrap()
-    {
+    if let AuthorizeOutcome::Redirect { location } = h.decide(&h.params("1", &v), &answer).await {
         if query(&location, "error").as_deref() == Some("access_denied") {
             seen.insert("access_denied");
         }
@@ -119,12 +106,7 @@ async fn every_spec_error_code_is_produced_by_a_service() {
     let t = h.tokens("114689").await;
     note(
         &mut seen,
-        h.gate
-            .buzz()
-            .spend(
-                &h.rs().await,
-                spend(t.access_token.expose(), 2, "k", "ai_services"),
-            )
+        h.pay(t.access_token.expose(), 2, "k", "ai_services")
             .await
             .map(drop),
     );
@@ -178,12 +160,7 @@ async fn a_store_outage_is_temporarily_unavailable_not_a_server_error() {
     let h = harness().await;
     let t = h.tokens("1").await;
     h.store.set_down(true);
-    let e = h
-        .gate
-        .tokens()
-        .validate_bearer(t.access_token.expose())
-        .await
-        .unwrap_err();
+    let e = h.validate(t.access_token.expose()).await.unwrap_err();
     assert_eq!(e.code(), "temporarily_unavailable");
     assert_eq!(e.retry_after(), Some(1));
     h.store.set_down(false);

@@ -15,8 +15,6 @@ async fn introspection_reports_active_tokens_with_buzz_limit_and_inactive_ones_b
     let h = harness().await;
     let t = h.tokens("114689").await;
     let i = h
-        .gate
-        .tokens()
         .introspect(&h.client(h.auth()).await, Some(t.access_token.expose()))
         .await
         .unwrap();
@@ -25,16 +23,12 @@ async fn introspection_reports_active_tokens_with_buzz_limit_and_inactive_ones_b
     assert_eq!(i.username.as_deref(), Some("ada"));
     assert_eq!(i.buzz_limit, Some(BuzzLimit::consent_default()));
     let gone = h
-        .gate
-        .tokens()
         .introspect(&h.client(h.auth()).await, Some("civitai_unknown"))
         .await
         .unwrap();
     assert!(!gone.active && gone.record.is_none());
     assert_eq!(
-        h.gate
-            .tokens()
-            .introspect(&h.client(h.spa_auth()).await, Some("x"))
+        h.introspect(&h.client(h.spa_auth()).await, Some("x"))
             .await
             .unwrap_err()
             .code(),

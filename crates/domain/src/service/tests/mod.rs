@@ -27,16 +27,17 @@ use std::sync::Arc;
 
 use super::authorize::{AuthorizeOutcome, ConsentAnswer};
 use super::buzz::SpendCall;
+use super::buzz::{BuzzAccount, BuzzOverview, SpendReceipt};
 use super::caller::SignedIn;
 use super::device::{DeviceStartRequest, DeviceStarted};
-use super::tokens::{GrantRequest, TokenRequest};
+use super::tokens::{Bearer, GrantRequest, Introspection, Me, TokenRequest, UserInfo};
 use super::{Buzzgate, Caller, Config, Credentials};
 use crate::audit::AuditKind;
 use crate::authorize::AuthorizeParams;
-use crate::buzz::Currency;
+use crate::buzz::{BuzzLimit, Currency, LedgerEntry};
 use crate::client::{AuthMethod, ClientAuth, ClientRegistration};
 use crate::error::Error;
-use crate::ids::{ClientId, UserId};
+use crate::ids::{ClientId, SpendId, UserId};
 use crate::memory::MemoryStore;
 use crate::pkce::{CodeChallenge, CodeVerifier};
 use crate::ports::{ManualClock, SeededRandom};
@@ -249,6 +250,85 @@ impl H {
             csrf_token: Some(session.csrf_token),
             ..Credentials::default()
         }
+    }
+    /// `/authorize` with these parameters.
+    async fn authorize(&self, p: &AuthorizeParams, caller: &Caller) -> AuthorizeOutcome {
+        self.gate
+            .authorize()
+            .authorize(p, caller, None)
+            .await
+            .unwrap()
+    }
+    /// The consent page's answer for ada.
+    async fn decide(&self, p: &AuthorizeParams, answer: &ConsentAnswer) -> AuthorizeOutcome {
+        let ada = signed_in(self.user);
+        self.gate
+            .authorize()
+            .decide(p, &ada, answer, None)
+            .await
+            .unwrap()
+    }
+    async fn token(&self, req: TokenRequest) -> Result<TokenResponse, Error> {
+        self.gate.tokens().token(req).await
+    }
+    async fn validate(&self, token: &str) -> Result<Bearer, Error> {
+        self.gate.tokens().validate_bearer(token).await
+    }
+    async fn revoke(&self, creds: &Credentials, token: Option<&str>) -> Result<(), Error> {
+        self.gate.tokens().revoke(creds, token).await
+    }
+    async fn introspect(
+        &self,
+        caller: &Caller,
+        token: Option<&str>,
+    ) -> Result<Introspection, Error> {
+        self.gate.tokens().introspect(caller, token).await
+    }
+    /// `/userinfo` with this bearer token (which must be valid).
+    async fn userinfo(&self, token: &str) -> Result<UserInfo, Error> {
+        self.gate.tokens().userinfo(&self.bearer(token).await).await
+    }
+    /// `/api/v1/me` with this bearer token (which must be valid).
+    async fn me(&self, token: &str) -> Result<Me, Error> {
+        self.gate.tokens().me(&self.bearer(token).await).await
+    }
+    /// The app, as resource server, spends with this token.
+    async fn pay(
+        &self,
+        token: &str,
+        amount: u64,
+        key: &str,
+        purpose: &str,
+    ) -> Result<SpendReceipt, Error> {
+        let call = spend(token, amount, key, purpose);
+        self.gate.buzz().spend(&self.rs().await, call).await
+    }
+    /// The app, as resource server, refunds a spend; the balance after.
+    async fn refund(&self, id: SpendId) -> Result<(LedgerEntry, i64), Error> {
+        self.gate.buzz().refund(&self.rs().await, id).await
+    }
+    /// Ada caps what the app may spend for her.
+    async fn cap(&self, limit: BuzzLimit) -> crate::consent::Consent {
+        let ada = signed_in(self.user);
+        let consents = self.gate.consents();
+        consents
+            .set_buzz_limit(&ada, &self.app, limit)
+            .await
+            .unwrap()
+    }
+    /// Ada's Buzz accounts, asked with this bearer token (which must be valid).
+    async fn accounts(&self, token: &str) -> Result<Vec<BuzzAccount>, Error> {
+        self.gate.buzz().accounts(&self.bearer(token).await).await
+    }
+    async fn overview(&self, token: &str) -> Result<BuzzOverview, Error> {
+        self.gate.buzz().overview(&self.bearer(token).await).await
+    }
+    /// `by` credits ada `amount` of `currency`; her balance after.
+    async fn credit_ada(&self, by: &Caller, currency: &str, amount: u64) -> Result<i64, Error> {
+        self.gate
+            .buzz()
+            .credit(by, self.user, currency, amount)
+            .await
     }
     async fn make_resource_server(&self) {
         let admin = Caller::operator();

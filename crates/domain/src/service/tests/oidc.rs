@@ -44,12 +44,7 @@ async fn openid_asks_for_an_id_token_and_oidc_scopes_release_their_claims() {
     assert_eq!(claims["email"], "ada@example.com");
     assert_eq!(claims["email_verified"], true);
     assert!(claims.get("nonce").is_none() && claims.get("name").is_none());
-    let info = h
-        .gate
-        .tokens()
-        .userinfo(&h.bearer(t.access_token.expose()).await)
-        .await
-        .unwrap();
+    let info = h.userinfo(t.access_token.expose()).await.unwrap();
     assert_eq!(info.email.as_deref(), Some("ada@example.com"));
     assert_eq!(
         (info.username, info.name, info.preferred_username),
@@ -63,12 +58,7 @@ async fn openid_asks_for_an_id_token_and_oidc_scopes_release_their_claims() {
         Scope::USER_READ,
         "OIDC names never narrow a refresh"
     );
-    let info = h
-        .gate
-        .tokens()
-        .userinfo(&h.bearer(r.access_token.expose()).await)
-        .await
-        .unwrap();
+    let info = h.userinfo(r.access_token.expose()).await.unwrap();
     assert!(info.email.is_some() && info.name.is_none());
 
     let (code, v) = h.code("openid profile", false).await;
@@ -84,11 +74,6 @@ async fn openid_asks_for_an_id_token_and_oidc_scopes_release_their_claims() {
     let (code, v) = h.code("1", false).await;
     let t = h.exchange(&code, &v).await.unwrap();
     assert!(t.id_token.is_none());
-    let info = h
-        .gate
-        .tokens()
-        .userinfo(&h.bearer(t.access_token.expose()).await)
-        .await
-        .unwrap();
+    let info = h.userinfo(t.access_token.expose()).await.unwrap();
     assert!(info.email.is_some() && info.username.is_some());
 }

@@ -26,38 +26,16 @@ async fn strangers_failing_client_authentication_are_blocked_not_the_client() {
     let mut wrong = h.auth();
     wrong.secret = Some("not the secret".into());
     for _ in 0..20 {
-        let e = h
-            .gate
-            .tokens()
-            .token(cc(wrong.clone(), "10.0.0.1"))
-            .await
-            .unwrap_err();
+        let e = h.token(cc(wrong.clone(), "10.0.0.1")).await.unwrap_err();
         assert_eq!(e.code(), "invalid_client");
     }
     // The address is now refused before any work, even with the right secret...
-    let e = h
-        .gate
-        .tokens()
-        .token(cc(h.auth(), "10.0.0.1"))
-        .await
-        .unwrap_err();
+    let e = h.token(cc(h.auth(), "10.0.0.1")).await.unwrap_err();
     assert_eq!(e, Error::RateLimited { retry_after: 60 });
     // ...while the client itself, from its own address, is untouched.
-    assert!(
-        h.gate
-            .tokens()
-            .token(cc(h.auth(), "10.0.0.2"))
-            .await
-            .is_ok()
-    );
+    assert!(h.token(cc(h.auth(), "10.0.0.2")).await.is_ok());
     h.clock.advance(Duration::seconds(60));
-    assert!(
-        h.gate
-            .tokens()
-            .token(cc(h.auth(), "10.0.0.1"))
-            .await
-            .is_ok()
-    );
+    assert!(h.token(cc(h.auth(), "10.0.0.1")).await.is_ok());
 }
 
 #[tokio::test]
@@ -74,21 +52,12 @@ async fn the_client_bucket_counts_only_authenticated_requests() {
     wrong.secret = Some("not the secret".into());
     for i in 0..10 {
         let ip = format!("10.0.1.{i}");
-        assert!(h.gate.tokens().token(cc(wrong.clone(), &ip)).await.is_err());
+        assert!(h.token(cc(wrong.clone(), &ip)).await.is_err());
     }
     for _ in 0..3 {
-        h.gate
-            .tokens()
-            .token(cc(h.auth(), "10.0.0.9"))
-            .await
-            .unwrap();
+        h.token(cc(h.auth(), "10.0.0.9")).await.unwrap();
     }
-    let e = h
-        .gate
-        .tokens()
-        .token(cc(h.auth(), "10.0.0.9"))
-        .await
-        .unwrap_err();
+    let e = h.token(cc(h.auth(), "10.0.0.9")).await.unwrap_err();
     assert_eq!(e.code(), "rate_limited");
 }
 

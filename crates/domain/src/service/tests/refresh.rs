@@ -100,12 +100,7 @@ async fn refresh_tokens_are_never_bearers() {
     let h = harness().await;
     let t = h.tokens("1").await;
     assert_eq!(
-        h.gate
-            .tokens()
-            .validate_bearer(&rt(&t))
-            .await
-            .unwrap_err()
-            .code(),
+        h.validate(&rt(&t)).await.unwrap_err().code(),
         "invalid_token"
     );
 }
@@ -118,9 +113,7 @@ async fn access_token_valid_at_3599_and_invalid_at_3600() {
     assert!(h.active(t.access_token.expose()).await);
     h.clock.advance(Duration::seconds(1));
     assert_eq!(
-        h.gate
-            .tokens()
-            .validate_bearer(t.access_token.expose())
+        h.validate(t.access_token.expose())
             .await
             .unwrap_err()
             .code(),

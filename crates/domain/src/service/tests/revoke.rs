@@ -19,21 +19,11 @@ async fn revoking_a_refresh_token_revokes_its_family_and_unknown_tokens_are_ok()
         client: Some(h.auth()),
         ..Credentials::default()
     };
-    h.gate
-        .tokens()
-        .revoke(&caller, Some(&rt(&t)))
-        .await
-        .unwrap();
+    h.revoke(&caller, Some(&rt(&t))).await.unwrap();
     assert!(!h.active(t.access_token.expose()).await);
-    assert!(
-        h.gate
-            .tokens()
-            .revoke(&caller, Some("civitai_nope"))
-            .await
-            .is_ok()
-    );
+    assert!(h.revoke(&caller, Some("civitai_nope")).await.is_ok());
     assert_eq!(
-        h.gate.tokens().revoke(&caller, None).await.unwrap_err(),
+        h.revoke(&caller, None).await.unwrap_err(),
         Error::invalid_request("Missing token parameter")
     );
     assert!(h.audit_kinds().contains(&AuditKind::TokenRevoked));
@@ -47,15 +37,11 @@ async fn a_client_cannot_revoke_another_clients_token_but_the_user_can() {
         client: Some(h.spa_auth()),
         ..Credentials::default()
     };
-    h.gate
-        .tokens()
-        .revoke(&other, Some(t.access_token.expose()))
+    h.revoke(&other, Some(t.access_token.expose()))
         .await
         .unwrap();
     assert!(h.active(t.access_token.expose()).await);
-    h.gate
-        .tokens()
-        .revoke(&h.session_creds().await, Some(t.access_token.expose()))
+    h.revoke(&h.session_creds().await, Some(t.access_token.expose()))
         .await
         .unwrap();
     assert!(!h.active(t.access_token.expose()).await);
@@ -65,14 +51,8 @@ async fn a_client_cannot_revoke_another_clients_token_but_the_user_can() {
 async fn revocation_reaches_a_cached_token() {
     let h = harness().await;
     let t = h.tokens("1").await;
-    h.gate
-        .tokens()
-        .validate_bearer(t.access_token.expose())
-        .await
-        .unwrap(); // now cached
-    h.gate
-        .tokens()
-        .revoke(&h.session_creds().await, Some(t.access_token.expose()))
+    h.validate(t.access_token.expose()).await.unwrap(); // now cached
+    h.revoke(&h.session_creds().await, Some(t.access_token.expose()))
         .await
         .unwrap();
     assert!(!h.active(t.access_token.expose()).await);

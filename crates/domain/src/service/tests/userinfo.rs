@@ -12,12 +12,7 @@ use super::{harness, signed_in};
 async fn userinfo_needs_user_read_and_omits_unknown_email_verification() {
     let h = harness().await;
     let t = h.tokens("1").await;
-    let info = h
-        .gate
-        .tokens()
-        .userinfo(&h.bearer(t.access_token.expose()).await)
-        .await
-        .unwrap();
+    let info = h.userinfo(t.access_token.expose()).await.unwrap();
     assert_eq!(
         (info.id, info.username.as_deref(), info.email_verified),
         (h.user, Some("ada"), Some(true))
@@ -38,19 +33,8 @@ async fn userinfo_needs_user_read_and_omits_unknown_email_verification() {
         .unwrap();
     // API keys always carry UserRead too; an access token without it can only come from
     // before that rule, so check the contract on the Bearer directly.
-    assert!(
-        h.gate
-            .tokens()
-            .userinfo(&h.bearer(key.expose()).await)
-            .await
-            .is_ok()
-    );
-    let bearer = h
-        .gate
-        .tokens()
-        .validate_bearer(t.access_token.expose())
-        .await
-        .unwrap();
+    assert!(h.userinfo(key.expose()).await.is_ok());
+    let bearer = h.validate(t.access_token.expose()).await.unwrap();
     assert_eq!(
         bearer
             .require(Scope::MODELS_WRITE)
@@ -77,12 +61,7 @@ async fn userinfo_needs_user_read_and_omits_unknown_email_verification() {
 async fn me_reports_subject_scope_and_buzz_limit() {
     let h = harness().await;
     let t = h.tokens("114689").await;
-    let me = h
-        .gate
-        .tokens()
-        .me(&h.bearer(t.access_token.expose()).await)
-        .await
-        .unwrap();
+    let me = h.me(t.access_token.expose()).await.unwrap();
     assert_eq!(me.subject, Subject::OAuth(h.app.clone()));
     assert_eq!(me.token_scope, Scope::AI_SERVICES);
     assert_eq!(me.buzz_limit, Some(BuzzLimit::consent_default()));
