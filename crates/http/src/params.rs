@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use buzzgate_domain::error::Error;
 use serde::de::DeserializeOwned;
 
-use crate::error::{ApiError, error_body};
+use crate::error::{ApiError, Where};
 
 /// The largest body any endpoint accepts.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -30,14 +30,22 @@ impl Rejection {
 }
 
 impl IntoResponse for Rejection {
+    /// Through the one error mapping, at the status the parser chose (400, 408, 413, 415).
     fn into_response(self) -> Response {
-        (self.status, axum::Json(error_body(&self.error))).into_response()
+        ApiError {
+            error: self.error,
+            at: Where::Status(self.status),
+        }
+        .into_response()
     }
 }
 
 impl From<Rejection> for ApiError {
     fn from(r: Rejection) -> Self {
-        ApiError::from(r.error)
+        ApiError {
+            error: r.error,
+            at: Where::Status(r.status),
+        }
     }
 }
 
