@@ -3,12 +3,12 @@
 
 use std::sync::Arc;
 
-use super::authorize::{AuthorizeOutcome, ConsentAnswer};
+use super::authorize::AuthorizeOutcome;
 use super::device::DeviceStartRequest;
 use super::rate_limit::Bucket;
-use super::tests::signed_in;
+use super::tests::{answer, bare_user, client_creds, signed_in};
 use super::tokens::{GrantRequest, TokenRequest};
-use super::{Buzzgate, Caller, Config, Credentials, Deps};
+use super::{Buzzgate, Caller, Config, Deps};
 use crate::authorize::AuthorizeParams;
 use crate::client::{AuthMethod, ClientAuth, ClientRegistration};
 use crate::error::{Error, StoreError};
@@ -16,7 +16,6 @@ use crate::ids::{ClientId, UserId};
 use crate::memory::MemoryStore;
 use crate::pkce::{CodeChallenge, CodeVerifier};
 use crate::ports::*;
-use crate::user::{NewUser, Username};
 
 struct World {
     store: MemoryStore,
@@ -32,13 +31,7 @@ fn down() -> StoreError {
 async fn world() -> World {
     let store = MemoryStore::new(Arc::new(ManualClock::at_epoch()));
     let gate = Buzzgate::new(store.deps(Arc::new(SeededRandom::new(5)), Config::default()));
-    let new = |n: &str| NewUser {
-        username: Username::parse(n).unwrap(),
-        email: None,
-        email_verified: false,
-        password: Some("correct horse battery".into()),
-        roles: vec![],
-    };
+    let new = |n: &str| bare_user(n, Some("correct horse battery"));
     let owner = gate.sessions().create_user(new("owner")).await.unwrap().id;
     let user = gate.sessions().create_user(new("ada")).await.unwrap().id;
     let reg = ClientRegistration {
@@ -94,11 +87,7 @@ impl World {
     }
     async fn code(&self, gate: &Buzzgate) -> (String, CodeVerifier) {
         let v = CodeVerifier::generate(&SeededRandom::new(3));
-        let answer = ConsentAnswer {
-            approved: true,
-            remember: true,
-            buzz_limit: None,
-        };
+        let answer = answer(true, true, None);
         match gate
             .authorize()
             .decide(&self.params(&v), &signed_in(self.user), &answer, None)
@@ -210,10 +199,7 @@ async fn revocation_is_not_reported_while_caches_may_still_accept_the_token() {
         .times(1)
         .returning(|_| Err(down()));
     let gate = w.gate(|d| d.cache = Arc::new(cache));
-    let caller = Credentials {
-        client: Some(w.auth()),
-        ..Credentials::default()
-    };
+    let caller = client_creds(w.auth());
     let e = gate
         .tokens()
         .revoke(&caller, Some(t.access_token.expose()))
@@ -294,11 +280,7 @@ async fn consent_write_failure_issues_no_code() {
         d.codes = Arc::new(codes);
     });
     let v = CodeVerifier::generate(&SeededRandom::new(3));
-    let answer = ConsentAnswer {
-        approved: true,
-        remember: true,
-        buzz_limit: None,
-    };
+    let answer = answer(true, true, None);
     let e = gate
         .authorize()
         .decide(&w.params(&v), &signed_in(w.user), &answer, None)
@@ -395,11 +377,7 @@ async fn spend_store_outage_is_temporarily_unavailable() {
         let mut p = w.params(&CodeVerifier::generate(&SeededRandom::new(3)));
         p.scope = Some("AIServices".into());
         let v = CodeVerifier::generate(&SeededRandom::new(3));
-        let answer = ConsentAnswer {
-            approved: true,
-            remember: true,
-            buzz_limit: None,
-        };
+        let answer = answer(true, true, None);
         let AuthorizeOutcome::Redirect { location } = plain
             .authorize()
             .decide(&p, &signed_in(w.user), &answer, None)
@@ -451,13 +429,7 @@ async fn duplicate_username_is_conflict() {
         .expect_create()
         .returning(|_, _, _| Err(StoreError::Conflict("username taken".into())));
     let gate = w.gate(|d| d.users = Arc::new(users));
-    let new = NewUser {
-        username: Username::parse("ada").unwrap(),
-        email: None,
-        email_verified: false,
-        password: None,
-        roles: vec![],
-    };
+    let new = bare_user("ada", None);
     assert_eq!(
         gate.sessions().create_user(new).await.unwrap_err().code(),
         "conflict"

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 
-use super::tests::signed_in;
+use super::tests::{bare_user, signed_in};
 use super::{Buzzgate, Caller, Config};
 use crate::client::{Client, ClientRegistration, ClientUpdate, Origin};
 use crate::error::Error;
@@ -15,7 +15,6 @@ use crate::ids::{ClientId, UserId};
 use crate::memory::MemoryStore;
 use crate::ports::*;
 use crate::token::TokenHash;
-use crate::user::{NewUser, Username};
 
 /// A client store that lets `meddle` write the client once, just before the service's first
 /// conditional write: the interleaving a concurrent admin (or owner) produces.
@@ -65,13 +64,7 @@ async fn app(meddle: fn(&mut Client)) -> (Buzzgate, UserId, ClientId) {
     let gate = Buzzgate::new(deps);
     let owner = gate
         .sessions()
-        .create_user(NewUser {
-            username: Username::parse("owner").unwrap(),
-            email: None,
-            email_verified: false,
-            password: Some("correct horse battery".into()),
-            roles: vec![],
-        })
+        .create_user(bare_user("owner", Some("correct horse battery")))
         .await
         .unwrap()
         .id;

@@ -4,7 +4,7 @@ use crate::scope::Scope;
 use crate::service::api_keys::NewApiKey;
 use crate::service::tokens::Subject;
 
-use super::{harness, signed_in, token_caller};
+use super::{err_code, harness, signed_in, token_caller};
 
 #[tokio::test]
 async fn api_keys_are_bearers_of_type_api_key_listed_and_deleted() {
@@ -23,12 +23,7 @@ async fn api_keys_are_bearers_of_type_api_key_listed_and_deleted() {
     h.gate.api_keys().delete(&caller, rec.id).await.unwrap();
     assert!(!h.active(key.expose()).await);
     assert_eq!(
-        h.gate
-            .api_keys()
-            .delete(&caller, rec.id)
-            .await
-            .unwrap_err()
-            .code(),
+        err_code(h.gate.api_keys().delete(&caller, rec.id).await),
         "not_found"
     );
     let by_token = token_caller(h.user, None, Scope::FULL);
@@ -39,12 +34,7 @@ async fn api_keys_are_bearers_of_type_api_key_listed_and_deleted() {
         expires_in_days: None,
     };
     assert_eq!(
-        h.gate
-            .api_keys()
-            .create(&by_token, new)
-            .await
-            .unwrap_err()
-            .code(),
+        err_code(h.gate.api_keys().create(&by_token, new).await),
         "access_denied"
     );
 }

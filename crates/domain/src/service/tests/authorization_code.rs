@@ -12,11 +12,11 @@ use crate::pkce::CodeVerifier;
 use crate::ports::SeededRandom;
 use crate::scope::Scope;
 use crate::service::Config;
-use crate::service::authorize::{AuthorizeOutcome, ConsentAnswer};
+use crate::service::authorize::AuthorizeOutcome;
 use crate::service::tokens::GrantRequest;
 use crate::token::TokenKind;
 
-use super::{harness, harness_with_deps, query, rt};
+use super::{answer, err_code, harness, harness_with_deps, query, rt};
 
 #[tokio::test]
 async fn code_exchange_issues_access_and_refresh_with_the_consented_scope() {
@@ -45,16 +45,10 @@ async fn code_is_single_use_and_replay_revokes_what_it_issued() {
     let again = h.exchange(&code, &v).await.unwrap_err();
     assert_eq!(again.code(), "invalid_grant");
     assert_eq!(
-        h.validate(t.access_token.expose())
-            .await
-            .unwrap_err()
-            .code(),
+        err_code(h.validate(t.access_token.expose()).await),
         "invalid_token"
     );
-    assert_eq!(
-        h.refresh(&rt(&t), None).await.unwrap_err().code(),
-        "invalid_grant"
-    );
+    assert_eq!(err_code(h.refresh(&rt(&t), None).await), "invalid_grant");
     assert!(h.audit_kinds().contains(&AuditKind::TokenReuseDetected));
 }
 
@@ -67,10 +61,7 @@ async fn pkce_failure_burns_the_code() {
         h.exchange(&code, &wrong).await.unwrap_err(),
         Error::invalid_grant("Invalid grant: PKCE verification failed")
     );
-    assert_eq!(
-        h.exchange(&code, &v).await.unwrap_err().code(),
-        "invalid_grant"
-    );
+    assert_eq!(err_code(h.exchange(&code, &v).await), "invalid_grant");
 }
 
 #[tokio::test]
@@ -139,11 +130,7 @@ async fn id_token_is_signed_only_when_the_request_had_a_nonce() {
     let v = CodeVerifier::generate(&SeededRandom::new(8));
     let mut p = h.params("1", &v);
     p.nonce = Some("n0nce".into());
-    let answer = ConsentAnswer {
-        approved: true,
-        remember: true,
-        buzz_limit: None,
-    };
+    let answer = answer(true, true, None);
     let AuthorizeOutcome::Redirect { location } = h.decide(&p, &answer).await else {
         panic!()
     };
@@ -161,11 +148,7 @@ async fn auth_time_is_when_the_user_signed_in() {
     let h = harness().await;
     h.clock.advance(Duration::hours(2));
     let v = CodeVerifier::generate(&SeededRandom::new(77));
-    let answer = ConsentAnswer {
-        approved: true,
-        remember: false,
-        buzz_limit: None,
-    };
+    let answer = answer(true, false, None);
     // `signed_in` sessions started at the epoch; the code is issued two hours later.
     let AuthorizeOutcome::Redirect { location } = h.decide(&h.params("1", &v), &answer).await
     else {

@@ -9,9 +9,9 @@ use crate::pkce::CodeVerifier;
 use crate::ports::SeededRandom;
 use crate::scope::Scope;
 use crate::service::Caller;
-use crate::service::authorize::{AuthorizeOutcome, ConsentAnswer};
+use crate::service::authorize::AuthorizeOutcome;
 
-use super::{harness, query, signed_in};
+use super::{answer, harness, query, signed_in};
 
 #[tokio::test]
 async fn signed_out_user_is_sent_to_login_after_client_checks() {
@@ -79,7 +79,7 @@ async fn remembered_consent_skips_the_page_and_wider_request_prompts() {
 async fn unremembered_approval_still_records_a_grant_but_prompts_again() {
     let h = harness().await;
     h.code("114689", false).await;
-    let consents = h.gate.consents().list(&signed_in(h.user)).await.unwrap();
+    let consents = h.connected_apps().await;
     assert_eq!(consents.len(), 1);
     assert!(!consents[0].consent.remembered);
     let v = CodeVerifier::generate(&SeededRandom::new(2));
@@ -91,11 +91,7 @@ async fn unremembered_approval_still_records_a_grant_but_prompts_again() {
 async fn deny_redirects_with_access_denied_state_and_iss() {
     let h = harness().await;
     let v = CodeVerifier::generate(&SeededRandom::new(1));
-    let answer = ConsentAnswer {
-        approved: false,
-        remember: true,
-        buzz_limit: None,
-    };
+    let answer = answer(false, true, None);
     let out = h.decide(&h.params("1", &v), &answer).await;
     let AuthorizeOutcome::Redirect { location } = out else {
         panic!()
@@ -109,11 +105,7 @@ async fn deny_redirects_with_access_denied_state_and_iss() {
 async fn consent_buzz_limit_is_validated_and_stored() {
     let h = harness().await;
     let v = CodeVerifier::generate(&SeededRandom::new(1));
-    let bad = ConsentAnswer {
-        approved: true,
-        remember: true,
-        buzz_limit: Some("{not json".into()),
-    };
+    let bad = answer(true, true, Some("{not json"));
     let out = h.decide(&h.params("114689", &v), &bad).await;
     let AuthorizeOutcome::RedirectError { location } = out else {
         panic!("{out:?}")
@@ -122,13 +114,13 @@ async fn consent_buzz_limit_is_validated_and_stored() {
         query(&location, "error_description").as_deref(),
         Some("buzz_limit is not valid JSON")
     );
-    let good = ConsentAnswer {
-        approved: true,
-        remember: true,
-        buzz_limit: Some(r#"[{"type":"sliding","limit":300,"window":"day","unit":7}]"#.into()),
-    };
+    let good = answer(
+        true,
+        true,
+        Some(r#"[{"type":"sliding","limit":300,"window":"day","unit":7}]"#),
+    );
     h.decide(&h.params("114689", &v), &good).await;
-    let apps = h.gate.consents().list(&signed_in(h.user)).await.unwrap();
+    let apps = h.connected_apps().await;
     assert_eq!(
         apps[0].consent.buzz_limit,
         BuzzLimit::per_period(300, 7).unwrap()

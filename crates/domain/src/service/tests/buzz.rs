@@ -11,7 +11,7 @@ use crate::scope::Scope;
 use crate::service::Caller;
 use crate::service::tokens::GrantRequest;
 
-use super::{credit, harness, signed_in, spend};
+use super::{credit, err_code, harness, signed_in, spend};
 
 #[tokio::test]
 async fn spend_is_capped_idempotent_and_refundable() {
@@ -27,7 +27,7 @@ async fn spend_is_capped_idempotent_and_refundable() {
     assert!(replay.replayed);
     assert_eq!(replay.balance, 9_940);
     assert_eq!(
-        h.pay(at, 61, "k1", "ai_services").await.unwrap_err().code(),
+        err_code(h.pay(at, 61, "k1", "ai_services").await),
         "conflict"
     );
     assert_eq!(
@@ -74,7 +74,7 @@ async fn spend_needs_the_purpose_scope_and_a_resource_server() {
     let t = h.tokens("BuzzRead").await;
     let at = t.access_token.expose();
     assert_eq!(
-        h.pay(at, 1, "k", "ai_services").await.unwrap_err().code(),
+        err_code(h.pay(at, 1, "k", "ai_services").await),
         "unauthorized_client"
     );
     h.make_resource_server().await;
@@ -82,10 +82,7 @@ async fn spend_needs_the_purpose_scope_and_a_resource_server() {
     assert_eq!(e.description(), "Token does not have AIServicesWrite scope");
     let e = h.pay(at, 1, "k", "bounty").await.unwrap_err();
     assert_eq!(e.description(), "Token does not have BountiesWrite scope");
-    assert_eq!(
-        h.pay(at, 1, "k", "tip").await.unwrap_err().code(),
-        "invalid_request"
-    );
+    assert_eq!(err_code(h.pay(at, 1, "k", "tip").await), "invalid_request");
 }
 
 #[tokio::test]
@@ -119,10 +116,7 @@ async fn balance_needs_buzz_read_and_limits_show_the_apps_budgets() {
     assert_eq!((limits[0].limit, limits[0].remaining), (5000, 5000));
     let t2 = h.tokens("1").await;
     assert_eq!(
-        h.overview(t2.access_token.expose())
-            .await
-            .unwrap_err()
-            .code(),
+        err_code(h.overview(t2.access_token.expose()).await),
         "insufficient_scope"
     );
 }
@@ -133,18 +127,15 @@ async fn crediting_is_for_admins_and_positive_amounts() {
     let admin = Caller::operator();
     assert_eq!(h.credit_ada(&admin, "yellow", 100).await.unwrap(), 100);
     assert_eq!(
-        h.credit_ada(&admin, "yellow", 0).await.unwrap_err().code(),
+        err_code(h.credit_ada(&admin, "yellow", 0).await),
         "invalid_request"
     );
     assert_eq!(
-        h.credit_ada(&admin, "", 5).await.unwrap_err().code(),
+        err_code(h.credit_ada(&admin, "", 5).await),
         "invalid_request"
     );
     assert_eq!(
-        h.credit_ada(&signed_in(h.user), "yellow", 5)
-            .await
-            .unwrap_err()
-            .code(),
+        err_code(h.credit_ada(&signed_in(h.user), "yellow", 5).await),
         "access_denied"
     );
 }
@@ -176,12 +167,12 @@ async fn no_consent_means_no_spending_and_the_owner_cap_bounds_client_credential
         ..Default::default()
     };
     assert_eq!(
-        h.gate
-            .clients()
-            .update(&Caller::operator(), &h.app, cap.clone())
-            .await
-            .unwrap_err()
-            .code(),
+        err_code(
+            h.gate
+                .clients()
+                .update(&Caller::operator(), &h.app, cap.clone())
+                .await
+        ),
         "access_denied",
         "only the owner sets the owner's cap"
     );

@@ -6,7 +6,7 @@ use crate::error::Error;
 use crate::scope::Scope;
 use crate::service::tokens::GrantRequest;
 
-use super::harness;
+use super::{err_code, harness};
 
 #[tokio::test]
 async fn client_credentials_act_as_owner_with_ceiling_and_no_refresh() {
@@ -26,12 +26,9 @@ async fn public_clients_cannot_use_client_credentials_or_send_secrets() {
     let h = harness().await;
     let mut req = h.token_req(GrantRequest::ClientCredentials { scope: None });
     req.client = h.spa_auth();
-    assert_eq!(
-        h.token(req.clone()).await.unwrap_err().code(),
-        "unauthorized_client"
-    );
+    assert_eq!(err_code(h.token(req.clone()).await), "unauthorized_client");
     req.client.secret = Some("anything".into());
-    assert_eq!(h.token(req).await.unwrap_err().code(), "invalid_client");
+    assert_eq!(err_code(h.token(req).await), "invalid_client");
 }
 
 #[tokio::test]
@@ -49,20 +46,15 @@ async fn public_client_origin_must_be_registered() {
     );
     assert!(h.audit_kinds().contains(&AuditKind::OriginRejected));
     req.origin = Some("https://spa.example.com".into());
-    assert_eq!(h.token(req).await.unwrap_err().code(), "invalid_grant");
+    assert_eq!(err_code(h.token(req).await), "invalid_grant");
 }
 
 #[tokio::test]
 async fn unknown_grant_types_are_unsupported() {
     assert_eq!(
-        GrantRequest::grant_type(Some("password"))
-            .unwrap_err()
-            .code(),
+        err_code(GrantRequest::grant_type(Some("password"))),
         "unsupported_grant_type"
     );
-    assert_eq!(
-        GrantRequest::grant_type(None).unwrap_err().code(),
-        "invalid_request"
-    );
+    assert_eq!(err_code(GrantRequest::grant_type(None)), "invalid_request");
     assert!(GrantRequest::grant_type(Some("refresh_token")).is_ok());
 }

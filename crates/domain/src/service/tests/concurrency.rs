@@ -9,45 +9,69 @@ use crate::buzz::BuzzLimit;
 use crate::error::Error;
 use crate::service::Config;
 
-use super::{credit, harness, harness_with, rt};
+use super::{H, credit, harness, harness_with, rt};
+use crate::token::TokenResponse;
+
+/// Runs `n` tasks at once, all spawned before any is awaited; what each returned, in order.
+async fn at_once<T, F>(n: usize, task: impl Fn(usize) -> F) -> Vec<T>
+where
+    F: std::future::Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let tasks: Vec<_> = (0..n).map(|i| tokio::spawn(task(i))).collect();
+    let mut out = Vec::with_capacity(n);
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
+}
+
+/// `n` tasks redeem one fresh code at once.
+async fn redeem_at_once(h: &Arc<H>, n: usize) -> Vec<Result<TokenResponse, Error>> {
+    let (code, v) = h.code("1", true).await;
+    at_once(n, |_| {
+        let (h, code, v) = (h.clone(), code.clone(), v.clone());
+        async move { h.exchange(&code, &v).await }
+    })
+    .await
+}
+
+/// `n` tasks refresh one fresh refresh token at once.
+async fn refresh_at_once(h: &Arc<H>, n: usize) -> Vec<Result<TokenResponse, Error>> {
+    let token = rt(&h.tokens("1").await);
+    at_once(n, |_| {
+        let (h, token) = (h.clone(), token.clone());
+        async move { h.refresh(&token, None).await }
+    })
+    .await
+}
+
+/// The successes; every other result must have failed with `code` (never a server error).
+fn winners<T>(results: Vec<Result<T, Error>>, code: &str) -> Vec<T> {
+    let mut ok = Vec::new();
+    for r in results {
+        match r {
+            Ok(t) => ok.push(t),
+            Err(e) => assert_eq!(e.code(), code, "never a server error"),
+        }
+    }
+    ok
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn exactly_one_of_64_concurrent_redeemers_wins_the_code() {
     let h = Arc::new(harness().await);
-    let (code, v) = h.code("1", true).await;
-    let tasks: Vec<_> = (0..64)
-        .map(|_| {
-            let (h, code, v) = (h.clone(), code.clone(), v.clone());
-            tokio::spawn(async move { h.exchange(&code, &v).await })
-        })
-        .collect();
-    let mut wins = 0;
-    for t in tasks {
-        match t.await.unwrap() {
-            Ok(_) => wins += 1,
-            Err(e) => assert_eq!(e.code(), "invalid_grant"),
-        }
-    }
+    let wins = winners(redeem_at_once(&h, 64).await, "invalid_grant").len();
     assert_eq!(wins, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sixty_four_concurrent_refreshes_inside_grace_all_succeed() {
     let h = Arc::new(harness().await);
-    let t = h.tokens("1").await;
-    let token = rt(&t);
-    let tasks: Vec<_> = (0..64)
-        .map(|_| {
-            let (h, token) = (h.clone(), token.clone());
-            tokio::spawn(async move { h.refresh(&token, None).await })
-        })
-        .collect();
+    let results = refresh_at_once(&h, 64).await;
     let mut successors = BTreeSet::new();
-    for t in tasks {
-        successors.insert(rt(&t
-            .await
-            .unwrap()
-            .expect("a retry inside the grace window succeeds")));
+    for r in results {
+        successors.insert(rt(&r.expect("a retry inside the grace window succeeds")));
     }
     assert_eq!(successors.len(), 64, "each retry gets its own successor");
 }
@@ -61,21 +85,8 @@ async fn concurrent_refreshes_without_grace_end_with_one_winner_and_a_dead_famil
         })
         .await,
     );
-    let t = h.tokens("1").await;
-    let token = rt(&t);
-    let tasks: Vec<_> = (0..64)
-        .map(|_| {
-            let (h, token) = (h.clone(), token.clone());
-            tokio::spawn(async move { h.refresh(&token, None).await })
-        })
-        .collect();
-    let mut ok = Vec::new();
-    for t in tasks {
-        match t.await.unwrap() {
-            Ok(r) => ok.push(r),
-            Err(e) => assert_eq!(e.code(), "invalid_grant", "never a server error"),
-        }
-    }
+    let results = refresh_at_once(&h, 64).await;
+    let ok = winners(results, "invalid_grant");
     assert_eq!(ok.len(), 1);
     // The reuse revoked the family, the winner's successor included.
     assert!(h.refresh(&rt(&ok[0]), None).await.is_err());
@@ -90,15 +101,14 @@ async fn sixty_four_concurrent_spends_never_exceed_the_cap_by_one_unit() {
     let cap = 37;
     h.cap(BuzzLimit::per_period(cap, 1).unwrap()).await;
     let at = t.access_token.expose().to_owned();
-    let tasks: Vec<_> = (0..64)
-        .map(|i| {
-            let (h, at) = (h.clone(), at.clone());
-            tokio::spawn(async move { h.pay(&at, 1, &format!("k{i}"), "ai_services").await })
-        })
-        .collect();
+    let results = at_once(64, |i| {
+        let (h, at) = (h.clone(), at.clone());
+        async move { h.pay(&at, 1, &format!("k{i}"), "ai_services").await }
+    })
+    .await;
     let mut spent = 0;
-    for t in tasks {
-        match t.await.unwrap() {
+    for r in results {
+        match r {
             Ok(_) => spent += 1,
             Err(e) => assert_eq!(e, Error::InsufficientFunds),
         }
@@ -111,20 +121,7 @@ async fn sixty_four_concurrent_spends_never_exceed_the_cap_by_one_unit() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_redemptions_of_one_code_have_exactly_one_winner() {
     let h = Arc::new(harness().await);
-    let (code, v) = h.code("1", true).await;
-    let tasks: Vec<_> = (0..32)
-        .map(|_| {
-            let (h, code, v) = (h.clone(), code.clone(), v.clone());
-            tokio::spawn(async move { h.exchange(&code, &v).await })
-        })
-        .collect();
-    let mut winners = Vec::new();
-    for t in tasks {
-        match t.await.unwrap() {
-            Ok(tokens) => winners.push(tokens),
-            Err(e) => assert_eq!(e.code(), "invalid_grant"),
-        }
-    }
+    let winners = winners(redeem_at_once(&h, 32).await, "invalid_grant");
     assert_eq!(winners.len(), 1, "exactly one token response");
     assert!(
         !h.active(winners[0].access_token.expose()).await,

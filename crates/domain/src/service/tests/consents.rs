@@ -6,7 +6,7 @@ use time::Duration;
 use crate::error::Error;
 use crate::token::TokenKind;
 
-use super::{H, harness, poll, rt, signed_in, start_device};
+use super::{H, err_code, harness, poll, rt, signed_in, start_device};
 
 #[tokio::test]
 async fn connected_apps_revoke_kills_tokens_and_consent() {
@@ -20,12 +20,7 @@ async fn connected_apps_revoke_kills_tokens_and_consent() {
     assert!(!h.active(t.access_token.expose()).await);
     assert!(h.refresh(&rt(&t), None).await.is_err());
     assert_eq!(
-        h.gate
-            .consents()
-            .revoke(&signed_in(h.user), &h.app)
-            .await
-            .unwrap_err()
-            .code(),
+        err_code(h.gate.consents().revoke(&signed_in(h.user), &h.app).await),
         "not_found"
     );
 }
@@ -44,7 +39,7 @@ async fn revoking_an_app_kills_its_unused_codes_even_after_a_new_approval() {
     let (old_code, old_v) = h.code("1", false).await;
     revoke_app(&h).await;
     assert_eq!(
-        h.exchange(&old_code, &old_v).await.unwrap_err().code(),
+        err_code(h.exchange(&old_code, &old_v).await),
         "invalid_grant"
     );
     let (stale, stale_v) = h.code("1", false).await; // approves again: a new consent
@@ -63,13 +58,9 @@ async fn revoking_an_app_kills_its_unused_codes_even_after_a_new_approval() {
 async fn revoking_an_app_kills_its_approved_device_grants() {
     let h = harness().await;
     let d = start_device(&h).await;
-    h.gate
-        .device()
-        .resolve(&signed_in(h.user), d.user_code.as_str(), true, None)
-        .await
-        .unwrap();
+    h.resolve(&d, true).await;
     revoke_app(&h).await;
-    assert_eq!(poll(&h, &d).await.unwrap_err().code(), "invalid_grant");
+    assert_eq!(err_code(poll(&h, &d).await), "invalid_grant");
 }
 
 #[tokio::test]
@@ -80,10 +71,7 @@ async fn refresh_without_a_consent_fails_closed_and_revokes_what_it_wrote() {
     crate::ports::ConsentStore::delete(&h.store, h.user, &h.app)
         .await
         .unwrap();
-    assert_eq!(
-        h.refresh(&rt(&t), None).await.unwrap_err().code(),
-        "invalid_grant"
-    );
+    assert_eq!(err_code(h.refresh(&rt(&t), None).await), "invalid_grant");
     let live = h
         .store
         .token_rows()

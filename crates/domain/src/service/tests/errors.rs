@@ -10,12 +10,12 @@ use crate::error::Error;
 use crate::ids::ClientId;
 use crate::pkce::CodeVerifier;
 use crate::ports::SeededRandom;
-use crate::service::authorize::{AuthorizeOutcome, ConsentAnswer};
+use crate::service::Caller;
+use crate::service::authorize::AuthorizeOutcome;
 use crate::service::rate_limit::Bucket;
 use crate::service::tokens::GrantRequest;
-use crate::service::{Caller, Credentials};
 
-use super::{credit, harness, poll, query, signed_in, start_device};
+use super::{answer, bearer_creds, credit, harness, poll, query, signed_in, start_device};
 
 fn note(seen: &mut BTreeSet<&'static str>, r: Result<(), Error>) {
     if let Err(e) = r {
@@ -59,11 +59,7 @@ async fn every_spec_error_code_is_produced_by_a_service() {
         }
     }
     // access_denied
-    let answer = ConsentAnswer {
-        approved: false,
-        remember: false,
-        buzz_limit: None,
-    };
+    let answer = answer(false, false, None);
     if let AuthorizeOutcome::Redirect { location } = h.decide(&h.params("1", &v), &answer).await {
         if query(&location, "error").as_deref() == Some("access_denied") {
             seen.insert("access_denied");
@@ -84,10 +80,7 @@ async fn every_spec_error_code_is_produced_by_a_service() {
         GrantRequest::grant_type(Some("password")).map(drop),
     );
     // invalid_token, insufficient_scope
-    let unknown = Credentials {
-        bearer: Some("civitai_unknown".into()),
-        ..Credentials::default()
-    };
+    let unknown = bearer_creds("civitai_unknown");
     note(
         &mut seen,
         h.gate.callers().identify(&unknown).await.map(drop),
@@ -125,10 +118,7 @@ async fn every_spec_error_code_is_produced_by_a_service() {
     }
     // temporarily_unavailable
     h.store.set_down(true);
-    let x = Credentials {
-        bearer: Some("civitai_x".into()),
-        ..Credentials::default()
-    };
+    let x = bearer_creds("civitai_x");
     note(&mut seen, h.gate.callers().identify(&x).await.map(drop));
     h.store.set_down(false);
 

@@ -5,10 +5,9 @@ use time::Duration;
 use crate::buzz::BuzzLimit;
 use crate::client::{AuthMethod, ClientAuth};
 use crate::service::Caller;
-use crate::service::api_keys::NewApiKey;
 use crate::token::TokenKind;
 
-use super::{harness, rt, signed_in};
+use super::{err_code, harness, rt, signed_in};
 
 #[tokio::test]
 async fn introspection_reports_active_tokens_with_buzz_limit_and_inactive_ones_bare() {
@@ -28,10 +27,7 @@ async fn introspection_reports_active_tokens_with_buzz_limit_and_inactive_ones_b
         .unwrap();
     assert!(!gone.active && gone.record.is_none());
     assert_eq!(
-        h.introspect(&h.client(h.spa_auth()).await, Some("x"))
-            .await
-            .unwrap_err()
-            .code(),
+        err_code(h.introspect(&h.client(h.spa_auth()).await, Some("x")).await),
         "unauthorized_client"
     );
 }
@@ -58,21 +54,7 @@ async fn introspection_is_for_resource_servers_and_the_tokens_own_client() {
         })
         .await;
     let own = h.client(h.auth()).await;
-    let key = h
-        .gate
-        .api_keys()
-        .create(
-            &signed_in(h.user),
-            NewApiKey {
-                name: "k".into(),
-                scope: None,
-                buzz_limit: None,
-                expires_in_days: None,
-            },
-        )
-        .await
-        .unwrap()
-        .0;
+    let key = h.api_key(None).await;
     let active = |caller: Caller, token: String| {
         let gate = h.gate.clone();
         async move {

@@ -25,10 +25,12 @@ mod userinfo;
 
 use std::sync::Arc;
 
+use super::api_keys::NewApiKey;
 use super::authorize::{AuthorizeOutcome, ConsentAnswer};
 use super::buzz::SpendCall;
 use super::buzz::{BuzzAccount, BuzzOverview, SpendReceipt};
 use super::caller::SignedIn;
+use super::consents::ConnectedApp;
 use super::device::{DeviceStartRequest, DeviceStarted};
 use super::tokens::{Bearer, GrantRequest, Introspection, Me, TokenRequest, UserInfo};
 use super::{Buzzgate, Caller, Config, Credentials};
@@ -37,12 +39,13 @@ use crate::authorize::AuthorizeParams;
 use crate::buzz::{BuzzLimit, Currency, LedgerEntry};
 use crate::client::{AuthMethod, ClientAuth, ClientRegistration};
 use crate::error::Error;
+use crate::grant::device_code::DeviceAuthorization;
 use crate::ids::{ClientId, SpendId, UserId};
 use crate::memory::MemoryStore;
 use crate::pkce::{CodeChallenge, CodeVerifier};
 use crate::ports::{ManualClock, SeededRandom};
 use crate::scope::Scope;
-use crate::token::{TokenKind, TokenResponse};
+use crate::token::{PlainToken, TokenKind, TokenResponse};
 use crate::user::{NewUser, Role, Username};
 
 struct H {
@@ -74,18 +77,17 @@ async fn harness_with_deps(config: Config, adjust: impl FnOnce(&mut super::Deps)
         password: Some("correct horse battery".into()),
         roles,
     };
-    let owner = gate
-        .sessions()
-        .create_user(mk("owner", vec![]))
-        .await
-        .unwrap()
-        .id;
-    let user = gate
-        .sessions()
-        .create_user(mk("ada", vec![]))
-        .await
-        .unwrap()
-        .id;
+    let mut ids = Vec::new();
+    for name in ["owner", "ada"] {
+        ids.push(
+            gate.sessions()
+                .create_user(mk(name, vec![]))
+                .await
+                .unwrap()
+                .id,
+        );
+    }
+    let (owner, user) = (ids[0], ids[1]);
     let reg = crate::memory::sample_registration("Generator");
     let created = gate.clients().create(&signed_in(owner), reg).await.unwrap();
     let spa = ClientRegistration {
@@ -149,11 +151,7 @@ impl H {
             SEED.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         ));
         let p = self.params(scope, &v);
-        let answer = ConsentAnswer {
-            approved: true,
-            remember,
-            buzz_limit: None,
-        };
+        let answer = answer(true, remember, None);
         match self
             .gate
             .authorize()
@@ -207,10 +205,7 @@ impl H {
     async fn bearer(&self, token: &str) -> Caller {
         self.gate
             .callers()
-            .identify(&Credentials {
-                bearer: Some(token.to_owned()),
-                ..Credentials::default()
-            })
+            .identify(&bearer_creds(token))
             .await
             .unwrap()
     }
@@ -218,10 +213,7 @@ impl H {
     async fn client(&self, auth: ClientAuth) -> Caller {
         self.gate
             .callers()
-            .identify(&Credentials {
-                client: Some(auth),
-                ..Credentials::default()
-            })
+            .identify(&client_creds(auth))
             .await
             .unwrap()
     }
@@ -330,6 +322,35 @@ impl H {
             .credit(by, self.user, currency, amount)
             .await
     }
+    /// Ada answers the device login she was shown.
+    async fn resolve(&self, d: &DeviceStarted, approve: bool) -> DeviceAuthorization {
+        let ada = signed_in(self.user);
+        let code = d.user_code.as_str();
+        self.gate
+            .device()
+            .resolve(&ada, code, approve, None)
+            .await
+            .unwrap()
+    }
+    /// Ada's Connected Apps.
+    async fn connected_apps(&self) -> Vec<ConnectedApp> {
+        self.gate
+            .consents()
+            .list(&signed_in(self.user))
+            .await
+            .unwrap()
+    }
+    /// Ada creates an API key named "k" with this scope.
+    async fn api_key(&self, scope: Option<Scope>) -> PlainToken {
+        let new = NewApiKey {
+            name: "k".into(),
+            scope,
+            buzz_limit: None,
+            expires_in_days: None,
+        };
+        let ada = signed_in(self.user);
+        self.gate.api_keys().create(&ada, new).await.unwrap().0
+    }
     async fn make_resource_server(&self) {
         let admin = Caller::operator();
         self.gate
@@ -402,6 +423,48 @@ fn token_caller(user: UserId, client: Option<&ClientId>, scope: Scope) -> Caller
     } else {
         Caller::ApiKey(bearer)
     }
+}
+
+/// The consent page's answer.
+pub(super) fn answer(approved: bool, remember: bool, buzz_limit: Option<&str>) -> ConsentAnswer {
+    let buzz_limit = buzz_limit.map(str::to_owned);
+    ConsentAnswer {
+        approved,
+        remember,
+        buzz_limit,
+    }
+}
+
+/// A request that carries only this client's credentials.
+pub(super) fn client_creds(auth: ClientAuth) -> Credentials {
+    Credentials {
+        client: Some(auth),
+        ..Credentials::default()
+    }
+}
+
+/// A request that carries only this bearer token.
+fn bearer_creds(token: &str) -> Credentials {
+    Credentials {
+        bearer: Some(token.to_owned()),
+        ..Credentials::default()
+    }
+}
+
+/// A user with no email; `password` None is one who signs in elsewhere.
+pub(super) fn bare_user(name: &str, password: Option<&str>) -> NewUser {
+    NewUser {
+        username: Username::parse(name).unwrap(),
+        email: None,
+        email_verified: false,
+        password: password.map(str::to_owned),
+        roles: vec![],
+    }
+}
+
+/// The code of the error a call must have failed with.
+fn err_code<T: std::fmt::Debug>(r: Result<T, Error>) -> &'static str {
+    r.unwrap_err().code()
 }
 
 fn rt(t: &TokenResponse) -> String {

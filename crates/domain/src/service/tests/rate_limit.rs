@@ -9,7 +9,7 @@ use crate::service::rate_limit::Bucket;
 use crate::service::tokens::{GrantRequest, TokenRequest};
 use crate::service::{Config, RateLimits};
 
-use super::{harness, harness_with};
+use super::{err_code, harness, harness_with};
 
 fn cc(auth: ClientAuth, ip: &str) -> TokenRequest {
     TokenRequest {
@@ -96,10 +96,10 @@ async fn sign_in_is_throttled_per_account_and_per_address() {
         assert_eq!(e.code(), "access_denied");
     }
     assert_eq!(
-        s.login("owner", "correct horse battery", Some("10.0.4.4"))
-            .await
-            .unwrap_err()
-            .code(),
+        err_code(
+            s.login("owner", "correct horse battery", Some("10.0.4.4"))
+                .await
+        ),
         "rate_limited",
         "30 failures from one address block that address"
     );

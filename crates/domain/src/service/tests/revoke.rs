@@ -7,18 +7,15 @@ use crate::error::Error;
 use crate::ids::{ClientId, UserId};
 use crate::memory::MemoryStore;
 use crate::ports::SeededRandom;
-use crate::service::{Buzzgate, Config, Credentials};
+use crate::service::{Buzzgate, Config};
 
-use super::{harness, rt};
+use super::{client_creds, harness, rt};
 
 #[tokio::test]
 async fn revoking_a_refresh_token_revokes_its_family_and_unknown_tokens_are_ok() {
     let h = harness().await;
     let t = h.tokens("1").await;
-    let caller = Credentials {
-        client: Some(h.auth()),
-        ..Credentials::default()
-    };
+    let caller = client_creds(h.auth());
     h.revoke(&caller, Some(&rt(&t))).await.unwrap();
     assert!(!h.active(t.access_token.expose()).await);
     assert!(h.revoke(&caller, Some("civitai_nope")).await.is_ok());
@@ -33,10 +30,7 @@ async fn revoking_a_refresh_token_revokes_its_family_and_unknown_tokens_are_ok()
 async fn a_client_cannot_revoke_another_clients_token_but_the_user_can() {
     let h = harness().await;
     let t = h.tokens("1").await;
-    let other = Credentials {
-        client: Some(h.spa_auth()),
-        ..Credentials::default()
-    };
+    let other = client_creds(h.spa_auth());
     h.revoke(&other, Some(t.access_token.expose()))
         .await
         .unwrap();

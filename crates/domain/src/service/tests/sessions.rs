@@ -1,26 +1,19 @@
 //! Sessions: login, resolution, logout.
 
 use crate::service::Credentials;
-use crate::user::{NewUser, Username};
 
-use super::harness;
+use super::{bare_user, err_code, harness};
 
 #[tokio::test]
 async fn login_checks_the_password_and_sessions_resolve_until_logout() {
     let h = harness().await;
     let s = h.gate.sessions();
     assert_eq!(
-        s.login("ada", "wrong password", None)
-            .await
-            .unwrap_err()
-            .code(),
+        err_code(s.login("ada", "wrong password", None).await),
         "access_denied"
     );
     assert_eq!(
-        s.login("nobody", "correct horse battery", None)
-            .await
-            .unwrap_err()
-            .code(),
+        err_code(s.login("nobody", "correct horse battery", None).await),
         "access_denied"
     );
     let (cookie, session) = s.login("ADA", "correct horse battery", None).await.unwrap();
@@ -33,7 +26,7 @@ async fn login_checks_the_password_and_sessions_resolve_until_logout() {
     };
     let caller = h.gate.callers().identify(&without_csrf).await.unwrap();
     assert_eq!(
-        s.logout(&caller).await.unwrap_err().code(),
+        err_code(s.logout(&caller).await),
         "access_denied",
         "signing out is a change: it needs the CSRF proof"
     );
@@ -44,12 +37,6 @@ async fn login_checks_the_password_and_sessions_resolve_until_logout() {
     let caller = h.gate.callers().identify(&with_csrf).await.unwrap();
     s.logout(&caller).await.unwrap();
     assert!(s.resolve(cookie.expose()).await.unwrap().is_none());
-    let dup = NewUser {
-        username: Username::parse("Ada").unwrap(),
-        email: None,
-        email_verified: false,
-        password: None,
-        roles: vec![],
-    };
-    assert_eq!(s.create_user(dup).await.unwrap_err().code(), "conflict");
+    let dup = bare_user("Ada", None);
+    assert_eq!(err_code(s.create_user(dup).await), "conflict");
 }

@@ -2,11 +2,9 @@
 
 use crate::buzz::BuzzLimit;
 use crate::scope::Scope;
-use crate::service::Credentials;
-use crate::service::api_keys::NewApiKey;
 use crate::service::tokens::Subject;
 
-use super::{harness, signed_in};
+use super::{bearer_creds, err_code, harness};
 
 #[tokio::test]
 async fn userinfo_needs_user_read_and_omits_unknown_email_verification() {
@@ -17,20 +15,7 @@ async fn userinfo_needs_user_read_and_omits_unknown_email_verification() {
         (info.id, info.username.as_deref(), info.email_verified),
         (h.user, Some("ada"), Some(true))
     );
-    let (key, _) = h
-        .gate
-        .api_keys()
-        .create(
-            &signed_in(h.user),
-            NewApiKey {
-                name: "k".into(),
-                scope: Some(Scope::NONE),
-                buzz_limit: None,
-                expires_in_days: None,
-            },
-        )
-        .await
-        .unwrap();
+    let key = h.api_key(Some(Scope::NONE)).await;
     // API keys always carry UserRead too; an access token without it can only come from
     // before that rule, so check the contract on the Bearer directly.
     assert!(h.userinfo(key.expose()).await.is_ok());
@@ -42,17 +27,9 @@ async fn userinfo_needs_user_read_and_omits_unknown_email_verification() {
             .description(),
         "Token does not have ModelsWrite scope"
     );
-    let garbage = Credentials {
-        bearer: Some("garbage token".into()),
-        ..Credentials::default()
-    };
+    let garbage = bearer_creds("garbage token");
     assert_eq!(
-        h.gate
-            .callers()
-            .identify(&garbage)
-            .await
-            .unwrap_err()
-            .code(),
+        err_code(h.gate.callers().identify(&garbage).await),
         "invalid_token"
     );
 }
