@@ -5,6 +5,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use buzzgate_domain::error::Error;
 
+use crate::responses::ErrorBody;
+
 /// A domain error on its way out. `Where` changes the status where RFCs disagree per endpoint.
 #[derive(Debug)]
 pub struct ApiError {
@@ -67,14 +69,6 @@ pub fn status_of(error: &Error, at: Where) -> StatusCode {
     }
 }
 
-/// `{"error": …, "error_description": …}`.
-pub fn error_body(error: &Error) -> serde_json::Value {
-    serde_json::json!({
-        "error": error.code(),
-        "error_description": error.description(),
-    })
-}
-
 /// Quotes a value for a `WWW-Authenticate` parameter (RFC 7235 quoted-string).
 fn quoted(s: &str) -> String {
     s.chars()
@@ -92,7 +86,7 @@ impl IntoResponse for ApiError {
         if status == StatusCode::INTERNAL_SERVER_ERROR {
             tracing::error!(error = %self.error, "server error");
         }
-        let mut res = (status, axum::Json(error_body(&self.error))).into_response();
+        let mut res = (status, axum::Json(ErrorBody::of(&self.error))).into_response();
         let h = res.headers_mut();
         let www = match &self.error {
             Error::InvalidClient { basic: true, .. } => Some(r#"Basic realm="buzzgate""#.into()),

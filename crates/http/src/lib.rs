@@ -14,7 +14,9 @@ pub mod error;
 pub mod oauth;
 pub mod pages;
 pub mod params;
+pub mod responses;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -25,7 +27,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use buzzgate_domain::service::Buzzgate;
-use serde_json::json;
+
+use crate::responses::{HealthBody, ReadyBody};
 
 pub use auth::{BearerToken, RequireScope};
 
@@ -186,7 +189,7 @@ pub fn router(state: AppState) -> Router {
 
 /// `/healthz`: the process is up.
 async fn healthz() -> Response {
-    axum::Json(json!({"status": "ok"})).into_response()
+    axum::Json(HealthBody { status: "ok" }).into_response()
 }
 
 /// `/readyz`: "not ready" (503) only when the node cannot issue tokens, i.e. a required
@@ -194,8 +197,8 @@ async fn healthz() -> Response {
 /// degraded with a 200, because an orchestrator that saw every node unready would take the
 /// whole service down while it still works (SPEC 11).
 async fn readyz(State(st): State<AppState>) -> Response {
-    let mut failures = serde_json::Map::new();
-    let mut degraded = serde_json::Map::new();
+    let mut failures = BTreeMap::new();
+    let mut degraded = BTreeMap::new();
     for c in st.checks.iter() {
         if let Err(e) = c.check().await {
             let bucket = if c.required() {
@@ -203,17 +206,31 @@ async fn readyz(State(st): State<AppState>) -> Response {
             } else {
                 &mut degraded
             };
-            bucket.insert(c.name().to_owned(), json!(e));
+            bucket.insert(c.name().to_owned(), e);
         }
     }
     if failures.is_empty() && degraded.is_empty() {
-        axum::Json(json!({"status": "ready"})).into_response()
+        axum::Json(ReadyBody {
+            degraded: None,
+            failing: None,
+            status: "ready",
+        })
+        .into_response()
     } else if failures.is_empty() {
-        axum::Json(json!({"status": "degraded", "degraded": degraded})).into_response()
+        axum::Json(ReadyBody {
+            degraded: Some(degraded),
+            failing: None,
+            status: "degraded",
+        })
+        .into_response()
     } else {
         let mut res = (
             StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(json!({"status": "unavailable", "failing": failures})),
+            axum::Json(ReadyBody {
+                degraded: None,
+                failing: Some(failures),
+                status: "unavailable",
+            }),
         )
             .into_response();
         res.headers_mut().insert(
