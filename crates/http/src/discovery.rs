@@ -4,12 +4,14 @@ use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use buzzgate_domain::{OidcScopes, Scope};
-use serde_json::{Value, json};
+use serde::Serialize;
 
 use crate::AppState;
+use crate::responses::{ErrorBody, MetadataBody};
 
 /// The metadata document for `issuer`.
-pub fn metadata(issuer: &str, has_signer: bool) -> Value {
+pub fn metadata(issuer: &str, has_signer: bool) -> MetadataBody {
+    const CLIENT_AUTH: &[&str] = &["client_secret_basic", "client_secret_post", "none"];
     let base = format!("{issuer}/api/auth/oauth");
     let mut scopes: Vec<String> = Scope::FLAGS
         .iter()
@@ -18,41 +20,53 @@ pub fn metadata(issuer: &str, has_signer: bool) -> Value {
     scopes.extend(Scope::FLAGS.iter().map(|f| f.name.to_owned()));
     scopes.extend(Scope::PRESETS.iter().map(|p| p.name.to_owned()));
     scopes.extend(OidcScopes::NAMED.iter().map(|(n, _)| (*n).to_owned()));
-    let mut m = json!({
-        "issuer": issuer,
-        "authorization_endpoint": format!("{base}/authorize"),
-        "token_endpoint": format!("{base}/token"),
-        "revocation_endpoint": format!("{base}/revoke"),
-        "introspection_endpoint": format!("{base}/introspect"),
-        "userinfo_endpoint": format!("{base}/userinfo"),
-        "device_authorization_endpoint": format!("{base}/device"),
-        "response_types_supported": ["code"],
-        "response_modes_supported": ["query"],
-        "grant_types_supported": [
-            "authorization_code", "refresh_token", "client_credentials",
-            "urn:ietf:params:oauth:grant-type:device_code"
+    MetadataBody {
+        authorization_endpoint: format!("{base}/authorize"),
+        authorization_response_iss_parameter_supported: true,
+        claims_supported: &[
+            "sub",
+            "iss",
+            "aud",
+            "exp",
+            "iat",
+            "auth_time",
+            "nonce",
+            "name",
+            "preferred_username",
+            "picture",
+            "email",
+            "email_verified",
         ],
-        "code_challenge_methods_supported": ["S256"],
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
-        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
-        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-        "authorization_response_iss_parameter_supported": true,
-        "scopes_supported": scopes,
-        "subject_types_supported": ["public"],
-        "claims_supported": [
-            "sub", "iss", "aud", "exp", "iat", "auth_time", "nonce",
-            "name", "preferred_username", "picture", "email", "email_verified"
+        code_challenge_methods_supported: &["S256"],
+        device_authorization_endpoint: format!("{base}/device"),
+        grant_types_supported: &[
+            "authorization_code",
+            "refresh_token",
+            "client_credentials",
+            "urn:ietf:params:oauth:grant-type:device_code",
         ],
-        "service_documentation": format!("{issuer}/docs/api.md"),
-    });
-    if has_signer {
-        m["jwks_uri"] = json!(format!("{issuer}/.well-known/jwks.json"));
-        m["id_token_signing_alg_values_supported"] = json!(["ES256"]);
+        id_token_signing_alg_values_supported: has_signer.then_some(&["ES256"]),
+        introspection_endpoint: format!("{base}/introspect"),
+        introspection_endpoint_auth_methods_supported: &[
+            "client_secret_basic",
+            "client_secret_post",
+        ],
+        issuer: issuer.to_owned(),
+        jwks_uri: has_signer.then(|| format!("{issuer}/.well-known/jwks.json")),
+        response_modes_supported: &["query"],
+        response_types_supported: &["code"],
+        revocation_endpoint: format!("{base}/revoke"),
+        revocation_endpoint_auth_methods_supported: CLIENT_AUTH,
+        scopes_supported: scopes,
+        service_documentation: format!("{issuer}/docs/api.md"),
+        subject_types_supported: &["public"],
+        token_endpoint: format!("{base}/token"),
+        token_endpoint_auth_methods_supported: CLIENT_AUTH,
+        userinfo_endpoint: format!("{base}/userinfo"),
     }
-    m
 }
 
-fn cached(v: Value, secs: u32) -> Response {
+fn cached(v: impl Serialize, secs: u32) -> Response {
     let mut res = axum::Json(v).into_response();
     if let Ok(h) = HeaderValue::from_str(&format!("public, max-age={secs}")) {
         res.headers_mut().insert(header::CACHE_CONTROL, h);
@@ -94,7 +108,10 @@ pub async fn jwks(State(st): State<AppState>) -> Response {
         Some(s) => cached(s.jwks(), 300),
         None => (
             StatusCode::NOT_FOUND,
-            axum::Json(json!({"error": "not_found", "error_description": "No signing keys are configured"})),
+            axum::Json(ErrorBody {
+                error: "not_found",
+                error_description: "No signing keys are configured".into(),
+            }),
         )
             .into_response(),
     }
@@ -103,10 +120,11 @@ pub async fn jwks(State(st): State<AppState>) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn metadata_advertises_s256_only_and_every_grant() {
-        let m = metadata("https://auth.example", true);
+        let m = serde_json::to_value(metadata("https://auth.example", true)).unwrap();
         assert_eq!(m["code_challenge_methods_supported"], json!(["S256"]));
         assert_eq!(m["grant_types_supported"].as_array().unwrap().len(), 4);
         assert_eq!(m["authorization_response_iss_parameter_supported"], true);
@@ -119,6 +137,8 @@ mod tests {
         for oidc in ["openid", "profile", "email", "offline_access"] {
             assert!(scopes.contains(&json!(oidc)), "{oidc}");
         }
-        assert!(metadata("x", false).get("jwks_uri").is_none());
+        let m = serde_json::to_value(metadata("x", false)).unwrap();
+        assert!(m.get("jwks_uri").is_none());
+        assert!(m.get("id_token_signing_alg_values_supported").is_none());
     }
 }
