@@ -10,15 +10,17 @@ use buzzgate_domain::error::Error;
 use buzzgate_domain::service::Caller;
 use buzzgate_domain::service::authorize::{AuthorizeOutcome, ConsentAnswer};
 use buzzgate_domain::service::device::DeviceStartRequest;
-use buzzgate_domain::service::tokens::{GrantRequest, Subject, TokenRequest};
-use buzzgate_domain::token::TokenResponse;
-use serde_json::{Value, json};
+use buzzgate_domain::service::tokens::{GrantRequest, TokenRequest};
 
 use crate::AppState;
 use crate::auth::{self, ClientIp};
 use crate::error::{ApiError, ApiResult};
 use crate::pages;
 use crate::params::Params;
+use crate::responses::{
+    ActiveTokenBody, DeviceApprovalBody, DeviceBody, DeviceInfoBody, EmptyBody, IntrospectionBody,
+    MeBody, TokenBody, UserInfoBody,
+};
 
 fn authorize_params(p: &Params) -> AuthorizeParams {
     AuthorizeParams {
@@ -201,24 +203,6 @@ fn origin_of(headers: &HeaderMap) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// The RFC 6749 §5.1 body.
-pub fn token_json(t: &TokenResponse, scope_as_array: bool) -> Value {
-    let scope = t.scope.to_decimal_string();
-    let mut body = json!({
-        "access_token": t.access_token.expose(),
-        "token_type": "Bearer",
-        "expires_in": t.expires_in,
-        "scope": if scope_as_array { json!([scope]) } else { json!(scope) },
-    });
-    if let Some(r) = &t.refresh_token {
-        body["refresh_token"] = json!(r.expose());
-    }
-    if let Some(id) = &t.id_token {
-        body["id_token"] = json!(id);
-    }
-    body
-}
-
 fn grant_request(kind: GrantType, p: &Params) -> GrantRequest {
     match kind {
         GrantType::AuthorizationCode => GrantRequest::AuthorizationCode {
@@ -266,7 +250,7 @@ async fn token_common(
     }
     .await;
     let mut res = match result {
-        Ok(t) => axum::Json(token_json(&t, st.settings.scope_as_array)).into_response(),
+        Ok(t) => axum::Json(TokenBody::new(&t, st.settings.scope_as_array)).into_response(),
         Err(e) => {
             let rejected = e == Error::OriginNotAllowed;
             let res = ApiError::token(e).into_response();
@@ -314,7 +298,7 @@ pub async fn revoke(
     }
     .await;
     let mut res = match result {
-        Ok(()) => axum::Json(json!({})).into_response(),
+        Ok(()) => axum::Json(EmptyBody {}).into_response(),
         Err(e) => ApiError::token(e).into_response(),
     };
     cors_for(&st, &mut res, &headers, &params).await;
@@ -337,30 +321,13 @@ pub async fn introspect(
     };
     let i = run.await.map_err(ApiError::token)?;
     let body = match (&i.record, i.active) {
-        (Some(r), true) => {
-            let mut b = json!({
-                "active": true,
-                "scope": r.scope.to_decimal_string(),
-                "sub": r.user_id.0.to_string(),
-                "username": i.username,
-                "token_kind": r.kind.type_hint(),
-                "iat": r.issued_at.unix_timestamp(),
-                "buzz_limit": i.buzz_limit,
-                "iss": st.core.deps.config.issuer,
-            });
-            if let Some(c) = &r.client_id {
-                b["client_id"] = json!(c.as_str());
-            }
-            if let Some(e) = r.expires_at {
-                b["exp"] = json!(e.unix_timestamp());
-            }
-            // RFC 7662 `token_type` is the RFC 6749 §7.1 type, which only a bearer has.
-            if r.kind.is_bearer() {
-                b["token_type"] = json!("Bearer");
-            }
-            b
-        }
-        _ => json!({ "active": false }),
+        (Some(r), true) => IntrospectionBody::Active(ActiveTokenBody::new(
+            r,
+            i.username.as_deref(),
+            i.buzz_limit.as_ref(),
+            &st.core.deps.config.issuer,
+        )),
+        _ => IntrospectionBody::Inactive { active: false },
     };
     let res = axum::Json(body).into_response();
     Ok(res)
@@ -370,22 +337,7 @@ pub async fn introspect(
 pub async fn userinfo(State(st): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
     let caller = auth::bearer_caller(&st.core, &headers).await?;
     let u = st.core.tokens().userinfo(&caller).await?;
-    let mut b = json!({ "sub": u.id.0.to_string() });
-    let claims = [
-        ("id", u.username.as_ref().map(|_| json!(u.id.0))),
-        ("username", u.username.map(Value::from)),
-        ("preferred_username", u.preferred_username.map(Value::from)),
-        ("name", u.name.map(Value::from)),
-        ("picture", u.picture.map(Value::from)),
-        ("email", u.email.map(Value::from)),
-        ("email_verified", u.email_verified.map(Value::from)),
-    ];
-    for (claim, value) in claims {
-        if let Some(v) = value {
-            b[claim] = v;
-        }
-    }
-    let res = axum::Json(b).into_response();
+    let res = axum::Json(UserInfoBody::from(u)).into_response();
     Ok(res)
 }
 
@@ -393,19 +345,7 @@ pub async fn userinfo(State(st): State<AppState>, headers: HeaderMap) -> ApiResu
 pub async fn me(State(st): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
     let caller = auth::bearer_caller(&st.core, &headers).await?;
     let me = st.core.tokens().me(&caller).await?;
-    let subject = match &me.subject {
-        Subject::OAuth(c) => json!({"type": "oauth", "id": c.as_str()}),
-        Subject::ApiKey(id) => json!({"type": "apiKey", "id": id}),
-    };
-    Ok(axum::Json(json!({
-        "id": me.id.0,
-        "username": me.username,
-        "tokenScope": me.token_scope.bits(),
-        "tokenScopeNames": me.token_scope.names(),
-        "buzzLimit": me.buzz_limit,
-        "subject": subject,
-    }))
-    .into_response())
+    Ok(axum::Json(MeBody::from(&me)).into_response())
 }
 
 /// `POST /device` (RFC 8628 §3.1).
@@ -427,15 +367,7 @@ pub async fn device(
     }
     .await;
     let mut res = match result {
-        Ok(d) => axum::Json(json!({
-            "device_code": d.device_code.expose(),
-            "user_code": d.user_code.as_str(),
-            "verification_uri": d.verification_uri,
-            "verification_uri_complete": d.verification_uri_complete,
-            "expires_in": d.expires_in,
-            "interval": d.interval,
-        }))
-        .into_response(),
+        Ok(d) => axum::Json(DeviceBody::from(&d)).into_response(),
         Err(e) => ApiError::token(e).into_response(),
     };
     cors_for(&st, &mut res, &headers, &params).await;
@@ -454,15 +386,15 @@ pub async fn device_info(
         .get("user_code")
         .ok_or_else(|| Error::invalid_request("Missing user_code"))?;
     let (rec, client) = st.core.device().info(&caller, code).await?;
-    Ok(axum::Json(json!({
-        "userCode": rec.user_code.as_str(),
-        "clientId": client.id.as_str(),
-        "clientName": client.name,
-        "isVerified": client.is_verified,
-        "scope": rec.scope.bits(),
-        "scopeNames": rec.scope.names(),
-        "expiresAt": crate::api::rfc3339(rec.expires_at),
-    }))
+    Ok(axum::Json(DeviceInfoBody {
+        client_id: client.id.as_str(),
+        client_name: &client.name,
+        expires_at: crate::api::rfc3339(rec.expires_at),
+        is_verified: client.is_verified,
+        scope: rec.scope.bits(),
+        scope_names: rec.scope.names(),
+        user_code: rec.user_code.as_str(),
+    })
     .into_response())
 }
 
@@ -484,7 +416,11 @@ pub async fn device_approve(
         .device()
         .resolve(&caller, code, approve, ip.as_deref())
         .await?;
-    Ok(axum::Json(json!({"success": true, "approved": approve})).into_response())
+    Ok(axum::Json(DeviceApprovalBody {
+        approved: approve,
+        success: true,
+    })
+    .into_response())
 }
 
 #[cfg(test)]
@@ -492,7 +428,8 @@ mod tests {
     use super::*;
     use buzzgate_domain::Scope;
     use buzzgate_domain::ports::SeededRandom;
-    use buzzgate_domain::token::{PlainToken, TokenPrefix};
+    use buzzgate_domain::token::{PlainToken, TokenPrefix, TokenResponse};
+    use serde_json::json;
 
     #[test]
     fn token_body_has_decimal_scope_or_array() {
@@ -504,11 +441,12 @@ mod tests {
             scope: Scope::AI_SERVICES,
             id_token: None,
         };
-        let b = token_json(&t, false);
+        let b = serde_json::to_value(TokenBody::new(&t, false)).unwrap();
         assert_eq!(b["scope"], "114689");
         assert_eq!(b["token_type"], "Bearer");
         assert!(b.get("refresh_token").is_none());
-        assert_eq!(token_json(&t, true)["scope"], json!(["114689"]));
+        let b = serde_json::to_value(TokenBody::new(&t, true)).unwrap();
+        assert_eq!(b["scope"], json!(["114689"]));
     }
 
     #[test]
