@@ -6,15 +6,13 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use buzzgate_domain::Scope;
 use buzzgate_domain::buzz::BuzzLimit;
-use buzzgate_domain::client::{AccessMode, Client, ClientRegistration, ClientUpdate};
+use buzzgate_domain::client::{AccessMode, ClientRegistration, ClientUpdate};
 use buzzgate_domain::error::Error;
 use buzzgate_domain::ids::{ClientId, SpendId, TokenId};
-use buzzgate_domain::ports::ClientSummary;
 use buzzgate_domain::service::Access;
 use buzzgate_domain::service::api_keys::NewApiKey;
 use buzzgate_domain::service::buzz::SpendCall;
-use buzzgate_domain::token::TokenRecord;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
@@ -22,14 +20,18 @@ use crate::AppState;
 use crate::auth::{self, ApiCaller, ClientIp};
 use crate::error::ApiResult;
 use crate::params::{Json, Params};
+use crate::responses::{
+    ApiKeyBody, BuzzAccountBody, BuzzOverviewBody, CapBody, ClientBody, ConsentBody,
+    LedgerEntryBody, LimitsBody, RefundBody, SecretBody, SessionBody, SpendBody, TrpcBody,
+};
 
 pub fn rfc3339(t: OffsetDateTime) -> String {
     t.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
 }
 
-fn ok(v: Value) -> Response {
-    axum::Json(v).into_response()
+fn ok(body: impl Serialize) -> Response {
+    axum::Json(body).into_response()
 }
 
 // --- Buzz (SPEC 3.6) ---------------------------------------------------------------------
@@ -38,13 +40,10 @@ fn ok(v: Value) -> Response {
 pub async fn buzz_overview(State(st): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
     let caller = auth::bearer_caller(&st.core, &headers).await?;
     let o = st.core.buzz().overview(&caller).await?;
-    let balances: serde_json::Map<String, Value> = o
-        .balances
-        .iter()
-        .map(|(c, b)| (c.as_str().to_owned(), json!(b)))
-        .collect();
-    let history: Vec<Value> = o.history.iter().map(ledger_json).collect();
-    Ok(ok(json!({ "balances": balances, "history": history })))
+    Ok(ok(BuzzOverviewBody {
+        balances: o.balances.iter().map(|(c, b)| (c.as_str(), *b)).collect(),
+        history: o.history.iter().map(LedgerEntryBody::from).collect(),
+    }))
 }
 
 /// `GET /api/trpc/buzz.getUserAccount` (BuzzRead): Civitai's tRPC procedure that its app SDK
@@ -55,36 +54,14 @@ pub async fn trpc_buzz_account(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let caller = auth::bearer_caller(&st.core, &headers).await?;
-    let accounts: Vec<Value> = st
-        .core
-        .buzz()
-        .accounts(&caller)
-        .await?
-        .iter()
-        .map(|a| {
-            json!({
-                "id": a.user_id.0,
-                "balance": a.balance,
-                "lifetimeBalance": a.lifetime,
-                "accountType": a.currency.as_str(),
-            })
-        })
-        .collect();
-    let res = ok(json!({ "result": { "data": { "json": accounts } } }));
+    let accounts = st.core.buzz().accounts(&caller).await?;
+    let res = ok(TrpcBody::new(
+        accounts
+            .iter()
+            .map(BuzzAccountBody::from)
+            .collect::<Vec<_>>(),
+    ));
     Ok(res)
-}
-
-fn ledger_json(e: &buzzgate_domain::buzz::LedgerEntry) -> Value {
-    json!({
-        "id": e.id.to_string(),
-        "amount": e.amount,
-        "currency": e.currency.as_str(),
-        "purpose": e.purpose.as_str(),
-        "description": e.description,
-        "idempotencyKey": e.idempotency_key.as_str(),
-        "createdAt": rfc3339(e.created_at),
-        "refundedAt": e.refunded_at.map(rfc3339),
-    })
 }
 
 /// `POST /api/v1/buzz/spend`: a resource server (HTTP Basic) spends for the token's user.
@@ -122,14 +99,14 @@ pub async fn buzz_spend(
         description: params.owned("description"),
     };
     let r = st.core.buzz().spend(&caller, call).await?;
-    let res = ok(json!({
-        "id": r.entry.id.to_string(),
-        "amount": r.entry.amount,
-        "currency": r.entry.currency.as_str(),
-        "balance": r.balance,
-        "limits": r.limits,
-        "replayed": r.replayed,
-    }));
+    let res = ok(SpendBody {
+        amount: r.entry.amount,
+        balance: r.balance,
+        currency: r.entry.currency.as_str(),
+        id: r.entry.id.to_string(),
+        limits: &r.limits,
+        replayed: r.replayed,
+    });
     Ok(res)
 }
 
@@ -154,18 +131,18 @@ pub async fn buzz_refund(
     let caller = auth::caller(&st.core, &headers, &ip, Some(&params)).await?;
     let id = SpendId::parse(&id).ok_or_else(|| Error::not_found("No such spend"))?;
     let (entry, balance) = st.core.buzz().refund(&caller, id).await?;
-    Ok(ok(json!({
-        "id": entry.id.to_string(),
-        "refundedAt": entry.refunded_at.map(rfc3339),
-        "balance": balance,
-    })))
+    Ok(ok(RefundBody {
+        balance,
+        id: entry.id.to_string(),
+        refunded_at: entry.refunded_at.map(rfc3339),
+    }))
 }
 
 /// `GET /api/v1/buzz/limits`: the bearer's app's budgets for its user.
 pub async fn buzz_limits(State(st): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
     let caller = auth::bearer_caller(&st.core, &headers).await?;
     let limits = st.core.buzz().limits(&caller).await?;
-    Ok(ok(json!({ "limits": limits })))
+    Ok(ok(LimitsBody { limits: &limits }))
 }
 
 // --- The session (SPEC 13) ---------------------------------------------------------------
@@ -180,43 +157,16 @@ pub async fn session_info(
 ) -> ApiResult<Response> {
     let caller = auth::session_caller(&st.core, &headers, &ip, None).await?;
     let s = caller.signed_in(Access::Read)?;
-    let res = ok(json!({
-        "userId": s.user.0,
-        "isAdmin": s.admin,
-        "signedInAt": rfc3339(s.signed_in_at),
-        "csrfToken": s.csrf_token,
-    }));
+    let res = ok(SessionBody {
+        csrf_token: &s.csrf_token,
+        is_admin: s.admin,
+        signed_in_at: rfc3339(s.signed_in_at),
+        user_id: s.user.0,
+    });
     Ok(res)
 }
 
 // --- Apps (SPEC 3.9) ---------------------------------------------------------------------
-
-pub fn client_json(c: &Client) -> Value {
-    json!({
-        "clientId": c.id.as_str(),
-        "name": c.name,
-        "description": c.description,
-        "redirectUris": c.redirect_uris.iter().map(|u| u.as_str()).collect::<Vec<_>>(),
-        "allowedOrigins": c.allowed_origins.iter().map(|o| o.as_str()).collect::<Vec<_>>(),
-        "isConfidential": c.is_confidential(),
-        "allowedScopes": c.allowed_scopes.bits(),
-        "allowedScopeNames": c.allowed_scopes.names(),
-        "grants": c.grants.iter().map(|g| g.as_str()).collect::<Vec<_>>(),
-        "accessMode": c.access_mode.as_str(),
-        "isVerified": c.is_verified,
-        "isResourceServer": c.is_resource_server,
-        "ownerBuzzLimit": c.owner_buzz_limit,
-        "createdAt": rfc3339(c.created_at),
-        "updatedAt": rfc3339(c.updated_at),
-    })
-}
-
-fn summary_json(s: &ClientSummary) -> Value {
-    let mut v = client_json(&s.client);
-    v["activeTokens"] = json!(s.active_tokens);
-    v["consents"] = json!(s.consents);
-    v
-}
 
 fn client_id(id: &str) -> Result<ClientId, Error> {
     ClientId::parse(id).ok_or_else(|| Error::not_found("No such OAuth client"))
@@ -250,9 +200,8 @@ pub async fn clients_create(
 ) -> ApiResult<Response> {
     let reg = registration(body)?;
     let created = st.core.clients().create(&caller, reg).await?;
-    let mut v = client_json(&created.client);
-    v["clientSecret"] = json!(created.secret.as_ref().map(|s| s.expose()));
-    let res = (StatusCode::CREATED, axum::Json(v)).into_response();
+    let body = ClientBody::created(&created.client, created.secret.as_ref().map(|s| s.expose()));
+    let res = (StatusCode::CREATED, axum::Json(body)).into_response();
     Ok(res)
 }
 
@@ -261,7 +210,7 @@ pub async fn clients_list(
     ApiCaller(caller): ApiCaller,
 ) -> ApiResult<Response> {
     let list = st.core.clients().list(&caller).await?;
-    Ok(ok(json!(list.iter().map(summary_json).collect::<Vec<_>>())))
+    Ok(ok(list.iter().map(ClientBody::summary).collect::<Vec<_>>()))
 }
 
 pub async fn clients_get(
@@ -270,7 +219,7 @@ pub async fn clients_get(
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     let c = st.core.clients().get(&caller, &client_id(&id)?).await?;
-    Ok(ok(client_json(&c)))
+    Ok(ok(ClientBody::new(&c)))
 }
 
 pub async fn clients_update(
@@ -284,7 +233,7 @@ pub async fn clients_update(
         .clients()
         .update(&caller, &client_id(&id)?, update)
         .await?;
-    Ok(ok(client_json(&c)))
+    Ok(ok(ClientBody::new(&c)))
 }
 
 /// `POST …/{id}/rotate-secret` (seed 004: `reset-secret`): the old secret dies at once.
@@ -295,7 +244,10 @@ pub async fn clients_rotate(
 ) -> ApiResult<Response> {
     let id = client_id(&id)?;
     let secret = st.core.clients().rotate_secret(&caller, &id).await?;
-    let res = ok(json!({ "clientId": id.as_str(), "clientSecret": secret.expose() }));
+    let res = ok(SecretBody {
+        client_id: id.as_str(),
+        client_secret: secret.expose(),
+    });
     Ok(res)
 }
 
@@ -340,7 +292,7 @@ pub async fn admin_client(
             p.is_resource_server,
         )
         .await?;
-    Ok(ok(client_json(&c)))
+    Ok(ok(ClientBody::new(&c)))
 }
 
 // --- Connected Apps (SPEC 3.10) ------------------------------------------------------------
@@ -350,24 +302,7 @@ pub async fn consents_list(
     ApiCaller(caller): ApiCaller,
 ) -> ApiResult<Response> {
     let apps = st.core.consents().list(&caller).await?;
-    let rows: Vec<Value> = apps
-        .iter()
-        .map(|a| {
-            json!({
-                "clientId": a.client.id.as_str(),
-                "clientName": a.client.name,
-                "isVerified": a.client.is_verified,
-                "scope": a.consent.scope.bits(),
-                "scopeNames": a.consent.scope.names(),
-                "remembered": a.consent.remembered,
-                "buzzLimit": a.consent.buzz_limit,
-                "budgets": a.budgets,
-                "authorizedAt": rfc3339(a.consent.created_at),
-                "updatedAt": rfc3339(a.consent.updated_at),
-            })
-        })
-        .collect();
-    Ok(ok(json!(rows)))
+    Ok(ok(apps.iter().map(ConsentBody::from).collect::<Vec<_>>()))
 }
 
 /// The cap body: a `BuzzBudget[]` array, `null`, or an object with exactly one key,
@@ -423,11 +358,11 @@ pub async fn consents_set_limit(
         .consents()
         .set_buzz_limit(&caller, &client_id(&id)?, limit)
         .await?;
-    Ok(ok(json!({
-        "clientId": c.client_id.as_str(),
-        "buzzLimit": c.buzz_limit,
-        "updatedAt": rfc3339(c.updated_at),
-    })))
+    Ok(ok(CapBody {
+        buzz_limit: &c.buzz_limit,
+        client_id: c.client_id.as_str(),
+        updated_at: rfc3339(c.updated_at),
+    }))
 }
 
 pub async fn consents_revoke(
@@ -448,18 +383,6 @@ pub struct CreateKey {
     scope: Option<Value>,
     buzz_limit: Option<Value>,
     expires_in_days: Option<u32>,
-}
-
-fn key_json(r: &TokenRecord) -> Value {
-    json!({
-        "id": r.id.to_string(),
-        "name": r.name,
-        "scope": r.scope.bits(),
-        "scopeNames": r.scope.names(),
-        "buzzLimit": r.buzz_limit,
-        "createdAt": rfc3339(r.issued_at),
-        "expiresAt": r.expires_at.map(rfc3339),
-    })
 }
 
 /// `POST /api/v1/api-keys` (session only): `{name, scope?, buzzLimit?, expiresInDays?}`; the
@@ -496,9 +419,11 @@ pub async fn keys_create(
             },
         )
         .await?;
-    let mut v = key_json(&record);
-    v["key"] = json!(plain.expose());
-    let res = (StatusCode::CREATED, axum::Json(v)).into_response();
+    let body = ApiKeyBody {
+        key: Some(plain.expose()),
+        ..ApiKeyBody::from(&record)
+    };
+    let res = (StatusCode::CREATED, axum::Json(body)).into_response();
     Ok(res)
 }
 
@@ -507,7 +432,7 @@ pub async fn keys_list(
     ApiCaller(caller): ApiCaller,
 ) -> ApiResult<Response> {
     let keys = st.core.api_keys().list(&caller).await?;
-    Ok(ok(json!(keys.iter().map(key_json).collect::<Vec<_>>())))
+    Ok(ok(keys.iter().map(ApiKeyBody::from).collect::<Vec<_>>()))
 }
 
 pub async fn keys_delete(
