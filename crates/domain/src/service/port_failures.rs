@@ -6,8 +6,8 @@ use std::sync::Arc;
 use super::authorize::AuthorizeOutcome;
 use super::device::DeviceStartRequest;
 use super::rate_limit::Bucket;
-use super::tests::{answer, bare_user, client_creds, signed_in};
-use super::tokens::{GrantRequest, TokenRequest};
+use super::tests::{answer, bare_user, client_creds, code_grant, signed_in};
+use super::tokens::TokenRequest;
 use super::{Buzzgate, Caller, Config, Deps};
 use crate::authorize::AuthorizeParams;
 use crate::client::{AuthMethod, ClientAuth, ClientRegistration};
@@ -16,12 +16,20 @@ use crate::ids::{ClientId, UserId};
 use crate::memory::MemoryStore;
 use crate::pkce::{CodeChallenge, CodeVerifier};
 use crate::ports::*;
+use crate::token::TokenResponse;
 
 struct World {
     store: MemoryStore,
     user: UserId,
     app: ClientId,
     secret: String,
+}
+
+/// The call failed as an outage must: `temporarily_unavailable`, never a 500.
+fn unavailable<T: std::fmt::Debug>(r: Result<T, Error>) -> Error {
+    let e = r.unwrap_err();
+    assert_eq!(e.code(), "temporarily_unavailable");
+    e
 }
 
 fn down() -> StoreError {
@@ -85,6 +93,16 @@ impl World {
             nonce: None,
         }
     }
+    /// Tokens issued by a gate with no mock.
+    async fn tokens(&self) -> TokenResponse {
+        let plain = self.gate(|_| {});
+        let (code, v) = self.code(&plain).await;
+        plain
+            .tokens()
+            .token(self.exchange(&code, &v))
+            .await
+            .unwrap()
+    }
     async fn code(&self, gate: &Buzzgate) -> (String, CodeVerifier) {
         let v = CodeVerifier::generate(&SeededRandom::new(3));
         let answer = answer(true, true, None);
@@ -113,11 +131,7 @@ impl World {
             client: self.auth(),
             origin: None,
             ip: None,
-            grant: GrantRequest::AuthorizationCode {
-                code: Some(code.into()),
-                code_verifier: Some(v.as_str().into()),
-                redirect_uri: Some("https://app.example.com/cb".into()),
-            },
+            grant: code_grant(code, Some(v.as_str()), "https://app.example.com/cb"),
         }
     }
 }
@@ -128,12 +142,8 @@ async fn code_store_outage_is_temporarily_unavailable() {
     let mut codes = MockCodeStore::new();
     codes.expect_redeem().returning(|_, _| Err(down()));
     let gate = w.gate(|d| d.codes = Arc::new(codes));
-    let e = gate
-        .tokens()
-        .token(w.exchange("c0de", &CodeVerifier::generate(&SeededRandom::new(1))))
-        .await
-        .unwrap_err();
-    assert_eq!(e.code(), "temporarily_unavailable");
+    let v = CodeVerifier::generate(&SeededRandom::new(1));
+    let e = unavailable(gate.tokens().token(w.exchange("c0de", &v)).await);
     assert_eq!(e.retry_after(), Some(1));
 }
 
@@ -172,27 +182,20 @@ async fn tokens_into_a_family_revoked_meanwhile_are_issued_dead() {
 #[tokio::test]
 async fn cache_read_failure_falls_back_to_the_store() {
     let w = world().await;
-    let plain = w.gate(|_| {});
-    let (code, v) = w.code(&plain).await;
-    let t = plain.tokens().token(w.exchange(&code, &v)).await.unwrap();
+    let t = w.tokens().await;
     let mut cache = MockTokenCache::new();
     cache.expect_get().times(1).returning(|_| Err(down()));
     cache.expect_put().times(1).returning(|_, _| Err(down()));
     let gate = w.gate(|d| d.cache = Arc::new(cache));
-    let bearer = gate
-        .tokens()
-        .validate_bearer(t.access_token.expose())
-        .await
-        .unwrap();
+    let token = t.access_token.expose();
+    let bearer = gate.tokens().validate_bearer(token).await.unwrap();
     assert_eq!(bearer.user_id(), w.user);
 }
 
 #[tokio::test]
 async fn revocation_is_not_reported_while_caches_may_still_accept_the_token() {
     let w = world().await;
-    let plain = w.gate(|_| {});
-    let (code, v) = w.code(&plain).await;
-    let t = plain.tokens().token(w.exchange(&code, &v)).await.unwrap();
+    let t = w.tokens().await;
     let mut cache = MockTokenCache::new();
     cache
         .expect_invalidate()
@@ -200,12 +203,8 @@ async fn revocation_is_not_reported_while_caches_may_still_accept_the_token() {
         .returning(|_| Err(down()));
     let gate = w.gate(|d| d.cache = Arc::new(cache));
     let caller = client_creds(w.auth());
-    let e = gate
-        .tokens()
-        .revoke(&caller, Some(t.access_token.expose()))
-        .await
-        .unwrap_err();
-    assert_eq!(e.code(), "temporarily_unavailable");
+    let token = t.access_token.expose();
+    unavailable(gate.tokens().revoke(&caller, Some(token)).await);
 }
 
 #[tokio::test]
@@ -228,14 +227,7 @@ async fn rate_limiter_outage_never_passes_silently() {
     let mut rl = MockRateLimiter::new();
     rl.expect_count().returning(|_, _, _| Err(down()));
     let gate = w.gate(|d| d.rate_limiter = Arc::new(rl));
-    assert_eq!(
-        gate.deps
-            .check_rate(Bucket::RevokeIp("1.1.1.1"))
-            .await
-            .unwrap_err()
-            .code(),
-        "temporarily_unavailable"
-    );
+    unavailable(gate.deps.check_rate(Bucket::RevokeIp("1.1.1.1")).await);
     assert_eq!(
         gate.deps
             .check_failures(Bucket::LoginIp("1.1.1.1"))
@@ -281,12 +273,8 @@ async fn consent_write_failure_issues_no_code() {
     });
     let v = CodeVerifier::generate(&SeededRandom::new(3));
     let answer = answer(true, true, None);
-    let e = gate
-        .authorize()
-        .decide(&w.params(&v), &signed_in(w.user), &answer, None)
-        .await
-        .unwrap_err();
-    assert_eq!(e.code(), "temporarily_unavailable");
+    let (p, ada) = (w.params(&v), signed_in(w.user));
+    unavailable(gate.authorize().decide(&p, &ada, &answer, None).await);
 }
 
 #[tokio::test]
@@ -296,14 +284,8 @@ async fn client_store_outage_at_authorize_is_an_error_not_a_redirect() {
     clients.expect_get().returning(|_| Err(down()));
     let gate = w.gate(|d| d.clients = Arc::new(clients));
     let v = CodeVerifier::generate(&SeededRandom::new(3));
-    assert_eq!(
-        gate.authorize()
-            .authorize(&w.params(&v), &signed_in(w.user), None)
-            .await
-            .unwrap_err()
-            .code(),
-        "temporarily_unavailable"
-    );
+    let (p, ada) = (w.params(&v), signed_in(w.user));
+    unavailable(gate.authorize().authorize(&p, &ada, None).await);
 }
 
 #[tokio::test]
@@ -411,14 +393,7 @@ async fn spend_store_outage_is_temporarily_unavailable() {
         idempotency_key: "k".into(),
         description: None,
     };
-    assert_eq!(
-        gate.buzz()
-            .spend(&Caller::Client(rs), call)
-            .await
-            .unwrap_err()
-            .code(),
-        "temporarily_unavailable"
-    );
+    unavailable(gate.buzz().spend(&Caller::Client(rs), call).await);
 }
 
 #[tokio::test]

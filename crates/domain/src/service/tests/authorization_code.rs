@@ -13,10 +13,9 @@ use crate::ports::SeededRandom;
 use crate::scope::Scope;
 use crate::service::Config;
 use crate::service::authorize::AuthorizeOutcome;
-use crate::service::tokens::GrantRequest;
 use crate::token::TokenKind;
 
-use super::{answer, err_code, harness, harness_with_deps, query, rt};
+use super::{answer, code_grant, err_code, harness, harness_with_deps, query, rt};
 
 #[tokio::test]
 async fn code_exchange_issues_access_and_refresh_with_the_consented_scope() {
@@ -82,11 +81,7 @@ async fn code_expires_at_600_seconds() {
 async fn missing_parameters_are_invalid_request_and_do_not_burn_the_code() {
     let h = harness().await;
     let (code, v) = h.code("1", true).await;
-    let g = GrantRequest::AuthorizationCode {
-        code: Some(code.clone()),
-        code_verifier: None,
-        redirect_uri: Some("x".into()),
-    };
+    let g = code_grant(&code, None, "x");
     assert_eq!(
         h.token(h.token_req(g)).await.unwrap_err(),
         Error::invalid_request("Missing code_verifier")
@@ -98,11 +93,7 @@ async fn missing_parameters_are_invalid_request_and_do_not_burn_the_code() {
 async fn wrong_secret_is_invalid_client_and_basic_is_flagged_for_401() {
     let h = harness().await;
     let (code, v) = h.code("1", true).await;
-    let g = GrantRequest::AuthorizationCode {
-        code: Some(code),
-        code_verifier: Some(v.as_str().into()),
-        redirect_uri: Some("https://app.example.com/cb".into()),
-    };
+    let g = code_grant(&code, Some(v.as_str()), "https://app.example.com/cb");
     let mut req = h.token_req(g);
     req.client = ClientAuth {
         client_id: h.app.clone(),

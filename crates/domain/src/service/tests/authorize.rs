@@ -36,11 +36,7 @@ async fn first_request_shows_consent_with_trimmed_scope_and_buzz_cap() {
         allowed_scopes: Some(Scope::AI_SERVICES.bits()),
         ..Default::default()
     };
-    h.gate
-        .clients()
-        .update(&admin, &h.app, narrowed)
-        .await
-        .unwrap();
+    h.apps().update(&admin, &h.app, narrowed).await.unwrap();
     let v = CodeVerifier::generate(&SeededRandom::new(1));
     let out = h
         .authorize(&h.params("AIServices VaultWrite", &v), &signed_in(h.user))
@@ -131,23 +127,15 @@ async fn consent_buzz_limit_is_validated_and_stored() {
 #[tokio::test]
 async fn disabled_and_testers_only_apps_refuse_with_json_403() {
     let h = harness().await;
-    let admin = Caller::operator();
+    let _admin = Caller::operator();
     let v = CodeVerifier::generate(&SeededRandom::new(1));
-    h.gate
-        .clients()
-        .administer(&admin, &h.app, None, Some(AccessMode::Testers), None)
-        .await
-        .unwrap();
+    h.set_access_mode(AccessMode::Testers).await;
     let out = h.authorize(&h.params("1", &v), &signed_in(h.user)).await;
     assert!(matches!(
         out,
         AuthorizeOutcome::Reject(Error::AccessDenied(_))
     ));
-    h.gate
-        .clients()
-        .administer(&admin, &h.app, None, Some(AccessMode::Disabled), None)
-        .await
-        .unwrap();
+    h.set_access_mode(AccessMode::Disabled).await;
     let out = h.authorize(&h.params("1", &v), &signed_in(h.user)).await;
     assert_eq!(
         out,

@@ -16,9 +16,7 @@ use super::{credit, err_code, harness, signed_in, spend};
 #[tokio::test]
 async fn spend_is_capped_idempotent_and_refundable() {
     let h = harness().await;
-    h.make_resource_server().await;
-    credit(&h.store, h.user, 10_000).await;
-    let t = h.tokens("114689").await;
+    let t = h.ready_to_spend(10_000, "114689").await;
     h.cap(BuzzLimit::per_period(100, 1).unwrap()).await;
     let at = t.access_token.expose();
     let r = h.pay(at, 60, "k1", "ai_services").await.unwrap();
@@ -57,9 +55,7 @@ async fn spend_is_capped_idempotent_and_refundable() {
 #[tokio::test]
 async fn over_balance_is_indistinguishable_from_over_cap() {
     let h = harness().await;
-    h.make_resource_server().await;
-    credit(&h.store, h.user, 5).await;
-    let t = h.tokens("114689").await;
+    let t = h.ready_to_spend(5, "114689").await;
     let e = h
         .pay(t.access_token.expose(), 6, "k", "ai_services")
         .await
@@ -88,11 +84,9 @@ async fn spend_needs_the_purpose_scope_and_a_resource_server() {
 #[tokio::test]
 async fn bounty_spend_ignores_the_cap_but_not_the_balance() {
     let h = harness().await;
-    h.make_resource_server().await;
-    credit(&h.store, h.user, 1_000).await;
-    let t = h.tokens("Full").await;
-    h.cap(BuzzLimit::per_period(1, 1).unwrap()).await;
+    let t = h.ready_to_spend(1_000, "Full").await;
     let at = t.access_token.expose();
+    h.cap(BuzzLimit::per_period(1, 1).unwrap()).await;
     assert!(h.pay(at, 500, "b1", "bounty").await.is_ok());
     assert_eq!(
         h.pay(at, 501, "b2", "bounty").await.unwrap_err(),

@@ -17,8 +17,7 @@ async fn rotate_secret_kills_the_old_secret_and_keeps_tokens() {
     let h = harness().await;
     let t = h.tokens("1").await;
     let new = h
-        .gate
-        .clients()
+        .apps()
         .rotate_secret(&signed_in(h.owner), &h.app)
         .await
         .unwrap();
@@ -37,11 +36,7 @@ async fn deleting_an_app_cascades_but_keeps_the_audit_trail() {
     let h = harness().await;
     let t = h.tokens("1").await;
     h.validate(t.access_token.expose()).await.unwrap();
-    h.gate
-        .clients()
-        .delete(&signed_in(h.owner), &h.app)
-        .await
-        .unwrap();
+    h.apps().delete(&signed_in(h.owner), &h.app).await.unwrap();
     assert!(!h.active(t.access_token.expose()).await);
     assert!(h.connected_apps().await.is_empty());
     assert!(h.audit_kinds().contains(&AuditKind::ClientDeleted));
@@ -52,18 +47,18 @@ async fn deleting_an_app_cascades_but_keeps_the_audit_trail() {
 async fn apps_of_other_owners_look_missing_and_token_callers_need_user_write() {
     let h = harness().await;
     assert_eq!(
-        err_code(h.gate.clients().get(&signed_in(h.user), &h.app).await),
+        err_code(h.apps().get(&signed_in(h.user), &h.app).await),
         "not_found"
     );
     let reader = token_caller(h.owner, None, Scope::USER_READ);
-    assert!(h.gate.clients().get(&reader, &h.app).await.is_ok());
+    assert!(h.apps().get(&reader, &h.app).await.is_ok());
     assert_eq!(
-        h.gate.clients().delete(&reader, &h.app).await.unwrap_err(),
+        h.apps().delete(&reader, &h.app).await.unwrap_err(),
         Error::InsufficientScope {
             required: Scope::USER_WRITE
         }
     );
-    let listed = h.gate.clients().list(&signed_in(h.owner)).await.unwrap();
+    let listed = h.apps().list(&signed_in(h.owner)).await.unwrap();
     assert_eq!(listed.len(), 2);
 }
 
@@ -100,8 +95,7 @@ async fn access_modes_apply_to_every_way_of_getting_a_token() {
     let d = start_device(&h).await;
     h.resolve(&d, true).await;
     async fn mode(h: &H, m: AccessMode) {
-        h.gate
-            .clients()
+        h.apps()
             .administer(&Caller::operator(), &h.app, None, Some(m), None)
             .await
             .unwrap();
@@ -141,8 +135,7 @@ async fn app_tokens_never_manage_the_account_whatever_their_scope() {
     let h = harness().await;
     let app_token = token_caller(h.owner, Some(&h.spa), Scope::FULL);
     let e = h
-        .gate
-        .clients()
+        .apps()
         .rotate_secret(&app_token, &h.app)
         .await
         .unwrap_err();
@@ -152,10 +145,10 @@ async fn app_tokens_never_manage_the_account_whatever_their_scope() {
             .contains("App tokens cannot manage the account")
     );
     assert_eq!(
-        err_code(h.gate.clients().delete(&app_token, &h.app).await),
+        err_code(h.apps().delete(&app_token, &h.app).await),
         "access_denied"
     );
-    assert!(h.gate.clients().list(&app_token).await.is_err());
+    assert!(h.apps().list(&app_token).await.is_err());
     assert!(h.gate.consents().list(&app_token).await.is_err());
     assert!(h.gate.api_keys().list(&app_token).await.is_err());
     // The owner's app is untouched: its secret still authenticates.

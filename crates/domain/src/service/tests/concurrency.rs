@@ -9,7 +9,7 @@ use crate::buzz::BuzzLimit;
 use crate::error::Error;
 use crate::service::Config;
 
-use super::{H, credit, harness, harness_with, rt};
+use super::{H, harness, harness_with, rt};
 use crate::token::TokenResponse;
 
 /// Runs `n` tasks at once, all spawned before any is awaited; what each returned, in order.
@@ -95,9 +95,7 @@ async fn concurrent_refreshes_without_grace_end_with_one_winner_and_a_dead_famil
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sixty_four_concurrent_spends_never_exceed_the_cap_by_one_unit() {
     let h = Arc::new(harness().await);
-    h.make_resource_server().await;
-    credit(&h.store, h.user, 1_000_000).await;
-    let t = h.tokens("114689").await;
+    let t = h.ready_to_spend(1_000_000, "114689").await;
     let cap = 37;
     h.cap(BuzzLimit::per_period(cap, 1).unwrap()).await;
     let at = t.access_token.expose().to_owned();

@@ -6,31 +6,20 @@ use time::Duration;
 use crate::error::Error;
 use crate::token::TokenKind;
 
-use super::{H, err_code, harness, poll, rt, signed_in, start_device};
+use super::{H, err_code, harness, poll, rt, start_device};
 
 #[tokio::test]
 async fn connected_apps_revoke_kills_tokens_and_consent() {
     let h = harness().await;
     let t = h.tokens("1").await;
-    h.gate
-        .consents()
-        .revoke(&signed_in(h.user), &h.app)
-        .await
-        .unwrap();
+    h.revoke_consent().await.unwrap();
     assert!(!h.active(t.access_token.expose()).await);
     assert!(h.refresh(&rt(&t), None).await.is_err());
-    assert_eq!(
-        err_code(h.gate.consents().revoke(&signed_in(h.user), &h.app).await),
-        "not_found"
-    );
+    assert_eq!(err_code(h.revoke_consent().await), "not_found");
 }
 
 async fn revoke_app(h: &H) {
-    h.gate
-        .consents()
-        .revoke(&signed_in(h.user), &h.app)
-        .await
-        .unwrap();
+    h.revoke_consent().await.unwrap();
 }
 
 #[tokio::test]

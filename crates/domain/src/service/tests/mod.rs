@@ -30,6 +30,7 @@ use super::authorize::{AuthorizeOutcome, ConsentAnswer};
 use super::buzz::SpendCall;
 use super::buzz::{BuzzAccount, BuzzOverview, SpendReceipt};
 use super::caller::SignedIn;
+use super::clients::ClientService;
 use super::consents::ConnectedApp;
 use super::device::{DeviceStartRequest, DeviceStarted};
 use super::tokens::{Bearer, GrantRequest, Introspection, Me, TokenRequest, UserInfo};
@@ -37,7 +38,7 @@ use super::{Buzzgate, Caller, Config, Credentials};
 use crate::audit::AuditKind;
 use crate::authorize::AuthorizeParams;
 use crate::buzz::{BuzzLimit, Currency, LedgerEntry};
-use crate::client::{AuthMethod, ClientAuth, ClientRegistration};
+use crate::client::{AccessMode, AuthMethod, ClientAuth, ClientRegistration};
 use crate::error::Error;
 use crate::grant::device_code::DeviceAuthorization;
 use crate::ids::{ClientId, SpendId, UserId};
@@ -172,11 +173,7 @@ impl H {
         }
     }
     async fn exchange(&self, code: &str, v: &CodeVerifier) -> Result<TokenResponse, Error> {
-        let g = GrantRequest::AuthorizationCode {
-            code: Some(code.into()),
-            code_verifier: Some(v.as_str().into()),
-            redirect_uri: Some("https://app.example.com/cb".into()),
-        };
+        let g = code_grant(code, Some(v.as_str()), "https://app.example.com/cb");
         self.gate.tokens().token(self.token_req(g)).await
     }
     async fn tokens(&self, scope: &str) -> TokenResponse {
@@ -351,6 +348,29 @@ impl H {
         let ada = signed_in(self.user);
         self.gate.api_keys().create(&ada, new).await.unwrap().0
     }
+    /// The apps service (the owner's and the operator's side).
+    fn apps(&self) -> ClientService {
+        self.gate.clients()
+    }
+    /// Ada disconnects the app (Connected Apps).
+    async fn revoke_consent(&self) -> Result<(), Error> {
+        let ada = signed_in(self.user);
+        self.gate.consents().revoke(&ada, &self.app).await
+    }
+    /// The operator sets the app's access mode.
+    async fn set_access_mode(&self, mode: AccessMode) {
+        let admin = Caller::operator();
+        let apps = self.apps();
+        apps.administer(&admin, &self.app, None, Some(mode), None)
+            .await
+            .unwrap();
+    }
+    /// The app as a resource server, ada with `balance` Buzz, and her tokens for `scope`.
+    async fn ready_to_spend(&self, balance: u64, scope: &str) -> TokenResponse {
+        self.make_resource_server().await;
+        credit(&self.store, self.user, balance).await;
+        self.tokens(scope).await
+    }
     async fn make_resource_server(&self) {
         let admin = Caller::operator();
         self.gate
@@ -422,6 +442,15 @@ fn token_caller(user: UserId, client: Option<&ClientId>, scope: Scope) -> Caller
         Caller::AppToken(bearer)
     } else {
         Caller::ApiKey(bearer)
+    }
+}
+
+/// The authorization_code grant's parameters.
+pub(super) fn code_grant(code: &str, verifier: Option<&str>, redirect_uri: &str) -> GrantRequest {
+    GrantRequest::AuthorizationCode {
+        code: Some(code.into()),
+        code_verifier: verifier.map(str::to_owned),
+        redirect_uri: Some(redirect_uri.into()),
     }
 }
 
