@@ -13,7 +13,6 @@ use buzzgate_domain::StoreError;
 use buzzgate_domain::buzz::{
     BuzzLimit, Currency, IdempotencyKey, SpendPurpose, SpendRequest, SpendSubject,
 };
-use buzzgate_domain::grant::authorization_code::CodeRedemption;
 use buzzgate_domain::grant::refresh_token::RotationDecision;
 use buzzgate_domain::ids::{ClientId, SpendId, UserId};
 use buzzgate_domain::ports::{
@@ -21,7 +20,7 @@ use buzzgate_domain::ports::{
     SessionStore, SpendOutcome, TokenStore, UserStore,
 };
 use buzzgate_domain::token::{TokenHash, TokenKind};
-use buzzgate_domain::user::{NewUser, Session, Username};
+use buzzgate_domain::user::Session;
 use buzzgate_store_postgres::PgStore;
 use buzzgate_testkit::{self as fx, now};
 use sqlx::{Connection, Executor};
@@ -133,48 +132,38 @@ async fn hot_path_indexes_exist() {
             .map(|(_, d)| d.clone())
             .unwrap_or_else(|| panic!("index {name} is missing"))
     };
-    for (name, unique, columns) in [
-        ("tokens_hash_key", true, "(hash)"),
-        ("tokens_family_idx", false, "(family_id)"),
-        ("tokens_client_idx", false, "(client_id)"),
-        ("tokens_user_client_idx", false, "(user_id, client_id)"),
-        ("tokens_api_keys_idx", false, "(user_id, issued_at DESC)"),
-        ("tokens_expires_at_idx", false, "(expires_at)"),
-        ("tokens_revoked_at_idx", false, "(revoked_at)"),
-        ("revoked_families_revoked_at_idx", false, "(revoked_at)"),
-        ("auth_codes_expires_at_idx", false, "(expires_at)"),
-        ("auth_codes_client_idx", false, "(client_id)"),
-        (
-            "device_authorizations_expires_at_idx",
-            false,
-            "(expires_at)",
-        ),
-        ("device_authorizations_client_idx", false, "(client_id)"),
-        (
-            "device_authorizations_user_code_key",
-            true,
-            "(user_code_key)",
-        ),
-        ("sessions_expires_at_idx", false, "(expires_at)"),
-        ("users_username_lower_key", true, "(lower(username))"),
-        ("consents_client_idx", false, "(client_id)"),
+    let unique = [
+        ("tokens_hash_key", "(hash)"),
+        ("device_authorizations_user_code_key", "(user_code_key)"),
+        ("users_username_lower_key", "(lower(username))"),
         (
             "buzz_ledger_idempotency_key",
-            true,
             "(user_id, subject_type, subject_id, resource_server, idempotency_key)",
         ),
+    ];
+    let plain = [
+        ("tokens_family_idx", "(family_id)"),
+        ("tokens_client_idx", "(client_id)"),
+        ("tokens_user_client_idx", "(user_id, client_id)"),
+        ("tokens_api_keys_idx", "(user_id, issued_at DESC)"),
+        ("tokens_expires_at_idx", "(expires_at)"),
+        ("tokens_revoked_at_idx", "(revoked_at)"),
+        ("revoked_families_revoked_at_idx", "(revoked_at)"),
+        ("auth_codes_expires_at_idx", "(expires_at)"),
+        ("auth_codes_client_idx", "(client_id)"),
+        ("device_authorizations_expires_at_idx", "(expires_at)"),
+        ("device_authorizations_client_idx", "(client_id)"),
+        ("sessions_expires_at_idx", "(expires_at)"),
+        ("consents_client_idx", "(client_id)"),
         (
             "buzz_ledger_window_idx",
-            false,
             "(user_id, subject_type, subject_id, created_at)",
         ),
-        (
-            "audit_events_client_idx",
-            false,
-            "(client_id, at DESC, id DESC)",
-        ),
-        ("rate_limits_window_end_idx", false, "(window_end)"),
-    ] {
+        ("audit_events_client_idx", "(client_id, at DESC, id DESC)"),
+        ("rate_limits_window_end_idx", "(window_end)"),
+    ];
+    let every = unique.iter().map(|i| (i, true));
+    for ((name, columns), unique) in every.chain(plain.iter().map(|i| (i, false))) {
         let d = def(name);
         assert_eq!(d.starts_with("CREATE UNIQUE INDEX"), unique, "{d}");
         assert!(d.contains(columns), "{name}: {d}");
@@ -299,13 +288,8 @@ async fn sweeps_delete_in_bounded_batches_and_keep_recent_tombstones() {
     }
     assert_eq!(batches, vec![10, 10, 5]);
     assert_eq!(count(&schema, "TRUE", "tokens").await, 1);
-    assert!(store.find(&live.hash).await.unwrap().is_some());
     let (_, late) = fx::token(TokenKind::Access, u.id, Some(&c.id), Some(fresh));
-    assert_eq!(
-        TokenStore::insert(&store, &[late]).await.unwrap(),
-        InsertOutcome::FamilyRevoked,
-        "a recent tombstone survives the sweep"
-    );
+    fx::assert_sweep_kept(&store, &live, late).await;
     // Once it is older than the horizon and its family has no row left, it goes too.
     assert_eq!(
         TokenStore::sweep_expired(&store, t0 + Duration::seconds(1), 10)
@@ -407,12 +391,7 @@ async fn an_unreachable_server_is_unavailable_quickly() {
         .connect()
         .await
         .unwrap_err();
-    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
-    assert!(
-        started.elapsed() < StdDuration::from_secs(3),
-        "{:?}",
-        started.elapsed()
-    );
+    fx::assert_unavailable_soon(&err, started, StdDuration::from_secs(3));
     // A store whose pool is gone answers Unavailable too, never a panic.
     let Some((store, _)) = common::store().await else {
         return;
@@ -556,17 +535,7 @@ async fn sixty_four_redemptions_on_two_pools_have_one_winner() {
             tokio::spawn(async move { (fam, node.redeem(&hash, fam).await.unwrap()) })
         })
         .collect();
-    let mut winners = Vec::new();
-    let mut told = HashSet::new();
-    for t in tasks {
-        match t.await.unwrap() {
-            (fam, CodeRedemption::Redeemed(_)) => winners.push(fam),
-            (_, CodeRedemption::AlreadyRedeemed { family }) => {
-                told.insert(family);
-            }
-            (_, CodeRedemption::NotFound) => panic!("the code exists"),
-        }
-    }
+    let (winners, told) = fx::redemption_race(tasks).await;
     assert_eq!(winners.len(), 1);
     assert_eq!(told, HashSet::from([Some(winners[0])]));
     assert_eq!(
@@ -625,33 +594,12 @@ async fn usernames_differing_in_case_race_to_one_account() {
         return;
     };
     let base = format!("Ada{}", buzzgate_domain::ids::new_uuid(&OsRandom).simple());
-    let tasks: Vec<_> = (0..16)
-        .map(|i| {
-            let node = if i % 2 == 0 { a.clone() } else { b.clone() };
-            let name = if i % 3 == 0 {
-                base.to_uppercase()
-            } else {
-                base.to_lowercase()
-            };
-            tokio::spawn(async move {
-                let new = NewUser {
-                    username: Username::parse(&name).unwrap(),
-                    email: None,
-                    email_verified: false,
-                    password: None,
-                    roles: vec![],
-                };
-                node.create(&new, None, now()).await
-            })
-        })
-        .collect();
-    let mut created = 0;
-    for t in tasks {
-        match t.await.unwrap() {
-            Ok(_) => created += 1,
-            Err(e) => assert!(matches!(e, StoreError::Conflict(_)), "{e:?}"),
-        }
-    }
+    let names = [
+        base.to_uppercase(),
+        base.to_lowercase(),
+        base.to_lowercase(),
+    ];
+    let created = fx::race_usernames([a, b], names).await;
     assert_eq!(created, 1);
     assert_eq!(count(&schema, "TRUE", "users").await, 1);
 }

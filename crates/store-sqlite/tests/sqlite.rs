@@ -9,13 +9,14 @@ use std::time::Duration as StdDuration;
 use buzzgate_domain::StoreError;
 use buzzgate_domain::audit::{AuditEvent, AuditKind};
 use buzzgate_domain::buzz::{BuzzLimit, Currency, SpendSubject, status_windows};
+use buzzgate_domain::client::Client;
 use buzzgate_domain::grant::refresh_token::RotationDecision;
 use buzzgate_domain::ports::{
     AuditLog, BuzzStore, ClientStore, CodeStore, ConsentStore, DeviceStore, InsertOutcome,
     ManualClock, SessionStore, SpendOutcome, TokenStore, UserStore,
 };
 use buzzgate_domain::token::TokenKind;
-use buzzgate_domain::user::{NewUser, Session, Username};
+use buzzgate_domain::user::{Session, User, Username};
 use buzzgate_store_sqlite::SqliteStore;
 use buzzgate_testkit::{self as fx, now};
 use common::TempDb;
@@ -257,12 +258,7 @@ async fn sweeps_respect_the_batch_and_the_loop_ends() {
     let store = db.open().await;
     let (u, c) = fx::user_and_client(&store, &store).await;
     let t0 = now();
-    let mut dead = Vec::new();
-    for _ in 0..23 {
-        let (_, mut t) = fx::token(TokenKind::Access, u.id, Some(&c.id), None);
-        t.expires_at = Some(t0 - Duration::minutes(5));
-        dead.push(t);
-    }
+    let mut dead = fx::expired_tokens(u.id, &c.id, 23, t0 - Duration::minutes(5));
     let (_, mut revoked) = fx::token(TokenKind::ApiKey, u.id, None, None);
     revoked.revoked_at = Some(t0 - Duration::minutes(5));
     dead.push(revoked);
@@ -301,13 +297,8 @@ async fn sweeps_respect_the_batch_and_the_loop_ends() {
         "24 tokens and 2 tombstones, 10 at a time"
     );
     assert_eq!(TokenStore::sweep_expired(&store, t0, 10).await.unwrap(), 0);
-    assert!(store.find(&live.hash).await.unwrap().is_some());
     let (_, late) = fx::token(TokenKind::Refresh, u.id, Some(&c.id), Some(fresh));
-    assert_eq!(
-        TokenStore::insert(&store, &[late]).await.unwrap(),
-        InsertOutcome::FamilyRevoked,
-        "a recent tombstone survives the sweep"
-    );
+    fx::assert_sweep_kept(&store, &live, late).await;
 
     for _ in 0..7 {
         let mut code = fx::code(u.id, &c.id);
@@ -348,14 +339,20 @@ async fn sweeps_respect_the_batch_and_the_loop_ends() {
     }
 }
 
+/// Two pools over one database file, and a user of a client holding `buzz` yellow Buzz.
+async fn two_pools_with_buzz(db: &TempDb, buzz: u64) -> (SqliteStore, SqliteStore, User, Client) {
+    let (a, b) = (db.open().await, db.open().await);
+    let (u, c) = fx::user_and_client(&a, &a).await;
+    a.credit(u.id, &Currency::yellow(), buzz, now())
+        .await
+        .unwrap();
+    (a, b, u, c)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sixty_four_spends_on_two_pools_stop_exactly_at_the_cap() {
     let db = TempDb::new();
-    let (a, b) = (db.open().await, db.open().await);
-    let (u, c) = fx::user_and_client(&a, &a).await;
-    a.credit(u.id, &Currency::yellow(), 1_000, now())
-        .await
-        .unwrap();
+    let (a, b, u, c) = two_pools_with_buzz(&db, 1_000).await;
     let cap = 23;
     let tasks: Vec<_> = (0..64)
         .map(|i| {
@@ -409,11 +406,7 @@ async fn hold_write_lock(store: &SqliteStore) -> sqlx::pool::PoolConnection<sqlx
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_call_dropped_mid_transaction_leaves_no_lock_behind() {
     let db = TempDb::new();
-    let (a, b) = (db.open().await, db.open().await);
-    let (u, c) = fx::user_and_client(&a, &a).await;
-    a.credit(u.id, &Currency::yellow(), 1_000_000, now())
-        .await
-        .unwrap();
+    let (a, b, u, c) = two_pools_with_buzz(&db, 1_000_000).await;
 
     // Dropped while waiting for the lock: the BEGIN completes later, unobserved.
     let mut blocker = hold_write_lock(&b).await;
@@ -555,35 +548,8 @@ async fn usernames_differing_in_case_race_to_one_account() {
         "Race{}",
         buzzgate_domain::ids::new_uuid(&buzzgate_domain::ports::OsRandom).simple()
     );
-    let tasks: Vec<_> = (0..16)
-        .map(|i| {
-            let store = if i % 2 == 0 { a.clone() } else { b.clone() };
-            let name = if i % 3 == 0 {
-                base.to_uppercase()
-            } else if i % 3 == 1 {
-                base.to_lowercase()
-            } else {
-                base.clone()
-            };
-            tokio::spawn(async move {
-                let new = NewUser {
-                    username: Username::parse(&name).unwrap(),
-                    email: None,
-                    email_verified: false,
-                    password: None,
-                    roles: vec![],
-                };
-                store.create(&new, None, now()).await
-            })
-        })
-        .collect();
-    let mut created = 0;
-    for t in tasks {
-        match t.await.unwrap() {
-            Ok(_) => created += 1,
-            Err(e) => assert!(matches!(e, StoreError::Conflict(_)), "{e:?}"),
-        }
-    }
+    let names = [base.to_uppercase(), base.to_lowercase(), base.clone()];
+    let created = fx::race_usernames([Arc::new(a.clone()), Arc::new(b)], names).await;
     assert_eq!(created, 1);
     let found = a
         .find_by_username(&Username::parse(&base.to_lowercase()).unwrap())

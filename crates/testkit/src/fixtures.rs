@@ -1,18 +1,24 @@
 //! Builders of valid domain values for the contract cases and adapters' own tests.
 
+use std::collections::HashSet;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration as StdDuration, Instant};
 
 use buzzgate_domain::Scope;
 use buzzgate_domain::buzz::{
     BuzzLimit, Currency, IdempotencyKey, SpendPurpose, SpendRequest, SpendSubject,
 };
 use buzzgate_domain::client::{Client, ClientSecret};
-use buzzgate_domain::grant::authorization_code::{self, AuthorizationCodeRecord, CodeGrant};
+use buzzgate_domain::error::StoreError;
+use buzzgate_domain::grant::authorization_code::{
+    self, AuthorizationCodeRecord, CodeGrant, CodeRedemption,
+};
 use buzzgate_domain::grant::device_code::{self, DeviceAuthorization};
 use buzzgate_domain::grant::refresh_token::RefreshRotation;
 use buzzgate_domain::ids::{ClientId, FamilyId, SpendId, UserId};
 use buzzgate_domain::pkce::{CodeChallenge, CodeVerifier};
-use buzzgate_domain::ports::{ClientStore, OsRandom, UserStore};
+use buzzgate_domain::ports::{ClientStore, InsertOutcome, OsRandom, TokenStore, UserStore};
 use buzzgate_domain::token::{NewToken, PlainToken, TokenKind, TokenMinter, TokenRecord};
 use buzzgate_domain::user::{NewUser, User, Username};
 use time::{Duration, OffsetDateTime};
@@ -185,4 +191,86 @@ pub fn consent(
         updated_at: now(),
         revision: 0,
     }
+}
+
+/// 16 tasks at once, alternating between two nodes, each creating a user named
+/// `names[i % 3]` (spellings of one name); how many were created. Every refusal must be a
+/// `Conflict`.
+pub async fn race_usernames(nodes: [Arc<dyn UserStore>; 2], names: [String; 3]) -> usize {
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let node = nodes[i % 2].clone();
+            let name = names[i % 3].clone();
+            tokio::spawn(async move {
+                let new = NewUser {
+                    username: Username::parse(&name).unwrap(),
+                    email: None,
+                    email_verified: false,
+                    password: None,
+                    roles: vec![],
+                };
+                node.create(&new, None, now()).await
+            })
+        })
+        .collect();
+    let mut created = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => created += 1,
+            Err(e) => assert!(matches!(e, StoreError::Conflict(_)), "{e:?}"),
+        }
+    }
+    created
+}
+
+/// Awaits the tasks of a redemption race, each with the family it offered: the families of
+/// the winners, and the families the losers were told. A race is never `NotFound`.
+pub async fn redemption_race(
+    tasks: Vec<tokio::task::JoinHandle<(FamilyId, CodeRedemption)>>,
+) -> (Vec<FamilyId>, HashSet<Option<FamilyId>>) {
+    let mut winners = Vec::new();
+    let mut told = HashSet::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            (fam, CodeRedemption::Redeemed(_)) => winners.push(fam),
+            (_, CodeRedemption::AlreadyRedeemed { family }) => {
+                told.insert(family);
+            }
+            (_, CodeRedemption::NotFound) => panic!("the code exists"),
+        }
+    }
+    (winners, told)
+}
+
+/// `n` access tokens of `user` at `client` that expired at `expired_at`, not yet stored.
+pub fn expired_tokens(
+    user: UserId,
+    client: &ClientId,
+    n: usize,
+    expired_at: OffsetDateTime,
+) -> Vec<TokenRecord> {
+    let token = |_| {
+        let (_, mut t) = token(TokenKind::Access, user, Some(client), None);
+        t.expires_at = Some(expired_at);
+        t
+    };
+    (0..n).map(token).collect()
+}
+
+/// A store that cannot reach its backend answers `Unavailable`, and soon (within `within`
+/// of `started`), instead of hanging or panicking.
+pub fn assert_unavailable_soon(err: &StoreError, started: Instant, within: StdDuration) {
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    assert!(started.elapsed() < within, "{:?}", started.elapsed());
+}
+
+/// After a sweep: the `live` token is still there, and `late`, a token of a family revoked
+/// recently, is still refused (its tombstone survived).
+pub async fn assert_sweep_kept(tokens: &dyn TokenStore, live: &TokenRecord, late: TokenRecord) {
+    assert!(tokens.find(&live.hash).await.unwrap().is_some());
+    assert_eq!(
+        tokens.insert(&[late]).await.unwrap(),
+        InsertOutcome::FamilyRevoked,
+        "a recent tombstone survives the sweep"
+    );
 }

@@ -71,17 +71,7 @@ pub async fn concurrent_redeemers_have_one_winner(p: &Ports) {
             })
         })
         .collect();
-    let mut winners = Vec::new();
-    let mut seen_families = HashSet::new();
-    for t in tasks {
-        match t.await.unwrap() {
-            (fam, CodeRedemption::Redeemed(_)) => winners.push(fam),
-            (_, CodeRedemption::AlreadyRedeemed { family }) => {
-                seen_families.insert(family);
-            }
-            (_, CodeRedemption::NotFound) => panic!("the code exists"),
-        }
-    }
+    let (winners, seen_families) = fx::redemption_race(tasks).await;
     assert_eq!(winners.len(), 1);
     assert_eq!(
         seen_families,

@@ -239,12 +239,7 @@ pub async fn token_sweep_is_bounded(p: &Ports) {
     let (users, clients, tokens) = need!(p, users, clients, tokens);
     let (u, c) = fx::user_and_client(users.as_ref(), clients.as_ref()).await;
     let t0 = now();
-    let mut expired = Vec::new();
-    for _ in 0..5 {
-        let (_, mut t) = fx::token(TokenKind::Access, u.id, Some(&c.id), None);
-        t.expires_at = Some(t0 - Duration::seconds(10));
-        expired.push(t);
-    }
+    let expired = fx::expired_tokens(u.id, &c.id, 5, t0 - Duration::seconds(10));
     let (_, live) = fx::token(TokenKind::Access, u.id, Some(&c.id), None);
     let (_, forever) = fx::token(TokenKind::ApiKey, u.id, None, None);
     tokens.insert(&expired).await.unwrap();
