@@ -83,16 +83,27 @@ pub fn token(
     client: Option<&ClientId>,
     family: Option<FamilyId>,
 ) -> (PlainToken, TokenRecord) {
-    let new = NewToken {
+    let new = new_token(kind, user, client, Scope::AI_SERVICES, family, Some(now()));
+    TokenMinter::default().mint(new, now(), &OsRandom)
+}
+
+fn new_token(
+    kind: TokenKind,
+    user: UserId,
+    client: Option<&ClientId>,
+    scope: Scope,
+    family: Option<FamilyId>,
+    auth_time: Option<OffsetDateTime>,
+) -> NewToken {
+    NewToken {
         kind,
         client_id: client.cloned(),
         user_id: user,
-        scope: Scope::AI_SERVICES,
+        scope,
         family_id: family,
-        auth_time: Some(now()),
+        auth_time,
         oidc: Default::default(),
-    };
-    TokenMinter::default().mint(new, now(), &OsRandom)
+    }
 }
 
 pub fn family() -> FamilyId {
@@ -101,15 +112,7 @@ pub fn family() -> FamilyId {
 
 /// A rotation of a refresh token of `client` at `now` with `grace`.
 pub fn rotation(client: &ClientId, at: OffsetDateTime, grace: Duration) -> RefreshRotation {
-    let blank = |kind| NewToken {
-        kind,
-        client_id: None,
-        user_id: UserId(0),
-        scope: Scope::NONE,
-        family_id: None,
-        auth_time: None,
-        oidc: Default::default(),
-    };
+    let blank = |kind| new_token(kind, UserId(0), None, Scope::NONE, None, None);
     let minter = TokenMinter::default();
     RefreshRotation {
         client_id: client.clone(),

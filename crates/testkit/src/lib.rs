@@ -42,22 +42,24 @@ impl std::fmt::Debug for Ports {
     }
 }
 
+/// A store of the OAuth grants' ports.
+pub trait GrantStores: ClientStore + ConsentStore + TokenStore + CodeStore + DeviceStore {}
+impl<S: ClientStore + ConsentStore + TokenStore + CodeStore + DeviceStore> GrantStores for S {}
+
+/// A store of every durable port (the SQL adapters' shape).
+pub trait DurableStore:
+    GrantStores + UserStore + SessionStore + BuzzStore + AuditLog + 'static
+{
+}
+impl<S: GrantStores + UserStore + SessionStore + BuzzStore + AuditLog + 'static> DurableStore
+    for S
+{
+}
+
 impl Ports {
     /// Every durable port over one store (the SQL adapters' shape). Add `rate_limiter` for
     /// a store that also shares rate limits (Postgres).
-    pub fn durable<S>(store: Arc<S>) -> Ports
-    where
-        S: ClientStore
-            + ConsentStore
-            + TokenStore
-            + CodeStore
-            + DeviceStore
-            + UserStore
-            + SessionStore
-            + BuzzStore
-            + AuditLog
-            + 'static,
-    {
+    pub fn durable<S: DurableStore>(store: Arc<S>) -> Ports {
         Ports {
             clients: Some(store.clone()),
             consents: Some(store.clone()),

@@ -3,17 +3,53 @@
 #[allow(unused_imports)]
 use super::prelude::*;
 
-async fn buzz_setup(
-    p: &Ports,
-) -> Option<(
+/// The Buzz store, and a user of a client.
+type BuzzFixture = (
     Arc<dyn buzzgate_domain::ports::BuzzStore>,
     buzzgate_domain::ids::UserId,
     buzzgate_domain::ids::ClientId,
-)> {
+);
+
+async fn buzz_setup(p: &Ports) -> Option<BuzzFixture> {
     let buzz = p.buzz.clone()?;
     let (users, clients) = (p.users.clone()?, p.clients.clone()?);
     let (u, c) = fx::user_and_client(users.as_ref(), clients.as_ref()).await;
     Some((buzz, u.id, c.id))
+}
+
+/// [`buzz_setup`], the user holding `yellow` yellow Buzz.
+async fn funded(p: &Ports, yellow: u64) -> Option<BuzzFixture> {
+    let (buzz, u, c) = buzz_setup(p).await?;
+    buzz.credit(u, &Currency::yellow(), yellow, now())
+        .await
+        .unwrap();
+    Some((buzz, u, c))
+}
+
+/// Spends `amount` (key "refunded") and refunds it.
+async fn spend_and_refund(
+    buzz: &dyn buzzgate_domain::ports::BuzzStore,
+    u: buzzgate_domain::ids::UserId,
+    c: &buzzgate_domain::ids::ClientId,
+    amount: u64,
+) {
+    let refunded = fx::spend(u, c, amount, "refunded", BuzzLimit::default());
+    buzz.spend(&refunded).await.unwrap();
+    let rs = fx::resource_server();
+    buzz.refund(refunded.id, &rs, now()).await.unwrap();
+}
+
+/// A spend (under no cap) made `ago` before now.
+fn spent_ago(
+    u: buzzgate_domain::ids::UserId,
+    c: &buzzgate_domain::ids::ClientId,
+    amount: u64,
+    key: &str,
+    ago: Duration,
+) -> buzzgate_domain::buzz::SpendRequest {
+    let mut spend = fx::spend(u, c, amount, key, BuzzLimit::default());
+    spend.now = now() - ago;
+    spend
 }
 
 pub async fn buzz_credit_and_history(p: &Ports) {
@@ -41,12 +77,10 @@ pub async fn buzz_credit_and_history(p: &Ports) {
             (Currency::yellow(), 105)
         ]
     );
-    let mut first = fx::spend(u, &c, 1, "h1", BuzzLimit::default());
-    first.now = now() - Duration::seconds(5);
-    buzz.spend(&first).await.unwrap();
-    buzz.spend(&fx::spend(u, &c, 2, "h2", BuzzLimit::default()))
-        .await
-        .unwrap();
+    let first = spent_ago(u, &c, 1, "h1", Duration::seconds(5));
+    for spend in [first, fx::spend(u, &c, 2, "h2", BuzzLimit::default())] {
+        buzz.spend(&spend).await.unwrap();
+    }
     let history = buzz.history(u, 10).await.unwrap();
     assert_eq!(
         history.iter().map(|e| e.amount).collect::<Vec<_>>(),
@@ -57,12 +91,9 @@ pub async fn buzz_credit_and_history(p: &Ports) {
 }
 
 pub async fn buzz_spend_replay_and_conflict(p: &Ports) {
-    let Some((buzz, u, c)) = buzz_setup(p).await else {
+    let Some((buzz, u, c)) = funded(p, 50).await else {
         return;
     };
-    buzz.credit(u, &Currency::yellow(), 50, now())
-        .await
-        .unwrap();
     let req = fx::spend(u, &c, 30, "k", BuzzLimit::default());
     let SpendOutcome::Spent { entry, balance: 20 } = buzz.spend(&req).await.unwrap() else {
         panic!("spent")
@@ -100,12 +131,9 @@ pub async fn buzz_spend_replay_and_conflict(p: &Ports) {
 }
 
 pub async fn buzz_refund_once(p: &Ports) {
-    let Some((buzz, u, c)) = buzz_setup(p).await else {
+    let Some((buzz, u, c)) = funded(p, 10).await else {
         return;
     };
-    buzz.credit(u, &Currency::yellow(), 10, now())
-        .await
-        .unwrap();
     let req = fx::spend(u, &c, 4, "r", BuzzLimit::default());
     buzz.spend(&req).await.unwrap();
     let at = now();
@@ -156,11 +184,7 @@ pub async fn buzz_net_spent_counts_what_was_not_refunded(p: &Ports) {
     buzz.credit(u, &blue, 50, now()).await.unwrap();
     let kept = fx::spend(u, &c, 30, "kept", BuzzLimit::default());
     buzz.spend(&kept).await.unwrap();
-    let refunded = fx::spend(u, &c, 20, "refunded", BuzzLimit::default());
-    buzz.spend(&refunded).await.unwrap();
-    buzz.refund(refunded.id, &fx::resource_server(), now())
-        .await
-        .unwrap();
+    spend_and_refund(buzz.as_ref(), u, &c, 20).await;
     let mut in_blue = fx::spend(u, &c, 5, "blue", BuzzLimit::default());
     in_blue.currency = blue.clone();
     buzz.spend(&in_blue).await.unwrap();
@@ -178,12 +202,9 @@ pub async fn buzz_net_spent_counts_what_was_not_refunded(p: &Ports) {
 }
 
 pub async fn buzz_idempotency_keys_are_scoped_to_the_resource_server(p: &Ports) {
-    let Some((buzz, u, c)) = buzz_setup(p).await else {
+    let Some((buzz, u, c)) = funded(p, 100).await else {
         return;
     };
-    buzz.credit(u, &Currency::yellow(), 100, now())
-        .await
-        .unwrap();
     let first = fx::spend(u, &c, 10, "shared-key", BuzzLimit::default());
     assert!(matches!(
         buzz.spend(&first).await.unwrap(),
@@ -204,23 +225,14 @@ pub async fn buzz_idempotency_keys_are_scoped_to_the_resource_server(p: &Ports) 
 }
 
 pub async fn buzz_window_spend(p: &Ports) {
-    let Some((buzz, u, c)) = buzz_setup(p).await else {
+    let Some((buzz, u, c)) = funded(p, 1000).await else {
         return;
     };
-    buzz.credit(u, &Currency::yellow(), 1000, now())
-        .await
-        .unwrap();
-    let mut old = fx::spend(u, &c, 100, "old", BuzzLimit::default());
-    old.now = now() - Duration::days(2);
-    buzz.spend(&old).await.unwrap();
-    buzz.spend(&fx::spend(u, &c, 10, "new", BuzzLimit::default()))
-        .await
-        .unwrap();
-    let refunded = fx::spend(u, &c, 1, "refunded", BuzzLimit::default());
-    buzz.spend(&refunded).await.unwrap();
-    buzz.refund(refunded.id, &fx::resource_server(), now())
-        .await
-        .unwrap();
+    let old = spent_ago(u, &c, 100, "old", Duration::days(2));
+    for spend in [old, fx::spend(u, &c, 10, "new", BuzzLimit::default())] {
+        buzz.spend(&spend).await.unwrap();
+    }
+    spend_and_refund(buzz.as_ref(), u, &c, 1).await;
     let limit = BuzzLimit::parse_json(r#"[{"type":"sliding","limit":500,"window":"day","unit":1},{"type":"absolute","limit":900},{"type":"absolute","limit":900,"currencies":["blue"]}]"#).unwrap();
     let windows = status_windows(&limit, now());
     let subject = SpendSubject::OAuth(c.clone());
@@ -236,12 +248,9 @@ pub async fn buzz_window_spend(p: &Ports) {
 }
 
 pub async fn concurrent_spends_never_exceed_the_cap(p: &Ports) {
-    let Some((buzz, u, c)) = buzz_setup(p).await else {
+    let Some((buzz, u, c)) = funded(p, 1_000_000).await else {
         return;
     };
-    buzz.credit(u, &Currency::yellow(), 1_000_000, now())
-        .await
-        .unwrap();
     let cap = 37;
     let tasks: Vec<_> = (0..64)
         .map(|i| {
@@ -272,12 +281,9 @@ pub async fn concurrent_spends_never_exceed_the_cap(p: &Ports) {
 }
 
 pub async fn concurrent_duplicate_spends_charge_once(p: &Ports) {
-    let Some((buzz, u, c)) = buzz_setup(p).await else {
+    let Some((buzz, u, c)) = funded(p, 100).await else {
         return;
     };
-    buzz.credit(u, &Currency::yellow(), 100, now())
-        .await
-        .unwrap();
     let tasks: Vec<_> = (0..16)
         .map(|i| {
             let req = fx::spend(u, &c, 10, "same", BuzzLimit::default());

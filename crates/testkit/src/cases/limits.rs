@@ -64,26 +64,27 @@ pub async fn concurrent_hits_respect_the_limit(p: &Ports) {
     assert_eq!(rl.count(&k, w, 0).await.unwrap(), 64);
 }
 
-pub async fn cache_round_trip(p: &Ports) {
-    let (cache,) = need!(p, cache);
-    let (_, t) = fx::token(
+/// An access token of user 1, as a cache holds it.
+fn cacheable() -> buzzgate_domain::token::TokenRecord {
+    fx::token(
         TokenKind::Access,
         buzzgate_domain::ids::UserId(1),
         None,
         None,
-    );
+    )
+    .1
+}
+
+pub async fn cache_round_trip(p: &Ports) {
+    let (cache,) = need!(p, cache);
+    let t = cacheable();
     assert_eq!(cache.get(&t.hash).await.unwrap(), None);
     cache.put(&t, now() + Duration::seconds(30)).await.unwrap();
     assert_eq!(cache.get(&t.hash).await.unwrap(), Some(t.clone()));
     cache.invalidate(&[t.hash]).await.unwrap();
     assert_eq!(cache.get(&t.hash).await.unwrap(), None);
     cache.invalidate(&[]).await.unwrap();
-    let (_, short) = fx::token(
-        TokenKind::Access,
-        buzzgate_domain::ids::UserId(1),
-        None,
-        None,
-    );
+    let short = cacheable();
     cache
         .put(&short, now() + Duration::milliseconds(200))
         .await
@@ -100,12 +101,7 @@ pub async fn cache_round_trip(p: &Ports) {
 /// invalidation's tombstone refuses the late put, on this node and on every other.
 pub async fn cache_put_after_invalidate_is_refused(p: &Ports) {
     let (cache,) = need!(p, cache);
-    let (_, t) = fx::token(
-        TokenKind::Access,
-        buzzgate_domain::ids::UserId(1),
-        None,
-        None,
-    );
+    let t = cacheable();
     cache.invalidate(&[t.hash]).await.unwrap();
     cache.put(&t, now() + Duration::seconds(60)).await.unwrap();
     assert_eq!(
@@ -122,12 +118,7 @@ pub async fn cache_put_after_invalidate_is_refused(p: &Ports) {
         );
         assert_eq!(cache.get(&t.hash).await.unwrap(), None);
     }
-    let (_, fresh) = fx::token(
-        TokenKind::Access,
-        buzzgate_domain::ids::UserId(1),
-        None,
-        None,
-    );
+    let fresh = cacheable();
     cache
         .put(&fresh, now() + Duration::seconds(60))
         .await
@@ -145,12 +136,7 @@ pub async fn cache_put_after_invalidate_is_refused(p: &Ports) {
 pub async fn concurrent_puts_never_outlive_an_invalidation(p: &Ports) {
     let (cache,) = need!(p, cache);
     for _ in 0..50 {
-        let (_, t) = fx::token(
-            TokenKind::Access,
-            buzzgate_domain::ids::UserId(1),
-            None,
-            None,
-        );
+        let t = cacheable();
         let tasks: Vec<_> = (0..16)
             .map(|i| {
                 let (cache, t) = (cache.clone(), t.clone());
@@ -176,12 +162,7 @@ pub async fn concurrent_puts_never_outlive_an_invalidation(p: &Ports) {
 
 pub async fn cache_invalidation_reaches_peer(p: &Ports) {
     let (cache, peer) = need!(p, cache, cache_peer);
-    let (_, t) = fx::token(
-        TokenKind::Access,
-        buzzgate_domain::ids::UserId(1),
-        None,
-        None,
-    );
+    let t = cacheable();
     cache.put(&t, now() + Duration::seconds(60)).await.unwrap();
     peer.put(&t, now() + Duration::seconds(60)).await.unwrap();
     assert!(peer.get(&t.hash).await.unwrap().is_some());

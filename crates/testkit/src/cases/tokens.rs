@@ -3,6 +3,14 @@
 #[allow(unused_imports)]
 use super::prelude::*;
 
+/// The row of `hash`, which must be stored.
+async fn stored(
+    tokens: &impl AsRef<dyn buzzgate_domain::ports::TokenStore>,
+    hash: &TokenHash,
+) -> buzzgate_domain::token::TokenRecord {
+    tokens.as_ref().find(hash).await.unwrap().expect("stored")
+}
+
 pub async fn tokens_insert_find_revoke(p: &Ports) {
     let (users, clients, tokens) = need!(p, users, clients, tokens);
     let (u, c) = fx::user_and_client(users.as_ref(), clients.as_ref()).await;
@@ -19,10 +27,7 @@ pub async fn tokens_insert_find_revoke(p: &Ports) {
     let at = now();
     let revoked = tokens.revoke(&t.hash, at).await.unwrap().expect("existed");
     assert_eq!(revoked.revoked_at, Some(at));
-    assert_eq!(
-        tokens.find(&t.hash).await.unwrap().unwrap().revoked_at,
-        Some(at)
-    );
+    assert_eq!(stored(&tokens, &t.hash).await.revoked_at, Some(at));
     assert_eq!(
         tokens.revoke(&TokenHash::of("nope"), at).await.unwrap(),
         None
@@ -50,10 +55,7 @@ pub async fn family_revocation_leaves_a_tombstone(p: &Ports) {
         tokens.revoke_family(fam, now()).await.unwrap().is_empty(),
         "only tokens revoked now are returned"
     );
-    assert_eq!(
-        tokens.find(&other.hash).await.unwrap().unwrap().revoked_at,
-        None
-    );
+    assert_eq!(stored(&tokens, &other.hash).await.revoked_at, None);
     let (_, late) = fx::token(TokenKind::Access, u.id, Some(&c.id), Some(fam));
     assert_eq!(
         tokens.insert(std::slice::from_ref(&late)).await.unwrap(),
@@ -98,10 +100,7 @@ pub async fn rotation_applies_the_decision(p: &Ports) {
         Some(refresh.clone())
     );
     assert_eq!((refresh.family_id, refresh.user_id), (r.family_id, u.id));
-    assert_eq!(
-        tokens.find(&r.hash).await.unwrap().unwrap().rotated_at,
-        Some(at)
-    );
+    assert_eq!(stored(&tokens, &r.hash).await.rotated_at, Some(at));
     let retry = fx::rotation(&c.id, at + Duration::seconds(3), GRACE);
     assert!(matches!(
         tokens.rotate_refresh(&r.hash, &retry).await.unwrap(),
@@ -111,7 +110,7 @@ pub async fn rotation_applies_the_decision(p: &Ports) {
         }
     ));
     assert_eq!(
-        tokens.find(&r.hash).await.unwrap().unwrap().rotated_at,
+        stored(&tokens, &r.hash).await.rotated_at,
         Some(at),
         "a retry does not move the window"
     );
@@ -179,24 +178,8 @@ pub async fn revoke_for_user_client(p: &Ports) {
         .await
         .unwrap();
     assert_eq!(revoked, vec![mine.hash]);
-    assert!(
-        tokens
-            .find(&mine.hash)
-            .await
-            .unwrap()
-            .unwrap()
-            .revoked_at
-            .is_some()
-    );
-    assert!(
-        tokens
-            .find(&theirs.hash)
-            .await
-            .unwrap()
-            .unwrap()
-            .revoked_at
-            .is_none()
-    );
+    assert!(stored(&tokens, &mine.hash).await.revoked_at.is_some());
+    assert!(stored(&tokens, &theirs.hash).await.revoked_at.is_none());
 }
 
 pub async fn api_keys_list_and_revoke(p: &Ports) {
@@ -335,15 +318,7 @@ pub async fn concurrent_rotations_inside_grace_all_rotate(p: &Ports) {
             assert!(tokens.find(&refresh.hash).await.unwrap().is_some());
         }
     }
-    assert!(
-        tokens
-            .find(&presented.hash)
-            .await
-            .unwrap()
-            .unwrap()
-            .rotated_at
-            .is_some()
-    );
+    assert!(stored(&tokens, &presented.hash).await.rotated_at.is_some());
 }
 
 pub async fn concurrent_rotations_without_grace_have_one_winner(p: &Ports) {
