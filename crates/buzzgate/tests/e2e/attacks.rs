@@ -12,11 +12,11 @@ use buzzgate_domain::client::AccessMode;
 use buzzgate_domain::ids::{ClientId, UserId};
 use buzzgate_domain::pkce::CodeVerifier;
 use buzzgate_domain::service::Caller;
-use buzzgate_domain::user::{NewUser, Role, Username};
+use buzzgate_domain::user::Role;
 use reqwest::RequestBuilder;
 use serde_json::{Value, json};
 
-use crate::harness::{App, Env, PASSWORD, REDIRECT, cookie_pair, hidden_inputs, query_param};
+use crate::harness::{App, Env, PASSWORD, REDIRECT, cookie_pair, query_param};
 
 const DEVICE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 const SPA: &str = "https://spa.example.com";
@@ -130,13 +130,7 @@ impl Browser {
 async fn admin_user(env: &Env, name: &str) -> UserId {
     env.core
         .sessions()
-        .create_user(NewUser {
-            username: Username::parse(name).unwrap(),
-            email: Some(format!("{name}@example.com")),
-            email_verified: true,
-            password: Some(PASSWORD.into()),
-            roles: vec![Role::Admin],
-        })
+        .create_user(crate::harness::new_user(name, vec![Role::Admin]))
         .await
         .expect("admin")
         .id
@@ -236,19 +230,9 @@ async fn device_approve(env: &Env, cookie: &str, user_code: &str) {
         200,
         "the verification page shows the request"
     );
-    let fields = hidden_inputs(&page.text().await.unwrap());
     let r = env
-        .http
-        .post(env.url("/login/oauth/device"))
-        .header("cookie", cookie)
-        .form(&[
-            ("csrf_token", fields["csrf_token"].as_str()),
-            ("user_code", fields["user_code"].as_str()),
-            ("approve", "true"),
-        ])
-        .send()
-        .await
-        .unwrap();
+        .approve_device(cookie, &page.text().await.unwrap())
+        .await;
     assert_eq!(r.status(), 200, "the person approves the device");
     assert!(r.text().await.unwrap().contains("Device connected"));
 }
@@ -361,28 +345,7 @@ fn refresh_of(t: &Value) -> String {
 
 /// One attempt at the real login form, from `from` (as the operator's proxy reports it).
 async fn sign_in(env: &Env, username: &str, password: &str, from: &str) -> reqwest::Response {
-    let page = env
-        .http
-        .get(env.url("/login?returnUrl=%2F"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(page.status(), 200);
-    let csrf_cookie = cookie_pair(page.headers(), "bg_login_csrf").expect("csrf cookie");
-    let fields = hidden_inputs(&page.text().await.unwrap());
-    env.http
-        .post(env.url("/login"))
-        .header("cookie", csrf_cookie)
-        .header("x-forwarded-for", from)
-        .form(&[
-            ("username", username),
-            ("password", password),
-            ("csrf_token", fields["csrf_token"].as_str()),
-            ("returnUrl", fields["returnUrl"].as_str()),
-        ])
-        .send()
-        .await
-        .unwrap()
+    env.sign_in(username, password, Some(from)).await
 }
 
 // --- 1–3: revoking a consent reaches everything ---------------------------------------------
@@ -1175,16 +1138,7 @@ pub async fn concurrent_code_redemption_has_exactly_one_winner(env: &Env) {
         let (code, verifier) = code_for(env, &cookie, &app, "AIServices").await;
         let mut tasks = Vec::new();
         for _ in 0..n {
-            let req = env
-                .http
-                .post(env.url("/api/auth/oauth/token"))
-                .basic_auth(&app.id, app.secret.as_ref())
-                .form(&[
-                    ("grant_type", "authorization_code"),
-                    ("code", code.as_str()),
-                    ("code_verifier", verifier.as_str()),
-                    ("redirect_uri", REDIRECT),
-                ]);
+            let req = env.code_exchange(&app, &code, verifier.as_str());
             tasks.push(tokio::spawn(send(req)));
         }
         let mut winners = Vec::new();

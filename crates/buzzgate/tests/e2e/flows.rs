@@ -17,31 +17,20 @@ pub async fn discovery_advertises_what_works(env: &Env) {
         "/.well-known/oauth-authorization-server",
         "/.well-known/openid-configuration",
     ] {
-        let m: Value = env
-            .http
-            .get(env.url(path))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let m: Value = env.get(path).await.json().await.unwrap();
         assert_eq!(m["issuer"], env.base);
         assert_eq!(m["code_challenge_methods_supported"], json!(["S256"]));
         assert_eq!(m["authorization_response_iss_parameter_supported"], true);
         assert_eq!(m["id_token_signing_alg_values_supported"], json!(["ES256"]));
     }
     let jwks: Value = env
-        .http
-        .get(env.url("/.well-known/jwks.json"))
-        .send()
+        .get("/.well-known/jwks.json")
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
     assert_eq!(jwks["keys"][0]["crv"], "P-256");
-    let h = env.http.get(env.url("/healthz")).send().await.unwrap();
+    let h = env.get("/healthz").await;
     assert_eq!(h.status(), 200);
 }
 
@@ -76,15 +65,7 @@ pub async fn browser_flow_with_pkce_refresh_reuse_and_revoke(env: &Env) {
     let (loc, verifier) = env.consent(&cookie, &app, "AIServices", None, None).await;
     let code = query_param(&loc, "code").unwrap();
     let res = env
-        .http
-        .post(env.url("/api/auth/oauth/token"))
-        .basic_auth(&app.id, app.secret.as_ref())
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("code", code.as_str()),
-            ("code_verifier", verifier.as_str()),
-            ("redirect_uri", REDIRECT),
-        ])
+        .code_exchange(&app, &code, verifier.as_str())
         .send()
         .await
         .unwrap();
@@ -327,19 +308,9 @@ pub async fn device_flow_pending_then_approved(env: &Env) {
         .await
         .unwrap();
     assert_eq!(page.status(), 200);
-    let fields = crate::harness::hidden_inputs(&page.text().await.unwrap());
     let r = env
-        .http
-        .post(env.url("/login/oauth/device"))
-        .header("cookie", &cookie)
-        .form(&[
-            ("csrf_token", fields["csrf_token"].as_str()),
-            ("user_code", fields["user_code"].as_str()),
-            ("approve", "true"),
-        ])
-        .send()
-        .await
-        .unwrap();
+        .approve_device(&cookie, &page.text().await.unwrap())
+        .await;
     assert_eq!(r.status(), 200);
     // Polling again within the 5 s interval would be slow_down; wait it out. Civitai's
     // polling endpoint then hands out the tokens, once.
@@ -630,12 +601,7 @@ pub async fn app_lifecycle_rotate_and_delete(env: &Env) {
     assert_eq!(r.status(), 404);
     // Someone else's app looks missing; no caller at all is 401.
     let _ = u;
-    let r = env
-        .http
-        .get(env.url("/api/v1/oauth/clients"))
-        .send()
-        .await
-        .unwrap();
+    let r = env.get("/api/v1/oauth/clients").await;
     assert_eq!(r.status(), 401);
 }
 
@@ -1001,19 +967,10 @@ pub async fn authorize_errors_redirect_or_json(env: &Env) {
         ])
         .await
         .unwrap();
-        let mut form: Vec<(String, String)> =
-            crate::harness::hidden_inputs(&page.text().await.unwrap())
-                .into_iter()
-                .collect();
-        form.push(("approved".into(), "false".into()));
+        let html = page.text().await.unwrap();
         let r = env
-            .http
-            .post(env.url("/api/auth/oauth/authorize"))
-            .header("cookie", &cookie)
-            .form(&form)
-            .send()
-            .await
-            .unwrap();
+            .answer_consent(&cookie, &html, &[("approved", "false")])
+            .await;
         assert_eq!(r.status(), 303);
         (location(&r), ())
     };
@@ -1022,7 +979,7 @@ pub async fn authorize_errors_redirect_or_json(env: &Env) {
 }
 
 pub async fn readiness(env: &Env) {
-    let r = env.http.get(env.url("/readyz")).send().await.unwrap();
+    let r = env.get("/readyz").await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.json::<Value>().await.unwrap()["status"], "ready");
 }
@@ -1098,12 +1055,7 @@ pub async fn buzz_account_for_the_civitai_sdk(env: &Env) {
     );
     let e: Value = r.json().await.unwrap();
     assert_eq!(e["error_description"], "Token does not have BuzzRead scope");
-    let r = env
-        .http
-        .get(env.url("/api/trpc/buzz.getUserAccount"))
-        .send()
-        .await
-        .unwrap();
+    let r = env.get("/api/trpc/buzz.getUserAccount").await;
     assert_eq!(r.status(), 401);
 }
 
@@ -1123,11 +1075,8 @@ pub async fn oidc_scopes_sign_a_user_in(env: &Env) {
     let u = env.user("oona", 0).await;
     let app = env.app(u, false, None).await;
     let meta: Value = env
-        .http
-        .get(env.url("/.well-known/openid-configuration"))
-        .send()
+        .get("/.well-known/openid-configuration")
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -1182,12 +1131,7 @@ pub async fn oidc_scopes_sign_a_user_in(env: &Env) {
     assert_eq!(info["email"], "oona@example.com");
     assert!(info.get("preferred_username").is_none() && info.get("username").is_none());
     // No credentials at all: a bare challenge (RFC 6750 §3.1).
-    let r = env
-        .http
-        .get(env.url("/api/auth/oauth/userinfo"))
-        .send()
-        .await
-        .unwrap();
+    let r = env.get("/api/auth/oauth/userinfo").await;
     assert_eq!(r.status(), 401);
     assert_eq!(www(&r), r#"Bearer realm="buzzgate""#);
 }

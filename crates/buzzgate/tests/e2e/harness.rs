@@ -13,7 +13,7 @@ use buzzgate_domain::ids::UserId;
 use buzzgate_domain::pkce::{CodeChallenge, CodeVerifier};
 use buzzgate_domain::ports::OsRandom;
 use buzzgate_domain::service::{Buzzgate, Caller};
-use buzzgate_domain::user::{NewUser, Username};
+use buzzgate_domain::user::{NewUser, Role, Username};
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
 use serde_json::Value;
@@ -136,13 +136,7 @@ impl Env {
         let u = self
             .core
             .sessions()
-            .create_user(NewUser {
-                username: Username::parse(name).unwrap(),
-                email: Some(format!("{name}@example.com")),
-                email_verified: true,
-                password: Some(PASSWORD.into()),
-                roles: vec![],
-            })
+            .create_user(new_user(name, vec![]))
             .await
             .expect("user");
         if buzz > 0 {
@@ -192,31 +186,92 @@ impl Env {
 
     /// Signs in through the login form; returns the session cookie (`bg_session=…`).
     pub async fn login(&self, username: &str) -> String {
-        let page = self
-            .http
-            .get(self.url("/login?returnUrl=%2F"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(page.status(), 200);
-        let csrf_cookie = cookie_pair(page.headers(), "bg_login_csrf").expect("csrf cookie");
-        let html = page.text().await.unwrap();
-        let fields = hidden_inputs(&html);
-        let res = self
-            .http
-            .post(self.url("/login"))
-            .header("cookie", csrf_cookie)
-            .form(&[
-                ("username", username),
-                ("password", PASSWORD),
-                ("csrf_token", fields["csrf_token"].as_str()),
-                ("returnUrl", fields["returnUrl"].as_str()),
-            ])
-            .send()
-            .await
-            .unwrap();
+        let res = self.sign_in(username, PASSWORD, None).await;
         assert_eq!(res.status(), StatusCode::SEE_OTHER, "login succeeds");
         cookie_pair(res.headers(), "bg_session").expect("session cookie")
+    }
+
+    /// One attempt at the real login form (its page, then its POST), from `forwarded_for`
+    /// as the operator's proxy would report it.
+    pub async fn sign_in(
+        &self,
+        username: &str,
+        password: &str,
+        forwarded_for: Option<&str>,
+    ) -> reqwest::Response {
+        let page = self.get("/login?returnUrl=%2F").await;
+        assert_eq!(page.status(), 200);
+        let csrf_cookie = cookie_pair(page.headers(), "bg_login_csrf").expect("csrf cookie");
+        let fields = hidden_inputs(&page.text().await.unwrap());
+        let mut req = self
+            .http
+            .post(self.url("/login"))
+            .header("cookie", csrf_cookie);
+        if let Some(from) = forwarded_for {
+            req = req.header("x-forwarded-for", from);
+        }
+        let form = [
+            ("username", username),
+            ("password", password),
+            ("csrf_token", fields["csrf_token"].as_str()),
+            ("returnUrl", fields["returnUrl"].as_str()),
+        ];
+        req.form(&form).send().await.unwrap()
+    }
+
+    /// Submits the device verification page (its hidden fields), approving the device.
+    pub async fn approve_device(&self, cookie: &str, page_html: &str) -> reqwest::Response {
+        let fields = hidden_inputs(page_html);
+        let form = [
+            ("csrf_token", fields["csrf_token"].as_str()),
+            ("user_code", fields["user_code"].as_str()),
+            ("approve", "true"),
+        ];
+        self.post_form("/login/oauth/device", cookie, &form).await
+    }
+
+    /// Posts a form with the session cookie.
+    async fn post_form(
+        &self,
+        path: &str,
+        cookie: &str,
+        form: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let req = self.http.post(self.url(path)).header("cookie", cookie);
+        req.form(form).send().await.unwrap()
+    }
+
+    /// A plain GET, no credentials.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http.get(self.url(path)).send().await.unwrap()
+    }
+
+    /// Posts a consent page back with the session cookie: its hidden fields plus `answer`
+    /// (`approved`, `remember`, `buzz_limit`).
+    pub async fn answer_consent(
+        &self,
+        cookie: &str,
+        page_html: &str,
+        answer: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let hidden = hidden_inputs(page_html);
+        let mut form: Vec<(&str, &str)> = hidden.iter().map(|(k, v)| (&**k, &**v)).collect();
+        form.extend_from_slice(answer);
+        self.post_form("/api/auth/oauth/authorize", cookie, &form)
+            .await
+    }
+
+    /// The token request that redeems `code` for a confidential app (Basic auth), unsent.
+    pub fn code_exchange(&self, app: &App, code: &str, verifier: &str) -> reqwest::RequestBuilder {
+        self.http
+            .post(self.url("/api/auth/oauth/token"))
+            .basic_auth(&app.id, app.secret.as_ref())
+            .form(&[
+                ("grant_type", "authorization_code"),
+                ("code", code),
+                ("code_verifier", verifier),
+                ("redirect_uri", REDIRECT),
+            ])
     }
 
     /// The session's CSRF token, as a page's script reads it (`GET /api/v1/session`); sent as
@@ -272,20 +327,11 @@ impl Env {
         assert_eq!(res.status(), 200, "consent page");
         assert_eq!(res.headers()["x-frame-options"], "DENY");
         let html = res.text().await.unwrap();
-        let mut form: Vec<(String, String)> = hidden_inputs(&html).into_iter().collect();
-        form.push(("approved".into(), "true".into()));
-        form.push(("remember".into(), "true".into()));
+        let mut answer = vec![("approved", "true"), ("remember", "true")];
         if let Some(l) = buzz_limit {
-            form.push(("buzz_limit".into(), l.into()));
+            answer.push(("buzz_limit", l));
         }
-        let res = self
-            .http
-            .post(self.url("/api/auth/oauth/authorize"))
-            .header("cookie", cookie)
-            .form(&form)
-            .send()
-            .await
-            .unwrap();
+        let res = self.answer_consent(cookie, &html, &answer).await;
         assert_eq!(res.status(), StatusCode::SEE_OTHER, "approval redirects");
         (location(&res), verifier)
     }
@@ -339,6 +385,17 @@ impl Env {
             .send()
             .await
             .unwrap()
+    }
+}
+
+/// A verified user `name` (email `name@example.com`, password [`PASSWORD`]) with `roles`.
+pub fn new_user(name: &str, roles: Vec<Role>) -> NewUser {
+    NewUser {
+        username: Username::parse(name).unwrap(),
+        email: Some(format!("{name}@example.com")),
+        email_verified: true,
+        password: Some(PASSWORD.into()),
+        roles,
     }
 }
 
@@ -429,6 +486,8 @@ pub fn cookie_pair(h: &HeaderMap, name: &str) -> Option<String> {
 /// - `scenarios!(mod m in file; a, b with tweak)`: the scenarios of `file.rs`, in
 ///   `m::sqlite` and `m::postgres_redis`; a scenario written `name with tweak` runs on a server
 ///   whose config `file::tweak(&mut Config)` adjusted (rate limits, trusted proxies, …).
+/// - `scenarios!(@test name, Backend, tweak, scenario)`: one test `name` running `scenario` on
+///   one backend, its config adjusted by the closure `tweak`.
 #[macro_export]
 macro_rules! scenarios {
     (@tweak $file:ident) => {
@@ -437,54 +496,36 @@ macro_rules! scenarios {
     (@tweak $file:ident $tweak:ident) => {
         $crate::$file::$tweak
     };
-    (mod $m:ident in $file:ident; $($name:ident $(with $tweak:ident)?),* $(,)?) => {
-        mod $m {
-            mod sqlite {
-                $(
-                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                    async fn $name() {
-                        let Some(env) = $crate::harness::env(
-                            $crate::harness::Backend::Sqlite,
-                            $crate::scenarios!(@tweak $file $($tweak)?),
-                        )
-                        .await else { return };
-                        $crate::$file::$name(&env).await;
-                    }
-                )*
-            }
-            mod postgres_redis {
-                $(
-                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                    async fn $name() {
-                        let Some(env) = $crate::harness::env(
-                            $crate::harness::Backend::PostgresRedis,
-                            $crate::scenarios!(@tweak $file $($tweak)?),
-                        )
-                        .await else { return };
-                        $crate::$file::$name(&env).await;
-                    }
-                )*
-            }
+    (@test $name:ident, $backend:ident, $tweak:expr, $scenario:path) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            let backend = $crate::harness::Backend::$backend;
+            let Some(env) = $crate::harness::env(backend, $tweak).await else { return };
+            $scenario(&env).await;
         }
     };
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
+    (@on $backend:ident $module:ident $file:ident; $($name:ident $(with $tweak:ident)?),* $(,)?) => {
+        mod $module {
             $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let Some(env) = $crate::harness::env($crate::harness::Backend::Sqlite, |_| {}).await else { return };
-                    $crate::flows::$name(&env).await;
-                }
+                $crate::scenarios!(
+                    @test $name,
+                    $backend,
+                    $crate::scenarios!(@tweak $file $($tweak)?),
+                    $crate::$file::$name
+                );
             )*
         }
-        mod postgres_redis {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let Some(env) = $crate::harness::env($crate::harness::Backend::PostgresRedis, |_| {}).await else { return };
-                    $crate::flows::$name(&env).await;
-                }
-            )*
+    };
+    (@both $file:ident; $($scenarios:tt)*) => {
+        $crate::scenarios!(@on Sqlite sqlite $file; $($scenarios)*);
+        $crate::scenarios!(@on PostgresRedis postgres_redis $file; $($scenarios)*);
+    };
+    (mod $m:ident in $file:ident; $($scenarios:tt)*) => {
+        mod $m {
+            $crate::scenarios!(@both $file; $($scenarios)*);
         }
+    };
+    ($($scenarios:tt)*) => {
+        $crate::scenarios!(@both flows; $($scenarios)*);
     };
 }

@@ -8,7 +8,7 @@ use oauth2::{
     Scope, TokenResponse, TokenUrl,
 };
 
-use crate::harness::{Backend, REDIRECT, env, hidden_inputs, location, query_param};
+use crate::harness::{Backend, REDIRECT, env, location, query_param};
 
 async fn run(backend: Backend) {
     let Some(env) = env(backend, |_| {}).await else {
@@ -38,18 +38,10 @@ async fn run(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(page.status(), 200, "consent page");
-    let mut form: Vec<(String, String)> = hidden_inputs(&page.text().await.unwrap())
-        .into_iter()
-        .collect();
-    form.push(("approved".into(), "true".into()));
+    let html = page.text().await.unwrap();
     let r = env
-        .http
-        .post(env.url("/api/auth/oauth/authorize"))
-        .header("cookie", &cookie)
-        .form(&form)
-        .send()
-        .await
-        .unwrap();
+        .answer_consent(&cookie, &html, &[("approved", "true")])
+        .await;
     let loc = location(&r);
     assert_eq!(
         query_param(&loc, "state").as_deref(),

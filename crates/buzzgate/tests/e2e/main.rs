@@ -68,41 +68,24 @@ scenarios!(
 );
 
 mod limits {
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn token_rate_limit_answers_429_with_retry_after() {
-        let Some(env) = crate::harness::env(crate::harness::Backend::Sqlite, |c| {
-            c.rate_limit_token = Some(3)
-        })
-        .await
-        else {
-            return;
-        };
-        crate::flows::rate_limited(&env).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn token_rate_limit_is_shared_through_redis() {
-        let Some(env) = crate::harness::env(crate::harness::Backend::PostgresRedis, |c| {
-            c.rate_limit_token = Some(3)
-        })
-        .await
-        else {
-            return;
-        };
-        crate::flows::rate_limited(&env).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn refresh_retry_inside_grace_succeeds() {
-        let Some(env) = crate::harness::env(crate::harness::Backend::Sqlite, |c| {
-            c.refresh_grace_seconds = 10
-        })
-        .await
-        else {
-            return;
-        };
-        crate::flows::grace_retry(&env).await;
-    }
+    crate::scenarios!(
+        @test token_rate_limit_answers_429_with_retry_after,
+        Sqlite,
+        |c| c.rate_limit_token = Some(3),
+        crate::flows::rate_limited
+    );
+    crate::scenarios!(
+        @test token_rate_limit_is_shared_through_redis,
+        PostgresRedis,
+        |c| c.rate_limit_token = Some(3),
+        crate::flows::rate_limited
+    );
+    crate::scenarios!(
+        @test refresh_retry_inside_grace_succeeds,
+        Sqlite,
+        |c| c.refresh_grace_seconds = 10,
+        crate::flows::grace_retry
+    );
 }
 
 mod independent_client;
