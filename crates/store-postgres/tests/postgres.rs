@@ -314,12 +314,21 @@ async fn sweeps_delete_in_bounded_batches_and_keep_recent_tombstones() {
     CodeStore::insert(&store, &fx::code(u.id, &c.id))
         .await
         .unwrap();
-    assert_eq!(CodeStore::sweep_expired(&store, t0, 3).await.unwrap(), 3);
-    assert_eq!(CodeStore::sweep_expired(&store, t0, 5).await.unwrap(), 4);
-    assert_eq!(DeviceStore::sweep_expired(&store, t0, 4).await.unwrap(), 4);
-    assert_eq!(DeviceStore::sweep_expired(&store, t0, 4).await.unwrap(), 3);
-    assert_eq!(SessionStore::sweep_expired(&store, t0, 6).await.unwrap(), 6);
-    assert_eq!(SessionStore::sweep_expired(&store, t0, 6).await.unwrap(), 1);
+    fx::assert_sweeps(
+        |n| CodeStore::sweep_expired(&store, t0, n),
+        &[(3, 3), (5, 4)],
+    )
+    .await;
+    fx::assert_sweeps(
+        |n| DeviceStore::sweep_expired(&store, t0, n),
+        &[(4, 4), (4, 3)],
+    )
+    .await;
+    fx::assert_sweeps(
+        |n| SessionStore::sweep_expired(&store, t0, n),
+        &[(6, 6), (6, 1)],
+    )
+    .await;
     assert_eq!(
         count(&schema, "TRUE", "auth_codes").await,
         1,

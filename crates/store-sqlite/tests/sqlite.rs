@@ -313,12 +313,14 @@ async fn sweeps_respect_the_batch_and_the_loop_ends() {
         s.expires_at = t0 - Duration::seconds(1);
         SessionStore::insert(&store, &s).await.unwrap();
     }
-    assert_eq!(CodeStore::sweep_expired(&store, t0, 3).await.unwrap(), 3);
-    assert_eq!(CodeStore::sweep_expired(&store, t0, 3).await.unwrap(), 3);
-    assert_eq!(CodeStore::sweep_expired(&store, t0, 3).await.unwrap(), 1);
-    assert_eq!(SessionStore::sweep_expired(&store, t0, 5).await.unwrap(), 5);
-    assert_eq!(SessionStore::sweep_expired(&store, t0, 5).await.unwrap(), 2);
-    assert_eq!(DeviceStore::sweep_expired(&store, t0, 0).await.unwrap(), 0);
+    let code_rounds = [(3, 3), (3, 3), (3, 1)];
+    fx::assert_sweeps(|n| CodeStore::sweep_expired(&store, t0, n), &code_rounds).await;
+    fx::assert_sweeps(
+        |n| SessionStore::sweep_expired(&store, t0, n),
+        &[(5, 5), (5, 2)],
+    )
+    .await;
+    fx::assert_sweeps(|n| DeviceStore::sweep_expired(&store, t0, n), &[(0, 0)]).await;
 
     // The sweeps find their rows through the expiry indexes, not by scanning the table.
     for (table, index) in [

@@ -277,3 +277,14 @@ pub async fn assert_sweep_kept(tokens: &dyn TokenStore, live: &TokenRecord, late
         "a recent tombstone survives the sweep"
     );
 }
+
+/// Sweeps in rounds: each `(batch, removed)` calls `sweep(batch)` and expects `removed`.
+pub async fn assert_sweeps<F, Fut>(mut sweep: F, rounds: &[(u32, u32)])
+where
+    F: FnMut(u32) -> Fut,
+    Fut: std::future::Future<Output = buzzgate_domain::ports::StoreResult<u32>>,
+{
+    for (i, &(batch, removed)) in rounds.iter().enumerate() {
+        assert_eq!(sweep(batch).await.unwrap(), removed, "round {i}");
+    }
+}
