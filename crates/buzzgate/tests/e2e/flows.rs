@@ -1,6 +1,6 @@
 //! The scenarios, each a plain async fn over a running server.
 
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::harness::{Env, REDIRECT, location, query_param};
@@ -227,11 +227,8 @@ pub async fn client_credentials_acts_as_owner(env: &Env) {
     assert!(t.get("refresh_token").is_none());
     assert_eq!(t["scope"], "33554431", "default scope is the ceiling");
     let me: Value = env
-        .get_bearer("/api/v1/me", t["access_token"].as_str().unwrap())
-        .await
-        .json()
-        .await
-        .unwrap();
+        .bearer_json("/api/v1/me", t["access_token"].as_str().unwrap())
+        .await;
     assert_eq!(me["username"], "cora");
     assert_eq!(me["subject"], json!({"type": "oauth", "id": app.id}));
     // A public client may not; nor an app without the grant.
@@ -421,12 +418,7 @@ pub async fn buzz_spend_against_a_cap(env: &Env) {
     let (s, r) = spend(env, &rs, token, 40, "k3").await;
     assert_eq!((s, r["balance"].as_i64()), (200, Some(900)));
     // Concurrent spends against the exhausted cap all fail; refunds reopen it.
-    let limits: Value = env
-        .get_bearer("/api/v1/buzz/limits", token)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let limits: Value = env.bearer_json("/api/v1/buzz/limits", token).await;
     assert_eq!(limits["limits"][0]["spend"], 100);
     let id = r["id"].as_str().unwrap();
     let r = env
@@ -454,12 +446,7 @@ pub async fn buzz_spend_against_a_cap(env: &Env) {
         (&again["refundedAt"], &again["balance"]),
         (&first["refundedAt"], &json!(940))
     );
-    let overview: Value = env
-        .get_bearer("/api/v1/buzz", token)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let overview: Value = env.bearer_json("/api/v1/buzz", token).await;
     assert_eq!(overview["balances"]["yellow"], 940);
     // 16 concurrent spends of 10 against the 40 left: exactly 4 succeed.
     let mut tasks = Vec::new();
@@ -490,18 +477,16 @@ pub async fn buzz_spend_against_a_cap(env: &Env) {
 
 pub async fn app_lifecycle_rotate_and_delete(env: &Env) {
     let u = env.user("owen", 0).await;
-    let cookie = env.login("owen").await;
-    let csrf = env.csrf(&cookie).await;
+    let browser = env.session("owen").await;
+    let cookie = browser.cookie.clone();
     // Create through the API with the session.
-    let r = env
-        .http
-        .post(env.url("/api/v1/oauth/clients"))
-        .header("cookie", &cookie)
-        .header("x-csrf-token", &csrf)
-        .json(&json!({"name": "Lifecycle", "redirectUris": [REDIRECT]}))
-        .send()
-        .await
-        .unwrap();
+    let r = browser
+        .call(
+            Method::POST,
+            "/api/v1/oauth/clients",
+            Some(json!({"name": "Lifecycle", "redirectUris": [REDIRECT]})),
+        )
+        .await;
     assert_eq!(r.status(), 201);
     let c: Value = r.json().await.unwrap();
     let app = crate::harness::App {
@@ -509,29 +494,19 @@ pub async fn app_lifecycle_rotate_and_delete(env: &Env) {
         secret: c["clientSecret"].as_str().map(str::to_owned),
     };
     assert!(app.secret.is_some());
-    let list: Value = env
-        .http
-        .get(env.url("/oauth/clients"))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = browser.get_json("/oauth/clients").await;
     assert_eq!(list[0]["clientId"], app.id);
     assert!(list[0].get("clientSecret").is_none(), "never list secrets");
     let t = env.tokens("owen", &app, "AIServices", None).await;
     let access = t["access_token"].as_str().unwrap().to_owned();
     // Rotate (seed 004 path): the old secret dies, tokens live on.
-    let r = env
-        .http
-        .post(env.url(&format!("/oauth/clients/{}/reset-secret", app.id)))
-        .header("cookie", &cookie)
-        .header("x-csrf-token", &csrf)
-        .send()
-        .await
-        .unwrap();
+    let r = browser
+        .call(
+            Method::POST,
+            &format!("/oauth/clients/{}/reset-secret", app.id),
+            None,
+        )
+        .await;
     assert_eq!(r.status(), 200);
     let new_secret = r.json::<Value>().await.unwrap()["clientSecret"]
         .as_str()
@@ -565,25 +540,22 @@ pub async fn app_lifecycle_rotate_and_delete(env: &Env) {
         .await;
     assert_eq!(s, 200);
     // Update takes effect at once.
-    let r = env
-        .http
-        .patch(env.url(&format!("/api/v1/oauth/clients/{}", app.id)))
-        .header("cookie", &cookie)
-        .header("x-csrf-token", &csrf)
-        .json(&json!({"name": "Renamed"}))
-        .send()
-        .await
-        .unwrap();
+    let r = browser
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/oauth/clients/{}", app.id),
+            Some(json!({"name": "Renamed"})),
+        )
+        .await;
     assert_eq!(r.json::<Value>().await.unwrap()["name"], "Renamed");
     // Delete cascades: every token dies.
-    let r = env
-        .http
-        .delete(env.url(&format!("/api/v1/oauth/clients/{}", app.id)))
-        .header("cookie", &cookie)
-        .header("x-csrf-token", &csrf)
-        .send()
-        .await
-        .unwrap();
+    let r = browser
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/oauth/clients/{}", app.id),
+            None,
+        )
+        .await;
     assert_eq!(r.status(), 204);
     assert_eq!(
         env.get_bearer("/api/auth/oauth/userinfo", &access)
@@ -610,18 +582,8 @@ pub async fn connected_apps_revoke(env: &Env) {
     let app = env.app(u, false, None).await;
     let t = env.tokens("cathy", &app, "AIServices", None).await;
     let access = t["access_token"].as_str().unwrap();
-    let cookie = env.login("cathy").await;
-    let csrf = env.csrf(&cookie).await;
-    let list: Value = env
-        .http
-        .get(env.url("/api/v1/oauth/consents"))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let browser = env.session("cathy").await;
+    let list: Value = browser.get_json("/api/v1/oauth/consents").await;
     assert_eq!(list[0]["clientId"], app.id);
     // A token of that app may not change its own cap (needs UserWrite first; the
     // AIServices preset lacks it, so it is refused either way).
@@ -634,24 +596,21 @@ pub async fn connected_apps_revoke(env: &Env) {
         .await
         .unwrap();
     assert_eq!(r.status(), 403);
-    let r = env
-        .http
-        .put(env.url(&format!("/api/v1/oauth/consents/{}/buzz-limit", app.id)))
-        .header("cookie", &cookie)
-        .header("x-csrf-token", &csrf)
-        .json(&json!([{"type": "sliding", "limit": 50, "window": "day", "unit": 1}]))
-        .send()
-        .await
-        .unwrap();
+    let r = browser
+        .call(
+            Method::PUT,
+            &format!("/api/v1/oauth/consents/{}/buzz-limit", app.id),
+            Some(json!([{"type": "sliding", "limit": 50, "window": "day", "unit": 1}])),
+        )
+        .await;
     assert_eq!(r.status(), 200);
-    let r = env
-        .http
-        .delete(env.url(&format!("/api/v1/oauth/consents/{}", app.id)))
-        .header("cookie", &cookie)
-        .header("x-csrf-token", &csrf)
-        .send()
-        .await
-        .unwrap();
+    let r = browser
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/oauth/consents/{}", app.id),
+            None,
+        )
+        .await;
     assert_eq!(r.status(), 204);
     assert_eq!(
         env.get_bearer("/api/auth/oauth/userinfo", access)
@@ -673,26 +632,18 @@ pub async fn connected_apps_revoke(env: &Env) {
 
 pub async fn api_keys_are_bearers(env: &Env) {
     env.user("kim", 0).await;
-    let cookie = env.login("kim").await;
-    let csrf = env.csrf(&cookie).await;
-    let r = env
-        .http
-        .post(env.url("/api/v1/api-keys"))
-        .header("cookie", &cookie)
-        .header("x-csrf-token", &csrf)
-        .json(&json!({"name": "laptop", "scope": "UserRead BuzzRead"}))
-        .send()
-        .await
-        .unwrap();
+    let browser = env.session("kim").await;
+    let r = browser
+        .call(
+            Method::POST,
+            "/api/v1/api-keys",
+            Some(json!({"name": "laptop", "scope": "UserRead BuzzRead"})),
+        )
+        .await;
     assert_eq!(r.status(), 201);
     let k: Value = r.json().await.unwrap();
     let key = k["key"].as_str().unwrap();
-    let me: Value = env
-        .get_bearer("/api/v1/me", key)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let me: Value = env.bearer_json("/api/v1/me", key).await;
     assert_eq!(me["subject"]["type"], "apiKey");
     let list: Value = env
         .http
@@ -716,14 +667,13 @@ pub async fn api_keys_are_bearers(env: &Env) {
         .await
         .unwrap();
     assert_eq!(r.status(), 403);
-    let r = env
-        .http
-        .delete(env.url(&format!("/api/v1/api-keys/{}", k["id"].as_str().unwrap())))
-        .header("cookie", &cookie)
-        .header("x-csrf-token", &csrf)
-        .send()
-        .await
-        .unwrap();
+    let r = browser
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/api-keys/{}", k["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
     assert_eq!(r.status(), 204);
     assert_eq!(env.get_bearer("/api/v1/me", key).await.status(), 401);
 }
@@ -864,25 +814,30 @@ pub async fn authorize_errors_redirect_or_json(env: &Env) {
             .query(&q)
             .send()
     };
+    // The first `n` parameters of a complete request, then `extra`.
+    let params = |n: usize, state: &str, scope: &str, extra: &[(&'static str, &str)]| {
+        let all = [
+            ("client_id", app.id.as_str()),
+            ("redirect_uri", REDIRECT),
+            ("response_type", "code"),
+            ("state", state),
+            ("scope", scope),
+            (
+                "code_challenge",
+                "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+            ),
+            ("code_challenge_method", "S256"),
+        ];
+        let q = all[..n].iter().chain(extra);
+        q.map(|&(k, v)| (k, v.to_owned())).collect::<Vec<_>>()
+    };
     // Unknown redirect URI: JSON 400, never a redirect.
-    let r = get(vec![
-        ("client_id", app.id.clone()),
-        ("redirect_uri", "https://evil.example/cb".into()),
-    ])
-    .await
-    .unwrap();
+    let unknown_redirect = params(1, "", "", &[("redirect_uri", "https://evil.example/cb")]);
+    let r = get(unknown_redirect).await.unwrap();
     assert_eq!(r.status(), 400);
     assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_request");
     // Missing PKCE: 302 back with error, state and iss.
-    let r = get(vec![
-        ("client_id", app.id.clone()),
-        ("redirect_uri", REDIRECT.into()),
-        ("response_type", "code".into()),
-        ("state", "s1".into()),
-        ("scope", "1".into()),
-    ])
-    .await
-    .unwrap();
+    let r = get(params(5, "s1", "1", &[])).await.unwrap();
     assert_eq!(r.status(), 302);
     let loc = location(&r);
     assert!(loc.starts_with(REDIRECT));
@@ -893,87 +848,36 @@ pub async fn authorize_errors_redirect_or_json(env: &Env) {
     assert_eq!(query_param(&loc, "state").as_deref(), Some("s1"));
     assert_eq!(query_param(&loc, "iss").as_deref(), Some(env.base.as_str()));
     // A huge scope number: invalid_scope through the redirect, not a 500.
-    let r = get(vec![
-        ("client_id", app.id.clone()),
-        ("redirect_uri", REDIRECT.into()),
-        ("response_type", "code".into()),
-        ("state", "s1".into()),
-        ("scope", "99999999999999999999999999".into()),
-        (
-            "code_challenge",
-            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM".into(),
-        ),
-        ("code_challenge_method", "S256".into()),
-    ])
-    .await
-    .unwrap();
+    let r = get(params(7, "s1", "99999999999999999999999999", &[]))
+        .await
+        .unwrap();
     assert_eq!(r.status(), 302);
     assert_eq!(
         query_param(&location(&r), "error").as_deref(),
         Some("invalid_scope")
     );
     // A GET with approved=true never approves: the consent page is shown.
-    let r = get(vec![
-        ("client_id", app.id.clone()),
-        ("redirect_uri", REDIRECT.into()),
-        ("response_type", "code".into()),
-        ("state", "s1".into()),
-        ("scope", "1".into()),
-        (
-            "code_challenge",
-            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM".into(),
-        ),
-        ("code_challenge_method", "S256".into()),
-        ("approved", "true".into()),
-    ])
-    .await
-    .unwrap();
+    let approved = params(7, "s1", "1", &[("approved", "true")]);
+    let r = get(approved.clone()).await.unwrap();
     assert_eq!(r.status(), 200);
     // A POST approval without the CSRF token is refused.
     let r = env
         .http
         .post(env.url("/api/auth/oauth/authorize"))
         .header("cookie", &cookie)
-        .form(&[
-            ("client_id", app.id.as_str()),
-            ("redirect_uri", REDIRECT),
-            ("response_type", "code"),
-            ("state", "s1"),
-            ("scope", "1"),
-            (
-                "code_challenge",
-                "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
-            ),
-            ("code_challenge_method", "S256"),
-            ("approved", "true"),
-        ])
+        .form(&approved)
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 403);
     // Deny: 303 with access_denied.
-    let (loc, _) = {
-        let page = get(vec![
-            ("client_id", app.id.clone()),
-            ("redirect_uri", REDIRECT.into()),
-            ("response_type", "code".into()),
-            ("state", "s2".into()),
-            ("scope", "1".into()),
-            (
-                "code_challenge",
-                "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM".into(),
-            ),
-            ("code_challenge_method", "S256".into()),
-        ])
-        .await
-        .unwrap();
-        let html = page.text().await.unwrap();
-        let r = env
-            .answer_consent(&cookie, &html, &[("approved", "false")])
-            .await;
-        assert_eq!(r.status(), 303);
-        (location(&r), ())
-    };
+    let page = get(params(7, "s2", "1", &[])).await.unwrap();
+    let html = page.text().await.unwrap();
+    let r = env
+        .answer_consent(&cookie, &html, &[("approved", "false")])
+        .await;
+    assert_eq!(r.status(), 303);
+    let loc = location(&r);
     assert_eq!(query_param(&loc, "error").as_deref(), Some("access_denied"));
     assert_eq!(query_param(&loc, "state").as_deref(), Some("s2"));
 }
@@ -1104,14 +1008,11 @@ pub async fn oidc_scopes_sign_a_user_in(env: &Env) {
     assert_eq!(claims["email"], "oona@example.com");
     assert!(claims.get("nonce").is_none());
     let info: Value = env
-        .get_bearer(
+        .bearer_json(
             "/api/auth/oauth/userinfo",
             t["access_token"].as_str().unwrap(),
         )
-        .await
-        .json()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(info["sub"], claims["sub"]);
     assert_eq!(
         (&info["name"], &info["email_verified"]),
@@ -1120,14 +1021,11 @@ pub async fn oidc_scopes_sign_a_user_in(env: &Env) {
     // `openid email`: the profile claims are not released.
     let t = env.tokens("oona", &app, "openid email", None).await;
     let info: Value = env
-        .get_bearer(
+        .bearer_json(
             "/api/auth/oauth/userinfo",
             t["access_token"].as_str().unwrap(),
         )
-        .await
-        .json()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(info["email"], "oona@example.com");
     assert!(info.get("preferred_username").is_none() && info.get("username").is_none());
     // No credentials at all: a bare challenge (RFC 6750 §3.1).
@@ -1142,8 +1040,8 @@ pub async fn cap_bodies_and_the_cronos_dialect(env: &Env) {
     let u = env.user("rhea", 0).await;
     let app = env.app(u, false, None).await;
     env.tokens("rhea", &app, "AIServices", None).await;
-    let cookie = env.login("rhea").await;
-    let csrf = env.csrf(&cookie).await;
+    let browser = env.session("rhea").await;
+    let (cookie, csrf) = (browser.cookie.clone(), browser.csrf.clone());
     let put = |body: Value| {
         env.http
             .put(env.url(&format!("/api/v1/oauth/consents/{}/buzz-limit", app.id)))
@@ -1162,16 +1060,7 @@ pub async fn cap_bodies_and_the_cronos_dialect(env: &Env) {
             .contains("buzzLimit"),
         "{e}"
     );
-    let list: Value = env
-        .http
-        .get(env.url("/api/v1/oauth/consents"))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = browser.get_json("/api/v1/oauth/consents").await;
     assert_eq!(
         list[0]["buzzLimit"][0]["limit"], 5000,
         "the refused body left the default cap in place"

@@ -14,8 +14,8 @@ use buzzgate_domain::pkce::{CodeChallenge, CodeVerifier};
 use buzzgate_domain::ports::OsRandom;
 use buzzgate_domain::service::{Buzzgate, Caller};
 use buzzgate_domain::user::{NewUser, Role, Username};
-use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
+use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
 pub const REDIRECT: &str = "https://app.example.com/callback";
@@ -241,6 +241,22 @@ impl Env {
         req.form(form).send().await.unwrap()
     }
 
+    /// Signs `user` in and reads the session's CSRF token.
+    pub async fn session(&self, user: &str) -> Session<'_> {
+        let cookie = self.login(user).await;
+        let csrf = self.csrf(&cookie).await;
+        Session {
+            env: self,
+            cookie,
+            csrf,
+        }
+    }
+
+    /// GETs `path` with a bearer token; the JSON body.
+    pub async fn bearer_json(&self, path: &str, token: &str) -> Value {
+        self.get_bearer(path, token).await.json().await.unwrap()
+    }
+
     /// A plain GET, no credentials.
     pub async fn get(&self, path: &str) -> reqwest::Response {
         self.http.get(self.url(path)).send().await.unwrap()
@@ -396,6 +412,37 @@ pub fn new_user(name: &str, roles: Vec<Role>) -> NewUser {
         email_verified: true,
         password: Some(PASSWORD.into()),
         roles,
+    }
+}
+
+/// A signed-in browser of one user: its session cookie and CSRF token.
+pub struct Session<'a> {
+    env: &'a Env,
+    pub cookie: String,
+    pub csrf: String,
+}
+
+impl Session<'_> {
+    /// A session-authenticated call (cookie and CSRF token), with a JSON `body` if any.
+    pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> reqwest::Response {
+        let mut req = self.env.http.request(method, self.env.url(path));
+        req = req
+            .header("cookie", &self.cookie)
+            .header("x-csrf-token", &self.csrf);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        req.send().await.unwrap()
+    }
+
+    /// GETs `path` with the session cookie; the JSON body.
+    pub async fn get_json(&self, path: &str) -> Value {
+        let req = self
+            .env
+            .http
+            .get(self.env.url(path))
+            .header("cookie", &self.cookie);
+        req.send().await.unwrap().json().await.unwrap()
     }
 }
 
