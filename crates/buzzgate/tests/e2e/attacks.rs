@@ -863,7 +863,7 @@ pub async fn cross_site_session_change_is_refused(env: &Env) {
         "a cross-site request with the right token: {e}"
     );
     assert_eq!(
-        env.get_bearer("/api/v1/me", &key).await.status(),
+        env.bearer_status("/api/v1/me", &key).await,
         200,
         "the key survived"
     );
@@ -874,7 +874,7 @@ pub async fn cross_site_session_change_is_refused(env: &Env) {
         .await
         .unwrap();
     assert_eq!(r.status(), 204, "same-origin");
-    assert_eq!(env.get_bearer("/api/v1/me", &key).await.status(), 401);
+    assert_eq!(env.bearer_status("/api/v1/me", &key).await, 401);
 }
 
 // --- 8: introspection shows a client only what it may see ----------------------------------
@@ -1416,7 +1416,7 @@ pub async fn revocation_is_not_cached_back(env: &Env) {
     };
     // A validated (cached) token, revoked: refused at once.
     let token = mint().await;
-    assert_eq!(env.get_bearer("/api/v1/me", &token).await.status(), 200);
+    assert_eq!(env.bearer_status("/api/v1/me", &token).await, 200);
     let (s, _) = send(client_form(
         env,
         &app,
@@ -1426,7 +1426,7 @@ pub async fn revocation_is_not_cached_back(env: &Env) {
     .await;
     assert_eq!(s, 200);
     assert_eq!(
-        env.get_bearer("/api/v1/me", &token).await.status(),
+        env.bearer_status("/api/v1/me", &token).await,
         401,
         "a cached token, revoked"
     );
@@ -1895,7 +1895,7 @@ pub async fn caller_table_refusals(env: &Env) {
         "no key minted or deleted: {list}"
     );
     assert_eq!(
-        env.get_bearer("/api/v1/me", &victim_key).await.status(),
+        env.bearer_status("/api/v1/me", &victim_key).await,
         200,
         "the victim key still works"
     );
@@ -1904,7 +1904,7 @@ pub async fn caller_table_refusals(env: &Env) {
         consents_before,
         "the consent stands, its cap unchanged"
     );
-    assert_eq!(env.get_bearer("/api/v1/me", &token).await.status(), 200);
+    assert_eq!(env.bearer_status("/api/v1/me", &token).await, 200);
     let (s, e) = device_poll(env, &device, &dc).await;
     assert_eq!(
         (s, error_of(&e)),

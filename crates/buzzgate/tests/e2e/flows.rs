@@ -23,12 +23,7 @@ pub async fn discovery_advertises_what_works(env: &Env) {
         assert_eq!(m["authorization_response_iss_parameter_supported"], true);
         assert_eq!(m["id_token_signing_alg_values_supported"], json!(["ES256"]));
     }
-    let jwks: Value = env
-        .get("/.well-known/jwks.json")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let jwks: Value = env.get_json("/.well-known/jwks.json").await;
     assert_eq!(jwks["keys"][0]["crv"], "P-256");
     let h = env.get("/healthz").await;
     assert_eq!(h.status(), 200);
@@ -98,15 +93,7 @@ pub async fn browser_flow_with_pkce_refresh_reuse_and_revoke(env: &Env) {
     assert_eq!(info["sub"], u.0.to_string());
 
     // Rotation: a new pair; the old refresh token is now spent (grace 0 here).
-    let (s, t2) = env
-        .token_call(
-            &app,
-            &[
-                ("grant_type", "refresh_token"),
-                ("refresh_token", refresh1.as_str()),
-            ],
-        )
-        .await;
+    let (s, t2) = env.refresh(&app, refresh1.as_str()).await;
     assert_eq!(s, 200, "{t2}");
     let refresh2 = t2["refresh_token"].as_str().unwrap().to_owned();
     let access2 = t2["access_token"].as_str().unwrap().to_owned();
@@ -124,27 +111,11 @@ pub async fn browser_flow_with_pkce_refresh_reuse_and_revoke(env: &Env) {
         .await;
     assert_eq!((s, e["error"].as_str()), (400, Some("invalid_scope")));
     // Reuse of the rotated token outside grace: theft, the whole family dies.
-    let (s, e) = env
-        .token_call(
-            &app,
-            &[
-                ("grant_type", "refresh_token"),
-                ("refresh_token", refresh1.as_str()),
-            ],
-        )
-        .await;
+    let (s, e) = env.refresh(&app, refresh1.as_str()).await;
     assert_eq!((s, e["error"].as_str()), (400, Some("invalid_grant")));
     let r = env.get_bearer("/api/auth/oauth/userinfo", &access2).await;
     assert_eq!(r.status(), 401, "family revoked");
-    let (s, _) = env
-        .token_call(
-            &app,
-            &[
-                ("grant_type", "refresh_token"),
-                ("refresh_token", refresh2.as_str()),
-            ],
-        )
-        .await;
+    let (s, _) = env.refresh(&app, refresh2.as_str()).await;
     assert_eq!(s, 400);
     let _ = refresh;
 
@@ -153,13 +124,8 @@ pub async fn browser_flow_with_pkce_refresh_reuse_and_revoke(env: &Env) {
     let access = t["access_token"].as_str().unwrap();
     for token in [access, "civitai_unknown"] {
         let r = env
-            .http
-            .post(env.url("/api/auth/oauth/revoke"))
-            .basic_auth(&app.id, app.secret.as_ref())
-            .form(&[("token", token)])
-            .send()
-            .await
-            .unwrap();
+            .app_form(&app, "/api/auth/oauth/revoke", &[("token", token)])
+            .await;
         assert_eq!(r.status(), 200);
         assert_eq!(r.json::<Value>().await.unwrap(), json!({}));
     }
@@ -334,13 +300,8 @@ pub async fn introspection_for_resource_servers(env: &Env) {
     let t = env.tokens("ivan", &app, "AIServices", None).await;
     let access = t["access_token"].as_str().unwrap();
     let r = env
-        .http
-        .post(env.url("/api/auth/oauth/introspect"))
-        .basic_auth(&rs.id, rs.secret.as_ref())
-        .form(&[("token", access)])
-        .send()
-        .await
-        .unwrap();
+        .app_form(&rs, "/api/auth/oauth/introspect", &[("token", access)])
+        .await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["cache-control"], "no-store");
     let i: Value = r.json().await.unwrap();
@@ -422,23 +383,15 @@ pub async fn buzz_spend_against_a_cap(env: &Env) {
     assert_eq!(limits["limits"][0]["spend"], 100);
     let id = r["id"].as_str().unwrap();
     let r = env
-        .http
-        .post(env.url(&format!("/api/v1/buzz/spend/{id}/refund")))
-        .basic_auth(&rs.id, rs.secret.as_ref())
-        .send()
-        .await
-        .unwrap();
+        .app_post(&rs, &format!("/api/v1/buzz/spend/{id}/refund"))
+        .await;
     assert_eq!(r.status(), 200);
     let first: Value = r.json().await.unwrap();
     assert_eq!(first["balance"], 940);
     // A repeated refund credits nothing and reports the same instant, to the microsecond.
     let again: Value = env
-        .http
-        .post(env.url(&format!("/api/v1/buzz/spend/{id}/refund")))
-        .basic_auth(&rs.id, rs.secret.as_ref())
-        .send()
+        .app_post(&rs, &format!("/api/v1/buzz/spend/{id}/refund"))
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -512,17 +465,10 @@ pub async fn app_lifecycle_rotate_and_delete(env: &Env) {
         .as_str()
         .unwrap()
         .to_owned();
-    let (s, _) = env
-        .token_call(
-            &app,
-            &[("grant_type", "refresh_token"), ("refresh_token", "x")],
-        )
-        .await;
+    let (s, _) = env.refresh(&app, "x").await;
     assert_eq!(s, 401, "old secret refused");
     assert_eq!(
-        env.get_bearer("/api/auth/oauth/userinfo", &access)
-            .await
-            .status(),
+        env.bearer_status("/api/auth/oauth/userinfo", &access).await,
         200
     );
     let rotated = crate::harness::App {
@@ -530,37 +476,19 @@ pub async fn app_lifecycle_rotate_and_delete(env: &Env) {
         secret: Some(new_secret),
     };
     let (s, _) = env
-        .token_call(
-            &rotated,
-            &[
-                ("grant_type", "refresh_token"),
-                ("refresh_token", t["refresh_token"].as_str().unwrap()),
-            ],
-        )
+        .refresh(&rotated, t["refresh_token"].as_str().unwrap())
         .await;
     assert_eq!(s, 200);
     // Update takes effect at once.
-    let r = browser
-        .call(
-            Method::PATCH,
-            &format!("/api/v1/oauth/clients/{}", app.id),
-            Some(json!({"name": "Renamed"})),
-        )
-        .await;
+    let app_path = format!("/api/v1/oauth/clients/{}", app.id);
+    let renamed = Some(json!({"name": "Renamed"}));
+    let r = browser.call(Method::PATCH, &app_path, renamed).await;
     assert_eq!(r.json::<Value>().await.unwrap()["name"], "Renamed");
     // Delete cascades: every token dies.
-    let r = browser
-        .call(
-            Method::DELETE,
-            &format!("/api/v1/oauth/clients/{}", app.id),
-            None,
-        )
-        .await;
+    let r = browser.call(Method::DELETE, &app_path, None).await;
     assert_eq!(r.status(), 204);
     assert_eq!(
-        env.get_bearer("/api/auth/oauth/userinfo", &access)
-            .await
-            .status(),
+        env.bearer_status("/api/auth/oauth/userinfo", &access).await,
         401
     );
     let r = env
@@ -588,13 +516,13 @@ pub async fn connected_apps_revoke(env: &Env) {
     // A token of that app may not change its own cap (needs UserWrite first; the
     // AIServices preset lacks it, so it is refused either way).
     let r = env
-        .http
-        .put(env.url(&format!("/api/v1/oauth/consents/{}/buzz-limit", app.id)))
-        .bearer_auth(access)
-        .json(&json!([{"type": "absolute", "limit": 5}]))
-        .send()
-        .await
-        .unwrap();
+        .bearer_call(
+            Method::PUT,
+            &format!("/api/v1/oauth/consents/{}/buzz-limit", app.id),
+            access,
+            Some(json!([{"type": "absolute", "limit": 5}])),
+        )
+        .await;
     assert_eq!(r.status(), 403);
     let r = browser
         .call(
@@ -604,28 +532,15 @@ pub async fn connected_apps_revoke(env: &Env) {
         )
         .await;
     assert_eq!(r.status(), 200);
-    let r = browser
-        .call(
-            Method::DELETE,
-            &format!("/api/v1/oauth/consents/{}", app.id),
-            None,
-        )
-        .await;
+    let consent_path = format!("/api/v1/oauth/consents/{}", app.id);
+    let r = browser.call(Method::DELETE, &consent_path, None).await;
     assert_eq!(r.status(), 204);
     assert_eq!(
-        env.get_bearer("/api/auth/oauth/userinfo", access)
-            .await
-            .status(),
+        env.bearer_status("/api/auth/oauth/userinfo", access).await,
         401
     );
     let (s, _) = env
-        .token_call(
-            &app,
-            &[
-                ("grant_type", "refresh_token"),
-                ("refresh_token", t["refresh_token"].as_str().unwrap()),
-            ],
-        )
+        .refresh(&app, t["refresh_token"].as_str().unwrap())
         .await;
     assert_eq!(s, 400, "refresh tokens die too");
 }
@@ -646,12 +561,8 @@ pub async fn api_keys_are_bearers(env: &Env) {
     let me: Value = env.bearer_json("/api/v1/me", key).await;
     assert_eq!(me["subject"]["type"], "apiKey");
     let list: Value = env
-        .http
-        .get(env.url("/api/v1/api-keys"))
-        .bearer_auth(key)
-        .send()
+        .bearer_call(Method::GET, "/api/v1/api-keys", key, None)
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -659,13 +570,13 @@ pub async fn api_keys_are_bearers(env: &Env) {
     assert!(list[0].get("key").is_none());
     // A key cannot mint keys.
     let r = env
-        .http
-        .post(env.url("/api/v1/api-keys"))
-        .bearer_auth(key)
-        .json(&json!({"name": "again"}))
-        .send()
-        .await
-        .unwrap();
+        .bearer_call(
+            Method::POST,
+            "/api/v1/api-keys",
+            key,
+            Some(json!({"name": "again"})),
+        )
+        .await;
     assert_eq!(r.status(), 403);
     let r = browser
         .call(
@@ -675,7 +586,7 @@ pub async fn api_keys_are_bearers(env: &Env) {
         )
         .await;
     assert_eq!(r.status(), 204);
-    assert_eq!(env.get_bearer("/api/v1/me", key).await.status(), 401);
+    assert_eq!(env.bearer_status("/api/v1/me", key).await, 401);
 }
 
 pub async fn bad_input_is_4xx_never_500(env: &Env) {
@@ -901,13 +812,12 @@ pub async fn rate_limited(env: &Env) {
     let mut retry_after = None;
     for _ in 0..5 {
         let r = env
-            .http
-            .post(env.url("/api/auth/oauth/token"))
-            .basic_auth(&app.id, app.secret.as_ref())
-            .form(&[("grant_type", "client_credentials")])
-            .send()
-            .await
-            .unwrap();
+            .app_form(
+                &app,
+                "/api/auth/oauth/token",
+                &[("grant_type", "client_credentials")],
+            )
+            .await;
         let status = r.status().as_u16();
         if status == 429 {
             retry_after = r
@@ -928,11 +838,9 @@ pub async fn buzz_account_for_the_civitai_sdk(env: &Env) {
     let u = env.user("tina", 700).await;
     let app = env.app(u, false, None).await;
     let t = env.tokens("tina", &app, "UserRead BuzzRead", None).await;
+    let account = "/api/trpc/buzz.getUserAccount";
     let r = env
-        .get_bearer(
-            "/api/trpc/buzz.getUserAccount",
-            t["access_token"].as_str().unwrap(),
-        )
+        .get_bearer(account, t["access_token"].as_str().unwrap())
         .await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["cache-control"], "no-store");
@@ -944,12 +852,8 @@ pub async fn buzz_account_for_the_civitai_sdk(env: &Env) {
         ]}}})
     );
     let without = env.tokens("tina", &app, "UserRead", None).await;
-    let r = env
-        .get_bearer(
-            "/api/trpc/buzz.getUserAccount",
-            without["access_token"].as_str().unwrap(),
-        )
-        .await;
+    let without = without["access_token"].as_str().unwrap();
+    let r = env.get_bearer(account, without).await;
     assert_eq!(r.status(), 403);
     let challenge = www(&r);
     assert!(
@@ -978,12 +882,7 @@ fn jwt_claims(jwt: &str) -> Value {
 pub async fn oidc_scopes_sign_a_user_in(env: &Env) {
     let u = env.user("oona", 0).await;
     let app = env.app(u, false, None).await;
-    let meta: Value = env
-        .get("/.well-known/openid-configuration")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let meta: Value = env.get_json("/.well-known/openid-configuration").await;
     for s in ["openid", "profile", "email", "offline_access"] {
         assert!(
             meta["scopes_supported"]

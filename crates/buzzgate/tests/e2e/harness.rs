@@ -15,7 +15,7 @@ use buzzgate_domain::ports::OsRandom;
 use buzzgate_domain::service::{Buzzgate, Caller};
 use buzzgate_domain::user::{NewUser, Role, Username};
 use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
-use reqwest::{Method, StatusCode};
+use reqwest::{Method, Response, StatusCode};
 use serde_json::Value;
 
 pub const REDIRECT: &str = "https://app.example.com/callback";
@@ -255,6 +255,59 @@ impl Env {
     /// GETs `path` with a bearer token; the JSON body.
     pub async fn bearer_json(&self, path: &str, token: &str) -> Value {
         self.get_bearer(path, token).await.json().await.unwrap()
+    }
+
+    /// A call with a bearer token, with a JSON `body` if any.
+    pub async fn bearer_call(
+        &self,
+        method: Method,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> reqwest::Response {
+        let mut req = self.http.request(method, self.url(path)).bearer_auth(token);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        req.send().await.unwrap()
+    }
+
+    /// The status of a GET with a bearer token.
+    pub async fn bearer_status(&self, path: &str, token: &str) -> u16 {
+        self.get_bearer(path, token).await.status().as_u16()
+    }
+
+    /// A `refresh_token` grant for `app`: the status and the body.
+    pub async fn refresh(&self, app: &App, refresh_token: &str) -> (u16, Value) {
+        let form = [
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token),
+        ];
+        self.token_call(app, &form).await
+    }
+
+    /// A form POST authenticated as `app` (Basic): revocation, introspection.
+    pub async fn app_form(&self, app: &App, path: &str, form: &[(&str, &str)]) -> Response {
+        let req = self.http.post(self.url(path));
+        req.basic_auth(&app.id, app.secret.as_ref())
+            .form(form)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// A bodiless POST authenticated as `app` (Basic).
+    pub async fn app_post(&self, app: &App, path: &str) -> reqwest::Response {
+        let req = self.http.post(self.url(path));
+        req.basic_auth(&app.id, app.secret.as_ref())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// A plain GET, no credentials; the JSON body.
+    pub async fn get_json(&self, path: &str) -> Value {
+        self.get(path).await.json().await.unwrap()
     }
 
     /// A plain GET, no credentials.
