@@ -13,7 +13,7 @@ use buzzgate_domain::ids::{ClientId, UserId};
 use buzzgate_domain::pkce::CodeVerifier;
 use buzzgate_domain::service::Caller;
 use buzzgate_domain::user::Role;
-use reqwest::RequestBuilder;
+use reqwest::{Method, RequestBuilder};
 use serde_json::{Value, json};
 
 use crate::harness::{App, Env, PASSWORD, REDIRECT, cookie_pair, query_param};
@@ -351,28 +351,26 @@ async fn sign_in(env: &Env, username: &str, password: &str, from: &str) -> reqwe
 // --- 1–3: revoking a consent reaches everything ---------------------------------------------
 
 pub async fn consent_revoke_kills_unused_codes(env: &Env) {
-    let dev = env.user("dev", 0).await;
-    env.user("alice", 0).await;
-    let app = env.app(dev, false, None).await;
+    let (_, app) = dev_app_and_user(env, "alice", 0).await;
     let b = browser(env, "alice").await;
     // Two codes the app has not exchanged yet.
     let (code1, v1) = code_for(env, &b.cookie, &app, "AIServices").await;
     let (code2, v2) = code_for(env, &b.cookie, &app, "AIServices").await;
     assert_ne!(code1, code2);
     assert_eq!(revoke_consent(env, &b, &app).await, 204, "the user revokes");
-    let (s, e) = env.exchange(&app, &code1, v1.as_str()).await;
-    assert_eq!(
-        (s, error_of(&e)),
-        (400, Some("invalid_grant")),
-        "a code from before the revocation is dead: {e}"
+    assert_refused(
+        env.exchange(&app, &code1, v1.as_str()).await,
+        400,
+        "invalid_grant",
+        "a code from before the revocation is dead",
     );
     // The user approves the app again: a new consent must not revive the old code.
     let (code3, v3) = code_for(env, &b.cookie, &app, "AIServices").await;
-    let (s, e) = env.exchange(&app, &code2, v2.as_str()).await;
-    assert_eq!(
-        (s, error_of(&e)),
-        (400, Some("invalid_grant")),
-        "a new consent does not resurrect a code from before the revocation: {e}"
+    assert_refused(
+        env.exchange(&app, &code2, v2.as_str()).await,
+        400,
+        "invalid_grant",
+        "a new consent does not resurrect a code from before the revocation",
     );
     let (s, t) = env.exchange(&app, &code3, v3.as_str()).await;
     assert_eq!(s, 200, "a code of the new consent works: {t}");
@@ -380,48 +378,39 @@ pub async fn consent_revoke_kills_unused_codes(env: &Env) {
 }
 
 pub async fn consent_revoke_kills_approved_device_grants(env: &Env) {
-    let dev = env.user("dev", 0).await;
-    env.user("dora", 0).await;
-    let app = device_app(env, dev).await;
-    let b = browser(env, "dora").await;
+    let (app, b) = device_app_and_browser(env, "dora").await;
     let (dc1, uc1) = device_start(env, &app, "AIServices").await;
     let (dc2, uc2) = device_start(env, &app, "AIServices").await;
     device_approve(env, &b.cookie, &uc1).await;
     device_approve(env, &b.cookie, &uc2).await;
     assert_eq!(revoke_consent(env, &b, &app).await, 204, "the user revokes");
-    let (s, e) = device_poll(env, &app, &dc1).await;
-    assert_eq!(
-        (s, error_of(&e)),
-        (400, Some("invalid_grant")),
-        "a device approved before the revocation gets nothing: {e}"
+    assert_refused(
+        device_poll(env, &app, &dc1).await,
+        400,
+        "invalid_grant",
+        "a device approved before the revocation gets nothing",
     );
     // A later approval (a new consent) does not revive the other approved device.
     let (dc3, uc3) = device_start(env, &app, "AIServices").await;
     device_approve(env, &b.cookie, &uc3).await;
-    let (s, e) = device_poll(env, &app, &dc2).await;
-    assert_eq!(
-        (s, error_of(&e)),
-        (400, Some("invalid_grant")),
-        "the new consent does not resurrect a device grant from before the revocation: {e}"
+    assert_refused(
+        device_poll(env, &app, &dc2).await,
+        400,
+        "invalid_grant",
+        "the new consent does not resurrect a device grant from before the revocation",
     );
     let (s, t) = device_poll(env, &app, &dc3).await;
     assert_eq!(s, 200, "a device approved under the new consent works: {t}");
 }
 
 pub async fn spend_after_consent_revoke_fails_closed(env: &Env) {
-    let dev = env.user("dev", 0).await;
-    env.user("sid", 1000).await;
-    let app = env.app(dev, false, None).await;
-    let rs = resource_server(env, dev).await;
-    let t = env
-        .tokens(
-            "sid",
-            &app,
-            "AIServices",
-            Some(r#"[{"type":"absolute","limit":500}]"#),
-        )
-        .await;
-    let token = access_of(&t);
+    let (app, rs, token) = capped_spender(
+        env,
+        "sid",
+        "AIServices",
+        r#"[{"type":"absolute","limit":500}]"#,
+    )
+    .await;
     let (s, r) = spend(env, &rs, &token, 10, "before").await;
     assert_eq!(s, 200, "spending works while the consent stands: {r}");
     let b = browser(env, "sid").await;
@@ -441,19 +430,17 @@ pub async fn spend_after_consent_revoke_fails_closed(env: &Env) {
 }
 
 pub async fn refresh_after_consent_revoke_fails(env: &Env) {
-    let dev = env.user("dev", 0).await;
-    env.user("rex", 0).await;
-    let app = env.app(dev, false, None).await;
+    let (_, app) = dev_app_and_user(env, "rex", 0).await;
     let t = env.tokens("rex", &app, "AIServices", None).await;
     let (s, t2) = refresh(env, &app, &refresh_of(&t)).await;
     assert_eq!(s, 200, "refresh works while the consent stands: {t2}");
     let b = browser(env, "rex").await;
     assert_eq!(revoke_consent(env, &b, &app).await, 204, "the user revokes");
-    let (s, e) = refresh(env, &app, &refresh_of(&t2)).await;
-    assert_eq!(
-        (s, error_of(&e)),
-        (400, Some("invalid_grant")),
-        "no refresh without a consent: {e}"
+    assert_refused(
+        refresh(env, &app, &refresh_of(&t2)).await,
+        400,
+        "invalid_grant",
+        "no refresh without a consent",
     );
 }
 
@@ -508,6 +495,40 @@ async fn bob_and_a_full_token(env: &Env) -> (App, App, String, Browser) {
     (app_b, app_a, token, b)
 }
 
+/// The call was answered `status` with the OAuth error `error`.
+#[track_caller]
+fn assert_refused((s, e): (u16, Value), status: u16, error: &str, row: &str) {
+    assert_eq!((s, error_of(&e)), (status, Some(error)), "{row}: {e}");
+}
+
+/// A developer's third-party app, and a user `name` holding `buzz` Buzz: the developer, the app.
+async fn dev_app_and_user(env: &Env, name: &str, buzz: u64) -> (UserId, App) {
+    let dev = env.user("dev", 0).await;
+    env.user(name, buzz).await;
+    (dev, env.app(dev, false, None).await)
+}
+
+/// A call with a bearer token and no body: the status and the JSON body.
+async fn as_bearer(env: &Env, method: Method, path: &str, token: &str) -> (u16, Value) {
+    answer(env.bearer_call(method, path, token, None).await).await
+}
+
+/// A device-flow app of a developer, and the signed-in browser of a user `name`.
+async fn device_app_and_browser(env: &Env, name: &str) -> (App, Browser) {
+    let dev = env.user("dev", 0).await;
+    env.user(name, 0).await;
+    (device_app(env, dev).await, browser(env, name).await)
+}
+
+/// A user `name` holding 1000 Buzz, a developer's app and resource server, and the user's
+/// access token for the app, granted with `scope` under the cap `limit`.
+async fn capped_spender(env: &Env, name: &str, scope: &str, limit: &str) -> (App, App, String) {
+    let (dev, app) = dev_app_and_user(env, name, 1000).await;
+    let rs = resource_server(env, dev).await;
+    let t = env.tokens(name, &app, scope, Some(limit)).await;
+    (app, rs, access_of(&t))
+}
+
 fn assert_app_token_refused(row: &str, (s, e): (u16, Value)) {
     assert_eq!(
         (s, error_of(&e)),
@@ -534,31 +555,25 @@ async fn assert_app_b_intact(env: &Env, app_b: &App, b: &Browser) {
 
 pub async fn third_party_token_cannot_rotate_owners_app_secret(env: &Env) {
     let (app_b, _, token, b) = bob_and_a_full_token(env).await;
-    let r = send(
-        env.http
-            .post(env.url(&format!("/api/v1/oauth/clients/{}/rotate-secret", app_b.id)))
-            .bearer_auth(&token),
-    )
-    .await;
-    assert_app_token_refused("rotate app B's secret", r);
-    let r = send(
-        env.http
-            .post(env.url(&format!("/oauth/clients/{}/reset-secret", app_b.id)))
-            .bearer_auth(&token),
-    )
-    .await;
-    assert_app_token_refused("reset app B's secret (seed 004 path)", r);
+    for (row, path) in [
+        (
+            "rotate app B's secret",
+            format!("/api/v1/oauth/clients/{}/rotate-secret", app_b.id),
+        ),
+        (
+            "reset app B's secret (seed 004 path)",
+            format!("/oauth/clients/{}/reset-secret", app_b.id),
+        ),
+    ] {
+        assert_app_token_refused(row, as_bearer(env, Method::POST, &path, &token).await);
+    }
     assert_app_b_intact(env, &app_b, &b).await;
 }
 
 pub async fn third_party_token_cannot_delete_owners_app(env: &Env) {
     let (app_b, _, token, b) = bob_and_a_full_token(env).await;
-    let r = send(
-        env.http
-            .delete(env.url(&format!("/api/v1/oauth/clients/{}", app_b.id)))
-            .bearer_auth(&token),
-    )
-    .await;
+    let app_path = format!("/api/v1/oauth/clients/{}", app_b.id);
+    let r = as_bearer(env, Method::DELETE, &app_path, &token).await;
     assert_app_token_refused("delete app B", r);
     assert_app_b_intact(env, &app_b, &b).await;
 }
@@ -608,18 +623,18 @@ pub async fn third_party_token_cannot_list_apps_consents_or_keys(env: &Env) {
         assert_app_token_refused(row, send(req).await);
     }
     // Its own cap: refused as well (SPEC 3.10), whichever rule answers first.
-    let (s, e) = send(
-        bearer(
-            env.http
-                .put(env.url(&format!("/api/v1/oauth/consents/{}/buzz-limit", app_a.id))),
+    assert_refused(
+        send(
+            bearer(
+                env.http
+                    .put(env.url(&format!("/api/v1/oauth/consents/{}/buzz-limit", app_a.id))),
+            )
+            .json(&json!([])),
         )
-        .json(&json!([])),
-    )
-    .await;
-    assert_eq!(
-        (s, error_of(&e)),
-        (403, Some("access_denied")),
-        "lift its own cap: {e}"
+        .await,
+        403,
+        "access_denied",
+        "lift its own cap",
     );
     // Nothing changed: the same Connected Apps and caps, no new key, app B intact.
     assert_eq!(connected_apps(env, &b).await, before, "consents unchanged");
@@ -631,41 +646,38 @@ pub async fn third_party_token_cannot_list_apps_consents_or_keys(env: &Env) {
 // --- 6: a disabled app gets no tokens, whichever way it asks --------------------------------
 
 pub async fn disabled_app_gets_no_tokens_by_device_flow(env: &Env) {
-    let dev = env.user("dev", 0).await;
-    env.user("dina", 0).await;
-    let app = device_app(env, dev).await;
-    let b = browser(env, "dina").await;
+    let (app, b) = device_app_and_browser(env, "dina").await;
     let (approved, uc) = device_start(env, &app, "UserRead").await;
     device_approve(env, &b.cookie, &uc).await;
     let (pending, pending_uc) = device_start(env, &app, "UserRead").await;
     set_access_mode(env, &app, AccessMode::Disabled).await;
-    let (s, e) = send(client_form(
-        env,
-        &app,
-        "/api/auth/oauth/device",
-        &[("scope", "UserRead")],
-    ))
-    .await;
-    assert_eq!(
-        (s, error_of(&e)),
-        (400, Some("unauthorized_client")),
-        "device start: {e}"
+    assert_refused(
+        send(client_form(
+            env,
+            &app,
+            "/api/auth/oauth/device",
+            &[("scope", "UserRead")],
+        ))
+        .await,
+        400,
+        "unauthorized_client",
+        "device start",
     );
-    let (s, e) = device_poll(env, &app, &approved).await;
-    assert_eq!(
-        (s, error_of(&e)),
-        (400, Some("unauthorized_client")),
-        "device exchange: {e}"
+    assert_refused(
+        device_poll(env, &app, &approved).await,
+        400,
+        "unauthorized_client",
+        "device exchange",
     );
-    let (s, e) = send(
-        b.proven(env.http.post(env.url("/api/auth/oauth/device-approve")))
-            .form(&[("user_code", pending_uc.as_str())]),
-    )
-    .await;
-    assert_eq!(
-        (s, error_of(&e)),
-        (403, Some("access_denied")),
-        "device approval: {e}"
+    assert_refused(
+        send(
+            b.proven(env.http.post(env.url("/api/auth/oauth/device-approve")))
+                .form(&[("user_code", pending_uc.as_str())]),
+        )
+        .await,
+        403,
+        "access_denied",
+        "device approval",
     );
     // Re-enabled: the grant approved before is still there; the refused approval did nothing.
     set_access_mode(env, &app, AccessMode::Open).await;
@@ -683,17 +695,15 @@ pub async fn disabled_app_gets_no_tokens_by_device_flow(env: &Env) {
 }
 
 pub async fn disabled_app_cannot_refresh(env: &Env) {
-    let dev = env.user("dev", 0).await;
-    env.user("dale", 0).await;
-    let app = env.app(dev, false, None).await;
+    let (_, app) = dev_app_and_user(env, "dale", 0).await;
     let t = env.tokens("dale", &app, "AIServices", None).await;
     let rt = refresh_of(&t);
     set_access_mode(env, &app, AccessMode::Disabled).await;
-    let (s, e) = refresh(env, &app, &rt).await;
-    assert_eq!(
-        (s, error_of(&e)),
-        (400, Some("unauthorized_client")),
-        "refresh of a disabled app: {e}"
+    assert_refused(
+        refresh(env, &app, &rt).await,
+        400,
+        "unauthorized_client",
+        "refresh of a disabled app",
     );
     set_access_mode(env, &app, AccessMode::Open).await;
     let (s, t2) = refresh(env, &app, &rt).await;
@@ -701,36 +711,34 @@ pub async fn disabled_app_cannot_refresh(env: &Env) {
 }
 
 pub async fn disabled_app_cannot_exchange_a_code(env: &Env) {
-    let dev = env.user("dev", 0).await;
-    env.user("dana", 0).await;
-    let app = env.app(dev, false, None).await;
+    let (_, app) = dev_app_and_user(env, "dana", 0).await;
     let b = browser(env, "dana").await;
     let (code, verifier) = code_for(env, &b.cookie, &app, "AIServices").await;
     set_access_mode(env, &app, AccessMode::Disabled).await;
-    let (s, e) = env.exchange(&app, &code, verifier.as_str()).await;
-    assert_eq!(
-        (s, error_of(&e)),
-        (400, Some("unauthorized_client")),
-        "code exchange of a disabled app: {e}"
+    assert_refused(
+        env.exchange(&app, &code, verifier.as_str()).await,
+        400,
+        "unauthorized_client",
+        "code exchange of a disabled app",
     );
     // Authorize is refused too (SPEC 3.1 step 3): JSON, no redirect.
-    let (s, e) = send(
-        b.cookie_only(env.http.get(env.url("/api/auth/oauth/authorize")))
-            .query(&[
-                ("response_type", "code"),
-                ("client_id", app.id.as_str()),
-                ("redirect_uri", REDIRECT),
-                ("scope", "AIServices"),
-                ("state", "s"),
-                ("code_challenge", CHALLENGE),
-                ("code_challenge_method", "S256"),
-            ]),
-    )
-    .await;
-    assert_eq!(
-        (s, error_of(&e)),
-        (403, Some("access_denied")),
-        "authorize: {e}"
+    assert_refused(
+        send(
+            b.cookie_only(env.http.get(env.url("/api/auth/oauth/authorize")))
+                .query(&[
+                    ("response_type", "code"),
+                    ("client_id", app.id.as_str()),
+                    ("redirect_uri", REDIRECT),
+                    ("scope", "AIServices"),
+                    ("state", "s"),
+                    ("code_challenge", CHALLENGE),
+                    ("code_challenge_method", "S256"),
+                ]),
+        )
+        .await,
+        403,
+        "access_denied",
+        "authorize",
     );
 }
 
@@ -740,11 +748,11 @@ pub async fn disabled_app_cannot_use_client_credentials(env: &Env) {
     let (s, t) = client_credentials(env, &app).await;
     assert_eq!(s, 200, "{t}");
     set_access_mode(env, &app, AccessMode::Disabled).await;
-    let (s, e) = client_credentials(env, &app).await;
-    assert_eq!(
-        (s, error_of(&e)),
-        (400, Some("unauthorized_client")),
-        "client_credentials of a disabled app: {e}"
+    assert_refused(
+        client_credentials(env, &app).await,
+        400,
+        "unauthorized_client",
+        "client_credentials of a disabled app",
     );
     set_access_mode(env, &app, AccessMode::Open).await;
     let (s, t) = client_credentials(env, &app).await;
@@ -754,10 +762,7 @@ pub async fn disabled_app_cannot_use_client_credentials(env: &Env) {
 // --- 7: cookies alone change nothing ---------------------------------------------------------
 
 pub async fn csrf_charset_json_device_approve_is_refused(env: &Env) {
-    let dev = env.user("dev", 0).await;
-    env.user("cleo", 0).await;
-    let app = device_app(env, dev).await;
-    let b = browser(env, "cleo").await;
+    let (app, b) = device_app_and_browser(env, "cleo").await;
     let (dc, uc) = device_start(env, &app, "UserRead").await;
     let url = env.url("/api/auth/oauth/device-approve");
     // A form post another site can send (a "simple" request), dressed up as JSON.
@@ -776,21 +781,21 @@ pub async fn csrf_charset_json_device_approve_is_refused(env: &Env) {
         "charset=json form without CSRF: {e}"
     );
     // A JSON content type proves nothing either (SPEC 13).
-    let (s, e) = send(
-        b.cookie_only(env.http.post(&url))
-            .json(&json!({"user_code": uc})),
-    )
-    .await;
-    assert_eq!(
-        (s, error_of(&e)),
-        (403, Some("access_denied")),
-        "JSON without CSRF: {e}"
+    assert_refused(
+        send(
+            b.cookie_only(env.http.post(&url))
+                .json(&json!({"user_code": uc})),
+        )
+        .await,
+        403,
+        "access_denied",
+        "JSON without CSRF",
     );
-    let (s, e) = device_poll(env, &app, &dc).await;
-    assert_eq!(
-        (s, error_of(&e)),
-        (400, Some("authorization_pending")),
-        "the device is still pending: {e}"
+    assert_refused(
+        device_poll(env, &app, &dc).await,
+        400,
+        "authorization_pending",
+        "the device is still pending",
     );
     assert!(
         connected_apps(env, &b).await.is_empty(),
@@ -817,16 +822,16 @@ pub async fn session_text_plain_rotate_secret_is_refused(env: &Env) {
     let app = cc_app(env, owner).await;
     let b = browser(env, "rory").await;
     let url = env.url(&format!("/api/v1/oauth/clients/{}/rotate-secret", app.id));
-    let (s, e) = send(
-        b.cookie_only(env.http.post(&url))
-            .header("content-type", "text/plain")
-            .body("rotate please"),
-    )
-    .await;
-    assert_eq!(
-        (s, error_of(&e)),
-        (403, Some("access_denied")),
-        "text/plain with the cookie only: {e}"
+    assert_refused(
+        send(
+            b.cookie_only(env.http.post(&url))
+                .header("content-type", "text/plain")
+                .body("rotate please"),
+        )
+        .await,
+        403,
+        "access_denied",
+        "text/plain with the cookie only",
     );
     let (s, t) = client_credentials(env, &app).await;
     assert_eq!(s, 200, "the old secret still works: {t}");
@@ -837,11 +842,11 @@ pub async fn session_text_plain_rotate_secret_is_refused(env: &Env) {
         id: app.id.clone(),
         secret: r["clientSecret"].as_str().map(str::to_owned),
     };
-    let (s, e) = client_credentials(env, &app).await;
-    assert_eq!(
-        (s, error_of(&e)),
-        (401, Some("invalid_client")),
-        "rotated: {e}"
+    assert_refused(
+        client_credentials(env, &app).await,
+        401,
+        "invalid_client",
+        "rotated",
     );
     let (s, t) = client_credentials(env, &rotated).await;
     assert_eq!(s, 200, "{t}");
@@ -852,15 +857,15 @@ pub async fn cross_site_session_change_is_refused(env: &Env) {
     let b = browser(env, "cass").await;
     let (id, key) = api_key(env, &b, "cli", "UserRead").await;
     let url = env.url(&format!("/api/v1/api-keys/{id}"));
-    let (s, e) = send(
-        b.proven(env.http.delete(&url))
-            .header("sec-fetch-site", "cross-site"),
-    )
-    .await;
-    assert_eq!(
-        (s, error_of(&e)),
-        (403, Some("access_denied")),
-        "a cross-site request with the right token: {e}"
+    assert_refused(
+        send(
+            b.proven(env.http.delete(&url))
+                .header("sec-fetch-site", "cross-site"),
+        )
+        .await,
+        403,
+        "access_denied",
+        "a cross-site request with the right token",
     );
     assert_eq!(
         env.bearer_status("/api/v1/me", &key).await,
@@ -925,9 +930,7 @@ pub async fn introspection_of_another_apps_token_is_inactive(env: &Env) {
 }
 
 pub async fn rotated_refresh_token_is_inactive_after_grace(env: &Env) {
-    let dev = env.user("dev", 0).await;
-    env.user("gus", 0).await;
-    let app = env.app(dev, false, None).await;
+    let (_, app) = dev_app_and_user(env, "gus", 0).await;
     let t = env.tokens("gus", &app, "AIServices", None).await;
     let old = refresh_of(&t);
     let (s, t2) = refresh(env, &app, &old).await;
@@ -1093,9 +1096,7 @@ pub async fn forwarded_for_is_ignored_without_trusted_proxies(env: &Env) {
 // --- 13: id_token auth_time ------------------------------------------------------------------
 
 pub async fn id_token_auth_time_is_the_sign_in_time(env: &Env) {
-    let dev = env.user("dev", 0).await;
-    env.user("ada", 0).await;
-    let app = env.app(dev, false, None).await;
+    let (_, app) = dev_app_and_user(env, "ada", 0).await;
     let before = now_unix();
     let cookie = env.login("ada").await;
     let signed_in = now_unix();
@@ -1130,9 +1131,7 @@ pub async fn id_token_auth_time_is_the_sign_in_time(env: &Env) {
 // --- 14: one code, one winner ------------------------------------------------------------------
 
 pub async fn concurrent_code_redemption_has_exactly_one_winner(env: &Env) {
-    let dev = env.user("dev", 0).await;
-    env.user("cory", 0).await;
-    let app = env.app(dev, false, None).await;
+    let (_, app) = dev_app_and_user(env, "cory", 0).await;
     let cookie = env.login("cory").await;
     for n in [10, 32] {
         let (code, verifier) = code_for(env, &cookie, &app, "AIServices").await;
@@ -1205,11 +1204,11 @@ pub async fn device_start_checks_public_client_origins(env: &Env) {
     };
     let r = start(EVIL).await.unwrap();
     assert_eq!(header(&r, "access-control-allow-origin"), None);
-    let (s, e) = answer(r).await;
-    assert_eq!(
-        (s, error_of(&e)),
-        (403, Some("origin_not_allowed")),
-        "an unregistered origin: {e}"
+    assert_refused(
+        answer(r).await,
+        403,
+        "origin_not_allowed",
+        "an unregistered origin",
     );
     let r = start(SPA).await.unwrap();
     assert_eq!(
@@ -1273,9 +1272,7 @@ pub async fn cors_preflight_does_not_echo_unknown_origins(env: &Env) {
 // --- 16: resource servers keep to their own spends ------------------------------------------
 
 pub async fn resource_server_cannot_refund_another_servers_spend(env: &Env) {
-    let dev = env.user("dev", 0).await;
-    env.user("rhea", 1000).await;
-    let app = env.app(dev, false, None).await;
+    let (dev, app) = dev_app_and_user(env, "rhea", 1000).await;
     let r1 = resource_server(env, dev).await;
     let r2 = resource_server(env, dev).await;
     let t = env.tokens("rhea", &app, "AIServices BuzzRead", None).await;
@@ -1283,11 +1280,11 @@ pub async fn resource_server_cannot_refund_another_servers_spend(env: &Env) {
     let (s, sp) = spend(env, &r1, &token, 25, "job-1").await;
     assert_eq!(s, 200, "{sp}");
     let id = sp["id"].as_str().unwrap();
-    let (s, e) = refund(env, &r2, id).await;
-    assert_eq!(
-        (s, error_of(&e)),
-        (404, Some("not_found")),
-        "another server's spend: {e}"
+    assert_refused(
+        refund(env, &r2, id).await,
+        404,
+        "not_found",
+        "another server's spend",
     );
     assert_eq!(balance(env, &token).await, 975, "nothing refunded");
     let (s, r) = refund(env, &r1, id).await;
@@ -1296,9 +1293,7 @@ pub async fn resource_server_cannot_refund_another_servers_spend(env: &Env) {
 }
 
 pub async fn idempotency_keys_are_scoped_to_the_resource_server(env: &Env) {
-    let dev = env.user("dev", 0).await;
-    env.user("ivy", 1000).await;
-    let app = env.app(dev, false, None).await;
+    let (dev, app) = dev_app_and_user(env, "ivy", 1000).await;
     let r1 = resource_server(env, dev).await;
     let r2 = resource_server(env, dev).await;
     let t = env.tokens("ivy", &app, "AIServices BuzzRead", None).await;
@@ -1338,6 +1333,11 @@ async fn race_a_revocation(
     label: String,
 ) -> usize {
     let stop = Arc::new(AtomicBool::new(false));
+    let me = || {
+        http.get(format!("{base}/api/v1/me"))
+            .bearer_auth(&token)
+            .send()
+    };
     let mut racers = Vec::new();
     let racer_delay = Duration::from_micros((-offset_us).max(0) as u64);
     let revoke_delay = Duration::from_micros(offset_us.max(0) as u64);
@@ -1370,12 +1370,7 @@ async fn race_a_revocation(
         .unwrap();
     assert_eq!(r.status(), 200, "{label}: revoked");
     let revoked = Instant::now();
-    let r = http
-        .get(format!("{base}/api/v1/me"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let r = me().await.unwrap();
     assert_eq!(r.status(), 401, "{label}: refused at once");
     tokio::time::sleep(Duration::from_millis(30)).await;
     stop.store(true, Ordering::SeqCst);
@@ -1392,12 +1387,7 @@ async fn race_a_revocation(
             }
         }
     }
-    let r = http
-        .get(format!("{base}/api/v1/me"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let r = me().await.unwrap();
     assert_eq!(
         r.status(),
         401,
@@ -1462,19 +1452,13 @@ pub async fn revocation_is_not_cached_back(env: &Env) {
 // --- 18: bodies mean one thing ---------------------------------------------------------------
 
 pub async fn json_duplicate_keys_are_refused(env: &Env) {
-    let dev = env.user("dev", 0).await;
-    env.user("jay", 1000).await;
-    let app = env.app(dev, false, None).await;
-    let rs = resource_server(env, dev).await;
-    let t = env
-        .tokens(
-            "jay",
-            &app,
-            "AIServices BuzzRead",
-            Some(r#"[{"type":"absolute","limit":100}]"#),
-        )
-        .await;
-    let token = access_of(&t);
+    let (app, rs, token) = capped_spender(
+        env,
+        "jay",
+        "AIServices BuzzRead",
+        r#"[{"type":"absolute","limit":100}]"#,
+    )
+    .await;
     let (s, e) = spend_raw(
         env,
         &rs,
@@ -1523,9 +1507,7 @@ pub async fn json_duplicate_keys_are_refused(env: &Env) {
 }
 
 pub async fn signed_amount_is_refused(env: &Env) {
-    let dev = env.user("dev", 0).await;
-    env.user("sam", 1000).await;
-    let app = env.app(dev, false, None).await;
+    let (dev, app) = dev_app_and_user(env, "sam", 1000).await;
     let rs = resource_server(env, dev).await;
     let t = env.tokens("sam", &app, "AIServices BuzzRead", None).await;
     let token = access_of(&t);
@@ -1905,11 +1887,11 @@ pub async fn caller_table_refusals(env: &Env) {
         "the consent stands, its cap unchanged"
     );
     assert_eq!(env.bearer_status("/api/v1/me", &token).await, 200);
-    let (s, e) = device_poll(env, &device, &dc).await;
-    assert_eq!(
-        (s, error_of(&e)),
-        (400, Some("authorization_pending")),
-        "the device was not approved: {e}"
+    assert_refused(
+        device_poll(env, &device, &dc).await,
+        400,
+        "authorization_pending",
+        "the device was not approved",
     );
     // The callers the table does admit, for contrast: the refusals above were about the
     // caller, not the request.
