@@ -404,13 +404,7 @@ pub async fn consent_revoke_kills_approved_device_grants(env: &Env) {
 }
 
 pub async fn spend_after_consent_revoke_fails_closed(env: &Env) {
-    let (app, rs, token) = capped_spender(
-        env,
-        "sid",
-        "AIServices",
-        r#"[{"type":"absolute","limit":500}]"#,
-    )
-    .await;
+    let (app, rs, token) = capped_spender(env, "sid", "AIServices", 500).await;
     let (s, r) = spend(env, &rs, &token, 10, "before").await;
     assert_eq!(s, 200, "spending works while the consent stands: {r}");
     let b = browser(env, "sid").await;
@@ -522,11 +516,37 @@ async fn device_app_and_browser(env: &Env, name: &str) -> (App, Browser) {
 
 /// A user `name` holding 1000 Buzz, a developer's app and resource server, and the user's
 /// access token for the app, granted with `scope` under the cap `limit`.
-async fn capped_spender(env: &Env, name: &str, scope: &str, limit: &str) -> (App, App, String) {
+async fn capped_spender(env: &Env, name: &str, scope: &str, limit: u64) -> (App, App, String) {
     let (dev, app) = dev_app_and_user(env, name, 1000).await;
     let rs = resource_server(env, dev).await;
-    let t = env.tokens(name, &app, scope, Some(limit)).await;
+    let cap = format!(r#"[{{"type":"absolute","limit":{limit}}}]"#);
+    let t = env.tokens(name, &app, scope, Some(&cap)).await;
     (app, rs, access_of(&t))
+}
+
+/// Two resource servers of a developer, and the access token (AIServices BuzzRead) of a
+/// user `name` holding 1000 Buzz for the developer's app.
+async fn two_resource_servers(env: &Env, name: &str) -> (App, App, String) {
+    let (dev, app) = dev_app_and_user(env, name, 1000).await;
+    let r1 = resource_server(env, dev).await;
+    let r2 = resource_server(env, dev).await;
+    let t = env.tokens(name, &app, "AIServices BuzzRead", None).await;
+    (r1, r2, access_of(&t))
+}
+
+/// Ray's app, its revoke limit starting a fresh window.
+async fn rays_app_in_a_fresh_window(env: &Env) -> App {
+    let owner = env.user("ray", 0).await;
+    let app = env.app(owner, false, None).await;
+    fresh_window(Duration::from_secs(3)).await;
+    app
+}
+
+/// A form post another site can send (a "simple" request), dressed up as JSON.
+fn charset_json(req: RequestBuilder, user_code: &str) -> RequestBuilder {
+    let form = "application/x-www-form-urlencoded; charset=json";
+    req.header("content-type", form)
+        .body(format!("user_code={user_code}"))
 }
 
 fn assert_app_token_refused(row: &str, (s, e): (u16, Value)) {
@@ -766,15 +786,7 @@ pub async fn csrf_charset_json_device_approve_is_refused(env: &Env) {
     let (dc, uc) = device_start(env, &app, "UserRead").await;
     let url = env.url("/api/auth/oauth/device-approve");
     // A form post another site can send (a "simple" request), dressed up as JSON.
-    let (s, e) = send(
-        b.cookie_only(env.http.post(&url))
-            .header(
-                "content-type",
-                "application/x-www-form-urlencoded; charset=json",
-            )
-            .body(format!("user_code={uc}")),
-    )
-    .await;
+    let (s, e) = send(charset_json(b.cookie_only(env.http.post(&url)), &uc)).await;
     assert_eq!(
         (s, error_of(&e)),
         (403, Some("access_denied")),
@@ -801,15 +813,7 @@ pub async fn csrf_charset_json_device_approve_is_refused(env: &Env) {
         connected_apps(env, &b).await.is_empty(),
         "no consent was recorded"
     );
-    let (s, r) = send(
-        b.proven(env.http.post(&url))
-            .header(
-                "content-type",
-                "application/x-www-form-urlencoded; charset=json",
-            )
-            .body(format!("user_code={uc}")),
-    )
-    .await;
+    let (s, r) = send(charset_json(b.proven(env.http.post(&url)), &uc)).await;
     assert_eq!(s, 200, "with the CSRF token: {r}");
     assert_eq!(r["approved"], true);
     let apps = connected_apps(env, &b).await;
@@ -1060,9 +1064,7 @@ async fn revoke_from(env: &Env, app: &App, forwarded_for: &str) -> (u16, Option<
 }
 
 pub async fn spoofed_forwarded_for_does_not_bypass_the_revoke_limit(env: &Env) {
-    let owner = env.user("ray", 0).await;
-    let app = env.app(owner, false, None).await;
-    fresh_window(Duration::from_secs(3)).await;
+    let app = rays_app_in_a_fresh_window(env).await;
     for i in 1..=4 {
         // The client writes whatever it likes on the left; our proxy appends what it saw.
         let (s, retry_after) = revoke_from(env, &app, &format!("6.6.{i}.{i}, 203.0.113.50")).await;
@@ -1080,9 +1082,7 @@ pub async fn spoofed_forwarded_for_does_not_bypass_the_revoke_limit(env: &Env) {
 }
 
 pub async fn forwarded_for_is_ignored_without_trusted_proxies(env: &Env) {
-    let owner = env.user("ray", 0).await;
-    let app = env.app(owner, false, None).await;
-    fresh_window(Duration::from_secs(3)).await;
+    let app = rays_app_in_a_fresh_window(env).await;
     for i in 1..=4 {
         let (s, _) = revoke_from(env, &app, &format!("203.0.113.{i}")).await;
         let expected = if i <= 3 { 200 } else { 429 };
@@ -1272,11 +1272,7 @@ pub async fn cors_preflight_does_not_echo_unknown_origins(env: &Env) {
 // --- 16: resource servers keep to their own spends ------------------------------------------
 
 pub async fn resource_server_cannot_refund_another_servers_spend(env: &Env) {
-    let (dev, app) = dev_app_and_user(env, "rhea", 1000).await;
-    let r1 = resource_server(env, dev).await;
-    let r2 = resource_server(env, dev).await;
-    let t = env.tokens("rhea", &app, "AIServices BuzzRead", None).await;
-    let token = access_of(&t);
+    let (r1, r2, token) = two_resource_servers(env, "rhea").await;
     let (s, sp) = spend(env, &r1, &token, 25, "job-1").await;
     assert_eq!(s, 200, "{sp}");
     let id = sp["id"].as_str().unwrap();
@@ -1293,11 +1289,7 @@ pub async fn resource_server_cannot_refund_another_servers_spend(env: &Env) {
 }
 
 pub async fn idempotency_keys_are_scoped_to_the_resource_server(env: &Env) {
-    let (dev, app) = dev_app_and_user(env, "ivy", 1000).await;
-    let r1 = resource_server(env, dev).await;
-    let r2 = resource_server(env, dev).await;
-    let t = env.tokens("ivy", &app, "AIServices BuzzRead", None).await;
-    let token = access_of(&t);
+    let (r1, r2, token) = two_resource_servers(env, "ivy").await;
     let (s, a) = spend(env, &r1, &token, 7, "shared-key").await;
     assert_eq!((s, &a["replayed"]), (200, &json!(false)), "R1: {a}");
     let (s, b) = spend(env, &r2, &token, 7, "shared-key").await;
@@ -1452,13 +1444,7 @@ pub async fn revocation_is_not_cached_back(env: &Env) {
 // --- 18: bodies mean one thing ---------------------------------------------------------------
 
 pub async fn json_duplicate_keys_are_refused(env: &Env) {
-    let (app, rs, token) = capped_spender(
-        env,
-        "jay",
-        "AIServices BuzzRead",
-        r#"[{"type":"absolute","limit":100}]"#,
-    )
-    .await;
+    let (app, rs, token) = capped_spender(env, "jay", "AIServices BuzzRead", 100).await;
     let (s, e) = spend_raw(
         env,
         &rs,
