@@ -360,16 +360,14 @@ pub async fn consent_revoke_kills_unused_codes(env: &Env) {
     assert_eq!(revoke_consent(env, &b, &app).await, 204, "the user revokes");
     assert_refused(
         env.exchange(&app, &code1, v1.as_str()).await,
-        400,
-        "invalid_grant",
+        INVALID_GRANT,
         "a code from before the revocation is dead",
     );
     // The user approves the app again: a new consent must not revive the old code.
     let (code3, v3) = code_for(env, &b.cookie, &app, "AIServices").await;
     assert_refused(
         env.exchange(&app, &code2, v2.as_str()).await,
-        400,
-        "invalid_grant",
+        INVALID_GRANT,
         "a new consent does not resurrect a code from before the revocation",
     );
     let (s, t) = env.exchange(&app, &code3, v3.as_str()).await;
@@ -384,21 +382,25 @@ pub async fn consent_revoke_kills_approved_device_grants(env: &Env) {
     device_approve(env, &b.cookie, &uc1).await;
     device_approve(env, &b.cookie, &uc2).await;
     assert_eq!(revoke_consent(env, &b, &app).await, 204, "the user revokes");
-    assert_refused(
-        device_poll(env, &app, &dc1).await,
-        400,
-        "invalid_grant",
+    assert_poll_refused(
+        env,
+        &app,
+        &dc1,
+        INVALID_GRANT,
         "a device approved before the revocation gets nothing",
-    );
+    )
+    .await;
     // A later approval (a new consent) does not revive the other approved device.
     let (dc3, uc3) = device_start(env, &app, "AIServices").await;
     device_approve(env, &b.cookie, &uc3).await;
-    assert_refused(
-        device_poll(env, &app, &dc2).await,
-        400,
-        "invalid_grant",
+    assert_poll_refused(
+        env,
+        &app,
+        &dc2,
+        INVALID_GRANT,
         "the new consent does not resurrect a device grant from before the revocation",
-    );
+    )
+    .await;
     let (s, t) = device_poll(env, &app, &dc3).await;
     assert_eq!(s, 200, "a device approved under the new consent works: {t}");
 }
@@ -432,8 +434,7 @@ pub async fn refresh_after_consent_revoke_fails(env: &Env) {
     assert_eq!(revoke_consent(env, &b, &app).await, 204, "the user revokes");
     assert_refused(
         refresh(env, &app, &refresh_of(&t2)).await,
-        400,
-        "invalid_grant",
+        INVALID_GRANT,
         "no refresh without a consent",
     );
 }
@@ -491,9 +492,20 @@ async fn bob_and_a_full_token(env: &Env) -> (App, App, String, Browser) {
 
 /// The call was answered `status` with the OAuth error `error`.
 #[track_caller]
-fn assert_refused((s, e): (u16, Value), status: u16, error: &str, row: &str) {
+fn assert_refused((s, e): (u16, Value), (status, error): (u16, &str), row: &str) {
     assert_eq!((s, error_of(&e)), (status, Some(error)), "{row}: {e}");
 }
+
+/// The device's poll was refused with `expected`.
+async fn assert_poll_refused(env: &Env, app: &App, dc: &str, expected: (u16, &str), row: &str) {
+    assert_refused(device_poll(env, app, dc).await, expected, row);
+}
+
+/// The refusals [`assert_refused`] expects most.
+const INVALID_GRANT: (u16, &str) = (400, "invalid_grant");
+const UNAUTHORIZED_CLIENT: (u16, &str) = (400, "unauthorized_client");
+const PENDING: (u16, &str) = (400, "authorization_pending");
+const FORBIDDEN: (u16, &str) = (403, "access_denied");
 
 /// A developer's third-party app, and a user `name` holding `buzz` Buzz: the developer, the app.
 async fn dev_app_and_user(env: &Env, name: &str, buzz: u64) -> (UserId, App) {
@@ -652,8 +664,7 @@ pub async fn third_party_token_cannot_list_apps_consents_or_keys(env: &Env) {
             .json(&json!([])),
         )
         .await,
-        403,
-        "access_denied",
+        FORBIDDEN,
         "lift its own cap",
     );
     // Nothing changed: the same Connected Apps and caps, no new key, app B intact.
@@ -679,24 +690,17 @@ pub async fn disabled_app_gets_no_tokens_by_device_flow(env: &Env) {
             &[("scope", "UserRead")],
         ))
         .await,
-        400,
-        "unauthorized_client",
+        UNAUTHORIZED_CLIENT,
         "device start",
     );
-    assert_refused(
-        device_poll(env, &app, &approved).await,
-        400,
-        "unauthorized_client",
-        "device exchange",
-    );
+    assert_poll_refused(env, &app, &approved, UNAUTHORIZED_CLIENT, "device exchange").await;
     assert_refused(
         send(
             b.proven(env.http.post(env.url("/api/auth/oauth/device-approve")))
                 .form(&[("user_code", pending_uc.as_str())]),
         )
         .await,
-        403,
-        "access_denied",
+        FORBIDDEN,
         "device approval",
     );
     // Re-enabled: the grant approved before is still there; the refused approval did nothing.
@@ -721,8 +725,7 @@ pub async fn disabled_app_cannot_refresh(env: &Env) {
     set_access_mode(env, &app, AccessMode::Disabled).await;
     assert_refused(
         refresh(env, &app, &rt).await,
-        400,
-        "unauthorized_client",
+        UNAUTHORIZED_CLIENT,
         "refresh of a disabled app",
     );
     set_access_mode(env, &app, AccessMode::Open).await;
@@ -737,8 +740,7 @@ pub async fn disabled_app_cannot_exchange_a_code(env: &Env) {
     set_access_mode(env, &app, AccessMode::Disabled).await;
     assert_refused(
         env.exchange(&app, &code, verifier.as_str()).await,
-        400,
-        "unauthorized_client",
+        UNAUTHORIZED_CLIENT,
         "code exchange of a disabled app",
     );
     // Authorize is refused too (SPEC 3.1 step 3): JSON, no redirect.
@@ -756,8 +758,7 @@ pub async fn disabled_app_cannot_exchange_a_code(env: &Env) {
                 ]),
         )
         .await,
-        403,
-        "access_denied",
+        FORBIDDEN,
         "authorize",
     );
 }
@@ -770,8 +771,7 @@ pub async fn disabled_app_cannot_use_client_credentials(env: &Env) {
     set_access_mode(env, &app, AccessMode::Disabled).await;
     assert_refused(
         client_credentials(env, &app).await,
-        400,
-        "unauthorized_client",
+        UNAUTHORIZED_CLIENT,
         "client_credentials of a disabled app",
     );
     set_access_mode(env, &app, AccessMode::Open).await;
@@ -799,16 +799,10 @@ pub async fn csrf_charset_json_device_approve_is_refused(env: &Env) {
                 .json(&json!({"user_code": uc})),
         )
         .await,
-        403,
-        "access_denied",
+        FORBIDDEN,
         "JSON without CSRF",
     );
-    assert_refused(
-        device_poll(env, &app, &dc).await,
-        400,
-        "authorization_pending",
-        "the device is still pending",
-    );
+    assert_poll_refused(env, &app, &dc, PENDING, "the device is still pending").await;
     assert!(
         connected_apps(env, &b).await.is_empty(),
         "no consent was recorded"
@@ -833,8 +827,7 @@ pub async fn session_text_plain_rotate_secret_is_refused(env: &Env) {
                 .body("rotate please"),
         )
         .await,
-        403,
-        "access_denied",
+        FORBIDDEN,
         "text/plain with the cookie only",
     );
     let (s, t) = client_credentials(env, &app).await;
@@ -848,8 +841,7 @@ pub async fn session_text_plain_rotate_secret_is_refused(env: &Env) {
     };
     assert_refused(
         client_credentials(env, &app).await,
-        401,
-        "invalid_client",
+        (401, "invalid_client"),
         "rotated",
     );
     let (s, t) = client_credentials(env, &rotated).await;
@@ -867,8 +859,7 @@ pub async fn cross_site_session_change_is_refused(env: &Env) {
                 .header("sec-fetch-site", "cross-site"),
         )
         .await,
-        403,
-        "access_denied",
+        FORBIDDEN,
         "a cross-site request with the right token",
     );
     assert_eq!(
@@ -1206,8 +1197,7 @@ pub async fn device_start_checks_public_client_origins(env: &Env) {
     assert_eq!(header(&r, "access-control-allow-origin"), None);
     assert_refused(
         answer(r).await,
-        403,
-        "origin_not_allowed",
+        (403, "origin_not_allowed"),
         "an unregistered origin",
     );
     let r = start(SPA).await.unwrap();
@@ -1278,8 +1268,7 @@ pub async fn resource_server_cannot_refund_another_servers_spend(env: &Env) {
     let id = sp["id"].as_str().unwrap();
     assert_refused(
         refund(env, &r2, id).await,
-        404,
-        "not_found",
+        (404, "not_found"),
         "another server's spend",
     );
     assert_eq!(balance(env, &token).await, 975, "nothing refunded");
@@ -1608,80 +1597,33 @@ pub async fn caller_table_refusals(env: &Env) {
     const CSRF: &str = "CSRF";
     const ADMINS: &str = "Administrators only";
 
+    let denied = |name, req| row(name, req, 403, DENIED);
+    let app_denied = |name, req| denied(name, bearer(req)).saying(APP_TOKENS_CANNOT);
+    let no_csrf = |name, req| denied(name, alice_b.cookie_only(req)).saying(CSRF);
     let rows = vec![
         // A third-party app's token: never the account or admin APIs.
-        row("app token: list apps", bearer(get(apps)), 403, DENIED).saying(APP_TOKENS_CANNOT),
-        row(
-            "app token: create app",
-            bearer(post(apps)).json(&new_app),
-            403,
-            DENIED,
-        )
-        .saying(APP_TOKENS_CANNOT),
-        row("app token: get app", bearer(get(&own_app)), 403, DENIED).saying(APP_TOKENS_CANNOT),
-        row(
+        app_denied("app token: list apps", get(apps)),
+        app_denied("app token: create app", post(apps).json(&new_app)),
+        app_denied("app token: get app", get(&own_app)),
+        app_denied(
             "app token: update app",
-            bearer(patch(&own_app)).json(&json!({"name": "Renamed"})),
-            403,
-            DENIED,
-        )
-        .saying(APP_TOKENS_CANNOT),
-        row(
-            "app token: rotate secret",
-            bearer(post(&own_rotate)),
-            403,
-            DENIED,
-        )
-        .saying(APP_TOKENS_CANNOT),
-        row(
-            "app token: delete app",
-            bearer(delete(&own_app)),
-            403,
-            DENIED,
-        )
-        .saying(APP_TOKENS_CANNOT),
-        row(
+            patch(&own_app).json(&json!({"name": "Renamed"})),
+        ),
+        app_denied("app token: rotate secret", post(&own_rotate)),
+        app_denied("app token: delete app", delete(&own_app)),
+        app_denied(
             "app token: list Connected Apps",
-            bearer(get("/api/v1/oauth/consents")),
-            403,
-            DENIED,
-        )
-        .saying(APP_TOKENS_CANNOT),
-        row(
+            get("/api/v1/oauth/consents"),
+        ),
+        denied(
             "app token: set a Connected App's limit",
             bearer(put(&limit_a)).json(&cap),
-            403,
-            DENIED,
         ),
-        row(
-            "app token: revoke a Connected App",
-            bearer(delete(&consent_a)),
-            403,
-            DENIED,
-        )
-        .saying(APP_TOKENS_CANNOT),
-        row("app token: list API keys", bearer(get(keys)), 403, DENIED).saying(APP_TOKENS_CANNOT),
-        row(
-            "app token: create API key",
-            bearer(post(keys)).json(&new_key),
-            403,
-            DENIED,
-        )
-        .saying(APP_TOKENS_CANNOT),
-        row(
-            "app token: delete API key",
-            bearer(delete(&victim)),
-            403,
-            DENIED,
-        )
-        .saying(APP_TOKENS_CANNOT),
-        row(
-            "app token: admin API",
-            bearer(patch(&admin)).json(&verify),
-            403,
-            DENIED,
-        )
-        .saying(ADMINS),
+        app_denied("app token: revoke a Connected App", delete(&consent_a)),
+        app_denied("app token: list API keys", get(keys)),
+        app_denied("app token: create API key", post(keys).json(&new_key)),
+        app_denied("app token: delete API key", delete(&victim)),
+        denied("app token: admin API", bearer(patch(&admin)).json(&verify)).saying(ADMINS),
         // A personal API key: its scope, and never minting keys or admin.
         row(
             "UserRead key: create app",
@@ -1701,91 +1643,48 @@ pub async fn caller_table_refusals(env: &Env) {
             403,
             "insufficient_scope",
         ),
-        row(
-            "Full key: mint an API key",
-            full(post(keys)).json(&new_key),
-            403,
-            DENIED,
-        ),
-        row(
-            "Full key: admin API",
-            full(patch(&admin)).json(&verify),
-            403,
-            DENIED,
-        )
-        .saying(ADMINS),
+        denied("Full key: mint an API key", full(post(keys)).json(&new_key)),
+        denied("Full key: admin API", full(patch(&admin)).json(&verify)).saying(ADMINS),
         // Sessions: admin rights only for admins, changes only with the CSRF token.
-        row(
+        denied(
             "non-admin session with CSRF: admin API",
             bob_b.proven(patch(&admin)).json(&verify),
-            403,
-            DENIED,
         )
         .saying(ADMINS),
-        row(
+        denied(
             "admin session without CSRF: admin API",
             admin_b.cookie_only(patch(&admin)).json(&verify),
-            403,
-            DENIED,
         )
         .saying(CSRF),
-        row(
+        no_csrf(
             "session without CSRF: create app",
-            alice_b.cookie_only(post(apps)).json(&new_app),
-            403,
-            DENIED,
-        )
-        .saying(CSRF),
-        row(
-            "session without CSRF: revoke consent",
-            alice_b.cookie_only(delete(&consent_a)),
-            403,
-            DENIED,
-        )
-        .saying(CSRF),
-        row(
+            post(apps).json(&new_app),
+        ),
+        no_csrf("session without CSRF: revoke consent", delete(&consent_a)),
+        no_csrf(
             "session without CSRF: create API key",
-            alice_b.cookie_only(post(keys)).json(&new_key),
-            403,
-            DENIED,
-        )
-        .saying(CSRF),
-        row(
-            "session without CSRF: delete API key",
-            alice_b.cookie_only(delete(&victim)),
-            403,
-            DENIED,
-        )
-        .saying(CSRF),
-        row(
+            post(keys).json(&new_key),
+        ),
+        no_csrf("session without CSRF: delete API key", delete(&victim)),
+        no_csrf(
             "session without CSRF: set buzz limit",
-            alice_b.cookie_only(put(&limit_a)).json(&cap),
-            403,
-            DENIED,
-        )
-        .saying(CSRF),
-        row(
+            put(&limit_a).json(&cap),
+        ),
+        denied(
             "session without CSRF: approve a device",
             alice_b
                 .cookie_only(post("/api/auth/oauth/device-approve"))
                 .form(&[("user_code", uc.as_str())]),
-            403,
-            DENIED,
         )
         .saying(CSRF),
-        row(
+        no_csrf(
             "session without CSRF: sign out",
-            alice_b.cookie_only(post("/logout")).form(&[("x", "y")]),
-            403,
-            DENIED,
-        )
-        .saying(CSRF),
+            post("/logout").form(&[("x", "y")]),
+        ),
         // Clients: their own tokens and grants, never an account.
-        row(
+        denied(
             "confidential client credentials: apps API",
             get(apps).basic_auth(&own.id, own.secret.as_ref()),
-            403,
-            DENIED,
         )
         .saying("Client credentials cannot manage an account"),
         row(
@@ -1873,12 +1772,7 @@ pub async fn caller_table_refusals(env: &Env) {
         "the consent stands, its cap unchanged"
     );
     assert_eq!(env.bearer_status("/api/v1/me", &token).await, 200);
-    assert_refused(
-        device_poll(env, &device, &dc).await,
-        400,
-        "authorization_pending",
-        "the device was not approved",
-    );
+    assert_poll_refused(env, &device, &dc, PENDING, "the device was not approved").await;
     // The callers the table does admit, for contrast: the refusals above were about the
     // caller, not the request.
     let (s, r) = refund(env, &r1, &spend_id).await;
