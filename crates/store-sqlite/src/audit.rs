@@ -6,7 +6,7 @@ use buzzgate_domain::ports::{AuditLog, StoreResult};
 use sqlx::QueryBuilder;
 use sqlx::sqlite::SqliteRow;
 
-use crate::convert::{Cols, corrupt, to_json, us};
+use crate::convert::{Cols, Fetch, corrupt, to_json, us};
 use crate::{SqliteStore, map_err};
 
 fn event_of(row: &SqliteRow) -> StoreResult<AuditEvent> {
@@ -60,12 +60,6 @@ impl AuditLog for SqliteStore {
         }
         q.push(" ORDER BY id DESC LIMIT ")
             .push_bind(i64::try_from(query.effective_limit()).unwrap_or(i64::MAX));
-        q.build()
-            .fetch_all(&self.pool)
-            .await
-            .map_err(map_err)?
-            .iter()
-            .map(event_of)
-            .collect()
+        q.build().all(&self.pool, event_of).await
     }
 }

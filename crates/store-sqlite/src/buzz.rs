@@ -13,7 +13,7 @@ use sqlx::SqliteConnection;
 use sqlx::sqlite::SqliteRow;
 use time::OffsetDateTime;
 
-use crate::convert::{Cols, corrupt, opt_us, to_json, us};
+use crate::convert::{Cols, Fetch, corrupt, opt_us, to_json, us};
 use crate::{SqliteStore, finish, map_err};
 
 /// The stored form of a subject: (`oauth` | `apiKey`, id).
@@ -291,12 +291,8 @@ impl BuzzStore for SqliteStore {
         sqlx::query("SELECT * FROM buzz_ledger WHERE user_id = ? ORDER BY seq DESC LIMIT ?")
             .bind(user.0)
             .bind(i64::from(limit))
-            .fetch_all(&self.pool)
+            .all(&self.pool, entry_of)
             .await
-            .map_err(map_err)?
-            .iter()
-            .map(entry_of)
-            .collect()
     }
 
     async fn spend(&self, req: &SpendRequest) -> StoreResult<SpendOutcome> {

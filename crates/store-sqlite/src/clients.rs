@@ -10,7 +10,7 @@ use buzzgate_domain::token::TokenHash;
 use sqlx::sqlite::SqliteRow;
 use time::OffsetDateTime;
 
-use crate::convert::{Cols, corrupt, enum_from, enum_str, revision_col, to_json, us};
+use crate::convert::{Cols, Fetch, corrupt, enum_from, enum_str, revision_col, to_json, us};
 use crate::{SqliteStore, finish, map_err};
 
 fn client_of(row: &SqliteRow) -> StoreResult<Client> {
@@ -103,12 +103,8 @@ impl ClientStore for SqliteStore {
     async fn get(&self, id: &ClientId) -> StoreResult<Option<Client>> {
         sqlx::query("SELECT * FROM clients WHERE id = ?")
             .bind(id.as_str())
-            .fetch_optional(&self.pool)
+            .optional(&self.pool, client_of)
             .await
-            .map_err(map_err)?
-            .as_ref()
-            .map(client_of)
-            .transpose()
     }
 
     async fn list_by_owner(&self, owner: UserId) -> StoreResult<Vec<ClientSummary>> {
@@ -213,12 +209,8 @@ impl ConsentStore for SqliteStore {
         sqlx::query("SELECT * FROM consents WHERE user_id = ? AND client_id = ?")
             .bind(user.0)
             .bind(client.as_str())
-            .fetch_optional(&self.pool)
+            .optional(&self.pool, consent_of)
             .await
-            .map_err(map_err)?
-            .as_ref()
-            .map(consent_of)
-            .transpose()
     }
 
     async fn save(&self, consent: &Consent, read: Option<u64>) -> StoreResult<Conditional> {
@@ -269,12 +261,8 @@ impl ConsentStore for SqliteStore {
         .bind(us(now))
         .bind(user.0)
         .bind(client.as_str())
-        .fetch_optional(&self.pool)
+        .optional(&self.pool, consent_of)
         .await
-        .map_err(map_err)?
-        .as_ref()
-        .map(consent_of)
-        .transpose()
     }
 
     async fn list_for_user(&self, user: UserId) -> StoreResult<Vec<Consent>> {
@@ -282,12 +270,8 @@ impl ConsentStore for SqliteStore {
             "SELECT * FROM consents WHERE user_id = ? ORDER BY created_at DESC, client_id ASC",
         )
         .bind(user.0)
-        .fetch_all(&self.pool)
+        .all(&self.pool, consent_of)
         .await
-        .map_err(map_err)?
-        .iter()
-        .map(consent_of)
-        .collect()
     }
 
     async fn delete(&self, user: UserId, client: &ClientId) -> StoreResult<bool> {

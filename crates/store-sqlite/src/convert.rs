@@ -190,3 +190,40 @@ impl Cols<'_> {
 pub(crate) fn blob(h: &TokenHash) -> Vec<u8> {
     h.0.to_vec()
 }
+
+/// Runs a query and decodes its rows with one of this crate's row decoders (`token_of`,
+/// `user_of`, ...): the fetch-map-decode chain written once.
+pub(crate) trait Fetch {
+    /// The one row the query finds, if any.
+    fn optional<T: Send>(
+        self,
+        pool: &sqlx::SqlitePool,
+        decode: fn(&SqliteRow) -> StoreResult<T>,
+    ) -> impl std::future::Future<Output = StoreResult<Option<T>>> + Send;
+    /// Every row the query finds.
+    fn all<T: Send>(
+        self,
+        pool: &sqlx::SqlitePool,
+        decode: fn(&SqliteRow) -> StoreResult<T>,
+    ) -> impl std::future::Future<Output = StoreResult<Vec<T>>> + Send;
+}
+
+impl<'q> Fetch for sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>> {
+    async fn optional<T: Send>(
+        self,
+        pool: &sqlx::SqlitePool,
+        decode: fn(&SqliteRow) -> StoreResult<T>,
+    ) -> StoreResult<Option<T>> {
+        let row = self.fetch_optional(pool).await.map_err(crate::map_err)?;
+        row.as_ref().map(decode).transpose()
+    }
+
+    async fn all<T: Send>(
+        self,
+        pool: &sqlx::SqlitePool,
+        decode: fn(&SqliteRow) -> StoreResult<T>,
+    ) -> StoreResult<Vec<T>> {
+        let rows = self.fetch_all(pool).await.map_err(crate::map_err)?;
+        rows.iter().map(decode).collect()
+    }
+}

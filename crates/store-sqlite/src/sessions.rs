@@ -8,7 +8,7 @@ use sqlx::sqlite::SqliteRow;
 use time::OffsetDateTime;
 
 use crate::codes::sweep_table;
-use crate::convert::{Cols, blob, us};
+use crate::convert::{Cols, Fetch, blob, us};
 use crate::{SqliteStore, map_err};
 
 fn session_of(row: &SqliteRow) -> StoreResult<Session> {
@@ -43,12 +43,8 @@ impl SessionStore for SqliteStore {
     async fn get(&self, id_hash: &TokenHash) -> StoreResult<Option<Session>> {
         sqlx::query("SELECT * FROM sessions WHERE id_hash = ?")
             .bind(blob(id_hash))
-            .fetch_optional(&self.pool)
+            .optional(&self.pool, session_of)
             .await
-            .map_err(map_err)?
-            .as_ref()
-            .map(session_of)
-            .transpose()
     }
 
     async fn delete(&self, id_hash: &TokenHash) -> StoreResult<()> {

@@ -11,7 +11,7 @@ use sqlx::SqliteConnection;
 use sqlx::sqlite::SqliteRow;
 use time::OffsetDateTime;
 
-use crate::convert::{Cols, blob, corrupt, opt_us, to_json, u32_of, us};
+use crate::convert::{Cols, Fetch, blob, corrupt, opt_us, to_json, u32_of, us};
 use crate::{SqliteStore, finish, map_err};
 
 pub(crate) fn token_of(row: &SqliteRow) -> StoreResult<TokenRecord> {
@@ -169,12 +169,8 @@ impl TokenStore for SqliteStore {
     async fn find(&self, hash: &TokenHash) -> StoreResult<Option<TokenRecord>> {
         sqlx::query("SELECT * FROM tokens WHERE hash = ?")
             .bind(blob(hash))
-            .fetch_optional(&self.pool)
+            .optional(&self.pool, token_of)
             .await
-            .map_err(map_err)?
-            .as_ref()
-            .map(token_of)
-            .transpose()
     }
 
     async fn rotate_refresh(
@@ -197,12 +193,8 @@ impl TokenStore for SqliteStore {
         )
         .bind(us(now))
         .bind(blob(hash))
-        .fetch_optional(&self.pool)
+        .optional(&self.pool, token_of)
         .await
-        .map_err(map_err)?
-        .as_ref()
-        .map(token_of)
-        .transpose()
     }
 
     async fn revoke_family(
@@ -261,12 +253,8 @@ impl TokenStore for SqliteStore {
              ORDER BY issued_at DESC, id ASC",
         )
         .bind(user.0)
-        .fetch_all(&self.pool)
+        .all(&self.pool, token_of)
         .await
-        .map_err(map_err)?
-        .iter()
-        .map(token_of)
-        .collect()
     }
 
     async fn revoke_api_key(

@@ -7,7 +7,7 @@ use buzzgate_domain::user::{NewUser, User, Username};
 use sqlx::sqlite::SqliteRow;
 use time::OffsetDateTime;
 
-use crate::convert::{Cols, corrupt, to_json, us};
+use crate::convert::{Cols, Fetch, corrupt, to_json, us};
 use crate::{SqliteStore, map_err};
 
 fn user_of(row: &SqliteRow) -> StoreResult<User> {
@@ -54,22 +54,14 @@ impl UserStore for SqliteStore {
     async fn get(&self, id: UserId) -> StoreResult<Option<User>> {
         sqlx::query("SELECT * FROM users WHERE id = ?")
             .bind(id.0)
-            .fetch_optional(&self.pool)
+            .optional(&self.pool, user_of)
             .await
-            .map_err(map_err)?
-            .as_ref()
-            .map(user_of)
-            .transpose()
     }
 
     async fn find_by_username(&self, username: &Username) -> StoreResult<Option<User>> {
         sqlx::query("SELECT * FROM users WHERE username = ?")
             .bind(username.as_str())
-            .fetch_optional(&self.pool)
+            .optional(&self.pool, user_of)
             .await
-            .map_err(map_err)?
-            .as_ref()
-            .map(user_of)
-            .transpose()
     }
 }
