@@ -8,6 +8,7 @@
 pub mod audit;
 pub mod authorize;
 pub mod buzz;
+pub mod catalogue;
 pub mod client;
 pub mod consent;
 pub mod error;
