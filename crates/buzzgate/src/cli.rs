@@ -41,6 +41,16 @@ pub enum Command {
     /// Manage Buzz balances.
     #[command(subcommand)]
     Buzz(BuzzCmd),
+    /// Inspect the configuration.
+    #[command(subcommand)]
+    Config(ConfigCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCmd {
+    /// Load the configuration (file and environment) and report what it sets up, without
+    /// connecting to anything; a bad value or scope catalogue exits with status 2.
+    Check,
 }
 
 #[derive(Debug, Subcommand)]
@@ -126,9 +136,13 @@ async fn find_user(node: &crate::Node, name: &str) -> Result<buzzgate_domain::us
 
 /// Runs one admin command (everything but `serve`).
 pub async fn run_admin(cfg: &Config, cmd: Command) -> Result<(), String> {
+    if let Command::Config(ConfigCmd::Check) = cmd {
+        return out(&config_report(cfg));
+    }
     let node = crate::build(cfg, false).await?;
     match cmd {
         Command::Serve => Err("serve is not an admin command".into()),
+        Command::Config(_) => unreachable!("answered before connecting"),
         Command::Migrate => {
             // `build` has connected and migrated already.
             out("schema is up to date")
@@ -289,4 +303,37 @@ pub async fn run_admin(cfg: &Config, cmd: Command) -> Result<(), String> {
             ))
         }
     }
+}
+
+/// What `buzzgate config check` prints: the settings that shape a node, and the scope
+/// catalogue (every scope with its bit, the presets, the always-granted scope).
+pub fn config_report(cfg: &Config) -> String {
+    let mut r = format!(
+        "configuration OK\nlisten {}\nissuer {}\ndatabase {}\nredis {}\n",
+        cfg.listen,
+        cfg.issuer,
+        if cfg.is_postgres() {
+            "postgres"
+        } else {
+            "sqlite"
+        },
+        if cfg.redis_url.is_some() { "yes" } else { "no" },
+    );
+    let c = &cfg.scopes;
+    r.push_str(&format!(
+        "scopes: {} (always granted: {})\n",
+        c.scopes().len(),
+        c.names(c.always_granted()).join(" ")
+    ));
+    for s in c.scopes() {
+        r.push_str(&format!("  bit {:>2}  {}  {}\n", s.bit, s.name, s.label));
+    }
+    for (p, bits) in c.presets() {
+        r.push_str(&format!(
+            "preset {} = {} ({bits})\n",
+            p.name,
+            c.names(bits).join(" ")
+        ));
+    }
+    r
 }

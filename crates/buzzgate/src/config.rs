@@ -6,6 +6,13 @@
 
 use std::path::Path;
 
+use buzzgate_domain::catalogue::{Catalogue, PresetDef, ScopeDef};
+
+/// The file-only keys of the scope catalogue: `scope_base` (`"civitai"`, the default, keeps
+/// Civitai's scopes and adds the file's; `"empty"` replaces them), `always_granted_scope`
+/// (default `UserRead`), and the `[[scopes]]` and `[[presets]]` tables.
+pub const SCOPE_FILE_KEYS: &[&str] = &["scope_base", "always_granted_scope", "scopes", "presets"];
+
 /// Declares the settings: the `Config` struct, its `Default`, [`ENV_KEYS`], and the one
 /// routine that applies a source (file or environment) to it.
 macro_rules! settings {
@@ -14,11 +21,14 @@ macro_rules! settings {
         #[derive(Debug, Clone, PartialEq)]
         pub struct Config {
             $( $(#[doc = $doc])* #[doc = concat!("\n\n`", $env, "`")] pub $field: $ty, )*
+            /// The scope catalogue: Civitai's, extended or replaced by the file's `[[scopes]]`
+            /// and `[[presets]]` ([`SCOPE_FILE_KEYS`]).
+            pub scopes: Catalogue,
         }
 
         impl Default for Config {
             fn default() -> Self {
-                Config { $( $field: $default, )* }
+                Config { $( $field: $default, )* scopes: Catalogue::civitai() }
             }
         }
 
@@ -141,6 +151,37 @@ where
     between(T::default(), max)
 }
 
+/// The catalogue a configuration file declares (see [`SCOPE_FILE_KEYS`]).
+fn catalogue(table: &toml::Table) -> Result<Catalogue, String> {
+    fn list<T: serde::de::DeserializeOwned>(
+        table: &toml::Table,
+        key: &str,
+    ) -> Result<Vec<T>, String> {
+        match table.get(key) {
+            None => Ok(Vec::new()),
+            Some(v) => v.clone().try_into().map_err(|e| format!("[[{key}]]: {e}")),
+        }
+    }
+    let scopes: Vec<ScopeDef> = list(table, "scopes")?;
+    let presets: Vec<PresetDef> = list(table, "presets")?;
+    let text = |key: &str| match table.get(key) {
+        None => Ok(None),
+        Some(toml::Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(format!("{key}: expected a string")),
+    };
+    let always = text("always_granted_scope")?;
+    let built = match text("scope_base")?.as_deref() {
+        None | Some("civitai") => Catalogue::civitai().extended(scopes, presets, always.as_deref()),
+        Some("empty") => Catalogue::new(scopes, presets, always.as_deref().unwrap_or("UserRead")),
+        Some(other) => {
+            return Err(format!(
+                "scope_base: expected \"civitai\" or \"empty\", got `{other}`"
+            ));
+        }
+    };
+    built.map_err(|e| format!("scopes: {e}"))
+}
+
 /// The TOML key of an environment variable: lower case, without `BUZZGATE_`.
 pub fn file_key(env: &str) -> String {
     env.strip_prefix("BUZZGATE_")
@@ -160,12 +201,13 @@ impl Config {
                 .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
             let table: toml::Table =
                 toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-            if let Some(unknown) = table
-                .keys()
-                .find(|k| !ENV_KEYS.iter().any(|e| file_key(e) == **k))
-            {
+            if let Some(unknown) = table.keys().find(|k| {
+                !ENV_KEYS.iter().any(|e| file_key(e) == **k)
+                    && !SCOPE_FILE_KEYS.contains(&k.as_str())
+            }) {
                 return Err(format!("{}: unknown key `{unknown}`", path.display()));
             }
+            c.scopes = catalogue(&table).map_err(|e| format!("{}: {e}", path.display()))?;
             let value = |env: &str| {
                 table.get(&file_key(env)).map(|v| match v {
                     toml::Value::String(s) => s.clone(),
@@ -320,6 +362,48 @@ mod tests {
         let c = Config::load(None, env(&[("BUZZGATE_CACHE_MAX_MB", "4")])).unwrap();
         assert_eq!(c.cache_max_bytes(), 4 << 20);
         assert_eq!(c.edge_limits().request, std::time::Duration::from_secs(30));
+    }
+
+    #[test]
+    fn a_file_extends_or_replaces_the_scope_catalogue_and_bad_ones_are_named() {
+        let dir = std::env::temp_dir().join(format!("bgscopes-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("buzzgate.toml");
+        let load = |text: &str| {
+            std::fs::write(&path, text).unwrap();
+            Config::load(Some(&path), env(&[]))
+        };
+        assert_eq!(
+            Config::load(None, env(&[])).unwrap().scopes,
+            Catalogue::civitai()
+        );
+        let c = load(
+            "[[scopes]]\nname = \"generations\"\nbit = 40\nlabel = \"Generate\"\nbuzz = \"capped\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.scopes.lookup("generations"), Some(1 << 40));
+        assert_eq!(
+            c.scopes.lookup("AIServices"),
+            Some(114_689),
+            "Civitai's stay"
+        );
+        let c = load(
+            "scope_base = \"empty\"\nalways_granted_scope = \"profile\"\n\
+             [[scopes]]\nname = \"profile\"\nbit = 0\nlabel = \"Profile\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.scopes.lookup("UserRead"), None, "replaced");
+        let e = load("[[scopes]]\nname = \"dup\"\nbit = 0\nlabel = \"x\"\n").unwrap_err();
+        assert!(
+            e.contains("scopes `UserRead` and `dup` both use bit 0"),
+            "{e}"
+        );
+        let e =
+            load("[[presets]]\nname = \"p\"\nlabel = \"P\"\nscopes = [\"nope\"]\n").unwrap_err();
+        assert!(e.contains("preset `p` names unknown scope `nope`"), "{e}");
+        let e = load("[[scopes]]\nname = \"x\"\nbit = 40\nlable = \"typo\"\n").unwrap_err();
+        assert!(e.contains("[[scopes]]") && e.contains("lable"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

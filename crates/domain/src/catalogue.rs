@@ -209,6 +209,27 @@ impl Catalogue {
         Catalogue::new(scopes, presets, "UserRead").expect("seed 003 is a valid catalogue")
     }
 
+    /// This catalogue with `scopes` and `presets` added, checked as a whole;
+    /// `always_granted` replaces the always-granted scope when given.
+    pub fn extended(
+        &self,
+        scopes: Vec<ScopeDef>,
+        presets: Vec<PresetDef>,
+        always_granted: Option<&str>,
+    ) -> Result<Catalogue, CatalogueError> {
+        let current = self
+            .scopes
+            .iter()
+            .find(|s| self.always_granted == 1 << s.bit)
+            .map(|s| s.name.clone())
+            .unwrap_or_default();
+        let mut all = self.scopes.clone();
+        all.extend(scopes);
+        let mut named: Vec<PresetDef> = self.presets.iter().map(|(p, _)| p.clone()).collect();
+        named.extend(presets);
+        Catalogue::new(all, named, always_granted.unwrap_or(&current))
+    }
+
     pub fn scopes(&self) -> &[ScopeDef] {
         &self.scopes
     }
@@ -377,6 +398,28 @@ mod tests {
             "in bit order"
         );
         assert_eq!(c.lookup("unknown"), None);
+    }
+
+    #[test]
+    fn civitai_extended_keeps_every_civitai_value() {
+        let mut generations = def("generations", 40);
+        generations.aliases = vec!["gen".into()];
+        let c = Catalogue::civitai()
+            .extended(
+                vec![generations],
+                vec![preset("Studio", &["gen", "ModelsRead"])],
+                None,
+            )
+            .unwrap();
+        assert_eq!(c.lookup("AIServices"), Some(114_689));
+        assert_eq!(c.lookup("gen"), Some(1 << 40));
+        assert_eq!(c.lookup("studio"), Some(1 << 40 | 4));
+        assert_eq!(c.always_granted(), 1);
+        let clash = Catalogue::civitai().extended(vec![def("profile", 3)], vec![], None);
+        assert_eq!(
+            clash.unwrap_err().to_string(),
+            "scopes `ModelsWrite` and `profile` both use bit 3"
+        );
     }
 
     #[test]
