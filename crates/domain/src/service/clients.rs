@@ -10,7 +10,7 @@ use crate::ids::ClientId;
 use crate::ports::{ClientSummary, Conditional};
 use time::OffsetDateTime;
 
-use super::{Access, CONDITIONAL_ATTEMPTS, Caller, Deps};
+use super::{Access, Caller, Deps, until_settled};
 
 /// A created app: the secret is shown this once (`None` for public clients).
 #[derive(Debug, Clone)]
@@ -105,30 +105,30 @@ impl ClientService {
         kind: AuditKind,
         change: impl Fn(&Client, OffsetDateTime) -> Result<Client, Error>,
     ) -> Result<Client, Error> {
-        for _ in 0..CONDITIONAL_ATTEMPTS {
+        let change = &change;
+        let saved = until_settled("app", move || async move {
             let current = self.owned(caller, id, Access::Write).await?;
             let mut next = change(&current, self.deps.now())?;
             next.revision = current.revision;
-            match self.deps.clients.update(&next).await? {
-                Conditional::Written => {
-                    next.revision += 1;
-                    let mut ev = AuditEvent::new(kind, self.deps.now())
-                        .client(&next.id)
-                        .scope(next.allowed_scopes)
-                        .meta("by", caller.kind());
-                    if let Ok(user) = caller.account(Access::Read) {
-                        ev = ev.user(user);
-                    }
-                    self.deps.audit(ev).await;
-                    return Ok(next);
-                }
-                Conditional::Stale => continue,
+            Ok(match self.deps.clients.update(&next).await? {
+                Conditional::Written => Some(Client {
+                    revision: current.revision + 1,
+                    ..next
+                }),
+                Conditional::Stale => None,
                 Conditional::Missing => return Err(Error::not_found("No such OAuth client")),
-            }
+            })
+        })
+        .await?;
+        let mut ev = AuditEvent::new(kind, self.deps.now())
+            .client(&saved.id)
+            .scope(saved.allowed_scopes)
+            .meta("by", caller.kind());
+        if let Ok(user) = caller.account(Access::Read) {
+            ev = ev.user(user);
         }
-        Err(Error::Conflict(
-            "The app was being changed by someone else at the same time; try again".into(),
-        ))
+        self.deps.audit(ev).await;
+        Ok(saved)
     }
 
     /// A new secret replaces the old at once; issued tokens keep working.

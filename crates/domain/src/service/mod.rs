@@ -45,6 +45,24 @@ pub use caller::{Access, Caller, Credentials, SignedIn};
 /// request fails with `conflict`: only a record rewritten this many times during one request
 /// gets there.
 pub(crate) const CONDITIONAL_ATTEMPTS: usize = 8;
+
+/// Runs `attempt` (read, derive, conditional write; `None` when the write was `Stale`) until
+/// it settles, at most [`CONDITIONAL_ATTEMPTS`] times, then answers `conflict` naming `what`
+/// (docs/domain.md, "Concurrent edits").
+pub(crate) async fn until_settled<T, F, Fut>(what: &str, mut attempt: F) -> Result<T, Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<T>, Error>>,
+{
+    for _ in 0..CONDITIONAL_ATTEMPTS {
+        if let Some(done) = attempt().await? {
+            return Ok(done);
+        }
+    }
+    Err(Error::Conflict(
+        format!("The {what} was being changed by someone else at the same time; try again").into(),
+    ))
+}
 pub use rate_limit::RateLimits;
 
 /// Settings the rules depend on. Defaults are the contract's.
@@ -173,24 +191,23 @@ impl Deps {
         approval: impl Fn(Option<&Consent>) -> Approval,
         now: OffsetDateTime,
     ) -> Result<(Option<Consent>, Consent), Error> {
-        for _ in 0..CONDITIONAL_ATTEMPTS {
+        let approval = &approval;
+        until_settled("consent", move || async move {
             let existing = self.consents.get(user, client).await?;
             let answer = approval(existing.as_ref());
             let mut record =
                 consent::record_approval(existing.as_ref(), user, client, scope, &answer, now);
             let read = existing.as_ref().map(|c| c.revision);
-            match self.consents.save(&record, read).await? {
-                Conditional::Stale => continue,
+            Ok(match self.consents.save(&record, read).await? {
+                Conditional::Stale => None,
                 Conditional::Written => {
                     record.revision = read.map_or(0, |r| r + 1);
-                    return Ok((existing, record));
+                    Some((existing, record))
                 }
-                Conditional::Missing => return Ok((existing, record)),
-            }
-        }
-        Err(Error::Conflict(
-            "The consent was being changed at the same time; try again".into(),
-        ))
+                Conditional::Missing => Some((existing, record)),
+            })
+        })
+        .await
     }
 
     /// Drops revoked tokens from every node's cache. Failing here fails the request: the
