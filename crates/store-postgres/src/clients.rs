@@ -101,6 +101,17 @@ impl ClientRow {
     }
 }
 
+/// One statement for a compare-and-set `write` (an INSERT or UPDATE whose condition is the
+/// revision read): it returns one row when the app `$N` (`app_param`) exists, whose
+/// `written` is the new revision, or NULL when the condition failed; read by [`conditional`].
+fn compare_and_set(write: &str, app_param: &str) -> String {
+    format!(
+        "WITH done AS ({write} RETURNING revision) \
+         SELECT (SELECT revision FROM done) AS written \
+         WHERE EXISTS (SELECT 1 FROM done) OR EXISTS (SELECT 1 FROM clients WHERE id = {app_param})"
+    )
+}
+
 /// Reads the outcome of a compare-and-set statement whose one row (if the record exists)
 /// carries the new revision in `written` (NULL when the revision was stale).
 fn conditional(row: Option<sqlx::postgres::PgRow>) -> StoreResult<Conditional> {
@@ -198,17 +209,16 @@ impl ClientStore for PgStore {
     async fn update(&self, c: &Client) -> StoreResult<Conditional> {
         // One statement: the row is updated when its revision is still the one read, and
         // the outer select tells a stale revision from a missing row.
-        let q = sqlx::query(
-            "WITH done AS (UPDATE clients SET owner_id = $2, name = $3, description = $4, \
+        let sql = compare_and_set(
+            "UPDATE clients SET owner_id = $2, name = $3, description = $4, \
              redirect_uris = $5, allowed_origins = $6, kind = $7, secret_hash = $8, \
              grants = $9, allowed_scopes = $10, access_mode = $11, is_verified = $12, \
              is_resource_server = $13, created_at = $14, updated_at = $15, \
              owner_buzz_limit = $16, revision = revision + 1 \
-             WHERE id = $1 AND revision = $17 RETURNING revision) \
-             SELECT (SELECT revision FROM done) AS written \
-             WHERE EXISTS (SELECT 1 FROM done) OR EXISTS (SELECT 1 FROM clients WHERE id = $1)",
+             WHERE id = $1 AND revision = $17",
+            "$1",
         );
-        let outcome = bind_client(q, c)
+        let outcome = bind_client(sqlx::query(&sql), c)
             .bind(i64_of(c.revision))
             .fetch_optional(&self.pool)
             .await
@@ -307,25 +317,22 @@ impl ConsentStore for PgStore {
     async fn save(&self, c: &Consent, read: Option<u64>) -> StoreResult<Conditional> {
         // One statement each way; the outer select tells a stale read (the consent changed,
         // appeared or went) from a missing app, whose consent is not stored.
-        let sql = match read {
+        let write = match read {
             None => {
-                "WITH done AS (INSERT INTO consents (user_id, client_id, scope, remembered, \
-                 buzz_limit, created_at, updated_at, revision) \
+                "INSERT INTO consents (user_id, client_id, scope, remembered, buzz_limit, \
+                 created_at, updated_at, revision) \
                  SELECT $1, $2, $3, $4, $5, $7, $6, 0 \
                  WHERE EXISTS (SELECT 1 FROM clients WHERE id = $2) \
-                 ON CONFLICT (user_id, client_id) DO NOTHING RETURNING revision) \
-                 SELECT (SELECT revision FROM done) AS written \
-                 WHERE EXISTS (SELECT 1 FROM done) OR EXISTS (SELECT 1 FROM clients WHERE id = $2)"
+                 ON CONFLICT (user_id, client_id) DO NOTHING"
             }
             Some(_) => {
-                "WITH done AS (UPDATE consents SET scope = $3, remembered = $4, \
-                 buzz_limit = $5, updated_at = $6, revision = revision + 1 \
-                 WHERE user_id = $1 AND client_id = $2 AND revision = $7 RETURNING revision) \
-                 SELECT (SELECT revision FROM done) AS written \
-                 WHERE EXISTS (SELECT 1 FROM done) OR EXISTS (SELECT 1 FROM clients WHERE id = $2)"
+                "UPDATE consents SET scope = $3, remembered = $4, buzz_limit = $5, \
+                 updated_at = $6, revision = revision + 1 \
+                 WHERE user_id = $1 AND client_id = $2 AND revision = $7"
             }
         };
-        let q = sqlx::query(sql)
+        let sql = compare_and_set(write, "$2");
+        let q = sqlx::query(&sql)
             .bind(c.user_id.0)
             .bind(c.client_id.as_str())
             .bind(scope_to(c.scope))
