@@ -122,11 +122,11 @@ pub fn parse_limit(name: &str, v: &str) -> Result<Option<u32>, String> {
 }
 
 fn parse_bool(name: &str, v: &str) -> Result<bool, String> {
-    match v.trim().to_ascii_lowercase().as_str() {
-        "1" | "true" | "yes" | "on" => Ok(true),
-        "0" | "false" | "no" | "off" | "" => Ok(false),
-        other => Err(format!("{name}: expected true or false, got `{other}`")),
+    if v.trim().is_empty() {
+        return Ok(false);
     }
+    buzzgate_http::params::yes_no(v)
+        .ok_or_else(|| format!("{name}: expected true or false, got `{}`", v.trim()))
 }
 
 /// A whole number from `min` to `max`.

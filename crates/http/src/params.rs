@@ -263,6 +263,16 @@ pub async fn read_body(body: axum::body::Body) -> Result<Bytes, Rejection> {
     })
 }
 
+/// The server's one yes/no vocabulary (request fields and configuration alike): `true`,
+/// `on`, `1`, `yes` and `false`, `off`, `0`, `no`, in any case; anything else is `None`.
+pub fn yes_no(v: &str) -> Option<bool> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "true" | "on" | "1" | "yes" => Some(true),
+        "false" | "off" | "0" | "no" => Some(false),
+        _ => None,
+    }
+}
+
 /// The parameters of a request: the query string of a GET, the form or JSON body of a POST.
 #[derive(Debug, Clone, Default)]
 pub struct Params(pub Vec<(String, String)>);
@@ -288,13 +298,9 @@ impl Params {
         let Some(v) = self.get(key) else {
             return Ok(None);
         };
-        match v.to_ascii_lowercase().as_str() {
-            "true" | "on" | "1" | "yes" => Ok(Some(true)),
-            "false" | "off" | "0" | "no" => Ok(Some(false)),
-            _ => Err(Error::InvalidRequest(
-                format!("`{key}` must be true or false").into(),
-            )),
-        }
+        yes_no(v)
+            .map(Some)
+            .ok_or_else(|| Error::InvalidRequest(format!("`{key}` must be true or false").into()))
     }
 
     /// A device approval's answer (`approve`), the same on the JSON endpoint and the page:
