@@ -212,14 +212,8 @@ pub async fn run_admin(cfg: &Config, cmd: Command) -> Result<(), String> {
                 all.extend(grants);
                 Some(all)
             };
-            let allowed_scopes = match scopes {
-                Some(s) => Some(
-                    buzzgate_domain::Scope::parse(&s)
-                        .map_err(|e| format!("--scopes: {e}"))?
-                        .bits(),
-                ),
-                None => None,
-            };
+            // Names or a mask, read by the node's catalogue when the app is created.
+            let allowed_scopes = scopes.map(buzzgate_domain::ScopeValue::Text);
             let reg = ClientRegistration {
                 name,
                 description,

@@ -144,6 +144,7 @@ fn core_config(cfg: &Config) -> Result<CoreConfig, String> {
             login_account: cfg.rate_limit_login_account,
             login_ip: cfg.rate_limit_login_ip,
         },
+        catalogue: Arc::new(cfg.scopes.clone()),
     })
 }
 

@@ -5,11 +5,12 @@
 use serde::{Deserialize, Serialize};
 use url::Url;
 
+use crate::catalogue::Catalogue;
 use crate::client::{Client, GrantType};
 use crate::error::Error;
 use crate::ids::ClientId;
 use crate::pkce::{CodeChallenge, CodeChallengeMethod};
-use crate::scope::{OidcScopes, RequestedScope, Scope};
+use crate::scope::{OidcScopes, Scope};
 
 /// The parameters as they arrived (query on GET, form on POST). Duplicates are the HTTP
 /// layer's to refuse before this point.
@@ -116,6 +117,7 @@ pub fn validate(
     params: &AuthorizeParams,
     client: &Client,
     target: &RedirectTarget,
+    catalogue: &Catalogue,
 ) -> Result<AuthorizationRequest, RedirectError> {
     let fail = |error: Error| RedirectError {
         target: target.clone(),
@@ -168,14 +170,14 @@ pub fn validate(
                 "Invalid scope: scope is required",
             )));
         }
-        Some(s) => RequestedScope::parse(s).map_err(|e| fail(e.into()))?,
+        Some(s) => catalogue.parse_request(s).map_err(|e| fail(e.into()))?,
     };
     let requested_scope = requested.scope;
     Ok(AuthorizationRequest {
         client_id: client.id.clone(),
         redirect_uri: target.redirect_uri.clone(),
         requested_scope,
-        scope: requested_scope.trim_to_ceiling(client.ceiling()),
+        scope: requested_scope.trim_to_ceiling(client.ceiling(), catalogue.always_granted()),
         oidc: requested.oidc,
         state,
         code_challenge,
@@ -256,7 +258,7 @@ mod tests {
     fn run(p: &AuthorizeParams) -> Result<AuthorizationRequest, Error> {
         let c = confidential("app");
         let (c, target) = resolve_client(p, Some(&c))?;
-        validate(p, c, &target).map_err(|e| e.error)
+        validate(p, c, &target, &Catalogue::civitai()).map_err(|e| e.error)
     }
 
     #[test]
@@ -323,7 +325,7 @@ mod tests {
         };
         let c = confidential("app");
         let (c, t) = resolve_client(&p, Some(&c)).unwrap();
-        let e = validate(&p, c, &t).unwrap_err();
+        let e = validate(&p, c, &t, &Catalogue::civitai()).unwrap_err();
         assert_eq!(e.error.code(), "unsupported_response_type");
         let loc = e.location("https://auth.example.com");
         assert!(loc.starts_with("https://app.example.com/cb?error=unsupported_response_type"));
@@ -448,7 +450,7 @@ mod tests {
             ..params()
         };
         let (c, t) = resolve_client(&p, Some(&c)).unwrap();
-        let r = validate(&p, c, &t).unwrap();
+        let r = validate(&p, c, &t, &Catalogue::civitai()).unwrap();
         assert_eq!(
             r.scope,
             Scope::USER_READ | Scope::BUZZ_READ | Scope::AI_SERVICES_READ
@@ -463,7 +465,10 @@ mod tests {
         let p = params();
         let (c, t) = resolve_client(&p, Some(&c)).unwrap();
         assert_eq!(
-            validate(&p, c, &t).unwrap_err().error.code(),
+            validate(&p, c, &t, &Catalogue::civitai())
+                .unwrap_err()
+                .error
+                .code(),
             "unauthorized_client"
         );
     }
@@ -509,7 +514,7 @@ mod tests {
             ..params()
         };
         let (c, t) = resolve_client(&p, Some(&c)).unwrap();
-        let req = validate(&p, c, &t).unwrap();
+        let req = validate(&p, c, &t, &Catalogue::civitai()).unwrap();
         assert!(
             denied_location(&req, "https://i")
                 .starts_with("com.example.app:/cb?error=access_denied")

@@ -1,17 +1,21 @@
-//! The scope catalogue (issue 16, first step): the vocabulary of what apps may do, as data.
+//! The scope catalogue: the vocabulary of what apps may do, as data (docs/scopes.md).
 //! Each scope has a name, a bit, a consent label and description, an optional resource
 //! category and kind (for the permission grid), aliases, and whether it carries Buzz spend;
 //! presets are named unions; one scope is always granted. The default catalogue is exactly
 //! Civitai's (seed 003, [`Scope::FLAGS`] and [`Scope::PRESETS`]); an operator's catalogue
 //! is checked here before a node starts ([`Catalogue::new`]).
 //!
-//! Not wired yet: parsing, discovery, consent and the client API still read the fixed
-//! [`Scope`] tables (docs/domain.md, "Scopes"). Bits go up to 62 so operator scopes fit
-//! beside Civitai's 25 without moving any of them.
+//! Everything that knows scopes by name reads it: request parsing ([`Catalogue::parse`],
+//! [`Catalogue::parse_request`]), ceiling trimming (the always-granted scope), discovery,
+//! consent lines, the `insufficient_scope` description ([`Need`]), the client API and the
+//! Buzz spend rules ([`Catalogue::need_spend`]). Bits go up to 62 so operator scopes fit
+//! beside Civitai's 25 without moving any of them; the wire form stays the decimal mask.
+
+use std::collections::HashMap;
 
 use serde::Deserialize;
 
-use crate::scope::Scope;
+use crate::scope::{OidcScopes, RequestedScope, Scope, ScopeError, ScopeValue};
 
 /// The highest bit a scope may use (63 bits in all).
 pub const MAX_BIT: u8 = 62;
@@ -102,9 +106,93 @@ pub enum CatalogueError {
 /// bits unique and in range, presets naming only known scopes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Catalogue {
+    /// In bit order.
     scopes: Vec<ScopeDef>,
     presets: Vec<(PresetDef, u64)>,
     always_granted: u64,
+    /// Lower-cased scope names, aliases and preset names → their mask.
+    index: HashMap<String, u64>,
+    all: u64,
+    capped: u64,
+    balance_only: u64,
+}
+
+/// One line of a consent page: a scope the request holds, as the catalogue labels it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScopeLine {
+    pub scope: Scope,
+    pub name: String,
+    pub label: String,
+    pub description: String,
+}
+
+/// What an endpoint asks of a token, with the name its `insufficient_scope` error gives
+/// ("Token does not have <name> scope"). Built by the catalogue, so a platform's own names
+/// appear in its errors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Need {
+    scope: Scope,
+    any: bool,
+    name: String,
+}
+
+impl Need {
+    /// Any valid token will do.
+    pub fn nothing() -> Need {
+        Need {
+            scope: Scope::NONE,
+            any: false,
+            name: String::new(),
+        }
+    }
+
+    /// Every bit of `scope`, named `name` in the error.
+    pub fn all(scope: Scope, name: impl Into<String>) -> Need {
+        Need {
+            scope,
+            any: false,
+            name: name.into(),
+        }
+    }
+
+    /// At least one bit of `scope`; an empty `scope` is never met (the catalogue has no scope
+    /// for it).
+    pub fn any(scope: Scope, name: impl Into<String>) -> Need {
+        Need {
+            scope,
+            any: true,
+            name: name.into(),
+        }
+    }
+
+    pub fn is_met_by(&self, held: Scope) -> bool {
+        if self.any {
+            held.intersects(self.scope)
+        } else {
+            held.contains(self.scope)
+        }
+    }
+
+    /// The bits asked for (the `scope` of `WWW-Authenticate`).
+    pub fn scope(&self) -> Scope {
+        self.scope
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// `Ok` when `held` meets it, else `insufficient_scope` naming it.
+    pub fn check(&self, held: Scope) -> Result<(), crate::Error> {
+        if self.is_met_by(held) {
+            Ok(())
+        } else {
+            Err(crate::Error::InsufficientScope {
+                required: self.scope,
+                name: self.name.clone(),
+            })
+        }
+    }
 }
 
 impl Catalogue {
@@ -165,10 +253,34 @@ impl Catalogue {
         let always = find(&scopes, always_granted)
             .ok_or_else(|| CatalogueError::UnknownAlwaysGranted(always_granted.to_owned()))?
             .bit;
+        let mut scopes = scopes;
+        scopes.sort_by_key(|s| s.bit);
+        let mut index = HashMap::new();
+        let (mut all, mut capped, mut balance_only) = (0u64, 0u64, 0u64);
+        for s in &scopes {
+            let bit = 1u64 << s.bit;
+            all |= bit;
+            match s.buzz {
+                BuzzSpend::Capped => capped |= bit,
+                BuzzSpend::BalanceOnly => balance_only |= bit,
+                BuzzSpend::None => {}
+            }
+            index.insert(s.name.to_ascii_lowercase(), bit);
+            for a in &s.aliases {
+                index.insert(a.to_ascii_lowercase(), bit);
+            }
+        }
+        for (p, bits) in &checked {
+            index.insert(p.name.to_ascii_lowercase(), *bits);
+        }
         Ok(Catalogue {
             scopes,
             presets: checked,
             always_granted: 1 << always,
+            index,
+            all,
+            capped,
+            balance_only,
         })
     }
 
@@ -203,7 +315,11 @@ impl Catalogue {
             .map(|p| PresetDef {
                 name: p.name.to_owned(),
                 label: p.label.to_owned(),
-                scopes: p.scope.names().iter().map(|n| (*n).to_owned()).collect(),
+                scopes: Scope::FLAGS
+                    .iter()
+                    .filter(|f| p.scope.contains(f.scope))
+                    .map(|f| f.name.to_owned())
+                    .collect(),
             })
             .collect();
         Catalogue::new(scopes, presets, "UserRead").expect("seed 003 is a valid catalogue")
@@ -217,12 +333,7 @@ impl Catalogue {
         presets: Vec<PresetDef>,
         always_granted: Option<&str>,
     ) -> Result<Catalogue, CatalogueError> {
-        let current = self
-            .scopes
-            .iter()
-            .find(|s| self.always_granted == 1 << s.bit)
-            .map(|s| s.name.clone())
-            .unwrap_or_default();
+        let current = self.name_of(self.always_granted());
         let mut all = self.scopes.clone();
         all.extend(scopes);
         let mut named: Vec<PresetDef> = self.presets.iter().map(|(p, _)| p.clone()).collect();
@@ -230,45 +341,257 @@ impl Catalogue {
         Catalogue::new(all, named, always_granted.unwrap_or(&current))
     }
 
+    /// The scopes, in bit order.
     pub fn scopes(&self) -> &[ScopeDef] {
         &self.scopes
     }
 
     /// The presets with their masks.
-    pub fn presets(&self) -> impl Iterator<Item = (&PresetDef, u64)> {
-        self.presets.iter().map(|(p, bits)| (p, *bits))
+    pub fn presets(&self) -> impl Iterator<Item = (&PresetDef, Scope)> {
+        self.presets
+            .iter()
+            .map(|(p, bits)| (p, Scope::from_bits_truncate(*bits)))
     }
 
-    /// The mask every grant includes.
-    pub fn always_granted(&self) -> u64 {
-        self.always_granted
+    /// The scope every grant includes.
+    pub fn always_granted(&self) -> Scope {
+        Scope::from_bits_truncate(self.always_granted)
     }
 
-    /// Every declared bit.
-    pub fn all(&self) -> u64 {
-        self.scopes.iter().fold(0, |acc, s| acc | 1 << s.bit)
+    /// Every declared bit (an app's default ceiling).
+    pub fn all(&self) -> Scope {
+        Scope::from_bits_truncate(self.all)
+    }
+
+    /// The scopes that spend Buzz within the consent's caps.
+    pub fn capped(&self) -> Scope {
+        Scope::from_bits_truncate(self.capped)
     }
 
     /// The mask a name stands for: a scope, one of its aliases, or a preset (any case).
-    pub fn lookup(&self, name: &str) -> Option<u64> {
-        find(&self.scopes, name).map(|s| 1 << s.bit).or_else(|| {
-            self.presets
-                .iter()
-                .find(|(p, _)| p.name.eq_ignore_ascii_case(name))
-                .map(|(_, bits)| *bits)
+    pub fn lookup(&self, name: &str) -> Option<Scope> {
+        let hit = match self.index.get(name) {
+            Some(bits) => Some(*bits),
+            None => self.index.get(&name.to_ascii_lowercase()).copied(),
+        };
+        hit.map(Scope::from_bits_truncate)
+    }
+
+    /// `Ok(scope)` when every bit of it is declared, else the error a request gets.
+    pub fn check(&self, scope: Scope) -> Result<Scope, ScopeError> {
+        if scope.is_subset_of(self.all()) {
+            Ok(scope)
+        } else {
+            Err(ScopeError::Undefined(self.all))
+        }
+    }
+
+    /// A scope as a request or an owner writes it: a decimal mask, or names of scopes,
+    /// aliases and presets (case-insensitive; spaces, commas and `+` separate).
+    pub fn parse(&self, s: &str) -> Result<Scope, ScopeError> {
+        let words: Vec<&str> = words(s).collect();
+        self.parse_words(&words)
+    }
+
+    /// Names given one by one (a JSON array, seed 004's `scopes`).
+    pub fn parse_names<S: AsRef<str>>(&self, names: &[S]) -> Result<Scope, ScopeError> {
+        let mut out = Scope::NONE;
+        for name in names {
+            let name = name.as_ref().trim();
+            out = out
+                | self
+                    .lookup(name)
+                    .ok_or_else(|| ScopeError::UnknownName(name.to_owned()))?;
+        }
+        Ok(out)
+    }
+
+    /// A scope from a JSON body: a mask, a string of names (or a mask), or an array of names.
+    pub fn resolve(&self, value: &ScopeValue) -> Result<Scope, ScopeError> {
+        match value {
+            ScopeValue::Mask(bits) => {
+                self.check(Scope::from_bits(*bits).ok_or(ScopeError::OutOfRange)?)
+            }
+            ScopeValue::Text(s) => self.parse(s),
+            ScopeValue::Names(names) => self.parse_names(names),
+        }
+    }
+
+    /// A personal API key's scope when its creator names none: the `ReadOnly` preset where
+    /// the catalogue has one, else every `read` scope, with the always-granted scope.
+    pub fn default_key_scope(&self) -> Scope {
+        let reads = self
+            .scopes
+            .iter()
+            .filter(|s| s.kind == Some(ScopeKind::Read))
+            .fold(Scope::NONE, |acc, s| {
+                acc | Scope::from_bits_truncate(1 << s.bit)
+            });
+        self.lookup("ReadOnly").unwrap_or(reads) | self.always_granted()
+    }
+
+    fn parse_words(&self, words: &[&str]) -> Result<Scope, ScopeError> {
+        let Some(first) = words.first() else {
+            return Err(ScopeError::Empty);
+        };
+        let numeric = first
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_digit() || b == b'-');
+        if numeric && self.lookup(first).is_none() {
+            return self.check(Scope::from_decimal(&words.join(" "))?);
+        }
+        self.parse_names(words)
+    }
+
+    /// A request's `scope`: the catalogue's names (or a decimal mask) and the OpenID Connect
+    /// scopes, in any order (`openid profile 114689`). A word the catalogue defines is the
+    /// catalogue's scope, and also the OIDC scope of that name if there is one (so a platform
+    /// may call its profile scope `profile`). A request of OIDC scopes only asks for the
+    /// always-granted scope; OIDC `profile` and `email` add it.
+    pub fn parse_request(&self, s: &str) -> Result<RequestedScope, ScopeError> {
+        let mut oidc = OidcScopes::NONE;
+        let mut rest: Vec<&str> = Vec::new();
+        for word in words(s) {
+            let known = self.lookup(word).is_some();
+            match OidcScopes::from_name(word) {
+                Some(o) => {
+                    oidc = oidc.union(o);
+                    if known {
+                        rest.push(word);
+                    }
+                }
+                None => rest.push(word),
+            }
+        }
+        let scope = match (rest.is_empty(), oidc.is_empty()) {
+            (true, true) => return Err(ScopeError::Empty),
+            (true, false) => self.always_granted(),
+            (false, _) => self.parse_words(&rest)?,
+        };
+        let reads_profile = oidc.contains(OidcScopes::PROFILE) || oidc.contains(OidcScopes::EMAIL);
+        Ok(RequestedScope {
+            scope: if reads_profile {
+                scope | self.always_granted()
+            } else {
+                scope
+            },
+            oidc,
         })
     }
 
-    /// The scope names of `bits`, in bit order.
-    pub fn names(&self, bits: u64) -> Vec<&str> {
-        let mut found: Vec<&ScopeDef> = self
-            .scopes
-            .iter()
-            .filter(|s| bits & (1 << s.bit) != 0)
+    /// The permission part of a `scope` where OIDC scopes change nothing (refresh, client
+    /// credentials, device start): `None` when the request names OIDC scopes only (it asks
+    /// for no narrowing), else the catalogue's bits of the rest.
+    pub fn parse_permissions(&self, s: &str) -> Result<Option<Scope>, ScopeError> {
+        let rest: Vec<&str> = words(s)
+            .filter(|w| OidcScopes::from_name(w).is_none() || self.lookup(w).is_some())
             .collect();
-        found.sort_by_key(|s| s.bit);
-        found.into_iter().map(|s| s.name.as_str()).collect()
+        if rest.is_empty() {
+            return Ok(None);
+        }
+        self.parse_words(&rest).map(Some)
     }
+
+    /// The declared scopes `scope` holds, in bit order.
+    pub fn defs(&self, scope: Scope) -> impl Iterator<Item = &ScopeDef> {
+        self.scopes
+            .iter()
+            .filter(move |s| scope.bits() & (1 << s.bit) != 0)
+    }
+
+    /// The consent lines of `scope`, in bit order.
+    pub fn lines(&self, scope: Scope) -> Vec<ScopeLine> {
+        self.defs(scope)
+            .map(|s| ScopeLine {
+                scope: Scope::from_bits_truncate(1 << s.bit),
+                name: s.name.clone(),
+                label: s.label.clone(),
+                description: s.description.clone(),
+            })
+            .collect()
+    }
+
+    /// The scope names of `scope`, in bit order (undeclared bits have none).
+    pub fn names(&self, scope: Scope) -> Vec<&str> {
+        self.defs(scope).map(|s| s.name.as_str()).collect()
+    }
+
+    /// Space-separated names (`"UserRead BuzzRead"`).
+    pub fn names_string(&self, scope: Scope) -> String {
+        self.names(scope).join(" ")
+    }
+
+    /// The preset whose value this is exactly, if any.
+    pub fn preset_of(&self, scope: Scope) -> Option<&PresetDef> {
+        self.presets
+            .iter()
+            .find(|(_, bits)| *bits == scope.bits())
+            .map(|(p, _)| p)
+    }
+
+    /// The name an error gives `scope`: the scope's name for one bit, a preset's for a
+    /// preset, else the lowest declared bit's name.
+    pub fn name_of(&self, scope: Scope) -> String {
+        if let Some(p) = self.preset_of(scope)
+            && scope.bits().count_ones() != 1
+        {
+            return p.name.clone();
+        }
+        self.defs(scope)
+            .next()
+            .map_or_else(|| scope.to_decimal_string(), |s| s.name.clone())
+    }
+
+    /// What a token needs for the endpoint that asks for `scope`, named for the error.
+    pub fn need(&self, scope: Scope) -> Need {
+        Need::all(scope, self.name_of(scope))
+    }
+
+    /// A scope known by its Civitai name (`BuzzRead`, `UserWrite`): an endpoint of Civitai's
+    /// API asks for it. When this catalogue has no scope or alias of that name, no token
+    /// meets it (an operator grants it by giving one of their scopes that alias).
+    pub fn need_named(&self, name: &str) -> Need {
+        match self.lookup(name) {
+            Some(scope) => Need::all(scope, name),
+            None => Need::any(Scope::NONE, name),
+        }
+    }
+
+    /// Reading the user's profile (userinfo): the always-granted scope.
+    pub fn need_profile(&self) -> Need {
+        self.need(self.always_granted())
+    }
+
+    /// Spending the user's Buzz: a scope that spends within caps (`capped`) or within the
+    /// balance only. Named after the first such scope, else Civitai's name.
+    pub fn need_spend(&self, capped: bool) -> Need {
+        let (bits, civitai) = if capped {
+            (self.capped, "AIServicesWrite")
+        } else {
+            (self.balance_only, "BountiesWrite")
+        };
+        let scope = Scope::from_bits_truncate(bits);
+        let name = self.defs(scope).next().map_or(civitai, |s| s.name.as_str());
+        Need::any(scope, name)
+    }
+
+    /// `scopes_supported` of the discovery documents: every scope name in bit order, then
+    /// the presets.
+    pub fn supported(&self) -> Vec<&str> {
+        self.scopes
+            .iter()
+            .map(|s| s.name.as_str())
+            .chain(self.presets.iter().map(|(p, _)| p.name.as_str()))
+            .collect()
+    }
+}
+
+/// The words of a `scope` value: spaces, commas and `+` (a form-encoded space that arrived
+/// undecoded) separate.
+fn words(s: &str) -> impl Iterator<Item = &str> {
+    s.split(|c: char| c.is_whitespace() || c == ',' || c == '+')
+        .filter(|w| !w.is_empty())
 }
 
 /// The scope `name` names (by its name or an alias, any case).
@@ -331,26 +654,18 @@ mod tests {
         let c = Catalogue::civitai();
         assert_eq!(c.scopes().len(), 25);
         for f in Scope::FLAGS {
-            assert_eq!(
-                c.lookup(f.name),
-                Some(u64::from(f.scope.bits())),
-                "{}",
-                f.name
-            );
+            assert_eq!(c.lookup(f.name), Some(f.scope), "{}", f.name);
             let d = c.scopes().iter().find(|s| s.name == f.name).unwrap();
             assert_eq!(d.label, f.label);
         }
         for p in Scope::PRESETS {
-            assert_eq!(
-                c.lookup(p.name),
-                Some(u64::from(p.scope.bits())),
-                "{}",
-                p.name
-            );
+            assert_eq!(c.lookup(p.name), Some(p.scope), "{}", p.name);
+            assert_eq!(c.preset_of(p.scope).unwrap().label, p.label);
         }
-        assert_eq!(c.lookup("readonly"), Some(10_701_093), "any case");
-        assert_eq!(c.all(), u64::from(Scope::FULL.bits()));
-        assert_eq!(c.always_granted(), 1);
+        assert_eq!(c.lookup("readonly"), Some(Scope::READ_ONLY), "any case");
+        assert_eq!(c.all(), Scope::FULL);
+        assert_eq!(c.always_granted(), Scope::USER_READ);
+        assert_eq!(c.capped(), Scope::AI_SERVICES_WRITE);
         let buzz = |n: &str| c.scopes().iter().find(|s| s.name == n).unwrap().buzz;
         assert_eq!(buzz("AIServicesWrite"), BuzzSpend::Capped);
         assert_eq!(buzz("BountiesWrite"), BuzzSpend::BalanceOnly);
@@ -371,7 +686,11 @@ mod tests {
                 .unwrap()
                 .reserved
         );
-        assert_eq!(c.names(114_689), Scope::AI_SERVICES.names());
+        assert_eq!(
+            c.names(Scope::AI_SERVICES),
+            vec!["UserRead", "AIServicesRead", "AIServicesWrite", "BuzzRead"]
+        );
+        assert_eq!(c.supported().len(), 29, "25 scopes and 4 presets");
     }
 
     #[test]
@@ -389,14 +708,16 @@ mod tests {
             "profile",
         )
         .unwrap();
-        assert_eq!(c.lookup("userread"), Some(1), "an alias, any case");
-        assert_eq!(c.lookup("generations"), Some(1 << 40));
-        assert_eq!(c.lookup("everything"), Some(1 | 1 << 40 | 1 << 62));
+        let bits = |b: u64| Scope::from_bits(b).unwrap();
+        assert_eq!(c.lookup("userread"), Some(bits(1)), "an alias, any case");
+        assert_eq!(c.lookup("generations"), Some(bits(1 << 40)));
+        assert_eq!(c.lookup("everything"), Some(bits(1 | 1 << 40 | 1 << 62)));
         assert_eq!(
-            c.names(1 << 62 | 1),
+            c.names(bits(1 << 62 | 1)),
             vec!["profile", "characters"],
             "in bit order"
         );
+        assert_eq!(c.capped(), bits(1 << 40));
         assert_eq!(c.lookup("unknown"), None);
     }
 
@@ -411,10 +732,10 @@ mod tests {
                 None,
             )
             .unwrap();
-        assert_eq!(c.lookup("AIServices"), Some(114_689));
-        assert_eq!(c.lookup("gen"), Some(1 << 40));
-        assert_eq!(c.lookup("studio"), Some(1 << 40 | 4));
-        assert_eq!(c.always_granted(), 1);
+        assert_eq!(c.lookup("AIServices"), Some(Scope::AI_SERVICES));
+        assert_eq!(c.lookup("gen").map(Scope::bits), Some(1 << 40));
+        assert_eq!(c.lookup("studio").map(Scope::bits), Some(1 << 40 | 4));
+        assert_eq!(c.always_granted(), Scope::USER_READ);
         let clash = Catalogue::civitai().extended(vec![def("profile", 3)], vec![], None);
         assert_eq!(
             clash.unwrap_err().to_string(),
@@ -472,5 +793,166 @@ mod tests {
             "name": "x", "bit": 1, "label": "x", "bits": 2
         }));
         assert!(typo.is_err());
+    }
+
+    fn serika() -> Catalogue {
+        let mut profile = def("profile", 0);
+        profile.label = "Access your profile (ID, username, avatar)".into();
+        let mut generations = def("generations", 1);
+        generations.buzz = BuzzSpend::Capped;
+        Catalogue::new(
+            vec![profile, generations, def("characters", 2)],
+            vec![],
+            "profile",
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn names_parse_case_insensitively_with_presets_and_masks() {
+        let c = Catalogue::civitai();
+        assert_eq!(
+            c.parse("userread buzzread").unwrap(),
+            Scope::USER_READ | Scope::BUZZ_READ
+        );
+        assert_eq!(c.parse("AIServices").unwrap(), Scope::AI_SERVICES);
+        assert_eq!(
+            c.parse("readonly MODELSWRITE").unwrap(),
+            Scope::READ_ONLY | Scope::MODELS_WRITE
+        );
+        assert_eq!(c.parse("full").unwrap(), Scope::FULL);
+        assert_eq!(
+            c.parse("UserRead+BuzzRead").unwrap(),
+            Scope::USER_READ | Scope::BUZZ_READ
+        );
+        assert_eq!(c.parse(" 33554431 ").unwrap(), Scope::FULL);
+        assert_eq!(c.parse("-5"), Err(ScopeError::Negative));
+        assert_eq!(c.parse("12abc"), Err(ScopeError::Malformed));
+        assert_eq!(c.parse(""), Err(ScopeError::Empty));
+        assert_eq!(
+            c.parse_names(&["UserRead", " BuzzRead "]).unwrap(),
+            Scope::USER_READ | Scope::BUZZ_READ
+        );
+    }
+
+    #[test]
+    fn bits_outside_the_catalogue_are_refused_with_civitai_s_message() {
+        let c = Catalogue::civitai();
+        for bad in ["33554432", "134217727", "4294967296"] {
+            let e = c.parse(bad).unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                "scope has bits outside the defined flags (maximum 33554431)"
+            );
+        }
+        assert_eq!(c.parse(&"9".repeat(400)), Err(ScopeError::OutOfRange));
+        assert_eq!(
+            c.check(Scope::from_bits(1 << 40).unwrap()),
+            Err(ScopeError::Undefined(33_554_431))
+        );
+    }
+
+    #[test]
+    fn unknown_names_are_refused_with_the_name() {
+        let c = Catalogue::civitai();
+        assert_eq!(
+            c.parse("UserRead openid"),
+            Err(ScopeError::UnknownName("openid".into()))
+        );
+        assert_eq!(
+            serika().parse("profile generation"),
+            Err(ScopeError::UnknownName("generation".into()))
+        );
+    }
+
+    #[test]
+    fn oidc_scopes_mix_with_civitai_names_and_masks() {
+        let c = Catalogue::civitai();
+        let r = c.parse_request("openid profile email").unwrap();
+        assert_eq!(r.scope, Scope::USER_READ);
+        assert_eq!(r.oidc.names(), vec!["openid", "profile", "email"]);
+        let r = c.parse_request("openid AIServices offline_access").unwrap();
+        assert_eq!(r.scope, Scope::AI_SERVICES);
+        assert!(
+            r.oidc
+                .contains(OidcScopes::OPENID | OidcScopes::OFFLINE_ACCESS)
+        );
+        let r = c.parse_request("114689 OpenID").unwrap();
+        assert_eq!((r.scope, r.oidc), (Scope::AI_SERVICES, OidcScopes::OPENID));
+        let r = c.parse_request("openid").unwrap();
+        assert_eq!(
+            r.scope,
+            Scope::USER_READ,
+            "openid alone still reads the user"
+        );
+        let r = c.parse_request("BuzzRead").unwrap();
+        assert_eq!((r.scope, r.oidc), (Scope::BUZZ_READ, OidcScopes::NONE));
+        assert_eq!(
+            c.parse_request("openid nonsense").unwrap_err(),
+            ScopeError::UnknownName("nonsense".into())
+        );
+        assert_eq!(c.parse_request("  ").unwrap_err(), ScopeError::Empty);
+        let r = c.parse_request("openid email 65536").unwrap();
+        assert_eq!(r.to_form_value(), "65537 openid email");
+        assert_eq!(c.parse_request(&r.to_form_value()).unwrap(), r);
+        assert_eq!(c.parse_permissions("openid offline_access"), Ok(None));
+        assert_eq!(
+            c.parse_permissions("openid BuzzRead"),
+            Ok(Some(Scope::BUZZ_READ))
+        );
+    }
+
+    #[test]
+    fn a_platform_s_own_names_win_over_oidc_names_and_keep_their_claims() {
+        let c = serika();
+        let r = c.parse_request("profile generations").unwrap();
+        assert_eq!(r.scope.bits(), 0b011);
+        assert_eq!(
+            r.oidc,
+            OidcScopes::PROFILE,
+            "`profile` also releases the profile claims"
+        );
+        assert_eq!(
+            c.parse_permissions("profile").unwrap().map(Scope::bits),
+            Some(1)
+        );
+        assert_eq!(c.names_string(r.scope), "profile generations");
+        assert_eq!(c.parse("3").unwrap().bits(), 3);
+        assert_eq!(c.parse("8"), Err(ScopeError::Undefined(7)));
+    }
+
+    #[test]
+    fn needs_name_the_platform_s_scope_in_the_error() {
+        let c = Catalogue::civitai();
+        let e = c
+            .need(Scope::BUZZ_READ)
+            .check(Scope::USER_READ)
+            .unwrap_err();
+        assert_eq!(e.description(), "Token does not have BuzzRead scope");
+        assert!(c.need_named("BuzzRead").is_met_by(Scope::AI_SERVICES));
+        assert!(c.need_spend(true).is_met_by(Scope::AI_SERVICES));
+        assert!(!c.need_spend(false).is_met_by(Scope::AI_SERVICES));
+        assert_eq!(c.need_spend(false).name(), "BountiesWrite");
+        assert_eq!(c.name_of(Scope::AI_SERVICES), "AIServices");
+        assert_eq!(c.name_of(Scope::BUZZ_READ), "BuzzRead");
+        assert_eq!(
+            c.name_of(Scope::BUZZ_READ | Scope::VAULT_READ),
+            "BuzzRead",
+            "the lowest bit"
+        );
+        assert!(Need::nothing().is_met_by(Scope::NONE));
+
+        let s = serika();
+        let spend = s.need_spend(true);
+        assert_eq!(spend.name(), "generations");
+        assert!(spend.is_met_by(s.parse("generations").unwrap()));
+        let e = spend.check(s.parse("profile").unwrap()).unwrap_err();
+        assert_eq!(e.description(), "Token does not have generations scope");
+        let buzz = s.need_named("BuzzRead");
+        assert!(
+            !buzz.is_met_by(s.all()),
+            "no scope of that name: nothing meets it"
+        );
+        assert_eq!(s.need_profile().name(), "profile");
     }
 }

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::buzz::{Budget, BuzzLimit};
+use crate::catalogue::Catalogue;
 use crate::ids::{ClientId, UserId};
 use crate::scope::Scope;
 
@@ -110,6 +111,7 @@ pub struct Approval {
 /// The consent to store after an approval. The approved scope replaces the stored one (the
 /// user saw exactly this set); the Buzz limit is replaced only when the form sent one.
 pub fn record_approval(
+    catalogue: &Catalogue,
     existing: Option<&Consent>,
     user_id: UserId,
     client_id: &ClientId,
@@ -120,13 +122,13 @@ pub fn record_approval(
     let buzz_limit = match (&approval.buzz_limit, existing) {
         (Some(limit), _) => limit.clone(),
         (None, Some(c)) => c.buzz_limit.clone(),
-        (None, None) if scope.contains(Scope::AI_SERVICES_WRITE) => BuzzLimit::consent_default(),
+        (None, None) if scope.intersects(catalogue.capped()) => BuzzLimit::consent_default(),
         (None, None) => BuzzLimit::default(),
     };
     Consent {
         user_id,
         client_id: client_id.clone(),
-        scope: scope.with_user_read(),
+        scope: scope | catalogue.always_granted(),
         remembered: approval.remember,
         buzz_limit,
         created_at: existing.map_or(now, |c| c.created_at),
@@ -236,7 +238,15 @@ mod tests {
             remember: false,
             buzz_limit: None,
         };
-        let c = record_approval(None, UserId(1), &id, Scope::BUZZ_READ, &a, T0);
+        let c = record_approval(
+            &Catalogue::civitai(),
+            None,
+            UserId(1),
+            &id,
+            Scope::BUZZ_READ,
+            &a,
+            T0,
+        );
         assert!(!c.remembered);
         assert_eq!(c.scope, Scope::BUZZ_READ | Scope::USER_READ);
     }
@@ -248,9 +258,25 @@ mod tests {
             remember: true,
             buzz_limit: None,
         };
-        let c = record_approval(None, UserId(1), &id, Scope::AI_SERVICES, &a, T0);
+        let c = record_approval(
+            &Catalogue::civitai(),
+            None,
+            UserId(1),
+            &id,
+            Scope::AI_SERVICES,
+            &a,
+            T0,
+        );
         assert_eq!(c.buzz_limit, BuzzLimit::consent_default());
-        let c2 = record_approval(None, UserId(1), &id, Scope::BUZZ_READ, &a, T0);
+        let c2 = record_approval(
+            &Catalogue::civitai(),
+            None,
+            UserId(1),
+            &id,
+            Scope::BUZZ_READ,
+            &a,
+            T0,
+        );
         assert!(c2.buzz_limit.is_unlimited());
     }
 
@@ -264,6 +290,7 @@ mod tests {
             buzz_limit: None,
         };
         let c = record_approval(
+            &Catalogue::civitai(),
             Some(&old),
             UserId(1),
             &old.client_id.clone(),
@@ -280,6 +307,7 @@ mod tests {
             buzz_limit: Some(BuzzLimit::default()),
         };
         let c = record_approval(
+            &Catalogue::civitai(),
             Some(&old),
             UserId(1),
             &old.client_id.clone(),

@@ -49,9 +49,10 @@ pub enum Error {
     /// `WWW-Authenticate` challenge carries no error code (RFC 6750 §3.1).
     #[error("invalid_token (no credentials): {0}")]
     NoCredentials(Description),
-    /// `insufficient_scope`: the token lacks `required`.
-    #[error("insufficient_scope: token does not have {required:?}")]
-    InsufficientScope { required: Scope },
+    /// `insufficient_scope`: the token lacks `required`, which the catalogue calls `name`
+    /// ([`crate::catalogue::Need`]).
+    #[error("insufficient_scope: token does not have {name} ({required:?})")]
+    InsufficientScope { required: Scope, name: String },
     /// `authorization_pending` (device flow).
     #[error("authorization_pending")]
     AuthorizationPending,
@@ -157,10 +158,9 @@ impl Error {
             | Error::Conflict(d)
             | Error::TemporarilyUnavailable { description: d, .. }
             | Error::ServerError(d) => d.clone(),
-            Error::InsufficientScope { required } => Cow::Owned(format!(
-                "Token does not have {} scope",
-                required.primary_name()
-            )),
+            Error::InsufficientScope { name, .. } => {
+                Cow::Owned(format!("Token does not have {name} scope"))
+            }
             Error::AuthorizationPending => {
                 Cow::Borrowed("The user has not yet approved or denied the request")
             }
@@ -265,6 +265,7 @@ mod tests {
             Error::invalid_token("x"),
             Error::InsufficientScope {
                 required: Scope::USER_READ,
+                name: "UserRead".into(),
             },
             Error::AuthorizationPending,
             Error::SlowDown { interval: 10 },
@@ -292,6 +293,7 @@ mod tests {
     fn insufficient_scope_description_names_the_scope() {
         let e = Error::InsufficientScope {
             required: Scope::MODELS_WRITE,
+            name: "ModelsWrite".into(),
         };
         assert_eq!(e.description(), "Token does not have ModelsWrite scope");
     }

@@ -24,5 +24,6 @@ pub mod service;
 pub mod token;
 pub mod user;
 
+pub use catalogue::{Catalogue, Need};
 pub use error::{Error, Result, StoreError};
-pub use scope::{OidcScopes, RequestedScope, Scope};
+pub use scope::{OidcScopes, RequestedScope, Scope, ScopeValue};

@@ -1,14 +1,17 @@
-//! Bitwise scopes exactly as Civitai defines them (seed 003): flags, presets, labels, parsing from
-//! a decimal mask or from names, the ceiling, and the always-granted `UserRead`.
+//! Bitwise scopes: the bit set a token, a consent and an app's ceiling carry, and Civitai's
+//! values (seed 003: flags, presets, labels), from which the default catalogue is built. What
+//! the bits are called, parsing names, and which one is always granted belong to the
+//! operator's catalogue ([`crate::catalogue::Catalogue`], docs/scopes.md).
 
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-/// A set of scope bits. Only bits 0..=24 exist; a `Scope` never holds any other bit.
+/// A set of scope bits, 0..=62 (bit 63 is never held). Civitai's catalogue defines bits
+/// 0..=24; an operator's may define any of the 63 ([`crate::catalogue`]).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "u32", into = "u32")]
-pub struct Scope(u32);
+#[serde(try_from = "u64", into = "u64")]
+pub struct Scope(u64);
 
 /// One named flag with its consent-page label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,8 +36,10 @@ pub enum ScopeError {
     Empty,
     #[error("scope must not be negative")]
     Negative,
-    #[error("scope has bits outside the defined flags (maximum {max})", max = Scope::FULL.0)]
+    #[error("scope has bits outside the defined flags")]
     OutOfRange,
+    #[error("scope has bits outside the defined flags (maximum {0})")]
+    Undefined(u64),
     #[error("unknown scope name `{0}`")]
     UnknownName(String),
     #[error("scope is not a decimal mask or a list of scope names")]
@@ -49,6 +54,8 @@ impl From<ScopeError> for crate::Error {
 
 impl Scope {
     pub const NONE: Scope = Scope(0);
+    /// Every bit a scope may hold (0..=62).
+    pub const ANY_BITS: u64 = (1 << 63) - 1;
     pub const USER_READ: Scope = Scope(1);
     pub const USER_WRITE: Scope = Scope(1 << 1);
     pub const MODELS_READ: Scope = Scope(1 << 2);
@@ -185,21 +192,23 @@ impl Scope {
         },
     ];
 
-    /// A mask from raw bits; `None` when a bit outside `FULL` is set.
-    pub const fn from_bits(bits: u32) -> Option<Scope> {
-        if bits & !Scope::FULL.0 == 0 {
+    /// A mask from raw bits; `None` when bit 63 is set (a catalogue uses bits 0..=62,
+    /// [`crate::catalogue::MAX_BIT`]). Whether each bit means something is the catalogue's
+    /// question ([`crate::catalogue::Catalogue::check`]).
+    pub const fn from_bits(bits: u64) -> Option<Scope> {
+        if bits & !Scope::ANY_BITS == 0 {
             Some(Scope(bits))
         } else {
             None
         }
     }
 
-    /// Bits beyond the defined flags are dropped.
-    pub const fn from_bits_truncate(bits: u32) -> Scope {
-        Scope(bits & Scope::FULL.0)
+    /// Bits a scope can never hold (bit 63) are dropped.
+    pub const fn from_bits_truncate(bits: u64) -> Scope {
+        Scope(bits & Scope::ANY_BITS)
     }
 
-    pub const fn bits(self) -> u32 {
+    pub const fn bits(self) -> u64 {
         self.0
     }
 
@@ -207,8 +216,8 @@ impl Scope {
         self.0 == 0
     }
 
-    /// Parses a decimal mask: digits only (an optional leading `+` is refused too), no sign,
-    /// every set bit a defined flag.
+    /// Parses a decimal mask: digits only (a sign, even `+`, is refused), every bit below 63.
+    /// Which bits are defined is the catalogue's check.
     pub fn from_decimal(s: &str) -> Result<Scope, ScopeError> {
         let s = s.trim();
         if s.is_empty() {
@@ -224,68 +233,21 @@ impl Scope {
         if !s.bytes().all(|b| b.is_ascii_digit()) {
             return Err(ScopeError::Malformed);
         }
-        // Any number with more significant digits than u32 can hold is out of range, however
+        // Any number with more significant digits than u64 can hold is out of range, however
         // long: strip leading zeros so "000…1" still parses.
         let digits = s.trim_start_matches('0');
-        if digits.len() > 10 {
+        if digits.len() > 20 {
             return Err(ScopeError::OutOfRange);
         }
-        let value: u64 = if digits.is_empty() {
+        let value: u128 = if digits.is_empty() {
             0
         } else {
             digits.parse().map_err(|_| ScopeError::Malformed)?
         };
-        u32::try_from(value)
+        u64::try_from(value)
             .ok()
             .and_then(Scope::from_bits)
             .ok_or(ScopeError::OutOfRange)
-    }
-
-    /// Parses space-separated names of flags and presets, case-insensitively. Commas and `+`
-    /// (form-encoded spaces that arrive undecoded) also separate.
-    pub fn from_names(s: &str) -> Result<Scope, ScopeError> {
-        let mut out = Scope::NONE;
-        let mut any = false;
-        for word in s
-            .split(|c: char| c.is_whitespace() || c == ',' || c == '+')
-            .filter(|w| !w.is_empty())
-        {
-            any = true;
-            out = out
-                | Scope::from_name(word).ok_or_else(|| ScopeError::UnknownName(word.to_owned()))?;
-        }
-        if any { Ok(out) } else { Err(ScopeError::Empty) }
-    }
-
-    /// One flag or preset by name (case-insensitive).
-    pub fn from_name(name: &str) -> Option<Scope> {
-        Scope::FLAGS
-            .iter()
-            .find(|f| f.name.eq_ignore_ascii_case(name))
-            .map(|f| f.scope)
-            .or_else(|| {
-                Scope::PRESETS
-                    .iter()
-                    .find(|p| p.name.eq_ignore_ascii_case(name))
-                    .map(|p| p.scope)
-            })
-    }
-
-    /// Parses a request's `scope`: a decimal mask when it is all digits (or looks numeric),
-    /// otherwise a list of names.
-    pub fn parse(s: &str) -> Result<Scope, ScopeError> {
-        let t = s.trim();
-        if t.is_empty() {
-            return Err(ScopeError::Empty);
-        }
-        let numeric = t.bytes().all(|b| b.is_ascii_digit())
-            || (t.starts_with('-') && t.len() > 1)
-            || t.bytes().next().is_some_and(|b| b.is_ascii_digit());
-        if numeric {
-            Scope::from_decimal(t)
-        } else {
-            Scope::from_names(t)
-        }
     }
 
     /// `self ⊆ other`.
@@ -296,6 +258,11 @@ impl Scope {
     /// Every bit of `required` is present.
     pub const fn contains(self, required: Scope) -> bool {
         required.is_subset_of(self)
+    }
+
+    /// At least one bit in common.
+    pub const fn intersects(self, other: Scope) -> bool {
+        self.0 & other.0 != 0
     }
 
     pub const fn union(self, other: Scope) -> Scope {
@@ -310,56 +277,27 @@ impl Scope {
         Scope(self.0 & !other.0)
     }
 
-    /// `UserRead` is always granted.
-    pub const fn with_user_read(self) -> Scope {
-        self.union(Scope::USER_READ)
-    }
-
-    /// Trims to the app's ceiling and adds `UserRead`: what a token may carry.
-    pub const fn trim_to_ceiling(self, ceiling: Scope) -> Scope {
-        self.intersection(ceiling).with_user_read()
+    /// Trims to the app's ceiling and adds the always-granted scope (`UserRead` in Civitai's
+    /// catalogue, [`crate::catalogue::Catalogue::always_granted`]): what a token may carry.
+    pub const fn trim_to_ceiling(self, ceiling: Scope, always: Scope) -> Scope {
+        self.intersection(ceiling).union(always)
     }
 
     /// The bits requested beyond the ceiling (shown as "not granted" where useful).
-    pub const fn beyond_ceiling(self, ceiling: Scope) -> Scope {
-        self.difference(ceiling.with_user_read())
+    pub const fn beyond_ceiling(self, ceiling: Scope, always: Scope) -> Scope {
+        self.difference(ceiling.union(always))
     }
 
-    /// The flags set, in bit order.
-    pub fn flags(self) -> impl Iterator<Item = &'static ScopeFlag> {
-        Scope::FLAGS.iter().filter(move |f| self.contains(f.scope))
-    }
-
-    /// Flag names, in bit order.
-    pub fn names(self) -> Vec<&'static str> {
-        self.flags().map(|f| f.name).collect()
-    }
-
-    /// Space-separated flag names (`"UserRead BuzzRead"`).
-    pub fn to_names_string(self) -> String {
-        self.names().join(" ")
+    /// The single bits set, lowest first.
+    pub fn each_bit(self) -> impl Iterator<Item = Scope> {
+        (0..64u32)
+            .filter(move |b| self.0 & (1 << b) != 0)
+            .map(|b| Scope(1 << b))
     }
 
     /// The authoritative decimal form (`"114689"`).
     pub fn to_decimal_string(self) -> String {
         self.0.to_string()
-    }
-
-    /// The preset whose value this is exactly, if any.
-    pub fn preset(self) -> Option<&'static ScopePreset> {
-        Scope::PRESETS.iter().find(|p| p.scope == self)
-    }
-
-    /// The name used in `insufficient_scope` messages: the flag name for one bit, the
-    /// preset name for a preset, else the lowest missing flag's name.
-    pub fn primary_name(self) -> &'static str {
-        if let Some(f) = Scope::FLAGS.iter().find(|f| f.scope == self) {
-            return f.name;
-        }
-        if let Some(p) = self.preset() {
-            return p.name;
-        }
-        self.flags().next().map_or("None", |f| f.name)
     }
 }
 
@@ -396,36 +334,54 @@ impl fmt::Display for Scope {
 
 impl fmt::Debug for Scope {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "Scope({} = {})",
-            self.0,
-            if self.is_empty() {
-                "None".into()
-            } else {
-                self.names().join("|")
-            }
-        )
+        write!(f, "Scope({})", self.0)
     }
 }
 
-impl TryFrom<u32> for Scope {
+impl TryFrom<u64> for Scope {
     type Error = ScopeError;
-    fn try_from(v: u32) -> Result<Self, ScopeError> {
+    fn try_from(v: u64) -> Result<Self, ScopeError> {
         Scope::from_bits(v).ok_or(ScopeError::OutOfRange)
     }
 }
 
-impl From<Scope> for u32 {
-    fn from(s: Scope) -> u32 {
+impl From<Scope> for u64 {
+    fn from(s: Scope) -> u64 {
         s.0
     }
 }
 
-impl std::str::FromStr for Scope {
-    type Err = ScopeError;
-    fn from_str(s: &str) -> Result<Self, ScopeError> {
-        Scope::parse(s)
+/// Lossless: bit 63 is never set, so every scope is a non-negative `i64` (how SQL stores it).
+impl From<Scope> for i64 {
+    fn from(s: Scope) -> i64 {
+        i64::try_from(s.0).unwrap_or(i64::MAX)
+    }
+}
+
+/// A stored mask: negative values are refused.
+impl TryFrom<i64> for Scope {
+    type Error = ScopeError;
+    fn try_from(v: i64) -> Result<Self, ScopeError> {
+        u64::try_from(v)
+            .map_err(|_| ScopeError::Negative)
+            .and_then(Scope::try_from)
+    }
+}
+
+/// A scope as an owner writes it in a JSON body: a decimal mask (`114689`), a string of
+/// names or a mask (`"profile generations"`), or an array of names (seed 004's
+/// `["profile", "generations"]`). The catalogue reads it ([`crate::catalogue::Catalogue::resolve`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ScopeValue {
+    Mask(u64),
+    Text(String),
+    Names(Vec<String>),
+}
+
+impl From<Scope> for ScopeValue {
+    fn from(s: Scope) -> ScopeValue {
+        ScopeValue::Mask(s.bits())
     }
 }
 
@@ -506,53 +462,8 @@ pub struct RequestedScope {
 }
 
 impl RequestedScope {
-    /// Parses a request's `scope`: OIDC scope names are taken out wherever they stand, and
-    /// the rest is a decimal mask or Civitai names ([`Scope::parse`]). A request of OIDC
-    /// scopes only asks for `UserRead`; `profile` and `email` add it.
-    pub fn parse(s: &str) -> Result<RequestedScope, ScopeError> {
-        let mut oidc = OidcScopes::NONE;
-        let mut rest: Vec<&str> = Vec::new();
-        for word in s
-            .split(|c: char| c.is_whitespace() || c == ',' || c == '+')
-            .filter(|w| !w.is_empty())
-        {
-            match OidcScopes::from_name(word) {
-                Some(o) => oidc = oidc.union(o),
-                None => rest.push(word),
-            }
-        }
-        let scope = match (rest.is_empty(), oidc.is_empty()) {
-            (true, true) => return Err(ScopeError::Empty),
-            (true, false) => Scope::USER_READ,
-            (false, _) => Scope::parse(&rest.join(" "))?,
-        };
-        let reads_profile = oidc.contains(OidcScopes::PROFILE) || oidc.contains(OidcScopes::EMAIL);
-        Ok(RequestedScope {
-            scope: if reads_profile {
-                scope.with_user_read()
-            } else {
-                scope
-            },
-            oidc,
-        })
-    }
-
-    /// The Civitai part of a `scope` where OIDC scopes change nothing (refresh, client
-    /// credentials, device start): `None` when the request names OIDC scopes only (it asks
-    /// for no narrowing), else the bits of the rest.
-    pub fn parse_permissions(s: &str) -> Result<Option<Scope>, ScopeError> {
-        let rest: Vec<&str> = s
-            .split(|c: char| c.is_whitespace() || c == ',' || c == '+')
-            .filter(|w| !w.is_empty() && OidcScopes::from_name(w).is_none())
-            .collect();
-        if rest.is_empty() {
-            return Ok(None);
-        }
-        Scope::parse(&rest.join(" ")).map(Some)
-    }
-
     /// The `scope` a form carries this request back as: the decimal mask, then the OIDC
-    /// names (`"1 openid profile"`), which [`RequestedScope::parse`] reads again.
+    /// names (`"1 openid profile"`), which [`crate::catalogue::Catalogue::parse_request`] reads again.
     pub fn to_form_value(self) -> String {
         let mut out = self.scope.to_decimal_string();
         for name in self.oidc.names() {
@@ -566,43 +477,11 @@ impl RequestedScope {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn oidc_scopes_mix_with_civitai_names_and_masks() {
-        let r = RequestedScope::parse("openid profile email").unwrap();
-        assert_eq!(r.scope, Scope::USER_READ);
-        assert_eq!(r.oidc.names(), vec!["openid", "profile", "email"]);
-        let r = RequestedScope::parse("openid AIServices offline_access").unwrap();
-        assert_eq!(r.scope, Scope::AI_SERVICES);
-        assert!(
-            r.oidc
-                .contains(OidcScopes::OPENID | OidcScopes::OFFLINE_ACCESS)
-        );
-        let r = RequestedScope::parse("114689 OpenID").unwrap();
-        assert_eq!((r.scope, r.oidc), (Scope::AI_SERVICES, OidcScopes::OPENID));
-        let r = RequestedScope::parse("openid").unwrap();
-        assert_eq!(
-            r.scope,
-            Scope::USER_READ,
-            "openid alone still reads the user"
-        );
-        let r = RequestedScope::parse("BuzzRead").unwrap();
-        assert_eq!((r.scope, r.oidc), (Scope::BUZZ_READ, OidcScopes::NONE));
-        assert_eq!(
-            RequestedScope::parse("openid nonsense").unwrap_err(),
-            ScopeError::UnknownName("nonsense".into())
-        );
-        assert_eq!(RequestedScope::parse("  ").unwrap_err(), ScopeError::Empty);
-        let r = RequestedScope::parse("openid email 65536").unwrap();
-        assert_eq!(r.to_form_value(), "65537 openid email");
-        assert_eq!(RequestedScope::parse(&r.to_form_value()).unwrap(), r);
-        assert_eq!(OidcScopes::from_bits(0b1_0000), None);
-    }
     use proptest::prelude::*;
 
     #[test]
     fn flag_values_match_seed_003() {
-        let expected: [(&str, u32); 25] = [
+        let expected: [(&str, u64); 25] = [
             ("UserRead", 1),
             ("UserWrite", 2),
             ("ModelsRead", 4),
@@ -674,10 +553,6 @@ mod tests {
             Scope::AI_SERVICES
         );
         assert_eq!(Scope::AI_SERVICES.bits(), 114_689);
-        assert_eq!(
-            Scope::from_decimal("114688").unwrap().with_user_read(),
-            Scope::AI_SERVICES
-        );
     }
 
     #[test]
@@ -688,7 +563,7 @@ mod tests {
     }
 
     #[test]
-    fn decimal_parsing_accepts_masks_in_range() {
+    fn decimal_parsing_accepts_every_bit_below_63() {
         assert_eq!(Scope::from_decimal("114689").unwrap(), Scope::AI_SERVICES);
         assert_eq!(Scope::from_decimal("0").unwrap(), Scope::NONE);
         assert_eq!(Scope::from_decimal(" 33554431 ").unwrap(), Scope::FULL);
@@ -696,12 +571,13 @@ mod tests {
             Scope::from_decimal("0000000000000000000001").unwrap(),
             Scope::USER_READ
         );
+        let top = (1u64 << 63) - 1;
+        assert_eq!(Scope::from_decimal(&top.to_string()).unwrap().bits(), top);
     }
 
     #[test]
     fn decimal_parsing_rejects_negatives() {
         assert_eq!(Scope::from_decimal("-1"), Err(ScopeError::Negative));
-        assert_eq!(Scope::parse("-5"), Err(ScopeError::Negative));
     }
 
     #[test]
@@ -709,18 +585,20 @@ mod tests {
         for bad in ["1.5", "0x10", "1e3", "12abc", "+3", "--1", "-", " ", ""] {
             assert!(Scope::from_decimal(bad).is_err(), "{bad:?} accepted");
         }
-        assert_eq!(Scope::parse("12abc"), Err(ScopeError::Malformed));
     }
 
     #[test]
-    fn decimal_parsing_rejects_out_of_range_bits() {
-        assert_eq!(Scope::from_decimal("33554432"), Err(ScopeError::OutOfRange));
+    fn decimal_parsing_rejects_bit_63_and_beyond() {
         assert_eq!(
-            Scope::from_decimal("134217727"),
+            Scope::from_decimal(&(1u64 << 63).to_string()),
             Err(ScopeError::OutOfRange)
         );
         assert_eq!(
-            Scope::from_decimal("4294967296"),
+            Scope::from_decimal(&u64::MAX.to_string()),
+            Err(ScopeError::OutOfRange)
+        );
+        assert_eq!(
+            Scope::from_decimal("18446744073709551616"),
             Err(ScopeError::OutOfRange)
         );
         assert_eq!(
@@ -730,41 +608,19 @@ mod tests {
     }
 
     #[test]
-    fn names_parse_case_insensitively_with_presets() {
-        assert_eq!(
-            Scope::parse("userread buzzread").unwrap(),
-            Scope::USER_READ | Scope::BUZZ_READ
-        );
-        assert_eq!(Scope::parse("AIServices").unwrap(), Scope::AI_SERVICES);
-        assert_eq!(
-            Scope::parse("readonly MODELSWRITE").unwrap(),
-            Scope::READ_ONLY | Scope::MODELS_WRITE
-        );
-        assert_eq!(Scope::parse("full").unwrap(), Scope::FULL);
-        assert_eq!(
-            Scope::parse("UserRead+BuzzRead").unwrap(),
-            Scope::USER_READ | Scope::BUZZ_READ
-        );
-    }
-
-    #[test]
-    fn unknown_names_are_refused_with_the_name() {
-        assert_eq!(
-            Scope::parse("UserRead openid"),
-            Err(ScopeError::UnknownName("openid".into()))
-        );
-    }
-
-    #[test]
-    fn ceiling_trimming_drops_unregistered_bits_and_forces_user_read() {
+    fn ceiling_trimming_drops_unregistered_bits_and_adds_the_always_granted() {
         let ceiling = Scope::MODELS_READ | Scope::BUZZ_READ;
         let asked = Scope::MODELS_READ | Scope::VAULT_WRITE;
+        let always = Scope::USER_READ;
         assert_eq!(
-            asked.trim_to_ceiling(ceiling),
+            asked.trim_to_ceiling(ceiling, always),
             Scope::MODELS_READ | Scope::USER_READ
         );
-        assert_eq!(asked.beyond_ceiling(ceiling), Scope::VAULT_WRITE);
-        assert_eq!(Scope::NONE.trim_to_ceiling(Scope::NONE), Scope::USER_READ);
+        assert_eq!(asked.beyond_ceiling(ceiling, always), Scope::VAULT_WRITE);
+        assert_eq!(
+            Scope::NONE.trim_to_ceiling(Scope::NONE, always),
+            Scope::USER_READ
+        );
     }
 
     #[test]
@@ -773,55 +629,52 @@ mod tests {
         assert!(!Scope::FULL.is_subset_of(Scope::AI_SERVICES));
         assert!(Scope::AI_SERVICES.contains(Scope::AI_SERVICES_WRITE));
         assert!(Scope::NONE.is_subset_of(Scope::NONE));
+        assert!(Scope::AI_SERVICES.intersects(Scope::BUZZ_READ | Scope::VAULT_READ));
+        assert!(!Scope::AI_SERVICES.intersects(Scope::VAULT_READ));
     }
 
     #[test]
-    fn rendering_decimal_and_names() {
-        assert_eq!(Scope::AI_SERVICES.to_decimal_string(), "114689");
-        assert_eq!(Scope::AI_SERVICES.to_string(), "114689");
-        assert_eq!(
-            Scope::AI_SERVICES.to_names_string(),
-            "UserRead AIServicesRead AIServicesWrite BuzzRead"
-        );
-        assert_eq!(Scope::AI_SERVICES.preset().unwrap().label, "AI Services");
-        assert_eq!(Scope::BUZZ_READ.primary_name(), "BuzzRead");
-    }
-
-    #[test]
-    fn serde_is_the_bare_number_and_refuses_unknown_bits() {
+    fn serde_is_the_bare_number_and_refuses_bit_63() {
         assert_eq!(
             serde_json::to_string(&Scope::AI_SERVICES).unwrap(),
             "114689"
         );
         assert_eq!(serde_json::from_str::<Scope>("5").unwrap(), Scope(5));
-        assert!(serde_json::from_str::<Scope>("33554432").is_err());
+        assert_eq!(
+            serde_json::from_str::<Scope>("1099511627776")
+                .unwrap()
+                .bits(),
+            1 << 40
+        );
+        assert!(serde_json::from_str::<Scope>("9223372036854775808").is_err());
     }
 
     fn any_scope() -> impl Strategy<Value = Scope> {
-        (0u32..=Scope::FULL.0).prop_map(Scope)
+        (0u64..=Scope::ANY_BITS).prop_map(Scope)
     }
 
     proptest! {
         #[test]
         fn decimal_round_trips(s in any_scope()) {
             prop_assert_eq!(Scope::from_decimal(&s.to_decimal_string()).unwrap(), s);
-            prop_assert_eq!(Scope::parse(&s.to_decimal_string()).unwrap(), s);
         }
 
         #[test]
-        fn names_round_trip(s in any_scope()) {
-            prop_assume!(!s.is_empty());
-            prop_assert_eq!(Scope::from_names(&s.to_names_string()).unwrap(), s);
-            prop_assert_eq!(Scope::parse(&s.to_names_string().to_lowercase()).unwrap(), s);
+        fn each_bit_reassembles_the_scope(s in any_scope()) {
+            prop_assert_eq!(s.each_bit().fold(Scope::NONE, |a, b| a | b), s);
+            prop_assert!(s.each_bit().all(|b| b.bits().count_ones() == 1));
         }
 
         #[test]
-        fn trimming_is_bounded_idempotent_and_keeps_user_read(s in any_scope(), c in any_scope()) {
-            let t = s.trim_to_ceiling(c);
-            prop_assert!(t.is_subset_of(c.with_user_read()));
-            prop_assert!(t.contains(Scope::USER_READ));
-            prop_assert_eq!(t.trim_to_ceiling(c), t);
-            prop_assert!(t.difference(Scope::USER_READ).is_subset_of(s));
+        fn trimming_is_bounded_idempotent_and_keeps_the_always_granted(
+            s in any_scope(), c in any_scope(), bit in 0u32..63
+        ) {
+            let always = Scope(1 << bit);
+            let t = s.trim_to_ceiling(c, always);
+            prop_assert!(t.is_subset_of(c | always));
+            prop_assert!(t.contains(always));
+            prop_assert_eq!(t.trim_to_ceiling(c, always), t);
+            prop_assert!(t.difference(always).is_subset_of(s));
         }
 
         #[test]
@@ -836,15 +689,8 @@ mod tests {
         }
 
         #[test]
-        fn out_of_range_bits_are_always_refused(extra in 25u32..32, base in any_scope()) {
-            let raw = base.bits() | (1 << extra);
-            prop_assert_eq!(Scope::from_decimal(&raw.to_string()), Err(ScopeError::OutOfRange));
-            prop_assert!(Scope::from_bits(raw).is_none());
-        }
-
-        #[test]
         fn arbitrary_strings_never_panic(s in ".{0,64}") {
-            let _ = Scope::parse(&s);
+            let _ = Scope::from_decimal(&s);
         }
     }
 }

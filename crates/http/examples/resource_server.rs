@@ -1,11 +1,14 @@
 //! A resource server that embeds the Buzzgate core and protects its own routes with the
-//! `BearerToken` and `RequireScope` extractors: no network hop to validate a token.
+//! `BearerToken`, `RequireScope` and `RequireNamed` extractors: no network hop to validate a
+//! token.
 //!
 //! Run it with `cargo run -p buzzgate-http --example resource_server`; it mints an API key
 //! for a demo user, prints a curl line, and serves on 127.0.0.1:3000:
 //!
 //! - `GET /whoami` needs any valid bearer token;
-//! - `GET /generate` needs `AIServicesWrite` (403 `insufficient_scope` otherwise).
+//! - `GET /generate` needs `AIServicesWrite` (403 `insufficient_scope` otherwise);
+//! - `GET /models` needs the scope the catalogue calls `ModelsRead` (by name: a platform with
+//!   its own catalogue names its own scopes the same way, docs/scopes.md).
 //!
 //! In production the `Buzzgate` would be built over your own stores (your user directory,
 //! your Buzz ledger) through the domain's ports; the in-memory store stands in for them here.
@@ -14,6 +17,7 @@ use std::io::Write;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::State;
 use axum::routing::get;
 use buzzgate_domain::Scope;
 use buzzgate_domain::memory::MemoryStore;
@@ -21,14 +25,20 @@ use buzzgate_domain::ports::{OsRandom, SystemClock};
 use buzzgate_domain::service::api_keys::NewApiKey;
 use buzzgate_domain::service::{Buzzgate, Caller, Config};
 use buzzgate_domain::user::{NewUser, Username};
-use buzzgate_http::{BearerToken, RequireScope};
+use buzzgate_http::{BearerToken, RequireNamed, RequireScope, scope_name};
 
-async fn whoami(BearerToken(bearer): BearerToken) -> String {
+scope_name!(ModelsRead = "ModelsRead");
+
+async fn whoami(State(core): State<Buzzgate>, BearerToken(bearer): BearerToken) -> String {
     format!(
         "user {} with scope {}\n",
         bearer.user_id().0,
-        bearer.scope().to_names_string()
+        core.catalogue().names_string(bearer.scope())
     )
+}
+
+async fn models(RequireNamed(bearer, _): RequireNamed<ModelsRead>) -> String {
+    format!("models for user {}\n", bearer.user_id().0)
 }
 
 async fn generate(
@@ -42,6 +52,7 @@ fn app(core: Buzzgate) -> Router {
     Router::new()
         .route("/whoami", get(whoami))
         .route("/generate", get(generate))
+        .route("/models", get(models))
         .with_state(core)
 }
 
@@ -65,7 +76,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             &Caller::operator_for(user.id),
             NewApiKey {
                 name: "example".into(),
-                scope: Some(Scope::READ_ONLY),
+                scope: Some(Scope::READ_ONLY.into()),
                 buzz_limit: None,
                 expires_in_days: Some(1),
             },

@@ -4,7 +4,7 @@
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use buzzgate_domain::Scope;
+use buzzgate_domain::ScopeValue;
 use buzzgate_domain::buzz::BuzzLimit;
 use buzzgate_domain::client::{AccessMode, ClientRegistration, ClientUpdate};
 use buzzgate_domain::error::Error;
@@ -13,7 +13,7 @@ use buzzgate_domain::service::Access;
 use buzzgate_domain::service::api_keys::NewApiKey;
 use buzzgate_domain::service::buzz::SpendCall;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 use time::OffsetDateTime;
 
 use crate::AppState;
@@ -172,18 +172,9 @@ fn client_id(id: &str) -> Result<ClientId, Error> {
     ClientId::parse(id).ok_or_else(|| Error::not_found("No such OAuth client"))
 }
 
-/// The create body, also accepting seed 004's `scopes` (names) for `allowedScopes`.
-fn registration(mut body: Value) -> Result<ClientRegistration, Error> {
-    if let Some(obj) = body.as_object_mut()
-        && !obj.contains_key("allowedScopes")
-        && let Some(scopes) = obj.remove("scopes")
-    {
-        let names: Vec<String> = serde_json::from_value(scopes)
-            .map_err(|_| Error::invalid_request("scopes must be an array of scope names"))?;
-        let scope =
-            Scope::from_names(&names.join(" ")).map_err(|e| Error::invalid_scope(e.to_string()))?;
-        obj.insert("allowedScopes".into(), json!(scope.bits()));
-    }
+/// The create body. `allowedScopes` (or seed 004's `scopes`) may be a mask, names, or an
+/// array of names; the catalogue reads them in the domain.
+fn registration(body: Value) -> Result<ClientRegistration, Error> {
     serde_json::from_value(body).map_err(|e| {
         Error::invalid_request(format!(
             "Invalid client registration: {}",
@@ -200,7 +191,11 @@ pub async fn clients_create(
 ) -> ApiResult<Response> {
     let reg = registration(body)?;
     let created = st.core.clients().create(&caller, reg).await?;
-    let body = ClientBody::created(&created.client, created.secret.as_ref().map(|s| s.expose()));
+    let body = ClientBody::created(
+        &created.client,
+        created.secret.as_ref().map(|s| s.expose()),
+        st.core.catalogue(),
+    );
     let res = (StatusCode::CREATED, axum::Json(body)).into_response();
     Ok(res)
 }
@@ -210,7 +205,10 @@ pub async fn clients_list(
     ApiCaller(caller): ApiCaller,
 ) -> ApiResult<Response> {
     let list = st.core.clients().list(&caller).await?;
-    Ok(ok(list.iter().map(ClientBody::summary).collect::<Vec<_>>()))
+    Ok(ok(list
+        .iter()
+        .map(|s| ClientBody::summary(s, st.core.catalogue()))
+        .collect::<Vec<_>>()))
 }
 
 pub async fn clients_get(
@@ -219,7 +217,7 @@ pub async fn clients_get(
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     let c = st.core.clients().get(&caller, &client_id(&id)?).await?;
-    Ok(ok(ClientBody::new(&c)))
+    Ok(ok(ClientBody::new(&c, st.core.catalogue())))
 }
 
 pub async fn clients_update(
@@ -233,7 +231,7 @@ pub async fn clients_update(
         .clients()
         .update(&caller, &client_id(&id)?, update)
         .await?;
-    Ok(ok(ClientBody::new(&c)))
+    Ok(ok(ClientBody::new(&c, st.core.catalogue())))
 }
 
 /// `POST …/{id}/rotate-secret` (seed 004: `reset-secret`): the old secret dies at once.
@@ -292,7 +290,7 @@ pub async fn admin_client(
             p.is_resource_server,
         )
         .await?;
-    Ok(ok(ClientBody::new(&c)))
+    Ok(ok(ClientBody::new(&c, st.core.catalogue())))
 }
 
 // --- Connected Apps (SPEC 3.10) ------------------------------------------------------------
@@ -302,7 +300,10 @@ pub async fn consents_list(
     ApiCaller(caller): ApiCaller,
 ) -> ApiResult<Response> {
     let apps = st.core.consents().list(&caller).await?;
-    Ok(ok(apps.iter().map(ConsentBody::from).collect::<Vec<_>>()))
+    Ok(ok(apps
+        .iter()
+        .map(|a| ConsentBody::new(a, st.core.catalogue()))
+        .collect::<Vec<_>>()))
 }
 
 /// The cap body: a `BuzzBudget[]` array, `null`, or an object with exactly one key,
@@ -394,13 +395,9 @@ pub async fn keys_create(
 ) -> ApiResult<Response> {
     let scope = match body.scope {
         None | Some(Value::Null) => None,
-        Some(Value::Number(n)) => {
-            Some(Scope::parse(&n.to_string()).map_err(|e| Error::invalid_scope(e.to_string()))?)
-        }
-        Some(Value::String(s)) => {
-            Some(Scope::parse(&s).map_err(|e| Error::invalid_scope(e.to_string()))?)
-        }
-        Some(_) => return Err(Error::invalid_scope("scope must be a number or names").into()),
+        Some(v) => Some(serde_json::from_value::<ScopeValue>(v).map_err(|_| {
+            Error::invalid_scope("scope must be a mask, a string of names or an array of names")
+        })?),
     };
     let buzz_limit = match body.buzz_limit {
         None | Some(Value::Null) => None,
@@ -421,7 +418,7 @@ pub async fn keys_create(
         .await?;
     let body = ApiKeyBody {
         key: Some(plain.expose()),
-        ..ApiKeyBody::from(&record)
+        ..ApiKeyBody::new(&record, st.core.catalogue())
     };
     let res = (StatusCode::CREATED, axum::Json(body)).into_response();
     Ok(res)
@@ -432,7 +429,10 @@ pub async fn keys_list(
     ApiCaller(caller): ApiCaller,
 ) -> ApiResult<Response> {
     let keys = st.core.api_keys().list(&caller).await?;
-    Ok(ok(keys.iter().map(ApiKeyBody::from).collect::<Vec<_>>()))
+    Ok(ok(keys
+        .iter()
+        .map(|k| ApiKeyBody::new(k, st.core.catalogue()))
+        .collect::<Vec<_>>()))
 }
 
 pub async fn keys_delete(
@@ -448,16 +448,22 @@ pub async fn keys_delete(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn seed_004_scopes_become_allowed_scopes() {
         let r = registration(json!({"name": "x", "redirectUris": ["https://a.example/cb"], "scopes": ["UserRead", "BuzzRead"]})).unwrap();
         assert_eq!(
             r.allowed_scopes,
-            Some(Scope::USER_READ.union(Scope::BUZZ_READ).bits())
+            Some(ScopeValue::Names(vec![
+                "UserRead".into(),
+                "BuzzRead".into()
+            ]))
         );
-        let e = registration(json!({"name": "x", "scopes": ["profile"]})).unwrap_err();
-        assert_eq!(e.code(), "invalid_scope");
+        let r = registration(json!({"name": "x", "allowedScopes": 114689})).unwrap();
+        assert_eq!(r.allowed_scopes, Some(ScopeValue::Mask(114_689)));
+        let e = registration(json!({"name": "x", "scopes": [5]})).unwrap_err();
+        assert_eq!(e.code(), "invalid_request");
         let e = registration(json!({"name": 5})).unwrap_err();
         assert_eq!(e.code(), "invalid_request");
     }

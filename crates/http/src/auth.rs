@@ -314,21 +314,65 @@ where
 }
 
 /// A bearer token that holds every bit of `BITS`, else 403 `insufficient_scope` with
-/// `WWW-Authenticate: Bearer error="insufficient_scope", scope="<BITS>"`. Write it as
-/// `RequireScope<{ Scope::BUZZ_READ.bits() }>`.
+/// `WWW-Authenticate: Bearer error="insufficient_scope", scope="<BITS>"` and the description
+/// naming the scope as the catalogue calls it. Write it as
+/// `RequireScope<{ Scope::BUZZ_READ.bits() }>`; to name a scope of your own catalogue
+/// instead, use [`RequireNamed`] (docs/scopes.md, "Protecting your own routes").
 #[derive(Debug, Clone)]
-pub struct RequireScope<const BITS: u32>(pub Bearer);
+pub struct RequireScope<const BITS: u64>(pub Bearer);
 
-impl<S, const BITS: u32> FromRequestParts<S> for RequireScope<BITS>
+impl<S, const BITS: u64> FromRequestParts<S> for RequireScope<BITS>
 where
     Buzzgate: FromRef<S>,
     S: Send + Sync,
 {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let core = Buzzgate::from_ref(state);
         let BearerToken(bearer) = BearerToken::from_request_parts(parts, state).await?;
-        bearer.require(Scope::from_bits_truncate(BITS))?;
+        bearer.require(&core.catalogue().need(Scope::from_bits_truncate(BITS)))?;
         Ok(RequireScope(bearer))
+    }
+}
+
+/// A scope named in the catalogue, as a type: declare one with [`scope_name!`] and ask for it
+/// with [`RequireNamed`].
+pub trait ScopeName {
+    /// A scope, alias or preset name of the catalogue (any case).
+    const NAME: &'static str;
+}
+
+/// Declares a [`ScopeName`]: `scope_name!(Generations = "generations");`.
+#[macro_export]
+macro_rules! scope_name {
+    ($(#[$meta:meta])* $vis:vis $ty:ident = $name:literal) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy)]
+        $vis struct $ty;
+        impl $crate::ScopeName for $ty {
+            const NAME: &'static str = $name;
+        }
+    };
+}
+
+/// A bearer token that holds the scope the catalogue calls `N::NAME` (every bit of it, for
+/// a preset), else 403 `insufficient_scope` naming it. A name the catalogue does not define
+/// is met by no token.
+#[derive(Debug, Clone)]
+pub struct RequireNamed<N: ScopeName>(pub Bearer, pub std::marker::PhantomData<N>);
+
+impl<S, N> FromRequestParts<S> for RequireNamed<N>
+where
+    Buzzgate: FromRef<S>,
+    S: Send + Sync,
+    N: ScopeName + Send,
+{
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let core = Buzzgate::from_ref(state);
+        let BearerToken(bearer) = BearerToken::from_request_parts(parts, state).await?;
+        bearer.require(&core.catalogue().need_named(N::NAME))?;
+        Ok(RequireNamed(bearer, std::marker::PhantomData))
     }
 }
 

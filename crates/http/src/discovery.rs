@@ -3,23 +3,30 @@
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use buzzgate_domain::{OidcScopes, Scope};
+use buzzgate_domain::{Catalogue, OidcScopes};
 use serde::Serialize;
 
 use crate::AppState;
 use crate::responses::{ErrorBody, MetadataBody};
 
 /// The metadata document for `issuer`.
-pub fn metadata(issuer: &str, has_signer: bool) -> MetadataBody {
+/// `scopes_supported` lists the catalogue's bits (as decimal masks), its scope and preset
+/// names, and the OpenID Connect scopes it does not name itself (docs/scopes.md).
+pub fn metadata(issuer: &str, has_signer: bool, catalogue: &Catalogue) -> MetadataBody {
     const CLIENT_AUTH: &[&str] = &["client_secret_basic", "client_secret_post", "none"];
     let base = format!("{issuer}/api/auth/oauth");
-    let mut scopes: Vec<String> = Scope::FLAGS
+    let mut scopes: Vec<String> = catalogue
+        .scopes()
         .iter()
-        .map(|f| f.scope.bits().to_string())
+        .map(|s| (1u64 << s.bit).to_string())
         .collect();
-    scopes.extend(Scope::FLAGS.iter().map(|f| f.name.to_owned()));
-    scopes.extend(Scope::PRESETS.iter().map(|p| p.name.to_owned()));
-    scopes.extend(OidcScopes::NAMED.iter().map(|(n, _)| (*n).to_owned()));
+    scopes.extend(catalogue.supported().into_iter().map(str::to_owned));
+    scopes.extend(
+        OidcScopes::NAMED
+            .iter()
+            .filter(|(n, _)| catalogue.lookup(n).is_none())
+            .map(|(n, _)| (*n).to_owned()),
+    );
     MetadataBody {
         authorization_endpoint: format!("{base}/authorize"),
         authorization_response_iss_parameter_supported: true,
@@ -81,7 +88,11 @@ fn cached(v: impl Serialize, secs: u32) -> Response {
 pub async fn well_known(State(st): State<AppState>) -> Response {
     let deps = &st.core.deps;
     cached(
-        metadata(&deps.config.issuer, deps.id_tokens.is_some()),
+        metadata(
+            &deps.config.issuer,
+            deps.id_tokens.is_some(),
+            &deps.config.catalogue,
+        ),
         3600,
     )
 }
@@ -124,7 +135,12 @@ mod tests {
 
     #[test]
     fn metadata_advertises_s256_only_and_every_grant() {
-        let m = serde_json::to_value(metadata("https://auth.example", true)).unwrap();
+        let m = serde_json::to_value(metadata(
+            "https://auth.example",
+            true,
+            &Catalogue::civitai(),
+        ))
+        .unwrap();
         assert_eq!(m["code_challenge_methods_supported"], json!(["S256"]));
         assert_eq!(m["grant_types_supported"].as_array().unwrap().len(), 4);
         assert_eq!(m["authorization_response_iss_parameter_supported"], true);
@@ -137,7 +153,7 @@ mod tests {
         for oidc in ["openid", "profile", "email", "offline_access"] {
             assert!(scopes.contains(&json!(oidc)), "{oidc}");
         }
-        let m = serde_json::to_value(metadata("x", false)).unwrap();
+        let m = serde_json::to_value(metadata("x", false, &Catalogue::civitai())).unwrap();
         assert!(m.get("jwks_uri").is_none());
         assert!(m.get("id_token_signing_alg_values_supported").is_none());
     }

@@ -96,7 +96,7 @@ impl IntoResponse for ApiError {
             )),
             // RFC 6750 §3.1: no error code when the request carried no credentials.
             Error::NoCredentials(_) => Some(r#"Bearer realm="buzzgate""#.into()),
-            Error::InsufficientScope { required } => Some(format!(
+            Error::InsufficientScope { required, .. } => Some(format!(
                 r#"Bearer realm="buzzgate", error="insufficient_scope", scope="{}""#,
                 required.bits()
             )),
@@ -132,7 +132,8 @@ mod tests {
         assert_eq!(s(Error::invalid_token("x")), 401);
         assert_eq!(
             s(Error::InsufficientScope {
-                required: Scope::BUZZ_READ
+                required: Scope::BUZZ_READ,
+                name: "BuzzRead".into()
             }),
             403
         );
@@ -153,6 +154,7 @@ mod tests {
     fn insufficient_scope_names_the_scope_in_the_header() {
         let res = ApiError::from(Error::InsufficientScope {
             required: Scope::USER_READ,
+            name: "UserRead".into(),
         })
         .into_response();
         assert_eq!(res.status(), 403);

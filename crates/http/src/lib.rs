@@ -1,7 +1,7 @@
 //! `buzzgate-http`: the axum adapter. Every endpoint of SPEC section 3 under its canonical
 //! path (`/api/auth/oauth/*`) and its aliases (`/api/oauth/*`, `/v1/oauth/*`, `/oauth/*`),
 //! the JSON management APIs, the minimal login/consent/device pages, health, and the
-//! extractors an embedding resource server uses ([`auth::BearerToken`], [`auth::RequireScope`]).
+//! extractors an embedding resource server uses ([`auth::BearerToken`], [`auth::RequireScope`], [`auth::RequireNamed`]).
 //!
 //! Handlers parse, call one domain service, and map the result; the rules live in
 //! `buzzgate-domain`. Errors map to statuses in one place ([`error`]).
@@ -30,7 +30,7 @@ use buzzgate_domain::service::Buzzgate;
 
 use crate::responses::{HealthBody, ReadyBody};
 
-pub use auth::{BearerToken, RequireScope};
+pub use auth::{BearerToken, RequireNamed, RequireScope, ScopeName};
 
 /// HTTP-only settings (everything the rules depend on is in the domain's `Config`).
 #[derive(Debug, Clone, Default)]

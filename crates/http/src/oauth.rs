@@ -345,7 +345,7 @@ pub async fn userinfo(State(st): State<AppState>, headers: HeaderMap) -> ApiResu
 pub async fn me(State(st): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
     let caller = auth::bearer_caller(&st.core, &headers).await?;
     let me = st.core.tokens().me(&caller).await?;
-    Ok(axum::Json(MeBody::from(&me)).into_response())
+    Ok(axum::Json(MeBody::new(&me, st.core.catalogue())).into_response())
 }
 
 /// `POST /device` (RFC 8628 §3.1).
@@ -392,7 +392,7 @@ pub async fn device_info(
         expires_at: crate::api::rfc3339(rec.expires_at),
         is_verified: client.is_verified,
         scope: rec.scope.bits(),
-        scope_names: rec.scope.names(),
+        scope_names: st.core.catalogue().names(rec.scope),
         user_code: rec.user_code.as_str(),
     })
     .into_response())

@@ -4,8 +4,8 @@
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
-use buzzgate_domain::Scope;
 use buzzgate_domain::buzz::BuzzLimit;
+use buzzgate_domain::catalogue::ScopeLine;
 use buzzgate_domain::error::Error;
 use buzzgate_domain::service::Caller;
 use buzzgate_domain::service::authorize::ConsentPrompt;
@@ -238,14 +238,20 @@ pub async fn home(State(st): State<AppState>, ip: ClientIp, headers: HeaderMap) 
     }
 }
 
-fn scope_list(scope: Scope) -> String {
-    scope
-        .flags()
-        .map(|f| {
+/// One `<li>` per scope, with the catalogue's label (and description, when it has one).
+fn scope_list(lines: &[ScopeLine]) -> String {
+    lines
+        .iter()
+        .map(|l| {
+            let description = if l.description.is_empty() {
+                String::new()
+            } else {
+                format!(r#" <small>{}</small>"#, esc(&l.description))
+            };
             format!(
-                r#"<li data-scope="{}">{}</li>"#,
-                f.scope.bits(),
-                esc(f.label)
+                r#"<li data-scope="{}">{}{description}</li>"#,
+                l.scope.bits(),
+                esc(&l.label)
             )
         })
         .collect()
@@ -326,7 +332,7 @@ pub fn consent(prompt: &ConsentPrompt, csrf: &str, action: &str) -> Response {
     } else {
         format!(
             r#"<p>Not granted (beyond what this app may ask for):</p><ul class="scopes trimmed">{}</ul>"#,
-            scope_list(prompt.trimmed)
+            scope_list(&prompt.trimmed_lines)
         )
     };
     let buzz = if prompt.show_buzz_cap {
@@ -347,7 +353,7 @@ pub fn consent(prompt: &ConsentPrompt, csrf: &str, action: &str) -> Response {
 </form>"#,
         name = esc(&c.name),
         desc = esc(&c.description),
-        scopes = scope_list(req.scope),
+        scopes = scope_list(&prompt.lines),
         action = esc(action),
     );
     html(StatusCode::OK, &format!("Authorize {}", c.name), &body)
@@ -393,7 +399,7 @@ pub async fn device_page(
 <button type="submit" name="approve" value="true">Approve</button><button type="submit" name="approve" value="false">Deny</button></form>"#,
                 name = esc(&client.name),
                 uc = esc(rec.user_code.as_str()),
-                scopes = scope_list(rec.scope),
+                scopes = scope_list(&st.core.catalogue().lines(rec.scope)),
             ),
         ),
         Err(e) => html(

@@ -12,6 +12,7 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
+use buzzgate_domain::Catalogue;
 use buzzgate_domain::buzz::{BudgetStatus, BuzzLimit, LedgerEntry};
 use buzzgate_domain::client::Client;
 use buzzgate_domain::error::Error;
@@ -248,8 +249,8 @@ pub struct MeBody<'a> {
     pub buzz_limit: Option<&'a BuzzLimit>,
     pub id: i64,
     pub subject: SubjectBody<'a>,
-    pub token_scope: u32,
-    pub token_scope_names: Vec<&'static str>,
+    pub token_scope: u64,
+    pub token_scope_names: Vec<&'a str>,
     pub username: &'a str,
 }
 
@@ -262,8 +263,8 @@ pub struct SubjectBody<'a> {
     pub kind: &'static str,
 }
 
-impl<'a> From<&'a Me> for MeBody<'a> {
-    fn from(me: &'a Me) -> Self {
+impl<'a> MeBody<'a> {
+    pub fn new(me: &'a Me, catalogue: &'a Catalogue) -> Self {
         let subject = match &me.subject {
             Subject::OAuth(c) => SubjectBody {
                 id: c.as_str(),
@@ -276,7 +277,7 @@ impl<'a> From<&'a Me> for MeBody<'a> {
             id: me.id.0,
             subject,
             token_scope: me.token_scope.bits(),
-            token_scope_names: me.token_scope.names(),
+            token_scope_names: catalogue.names(me.token_scope),
             username: &me.username,
         }
     }
@@ -314,8 +315,8 @@ pub struct DeviceInfoBody<'a> {
     pub client_name: &'a str,
     pub expires_at: String,
     pub is_verified: bool,
-    pub scope: u32,
-    pub scope_names: Vec<&'static str>,
+    pub scope: u64,
+    pub scope_names: Vec<&'a str>,
     pub user_code: &'a str,
 }
 
@@ -468,8 +469,8 @@ pub struct ClientBody<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub active_tokens: Option<u64>,
     pub allowed_origins: Vec<&'a str>,
-    pub allowed_scope_names: Vec<&'static str>,
-    pub allowed_scopes: u32,
+    pub allowed_scope_names: Vec<&'a str>,
+    pub allowed_scopes: u64,
     pub client_id: &'a str,
     /// Absent but from the create; then `null` for a public app.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -486,16 +487,18 @@ pub struct ClientBody<'a> {
     #[serde(serialize_with = "sorted")]
     pub owner_buzz_limit: &'a BuzzLimit,
     pub redirect_uris: Vec<&'a str>,
+    /// The scope names again, as seed 004's clients send and read them.
+    pub scopes: Vec<&'a str>,
     pub updated_at: String,
 }
 
 impl<'a> ClientBody<'a> {
-    pub fn new(c: &'a Client) -> Self {
+    pub fn new(c: &'a Client, catalogue: &'a Catalogue) -> Self {
         ClientBody {
             access_mode: c.access_mode.as_str(),
             active_tokens: None,
             allowed_origins: c.allowed_origins.iter().map(|o| o.as_str()).collect(),
-            allowed_scope_names: c.allowed_scopes.names(),
+            allowed_scope_names: catalogue.names(c.allowed_scopes),
             allowed_scopes: c.allowed_scopes.bits(),
             client_id: c.id.as_str(),
             client_secret: None,
@@ -509,24 +512,25 @@ impl<'a> ClientBody<'a> {
             name: &c.name,
             owner_buzz_limit: &c.owner_buzz_limit,
             redirect_uris: c.redirect_uris.iter().map(|u| u.as_str()).collect(),
+            scopes: catalogue.names(c.allowed_scopes),
             updated_at: rfc3339(c.updated_at),
         }
     }
 
     /// A row of the owner's list.
-    pub fn summary(s: &'a ClientSummary) -> Self {
+    pub fn summary(s: &'a ClientSummary, catalogue: &'a Catalogue) -> Self {
         ClientBody {
             active_tokens: Some(s.active_tokens),
             consents: Some(s.consents),
-            ..ClientBody::new(&s.client)
+            ..ClientBody::new(&s.client, catalogue)
         }
     }
 
     /// A new app, with its secret (`None` for a public app).
-    pub fn created(c: &'a Client, secret: Option<&'a str>) -> Self {
+    pub fn created(c: &'a Client, secret: Option<&'a str>, catalogue: &'a Catalogue) -> Self {
         ClientBody {
             client_secret: Some(secret),
-            ..ClientBody::new(c)
+            ..ClientBody::new(c, catalogue)
         }
     }
 }
@@ -556,13 +560,13 @@ pub struct ConsentBody<'a> {
     pub client_name: &'a str,
     pub is_verified: bool,
     pub remembered: bool,
-    pub scope: u32,
-    pub scope_names: Vec<&'static str>,
+    pub scope: u64,
+    pub scope_names: Vec<&'a str>,
     pub updated_at: String,
 }
 
-impl<'a> From<&'a ConnectedApp> for ConsentBody<'a> {
-    fn from(a: &'a ConnectedApp) -> Self {
+impl<'a> ConsentBody<'a> {
+    pub fn new(a: &'a ConnectedApp, catalogue: &'a Catalogue) -> Self {
         ConsentBody {
             authorized_at: rfc3339(a.consent.created_at),
             budgets: &a.budgets,
@@ -572,7 +576,7 @@ impl<'a> From<&'a ConnectedApp> for ConsentBody<'a> {
             is_verified: a.client.is_verified,
             remembered: a.consent.remembered,
             scope: a.consent.scope.bits(),
-            scope_names: a.consent.scope.names(),
+            scope_names: catalogue.names(a.consent.scope),
             updated_at: rfc3339(a.consent.updated_at),
         }
     }
@@ -603,12 +607,12 @@ pub struct ApiKeyBody<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key: Option<&'a str>,
     pub name: Option<&'a str>,
-    pub scope: u32,
-    pub scope_names: Vec<&'static str>,
+    pub scope: u64,
+    pub scope_names: Vec<&'a str>,
 }
 
-impl<'a> From<&'a TokenRecord> for ApiKeyBody<'a> {
-    fn from(r: &'a TokenRecord) -> Self {
+impl<'a> ApiKeyBody<'a> {
+    pub fn new(r: &'a TokenRecord, catalogue: &'a Catalogue) -> Self {
         ApiKeyBody {
             buzz_limit: r.buzz_limit.as_ref(),
             created_at: rfc3339(r.issued_at),
@@ -617,7 +621,7 @@ impl<'a> From<&'a TokenRecord> for ApiKeyBody<'a> {
             key: None,
             name: r.name.as_deref(),
             scope: r.scope.bits(),
-            scope_names: r.scope.names(),
+            scope_names: catalogue.names(r.scope),
         }
     }
 }
@@ -654,7 +658,7 @@ mod tests {
             owner_buzz_limit: Some(BuzzLimit::consent_default()),
             ..Default::default()
         }
-        .validate()
+        .validate(&Catalogue::civitai())
         .unwrap();
         let id = ClientId::generate(&SeededRandom::new(1));
         Client::new(id, UserId(1), reg, None, OffsetDateTime::UNIX_EPOCH)
@@ -706,7 +710,11 @@ mod tests {
             failing: Some(failing),
             status: "unavailable",
         });
-        assert_sorted(&crate::discovery::metadata("https://auth.example", true));
+        assert_sorted(&crate::discovery::metadata(
+            "https://auth.example",
+            true,
+            &Catalogue::civitai(),
+        ));
         assert_sorted(&TokenBody::new(&token, false));
         assert_sorted(&TokenBody::new(&token, true));
         assert_sorted(&UserInfoBody {
@@ -719,7 +727,7 @@ mod tests {
             sub: "7".into(),
             username: Some("ines".into()),
         });
-        assert_sorted(&MeBody::from(&me));
+        assert_sorted(&MeBody::new(&me, &Catalogue::civitai()));
         assert_sorted(&DeviceApprovalBody {
             approved: true,
             success: true,
@@ -739,9 +747,13 @@ mod tests {
             id: 7,
             lifetime_balance: 1000,
         }]));
-        assert_sorted(&ClientBody::new(&c));
-        assert_sorted(&ClientBody::summary(&summary));
-        assert_sorted(&ClientBody::created(&c, Some("secret")));
+        assert_sorted(&ClientBody::new(&c, &Catalogue::civitai()));
+        assert_sorted(&ClientBody::summary(&summary, &Catalogue::civitai()));
+        assert_sorted(&ClientBody::created(
+            &c,
+            Some("secret"),
+            &Catalogue::civitai(),
+        ));
         assert_sorted(&CapBody {
             buzz_limit: &limit,
             client_id: c.id.as_str(),
@@ -798,7 +810,7 @@ mod tests {
             subject: Subject::ApiKey("k1".into()),
         };
         assert_eq!(
-            wire(&MeBody::from(&me)),
+            wire(&MeBody::new(&me, &Catalogue::civitai())),
             r#"{"buzzLimit":null,"id":7,"subject":{"id":"k1","type":"apiKey"},"tokenScope":1,"tokenScopeNames":["UserRead"],"username":"ines"}"#
         );
         assert_eq!(
@@ -808,10 +820,10 @@ mod tests {
             r#"{"limits":[{"budget":{"limit":5000,"type":"sliding","unit":1,"window":"day"},"limit":5000,"remaining":4960,"spend":40}]}"#
         );
         let public = client(false);
-        let created = wire(&ClientBody::created(&public, None));
+        let created = wire(&ClientBody::created(&public, None, &Catalogue::civitai()));
         assert!(created.contains(r#""clientId":"#), "{created}");
         assert!(created.contains(r#""clientSecret":null,"#), "{created}");
-        let plain = wire(&ClientBody::new(&public));
+        let plain = wire(&ClientBody::new(&public, &Catalogue::civitai()));
         for key in ["clientSecret", "activeTokens", "consents"] {
             assert!(!plain.contains(key), "{plain}");
         }
@@ -821,7 +833,11 @@ mod tests {
             ),
             "{plain}"
         );
-        let m = wire(&crate::discovery::metadata("x", false));
+        let m = wire(&crate::discovery::metadata(
+            "x",
+            false,
+            &Catalogue::civitai(),
+        ));
         assert!(
             !m.contains("jwks_uri") && !m.contains("id_token_signing"),
             "{m}"

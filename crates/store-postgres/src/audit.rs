@@ -18,7 +18,7 @@ struct AuditRow {
     at: OffsetDateTime,
     user_id: Option<i64>,
     client_id: Option<String>,
-    scope: Option<i32>,
+    scope: Option<i64>,
     ip: Option<String>,
     metadata: Json<BTreeMap<String, String>>,
 }

@@ -32,7 +32,7 @@ pub(crate) struct ClientRow {
     kind: String,
     secret_hash: Option<String>,
     grants: Vec<String>,
-    allowed_scopes: i32,
+    allowed_scopes: i64,
     access_mode: String,
     is_verified: bool,
     is_resource_server: bool,
@@ -273,7 +273,7 @@ impl ClientStore for PgStore {
 struct ConsentRow {
     user_id: i64,
     client_id: String,
-    scope: i32,
+    scope: i64,
     remembered: bool,
     buzz_limit: Json<BuzzLimit>,
     created_at: OffsetDateTime,

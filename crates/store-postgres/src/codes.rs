@@ -22,7 +22,7 @@ struct CodeRow {
     client_id: String,
     user_id: i64,
     redirect_uri: String,
-    scope: i32,
+    scope: i64,
     code_challenge: String,
     nonce: Option<String>,
     auth_time: OffsetDateTime,

@@ -25,7 +25,7 @@ struct DeviceRow {
     device_hash: Vec<u8>,
     user_code: String,
     client_id: String,
-    scope: i32,
+    scope: i64,
     status: String,
     approved_user_id: Option<i64>,
     approved_auth_time: Option<OffsetDateTime>,

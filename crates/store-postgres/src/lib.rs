@@ -523,11 +523,8 @@ pub(crate) fn hash_from(
     Ok(buzzgate_domain::token::TokenHash(arr))
 }
 
-pub(crate) fn scope_from(v: i32) -> StoreResult<buzzgate_domain::Scope> {
-    u32::try_from(v)
-        .ok()
-        .and_then(|v| buzzgate_domain::Scope::try_from(v).ok())
-        .ok_or_else(|| corrupt("scope"))
+pub(crate) fn scope_from(v: i64) -> StoreResult<buzzgate_domain::Scope> {
+    buzzgate_domain::Scope::try_from(v).map_err(|_| corrupt("scope"))
 }
 
 pub(crate) fn oidc_from(v: i16) -> StoreResult<buzzgate_domain::OidcScopes> {
@@ -537,9 +534,9 @@ pub(crate) fn oidc_from(v: i16) -> StoreResult<buzzgate_domain::OidcScopes> {
         .ok_or_else(|| corrupt("OIDC scopes"))
 }
 
-pub(crate) fn scope_to(s: buzzgate_domain::Scope) -> i32 {
-    // Scopes use bits 0..=24 only.
-    u32::from(s) as i32
+/// Scope columns are `BIGINT` (migration 0005): bits 0..=62 always fit.
+pub(crate) fn scope_to(s: buzzgate_domain::Scope) -> i64 {
+    i64::from(s)
 }
 
 pub(crate) fn client_id_from(s: &str) -> StoreResult<buzzgate_domain::ids::ClientId> {

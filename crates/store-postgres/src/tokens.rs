@@ -37,7 +37,7 @@ pub(crate) struct TokenRow {
     kind: String,
     client_id: Option<String>,
     user_id: i64,
-    scope: i32,
+    scope: i64,
     family_id: Option<Uuid>,
     name: Option<String>,
     buzz_limit: Option<Json<BuzzLimit>>,

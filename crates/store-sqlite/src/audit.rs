@@ -34,7 +34,7 @@ impl AuditLog for SqliteStore {
         .bind(us(event.at))
         .bind(event.user_id.map(|u| u.0))
         .bind(event.client_id.as_ref().map(|c| c.as_str()))
-        .bind(event.scope.map(|s| i64::from(s.bits())))
+        .bind(event.scope.map(i64::from))
         .bind(event.ip.as_deref())
         .bind(to_json(&event.metadata)?)
         .execute(&self.pool)

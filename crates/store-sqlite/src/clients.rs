@@ -54,7 +54,7 @@ fn bind_client<'q>(
         .bind(enum_str(&c.kind)?)
         .bind(c.secret_hash.map(|h| h.to_hex()))
         .bind(to_json(&c.grants)?)
-        .bind(i64::from(c.allowed_scopes.bits()))
+        .bind(i64::from(c.allowed_scopes))
         .bind(c.access_mode.as_str())
         .bind(i64::from(c.is_verified))
         .bind(i64::from(c.is_resource_server))
@@ -233,7 +233,7 @@ impl ConsentStore for SqliteStore {
         let done = q
             .bind(consent.user_id.0)
             .bind(consent.client_id.as_str())
-            .bind(i64::from(consent.scope.bits()))
+            .bind(i64::from(consent.scope))
             .bind(i64::from(consent.remembered))
             .bind(to_json(&consent.buzz_limit)?)
             .bind(us(consent.created_at))

@@ -68,7 +68,7 @@ impl CodeStore for SqliteStore {
         .bind(code.client_id.as_str())
         .bind(code.user_id.0)
         .bind(code.redirect_uri.as_str())
-        .bind(i64::from(code.scope.bits()))
+        .bind(i64::from(code.scope))
         .bind(code.code_challenge.as_str())
         .bind(code.nonce.as_deref())
         .bind(us(code.auth_time))

@@ -125,10 +125,7 @@ impl Cols<'_> {
 
     pub(crate) fn scope(&self, col: &str) -> StoreResult<Scope> {
         let v = self.i64(col)?;
-        u32::try_from(v)
-            .ok()
-            .and_then(Scope::from_bits)
-            .ok_or_else(|| corrupt(format!("{col}: scope {v}")))
+        Scope::try_from(v).map_err(|_| corrupt(format!("{col}: scope {v}")))
     }
 
     pub(crate) fn oidc(&self, col: &str) -> StoreResult<OidcScopes> {
@@ -142,11 +139,9 @@ impl Cols<'_> {
     pub(crate) fn opt_scope(&self, col: &str) -> StoreResult<Option<Scope>> {
         match self.opt_i64(col)? {
             None => Ok(None),
-            Some(v) => u32::try_from(v)
-                .ok()
-                .and_then(Scope::from_bits)
+            Some(v) => Scope::try_from(v)
                 .map(Some)
-                .ok_or_else(|| corrupt(format!("{col}: scope {v}"))),
+                .map_err(|_| corrupt(format!("{col}: scope {v}"))),
         }
     }
 

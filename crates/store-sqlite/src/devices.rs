@@ -56,7 +56,7 @@ async fn write_back(conn: &mut SqliteConnection, rec: &DeviceAuthorization) -> S
          approved_auth_time = ?, approved_at = ?, expires_at = ?, interval_secs = ?, \
          last_polled_at = ? WHERE device_hash = ?",
     )
-    .bind(i64::from(rec.scope.bits()))
+    .bind(i64::from(rec.scope))
     .bind(cols.status)
     .bind(cols.user.map(|u| u.0))
     .bind(opt_us(cols.auth_time))
@@ -105,7 +105,7 @@ impl DeviceStore for SqliteStore {
             .bind(blob(&rec.device_hash))
             .bind(rec.user_code.as_str())
             .bind(rec.client_id.as_str())
-            .bind(i64::from(rec.scope.bits()))
+            .bind(i64::from(rec.scope))
             .bind(cols.status)
             .bind(cols.user.map(|u| u.0))
             .bind(opt_us(cols.auth_time))

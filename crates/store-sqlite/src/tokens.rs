@@ -52,7 +52,7 @@ async fn insert_row(conn: &mut SqliteConnection, t: &TokenRecord) -> StoreResult
     .bind(t.kind.as_str())
     .bind(t.client_id.as_ref().map(|c| c.as_str().to_owned()))
     .bind(t.user_id.0)
-    .bind(i64::from(t.scope.bits()))
+    .bind(i64::from(t.scope))
     .bind(t.family_id.map(|f| f.to_string()))
     .bind(t.name.clone())
     .bind(buzz_limit)

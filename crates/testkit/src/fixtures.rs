@@ -62,7 +62,8 @@ pub fn client(owner: UserId) -> Client {
     Client::new(
         ClientId::generate(&OsRandom),
         owner,
-        reg.validate().expect("valid registration"),
+        reg.validate(&buzzgate_domain::Catalogue::civitai())
+            .expect("valid registration"),
         Some(&secret),
         now(),
     )
@@ -118,6 +119,7 @@ pub fn rotation(client: &ClientId, at: OffsetDateTime, grace: Duration) -> Refre
         client_id: client.clone(),
         ceiling: Scope::FULL,
         requested: None,
+        always: Scope::USER_READ,
         now: at,
         grace,
         new_access: minter.mint(blank(TokenKind::Access), at, &OsRandom).1,
@@ -143,9 +145,16 @@ pub fn code(user: UserId, client: &ClientId) -> AuthorizationCodeRecord {
 
 /// A pending device authorization of `client`, valid for 900 s from now.
 pub fn device(client: &Client) -> DeviceAuthorization {
-    device_code::start(client, None, now(), Duration::seconds(900), &OsRandom)
-        .expect("client has the device grant")
-        .record
+    device_code::start(
+        client,
+        None,
+        Scope::USER_READ,
+        now(),
+        Duration::seconds(900),
+        &OsRandom,
+    )
+    .expect("client has the device grant")
+    .record
 }
 
 /// The resource server the fixtures' spends come from.

@@ -9,7 +9,6 @@ use time::OffsetDateTime;
 use crate::buzz::budget::{Budget, BuzzLimit, Currency};
 use crate::error::Error;
 use crate::ids::{ClientId, SpendId, TokenId, UserId};
-use crate::scope::Scope;
 
 /// What a spend pays for. `SocialTip` grants no spend at all (the scope is reserved), so it
 /// has no purpose here.
@@ -41,16 +40,11 @@ impl SpendPurpose {
         }
     }
 
-    /// The scope the user's token must hold.
-    pub fn required_scope(self) -> Scope {
-        match self {
-            SpendPurpose::AiServices => Scope::AI_SERVICES_WRITE,
-            SpendPurpose::Bounty => Scope::BOUNTIES_WRITE,
-        }
-    }
-
     /// Whether the per-app budgets apply. Only AI services spend is capped per app (research
-    /// (e)); a bounty is only checked against the balance.
+    /// (e)); a bounty is only checked against the balance. The token needs a scope the
+    /// catalogue marks `capped` or `balance_only` accordingly
+    /// ([`crate::catalogue::Catalogue::need_spend`]: AIServicesWrite or BountiesWrite in
+    /// Civitai's).
     pub fn is_capped(self) -> bool {
         matches!(self, SpendPurpose::AiServices)
     }
@@ -423,11 +417,6 @@ mod tests {
             serde_json::to_string(&SpendPurpose::AiServices).unwrap(),
             "\"ai_services\""
         );
-        assert_eq!(
-            SpendPurpose::AiServices.required_scope(),
-            Scope::AI_SERVICES_WRITE
-        );
-        assert_eq!(SpendPurpose::Bounty.required_scope(), Scope::BOUNTIES_WRITE);
         assert!(SpendPurpose::AiServices.is_capped());
         assert!(!SpendPurpose::Bounty.is_capped());
     }

@@ -261,7 +261,7 @@ mod tests {
         Client::new(
             ClientId::parse("app-1").unwrap(),
             UserId(7),
-            r.validate().unwrap(),
+            r.validate(&crate::catalogue::Catalogue::civitai()).unwrap(),
             secret,
             now(),
         )

@@ -6,8 +6,9 @@ use time::OffsetDateTime;
 
 use super::{Client, ClientKind, GrantType, Origin, RedirectKind, RedirectUri};
 use crate::buzz::BuzzLimit;
+use crate::catalogue::Catalogue;
 use crate::error::Error;
-use crate::scope::Scope;
+use crate::scope::{Scope, ScopeError, ScopeValue};
 
 /// Most redirect URIs (and allowed origins) one client may register.
 pub const MAX_REDIRECT_URIS: usize = 20;
@@ -27,7 +28,10 @@ pub struct ClientRegistration {
     pub redirect_uris: Vec<String>,
     pub allowed_origins: Option<Vec<String>>,
     pub is_confidential: Option<bool>,
-    pub allowed_scopes: Option<u32>,
+    /// A mask, a string of names, or an array of names; seed 004's `scopes` is the same
+    /// field. Absent: every scope of the catalogue.
+    #[serde(alias = "scopes")]
+    pub allowed_scopes: Option<ScopeValue>,
     pub grants: Option<Vec<String>>,
     /// The owner's own cap on what the app may spend for them through `client_credentials`
     /// (SPEC 13); absent or empty: none.
@@ -48,7 +52,7 @@ pub struct ValidatedRegistration {
 }
 
 impl ClientRegistration {
-    pub fn validate(self) -> Result<ValidatedRegistration, Error> {
+    pub fn validate(self, catalogue: &Catalogue) -> Result<ValidatedRegistration, Error> {
         let kind = if self.is_confidential.unwrap_or(true) {
             ClientKind::Confidential
         } else {
@@ -61,7 +65,10 @@ impl ClientRegistration {
             self.allowed_origins.as_deref().unwrap_or(&[]),
             &redirect_uris,
         )?;
-        let allowed_scopes = validate_scopes(self.allowed_scopes.unwrap_or(Scope::FULL.bits()))?;
+        let allowed_scopes = match &self.allowed_scopes {
+            None => catalogue.all(),
+            Some(v) => validate_scopes(v, catalogue)?,
+        };
         let grants = validate_grants(self.grants.as_deref(), kind)?;
         let owner_buzz_limit = self.owner_buzz_limit.unwrap_or_default();
         owner_buzz_limit.validate()?;
@@ -87,7 +94,8 @@ pub struct ClientUpdate {
     pub description: Option<String>,
     pub redirect_uris: Option<Vec<String>>,
     pub allowed_origins: Option<Vec<String>>,
-    pub allowed_scopes: Option<u32>,
+    #[serde(alias = "scopes")]
+    pub allowed_scopes: Option<ScopeValue>,
     /// The owner's cap on the app's own spending (`[]` removes it); only the owner may set it.
     pub owner_buzz_limit: Option<BuzzLimit>,
 }
@@ -99,7 +107,12 @@ impl ClientUpdate {
     }
 
     /// The client after this edit, with the same per-field rules as registration.
-    pub fn apply(self, client: &Client, now: OffsetDateTime) -> Result<Client, Error> {
+    pub fn apply(
+        self,
+        client: &Client,
+        now: OffsetDateTime,
+        catalogue: &Catalogue,
+    ) -> Result<Client, Error> {
         let mut next = client.clone();
         if let Some(name) = self.name {
             next.name = validate_name(&name)?;
@@ -113,8 +126,8 @@ impl ClientUpdate {
         if let Some(origins) = self.allowed_origins {
             next.allowed_origins = validate_origins(&origins, &next.redirect_uris)?;
         }
-        if let Some(bits) = self.allowed_scopes {
-            next.allowed_scopes = validate_scopes(bits)?;
+        if let Some(v) = &self.allowed_scopes {
+            next.allowed_scopes = validate_scopes(v, catalogue)?;
         }
         if let Some(limit) = self.owner_buzz_limit {
             limit.validate()?;
@@ -210,12 +223,15 @@ fn validate_origins(origins: &[String], redirects: &[RedirectUri]) -> Result<Vec
     Ok(out)
 }
 
-fn validate_scopes(bits: u32) -> Result<Scope, Error> {
-    Scope::from_bits(bits).ok_or_else(|| {
-        Error::invalid_scope(format!(
-            "allowedScopes must be a mask of defined scope bits (0..={})",
-            Scope::FULL.bits()
-        ))
+fn validate_scopes(value: &ScopeValue, catalogue: &Catalogue) -> Result<Scope, Error> {
+    catalogue.resolve(value).map_err(|e| match (value, e) {
+        (ScopeValue::Mask(_), ScopeError::OutOfRange | ScopeError::Undefined(_)) => {
+            Error::invalid_scope(format!(
+                "allowedScopes must be a mask of defined scope bits (0..={})",
+                catalogue.all().bits()
+            ))
+        }
+        (_, e) => Error::invalid_scope(e.to_string()),
     })
 }
 
@@ -261,7 +277,9 @@ mod tests {
 
     #[test]
     fn registration_defaults_are_confidential_full_scope_code_and_refresh() {
-        let v = reg(&["https://app.example.com/cb"]).validate().unwrap();
+        let v = reg(&["https://app.example.com/cb"])
+            .validate(&Catalogue::civitai())
+            .unwrap();
         assert_eq!(v.name, "My App");
         assert_eq!(v.description, "");
         assert_eq!(v.kind, ClientKind::Confidential);
@@ -283,7 +301,7 @@ mod tests {
                 "isConfidential":false,"allowedScopes":114689,"grants":["authorization_code"]}"#,
         )
         .unwrap();
-        let v = r.validate().unwrap();
+        let v = r.validate(&Catalogue::civitai()).unwrap();
         assert_eq!(v.kind, ClientKind::Public);
         assert_eq!(v.allowed_scopes, Scope::AI_SERVICES);
         assert_eq!(v.grants, vec![GrantType::AuthorizationCode]);
@@ -295,12 +313,27 @@ mod tests {
             name: n.into(),
             ..reg(&["https://a.io/cb"])
         };
-        assert_eq!(named("  Hi  ").validate().unwrap().name, "Hi");
-        assert!(named(&"é".repeat(128)).validate().is_ok());
+        assert_eq!(
+            named("  Hi  ")
+                .validate(&Catalogue::civitai())
+                .unwrap()
+                .name,
+            "Hi"
+        );
+        assert!(
+            named(&"é".repeat(128))
+                .validate(&Catalogue::civitai())
+                .is_ok()
+        );
         for bad in ["", "   ", "a\u{0}b", "tab\there", "new\nline"] {
-            assert!(is_invalid_request(named(bad).validate()), "{bad:?}");
+            assert!(
+                is_invalid_request(named(bad).validate(&Catalogue::civitai())),
+                "{bad:?}"
+            );
         }
-        let e = named(&"é".repeat(129)).validate().unwrap_err();
+        let e = named(&"é".repeat(129))
+            .validate(&Catalogue::civitai())
+            .unwrap_err();
         assert_eq!(e, Error::invalid_request("name must be 1-128 characters"));
     }
 
@@ -310,46 +343,68 @@ mod tests {
             description: Some(d.into()),
             ..reg(&["https://a.io/cb"])
         };
-        assert!(described(&"ü".repeat(500)).validate().is_ok());
-        assert!(described("line one\nline two").validate().is_ok());
-        assert!(is_invalid_request(described(&"ü".repeat(501)).validate()));
-        assert!(is_invalid_request(described("bell\u{7}").validate()));
+        assert!(
+            described(&"ü".repeat(500))
+                .validate(&Catalogue::civitai())
+                .is_ok()
+        );
+        assert!(
+            described("line one\nline two")
+                .validate(&Catalogue::civitai())
+                .is_ok()
+        );
+        assert!(is_invalid_request(
+            described(&"ü".repeat(501)).validate(&Catalogue::civitai())
+        ));
+        assert!(is_invalid_request(
+            described("bell\u{7}").validate(&Catalogue::civitai())
+        ));
     }
 
     #[test]
     fn registration_needs_1_to_20_valid_redirect_uris() {
-        assert!(is_invalid_request(reg(&[]).validate()));
+        assert!(is_invalid_request(reg(&[]).validate(&Catalogue::civitai())));
         let many: Vec<String> = (0..21).map(|i| format!("https://a.io/cb{i}")).collect();
         let r = ClientRegistration {
             redirect_uris: many[..20].to_vec(),
             ..reg(&[])
         };
-        assert_eq!(r.validate().unwrap().redirect_uris.len(), 20);
+        assert_eq!(
+            r.validate(&Catalogue::civitai())
+                .unwrap()
+                .redirect_uris
+                .len(),
+            20
+        );
         let r = ClientRegistration {
             redirect_uris: many,
             ..reg(&[])
         };
-        assert!(is_invalid_request(r.validate()));
+        assert!(is_invalid_request(r.validate(&Catalogue::civitai())));
         let e = reg(&["https://a.io/cb", "http://evil.com/cb"])
-            .validate()
+            .validate(&Catalogue::civitai())
             .unwrap_err();
         assert!(e.description().starts_with("redirectUris[1]: "), "{e:?}");
         let v = reg(&["https://a.io/cb", "https://a.io/cb"])
-            .validate()
+            .validate(&Catalogue::civitai())
             .unwrap();
         assert_eq!(v.redirect_uris.len(), 1);
     }
 
     #[test]
     fn private_use_redirects_only_for_public_clients() {
-        let e = reg(&["com.example.app:/cb"]).validate().unwrap_err();
+        let e = reg(&["com.example.app:/cb"])
+            .validate(&Catalogue::civitai())
+            .unwrap_err();
         assert_eq!(
             e,
             Error::invalid_request(
                 "redirectUris[0]: private-use URI schemes are only allowed for public clients"
             )
         );
-        let v = public_reg(&["com.example.app:/cb"]).validate().unwrap();
+        let v = public_reg(&["com.example.app:/cb"])
+            .validate(&Catalogue::civitai())
+            .unwrap();
         assert_eq!(v.redirect_uris[0].kind(), RedirectKind::PrivateUse);
         assert!(v.allowed_origins.is_empty());
     }
@@ -362,7 +417,7 @@ mod tests {
             "http://localhost:3000/cb",
             "com.example.app:/cb",
         ])
-        .validate()
+        .validate(&Catalogue::civitai())
         .unwrap();
         let got: Vec<_> = v.allowed_origins.iter().map(Origin::as_str).collect();
         assert_eq!(got, ["https://app.example.com", "http://localhost:3000"]);
@@ -370,7 +425,14 @@ mod tests {
             allowed_origins: Some(vec![]),
             ..public_reg(&["https://a.io/cb"])
         };
-        assert_eq!(empty.validate().unwrap().allowed_origins.len(), 1);
+        assert_eq!(
+            empty
+                .validate(&Catalogue::civitai())
+                .unwrap()
+                .allowed_origins
+                .len(),
+            1
+        );
     }
 
     #[test]
@@ -380,35 +442,77 @@ mod tests {
             ..public_reg(&["https://a.io/cb"])
         };
         let v = with(&["https://Web.io:443", "https://web.io"])
-            .validate()
+            .validate(&Catalogue::civitai())
             .unwrap();
         assert_eq!(
             v.allowed_origins,
             vec![Origin::parse("https://web.io").unwrap()]
         );
         let e = with(&["https://web.io", "https://web.io/path"])
-            .validate()
+            .validate(&Catalogue::civitai())
             .unwrap_err();
         assert!(e.description().starts_with("allowedOrigins[1]: "));
         let many: Vec<String> = (0..21).map(|i| format!("https://w{i}.io")).collect();
         let refs: Vec<&str> = many.iter().map(String::as_str).collect();
-        assert!(is_invalid_request(with(&refs).validate()));
+        assert!(is_invalid_request(
+            with(&refs).validate(&Catalogue::civitai())
+        ));
     }
 
     #[test]
     fn allowed_scopes_outside_the_flags_is_invalid_scope() {
         let scoped = |bits| ClientRegistration {
-            allowed_scopes: Some(bits),
+            allowed_scopes: Some(ScopeValue::Mask(bits)),
             ..reg(&["https://a.io/cb"])
         };
-        assert_eq!(scoped(0).validate().unwrap().allowed_scopes, Scope::NONE);
         assert_eq!(
-            scoped(114_688).validate().unwrap().allowed_scopes.bits(),
-            114_688
+            scoped(0)
+                .validate(&Catalogue::civitai())
+                .unwrap()
+                .allowed_scopes,
+            Scope::NONE
         );
         assert_eq!(
-            scoped(33_554_432).validate().unwrap_err().code(),
-            "invalid_scope"
+            scoped(114_688)
+                .validate(&Catalogue::civitai())
+                .unwrap()
+                .allowed_scopes
+                .bits(),
+            114_688
+        );
+        let e = scoped(33_554_432)
+            .validate(&Catalogue::civitai())
+            .unwrap_err();
+        assert_eq!(
+            (e.code(), e.description().as_ref()),
+            (
+                "invalid_scope",
+                "allowedScopes must be a mask of defined scope bits (0..=33554431)"
+            )
+        );
+        let named = |v: serde_json::Value| {
+            serde_json::from_value::<ClientRegistration>(serde_json::json!({
+                "name": "x", "redirectUris": ["https://a.io/cb"], "scopes": v
+            }))
+            .unwrap()
+            .validate(&Catalogue::civitai())
+        };
+        assert_eq!(
+            named(serde_json::json!(["UserRead", "buzzread"]))
+                .unwrap()
+                .allowed_scopes,
+            Scope::USER_READ | Scope::BUZZ_READ
+        );
+        assert_eq!(
+            named(serde_json::json!("AIServices"))
+                .unwrap()
+                .allowed_scopes,
+            Scope::AI_SERVICES
+        );
+        let e = named(serde_json::json!(["profile"])).unwrap_err();
+        assert_eq!(
+            (e.code(), e.description().as_ref()),
+            ("invalid_scope", "unknown scope name `profile`")
         );
     }
 
@@ -419,20 +523,27 @@ mod tests {
             is_confidential: Some(!public),
             ..reg(&["https://a.io/cb"])
         };
-        assert!(is_invalid_request(granted(&["password"], false).validate()));
-        assert!(is_invalid_request(granted(&["implicit"], true).validate()));
-        assert!(is_invalid_request(granted(&[], false).validate()));
+        assert!(is_invalid_request(
+            granted(&["password"], false).validate(&Catalogue::civitai())
+        ));
+        assert!(is_invalid_request(
+            granted(&["implicit"], true).validate(&Catalogue::civitai())
+        ));
+        assert!(is_invalid_request(
+            granted(&[], false).validate(&Catalogue::civitai())
+        ));
         assert_eq!(
             granted(&["client_credentials"], true)
-                .validate()
+                .validate(&Catalogue::civitai())
                 .unwrap_err(),
             Error::invalid_request("client_credentials requires a confidential client")
         );
         assert!(is_invalid_request(
-            granted(&["refresh_token"], false).validate()
+            granted(&["refresh_token"], false).validate(&Catalogue::civitai())
         ));
         assert!(is_invalid_request(
-            granted(&["refresh_token", "client_credentials"], false).validate()
+            granted(&["refresh_token", "client_credentials"], false)
+                .validate(&Catalogue::civitai())
         ));
         let v = granted(
             &[
@@ -442,13 +553,17 @@ mod tests {
             ],
             true,
         )
-        .validate()
+        .validate(&Catalogue::civitai())
         .unwrap();
         assert_eq!(
             v.grants,
             vec![GrantType::DeviceCode, GrantType::RefreshToken]
         );
-        assert!(granted(&["client_credentials"], false).validate().is_ok());
+        assert!(
+            granted(&["client_credentials"], false)
+                .validate(&Catalogue::civitai())
+                .is_ok()
+        );
     }
 
     // ---- update --------------------------------------------------------------------------
@@ -460,10 +575,10 @@ mod tests {
         let u = ClientUpdate {
             name: Some(" New ".into()),
             redirect_uris: Some(vec!["https://b.io/cb".into()]),
-            allowed_scopes: Some(Scope::READ_ONLY.bits()),
+            allowed_scopes: Some(Scope::READ_ONLY.into()),
             ..Default::default()
         };
-        let next = u.apply(&c, later).unwrap();
+        let next = u.apply(&c, later, &Catalogue::civitai()).unwrap();
         assert_eq!(next.name, "New");
         assert_eq!(next.redirect_uris, uris(&["https://b.io/cb"]));
         assert_eq!(next.allowed_scopes, Scope::READ_ONLY);
@@ -476,7 +591,10 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            rederive.apply(&next, later).unwrap().allowed_origins,
+            rederive
+                .apply(&next, later, &Catalogue::civitai())
+                .unwrap()
+                .allowed_origins,
             vec![Origin::parse("https://b.io").unwrap()]
         );
 
@@ -484,9 +602,13 @@ mod tests {
             redirect_uris: Some(vec!["com.example.app:/cb".into()]),
             ..Default::default()
         };
-        assert!(is_invalid_request(private.clone().apply(&c, later)));
+        assert!(is_invalid_request(private.clone().apply(
+            &c,
+            later,
+            &Catalogue::civitai()
+        )));
         let p = client(public_reg(&["https://a.io/cb"]), None);
-        assert!(private.apply(&p, later).is_ok());
+        assert!(private.apply(&p, later, &Catalogue::civitai()).is_ok());
 
         for bad in [
             ClientUpdate {
@@ -502,14 +624,21 @@ mod tests {
                 ..Default::default()
             },
         ] {
-            assert!(is_invalid_request(bad.apply(&c, later)));
+            assert!(is_invalid_request(bad.apply(
+                &c,
+                later,
+                &Catalogue::civitai()
+            )));
         }
         let bad_scope = ClientUpdate {
-            allowed_scopes: Some(u32::MAX),
+            allowed_scopes: Some(ScopeValue::Mask(u64::MAX)),
             ..Default::default()
         };
         assert_eq!(
-            bad_scope.apply(&c, later).unwrap_err().code(),
+            bad_scope
+                .apply(&c, later, &Catalogue::civitai())
+                .unwrap_err()
+                .code(),
             "invalid_scope"
         );
     }

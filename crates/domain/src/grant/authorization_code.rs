@@ -94,6 +94,7 @@ pub fn validate_redeemed(
     redirect_uri: &str,
     verifier: Result<CodeVerifier, Error>,
     now: OffsetDateTime,
+    always: Scope,
 ) -> Result<Scope, Error> {
     if code.client_id != client.id {
         return Err(Error::invalid_grant(
@@ -118,7 +119,7 @@ pub fn validate_redeemed(
         ));
     }
     // The app may have narrowed its ceiling since the user consented.
-    Ok(code.scope.trim_to_ceiling(client.ceiling()))
+    Ok(code.scope.trim_to_ceiling(client.ceiling(), always))
 }
 
 #[cfg(test)]
@@ -148,7 +149,15 @@ mod tests {
     fn valid_code_yields_its_scope() {
         let (client, v, rec) = setup();
         assert_eq!(
-            validate_redeemed(&rec, &client, "https://app.example.com/cb", Ok(v), T0).unwrap(),
+            validate_redeemed(
+                &rec,
+                &client,
+                "https://app.example.com/cb",
+                Ok(v),
+                T0,
+                Scope::USER_READ
+            )
+            .unwrap(),
             Scope::AI_SERVICES
         );
     }
@@ -163,12 +172,20 @@ mod tests {
                 &client,
                 "https://app.example.com/cb",
                 Ok(v.clone()),
-                at(599)
+                at(599),
+                Scope::USER_READ
             )
             .is_ok()
         );
-        let e = validate_redeemed(&rec, &client, "https://app.example.com/cb", Ok(v), at(600))
-            .unwrap_err();
+        let e = validate_redeemed(
+            &rec,
+            &client,
+            "https://app.example.com/cb",
+            Ok(v),
+            at(600),
+            Scope::USER_READ,
+        )
+        .unwrap_err();
         assert_eq!(
             e,
             Error::invalid_grant("Invalid grant: authorization code has expired")
@@ -178,8 +195,15 @@ mod tests {
     #[test]
     fn redirect_uri_must_equal_the_one_used_at_authorize() {
         let (client, v, rec) = setup();
-        let e =
-            validate_redeemed(&rec, &client, "https://app.example.com/cb/", Ok(v), T0).unwrap_err();
+        let e = validate_redeemed(
+            &rec,
+            &client,
+            "https://app.example.com/cb/",
+            Ok(v),
+            T0,
+            Scope::USER_READ,
+        )
+        .unwrap_err();
         assert_eq!(e.code(), "invalid_grant");
     }
 
@@ -187,8 +211,15 @@ mod tests {
     fn wrong_verifier_fails_pkce() {
         let (client, _, rec) = setup();
         let other = CodeVerifier::generate(&SeededRandom::new(99));
-        let e = validate_redeemed(&rec, &client, "https://app.example.com/cb", Ok(other), T0)
-            .unwrap_err();
+        let e = validate_redeemed(
+            &rec,
+            &client,
+            "https://app.example.com/cb",
+            Ok(other),
+            T0,
+            Scope::USER_READ,
+        )
+        .unwrap_err();
         assert_eq!(
             e,
             Error::invalid_grant("Invalid grant: PKCE verification failed")
@@ -200,9 +231,16 @@ mod tests {
         let (client, _, rec) = setup();
         let bad = CodeVerifier::parse("short");
         assert_eq!(
-            validate_redeemed(&rec, &client, "https://app.example.com/cb", bad, T0)
-                .unwrap_err()
-                .code(),
+            validate_redeemed(
+                &rec,
+                &client,
+                "https://app.example.com/cb",
+                bad,
+                T0,
+                Scope::USER_READ
+            )
+            .unwrap_err()
+            .code(),
             "invalid_grant"
         );
     }
@@ -212,9 +250,16 @@ mod tests {
         let (_, v, rec) = setup();
         let other = confidential("other");
         assert_eq!(
-            validate_redeemed(&rec, &other, "https://app.example.com/cb", Ok(v), T0)
-                .unwrap_err()
-                .code(),
+            validate_redeemed(
+                &rec,
+                &other,
+                "https://app.example.com/cb",
+                Ok(v),
+                T0,
+                Scope::USER_READ
+            )
+            .unwrap_err()
+            .code(),
             "invalid_grant"
         );
     }
@@ -223,7 +268,15 @@ mod tests {
     fn narrowed_ceiling_trims_the_code_scope_at_redemption() {
         let (mut client, v, rec) = setup();
         client.allowed_scopes = Scope::BUZZ_READ;
-        let s = validate_redeemed(&rec, &client, "https://app.example.com/cb", Ok(v), T0).unwrap();
+        let s = validate_redeemed(
+            &rec,
+            &client,
+            "https://app.example.com/cb",
+            Ok(v),
+            T0,
+            Scope::USER_READ,
+        )
+        .unwrap();
         assert_eq!(s, Scope::BUZZ_READ | Scope::USER_READ);
     }
 

@@ -6,18 +6,23 @@ use crate::error::Error;
 use crate::scope::Scope;
 
 /// The scope a client-credentials token carries, or why the client may not have one.
-/// Bits beyond the ceiling are refused (no user saw a consent page to trim them on).
-pub fn grant_scope(client: &Client, requested: Option<Scope>) -> Result<Scope, Error> {
+/// Bits beyond the ceiling are refused (no user saw a consent page to trim them on);
+/// `always` is the catalogue's always-granted scope.
+pub fn grant_scope(
+    client: &Client,
+    requested: Option<Scope>,
+    always: Scope,
+) -> Result<Scope, Error> {
     client.require_confidential()?;
     if !client.allows_grant(GrantType::ClientCredentials) {
         return Err(Error::UnauthorizedClient(
             "Unauthorized client: client_credentials is not registered for this client".into(),
         ));
     }
-    let ceiling = client.ceiling().with_user_read();
+    let ceiling = client.ceiling() | always;
     match requested {
         None => Ok(ceiling),
-        Some(s) if s.is_subset_of(ceiling) => Ok(s.with_user_read()),
+        Some(s) if s.is_subset_of(ceiling) => Ok(s | always),
         Some(_) => Err(Error::invalid_scope(
             "Invalid scope: requested scope exceeds the client's allowed scopes",
         )),
@@ -34,7 +39,7 @@ mod tests {
         let mut c = confidential("app");
         c.allowed_scopes = Scope::BUZZ_READ;
         assert_eq!(
-            grant_scope(&c, None).unwrap(),
+            grant_scope(&c, None, Scope::USER_READ).unwrap(),
             Scope::BUZZ_READ | Scope::USER_READ
         );
     }
@@ -43,7 +48,7 @@ mod tests {
     fn requested_subset_is_granted_with_user_read() {
         let c = confidential("app");
         assert_eq!(
-            grant_scope(&c, Some(Scope::MODELS_READ)).unwrap(),
+            grant_scope(&c, Some(Scope::MODELS_READ), Scope::USER_READ).unwrap(),
             Scope::MODELS_READ | Scope::USER_READ
         );
     }
@@ -53,7 +58,7 @@ mod tests {
         let mut c = confidential("app");
         c.allowed_scopes = Scope::BUZZ_READ;
         assert_eq!(
-            grant_scope(&c, Some(Scope::VAULT_WRITE))
+            grant_scope(&c, Some(Scope::VAULT_WRITE), Scope::USER_READ)
                 .unwrap_err()
                 .code(),
             "invalid_scope"
@@ -63,7 +68,9 @@ mod tests {
     #[test]
     fn public_clients_are_unauthorized() {
         assert_eq!(
-            grant_scope(&public("spa"), None).unwrap_err().code(),
+            grant_scope(&public("spa"), None, Scope::USER_READ)
+                .unwrap_err()
+                .code(),
             "unauthorized_client"
         );
     }
@@ -73,7 +80,7 @@ mod tests {
         let mut c = confidential("app");
         c.grants.retain(|g| *g != GrantType::ClientCredentials);
         assert_eq!(
-            grant_scope(&c, None).unwrap_err().code(),
+            grant_scope(&c, None, Scope::USER_READ).unwrap_err().code(),
             "unauthorized_client"
         );
     }

@@ -167,6 +167,7 @@ pub struct DeviceStart {
 pub fn start(
     client: &Client,
     requested: Option<Scope>,
+    always: Scope,
     now: OffsetDateTime,
     ttl: Duration,
     random: &dyn Random,
@@ -176,10 +177,10 @@ pub fn start(
             "Client not authorized for device flow".into(),
         ));
     }
-    let ceiling = client.ceiling().with_user_read();
+    let ceiling = client.ceiling() | always;
     let scope = match requested {
         None => ceiling,
-        Some(s) if s.is_subset_of(ceiling) => s.with_user_read(),
+        Some(s) if s.is_subset_of(ceiling) => s | always,
         Some(_) => {
             return Err(Error::invalid_scope(
                 "Requested scope exceeds client permissions",
@@ -380,6 +381,7 @@ mod tests {
         start(
             &confidential("app"),
             None,
+            Scope::USER_READ,
             T0,
             Duration::seconds(900),
             &SeededRandom::new(1),
@@ -432,19 +434,34 @@ mod tests {
         let mut c = confidential("app");
         c.allowed_scopes = Scope::BUZZ_READ;
         let r = SeededRandom::new(1);
-        let s = start(&c, Some(Scope::BUZZ_READ), T0, Duration::seconds(900), &r).unwrap();
+        let s = start(
+            &c,
+            Some(Scope::BUZZ_READ),
+            Scope::USER_READ,
+            T0,
+            Duration::seconds(900),
+            &r,
+        )
+        .unwrap();
         assert_eq!(s.record.scope, Scope::BUZZ_READ | Scope::USER_READ);
         assert_eq!(s.record.expires_at, T0 + Duration::seconds(900));
         assert_eq!(s.record.interval, 5);
         assert_eq!(
-            start(&c, Some(Scope::FULL), T0, Duration::seconds(900), &r)
-                .unwrap_err()
-                .code(),
+            start(
+                &c,
+                Some(Scope::FULL),
+                Scope::USER_READ,
+                T0,
+                Duration::seconds(900),
+                &r
+            )
+            .unwrap_err()
+            .code(),
             "invalid_scope"
         );
         c.grants.retain(|g| *g != GrantType::DeviceCode);
         assert_eq!(
-            start(&c, None, T0, Duration::seconds(900), &r)
+            start(&c, None, Scope::USER_READ, T0, Duration::seconds(900), &r)
                 .unwrap_err()
                 .code(),
             "unauthorized_client"

@@ -27,7 +27,8 @@ pub(crate) mod fixtures {
         Client::new(
             ClientId::parse(id).unwrap(),
             UserId(100),
-            reg.validate().unwrap(),
+            reg.validate(&crate::catalogue::Catalogue::civitai())
+                .unwrap(),
             Some(&secret),
             T0,
         )
@@ -50,7 +51,8 @@ pub(crate) mod fixtures {
         Client::new(
             ClientId::parse(id).unwrap(),
             UserId(100),
-            reg.validate().unwrap(),
+            reg.validate(&crate::catalogue::Catalogue::civitai())
+                .unwrap(),
             None,
             T0,
         )

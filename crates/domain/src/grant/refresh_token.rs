@@ -22,6 +22,8 @@ pub struct RefreshRotation {
     pub ceiling: Scope,
     /// `scope` parameter: may narrow, never widen.
     pub requested: Option<Scope>,
+    /// The catalogue's always-granted scope, kept on every rotation.
+    pub always: Scope,
     pub now: OffsetDateTime,
     /// `Duration::ZERO` turns the grace window off (any reuse revokes the family).
     pub grace: Duration,
@@ -98,7 +100,7 @@ impl RefreshRotation {
         };
         let base = token.scope;
         let scope = match self.requested {
-            Some(asked) if !asked.with_user_read().is_subset_of(base) => {
+            Some(asked) if !asked.union(self.always).is_subset_of(base) => {
                 return RotationDecision::Reject(Error::invalid_scope(
                     "Invalid scope: requested scope exceeds the scope originally granted",
                 ));
@@ -106,7 +108,7 @@ impl RefreshRotation {
             Some(asked) => asked,
             None => base,
         }
-        .trim_to_ceiling(self.ceiling);
+        .trim_to_ceiling(self.ceiling, self.always);
         let fill = |template: &TokenRecord| TokenRecord {
             client_id: token.client_id.clone(),
             user_id: token.user_id,
@@ -166,6 +168,7 @@ mod tests {
             client_id: ClientId::parse("app").unwrap(),
             ceiling: Scope::FULL,
             requested,
+            always: Scope::USER_READ,
             now,
             grace: DEFAULT_GRACE,
             new_access: minter.mint(blank(TokenKind::Access), now, &r).1,

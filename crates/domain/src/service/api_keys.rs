@@ -9,19 +9,17 @@ use crate::buzz::BuzzLimit;
 use crate::error::Error;
 use crate::ids::TokenId;
 use crate::ports::InsertOutcome;
-use crate::scope::{OidcScopes, Scope};
+use crate::scope::{OidcScopes, ScopeValue};
 use crate::token::{NewToken, PlainToken, TokenKind, TokenRecord};
 
 use super::{Access, Caller, Deps};
 
-/// The scope of a key created without one: read-only access.
-pub const DEFAULT_API_KEY_SCOPE: Scope = Scope::READ_ONLY;
-
 #[derive(Debug, Clone)]
 pub struct NewApiKey {
     pub name: String,
-    /// `None`: [`DEFAULT_API_KEY_SCOPE`].
-    pub scope: Option<Scope>,
+    /// `None`: the catalogue's default ([`crate::catalogue::Catalogue::default_key_scope`],
+    /// Civitai's `ReadOnly`).
+    pub scope: Option<ScopeValue>,
     pub buzz_limit: Option<BuzzLimit>,
     /// `None`: never expires.
     pub expires_in_days: Option<u32>,
@@ -55,12 +53,17 @@ impl ApiKeyService {
             d => d,
         };
         let deps = &self.deps;
+        let catalogue = deps.catalogue();
+        let scope = match &new.scope {
+            None => catalogue.default_key_scope(),
+            Some(v) => catalogue.resolve(v)? | catalogue.always_granted(),
+        };
         let now = deps.now();
         let token = NewToken {
             kind: TokenKind::ApiKey,
             client_id: None,
             user_id: user,
-            scope: new.scope.unwrap_or(DEFAULT_API_KEY_SCOPE).with_user_read(),
+            scope,
             family_id: None,
             auth_time: None,
             oidc: OidcScopes::NONE,
@@ -76,12 +79,12 @@ impl ApiKeyService {
     }
 
     pub async fn list(&self, caller: &Caller) -> Result<Vec<TokenRecord>, Error> {
-        let user = caller.account(Access::Read)?;
+        let user = caller.account(Access::Read, self.deps.catalogue())?;
         Ok(self.deps.tokens.list_api_keys(user).await?)
     }
 
     pub async fn delete(&self, caller: &Caller, id: TokenId) -> Result<(), Error> {
-        let user = caller.account(Access::Write)?;
+        let user = caller.account(Access::Write, self.deps.catalogue())?;
         let deps = &self.deps;
         let hash = deps
             .tokens

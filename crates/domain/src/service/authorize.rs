@@ -7,6 +7,7 @@ use time::OffsetDateTime;
 use crate::audit::{AuditEvent, AuditKind};
 use crate::authorize::{self as rules, AuthorizationRequest, AuthorizeParams};
 use crate::buzz::BuzzLimit;
+use crate::catalogue::ScopeLine;
 use crate::client::Client;
 use crate::consent::{self, Approval, ConsentDecision};
 use crate::error::Error;
@@ -40,7 +41,12 @@ pub struct ConsentPrompt {
     pub request: AuthorizationRequest,
     /// Bits asked for beyond the app's ceiling (trimmed, shown as not granted).
     pub trimmed: Scope,
-    /// Show the Buzz cap control (the request includes AIServicesWrite).
+    /// One line per scope the request holds, with the catalogue's labels.
+    pub lines: Vec<ScopeLine>,
+    /// The lines of `trimmed`.
+    pub trimmed_lines: Vec<ScopeLine>,
+    /// Show the Buzz cap control (the request holds a scope that spends within caps:
+    /// AIServicesWrite in Civitai's catalogue).
     pub show_buzz_cap: bool,
     /// The cap to pre-fill: the stored one, else 5000 per day.
     pub buzz_limit: BuzzLimit,
@@ -114,7 +120,7 @@ impl AuthorizeService {
             deps.audit(ev).await;
             return Ok(Checked::Done(AuthorizeOutcome::Reject(e)));
         }
-        match rules::validate(params, &client, &target) {
+        match rules::validate(params, &client, &target, deps.catalogue()) {
             Ok(req) => Ok(Checked::Valid(Box::new((client, req, user)))),
             Err(e) => Ok(Checked::Done(AuthorizeOutcome::RedirectError {
                 location: e.location(&deps.config.issuer),
@@ -149,9 +155,15 @@ impl AuthorizeService {
                     Some(c) if !c.buzz_limit.is_unlimited() => c.buzz_limit,
                     _ => BuzzLimit::consent_default(),
                 };
+                let catalogue = self.deps.catalogue();
+                let trimmed = req
+                    .requested_scope
+                    .beyond_ceiling(client.ceiling(), catalogue.always_granted());
                 Ok(AuthorizeOutcome::Consent(Box::new(ConsentPrompt {
-                    trimmed: req.requested_scope.beyond_ceiling(client.ceiling()),
-                    show_buzz_cap: req.scope.contains(Scope::AI_SERVICES_WRITE),
+                    lines: catalogue.lines(req.scope),
+                    trimmed_lines: catalogue.lines(trimmed),
+                    trimmed,
+                    show_buzz_cap: req.scope.intersects(catalogue.capped()),
                     buzz_limit,
                     client,
                     request: req,

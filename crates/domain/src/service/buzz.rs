@@ -8,11 +8,11 @@ use crate::buzz::{
     BudgetStatus, BuzzLimit, Currency, IdempotencyKey, LedgerEntry, SpendPurpose, SpendRequest,
     SpendSubject, budget_statuses, status_windows,
 };
+use crate::catalogue::Need;
 use crate::consent::Budgets;
 use crate::error::Error;
 use crate::ids::{SpendId, UserId};
 use crate::ports::{RefundOutcome, SpendOutcome};
-use crate::scope::Scope;
 use crate::token::TokenRecord;
 
 use super::tokens::TokenService;
@@ -117,7 +117,7 @@ impl BuzzService {
 
     /// `GET /api/v1/buzz`: a bearer with BuzzRead.
     pub async fn overview(&self, caller: &Caller) -> Result<BuzzOverview, Error> {
-        let bearer = caller.bearer(Scope::BUZZ_READ)?;
+        let bearer = caller.bearer(&self.deps.catalogue().need_named("BuzzRead"))?;
         let user = bearer.user_id();
         Ok(BuzzOverview {
             balances: self.deps.buzz.balances(user).await?,
@@ -128,7 +128,7 @@ impl BuzzService {
     /// The bearer's Buzz accounts, one per currency pool, the default pool (yellow) always
     /// among them: Civitai's `buzz.getUserAccount` (BuzzRead).
     pub async fn accounts(&self, caller: &Caller) -> Result<Vec<BuzzAccount>, Error> {
-        let bearer = caller.bearer(Scope::BUZZ_READ)?;
+        let bearer = caller.bearer(&self.deps.catalogue().need_named("BuzzRead"))?;
         let user = bearer.user_id();
         let deps = &self.deps;
         let mut balances = deps.buzz.balances(user).await?;
@@ -163,7 +163,7 @@ impl BuzzService {
         let deps = &self.deps;
         let bearer = self.tokens().validate_bearer(&call.token).await?;
         let purpose = SpendPurpose::parse(&call.purpose)?;
-        bearer.require(purpose.required_scope())?;
+        bearer.require(&deps.catalogue().need_spend(purpose.is_capped()))?;
         let currency = match call.currency.as_deref() {
             Some(c) => Currency::parse(c)?,
             None => Currency::default(),
@@ -255,7 +255,7 @@ impl BuzzService {
     /// `GET /api/v1/buzz/limits`: the bearer's app's budgets for its user (none may be spent
     /// without a consent: then there is nothing to report).
     pub async fn limits(&self, caller: &Caller) -> Result<Vec<BudgetStatus>, Error> {
-        let bearer = caller.bearer(Scope::NONE)?;
+        let bearer = caller.bearer(&Need::nothing())?;
         let budgets = match self.tokens().budgets_of(&bearer.record).await? {
             Budgets::Within(b) => b,
             Budgets::NoConsent => return Err(Error::invalid_token("Invalid or expired token")),

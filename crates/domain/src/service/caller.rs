@@ -8,10 +8,11 @@ use std::sync::Arc;
 
 use time::OffsetDateTime;
 
+use crate::catalogue::{Catalogue, Need};
 use crate::client::{Client, ClientAuth};
 use crate::error::Error;
 use crate::ids::{ClientId, UserId};
-use crate::scope::Scope;
+
 use crate::token::TokenHash;
 use crate::user::Role;
 
@@ -167,7 +168,7 @@ impl Caller {
     /// The user's own account (apps, Connected Apps, API keys): a signed-in user (changes
     /// need the CSRF proof), or a personal API key with `UserRead` to read and `UserWrite` to
     /// change. App tokens and clients never.
-    pub fn account(&self, access: Access) -> Result<UserId, Error> {
+    pub fn account(&self, access: Access, catalogue: &Catalogue) -> Result<UserId, Error> {
         match self {
             Caller::Session(s) => {
                 if access == Access::Write && !s.proven {
@@ -176,9 +177,9 @@ impl Caller {
                 Ok(s.user)
             }
             Caller::ApiKey(key) => {
-                key.require(match access {
-                    Access::Read => Scope::USER_READ,
-                    Access::Write => Scope::USER_WRITE,
+                key.require(&match access {
+                    Access::Read => catalogue.need_profile(),
+                    Access::Write => catalogue.need_named("UserWrite"),
                 })?;
                 Ok(key.user_id())
             }
@@ -243,11 +244,11 @@ impl Caller {
     }
 
     /// Resource APIs (userinfo, `/api/v1/me`, Buzz balance, an app's own limits): a bearer
-    /// token (app token or API key) that holds `scope`.
-    pub fn bearer(&self, scope: Scope) -> Result<&Bearer, Error> {
+    /// token (app token or API key) that meets `need`.
+    pub fn bearer(&self, need: &Need) -> Result<&Bearer, Error> {
         match self {
             Caller::ApiKey(b) | Caller::AppToken(b) => {
-                b.require(scope)?;
+                b.require(need)?;
                 Ok(b)
             }
             Caller::Anonymous => Err(Error::NoCredentials("Missing bearer token".into())),
@@ -339,6 +340,12 @@ mod tests {
     use crate::token::{TokenKind, TokenRecord};
     use time::macros::datetime;
 
+    use crate::scope::Scope;
+
+    fn civitai() -> Catalogue {
+        Catalogue::civitai()
+    }
+
     const T0: OffsetDateTime = datetime!(2026-01-01 00:00:00 UTC);
 
     fn bearer(client: Option<&str>, scope: Scope) -> Bearer {
@@ -386,11 +393,17 @@ mod tests {
 
     #[test]
     fn a_session_manages_its_account_but_changes_need_the_csrf_proof() {
-        assert_eq!(session(false, false).account(Access::Read), Ok(UserId(7)));
-        assert_eq!(session(false, true).account(Access::Write), Ok(UserId(7)));
+        assert_eq!(
+            session(false, false).account(Access::Read, &civitai()),
+            Ok(UserId(7))
+        );
+        assert_eq!(
+            session(false, true).account(Access::Write, &civitai()),
+            Ok(UserId(7))
+        );
         assert_eq!(
             session(false, false)
-                .account(Access::Write)
+                .account(Access::Write, &civitai())
                 .unwrap_err()
                 .code(),
             "access_denied"
@@ -400,20 +413,21 @@ mod tests {
     #[test]
     fn an_api_key_needs_user_read_and_user_write() {
         let key = Caller::ApiKey(bearer(None, Scope::USER_READ));
-        assert_eq!(key.account(Access::Read), Ok(UserId(7)));
+        assert_eq!(key.account(Access::Read, &civitai()), Ok(UserId(7)));
         assert_eq!(
-            key.account(Access::Write),
+            key.account(Access::Write, &civitai()),
             Err(Error::InsufficientScope {
-                required: Scope::USER_WRITE
+                required: Scope::USER_WRITE,
+                name: "UserWrite".into()
             })
         );
         let key = Caller::ApiKey(bearer(None, Scope::USER_WRITE));
         assert_eq!(
-            key.account(Access::Read).unwrap_err().code(),
+            key.account(Access::Read, &civitai()).unwrap_err().code(),
             "insufficient_scope"
         );
         let key = Caller::ApiKey(bearer(None, Scope::FULL));
-        assert_eq!(key.account(Access::Write), Ok(UserId(7)));
+        assert_eq!(key.account(Access::Write, &civitai()), Ok(UserId(7)));
         assert_eq!(key.key_minter().unwrap_err().code(), "access_denied");
         assert_eq!(key.admin(Access::Read).unwrap_err().code(), "access_denied");
     }
@@ -422,7 +436,7 @@ mod tests {
     fn an_app_token_never_manages_the_account_whatever_its_scope() {
         let token = Caller::AppToken(bearer(Some("app"), Scope::FULL));
         for access in [Access::Read, Access::Write] {
-            let e = token.account(access).unwrap_err();
+            let e = token.account(access, &civitai()).unwrap_err();
             assert_eq!(e.code(), "access_denied");
             assert!(e.description().contains("App tokens cannot manage"));
         }
@@ -430,15 +444,24 @@ mod tests {
         assert!(token.key_minter().is_err());
         assert!(token.admin(Access::Read).is_err());
         assert!(token.resource_server().is_err());
-        assert_eq!(token.bearer(Scope::BUZZ_READ).unwrap().user_id(), UserId(7));
+        assert_eq!(
+            token
+                .bearer(&civitai().need(Scope::BUZZ_READ))
+                .unwrap()
+                .user_id(),
+            UserId(7)
+        );
     }
 
     #[test]
     fn clients_and_resource_servers_never_manage_accounts() {
         for c in [client(false), client(true)] {
-            assert_eq!(c.account(Access::Read).unwrap_err().code(), "access_denied");
+            assert_eq!(
+                c.account(Access::Read, &civitai()).unwrap_err().code(),
+                "access_denied"
+            );
             assert!(c.admin(Access::Read).is_err());
-            assert!(c.bearer(Scope::USER_READ).is_err());
+            assert!(c.bearer(&Need::nothing()).is_err());
         }
         assert!(client(true).resource_server().is_ok());
         assert_eq!(
@@ -464,10 +487,13 @@ mod tests {
     #[test]
     fn anonymous_callers_are_asked_to_sign_in() {
         assert_eq!(
-            Caller::Anonymous.account(Access::Read).unwrap_err().code(),
+            Caller::Anonymous
+                .account(Access::Read, &civitai())
+                .unwrap_err()
+                .code(),
             "invalid_token"
         );
-        assert!(Caller::Anonymous.bearer(Scope::USER_READ).is_err());
+        assert!(Caller::Anonymous.bearer(&Need::nothing()).is_err());
     }
 
     #[test]

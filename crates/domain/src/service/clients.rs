@@ -30,9 +30,9 @@ impl ClientService {
         caller: &Caller,
         reg: ClientRegistration,
     ) -> Result<CreatedClient, Error> {
-        let owner = caller.account(Access::Write)?;
+        let owner = caller.account(Access::Write, self.deps.catalogue())?;
         let deps = &self.deps;
-        let valid = reg.validate()?;
+        let valid = reg.validate(self.deps.catalogue())?;
         let secret = (valid.kind == crate::client::ClientKind::Confidential)
             .then(|| ClientSecret::generate(deps.random.as_ref()));
         let now = deps.now();
@@ -53,7 +53,7 @@ impl ClientService {
     }
 
     pub async fn list(&self, caller: &Caller) -> Result<Vec<ClientSummary>, Error> {
-        let owner = caller.account(Access::Read)?;
+        let owner = caller.account(Access::Read, self.deps.catalogue())?;
         Ok(self.deps.clients.list_by_owner(owner).await?)
     }
 
@@ -69,7 +69,7 @@ impl ClientService {
         let user = if admin {
             None
         } else {
-            Some(caller.account(access)?)
+            Some(caller.account(access, self.deps.catalogue())?)
         };
         match self.deps.clients.get(id).await? {
             Some(c) if admin || Some(c.owner) == user => Ok(c),
@@ -84,12 +84,14 @@ impl ClientService {
         update: ClientUpdate,
     ) -> Result<Client, Error> {
         self.modify(caller, id, AuditKind::ClientUpdated, |current, now| {
-            if update.is_owner_only() && caller.account(Access::Write).ok() != Some(current.owner) {
+            if update.is_owner_only()
+                && caller.account(Access::Write, self.deps.catalogue()).ok() != Some(current.owner)
+            {
                 return Err(Error::access_denied(
                     "Only the app's owner may set its owner Buzz limit",
                 ));
             }
-            update.clone().apply(current, now)
+            update.clone().apply(current, now, self.deps.catalogue())
         })
         .await
     }
@@ -124,7 +126,7 @@ impl ClientService {
             .client(&saved.id)
             .scope(saved.allowed_scopes)
             .meta("by", caller.kind());
-        if let Ok(user) = caller.account(Access::Read) {
+        if let Ok(user) = caller.account(Access::Read, self.deps.catalogue()) {
             ev = ev.user(user);
         }
         self.deps.audit(ev).await;

@@ -26,7 +26,7 @@ pub struct ConsentService {
 
 impl ConsentService {
     pub async fn list(&self, caller: &Caller) -> Result<Vec<ConnectedApp>, Error> {
-        let user = caller.account(Access::Read)?;
+        let user = caller.account(Access::Read, self.deps.catalogue())?;
         let deps = &self.deps;
         let now = deps.now();
         let mut out = Vec::new();
@@ -59,7 +59,7 @@ impl ConsentService {
                 "An OAuth token cannot modify its own consent spend limit. Use a different key or session auth.",
             ));
         }
-        let user = caller.account(Access::Write)?;
+        let user = caller.account(Access::Write, self.deps.catalogue())?;
         limit.validate()?;
         let deps = &self.deps;
         // One conditional write: a cap edit racing a revocation never brings the consent back.
@@ -85,7 +85,7 @@ impl ConsentService {
     /// Unused authorization codes and device grants die with the consent: they are honoured
     /// only while a consent that predates them stands (SPEC 13).
     pub async fn revoke(&self, caller: &Caller, client: &ClientId) -> Result<(), Error> {
-        let user = caller.account(Access::Write)?;
+        let user = caller.account(Access::Write, self.deps.catalogue())?;
         let deps = &self.deps;
         let had_consent = deps.consents.delete(user, client).await?;
         let tokens = super::tokens::TokenService::new(deps.clone());

@@ -8,7 +8,7 @@ use crate::client::{Client, ClientAuth};
 use crate::consent::{Approval, Consent};
 use crate::error::{Error, StoreError};
 use crate::grant::device_code::{self, DeviceAuthorization, DeviceResolution, UserCode};
-use crate::scope::RequestedScope;
+
 use crate::token::PlainToken;
 use crate::user::Role;
 
@@ -55,14 +55,20 @@ impl DeviceService {
         client.check_enabled()?;
         let scope = req.scope.as_deref();
         let requested = match scope.filter(|s| !s.trim().is_empty()) {
-            Some(s) => RequestedScope::parse_permissions(s)?,
+            Some(s) => deps.catalogue().parse_permissions(s)?,
             None => None,
         };
         let ttl = deps.config.minter.ttls.device;
         // A user-code collision is astronomically rare but possible; try a few fresh codes.
         for _ in 0..4 {
-            let started =
-                device_code::start(&client, requested, deps.now(), ttl, deps.random.as_ref())?;
+            let started = device_code::start(
+                &client,
+                requested,
+                deps.catalogue().always_granted(),
+                deps.now(),
+                ttl,
+                deps.random.as_ref(),
+            )?;
             match deps.devices.insert(&started.record).await {
                 Ok(()) => {
                     let uri = deps.config.verification_uri();

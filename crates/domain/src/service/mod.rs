@@ -26,6 +26,7 @@ use std::sync::Arc;
 use time::{Duration, OffsetDateTime};
 
 use crate::audit::AuditEvent;
+use crate::catalogue::Catalogue;
 use crate::client::{Client, ClientAuth};
 use crate::consent::{self, Approval, Consent};
 use crate::error::Error;
@@ -76,6 +77,8 @@ pub struct Config {
     /// How long a validated token may be served from the cache.
     pub cache_ttl: Duration,
     pub rate_limits: RateLimits,
+    /// The scope vocabulary (docs/scopes.md); Civitai's by default.
+    pub catalogue: Arc<Catalogue>,
 }
 
 impl Default for Config {
@@ -86,6 +89,7 @@ impl Default for Config {
             refresh_grace: crate::grant::refresh_token::DEFAULT_GRACE,
             cache_ttl: Duration::seconds(60),
             rate_limits: RateLimits::default(),
+            catalogue: Arc::new(Catalogue::civitai()),
         }
     }
 }
@@ -129,6 +133,11 @@ impl fmt::Debug for Deps {
 }
 
 impl Deps {
+    /// The scope vocabulary every rule about scope names reads.
+    pub fn catalogue(&self) -> &Catalogue {
+        &self.config.catalogue
+    }
+
     /// The current instant, to the microsecond: the precision every store keeps, so what a
     /// response reports (a refund's `refundedAt`, an issue time) is what a later read returns.
     pub fn now(&self) -> OffsetDateTime {
@@ -195,8 +204,15 @@ impl Deps {
         until_settled("consent", move || async move {
             let existing = self.consents.get(user, client).await?;
             let answer = approval(existing.as_ref());
-            let mut record =
-                consent::record_approval(existing.as_ref(), user, client, scope, &answer, now);
+            let mut record = consent::record_approval(
+                self.catalogue(),
+                existing.as_ref(),
+                user,
+                client,
+                scope,
+                &answer,
+                now,
+            );
             let read = existing.as_ref().map(|c| c.revision);
             Ok(match self.consents.save(&record, read).await? {
                 Conditional::Stale => None,
@@ -232,6 +248,10 @@ impl Buzzgate {
         Buzzgate {
             deps: Arc::new(deps),
         }
+    }
+    /// The scope vocabulary (docs/scopes.md), for adapters that name scopes.
+    pub fn catalogue(&self) -> &Catalogue {
+        self.deps.catalogue()
     }
     pub fn authorize(&self) -> authorize::AuthorizeService {
         authorize::AuthorizeService {

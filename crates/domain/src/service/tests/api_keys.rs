@@ -12,7 +12,7 @@ async fn api_keys_are_bearers_of_type_api_key_listed_and_deleted() {
     let caller = signed_in(h.user);
     let new = NewApiKey {
         name: "ci".into(),
-        scope: Some(Scope::BUZZ_READ),
+        scope: Some(Scope::BUZZ_READ.into()),
         buzz_limit: None,
         expires_in_days: Some(1),
     };
@@ -29,7 +29,7 @@ async fn api_keys_are_bearers_of_type_api_key_listed_and_deleted() {
     let by_token = token_caller(h.user, None, Scope::FULL);
     let new = NewApiKey {
         name: "x".into(),
-        scope: Some(Scope::FULL),
+        scope: Some(Scope::FULL.into()),
         buzz_limit: None,
         expires_in_days: None,
     };
@@ -54,5 +54,5 @@ async fn api_keys_default_to_read_only() {
         .create(&signed_in(h.user), new)
         .await
         .unwrap();
-    assert_eq!(rec.scope, Scope::READ_ONLY.with_user_read());
+    assert_eq!(rec.scope, Scope::READ_ONLY | Scope::USER_READ);
 }

@@ -33,7 +33,7 @@ async fn first_request_shows_consent_with_trimmed_scope_and_buzz_cap() {
     let h = harness().await;
     let admin = signed_in(h.owner);
     let narrowed = ClientUpdate {
-        allowed_scopes: Some(Scope::AI_SERVICES.bits()),
+        allowed_scopes: Some(Scope::AI_SERVICES.into()),
         ..Default::default()
     };
     h.apps().update(&admin, &h.app, narrowed).await.unwrap();

@@ -219,7 +219,8 @@ async fn buzz_accounts_show_every_pool_with_its_lifetime_credits() {
             .await
             .unwrap_err(),
         Error::InsufficientScope {
-            required: Scope::BUZZ_READ
+            required: Scope::BUZZ_READ,
+            name: "BuzzRead".into()
         }
     );
 }

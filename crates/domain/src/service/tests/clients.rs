@@ -55,7 +55,8 @@ async fn apps_of_other_owners_look_missing_and_token_callers_need_user_write() {
     assert_eq!(
         h.apps().delete(&reader, &h.app).await.unwrap_err(),
         Error::InsufficientScope {
-            required: Scope::USER_WRITE
+            required: Scope::USER_WRITE,
+            name: "UserWrite".into()
         }
     );
     let listed = h.apps().list(&signed_in(h.owner)).await.unwrap();

@@ -45,7 +45,8 @@ use crate::ids::{ClientId, SpendId, UserId};
 use crate::memory::MemoryStore;
 use crate::pkce::{CodeChallenge, CodeVerifier};
 use crate::ports::{ManualClock, SeededRandom};
-use crate::scope::Scope;
+
+use crate::scope::{Scope, ScopeValue};
 use crate::token::{PlainToken, TokenKind, TokenResponse};
 use crate::user::{NewUser, Role, Username};
 
@@ -341,7 +342,7 @@ impl H {
     async fn api_key(&self, scope: Option<Scope>) -> PlainToken {
         let new = NewApiKey {
             name: "k".into(),
-            scope,
+            scope: scope.map(ScopeValue::from),
             buzz_limit: None,
             expires_in_days: None,
         };

@@ -66,7 +66,7 @@ async fn refresh_narrows_never_widens_and_follows_the_ceiling() {
     let t2 = h.refresh(&rt(&t), Some("BuzzRead")).await.unwrap();
     assert_eq!(t2.scope, Scope::BUZZ_READ | Scope::USER_READ);
     let narrowed = ClientUpdate {
-        allowed_scopes: Some(Scope::NONE.bits()),
+        allowed_scopes: Some(Scope::NONE.into()),
         ..Default::default()
     };
     h.gate

@@ -1,6 +1,7 @@
 //! `/userinfo` and `/api/v1/me`.
 
 use crate::buzz::BuzzLimit;
+use crate::catalogue::Catalogue;
 use crate::scope::Scope;
 use crate::service::tokens::Subject;
 
@@ -22,7 +23,7 @@ async fn userinfo_needs_user_read_and_omits_unknown_email_verification() {
     let bearer = h.validate(t.access_token.expose()).await.unwrap();
     assert_eq!(
         bearer
-            .require(Scope::MODELS_WRITE)
+            .require(&Catalogue::civitai().need(Scope::MODELS_WRITE))
             .unwrap_err()
             .description(),
         "Token does not have ModelsWrite scope"

@@ -65,6 +65,7 @@ impl TokenService {
             redirect_uri,
             CodeVerifier::parse(verifier),
             now,
+            deps.catalogue().always_granted(),
         )?;
         self.admit(client, record.user_id).await?;
         if !self

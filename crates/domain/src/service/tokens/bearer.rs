@@ -1,6 +1,7 @@
 //! Bearer tokens: validation (through the cache), what they identify, and the Buzz budgets
 //! behind them.
 
+use crate::catalogue::Need;
 use crate::consent::Budgets;
 use crate::error::Error;
 use crate::ids::{ClientId, UserId};
@@ -22,13 +23,10 @@ impl Bearer {
     pub fn scope(&self) -> Scope {
         self.record.scope
     }
-    /// The insufficient-scope contract: 403 naming the missing scope.
-    pub fn require(&self, required: Scope) -> Result<(), Error> {
-        if self.record.scope.contains(required) {
-            Ok(())
-        } else {
-            Err(Error::InsufficientScope { required })
-        }
+    /// The insufficient-scope contract: 403 naming the missing scope as the catalogue
+    /// calls it.
+    pub fn require(&self, need: &Need) -> Result<(), Error> {
+        need.check(self.record.scope)
     }
     /// `{"type":"oauth","id":<client>}` or `{"type":"apiKey","id":<key id>}`.
     pub fn subject(&self) -> Subject {

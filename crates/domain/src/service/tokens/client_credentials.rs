@@ -4,7 +4,7 @@
 use crate::client::Client;
 use crate::error::Error;
 use crate::grant::client_credentials;
-use crate::scope::{OidcScopes, RequestedScope};
+use crate::scope::OidcScopes;
 use crate::token::TokenResponse;
 
 use super::{Issue, TokenService};
@@ -17,10 +17,14 @@ impl TokenService {
         ip: Option<&str>,
     ) -> Result<TokenResponse, Error> {
         let requested = match scope.as_deref().filter(|s| !s.trim().is_empty()) {
-            Some(s) => RequestedScope::parse_permissions(s)?,
+            Some(s) => self.deps.catalogue().parse_permissions(s)?,
             None => None,
         };
-        let scope = client_credentials::grant_scope(client, requested)?;
+        let scope = client_credentials::grant_scope(
+            client,
+            requested,
+            self.deps.catalogue().always_granted(),
+        )?;
         self.admit(client, client.owner).await?;
         let issue = Issue {
             client,

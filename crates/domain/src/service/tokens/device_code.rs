@@ -40,7 +40,9 @@ impl TokenService {
             return Err(consent_gone());
         }
         let family = FamilyId::generate(deps.random.as_ref());
-        let scope = grant.scope.trim_to_ceiling(client.ceiling());
+        let scope = grant
+            .scope
+            .trim_to_ceiling(client.ceiling(), deps.catalogue().always_granted());
         let issue = Issue {
             client,
             user_id: grant.user_id,

@@ -6,7 +6,7 @@ use crate::client::{AccessMode, Client, GrantType};
 use crate::error::Error;
 use crate::grant::refresh_token::{RefreshRotation, RotationDecision};
 use crate::ids::UserId;
-use crate::scope::{OidcScopes, RequestedScope, Scope};
+use crate::scope::{OidcScopes, Scope};
 use crate::token::{NewToken, TokenHash, TokenKind, TokenResponse};
 
 use super::{TokenService, required};
@@ -25,13 +25,13 @@ impl TokenService {
             ));
         }
         let token = required(token, "refresh_token")?;
+        let deps = &self.deps;
         let requested = match scope.as_deref().filter(|s| !s.trim().is_empty()) {
-            Some(s) => RequestedScope::parse_permissions(s)?,
+            Some(s) => deps.catalogue().parse_permissions(s)?,
             None => None,
         };
         let hash = TokenHash::of_presented(token)
             .ok_or_else(|| Error::invalid_grant("Invalid grant: refresh token is invalid"))?;
-        let deps = &self.deps;
         client.check_enabled()?;
         if client.access_mode == AccessMode::Testers {
             // Only this mode needs to know the user before rotating.
@@ -63,6 +63,7 @@ impl TokenService {
             client_id: client.id.clone(),
             ceiling: client.ceiling(),
             requested,
+            always: deps.catalogue().always_granted(),
             now,
             grace: deps.config.refresh_grace,
             new_access,

@@ -1,6 +1,7 @@
 //! `/userinfo` and `/api/v1/me`: the claims a bearer's OIDC scopes release, and who the bearer is.
 
 use crate::buzz::BuzzLimit;
+use crate::catalogue::Need;
 use crate::error::Error;
 use crate::ids::UserId;
 use crate::scope::{OidcScopes, Scope};
@@ -38,7 +39,7 @@ impl TokenService {
     /// picture and Civitai's `id` and `username`; `email`: email and email_verified); any
     /// other token, every claim (`UserRead` reads the whole profile).
     pub async fn userinfo(&self, caller: &Caller) -> Result<UserInfo, Error> {
-        let bearer = caller.bearer(Scope::USER_READ)?;
+        let bearer = caller.bearer(&self.deps.catalogue().need_profile())?;
         self.user_info(bearer.user_id(), bearer.record.oidc).await
     }
 
@@ -74,7 +75,7 @@ impl TokenService {
 
     /// `/api/v1/me`: who the bearer is and what it may do.
     pub async fn me(&self, caller: &Caller) -> Result<Me, Error> {
-        let bearer = caller.bearer(Scope::NONE)?;
+        let bearer = caller.bearer(&Need::nothing())?;
         let user = self
             .deps
             .active_user(bearer.user_id())
