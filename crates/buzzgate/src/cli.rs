@@ -4,6 +4,7 @@
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
 
+use buzzgate_domain::catalogue::BuzzSpend;
 use buzzgate_domain::client::{AccessMode, ClientRegistration, GrantType};
 use buzzgate_domain::ids::ClientId;
 use buzzgate_domain::service::Caller;
@@ -315,12 +316,30 @@ pub fn config_report(cfg: &Config) -> String {
     );
     let c = &cfg.scopes;
     r.push_str(&format!(
-        "scopes: {} (always granted: {})\n",
+        "scopes: {} (always granted: {}; API keys manage the account with: {})\n",
         c.scopes().len(),
-        c.names(c.always_granted()).join(" ")
+        c.names(c.always_granted()).join(" "),
+        c.name_of(c.account_scope())
     ));
     for s in c.scopes() {
-        r.push_str(&format!("  bit {:>2}  {}  {}\n", s.bit, s.name, s.label));
+        let mut notes: Vec<String> = Vec::new();
+        if !s.aliases.is_empty() {
+            notes.push(format!("aliases {}", s.aliases.join(", ")));
+        }
+        match s.buzz {
+            BuzzSpend::None => {}
+            BuzzSpend::Capped => notes.push("spends Buzz within caps".into()),
+            BuzzSpend::BalanceOnly => notes.push("spends Buzz within the balance".into()),
+        }
+        let notes = if notes.is_empty() {
+            String::new()
+        } else {
+            format!("  ({})", notes.join("; "))
+        };
+        r.push_str(&format!(
+            "  bit {:>2}  {}  {}{notes}\n",
+            s.bit, s.name, s.label
+        ));
     }
     for (p, bits) in c.presets() {
         r.push_str(&format!(

@@ -10,8 +10,16 @@ use buzzgate_domain::catalogue::{Catalogue, PresetDef, ScopeDef};
 
 /// The file-only keys of the scope catalogue: `scope_base` (`"civitai"`, the default, keeps
 /// Civitai's scopes and adds the file's; `"empty"` replaces them), `always_granted_scope`
-/// (default `UserRead`), and the `[[scopes]]` and `[[presets]]` tables.
-pub const SCOPE_FILE_KEYS: &[&str] = &["scope_base", "always_granted_scope", "scopes", "presets"];
+/// (default `UserRead`), `account_scope` (what a personal API key needs to manage its user's
+/// apps; default `UserWrite`, else the always-granted scope), and the `[[scopes]]` and
+/// `[[presets]]` tables (docs/scopes.md).
+pub const SCOPE_FILE_KEYS: &[&str] = &[
+    "scope_base",
+    "always_granted_scope",
+    "account_scope",
+    "scopes",
+    "presets",
+];
 
 /// Declares the settings: the `Config` struct, its `Default`, [`ENV_KEYS`], and the one
 /// routine that applies a source (file or environment) to it.
@@ -178,6 +186,10 @@ fn catalogue(table: &toml::Table) -> Result<Catalogue, String> {
                 "scope_base: expected \"civitai\" or \"empty\", got `{other}`"
             ));
         }
+    };
+    let built = match text("account_scope")? {
+        Some(name) => built.and_then(|c| c.with_account_scope(&name)),
+        None => built,
     };
     built.map_err(|e| format!("scopes: {e}"))
 }

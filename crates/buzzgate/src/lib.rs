@@ -36,12 +36,18 @@ impl Running {
 }
 
 /// Binds `cfg.listen` (port 0 picks a free one) and serves the node until [`Running::stop`].
+/// An issuer left to its default (`http://<listen>`) names the address actually bound.
 pub async fn start(cfg: &Config) -> Result<Running, String> {
-    let node = build(cfg, true).await?;
     let listener = tokio::net::TcpListener::bind(&cfg.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let mut cfg = cfg.clone();
+    if cfg.issuer == format!("http://{}", cfg.listen) {
+        cfg.issuer = format!("http://{addr}");
+    }
+    let cfg = &cfg;
+    let node = build(cfg, true).await?;
     let app = buzzgate_http::router(node.state.clone());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(buzzgate_http::serve(listener, app, async move {

@@ -35,13 +35,20 @@ fn a_good_catalogue_is_reported_scope_by_scope() {
     assert_eq!(code, 0, "{text}");
     assert!(text.contains("configuration OK"), "{text}");
     assert!(
-        text.contains("scopes: 26 (always granted: UserRead)"),
+        text.contains(
+            "scopes: 26 (always granted: UserRead; API keys manage the account with: UserWrite)"
+        ),
         "{text}"
     );
     assert!(
-        text.contains("bit 40  generations  Generate images"),
+        text.contains("bit 40  generations  Generate images  (spends Buzz within caps)"),
         "{text}"
     );
+    assert!(
+        text.contains("bit 15  AIServicesWrite  Generate, train & scan  (spends Buzz within caps)"),
+        "{text}"
+    );
+
     assert!(
         text.contains(
             "preset AIServices = UserRead AIServicesRead AIServicesWrite BuzzRead (114689)"

@@ -100,6 +100,8 @@ pub enum CatalogueError {
     UnknownInPreset { preset: String, scope: String },
     #[error("the always-granted scope `{0}` is not in the catalogue")]
     UnknownAlwaysGranted(String),
+    #[error("the account scope `{0}` is not a scope, alias or preset of the catalogue")]
+    UnknownAccountScope(String),
 }
 
 /// A checked catalogue: names unique (case-insensitively, aliases and presets included),
@@ -110,6 +112,10 @@ pub struct Catalogue {
     scopes: Vec<ScopeDef>,
     presets: Vec<(PresetDef, u64)>,
     always_granted: u64,
+    /// What a personal API key needs to change its user's account (apps, Connected Apps,
+    /// keys): `UserWrite` where the catalogue has it, else the always-granted scope, unless
+    /// the operator names another ([`Catalogue::with_account_scope`]).
+    account: u64,
     /// Lower-cased scope names, aliases and preset names → their mask.
     index: HashMap<String, u64>,
     all: u64,
@@ -273,10 +279,12 @@ impl Catalogue {
         for (p, bits) in &checked {
             index.insert(p.name.to_ascii_lowercase(), *bits);
         }
+        let account = index.get("userwrite").copied().unwrap_or(1u64 << always);
         Ok(Catalogue {
             scopes,
             presets: checked,
             always_granted: 1 << always,
+            account,
             index,
             all,
             capped,
@@ -339,6 +347,26 @@ impl Catalogue {
         let mut named: Vec<PresetDef> = self.presets.iter().map(|(p, _)| p.clone()).collect();
         named.extend(presets);
         Catalogue::new(all, named, always_granted.unwrap_or(&current))
+    }
+
+    /// This catalogue with `name` (a scope, alias or preset) as what a personal API key needs
+    /// to change its user's account.
+    pub fn with_account_scope(mut self, name: &str) -> Result<Catalogue, CatalogueError> {
+        let scope = self
+            .lookup(name)
+            .ok_or_else(|| CatalogueError::UnknownAccountScope(name.to_owned()))?;
+        self.account = scope.bits();
+        Ok(self)
+    }
+
+    /// What a personal API key needs to change its user's account.
+    pub fn account_scope(&self) -> Scope {
+        Scope::from_bits_truncate(self.account)
+    }
+
+    /// The need behind [`Catalogue::account_scope`].
+    pub fn need_account_write(&self) -> Need {
+        self.need(self.account_scope())
     }
 
     /// The scopes, in bit order.
@@ -430,18 +458,24 @@ impl Catalogue {
         self.lookup("ReadOnly").unwrap_or(reads) | self.always_granted()
     }
 
+    /// Each word a name of the catalogue or a decimal mask (a form carries `"3 openid"` back,
+    /// [`RequestedScope::to_form_value`]); the union of them all.
     fn parse_words(&self, words: &[&str]) -> Result<Scope, ScopeError> {
-        let Some(first) = words.first() else {
+        if words.is_empty() {
             return Err(ScopeError::Empty);
-        };
-        let numeric = first
-            .bytes()
-            .next()
-            .is_some_and(|b| b.is_ascii_digit() || b == b'-');
-        if numeric && self.lookup(first).is_none() {
-            return self.check(Scope::from_decimal(&words.join(" "))?);
         }
-        self.parse_names(words)
+        let mut out = Scope::NONE;
+        for word in words {
+            out = out
+                | match self.lookup(word) {
+                    Some(scope) => scope,
+                    None if word.starts_with(|c: char| c.is_ascii_digit() || c == '-') => {
+                        self.check(Scope::from_decimal(word)?)?
+                    }
+                    None => return Err(ScopeError::UnknownName((*word).to_owned())),
+                };
+        }
+        Ok(out)
     }
 
     /// A request's `scope`: the catalogue's names (or a decimal mask) and the OpenID Connect
@@ -918,6 +952,13 @@ mod tests {
         );
         assert_eq!(c.names_string(r.scope), "profile generations");
         assert_eq!(c.parse("3").unwrap().bits(), 3);
+        let r = c.parse_request("profile generations").unwrap();
+        assert_eq!(
+            c.parse_request(&r.to_form_value()).unwrap(),
+            r,
+            "the consent form's value reads back"
+        );
+        assert_eq!(r.to_form_value(), "3 profile");
         assert_eq!(c.parse("8"), Err(ScopeError::Undefined(7)));
     }
 
@@ -954,5 +995,17 @@ mod tests {
             "no scope of that name: nothing meets it"
         );
         assert_eq!(s.need_profile().name(), "profile");
+        assert_eq!(
+            s.account_scope(),
+            s.always_granted(),
+            "no UserWrite: the always-granted scope"
+        );
+        let s = s.with_account_scope("characters").unwrap();
+        assert_eq!(s.need_account_write().name(), "characters");
+        assert_eq!(
+            serika().with_account_scope("nope").unwrap_err().to_string(),
+            "the account scope `nope` is not a scope, alias or preset of the catalogue"
+        );
+        assert_eq!(c.account_scope(), Scope::USER_WRITE);
     }
 }

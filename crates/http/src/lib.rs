@@ -131,7 +131,9 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/oauth", oauth.clone())
         .nest("/v1/oauth", oauth.clone())
         .nest("/oauth", oauth.clone())
-        .nest("/api/v1/oauth", oauth)
+        .nest("/api/v1/oauth", oauth.clone())
+        // Seed 004 (Serika.dev) documents its endpoints under this prefix.
+        .nest("/api/openai/v1/oauth", oauth)
         .route(
             "/.well-known/oauth-authorization-server",
             get(discovery::well_known),

@@ -179,7 +179,7 @@ impl Caller {
             Caller::ApiKey(key) => {
                 key.require(&match access {
                     Access::Read => catalogue.need_profile(),
-                    Access::Write => catalogue.need_named("UserWrite"),
+                    Access::Write => catalogue.need_account_write(),
                 })?;
                 Ok(key.user_id())
             }
