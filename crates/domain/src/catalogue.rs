@@ -1008,4 +1008,45 @@ mod tests {
         );
         assert_eq!(c.account_scope(), Scope::USER_WRITE);
     }
+
+    #[test]
+    fn the_docs_table_is_the_default_catalogue() {
+        let doc = include_str!("../../../docs/scopes.md");
+        let c = Catalogue::civitai();
+        let rows: Vec<Vec<&str>> = doc
+            .lines()
+            .filter(|l| {
+                l.starts_with("| ")
+                    && l.split('|')
+                        .nth(1)
+                        .is_some_and(|b| b.trim().parse::<u8>().is_ok())
+            })
+            .map(|l| l.split('|').map(str::trim).collect())
+            .collect();
+        assert_eq!(rows.len(), c.scopes().len(), "one row per scope");
+        for (row, s) in rows.iter().zip(c.scopes()) {
+            let buzz = match s.buzz {
+                BuzzSpend::None => "",
+                BuzzSpend::Capped => "capped",
+                BuzzSpend::BalanceOnly => "balance only",
+            };
+            let value = (1u64 << s.bit).to_string();
+            assert_eq!(
+                row[1..6],
+                [
+                    s.bit.to_string().as_str(),
+                    value.as_str(),
+                    s.name.as_str(),
+                    s.label.as_str(),
+                    buzz
+                ],
+                "docs/scopes.md row for {}",
+                s.name
+            );
+        }
+        for (p, scope) in c.presets() {
+            let line = format!("| {} | {} | {} |", p.name, p.label, scope.bits());
+            assert!(doc.contains(&line), "docs/scopes.md lacks `{line}`");
+        }
+    }
 }
