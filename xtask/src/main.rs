@@ -7,6 +7,9 @@
 //!   setting is in the README.
 //! - `memory`: a release node's resident memory while it mints and validates 60,000 tokens
 //!   (`tests/memory/run.sh`; minutes, so not part of `ci`).
+//! - `bench`: Buzzgate side by side with pgbench, redis-benchmark and the peer server, every
+//!   workload of issue 10 on Postgres + Redis and on SQLite (`tests/bench/bench.py`; about ten
+//!   minutes; docs/benchmarks.md).
 
 use std::env;
 use std::process::{Command, ExitCode};
@@ -18,8 +21,9 @@ fn main() -> ExitCode {
         "test" => test(),
         "tidy" => tidy(),
         "memory" => memory(),
+        "bench" => bench(),
         _ => {
-            eprintln!("usage: cargo xtask <ci|test|tidy|memory>");
+            eprintln!("usage: cargo xtask <ci|test|tidy|memory|bench>");
             return ExitCode::from(2);
         }
     };
@@ -317,6 +321,12 @@ fn env_keys(config: &str) -> Vec<String> {
 fn memory() -> Result<(), String> {
     let mut c = Command::new("bash");
     c.arg("tests/memory/run.sh");
+    run(c)
+}
+
+fn bench() -> Result<(), String> {
+    let mut c = Command::new("python3");
+    c.arg("tests/bench/bench.py");
     run(c)
 }
 
