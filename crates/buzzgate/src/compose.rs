@@ -15,7 +15,7 @@ use buzzgate_domain::service::maintenance::SweepPolicy;
 use buzzgate_domain::service::{Buzzgate, Config as CoreConfig, Deps, RateLimits};
 use buzzgate_domain::token::{TokenMinter, TokenPrefix};
 use buzzgate_http::{AppState, Readiness, Settings};
-use buzzgate_local::{LocalCache, LocalRateLimiter};
+use buzzgate_local::{CachedClients, CachedConsents, CachedUsers, LocalCache, LocalRateLimiter};
 use buzzgate_store_postgres::PgStore;
 use buzzgate_store_redis::{LayeredCache, RedisStore};
 use buzzgate_store_sqlite::SqliteStore;
@@ -204,11 +204,26 @@ pub async fn build(cfg: &Config, with_signer: bool) -> Result<Node, String> {
     let durable = durable(cfg, clock.clone()).await?;
     let local_cache = LocalCache::new(cfg.cache_max_bytes(), clock.clone());
     let local_limiter: Arc<dyn RateLimiter> = Arc::new(LocalRateLimiter::default());
-    let (clients, consents, tokens, mut codes, mut devices, users, mut sessions, buzz, audit) =
-        match &durable {
-            Durable::Sqlite(s) => sql_ports(Arc::new(s.clone())),
-            Durable::Postgres(p) => sql_ports(Arc::new(p.clone())),
-        };
+    let (
+        mut clients,
+        mut consents,
+        tokens,
+        mut codes,
+        mut devices,
+        mut users,
+        mut sessions,
+        buzz,
+        audit,
+    ) = match &durable {
+        Durable::Sqlite(s) => sql_ports(Arc::new(s.clone())),
+        Durable::Postgres(p) => sql_ports(Arc::new(p.clone())),
+    };
+    if cfg.read_cache_ms > 0 {
+        let ttl = StdDuration::from_millis(cfg.read_cache_ms);
+        clients = Arc::new(CachedClients::new(clients, ttl));
+        consents = Arc::new(CachedConsents::new(consents, ttl));
+        users = Arc::new(CachedUsers::new(users, ttl));
+    }
     // One node (SQLite): its own limiter. A Postgres cluster without Redis shares its limits
     // through Postgres, with the node's own limiter taking over if Postgres cannot answer.
     let mut rate_limiter: Arc<dyn RateLimiter> = match &durable {

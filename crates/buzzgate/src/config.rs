@@ -108,6 +108,9 @@ settings! {
     request_timeout_seconds: u64 = 30, "BUZZGATE_REQUEST_TIMEOUT_SECONDS", between(1, 3600);
     /// The longest a request body may take to arrive before it is answered `408`.
     body_timeout_seconds: u64 = 10, "BUZZGATE_BODY_TIMEOUT_SECONDS", between(1, 3600);
+    /// How long a client, consent or user read may be served from memory (0: never); what
+    /// another node changed is seen here within it (docs/security.md).
+    read_cache_ms: u64 = 500, "BUZZGATE_READ_CACHE_MS", at_most(1000);
 }
 
 fn text(_: &str, v: &str) -> Result<String, String> {

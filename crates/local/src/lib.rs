@@ -8,10 +8,16 @@
 //! - [`LocalRateLimiter`] (`RateLimiter`): fixed-window counters in a concurrent map whose
 //!   idle keys are evicted, so an address seen once does not stay forever.
 //!
-//! Both are moka caches (sharded, lock-free reads; the same design as Caffeine).
+//! - [`CachedClients`], [`CachedConsents`], [`CachedUsers`]: the reads of every token,
+//!   introspection and userinfo request served from memory for a bounded time (0.5 s by
+//!   default), dropped at once by this node's writes.
+//!
+//! All are moka caches (sharded, lock-free reads; the same design as Caffeine).
 
 mod cache;
 mod rate;
+mod reads;
 
 pub use cache::LocalCache;
 pub use rate::LocalRateLimiter;
+pub use reads::{CachedClients, CachedConsents, CachedUsers};

@@ -51,26 +51,36 @@ impl TokenService {
     pub async fn validate_bearer(&self, token: &str) -> Result<Bearer, Error> {
         let invalid = || Error::invalid_token("Invalid or expired token");
         let hash = TokenHash::of_presented(token).ok_or_else(invalid)?;
-        let deps = &self.deps;
-        let now = deps.now();
-        let cached = deps.cache.get(&hash).await.ok().flatten();
-        let record = match cached {
-            Some(r) => r,
-            None => {
-                let r = deps.tokens.find(&hash).await?.ok_or_else(invalid)?;
-                if r.is_active(now) && r.kind.is_bearer() {
-                    let until = r.expires_at.map_or(now + deps.config.cache_ttl, |e| {
-                        e.min(now + deps.config.cache_ttl)
-                    });
-                    let _ = deps.cache.put(&r, until).await;
-                }
-                r
-            }
-        };
+        let now = self.deps.now();
+        let record = self.lookup(&hash, now).await?.ok_or_else(invalid)?;
         if !record.kind.is_bearer() || !record.is_active(now) {
             return Err(invalid());
         }
         Ok(Bearer { record })
+    }
+
+    /// The token with `hash`: from the cache when it holds it, else from the store, putting
+    /// an active bearer token (access token or API key) in the cache on the way. Validation
+    /// and introspection both read through here.
+    pub(super) async fn lookup(
+        &self,
+        hash: &TokenHash,
+        now: time::OffsetDateTime,
+    ) -> Result<Option<TokenRecord>, Error> {
+        let deps = &self.deps;
+        if let Some(r) = deps.cache.get(hash).await.ok().flatten() {
+            return Ok(Some(r));
+        }
+        let Some(r) = deps.tokens.find(hash).await? else {
+            return Ok(None);
+        };
+        if r.is_active(now) && r.kind.is_bearer() {
+            let until = r.expires_at.map_or(now + deps.config.cache_ttl, |e| {
+                e.min(now + deps.config.cache_ttl)
+            });
+            let _ = deps.cache.put(&r, until).await;
+        }
+        Ok(Some(r))
     }
 
     /// The Buzz budgets behind a bearer: the API key's own, or for an app token the consent's

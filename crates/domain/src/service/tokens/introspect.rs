@@ -40,10 +40,10 @@ impl TokenService {
         let Some(hash) = TokenHash::of_presented(token) else {
             return Ok(inactive);
         };
-        let Some(record) = deps.tokens.find(&hash).await? else {
+        let now = deps.now();
+        let Some(record) = self.lookup(&hash, now).await? else {
             return Ok(inactive);
         };
-        let now = deps.now();
         let visible = client.is_resource_server || record.client_id.as_ref() == Some(&client.id);
         let rotated_out = record.kind == TokenKind::Refresh
             && record

@@ -1,0 +1,227 @@
+//! Read caches in front of the durable stores (issue 10, docs/benchmarks.md): a client, a
+//! consent or a user read on every token, introspection and userinfo request is served from
+//! memory for a short time instead of from the database.
+//!
+//! Staleness is bounded, never open-ended: an entry lives at most `ttl` (0.5 s by default,
+//! `BUZZGATE_READ_CACHE_MS`), and every write through this node drops the entries it touches
+//! at once (and again when the write comes back `Stale`, so a compare-and-set retry reads the
+//! row afresh). A change made on another node is therefore seen here within `ttl`: a rotated
+//! secret, a disabled or deleted app, a revoked consent or a changed cap (docs/security.md,
+//! "Caches and other nodes"). Only hits are cached, so unknown ids (an attacker's guesses)
+//! take no memory; each cache is bounded in entries.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use buzzgate_domain::buzz::BuzzLimit;
+use buzzgate_domain::client::{Client, Origin};
+use buzzgate_domain::consent::Consent;
+use buzzgate_domain::ids::{ClientId, UserId};
+use buzzgate_domain::ports::{
+    ClientStore, ClientSummary, Conditional, ConsentStore, StoreResult, UserStore,
+};
+use buzzgate_domain::token::TokenHash;
+use buzzgate_domain::user::{NewUser, User, Username};
+use moka::sync::Cache;
+use time::OffsetDateTime;
+
+/// Most entries of each cache.
+const MAX_ENTRIES: u64 = 100_000;
+
+fn cache<K, V>(ttl: Duration) -> Cache<K, V>
+where
+    K: std::hash::Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    Cache::builder()
+        .max_capacity(MAX_ENTRIES)
+        .time_to_live(ttl)
+        .build()
+}
+
+/// [`ClientStore`] with `get` served from memory for up to `ttl`.
+pub struct CachedClients {
+    inner: Arc<dyn ClientStore>,
+    hits: Cache<ClientId, Client>,
+}
+
+impl std::fmt::Debug for CachedClients {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CachedClients")
+            .field("entries", &self.hits.entry_count())
+            .finish_non_exhaustive()
+    }
+}
+
+impl CachedClients {
+    pub fn new(inner: Arc<dyn ClientStore>, ttl: Duration) -> Self {
+        CachedClients {
+            inner,
+            hits: cache(ttl),
+        }
+    }
+}
+
+#[async_trait]
+impl ClientStore for CachedClients {
+    async fn insert(&self, client: &Client) -> StoreResult<()> {
+        self.inner.insert(client).await
+    }
+
+    async fn get(&self, id: &ClientId) -> StoreResult<Option<Client>> {
+        if let Some(c) = self.hits.get(id) {
+            return Ok(Some(c));
+        }
+        let found = self.inner.get(id).await?;
+        if let Some(c) = &found {
+            self.hits.insert(id.clone(), c.clone());
+        }
+        Ok(found)
+    }
+
+    async fn list_by_owner(&self, owner: UserId) -> StoreResult<Vec<ClientSummary>> {
+        self.inner.list_by_owner(owner).await
+    }
+
+    async fn update(&self, client: &Client) -> StoreResult<Conditional> {
+        self.hits.invalidate(&client.id);
+        let out = self.inner.update(client).await;
+        self.hits.invalidate(&client.id);
+        out
+    }
+
+    async fn delete(&self, id: &ClientId) -> StoreResult<Option<Vec<TokenHash>>> {
+        self.hits.invalidate(id);
+        let out = self.inner.delete(id).await;
+        self.hits.invalidate(id);
+        out
+    }
+
+    async fn origin_registered(&self, origin: &Origin) -> StoreResult<bool> {
+        self.inner.origin_registered(origin).await
+    }
+}
+
+/// [`ConsentStore`] with `get` served from memory for up to `ttl`.
+pub struct CachedConsents {
+    inner: Arc<dyn ConsentStore>,
+    hits: Cache<(UserId, ClientId), Consent>,
+}
+
+impl std::fmt::Debug for CachedConsents {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CachedConsents")
+            .field("entries", &self.hits.entry_count())
+            .finish_non_exhaustive()
+    }
+}
+
+impl CachedConsents {
+    pub fn new(inner: Arc<dyn ConsentStore>, ttl: Duration) -> Self {
+        CachedConsents {
+            inner,
+            hits: cache(ttl),
+        }
+    }
+
+    fn forget(&self, user: UserId, client: &ClientId) {
+        self.hits.invalidate(&(user, client.clone()));
+    }
+}
+
+#[async_trait]
+impl ConsentStore for CachedConsents {
+    async fn get(&self, user: UserId, client: &ClientId) -> StoreResult<Option<Consent>> {
+        let key = (user, client.clone());
+        if let Some(c) = self.hits.get(&key) {
+            return Ok(Some(c));
+        }
+        let found = self.inner.get(user, client).await?;
+        if let Some(c) = &found {
+            self.hits.insert(key, c.clone());
+        }
+        Ok(found)
+    }
+
+    async fn save(&self, consent: &Consent, read: Option<u64>) -> StoreResult<Conditional> {
+        self.forget(consent.user_id, &consent.client_id);
+        let out = self.inner.save(consent, read).await;
+        self.forget(consent.user_id, &consent.client_id);
+        out
+    }
+
+    async fn set_buzz_limit(
+        &self,
+        user: UserId,
+        client: &ClientId,
+        limit: &BuzzLimit,
+        now: OffsetDateTime,
+    ) -> StoreResult<Option<Consent>> {
+        self.forget(user, client);
+        let out = self.inner.set_buzz_limit(user, client, limit, now).await;
+        self.forget(user, client);
+        out
+    }
+
+    async fn list_for_user(&self, user: UserId) -> StoreResult<Vec<Consent>> {
+        self.inner.list_for_user(user).await
+    }
+
+    async fn delete(&self, user: UserId, client: &ClientId) -> StoreResult<bool> {
+        self.forget(user, client);
+        let out = self.inner.delete(user, client).await;
+        self.forget(user, client);
+        out
+    }
+}
+
+/// [`UserStore`] with `get` served from memory for up to `ttl`.
+pub struct CachedUsers {
+    inner: Arc<dyn UserStore>,
+    hits: Cache<UserId, User>,
+}
+
+impl std::fmt::Debug for CachedUsers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CachedUsers")
+            .field("entries", &self.hits.entry_count())
+            .finish_non_exhaustive()
+    }
+}
+
+impl CachedUsers {
+    pub fn new(inner: Arc<dyn UserStore>, ttl: Duration) -> Self {
+        CachedUsers {
+            inner,
+            hits: cache(ttl),
+        }
+    }
+}
+
+#[async_trait]
+impl UserStore for CachedUsers {
+    async fn create(
+        &self,
+        user: &NewUser,
+        password_hash: Option<String>,
+        now: OffsetDateTime,
+    ) -> StoreResult<User> {
+        self.inner.create(user, password_hash, now).await
+    }
+
+    async fn get(&self, id: UserId) -> StoreResult<Option<User>> {
+        if let Some(u) = self.hits.get(&id) {
+            return Ok(Some(u));
+        }
+        let found = self.inner.get(id).await?;
+        if let Some(u) = &found {
+            self.hits.insert(id, u.clone());
+        }
+        Ok(found)
+    }
+
+    async fn find_by_username(&self, username: &Username) -> StoreResult<Option<User>> {
+        self.inner.find_by_username(username).await
+    }
+}
