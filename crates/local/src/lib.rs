@@ -12,8 +12,12 @@
 //!   introspection and userinfo request served from memory for a bounded time (0.5 s by
 //!   default), dropped at once by this node's writes.
 //!
-//! All are moka caches (sharded, lock-free reads; the same design as Caffeine).
+//! - [`batch::GroupCommit`]: group commit for the SQL adapters: writes that arrive together
+//!   share one transaction and one commit, each caller waiting for its own.
+//!
+//! The caches and the limiter are moka caches (sharded, lock-free reads; the same design as Caffeine).
 
+pub mod batch;
 mod cache;
 mod rate;
 mod reads;

@@ -10,7 +10,8 @@ use sqlx::types::Json;
 use sqlx::{Postgres, QueryBuilder};
 use time::OffsetDateTime;
 
-use crate::{PgStore, client_id_from, corrupt, map_err, scope_from, scope_to};
+use crate::appends::Append;
+use crate::{PgStore, client_id_from, corrupt, map_err, scope_from};
 
 #[derive(sqlx::FromRow)]
 struct AuditRow {
@@ -40,21 +41,8 @@ impl AuditRow {
 #[async_trait]
 impl AuditLog for PgStore {
     async fn record(&self, e: &AuditEvent) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO audit_events (kind, at, user_id, client_id, scope, ip, metadata) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(e.kind.as_str())
-        .bind(e.at)
-        .bind(e.user_id.map(|u| u.0))
-        .bind(e.client_id.as_ref().map(|c| c.as_str()))
-        .bind(e.scope.map(scope_to))
-        .bind(e.ip.as_deref())
-        .bind(Json(&e.metadata))
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
-        Ok(())
+        // Group-committed with the other appends (crate::appends).
+        self.append(Append::Audit(e.clone())).await.map(|_| ())
     }
 
     async fn query(&self, q: &AuditQuery) -> StoreResult<Vec<AuditEvent>> {

@@ -46,6 +46,7 @@
 //! Connection failures, pool timeouts and server shutdowns are `StoreError::Unavailable`;
 //! unique and foreign-key violations are `StoreError::Conflict`; anything else `Internal`.
 
+mod appends;
 mod audit;
 mod buzz;
 mod clients;
@@ -58,12 +59,15 @@ mod users;
 
 use std::ops::{Deref, DerefMut};
 use std::str::FromStr;
-use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use buzzgate_domain::StoreError;
-use buzzgate_domain::ports::{Clock, StoreResult, SystemClock};
+use buzzgate_domain::ports::{Clock, InsertOutcome, StoreResult, SystemClock};
+use buzzgate_local::batch::GroupCommit;
+
+use crate::appends::{Append, Appender};
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Executor, PgConnection, PgPool, Postgres};
@@ -88,6 +92,8 @@ pub struct PgStore {
     clock: Arc<dyn Clock>,
     /// Rate-limiter hits, to sweep expired windows every so often.
     hits: Arc<AtomicU64>,
+    /// Token inserts and audit events, group-committed (started on first use).
+    appends: Arc<OnceLock<GroupCommit<Append, InsertOutcome>>>,
 }
 
 /// Options of a [`PgStore`]; start with [`PgStore::builder`].
@@ -204,6 +210,7 @@ impl PgStoreBuilder {
             pool,
             clock: self.clock,
             hits: Arc::default(),
+            appends: Arc::default(),
         };
         if self.migrate {
             store.migrate().await?;
@@ -260,6 +267,7 @@ impl PgStore {
             pool,
             clock: Arc::new(SystemClock),
             hits: Arc::default(),
+            appends: Arc::default(),
         }
     }
 
@@ -315,6 +323,23 @@ impl PgStore {
     async fn begin(&self) -> StoreResult<Tx> {
         Tx::begin(&self.pool).await.map_err(map_err)
     }
+
+    /// Submits a write that only adds rows to the group commit, and waits for its commit.
+    pub(crate) async fn append(&self, write: Append) -> StoreResult<InsertOutcome> {
+        self.appends
+            .get_or_init(|| {
+                // Postgres flushes concurrent commits together: a few batches in flight
+                // keep its WAL writer busy (docs/benchmarks.md).
+                GroupCommit::start_with(
+                    Appender {
+                        pool: self.pool.clone(),
+                    },
+                    4,
+                )
+            })
+            .submit(write)
+            .await
+    }
 }
 
 // ----- transactions ---------------------------------------------------------------------------
@@ -330,7 +355,7 @@ pub(crate) struct Tx {
 }
 
 impl Tx {
-    async fn begin(pool: &PgPool) -> Result<Tx, sqlx::Error> {
+    pub(crate) async fn begin(pool: &PgPool) -> Result<Tx, sqlx::Error> {
         let conn = pool.acquire().await?;
         // Armed before BEGIN is even sent.
         let mut tx = Tx { conn, open: true };

@@ -19,6 +19,7 @@ use sqlx::{PgConnection, Postgres, QueryBuilder};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::appends::Append;
 use crate::{
     Done, Fail, PgStore, client_id_from, corrupt, hash_from, map_err, oidc_from, scope_from,
     scope_to, transaction,
@@ -78,7 +79,7 @@ fn hashes(rows: Vec<Vec<u8>>) -> StoreResult<Vec<TokenHash>> {
 }
 
 /// Takes the advisory locks of `families` (shared or exclusive) in one fixed order.
-async fn lock_families(
+pub(crate) async fn lock_families(
     c: &mut PgConnection,
     families: &[Uuid],
     exclusive: bool,
@@ -101,20 +102,11 @@ async fn lock_families(
     Ok(())
 }
 
-async fn any_revoked(c: &mut PgConnection, families: &[Uuid]) -> Result<bool, sqlx::Error> {
-    if families.is_empty() {
-        return Ok(false);
-    }
-    sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM revoked_families WHERE family_id = ANY($1::uuid[]))",
-    )
-    .bind(families)
-    .fetch_one(c)
-    .await
-}
-
 /// One multi-row INSERT of `tokens`.
-async fn insert_rows(c: &mut PgConnection, tokens: &[TokenRecord]) -> Result<(), sqlx::Error> {
+pub(crate) async fn insert_rows(
+    c: &mut PgConnection,
+    tokens: &[TokenRecord],
+) -> Result<(), sqlx::Error> {
     let mut q = QueryBuilder::<Postgres>::new(format!("INSERT INTO tokens ({TOKEN_COLUMNS}) "));
     q.push_values(tokens, |mut b, t| {
         b.push_bind(t.id.0)
@@ -137,7 +129,7 @@ async fn insert_rows(c: &mut PgConnection, tokens: &[TokenRecord]) -> Result<(),
     Ok(())
 }
 
-fn families_of(tokens: &[TokenRecord]) -> Vec<Uuid> {
+pub(crate) fn families_of(tokens: &[TokenRecord]) -> Vec<Uuid> {
     let mut out: Vec<Uuid> = tokens
         .iter()
         .filter_map(|t| t.family_id.map(|f| f.0))
@@ -206,21 +198,9 @@ impl TokenStore for PgStore {
         if tokens.is_empty() {
             return Ok(InsertOutcome::Inserted);
         }
-        let families = families_of(tokens);
-        if families.is_empty() {
-            // One statement is atomic on its own.
-            let mut conn = self.pool.acquire().await.map_err(map_err)?;
-            insert_rows(&mut conn, tokens).await.map_err(map_err)?;
-            return Ok(InsertOutcome::Inserted);
-        }
-        transaction!(self, |c| {
-            lock_families(&mut *c, &families, false).await?;
-            if any_revoked(&mut *c, &families).await? {
-                return Ok(Done::Rollback(InsertOutcome::FamilyRevoked));
-            }
-            insert_rows(&mut *c, tokens).await?;
-            Ok(Done::Commit(InsertOutcome::Inserted))
-        })
+        // Shares a transaction and a commit with the inserts and audit events that arrive
+        // with it, under the same family locks and tombstone check (crate::appends).
+        self.append(Append::Tokens(tokens.to_vec())).await
     }
 
     async fn find(&self, hash: &TokenHash) -> StoreResult<Option<TokenRecord>> {

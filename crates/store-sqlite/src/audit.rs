@@ -3,9 +3,10 @@
 use async_trait::async_trait;
 use buzzgate_domain::audit::{AuditEvent, AuditKind, AuditQuery};
 use buzzgate_domain::ports::{AuditLog, StoreResult};
-use sqlx::QueryBuilder;
 use sqlx::sqlite::SqliteRow;
+use sqlx::{QueryBuilder, SqliteConnection};
 
+use crate::appends::Append;
 use crate::convert::{Cols, Fetch, corrupt, to_json, us};
 use crate::{SqliteStore, map_err};
 
@@ -23,24 +24,33 @@ fn event_of(row: &SqliteRow) -> StoreResult<AuditEvent> {
     })
 }
 
+/// Writes one audit event on `conn` (inside the caller's transaction).
+pub(crate) async fn insert_event(
+    conn: &mut SqliteConnection,
+    event: &AuditEvent,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO audit_log (kind, at, user_id, client_id, scope, ip, metadata) \
+         VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(event.kind.as_str())
+    .bind(us(event.at))
+    .bind(event.user_id.map(|u| u.0))
+    .bind(event.client_id.as_ref().map(|c| c.as_str()))
+    .bind(event.scope.map(i64::from))
+    .bind(event.ip.as_deref())
+    .bind(to_json(&event.metadata)?)
+    .execute(conn)
+    .await
+    .map_err(map_err)?;
+    Ok(())
+}
+
 #[async_trait]
 impl AuditLog for SqliteStore {
     async fn record(&self, event: &AuditEvent) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO audit_log (kind, at, user_id, client_id, scope, ip, metadata) \
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(event.kind.as_str())
-        .bind(us(event.at))
-        .bind(event.user_id.map(|u| u.0))
-        .bind(event.client_id.as_ref().map(|c| c.as_str()))
-        .bind(event.scope.map(i64::from))
-        .bind(event.ip.as_deref())
-        .bind(to_json(&event.metadata)?)
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
-        Ok(())
+        // Group-committed with the other appends (crate::appends).
+        self.append(Append::Audit(event.clone())).await.map(|_| ())
     }
 
     async fn query(&self, query: &AuditQuery) -> StoreResult<Vec<AuditEvent>> {

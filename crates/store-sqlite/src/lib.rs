@@ -39,6 +39,7 @@
 //! than the busy timeout, is full or fails with an I/O error, and an exhausted pool, are
 //! `Unavailable`; anything else is `Internal`.
 
+mod appends;
 mod audit;
 mod buzz;
 mod clients;
@@ -50,11 +51,12 @@ mod tokens;
 mod users;
 
 use std::str::FromStr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration as StdDuration;
 
 use buzzgate_domain::StoreError;
-use buzzgate_domain::ports::{Clock, OsRandom, StoreResult, SystemClock};
+use buzzgate_domain::ports::{Clock, InsertOutcome, OsRandom, StoreResult, SystemClock};
+use buzzgate_local::batch::GroupCommit;
 use sqlx::error::ErrorKind;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
@@ -62,6 +64,8 @@ use sqlx::sqlite::{
 };
 use sqlx::{ConnectOptions, Connection, Sqlite, Transaction};
 use time::OffsetDateTime;
+
+use crate::appends::{Append, Appender};
 
 /// How long a statement waits for another connection's lock before SQLITE_BUSY.
 const BUSY_TIMEOUT: StdDuration = StdDuration::from_secs(5);
@@ -82,6 +86,8 @@ pub struct SqliteStore {
     /// In-memory databases only: a connection outside the pool that keeps the database alive
     /// while the pool replaces its own connection.
     keeper: Option<Arc<Mutex<SqliteConnection>>>,
+    /// Token inserts and audit events, group-committed (started on first use).
+    appends: Arc<OnceLock<GroupCommit<Append, InsertOutcome>>>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -162,6 +168,7 @@ impl SqliteStore {
             pool,
             clock: Arc::new(SystemClock),
             keeper,
+            appends: Arc::default(),
         };
         store.migrate().await?;
         Ok(store)
@@ -211,6 +218,21 @@ impl SqliteStore {
     }
 
     /// A transaction holding the database's write lock from its first statement.
+    /// Submits a write that only adds rows to the group commit, and waits for its commit.
+    pub(crate) async fn append(&self, write: Append) -> StoreResult<InsertOutcome> {
+        self.appends
+            .get_or_init(|| {
+                GroupCommit::start(Appender {
+                    store: SqliteStore {
+                        appends: Arc::default(),
+                        ..self.clone()
+                    },
+                })
+            })
+            .submit(write)
+            .await
+    }
+
     pub(crate) async fn begin_write(&self) -> StoreResult<Tx> {
         let mut attempt = 0;
         loop {

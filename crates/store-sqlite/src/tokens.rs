@@ -1,7 +1,5 @@
 //! `TokenStore`: access and refresh tokens, family tombstones, rotation and API keys.
 
-use std::collections::BTreeSet;
-
 use async_trait::async_trait;
 use buzzgate_domain::grant::refresh_token::{RefreshRotation, RotationDecision};
 use buzzgate_domain::ids::{ClientId, FamilyId, TokenId, UserId};
@@ -11,6 +9,7 @@ use sqlx::SqliteConnection;
 use sqlx::sqlite::SqliteRow;
 use time::OffsetDateTime;
 
+use crate::appends::Append;
 use crate::convert::{Cols, Fetch, blob, corrupt, opt_us, to_json, u32_of, us};
 use crate::{SqliteStore, finish, map_err};
 
@@ -40,7 +39,7 @@ fn hashes_of(rows: &[SqliteRow]) -> StoreResult<Vec<TokenHash>> {
     rows.iter().map(|r| Cols(r).hash("hash")).collect()
 }
 
-async fn insert_row(conn: &mut SqliteConnection, t: &TokenRecord) -> StoreResult<()> {
+pub(crate) async fn insert_row(conn: &mut SqliteConnection, t: &TokenRecord) -> StoreResult<()> {
     let buzz_limit = t.buzz_limit.as_ref().map(to_json).transpose()?;
     sqlx::query(
         "INSERT INTO tokens (hash, id, kind, client_id, user_id, scope, family_id, name, \
@@ -68,7 +67,10 @@ async fn insert_row(conn: &mut SqliteConnection, t: &TokenRecord) -> StoreResult
     Ok(())
 }
 
-async fn family_revoked(conn: &mut SqliteConnection, family: FamilyId) -> StoreResult<bool> {
+pub(crate) async fn family_revoked(
+    conn: &mut SqliteConnection,
+    family: FamilyId,
+) -> StoreResult<bool> {
     let row = sqlx::query("SELECT 1 FROM revoked_families WHERE family_id = ?")
         .bind(family.to_string())
         .fetch_optional(&mut *conn)
@@ -142,28 +144,12 @@ async fn rotate_in(
 #[async_trait]
 impl TokenStore for SqliteStore {
     async fn insert(&self, tokens: &[TokenRecord]) -> StoreResult<InsertOutcome> {
-        let families: BTreeSet<FamilyId> = tokens.iter().filter_map(|t| t.family_id).collect();
-        let mut tx = self.begin_write().await?;
-        let out = async {
-            for f in families {
-                if family_revoked(&mut tx, f).await? {
-                    return Ok(InsertOutcome::FamilyRevoked);
-                }
-            }
-            for t in tokens {
-                insert_row(&mut tx, t).await?;
-            }
-            Ok(InsertOutcome::Inserted)
+        if tokens.is_empty() {
+            return Ok(InsertOutcome::Inserted);
         }
-        .await;
-        // A refusal writes nothing: roll back rather than commit an empty transaction.
-        match out {
-            Ok(InsertOutcome::FamilyRevoked) => {
-                let _ = tx.rollback().await;
-                Ok(InsertOutcome::FamilyRevoked)
-            }
-            other => finish(tx, other).await,
-        }
+        // Shares a transaction and a commit with the inserts and audit events that arrive
+        // with it, under the same tombstone check (crate::appends).
+        self.append(Append::Tokens(tokens.to_vec())).await
     }
 
     async fn find(&self, hash: &TokenHash) -> StoreResult<Option<TokenRecord>> {

@@ -1,0 +1,110 @@
+//! Group commit of the writes that only add rows (issue 10, docs/benchmarks.md): token
+//! inserts (with their family checks) and audit events from requests that arrive together
+//! share one transaction, one multi-row `INSERT` per table and one commit; each request still
+//! waits for that commit before it answers ([`buzzgate_local::batch`]).
+
+use std::collections::HashSet;
+
+use async_trait::async_trait;
+use buzzgate_domain::audit::AuditEvent;
+use buzzgate_domain::ports::{InsertOutcome, StoreResult};
+use buzzgate_domain::token::TokenRecord;
+use buzzgate_local::batch::BatchWrite;
+use sqlx::types::Json;
+use sqlx::{PgPool, Postgres, QueryBuilder};
+use uuid::Uuid;
+
+use crate::tokens::{families_of, insert_rows, lock_families};
+use crate::{Done, Tx, map_err, scope_to, transaction};
+
+/// One write that only adds rows.
+pub(crate) enum Append {
+    /// `TokenStore::insert`: written unless one of their families is revoked.
+    Tokens(Vec<TokenRecord>),
+    /// `AuditLog::record`.
+    Audit(AuditEvent),
+}
+
+/// The batch writer over the pool (it holds no store handle, so the batching task ends with
+/// the last store).
+pub(crate) struct Appender {
+    pub(crate) pool: PgPool,
+}
+
+impl Appender {
+    async fn begin(&self) -> StoreResult<Tx> {
+        Tx::begin(&self.pool).await.map_err(map_err)
+    }
+}
+
+#[async_trait]
+impl BatchWrite<Append, InsertOutcome> for Appender {
+    async fn write(&self, items: &[Append]) -> StoreResult<Vec<InsertOutcome>> {
+        let all_tokens: Vec<TokenRecord> = items
+            .iter()
+            .filter_map(|a| match a {
+                Append::Tokens(t) => Some(t.iter().cloned()),
+                Append::Audit(_) => None,
+            })
+            .flatten()
+            .collect();
+        let families = families_of(&all_tokens);
+        transaction!(self, |c| {
+            // Shared locks on every family, in one order; a revocation holds them exclusively.
+            lock_families(&mut *c, &families, false).await?;
+            let revoked: HashSet<Uuid> = if families.is_empty() {
+                HashSet::new()
+            } else {
+                sqlx::query_scalar::<_, Uuid>(
+                    "SELECT family_id FROM revoked_families WHERE family_id = ANY($1::uuid[])",
+                )
+                .bind(&families)
+                .fetch_all(&mut *c)
+                .await?
+                .into_iter()
+                .collect()
+            };
+            let mut rows: Vec<TokenRecord> = Vec::new();
+            let mut events: Vec<&AuditEvent> = Vec::new();
+            let mut outcomes = Vec::with_capacity(items.len());
+            for item in items {
+                match item {
+                    Append::Tokens(tokens)
+                        if tokens
+                            .iter()
+                            .any(|t| t.family_id.is_some_and(|f| revoked.contains(&f.0))) =>
+                    {
+                        outcomes.push(InsertOutcome::FamilyRevoked);
+                    }
+                    Append::Tokens(tokens) => {
+                        rows.extend(tokens.iter().cloned());
+                        outcomes.push(InsertOutcome::Inserted);
+                    }
+                    Append::Audit(e) => {
+                        events.push(e);
+                        outcomes.push(InsertOutcome::Inserted);
+                    }
+                }
+            }
+            if !rows.is_empty() {
+                insert_rows(&mut *c, &rows).await?;
+            }
+            if !events.is_empty() {
+                let mut q = QueryBuilder::<Postgres>::new(
+                    "INSERT INTO audit_events (kind, at, user_id, client_id, scope, ip, metadata) ",
+                );
+                q.push_values(events, |mut b, e| {
+                    b.push_bind(e.kind.as_str())
+                        .push_bind(e.at)
+                        .push_bind(e.user_id.map(|u| u.0))
+                        .push_bind(e.client_id.as_ref().map(|c| c.as_str().to_owned()))
+                        .push_bind(e.scope.map(scope_to))
+                        .push_bind(e.ip.clone())
+                        .push_bind(Json(e.metadata.clone()));
+                });
+                q.build().execute(&mut *c).await?;
+            }
+            Ok(Done::Commit(outcomes.clone()))
+        })
+    }
+}
