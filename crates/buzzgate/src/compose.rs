@@ -145,6 +145,8 @@ fn core_config(cfg: &Config) -> Result<CoreConfig, String> {
             login_ip: cfg.rate_limit_login_ip,
         },
         catalogue: Arc::new(cfg.scopes.clone()),
+        // Tokens and the audit log are the same SQL store (sql_ports).
+        audit_with_tokens: true,
     })
 }
 

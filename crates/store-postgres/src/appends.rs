@@ -7,7 +7,7 @@ use std::collections::HashSet;
 
 use async_trait::async_trait;
 use buzzgate_domain::audit::AuditEvent;
-use buzzgate_domain::ports::{InsertOutcome, StoreResult};
+use buzzgate_domain::ports::{InsertOutcome, OutcomeEvents, StoreResult};
 use buzzgate_domain::token::TokenRecord;
 use buzzgate_local::batch::BatchWrite;
 use sqlx::types::Json;
@@ -19,8 +19,9 @@ use crate::{Done, Tx, map_err, scope_to, transaction};
 
 /// One write that only adds rows.
 pub(crate) enum Append {
-    /// `TokenStore::insert`: written unless one of their families is revoked.
-    Tokens(Vec<TokenRecord>),
+    /// `TokenStore::insert` (and `insert_audited`, with the event of each outcome): written
+    /// unless one of their families is revoked.
+    Tokens(Vec<TokenRecord>, Option<OutcomeEvents>),
     /// `AuditLog::record`.
     Audit(AuditEvent),
 }
@@ -43,7 +44,7 @@ impl BatchWrite<Append, InsertOutcome> for Appender {
         let all_tokens: Vec<TokenRecord> = items
             .iter()
             .filter_map(|a| match a {
-                Append::Tokens(t) => Some(t.iter().cloned()),
+                Append::Tokens(t, _) => Some(t.iter().cloned()),
                 Append::Audit(_) => None,
             })
             .flatten()
@@ -69,16 +70,20 @@ impl BatchWrite<Append, InsertOutcome> for Appender {
             let mut outcomes = Vec::with_capacity(items.len());
             for item in items {
                 match item {
-                    Append::Tokens(tokens)
-                        if tokens
+                    Append::Tokens(tokens, recorded) => {
+                        let outcome = if tokens
                             .iter()
-                            .any(|t| t.family_id.is_some_and(|f| revoked.contains(&f.0))) =>
-                    {
-                        outcomes.push(InsertOutcome::FamilyRevoked);
-                    }
-                    Append::Tokens(tokens) => {
-                        rows.extend(tokens.iter().cloned());
-                        outcomes.push(InsertOutcome::Inserted);
+                            .any(|t| t.family_id.is_some_and(|f| revoked.contains(&f.0)))
+                        {
+                            InsertOutcome::FamilyRevoked
+                        } else {
+                            rows.extend(tokens.iter().cloned());
+                            InsertOutcome::Inserted
+                        };
+                        if let Some(recorded) = recorded {
+                            events.push(recorded.of(outcome));
+                        }
+                        outcomes.push(outcome);
                     }
                     Append::Audit(e) => {
                         events.push(e);

@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use async_trait::async_trait;
 use buzzgate_domain::audit::AuditEvent;
 use buzzgate_domain::ids::FamilyId;
-use buzzgate_domain::ports::{InsertOutcome, StoreResult};
+use buzzgate_domain::ports::{InsertOutcome, OutcomeEvents, StoreResult};
 use buzzgate_domain::token::TokenRecord;
 use buzzgate_local::batch::BatchWrite;
 
@@ -20,8 +20,9 @@ use crate::{SqliteStore, finish};
 
 /// One write that only adds rows.
 pub(crate) enum Append {
-    /// `TokenStore::insert`: written unless one of their families is revoked.
-    Tokens(Vec<TokenRecord>),
+    /// `TokenStore::insert` (and `insert_audited`, with the event of each outcome): written
+    /// unless one of their families is revoked.
+    Tokens(Vec<TokenRecord>, Option<OutcomeEvents>),
     /// `AuditLog::record`.
     Audit(AuditEvent),
 }
@@ -40,7 +41,7 @@ impl BatchWrite<Append, InsertOutcome> for Appender {
             let families: BTreeSet<FamilyId> = items
                 .iter()
                 .filter_map(|a| match a {
-                    Append::Tokens(t) => Some(t.iter().filter_map(|t| t.family_id)),
+                    Append::Tokens(t, _) => Some(t.iter().filter_map(|t| t.family_id)),
                     Append::Audit(_) => None,
                 })
                 .flatten()
@@ -54,18 +55,22 @@ impl BatchWrite<Append, InsertOutcome> for Appender {
             let mut outcomes = Vec::with_capacity(items.len());
             for item in items {
                 match item {
-                    Append::Tokens(tokens)
-                        if tokens
+                    Append::Tokens(tokens, recorded) => {
+                        let outcome = if tokens
                             .iter()
-                            .any(|t| t.family_id.is_some_and(|f| revoked.contains(&f))) =>
-                    {
-                        outcomes.push(InsertOutcome::FamilyRevoked);
-                    }
-                    Append::Tokens(tokens) => {
-                        for t in tokens {
-                            insert_row(&mut tx, t).await?;
+                            .any(|t| t.family_id.is_some_and(|f| revoked.contains(&f)))
+                        {
+                            InsertOutcome::FamilyRevoked
+                        } else {
+                            for t in tokens {
+                                insert_row(&mut tx, t).await?;
+                            }
+                            InsertOutcome::Inserted
+                        };
+                        if let Some(recorded) = recorded {
+                            insert_event(&mut tx, recorded.of(outcome)).await?;
                         }
-                        outcomes.push(InsertOutcome::Inserted);
+                        outcomes.push(outcome);
                     }
                     Append::Audit(e) => {
                         insert_event(&mut tx, e).await?;

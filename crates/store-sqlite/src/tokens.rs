@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use buzzgate_domain::grant::refresh_token::{RefreshRotation, RotationDecision};
 use buzzgate_domain::ids::{ClientId, FamilyId, TokenId, UserId};
-use buzzgate_domain::ports::{InsertOutcome, StoreResult, TokenStore};
+use buzzgate_domain::ports::{InsertOutcome, OutcomeEvents, StoreResult, TokenStore};
 use buzzgate_domain::token::{TokenHash, TokenKind, TokenRecord};
 use sqlx::SqliteConnection;
 use sqlx::sqlite::SqliteRow;
@@ -149,7 +149,19 @@ impl TokenStore for SqliteStore {
         }
         // Shares a transaction and a commit with the inserts and audit events that arrive
         // with it, under the same tombstone check (crate::appends).
-        self.append(Append::Tokens(tokens.to_vec())).await
+        self.append(Append::Tokens(tokens.to_vec(), None)).await
+    }
+
+    async fn insert_audited(
+        &self,
+        tokens: &[TokenRecord],
+        events: &OutcomeEvents,
+    ) -> StoreResult<(InsertOutcome, bool)> {
+        // The event rides in the same group-commit item: one commit for both.
+        let outcome = self
+            .append(Append::Tokens(tokens.to_vec(), Some(events.clone())))
+            .await?;
+        Ok((outcome, true))
     }
 
     async fn find(&self, hash: &TokenHash) -> StoreResult<Option<TokenRecord>> {

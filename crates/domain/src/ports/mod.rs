@@ -111,6 +111,22 @@ pub trait ConsentStore: Send + Sync {
     async fn delete(&self, user: UserId, client: &ClientId) -> StoreResult<bool>;
 }
 
+/// The audit event of each outcome of a token insert ([`TokenStore::insert_audited`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutcomeEvents {
+    pub inserted: AuditEvent,
+    pub family_revoked: AuditEvent,
+}
+
+impl OutcomeEvents {
+    pub fn of(&self, outcome: InsertOutcome) -> &AuditEvent {
+        match outcome {
+            InsertOutcome::Inserted => &self.inserted,
+            InsertOutcome::FamilyRevoked => &self.family_revoked,
+        }
+    }
+}
+
 /// The result of inserting tokens of a family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InsertOutcome {
@@ -128,6 +144,21 @@ pub trait TokenStore: Send + Sync {
     /// (`FamilyRevoked`) if that family has been revoked, even if the revocation happened
     /// before any row of it existed (a family revocation leaves a tombstone).
     async fn insert(&self, tokens: &[TokenRecord]) -> StoreResult<InsertOutcome>;
+    /// **ATOMIC**: as [`TokenStore::insert`], and in the same commit the audit event of its
+    /// outcome (`events.inserted` or `events.family_revoked`), for a store that is also the
+    /// node's [`AuditLog`] (one commit instead of two, docs/benchmarks.md). Returns the outcome
+    /// and whether the event was written. The default writes the tokens only and returns
+    /// `false`: the caller then records the event through the `AuditLog`. The service calls
+    /// it only when the composition root says both ports are this store
+    /// (`Config::audit_with_tokens`).
+    async fn insert_audited(
+        &self,
+        tokens: &[TokenRecord],
+        events: &OutcomeEvents,
+    ) -> StoreResult<(InsertOutcome, bool)> {
+        let _ = events;
+        Ok((self.insert(tokens).await?, false))
+    }
     async fn find(&self, hash: &TokenHash) -> StoreResult<Option<TokenRecord>>;
     /// **ATOMIC** refresh rotation: lock the row with `presented` (and learn whether its family
     /// is revoked), call `rotation.decide(row, family_revoked)`, apply the decision

@@ -77,6 +77,10 @@ pub struct Config {
     /// How long a validated token may be served from the cache.
     pub cache_ttl: Duration,
     pub rate_limits: RateLimits,
+    /// The token store is also the audit log: a token insert and its audit event share one
+    /// commit (`TokenStore::insert_audited`). Set by the composition root only when both
+    /// ports are the same store.
+    pub audit_with_tokens: bool,
     /// The scope vocabulary (docs/scopes.md); Civitai's by default.
     pub catalogue: Arc<Catalogue>,
 }
@@ -89,6 +93,7 @@ impl Default for Config {
             refresh_grace: crate::grant::refresh_token::DEFAULT_GRACE,
             cache_ttl: Duration::seconds(60),
             rate_limits: RateLimits::default(),
+            audit_with_tokens: false,
             catalogue: Arc::new(Catalogue::civitai()),
         }
     }

@@ -51,3 +51,63 @@ pub async fn audit_query(p: &Ports) {
     };
     assert_eq!(audit.query(&since).await.unwrap().len(), 2);
 }
+
+/// `insert_audited`: a store that keeps the audit log writes the event of the outcome in the
+/// same commit (issued for a live family, revoked for a tombstoned one); a store that does
+/// not (`false`) writes the tokens only.
+pub async fn insert_audited_records_the_outcome(p: &Ports) {
+    let (tokens, audit, users, clients) = need!(p, tokens, audit, users, clients);
+    let (user, app) = fx::user_and_client(users.as_ref(), clients.as_ref()).await;
+    let client = app.id;
+    let events = |tag: &str| buzzgate_domain::ports::OutcomeEvents {
+        inserted: AuditEvent::new(AuditKind::TokenIssued, now())
+            .client(&client)
+            .meta("case", tag),
+        family_revoked: AuditEvent::new(AuditKind::TokenRevoked, now())
+            .client(&client)
+            .meta("case", tag),
+    };
+    let fam = buzzgate_domain::ids::FamilyId::generate(&buzzgate_domain::ports::OsRandom);
+    let (_, live) = fx::token(TokenKind::Refresh, user.id, Some(&client), Some(fam));
+    let (outcome, recorded) = tokens
+        .insert_audited(std::slice::from_ref(&live), &events("live"))
+        .await
+        .unwrap();
+    assert_eq!(outcome, InsertOutcome::Inserted);
+    assert!(tokens.find(&live.hash).await.unwrap().is_some());
+    tokens.revoke_family(fam, now()).await.unwrap();
+    let (_, late) = fx::token(TokenKind::Access, user.id, Some(&client), Some(fam));
+    let (outcome, _) = tokens
+        .insert_audited(std::slice::from_ref(&late), &events("late"))
+        .await
+        .unwrap();
+    assert_eq!(outcome, InsertOutcome::FamilyRevoked);
+    assert!(tokens.find(&late.hash).await.unwrap().is_none());
+    if !recorded {
+        return;
+    }
+    let written = audit
+        .query(&AuditQuery {
+            client_id: Some(client.clone()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let seen: Vec<(AuditKind, String)> = written
+        .iter()
+        .map(|e| (e.kind, e.metadata["case"].clone()))
+        .collect();
+    assert!(
+        seen.contains(&(AuditKind::TokenIssued, "live".into())),
+        "{seen:?}"
+    );
+    assert!(
+        seen.contains(&(AuditKind::TokenRevoked, "late".into())),
+        "{seen:?}"
+    );
+    assert_eq!(
+        seen.len(),
+        2,
+        "one event per insert, of its outcome: {seen:?}"
+    );
+}

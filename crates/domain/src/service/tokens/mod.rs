@@ -24,7 +24,7 @@ use crate::client::{AccessMode, Client, ClientAuth, GrantType};
 use crate::consent;
 use crate::error::Error;
 use crate::ids::{ClientId, FamilyId, UserId};
-use crate::ports::InsertOutcome;
+use crate::ports::{InsertOutcome, OutcomeEvents};
 use crate::scope::{OidcScopes, Scope};
 use crate::token::{NewToken, TokenKind, TokenResponse};
 use crate::user::Role;
@@ -228,23 +228,27 @@ impl TokenService {
             rows.push(rec);
             plain
         });
-        let outcome = deps.tokens.insert(&rows).await?;
-        let kind = match outcome {
-            InsertOutcome::Inserted => AuditKind::TokenIssued,
-            InsertOutcome::FamilyRevoked => AuditKind::TokenRevoked,
+        let event = |kind| {
+            AuditEvent::new(kind, now)
+                .user(issue.user_id)
+                .client(&issue.client.id)
+                .scope(issue.scope)
+                .ip(issue.ip)
+                .meta("grant", issue.grant)
         };
-        let ev = AuditEvent::new(kind, now)
-            .user(issue.user_id)
-            .client(&issue.client.id)
-            .scope(issue.scope)
-            .ip(issue.ip)
-            .meta("grant", issue.grant);
-        let ev = if outcome == InsertOutcome::FamilyRevoked {
-            ev.meta("reason", "code_replayed_before_issue")
+        let events = OutcomeEvents {
+            inserted: event(AuditKind::TokenIssued),
+            family_revoked: event(AuditKind::TokenRevoked)
+                .meta("reason", "code_replayed_before_issue"),
+        };
+        let (outcome, recorded) = if deps.config.audit_with_tokens {
+            deps.tokens.insert_audited(&rows, &events).await?
         } else {
-            ev
+            (deps.tokens.insert(&rows).await?, false)
         };
-        deps.audit(ev).await;
+        if !recorded {
+            deps.audit(events.of(outcome).clone()).await;
+        }
         Ok((
             TokenResponse {
                 access_token: access,
