@@ -64,6 +64,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{ConnectOptions, Connection, Sqlite, Transaction};
 use time::OffsetDateTime;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::appends::{Append, Appender};
 
@@ -88,6 +89,8 @@ pub struct SqliteStore {
     keeper: Option<Arc<Mutex<SqliteConnection>>>,
     /// Token inserts and audit events, group-committed (started on first use).
     appends: Arc<OnceLock<GroupCommit<Append, InsertOutcome>>>,
+    /// One permit: this node's write transactions, in arrival order ([`SqliteStore::begin_write`]).
+    write_gate: Arc<Semaphore>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -169,6 +172,7 @@ impl SqliteStore {
             clock: Arc::new(SystemClock),
             keeper,
             appends: Arc::default(),
+            write_gate: Arc::new(Semaphore::new(1)),
         };
         store.migrate().await?;
         Ok(store)
@@ -217,7 +221,6 @@ impl SqliteStore {
         self.clock.now()
     }
 
-    /// A transaction holding the database's write lock from its first statement.
     /// Submits a write that only adds rows to the group commit, and waits for its commit.
     pub(crate) async fn append(&self, write: Append) -> StoreResult<InsertOutcome> {
         self.appends
@@ -233,11 +236,22 @@ impl SqliteStore {
             .await
     }
 
+    /// A transaction holding the database's write lock from its first statement. This node's
+    /// writers queue for it in arrival order on the write gate (SQLite has one writer at a
+    /// time; without the gate they raced on `SQLITE_BUSY` with growing sleeps, and the unlucky
+    /// waited a second, docs/benchmarks.md); another process's writers are still met with
+    /// the busy retries below.
     pub(crate) async fn begin_write(&self) -> StoreResult<Tx> {
+        let gate = self
+            .write_gate
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::Unavailable("the write gate is closed".into()))?;
         let mut attempt = 0;
         loop {
             match self.pool.begin_with("BEGIN IMMEDIATE").await {
-                Ok(tx) => return Ok(tx),
+                Ok(tx) => return Ok(Tx { tx, _gate: gate }),
                 Err(e) if is_busy(&e) && attempt + 1 < BEGIN_ATTEMPTS => {
                     attempt += 1;
                     tokio::time::sleep(StdDuration::from_millis(5 << attempt)).await;
@@ -248,7 +262,34 @@ impl SqliteStore {
     }
 }
 
-pub(crate) type Tx = Transaction<'static, Sqlite>;
+/// A write transaction and its place on the write gate (released when it ends).
+pub(crate) struct Tx {
+    tx: Transaction<'static, Sqlite>,
+    _gate: OwnedSemaphorePermit,
+}
+
+impl Tx {
+    pub(crate) async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
+
+    pub(crate) async fn rollback(self) -> Result<(), sqlx::Error> {
+        self.tx.rollback().await
+    }
+}
+
+impl std::ops::Deref for Tx {
+    type Target = SqliteConnection;
+    fn deref(&self) -> &SqliteConnection {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for Tx {
+    fn deref_mut(&mut self) -> &mut SqliteConnection {
+        &mut self.tx
+    }
+}
 
 /// Commits `tx` when `out` is `Ok`, rolls it back otherwise.
 pub(crate) async fn finish<T>(tx: Tx, out: StoreResult<T>) -> StoreResult<T> {
