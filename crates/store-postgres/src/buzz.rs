@@ -11,7 +11,7 @@ use buzzgate_domain::buzz::{
 };
 use buzzgate_domain::ids::{ClientId, SpendId, TokenId, UserId};
 use buzzgate_domain::ports::{BuzzStore, RefundOutcome, SpendOutcome, StoreResult};
-use sqlx::PgConnection;
+use sqlx::{PgConnection, Postgres, QueryBuilder, Row};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -113,6 +113,71 @@ async fn window_sums(
         out.push(u64::try_from(sum).unwrap_or(0));
     }
     Ok(out)
+}
+
+/// The spend's view under its locks, in one round trip: the balance (its row locked `FOR
+/// UPDATE`), whether the idempotency key is used, and the sum of each window; `None` when
+/// the user has no balance row in this currency yet.
+async fn spend_state(
+    c: &mut PgConnection,
+    req: &SpendRequest,
+    stype: &str,
+    sid: &str,
+    windows: &[BudgetWindow],
+) -> Result<Option<(i64, bool, Vec<u64>)>, sqlx::Error> {
+    let mut q = QueryBuilder::<Postgres>::new(
+        "SELECT b.balance, EXISTS (SELECT 1 FROM buzz_ledger k WHERE k.user_id = ",
+    );
+    q.push_bind(req.user_id.0)
+        .push(" AND k.subject_type = ")
+        .push_bind(stype)
+        .push(" AND k.subject_id = ")
+        .push_bind(sid)
+        .push(" AND k.resource_server = ")
+        .push_bind(req.resource_server.as_str())
+        .push(" AND k.idempotency_key = ")
+        .push_bind(req.idempotency_key.as_str())
+        .push(")");
+    for w in windows {
+        let currencies: Option<Vec<String>> = w
+            .currencies
+            .as_ref()
+            .map(|cs| cs.iter().map(|c| c.as_str().to_owned()).collect());
+        q.push(
+            ", (SELECT LEAST(COALESCE(SUM(l.amount), 0), 9223372036854775807)::BIGINT \
+             FROM buzz_ledger l WHERE l.user_id = ",
+        )
+        .push_bind(req.user_id.0)
+        .push(" AND l.subject_type = ")
+        .push_bind(stype)
+        .push(" AND l.subject_id = ")
+        .push_bind(sid)
+        .push(" AND l.purpose = 'ai_services' AND l.refunded_at IS NULL AND (")
+        .push_bind(w.since)
+        .push("::timestamptz IS NULL OR l.created_at >= ")
+        .push_bind(w.since)
+        .push(") AND (")
+        .push_bind(currencies.clone())
+        .push("::text[] IS NULL OR l.currency = ANY(")
+        .push_bind(currencies)
+        .push("::text[])))");
+    }
+    q.push(" FROM buzz_balances b WHERE b.user_id = ")
+        .push_bind(req.user_id.0)
+        .push(" AND b.currency = ")
+        .push_bind(req.currency.as_str())
+        .push(" FOR UPDATE OF b");
+    let Some(row) = q.build().fetch_optional(c).await? else {
+        return Ok(None);
+    };
+    let balance: i64 = row.try_get(0)?;
+    let key_used: bool = row.try_get(1)?;
+    let mut sums = Vec::with_capacity(windows.len());
+    for i in 0..windows.len() {
+        let sum: i64 = row.try_get(i + 2)?;
+        sums.push(u64::try_from(sum).unwrap_or(0));
+    }
+    Ok(Some((balance, key_used, sums)))
 }
 
 async fn balance_of(
@@ -226,10 +291,12 @@ impl BuzzStore for PgStore {
                 .bind(&subject_lock)
                 .execute(&mut *c)
                 .await?;
-            // (2b) The balance row, created (as 0) if missing so there is a row to lock; a
-            // refusal rolls the placeholder back.
-            let mut balance = balance_of(&mut *c, req.user_id, &req.currency, true).await?;
-            if balance.is_none() {
+            // (2b) The balance row, locked, with (1) whether the idempotency key was used
+            // and (3) the window sums, in one round trip. The sums and the key need no row
+            // lock: every spend of this (user, subject) holds the advisory lock above.
+            let mut state = spend_state(&mut *c, req, stype, &sid, &windows).await?;
+            if state.is_none() {
+                // Created (as 0) so there is a row to lock; a refusal rolls it back.
                 sqlx::query(
                     "INSERT INTO buzz_balances (user_id, currency, balance) VALUES ($1, $2, 0) \
                      ON CONFLICT (user_id, currency) DO NOTHING",
@@ -238,24 +305,28 @@ impl BuzzStore for PgStore {
                 .bind(req.currency.as_str())
                 .execute(&mut *c)
                 .await?;
-                balance = balance_of(&mut *c, req.user_id, &req.currency, true).await?;
+                state = spend_state(&mut *c, req, stype, &sid, &windows).await?;
             }
-            let balance = balance.unwrap_or(0);
-            // (1) The idempotency key, read after the locks so a duplicate that committed
-            // while this one waited is seen.
-            let prior = sqlx::query_as::<_, LedgerRow>(&format!(
-                "SELECT {LEDGER_COLUMNS} FROM buzz_ledger \
-                 WHERE user_id = $1 AND subject_type = $2 AND subject_id = $3 \
-                   AND resource_server = $4 AND idempotency_key = $5"
-            ))
-            .bind(req.user_id.0)
-            .bind(stype)
-            .bind(&sid)
-            .bind(req.resource_server.as_str())
-            .bind(req.idempotency_key.as_str())
-            .fetch_optional(&mut *c)
-            .await?;
-            if let Some(prior) = prior {
+            let Some((balance, key_used, sums)) = state else {
+                return Err(Fail::Store(StoreError::Internal(
+                    "the balance row vanished under its lock".into(),
+                )));
+            };
+            // (1) A retried key: the prior entry (read after the locks, so a duplicate that
+            // committed while this one waited is seen).
+            if key_used {
+                let prior = sqlx::query_as::<_, LedgerRow>(&format!(
+                    "SELECT {LEDGER_COLUMNS} FROM buzz_ledger \
+                     WHERE user_id = $1 AND subject_type = $2 AND subject_id = $3 \
+                       AND resource_server = $4 AND idempotency_key = $5"
+                ))
+                .bind(req.user_id.0)
+                .bind(stype)
+                .bind(&sid)
+                .bind(req.resource_server.as_str())
+                .bind(req.idempotency_key.as_str())
+                .fetch_one(&mut *c)
+                .await?;
                 let entry = prior.into_entry()?;
                 return Ok(Done::Rollback(match entry.replay_of(req) {
                     // Same parameters, so the same currency: the balance read above.
@@ -263,25 +334,18 @@ impl BuzzStore for PgStore {
                     Err(e) => SpendOutcome::Rejected(e),
                 }));
             }
-            // (3) and (4)
-            let sums = window_sums(&mut *c, req.user_id, &req.subject, &windows).await?;
+            // (4)
             if let Err(e) = req.decide(balance, &sums) {
                 return Ok(Done::Rollback(SpendOutcome::Rejected(e)));
             }
-            // (5)
-            let balance: i64 = sqlx::query_scalar(
-                "UPDATE buzz_balances SET balance = balance - $3 \
-                 WHERE user_id = $1 AND currency = $2 RETURNING balance",
-            )
-            .bind(req.user_id.0)
-            .bind(req.currency.as_str())
-            .bind(i64_of(req.amount))
-            .fetch_one(&mut *c)
-            .await?;
+            // (5) The balance and the ledger in one statement.
             let entry = LedgerEntry::from_request(req);
-            sqlx::query(&format!(
-                "INSERT INTO buzz_ledger ({LEDGER_COLUMNS}) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+            let balance: i64 = sqlx::query_scalar(&format!(
+                "WITH debit AS (UPDATE buzz_balances SET balance = balance - $6 \
+                   WHERE user_id = $2 AND currency = $7 RETURNING balance), \
+                 entry AS (INSERT INTO buzz_ledger ({LEDGER_COLUMNS}) \
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)) \
+                 SELECT balance FROM debit"
             ))
             .bind(entry.id.0)
             .bind(entry.user_id.0)
@@ -295,7 +359,7 @@ impl BuzzStore for PgStore {
             .bind(entry.created_at)
             .bind(entry.refunded_at)
             .bind(req.resource_server.as_str())
-            .execute(&mut *c)
+            .fetch_one(&mut *c)
             .await?;
             Ok(Done::Commit(SpendOutcome::Spent { entry, balance }))
         })
