@@ -17,6 +17,8 @@ It prints rps, p50, p99, errors and the server's RSS, the ratios ours/peer, ours
 ours/redis, and whether the targets of issue 10 are met, and writes target/bench/summary.json.
 
 Environment: BENCH_DURATION (10s), BENCH_WARMUP (3s), BENCH_CONNS ("16 64"),
+BENCH_WORKLOADS ("W1 W2 W3 W4 W5": a subset runs only those; the targets of the others are
+then reported missing),
 BENCH_BACKENDS ("postgres sqlite"), BENCH_PEER (1; 0 skips the peer), BENCH_DATABASE_URL and
 BENCH_REDIS_URL (the local services), BENCH_SKIP_BUILD (1: use the existing release binary),
 BENCH_BINARY (another build to measure, e.g. a baseline).
@@ -50,6 +52,7 @@ WARMUP = os.environ.get("BENCH_WARMUP", "3s")
 CONNS = [int(c) for c in os.environ.get("BENCH_CONNS", "16 64").split()]
 THREADS = 2
 BACKENDS = os.environ.get("BENCH_BACKENDS", "postgres sqlite").split()
+WORKLOADS = set(os.environ.get("BENCH_WORKLOADS", "W1 W2 W3 W4 W5").split())
 PG_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379")
 PASSWORD = "bench-password-0123456789"
@@ -327,13 +330,36 @@ def parse_result(text):
     return out
 
 
-def wrk_dynamic(mode, url, conns, duration, env):
+def cpu_ticks(pid):
+    """utime + stime of a process, and (busy, total) of the machine, in clock ticks."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        proc = int(fields[11]) + int(fields[12])
+    except (OSError, IndexError, ValueError):
+        proc = 0
+    with open("/proc/stat") as f:
+        cpu = [int(x) for x in f.readline().split()[1:9]]
+    idle = cpu[3] + cpu[4]
+    return proc, sum(cpu) - idle, sum(cpu)
+
+
+def wrk_dynamic(mode, url, conns, duration, env, server_pid):
     e = dict(os.environ)
     e.update(env)
     e.update({"BENCH_MODE": mode, "BENCH_THREADS": str(THREADS)})
+    p0, b0, t0 = cpu_ticks(server_pid)
+    w0 = time.monotonic()
     r = subprocess.run(["wrk", f"-t{THREADS}", f"-c{conns}", f"-d{duration}", "--timeout", "5s", "--latency",
                         "-s", os.path.join(HERE, "dynamic.lua"), url], env=e, capture_output=True, text=True)
-    return parse_result(r.stdout + r.stderr)
+    wall = time.monotonic() - w0
+    p1, b1, t1 = cpu_ticks(server_pid)
+    out = parse_result(r.stdout + r.stderr)
+    hz = os.sysconf("SC_CLK_TCK")
+    # As bench.sh reports them: 100 = one core for the server, 100 = every core for the machine.
+    out["srv_cpu"] = round((p1 - p0) / hz / wall * 100)
+    out["sys_busy"] = round((b1 - b0) / max(1, t1 - t0) * 100)
+    return out
 
 
 def peer_harness(base, client, secret, label, out_dir, server_pid, token_path, introspect_path,
@@ -358,6 +384,7 @@ def peer_harness(base, client, secret, label, out_dir, server_pid, token_path, i
             rows[(row["workload"], int(row["conns"]))] = {
                 "rps": float(row["rps"]), "p50_ms": float(row["p50_ms"]), "p99_ms": float(row["p99_ms"]),
                 "errors": int(row["non200"]) + int(row["badbody"]) + int(row["sockerr"]),
+                "srv_cpu": row.get("srv_cpu"), "sys_busy": row.get("sys_busy"),
             }
     return rows
 
@@ -374,8 +401,9 @@ def run_buzzgate(binary, backend):
         pid = bg.proc.pid
         wrk_out = os.path.join(OUT, backend, "wrk")
         shutil.rmtree(wrk_out, ignore_errors=True)
+        harness = " ".join(w for w in ("W1", "W4") if w in WORKLOADS)
         rows = peer_harness(bg.base, seed.app[0], seed.app[1], f"buzzgate-{backend}", wrk_out, pid,
-                            f"{OAUTH}/token", f"{OAUTH}/introspect", "W1 W4")
+                            f"{OAUTH}/token", f"{OAUTH}/introspect", harness) if harness else {}
         for (w, c), r in rows.items():
             results[(w if w != "W4" else "W4i", c)] = r
         auth = basic(*seed.app)
@@ -387,24 +415,25 @@ def run_buzzgate(binary, backend):
             seed.flow("bench0", seed.app, "UserRead")["access_token"] for _ in range(32)])
         spend_tokens = seed.token_file("spend.txt", seed.spend_tokens)
         for c in CONNS:
-            # W2: fresh families for each run, two per connection.
-            fams = [seed.flow("bench0", seed.app, "UserRead BuzzRead")["refresh_token"] for _ in range(2 * c)]
-            r = wrk_dynamic("refresh", f"{bg.base}{OAUTH}/token", c, DURATION, {
-                "BENCH_PATH": f"{OAUTH}/token", "BENCH_AUTH": auth,
-                "BENCH_TOKENS": seed.token_file("refresh.txt", fams), "BENCH_LABEL": f"W2/c{c}"})
-            results[("W2", c)] = r
-            r = wrk_dynamic("code", f"{bg.base}{OAUTH}/authorize", c, DURATION, {
-                "BENCH_PATH": f"{OAUTH}/authorize", "BENCH_PATH2": f"{OAUTH}/token", "BENCH_AUTH": auth,
-                "BENCH_COOKIE": seed.cookie, "BENCH_QUERY": code_query, "BENCH_VERIFIER": verifier,
-                "BENCH_REDIRECT": REDIRECT, "BENCH_LABEL": f"W3/c{c}"})
-            results[("W3", c)] = r
-            r = wrk_dynamic("bearer", f"{bg.base}{OAUTH}/userinfo", c, DURATION, {
-                "BENCH_PATH": f"{OAUTH}/userinfo", "BENCH_TOKENS": userinfo_tokens, "BENCH_LABEL": f"W4u/c{c}"})
-            results[("W4u", c)] = r
-            r = wrk_dynamic("spend", f"{bg.base}/api/v1/buzz/spend", c, DURATION, {
-                "BENCH_PATH": "/api/v1/buzz/spend", "BENCH_AUTH": basic(*seed.rs),
-                "BENCH_TOKENS": spend_tokens, "BENCH_LABEL": f"W5/c{c}"})
-            results[("W5", c)] = r
+            if "W2" in WORKLOADS:
+                # Fresh families for each run, two per connection.
+                fams = [seed.flow("bench0", seed.app, "UserRead BuzzRead")["refresh_token"] for _ in range(2 * c)]
+                results[("W2", c)] = wrk_dynamic("refresh", f"{bg.base}{OAUTH}/token", c, DURATION, {
+                    "BENCH_PATH": f"{OAUTH}/token", "BENCH_AUTH": auth,
+                    "BENCH_TOKENS": seed.token_file("refresh.txt", fams), "BENCH_LABEL": f"W2/c{c}"}, pid)
+            if "W3" in WORKLOADS:
+                results[("W3", c)] = wrk_dynamic("code", f"{bg.base}{OAUTH}/authorize", c, DURATION, {
+                    "BENCH_PATH": f"{OAUTH}/authorize", "BENCH_PATH2": f"{OAUTH}/token", "BENCH_AUTH": auth,
+                    "BENCH_COOKIE": seed.cookie, "BENCH_QUERY": code_query, "BENCH_VERIFIER": verifier,
+                    "BENCH_REDIRECT": REDIRECT, "BENCH_LABEL": f"W3/c{c}"}, pid)
+            if "W4" in WORKLOADS:
+                results[("W4u", c)] = wrk_dynamic("bearer", f"{bg.base}{OAUTH}/userinfo", c, DURATION, {
+                    "BENCH_PATH": f"{OAUTH}/userinfo", "BENCH_TOKENS": userinfo_tokens,
+                    "BENCH_LABEL": f"W4u/c{c}"}, pid)
+            if "W5" in WORKLOADS:
+                results[("W5", c)] = wrk_dynamic("spend", f"{bg.base}/api/v1/buzz/spend", c, DURATION, {
+                    "BENCH_PATH": "/api/v1/buzz/spend", "BENCH_AUTH": basic(*seed.rs),
+                    "BENCH_TOKENS": spend_tokens, "BENCH_LABEL": f"W5/c{c}"}, pid)
         overruns = seed.overruns()
         peak = rss_kib(pid, "VmHWM")
         load_rss = rss_kib(pid, "VmRSS")
@@ -527,7 +556,7 @@ def main():
         for (w, c), r in sorted(o["results"].items(), key=lambda kv: (kv[0][0], kv[0][1])):
             row = {"backend": b, "workload": w, "conns": c, "rps": round(r["rps"], 1),
                    "units_per_s": round(unit(r), 1), "p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"],
-                   "errors": r["errors"]}
+                   "errors": r["errors"], "srv_cpu": r.get("srv_cpu"), "sys_busy": r.get("sys_busy")}
             if w == "W5":
                 row["spent"] = r.get("ok", 0)
                 row["refused"] = r.get("refused", 0)
@@ -540,13 +569,15 @@ def main():
             if "first_bad" in r:
                 row["first_error"] = r["first_bad"]
             table.append(row)
-    hdr = f"{'backend':9} {'wl':4} {'c':>3} {'units/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'err':>5}  {'/peer':>6} {'/pgbench':>8} {'/redis':>7}"
+    hdr = (f"{'backend':9} {'wl':4} {'c':>3} {'units/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'err':>5}  "
+           f"{'/peer':>6} {'/pgbench':>8} {'/redis':>7}  {'srv%':>5} {'busy%':>5}")
     lines.append(hdr)
     lines.append("-" * len(hdr))
     for row in table:
         lines.append(f"{row['backend']:9} {row['workload']:4} {row['conns']:>3} {row['units_per_s']:>9.0f} "
                      f"{row['p50_ms']:>7.2f} {row['p99_ms']:>7.2f} {row['errors']:>5}  "
-                     f"{row.get('vs_peer', ''):>6} {row.get('vs_pgbench', ''):>8} {row.get('vs_redis', ''):>7}")
+                     f"{row.get('vs_peer', ''):>6} {row.get('vs_pgbench', ''):>8} {row.get('vs_redis', ''):>7}  "
+                     f"{row.get('srv_cpu') or '':>5} {row.get('sys_busy') or '':>5}")
     if pr:
         for (w, c), r in sorted(pr["results"].items()):
             lines.append(f"{'peer':9} {w:4} {c:>3} {r['rps']:>9.0f} {r['p50_ms']:>7.2f} {r['p99_ms']:>7.2f} {r['errors']:>5}")
