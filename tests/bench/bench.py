@@ -529,9 +529,15 @@ def peer():
 
 def main():
     os.makedirs(OUT, exist_ok=True)
-    for tool in ("wrk", "pgbench", "redis-benchmark", "psql"):
+    packages = {"wrk": "wrk", "pgbench": "postgresql-client", "psql": "postgresql-client",
+                "redis-benchmark": "redis-tools"}
+    missing = sorted({pkg for tool, pkg in packages.items() if shutil.which(tool) is None})
+    if missing and shutil.which("apt-get") and os.geteuid() == 0:
+        log(f"== installing {' '.join(missing)} (Debian packages)")
+        subprocess.run(["apt-get", "install", "-y", "-q", *missing], capture_output=True)
+    for tool, pkg in packages.items():
         if shutil.which(tool) is None:
-            sys.exit(f"bench: `{tool}` is not installed (Debian: wrk, postgresql-client, redis-tools)")
+            sys.exit(f"bench: `{tool}` is not installed (Debian package `{pkg}`)")
     binary = os.environ.get("BENCH_BINARY") or os.path.join(TARGET, "release", "buzzgate")
     if os.environ.get("BENCH_SKIP_BUILD") != "1" and not os.environ.get("BENCH_BINARY"):
         log("== building buzzgate (release)")
