@@ -610,14 +610,21 @@ impl Catalogue {
         Need::any(scope, name)
     }
 
-    /// `scopes_supported` of the discovery documents: every scope name in bit order, then
-    /// the presets.
-    pub fn supported(&self) -> Vec<&str> {
-        self.scopes
+    /// `scopes_supported` of the discovery documents: each scope's bit as a decimal mask,
+    /// every scope name in bit order, the presets, then the OpenID Connect scopes the
+    /// catalogue does not name itself (a name it does is listed once, as its own).
+    pub fn supported(&self) -> Vec<String> {
+        let masks = self.scopes.iter().map(|s| (1u64 << s.bit).to_string());
+        let names = self
+            .scopes
             .iter()
-            .map(|s| s.name.as_str())
-            .chain(self.presets.iter().map(|(p, _)| p.name.as_str()))
-            .collect()
+            .map(|s| s.name.clone())
+            .chain(self.presets.iter().map(|(p, _)| p.name.clone()));
+        let oidc = OidcScopes::NAMED
+            .iter()
+            .filter(|(n, _)| self.lookup(n).is_none())
+            .map(|(n, _)| (*n).to_owned());
+        masks.chain(names).chain(oidc).collect()
     }
 }
 
@@ -724,7 +731,15 @@ mod tests {
             c.names(Scope::AI_SERVICES),
             vec!["UserRead", "AIServicesRead", "AIServicesWrite", "BuzzRead"]
         );
-        assert_eq!(c.supported().len(), 29, "25 scopes and 4 presets");
+        let supported = c.supported();
+        assert_eq!(
+            supported.len(),
+            58,
+            "25 masks, 25 names, 4 presets, 4 OIDC scopes"
+        );
+        for s in ["1", "16777216", "UserRead", "Full", "openid", "profile"] {
+            assert!(supported.iter().any(|x| x == s), "{s}");
+        }
     }
 
     #[test]
@@ -951,6 +966,12 @@ mod tests {
             Some(1)
         );
         assert_eq!(c.names_string(r.scope), "profile generations");
+        let supported = c.supported();
+        assert_eq!(
+            supported.iter().filter(|s| *s == "profile").count(),
+            1,
+            "a platform's `profile` is listed once, as its own: {supported:?}"
+        );
         assert_eq!(c.parse("3").unwrap().bits(), 3);
         let r = c.parse_request("profile generations").unwrap();
         assert_eq!(

@@ -3,30 +3,18 @@
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use buzzgate_domain::{Catalogue, OidcScopes};
+use buzzgate_domain::Catalogue;
 use serde::Serialize;
 
 use crate::AppState;
 use crate::responses::{ErrorBody, MetadataBody};
 
-/// The metadata document for `issuer`.
-/// `scopes_supported` lists the catalogue's bits (as decimal masks), its scope and preset
-/// names, and the OpenID Connect scopes it does not name itself (docs/scopes.md).
+/// The metadata document for `issuer`; `scopes_supported` is the catalogue's
+/// ([`Catalogue::supported`], docs/scopes.md).
 pub fn metadata(issuer: &str, has_signer: bool, catalogue: &Catalogue) -> MetadataBody {
     const CLIENT_AUTH: &[&str] = &["client_secret_basic", "client_secret_post", "none"];
     let base = format!("{issuer}/api/auth/oauth");
-    let mut scopes: Vec<String> = catalogue
-        .scopes()
-        .iter()
-        .map(|s| (1u64 << s.bit).to_string())
-        .collect();
-    scopes.extend(catalogue.supported().into_iter().map(str::to_owned));
-    scopes.extend(
-        OidcScopes::NAMED
-            .iter()
-            .filter(|(n, _)| catalogue.lookup(n).is_none())
-            .map(|(n, _)| (*n).to_owned()),
-    );
+    let scopes = catalogue.supported();
     MetadataBody {
         authorization_endpoint: format!("{base}/authorize"),
         authorization_response_iss_parameter_supported: true,

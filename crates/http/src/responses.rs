@@ -494,11 +494,12 @@ pub struct ClientBody<'a> {
 
 impl<'a> ClientBody<'a> {
     pub fn new(c: &'a Client, catalogue: &'a Catalogue) -> Self {
+        let names = catalogue.names(c.allowed_scopes);
         ClientBody {
             access_mode: c.access_mode.as_str(),
             active_tokens: None,
             allowed_origins: c.allowed_origins.iter().map(|o| o.as_str()).collect(),
-            allowed_scope_names: catalogue.names(c.allowed_scopes),
+            allowed_scope_names: names.clone(),
             allowed_scopes: c.allowed_scopes.bits(),
             client_id: c.id.as_str(),
             client_secret: None,
@@ -512,7 +513,7 @@ impl<'a> ClientBody<'a> {
             name: &c.name,
             owner_buzz_limit: &c.owner_buzz_limit,
             redirect_uris: c.redirect_uris.iter().map(|u| u.as_str()).collect(),
-            scopes: catalogue.names(c.allowed_scopes),
+            scopes: names,
             updated_at: rfc3339(c.updated_at),
         }
     }
