@@ -34,7 +34,7 @@ pub fn esc(s: &str) -> String {
 
 fn page(title: &str, body: &str) -> String {
     format!(
-        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1"><title>{t}</title><style>body{{font-family:system-ui,sans-serif;max-width:34rem;margin:3rem auto;padding:0 1rem;color:#222}}label{{display:block;margin:.6rem 0}}input[type=text],input[type=password]{{width:100%;padding:.4rem;box-sizing:border-box}}button{{padding:.5rem 1.2rem;margin-right:.5rem}}.err{{color:#b00}}.badge{{background:#e6f4ea;color:#1e7e34;padding:.1rem .4rem;border-radius:.3rem;font-size:.8rem}}ul.scopes li{{margin:.2rem 0}}</style></head><body>{body}</body></html>"#,
+        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1"><title>{t}</title><style>body{{font-family:system-ui,sans-serif;max-width:34rem;margin:3rem auto;padding:0 1rem;color:#222}}label{{display:block;margin:.6rem 0}}input[type=text],input[type=password]{{width:100%;padding:.4rem;box-sizing:border-box}}button{{padding:.5rem 1.2rem;margin-right:.5rem}}.err{{color:#b00}}.badge{{background:#e6f4ea;color:#1e7e34;padding:.1rem .4rem;border-radius:.3rem;font-size:.8rem}}ul.scopes li{{margin:.2rem 0}}ul.scopes small{{display:block;color:#555}}</style></head><body>{body}</body></html>"#,
         t = esc(title)
     )
 }
