@@ -3,7 +3,8 @@
 # client. Source it from a script running under `set -euo pipefail`, then call
 # `bg_start "<app name>"`. It exports BIN, BG_URL, BG_USER, BG_PASSWORD, BG_CLIENT_ID,
 # BG_CLIENT_SECRET and BG_REDIRECT_URI, and stops the server (printing its log on failure) when
-# the calling script exits.
+# the calling script exits. With BUZZGATE_BIN=<path> it serves that binary and builds nothing;
+# with BG_SKIP_BUILD=1 it serves the target dir's binary as it is.
 
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 ROOT=$(pwd)
@@ -32,19 +33,28 @@ bg_healthy() {
         "$BG_URL/healthz" 2>/dev/null
 }
 
-# bg_start <client name> [client add options…]: build (release when BG_PROFILE=release),
-# register, serve, and wait for /healthz.
+# bg_start <client name> [client add options…]: build (release when BG_PROFILE=release; nothing
+# when BUZZGATE_BIN or BG_SKIP_BUILD=1 is set), register, serve, and wait for /healthz.
 bg_start() {
     local name=$1
     shift
     local profile=${BG_PROFILE:-debug}
-    echo "== building buzzgate ($profile)"
-    if [[ $profile == release ]]; then
-        cargo build -q --release -p buzzgate --bin buzzgate
+    if [[ -n ${BUZZGATE_BIN:-} ]]; then
+        # A binary built elsewhere (e.g. copied aside while another build runs): no cargo.
+        echo "== using $BUZZGATE_BIN (BUZZGATE_BIN; not building)"
+        BIN=$BUZZGATE_BIN
+    elif [[ ${BG_SKIP_BUILD:-} == 1 ]]; then
+        BIN="$TARGET_DIR/$profile/buzzgate"
+        echo "== using $BIN as built (BG_SKIP_BUILD=1)"
     else
-        cargo build -q -p buzzgate --bin buzzgate
+        echo "== building buzzgate ($profile)"
+        if [[ $profile == release ]]; then
+            cargo build -q --release -p buzzgate --bin buzzgate
+        else
+            cargo build -q -p buzzgate --bin buzzgate
+        fi
+        BIN="$TARGET_DIR/$profile/buzzgate"
     fi
-    BIN="$TARGET_DIR/$profile/buzzgate"
     [[ -x $BIN ]] || { echo "no binary at $BIN" >&2; exit 1; }
 
     local port=$((18080 + RANDOM % 1000))
