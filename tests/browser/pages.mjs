@@ -320,6 +320,20 @@ async function article(t, scope, name) {
   return loose;
 }
 
+/// The heading named `text`; one whose name only starts with it (e.g. a badge inside it) is a
+/// soft failure, and is used.
+async function headingNamed(t, scope, text, what = `a heading "${text}"`) {
+  const exact = scope.getByRole('heading', { name: N(text) });
+  try {
+    await exact.first().waitFor({ state: 'visible', timeout: 2000 });
+  } catch {}
+  if ((await exact.count()) > 0) return t.must(exact, what);
+  const loose = scope.getByRole('heading', { name: new RegExp(`^\\s*${escapeRe(text)}\\b`, 'i') });
+  await t.must(loose, what);
+  soft(false, `the heading is "${(await loose.first().innerText()).trim()}", not "${text}"`);
+  return loose;
+}
+
 /// A link or a button with this name.
 function action(scope, name) {
   return scope.getByRole('link', { name: N(name) }).or(scope.getByRole('button', { name: N(name) }));
@@ -677,20 +691,35 @@ check('remembered consent skips the page', async (t) => {
   await t.shot(page, 'redirected', { audit: false });
 });
 
-check('deny', async (t) => {
+check('deny (an app made without JavaScript)', async (t) => {
   const { page } = state.alice;
-  t.step('create a Read Only app', page);
-  await page.goto('/account/apps/new');
   const name = 'Read Notes';
-  await page.getByLabel(N('App name')).fill(name);
-  await page.getByLabel(N('Description')).fill('Reads your notes.');
-  await page.getByLabel(N('Redirect URIs')).fill(state.redirectUri);
-  await choose(page.getByLabel(N('Permission preset')), 'Read Only');
-  await page.getByRole('radio', { name: N('Server app (confidential)') }).check();
-  await go(page, page.getByRole('button', { name: N('Create app') }));
-  await t.mustNot(page.getByRole('alert'), 'error alert after "Create app"');
-  const clientId = await clientIdOn(t, page);
-  state.readApp = { name, clientId };
+  {
+    // Without JavaScript the boxes do not follow the preset: the server applies the preset.
+    t.step('create a Read Only app with JavaScript off');
+    const context = await state.browser.newContext({ viewport: WIDE, baseURL: BASE, javaScriptEnabled: false });
+    t.contexts.push(context);
+    context.setDefaultTimeout(TIMEOUT);
+    const nojs = await context.newPage();
+    await signIn(t, nojs, USER, PASSWORD);
+    t.step('create a Read Only app with JavaScript off', nojs);
+    await nojs.goto('/account/apps/new');
+    await nojs.getByLabel(N('App name')).fill(name);
+    await nojs.getByLabel(N('Description')).fill('Reads your notes.');
+    await nojs.getByLabel(N('Redirect URIs')).fill(state.redirectUri);
+    await choose(nojs.getByLabel(N('Permission preset')), 'Read Only');
+    await nojs.getByRole('radio', { name: N('Server app (confidential)') }).check();
+    await go(nojs, nojs.getByRole('button', { name: N('Create app') }));
+    await t.mustNot(nojs.getByRole('alert'), 'error alert after "Create app"');
+    const clientId = await clientIdOn(t, nojs);
+    state.readApp = { name, clientId };
+    await nojs.goto('/account');
+    const text = await (await article(t, await section(t, nojs, 'OAuth Apps'), name)).innerText();
+    soft(/read only/i.test(text), `the app made without JavaScript with the preset "Read Only" does not show it: ${short(text, 300)}`);
+    await t.shot(nojs, 'no-js-account');
+  }
+  t.page = page;
+  const clientId = state.readApp.clientId;
 
   t.step('consent page');
   const { challenge } = pkce();
@@ -907,10 +936,36 @@ check('admin', async (t) => {
   }
 });
 
-check('delete the app', async (t) => {
+check('verified app, then delete it', async (t) => {
   const { page } = state.alice;
   const name = state.app.name;
-  t.step('confirmation page', page);
+  t.step('consent of the verified app', page);
+  const { verifier, challenge } = pkce();
+  const st = `s4-${crypto.randomBytes(6).toString('hex')}`;
+  await page.goto(authorizeUrl(state.app.clientId, 'AIServices', challenge, st));
+  await headingNamed(t, page, `Authorize ${name}`, `a heading "Authorize ${name}" (the consent was revoked, so the page shows again)`);
+  const consentText = await bodyText(page);
+  soft(/\bverified\b/i.test(consentText) && !/not verified/i.test(consentText), 'the consent page of a verified app does not show "Verified" (or still says "not verified")');
+  await t.shot(page, 'consent-verified');
+  await go(page, page.getByRole('button', { name: N('Approve') }));
+  const cb = await landedOnCallback(t, page);
+  const r0 = await token({
+    grant_type: 'authorization_code',
+    code: cb.searchParams.get('code'),
+    redirect_uri: state.redirectUri,
+    code_verifier: verifier,
+    client_id: state.app.clientId,
+    client_secret: state.app.secret,
+  });
+  expect(r0.status === 200 && r0.json?.access_token, `code exchange: ${r0.status} ${short(r0.text, 300)}`);
+  const access = r0.json.access_token;
+  t.step('connected and verified');
+  await page.goto('/account');
+  const connectedText = await (await article(t, await section(t, page, 'Connected Apps'), name)).innerText();
+  soft(/\bverified\b/i.test(connectedText), `Connected Apps does not show "Verified" for a verified app: ${short(connectedText, 300)}`);
+  soft(/\b0 of 5,000 Buzz per 24 hours\b/i.test(connectedText), `expected the default cap "0 of 5,000 Buzz per 24 hours": ${short(connectedText, 300)}`);
+
+  t.step('confirmation page');
   await page.goto('/account');
   const card = await article(t, await section(t, page, 'OAuth Apps'), name);
   await go(page, await t.must(action(card, 'Delete'), `a button "Delete" in "${name}"`));
@@ -923,8 +978,12 @@ check('delete the app', async (t) => {
   t.step('delete');
   await go(page, await t.must(page.getByRole('button', { name: N('Delete') }), 'a confirming button "Delete"'));
   soft(pathOf(page) === '/account', `after Delete the page is ${page.url()}, expected /account`);
-  await t.mustNot(articleLoose(await section(t, page, 'OAuth Apps'), name), `article "${name}" after deleting it`);
+  await page.goto('/account');
+  await t.mustNot(articleLoose(await section(t, page, 'OAuth Apps'), name), `article "${name}" in OAuth Apps after deleting it`);
+  await t.mustNot(articleLoose(await section(t, page, 'Connected Apps'), name), `article "${name}" in Connected Apps after deleting the app`);
   await t.shot(page, 'deleted');
+  const me = await fetch(`${BASE}/api/v1/me`, { headers: { authorization: `Bearer ${access}` } });
+  expect(me.status === 401, `an access token of the deleted app still works at /api/v1/me: ${me.status}`);
   const r = await token({ grant_type: 'client_credentials', client_id: state.app.clientId, client_secret: state.app.secret });
   expect(r.json?.error === 'invalid_client', `client_credentials for the deleted app: ${r.status} ${short(r.text, 300)}, expected invalid_client`);
 });
