@@ -143,7 +143,9 @@ fn core_config(cfg: &Config) -> Result<CoreConfig, String> {
             revoke: cfg.rate_limit_revoke,
             login_account: cfg.rate_limit_login_account,
             login_ip: cfg.rate_limit_login_ip,
+            signup_ip: cfg.rate_limit_signup_ip,
         },
+        signup_open: cfg.signup,
         catalogue: Arc::new(cfg.scopes.clone()),
         // Tokens and the audit log are the same SQL store (sql_ports).
         audit_with_tokens: true,

@@ -87,6 +87,10 @@ settings! {
     rate_limit_login_account: Option<u32> = Some(10), "BUZZGATE_RATE_LIMIT_LOGIN_ACCOUNT", parse_limit;
     /// Failed sign-ins per minute per address.
     rate_limit_login_ip: Option<u32> = Some(30), "BUZZGATE_RATE_LIMIT_LOGIN_IP", parse_limit;
+    /// Sign-up attempts per minute per address.
+    rate_limit_signup_ip: Option<u32> = Some(5), "BUZZGATE_RATE_LIMIT_SIGNUP_IP", parse_limit;
+    /// Self-service sign-up at `/signup`: `open` or `off` (only `buzzgate user add`).
+    signup: bool = false, "BUZZGATE_SIGNUP", parse_open;
     /// Refresh reuse inside this window is a retry (at most 3600).
     refresh_grace_seconds: u32 = 10, "BUZZGATE_REFRESH_GRACE_SECONDS", at_most(3600);
     /// Prefix of every opaque token.
@@ -138,6 +142,15 @@ fn parse_bool(name: &str, v: &str) -> Result<bool, String> {
     }
     buzzgate_http::params::yes_no(v)
         .ok_or_else(|| format!("{name}: expected true or false, got `{}`", v.trim()))
+}
+
+/// `open` or `off` (empty: off).
+fn parse_open(name: &str, v: &str) -> Result<bool, String> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "open" => Ok(true),
+        "off" | "" => Ok(false),
+        other => Err(format!("{name}: expected open or off, got `{other}`")),
+    }
 }
 
 /// A whole number from `min` to `max`.

@@ -139,14 +139,19 @@ impl AuditEvent {
     }
 }
 
-/// What an admin asks of the audit log. Newest first, at most `limit` (capped at 1000).
+/// What an admin asks of the audit log. Newest first, at most `limit` (capped at 1000),
+/// skipping the first `offset` matches (pages of `/admin` and `GET /api/v1/admin/audit`).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct AuditQuery {
     pub kind: Option<AuditKind>,
     pub user_id: Option<UserId>,
     pub client_id: Option<ClientId>,
     pub since: Option<OffsetDateTime>,
+    /// Events strictly before this instant.
+    pub until: Option<OffsetDateTime>,
     pub limit: usize,
+    /// How many matching events to skip, newest first (a page's start).
+    pub offset: usize,
 }
 
 impl AuditQuery {
@@ -168,6 +173,12 @@ impl AuditQuery {
                 .as_ref()
                 .is_none_or(|c| Some(c) == e.client_id.as_ref())
             && self.since.is_none_or(|s| e.at >= s)
+            && self.until.is_none_or(|u| e.at < u)
+    }
+
+    /// The offset as SQL wants it.
+    pub fn offset_i64(&self) -> i64 {
+        i64::try_from(self.offset).unwrap_or(i64::MAX)
     }
 }
 

@@ -651,6 +651,95 @@ fn valid_name(name: &str) -> bool {
 }
 
 /// `ModelsRead` → (`Models`, Read); a name without a kind suffix is its own category.
+/// One row of the permission grid on the app form: a resource category and its Read, Write
+/// and Delete scopes (a cell is `None` where the catalogue has no such scope).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GridRow<'a> {
+    /// The category as people read it: `AIServices` → "AI Services".
+    pub label: String,
+    pub cells: [Option<&'a ScopeDef>; 3],
+}
+
+impl Catalogue {
+    /// The permission grid: one row per category, in the order of each category's first bit,
+    /// columns Read, Write and Delete; and, apart, the scopes that fit no column (an
+    /// operator's scope declared without a `kind`).
+    pub fn grid(&self) -> (Vec<GridRow<'_>>, Vec<&ScopeDef>) {
+        let mut rows: Vec<(String, GridRow<'_>)> = Vec::new();
+        let mut others = Vec::new();
+        for def in &self.scopes {
+            let (Some(category), Some(kind)) = (def.category.as_deref(), def.kind) else {
+                others.push(def);
+                continue;
+            };
+            let col = match kind {
+                ScopeKind::Read => 0,
+                ScopeKind::Write => 1,
+                ScopeKind::Delete => 2,
+            };
+            let i = match rows.iter().position(|(c, _)| c == category) {
+                Some(i) => i,
+                None => {
+                    rows.push((
+                        category.to_owned(),
+                        GridRow {
+                            label: humanize(category),
+                            cells: [None; 3],
+                        },
+                    ));
+                    rows.len() - 1
+                }
+            };
+            if rows[i].1.cells[col].is_none() {
+                rows[i].1.cells[col] = Some(def);
+            } else {
+                others.push(def);
+            }
+        }
+        (rows.into_iter().map(|(_, r)| r).collect(), others)
+    }
+
+    /// What an owner chose on a form: a preset (by name or label, any case) unless it is
+    /// blank or `Custom`, else the ticked scope names; the always-granted scope either way.
+    pub fn choose<S: AsRef<str>>(
+        &self,
+        preset: Option<&str>,
+        ticked: &[S],
+    ) -> Result<Scope, ScopeError> {
+        let always = self.always_granted();
+        match preset.map(str::trim) {
+            Some(p) if !p.is_empty() && !p.eq_ignore_ascii_case("custom") => {
+                let found = self.presets().find(|(def, _)| {
+                    def.name.eq_ignore_ascii_case(p) || def.label.eq_ignore_ascii_case(p)
+                });
+                match found {
+                    Some((_, scope)) => Ok(scope | always),
+                    None => Err(ScopeError::UnknownName(p.to_owned())),
+                }
+            }
+            _ => Ok(self.parse_names(ticked)? | always),
+        }
+    }
+}
+
+/// `AIServices` → "AI Services", `SocialTip` → "Social Tip": a space where a lower-case
+/// letter meets an upper-case one, and before the last capital of a run that starts a word.
+pub fn humanize(name: &str) -> String {
+    let chars: Vec<char> = name.chars().collect();
+    let mut out = String::with_capacity(name.len() + 4);
+    for (i, &c) in chars.iter().enumerate() {
+        if i > 0 && c.is_uppercase() {
+            let prev = chars[i - 1];
+            let next_lower = chars.get(i + 1).is_some_and(|n| n.is_lowercase());
+            if prev.is_lowercase() || (prev.is_uppercase() && next_lower) {
+                out.push(' ');
+            }
+        }
+        out.push(c);
+    }
+    out
+}
+
 fn split_name(name: &str) -> (&str, Option<ScopeKind>) {
     for (suffix, kind) in [
         ("Read", ScopeKind::Read),
@@ -667,6 +756,58 @@ fn split_name(name: &str) -> (&str, Option<ScopeKind>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn categories_read_as_words() {
+        assert_eq!(humanize("AIServices"), "AI Services");
+        assert_eq!(humanize("SocialTip"), "Social Tip");
+        assert_eq!(humanize("User"), "User");
+        assert_eq!(humanize("chat"), "chat");
+    }
+
+    #[test]
+    fn the_grid_has_a_row_per_resource_and_a_column_per_kind() {
+        let c = Catalogue::civitai();
+        let (rows, others) = c.grid();
+        let ai = rows
+            .iter()
+            .find(|r| r.label == "AI Services")
+            .expect("AI row");
+        assert_eq!(ai.cells[0].map(|d| d.name.as_str()), Some("AIServicesRead"));
+        assert_eq!(
+            ai.cells[1].map(|d| d.name.as_str()),
+            Some("AIServicesWrite")
+        );
+        assert!(ai.cells[2].is_none());
+        assert_eq!(rows[0].label, "User", "bit order");
+        let in_grid: usize = rows.iter().map(|r| r.cells.iter().flatten().count()).sum();
+        assert_eq!(
+            in_grid + others.len(),
+            c.scopes().len(),
+            "every scope appears once"
+        );
+    }
+
+    #[test]
+    fn a_preset_wins_over_ticks_unless_custom() {
+        let c = Catalogue::civitai();
+        let ai = c.choose(Some("AI Services"), &["ModelsDelete"]).unwrap();
+        assert_eq!(ai, Scope::AI_SERVICES | Scope::USER_READ);
+        assert_eq!(c.choose(Some("aiservices"), &[] as &[&str]).unwrap(), ai);
+        let custom = c.choose(Some("Custom"), &["ModelsRead"]).unwrap();
+        assert_eq!(
+            custom,
+            Scope::MODELS_READ | Scope::USER_READ,
+            "UserRead always"
+        );
+        assert_eq!(
+            c.choose(None, &["ModelsRead"]).unwrap(),
+            custom,
+            "no preset is custom"
+        );
+        assert!(c.choose(Some("Everything"), &[] as &[&str]).is_err());
+        assert!(c.choose(Some("Custom"), &["NoSuchScope"]).is_err());
+    }
 
     fn def(name: &str, bit: u8) -> ScopeDef {
         ScopeDef {

@@ -134,9 +134,12 @@ pub fn validate_email(s: &str) -> Result<(), Error> {
 }
 
 /// 8..=1024 characters: long enough to matter, short enough that hashing cannot be abused.
+/// The shortest password accepted (characters).
+pub const MIN_PASSWORD_CHARS: usize = 8;
+
 pub fn validate_password(p: &str) -> Result<(), Error> {
     let n = p.chars().count();
-    if (8..=1024).contains(&n) {
+    if (MIN_PASSWORD_CHARS..=1024).contains(&n) {
         Ok(())
     } else {
         Err(Error::invalid_request(

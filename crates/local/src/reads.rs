@@ -84,6 +84,10 @@ impl ClientStore for CachedClients {
         self.inner.list_by_owner(owner).await
     }
 
+    async fn search(&self, text: &str, limit: usize) -> StoreResult<Vec<Client>> {
+        self.inner.search(text, limit).await
+    }
+
     async fn update(&self, client: &Client) -> StoreResult<Conditional> {
         self.hits.invalidate(&client.id);
         let out = self.inner.update(client).await;

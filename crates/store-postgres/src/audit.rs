@@ -62,8 +62,13 @@ impl AuditLog for PgStore {
         if let Some(since) = q.since {
             sql.push(" AND at >= ").push_bind(since);
         }
+        if let Some(until) = q.until {
+            sql.push(" AND at < ").push_bind(until);
+        }
         sql.push(" ORDER BY at DESC, id DESC LIMIT ")
-            .push_bind(i64::try_from(q.effective_limit()).unwrap_or(i64::MAX));
+            .push_bind(i64::try_from(q.effective_limit()).unwrap_or(i64::MAX))
+            .push(" OFFSET ")
+            .push_bind(q.offset_i64());
         sql.build_query_as::<AuditRow>()
             .fetch_all(&self.pool)
             .await

@@ -206,6 +206,21 @@ impl ClientStore for PgStore {
             .collect()
     }
 
+    async fn search(&self, text: &str, limit: usize) -> StoreResult<Vec<Client>> {
+        let rows = sqlx::query_as::<_, ClientRow>(&format!(
+            "SELECT {CLIENT_COLUMNS} FROM clients c \
+             WHERE $1 = '' OR c.id = $1 OR c.name ILIKE '%' || $2 || '%' ESCAPE '\\' \
+             ORDER BY created_at DESC, id COLLATE \"C\" LIMIT $3"
+        ))
+        .bind(text)
+        .bind(buzzgate_domain::client::like_escape(text))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        rows.into_iter().map(ClientRow::into_client).collect()
+    }
+
     async fn update(&self, c: &Client) -> StoreResult<Conditional> {
         // One statement: the row is updated when its revision is still the one read, and
         // the outer select tells a stale revision from a missing row.

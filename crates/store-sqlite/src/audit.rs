@@ -68,8 +68,13 @@ impl AuditLog for SqliteStore {
         if let Some(since) = query.since {
             q.push(" AND at >= ").push_bind(us(since));
         }
+        if let Some(until) = query.until {
+            q.push(" AND at < ").push_bind(us(until));
+        }
         q.push(" ORDER BY id DESC LIMIT ")
-            .push_bind(i64::try_from(query.effective_limit()).unwrap_or(i64::MAX));
+            .push_bind(i64::try_from(query.effective_limit()).unwrap_or(i64::MAX))
+            .push(" OFFSET ")
+            .push_bind(query.offset_i64());
         q.build().all(&self.pool, event_of).await
     }
 }

@@ -133,6 +133,21 @@ impl ClientStore for SqliteStore {
             .collect()
     }
 
+    async fn search(&self, text: &str, limit: usize) -> StoreResult<Vec<Client>> {
+        let rows = sqlx::query(
+            "SELECT c.* FROM clients c \
+             WHERE ?1 = '' OR c.id = ?1 OR c.name LIKE '%' || ?2 || '%' ESCAPE '\\' \
+             ORDER BY c.created_at DESC, c.id ASC LIMIT ?3",
+        )
+        .bind(text)
+        .bind(buzzgate_domain::client::like_escape(text))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        rows.iter().map(client_of).collect()
+    }
+
     async fn update(&self, client: &Client) -> StoreResult<Conditional> {
         let q = sqlx::query(
             "UPDATE clients SET owner_id = ?2, name = ?3, description = ?4, \

@@ -133,7 +133,7 @@ macro_rules! contract_suite {
             $crate::contract_suite!(@cases $fixture;
                 clients_round_trip, client_delete_cascades, consents_round_trip,
                 origins_registered_by_public_clients, concurrent_client_edits_are_never_lost,
-                concurrent_consent_edits_are_never_lost,
+                concurrent_consent_edits_are_never_lost, clients_search,
                 tokens_insert_find_revoke, family_revocation_leaves_a_tombstone,
                 rotation_applies_the_decision, rotation_reuse_after_grace_writes_nothing,
                 rotation_of_unknown_token_is_rejected, revoke_for_user_client, api_keys_list_and_revoke,

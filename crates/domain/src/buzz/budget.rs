@@ -376,6 +376,47 @@ impl BuzzLimit {
     }
 }
 
+/// The cap controls of the consent page and of Connected Apps' "Edit limit" (SPEC 15): the
+/// checkbox "Limit Buzz spending", the number "Buzz limit" and the select "Period" (1, 7 or 30
+/// days), as the form sent them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CapForm {
+    pub limited: bool,
+    pub amount: Option<String>,
+    pub period_days: Option<String>,
+}
+
+impl CapForm {
+    /// No cap when unticked; otherwise [`BuzzLimit::per_period`] of the amount (a whole
+    /// number, at least 1; thousands separators allowed) over the period (1 day when absent).
+    pub fn to_limit(&self) -> Result<BuzzLimit, Error> {
+        if !self.limited {
+            return Ok(BuzzLimit::unlimited());
+        }
+        let amount: String = self
+            .amount
+            .as_deref()
+            .unwrap_or("")
+            .chars()
+            .filter(|c| !matches!(c, ',' | '_' | ' '))
+            .collect();
+        let amount = amount
+            .parse::<u64>()
+            .ok()
+            .filter(|a| *a >= 1)
+            .ok_or_else(|| {
+                Error::invalid_request("Buzz limit must be a whole number, 1 or more")
+            })?;
+        let days = match self.period_days.as_deref().map(str::trim) {
+            None | Some("") => 1,
+            Some(d) => d
+                .parse::<u32>()
+                .map_err(|_| Error::invalid_request("buzz limit period must be 1, 7 or 30 days"))?,
+        };
+        BuzzLimit::per_period(amount, days)
+    }
+}
+
 fn failed_validation() -> Error {
     Error::invalid_request("buzz_limit failed validation")
 }
@@ -385,6 +426,42 @@ mod tests {
     use super::*;
     use serde_json::json;
     use time::macros::datetime;
+
+    #[test]
+    fn the_cap_form_reads_as_a_period_limit() {
+        let form = |limited, amount: &str, days: &str| CapForm {
+            limited,
+            amount: Some(amount.into()),
+            period_days: Some(days.into()),
+        };
+        assert_eq!(
+            form(true, "2,500", "7").to_limit().unwrap().as_period(),
+            Some((2500, 7))
+        );
+        assert!(form(false, "2500", "7").to_limit().unwrap().is_unlimited());
+        for (amount, days) in [
+            ("0", "1"),
+            ("-5", "1"),
+            ("abc", "1"),
+            ("", "1"),
+            ("10", "3"),
+            ("10", "x"),
+        ] {
+            assert!(
+                matches!(
+                    form(true, amount, days).to_limit(),
+                    Err(Error::InvalidRequest(_))
+                ),
+                "{amount} per {days}"
+            );
+        }
+        let no_period = CapForm {
+            limited: true,
+            amount: Some("10".into()),
+            period_days: None,
+        };
+        assert_eq!(no_period.to_limit().unwrap().as_period(), Some((10, 1)));
+    }
 
     fn sliding(limit: u64, window: Window, unit: u32) -> Budget {
         Budget::Sliding {

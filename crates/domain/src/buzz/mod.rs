@@ -5,7 +5,7 @@ pub mod budget;
 pub mod cron;
 pub mod spend;
 
-pub use budget::{Budget, BuzzLimit, Currency, Window};
+pub use budget::{Budget, BuzzLimit, CapForm, Currency, Window};
 pub use cron::{CronError, CronSchedule};
 pub use spend::{
     BudgetStatus, BudgetWindow, IdempotencyKey, LedgerEntry, RefundDecision, SpendPurpose,

@@ -469,3 +469,25 @@ mod tests {
         }
     }
 }
+
+/// `text` as a literal inside a SQL `LIKE … ESCAPE '\'` pattern: `\`, `%` and `_` escaped,
+/// so a search for `50%_off` finds that name and not every name (the stores' `search`).
+pub fn like_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '\\' | '%' | '_') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod like_tests {
+    #[test]
+    fn like_escape_makes_wildcards_literal() {
+        assert_eq!(super::like_escape(r"50%_off\x"), r"50\%\_off\\x");
+        assert_eq!(super::like_escape("Pixel"), "Pixel");
+    }
+}

@@ -18,6 +18,7 @@ impl AuditLog for MemoryStore {
             .iter()
             .rev()
             .filter(|e| query.matches(e))
+            .skip(query.offset)
             .take(query.effective_limit())
             .cloned()
             .collect())

@@ -54,6 +54,24 @@ impl ClientStore for MemoryStore {
         Ok(out)
     }
 
+    async fn search(&self, text: &str, limit: usize) -> StoreResult<Vec<Client>> {
+        let s = self.lock()?;
+        let needle = text.to_lowercase();
+        let mut out: Vec<Client> = s
+            .clients
+            .values()
+            .filter(|c| c.id.as_str() == text || c.name.to_lowercase().contains(&needle))
+            .cloned()
+            .collect();
+        out.sort_by(|a, b| {
+            b.created_at
+                .cmp(&a.created_at)
+                .then_with(|| a.id.cmp(&b.id))
+        });
+        out.truncate(limit);
+        Ok(out)
+    }
+
     async fn update(&self, client: &Client) -> StoreResult<Conditional> {
         let mut s = self.lock()?;
         Ok(match s.clients.get_mut(&client.id) {

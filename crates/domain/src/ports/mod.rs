@@ -67,6 +67,10 @@ pub trait ClientStore: Send + Sync {
     async fn get(&self, id: &ClientId) -> StoreResult<Option<Client>>;
     /// The owner's apps, newest first, with live-token and consent counts.
     async fn list_by_owner(&self, owner: UserId) -> StoreResult<Vec<ClientSummary>>;
+    /// Apps whose name contains `text` (case-insensitive; `%` and `_` are plain characters)
+    /// or whose id is `text`, newest first, at most `limit`; every app when `text` is empty.
+    /// The admin page's search.
+    async fn search(&self, text: &str, limit: usize) -> StoreResult<Vec<Client>>;
     /// **ATOMIC** compare-and-set: replaces the stored client if its revision is still
     /// `client.revision` (the one read), storing `client.revision + 1`; `Stale` if it changed
     /// since, `Missing` if it no longer exists.

@@ -57,8 +57,10 @@ pub struct ConsentPrompt {
 pub struct ConsentAnswer {
     pub approved: bool,
     pub remember: bool,
-    /// The raw `buzz_limit` field (JSON), absent when the form had none.
+    /// The raw `buzz_limit` field (JSON), absent when the form had none. Wins over `buzz_cap`.
     pub buzz_limit: Option<String>,
+    /// The page's cap controls, when the form had them.
+    pub buzz_cap: Option<crate::buzz::CapForm>,
 }
 
 #[derive(Debug, Clone)]
@@ -200,7 +202,11 @@ impl AuthorizeService {
                 location: rules::denied_location(&req, &deps.config.issuer),
             });
         }
-        let buzz_limit = match BuzzLimit::parse_form_field(answer.buzz_limit.as_deref()) {
+        let chosen = match (&answer.buzz_limit, &answer.buzz_cap) {
+            (None, Some(form)) => form.to_limit().map(Some),
+            (json, _) => BuzzLimit::parse_form_field(json.as_deref()),
+        };
+        let buzz_limit = match chosen {
             Ok(l) => l,
             Err(e) => {
                 let err = rules::RedirectError {

@@ -1,6 +1,7 @@
 //! The use cases, written against the ports. A driving adapter (HTTP, MCP, CLI) parses its
 //! input into the types here, calls one service method, and maps the result.
 
+pub mod admin;
 pub mod api_keys;
 pub mod authorize;
 pub mod buzz;
@@ -83,6 +84,9 @@ pub struct Config {
     pub audit_with_tokens: bool,
     /// The scope vocabulary (docs/scopes.md); Civitai's by default.
     pub catalogue: Arc<Catalogue>,
+    /// Whether people may create their own accounts (`BUZZGATE_SIGNUP=open`); off by default,
+    /// when only the operator adds users.
+    pub signup_open: bool,
 }
 
 impl Default for Config {
@@ -95,6 +99,7 @@ impl Default for Config {
             rate_limits: RateLimits::default(),
             audit_with_tokens: false,
             catalogue: Arc::new(Catalogue::civitai()),
+            signup_open: false,
         }
     }
 }
@@ -280,6 +285,11 @@ impl Buzzgate {
     }
     pub fn buzz(&self) -> buzz::BuzzService {
         buzz::BuzzService {
+            deps: self.deps.clone(),
+        }
+    }
+    pub fn admin(&self) -> admin::AdminService {
+        admin::AdminService {
             deps: self.deps.clone(),
         }
     }

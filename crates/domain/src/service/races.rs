@@ -35,6 +35,9 @@ impl ClientStore for Interleaved {
     async fn list_by_owner(&self, owner: UserId) -> StoreResult<Vec<ClientSummary>> {
         self.inner.list_by_owner(owner).await
     }
+    async fn search(&self, text: &str, limit: usize) -> StoreResult<Vec<Client>> {
+        self.inner.search(text, limit).await
+    }
     async fn update(&self, client: &Client) -> StoreResult<Conditional> {
         if !self.done.swap(true, Ordering::SeqCst) {
             let mut other = ClientStore::get(&self.inner, &client.id)

@@ -3,7 +3,7 @@
 //! endpoints 1,200/min per authenticated client; failed client authentications 20/min per
 //! address (refused before any work once full; a stranger's failures never count against the
 //! client they name); revoke 20/min per address; failed sign-ins 10/min per account and 30/min
-//! per address. Each is configurable or off.
+//! per address; sign-ups 5/min per address. Each is configurable or off.
 
 use std::net::IpAddr;
 
@@ -29,6 +29,8 @@ pub struct RateLimits {
     pub login_account: Option<u32>,
     /// Failed sign-ins per address.
     pub login_ip: Option<u32>,
+    /// Sign-up attempts per address (when sign-up is open).
+    pub signup_ip: Option<u32>,
 }
 
 impl Default for RateLimits {
@@ -40,6 +42,7 @@ impl Default for RateLimits {
             revoke: Some(20),
             login_account: Some(10),
             login_ip: Some(30),
+            signup_ip: Some(5),
         }
     }
 }
@@ -57,6 +60,7 @@ pub enum Bucket<'a> {
     /// A username, compared case-insensitively.
     LoginAccount(&'a str),
     LoginIp(&'a str),
+    SignupIp(&'a str),
 }
 
 /// The address as a limiter key: IPv4 as it is, IPv6 by its /64 (one customer's whole
@@ -88,6 +92,7 @@ impl Bucket<'_> {
                 u.chars().take(64).collect::<String>().to_ascii_lowercase()
             ),
             Bucket::LoginIp(ip) => format!("rl:login:ip:{}", address_key(ip)),
+            Bucket::SignupIp(ip) => format!("rl:signup:ip:{}", address_key(ip)),
         }
     }
 
@@ -99,6 +104,7 @@ impl Bucket<'_> {
             Bucket::RevokeIp(_) => limits.revoke,
             Bucket::LoginAccount(_) => limits.login_account,
             Bucket::LoginIp(_) => limits.login_ip,
+            Bucket::SignupIp(_) => limits.signup_ip,
         }
     }
 }

@@ -99,6 +99,43 @@ impl SessionService {
         Ok((cookie, session))
     }
 
+    /// Self-service sign-up, when the operator opened it (`Config::signup_open`; otherwise
+    /// `not_found`, as if the page did not exist): creates the user with a password and
+    /// opens a session. Throttled per address (SPEC 10), counted before any work.
+    pub async fn sign_up(
+        &self,
+        username: &str,
+        email: &str,
+        password: &str,
+        ip: Option<&str>,
+    ) -> Result<(PlainToken, Session), Error> {
+        let deps = &self.deps;
+        if !deps.config.signup_open {
+            return Err(Error::not_found("Sign-up is closed"));
+        }
+        if let Some(ip) = ip {
+            deps.check_rate(Bucket::SignupIp(ip)).await?;
+        }
+        let email = email.trim();
+        let user = self
+            .create_user(NewUser {
+                username: Username::parse(username.trim())?,
+                email: (!email.is_empty()).then(|| email.to_owned()),
+                email_verified: false,
+                password: Some(password.to_owned()),
+                roles: Vec::new(),
+            })
+            .await?;
+        let (cookie, session) = Session::start(
+            user.id,
+            deps.now(),
+            deps.config.minter.ttls.session,
+            deps.random.as_ref(),
+        );
+        deps.sessions.insert(&session).await?;
+        Ok((cookie, session))
+    }
+
     /// The live session and its (not banned) user behind a cookie value.
     pub async fn resolve(&self, cookie: &str) -> Result<Option<(Session, User)>, Error> {
         let deps = &self.deps;

@@ -45,11 +45,36 @@ pub async fn audit_query(p: &Ports) {
     };
     assert_eq!(audit.query(&issued).await.unwrap().len(), 2);
     let since = AuditQuery {
-        client_id: Some(client),
+        client_id: Some(client.clone()),
         since: Some(t0 + Duration::seconds(3)),
         ..Default::default()
     };
     assert_eq!(audit.query(&since).await.unwrap().len(), 2);
+    // A time range is half-open: [since, until).
+    let range = AuditQuery {
+        client_id: Some(client.clone()),
+        since: Some(t0 + Duration::seconds(1)),
+        until: Some(t0 + Duration::seconds(3)),
+        ..Default::default()
+    };
+    let ids = |events: Vec<AuditEvent>| {
+        events
+            .iter()
+            .map(|e| e.metadata["i"].clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ids(audit.query(&range).await.unwrap()), vec!["2", "1"]);
+    // Pages: offset skips the newest matches; the pages together are the whole list.
+    let page = |offset| AuditQuery {
+        client_id: Some(client.clone()),
+        limit: 2,
+        offset,
+        ..Default::default()
+    };
+    assert_eq!(ids(audit.query(&page(0)).await.unwrap()), vec!["4", "3"]);
+    assert_eq!(ids(audit.query(&page(2)).await.unwrap()), vec!["2", "1"]);
+    assert_eq!(ids(audit.query(&page(4)).await.unwrap()), vec!["0"]);
+    assert!(audit.query(&page(6)).await.unwrap().is_empty());
 }
 
 /// `insert_audited`: a store that keeps the audit log writes the event of the outcome in the

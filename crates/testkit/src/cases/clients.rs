@@ -371,3 +371,50 @@ pub async fn concurrent_consent_edits_are_never_lost(p: &Ports) {
         Conditional::Missing
     );
 }
+
+/// `search`: case-insensitive name substring or exact id, newest first, wildcards literal.
+pub async fn clients_search(p: &Ports) {
+    let (users, clients) = need!(p, users, clients);
+    let owner = fx::user(users.as_ref()).await;
+    let tag = buzzgate_domain::ids::new_uuid(&buzzgate_domain::ports::OsRandom).simple();
+    let mut first = fx::client(owner.id);
+    first.name = format!("Srch{tag} 50%_off");
+    clients.insert(&first).await.unwrap();
+    let mut second = fx::client(owner.id);
+    second.name = format!("srch{tag} plain");
+    second.created_at = first.created_at + Duration::seconds(1);
+    clients.insert(&second).await.unwrap();
+    let ids = |found: Vec<buzzgate_domain::client::Client>| {
+        found.into_iter().map(|c| c.id).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        ids(clients.search(&format!("SRCH{tag}"), 10).await.unwrap()),
+        vec![second.id.clone(), first.id.clone()],
+        "case-insensitive, newest first"
+    );
+    assert_eq!(
+        ids(clients.search(&format!("{tag} 50%_off"), 10).await.unwrap()),
+        vec![first.id.clone()]
+    );
+    assert!(
+        clients
+            .search(&format!("{tag}%"), 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "% is a plain character"
+    );
+    assert_eq!(
+        ids(clients.search(first.id.as_str(), 10).await.unwrap()),
+        vec![first.id.clone()]
+    );
+    assert_eq!(
+        clients
+            .search(&format!("srch{tag}"), 1)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(!clients.search("", 5).await.unwrap().is_empty());
+}

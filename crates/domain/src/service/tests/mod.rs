@@ -462,6 +462,7 @@ pub(super) fn answer(approved: bool, remember: bool, buzz_limit: Option<&str>) -
         approved,
         remember,
         buzz_limit,
+        buzz_cap: None,
     }
 }
 

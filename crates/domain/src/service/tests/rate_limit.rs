@@ -120,6 +120,7 @@ async fn disabled_buckets_never_limit() {
         revoke: Some(1),
         login_account: None,
         login_ip: None,
+        signup_ip: None,
     };
     let h = harness_with(Config {
         rate_limits: limits,
