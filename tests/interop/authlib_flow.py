@@ -161,9 +161,17 @@ def main():
     expect_status(step, res, 200)
     if "text/html" not in res.headers.get("Content-Type", ""):
         fail(step, f"not HTML: {describe(res)}")
-    form = re.search(r'<form\b[^>]*\baction="([^"]*)"[^>]*>(.*?)</form>', res.text, re.S)
+    # The consent form is the one with the Approve button (the page header has Sign out).
+    form = next(
+        (
+            f
+            for f in re.finditer(r'<form\b[^>]*\baction="([^"]*)"[^>]*>(.*?)</form>', res.text, re.S)
+            if 'name="approved"' in f.group(2)
+        ),
+        None,
+    )
     if not form:
-        fail(step, f"no form in {describe(res)}")
+        fail(step, f"no form with an Approve button in {describe(res)}")
     action = urljoin(base + "/", html.unescape(form.group(1)))
     consent = {
         html.unescape(n): html.unescape(v)
@@ -173,9 +181,18 @@ def main():
     }
     if not consent:
         fail(step, f"no hidden inputs in the consent form: {describe(res)}")
-    # A browser also submits the selected option of any <select> (the Buzz cap).
+    # A browser also submits the selected option of any <select>, the value of number
+    # fields and ticked checkboxes (the Buzz cap controls).
+    for name, value in re.findall(
+        r'<input type="number"[^>]*\bname="([^"]*)" value="([^"]*)"', form.group(2)
+    ):
+        consent[html.unescape(name)] = html.unescape(value)
+    for name, value in re.findall(
+        r'<input type="checkbox"[^>]*\bname="([^"]*)" value="([^"]*)" checked', form.group(2)
+    ):
+        consent[html.unescape(name)] = html.unescape(value)
     for sel_name, options in re.findall(
-        r'<select name="([^"]*)">(.*?)</select>', form.group(2), re.S
+        r'<select[^>]*\bname="([^"]*)">(.*?)</select>', form.group(2), re.S
     ):
         chosen = re.search(r'<option value="([^"]*)" selected>', options) or re.search(
             r'<option value="([^"]*)"', options

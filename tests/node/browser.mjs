@@ -75,11 +75,14 @@ export class Browser {
     }
     if (res.status === 200) {
       const page = await res.text();
-      const fields = hiddenInputs(page);
+      // The consent form is the one with the Approve button (the header has Sign out).
+      const form = [...page.matchAll(/<form method="post" action="([^"]*)">([\s\S]*?)<\/form>/g)].find(
+        (m) => m[2].includes('name="approved"'),
+      );
+      step('consent page', form, 'the consent page has a form with an Approve button');
+      const fields = hiddenInputs(form[2]);
       step('consent page', fields.csrf_token, 'the consent form carries a CSRF token');
-      const action = page.match(/<form method="post" action="([^"]*)"/);
-      step('consent page', action, 'the consent page has a form');
-      res = await this.post(unescape(action[1]), { ...fields, approved: 'true', remember: 'true' });
+      res = await this.post(unescape(form[1]), { ...fields, approved: 'true', remember: 'true' });
       step('approve', res.status === 303, `expected 303, got ${res.status}`);
     } else {
       step('authorize', res.status === 302, `expected a consent page or a redirect, got ${res.status}`);

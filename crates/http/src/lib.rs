@@ -1,11 +1,14 @@
 //! `buzzgate-http`: the axum adapter. Every endpoint of SPEC section 3 under its canonical
 //! path (`/api/auth/oauth/*`) and its aliases (`/api/oauth/*`, `/v1/oauth/*`, `/oauth/*`),
-//! the JSON management APIs, the minimal login/consent/device pages, health, and the
+//! the JSON management APIs, the pages people use (sign-in, account, consent, device, admin:
+//! docs/pages.md), health, and the
 //! extractors an embedding resource server uses ([`auth::BearerToken`], [`auth::RequireScope`], [`auth::RequireNamed`]).
 //!
 //! Handlers parse, call one domain service, and map the result; the rules live in
 //! `buzzgate-domain`. Errors map to statuses in one place ([`error`]).
 
+pub mod account;
+pub mod admin;
 pub mod api;
 pub mod auth;
 pub mod discovery;
@@ -15,6 +18,7 @@ pub mod oauth;
 pub mod pages;
 pub mod params;
 pub mod responses;
+pub mod views;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -173,9 +177,51 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/admin/oauth/clients/{id}",
             axum::routing::patch(api::admin_client),
         )
+        .route("/api/v1/admin/audit", get(admin::audit_api))
         .route("/", get(pages::home))
         .route("/login", get(pages::login_page).post(pages::login_submit))
+        .route(
+            "/signup",
+            get(pages::signup_page).post(pages::signup_submit),
+        )
         .route("/logout", post(pages::logout))
+        .route("/account", get(account::page))
+        .route("/account/apps", post(account::create_app))
+        .route("/account/apps/new", get(account::new_app))
+        .route("/account/apps/{id}", post(account::save_app))
+        .route("/account/apps/{id}/edit", get(account::edit_app))
+        .route(
+            "/account/apps/{id}/rotate",
+            get(account::confirm_rotate).post(account::rotate),
+        )
+        .route(
+            "/account/apps/{id}/delete",
+            get(account::confirm_delete).post(account::delete_app),
+        )
+        .route(
+            "/account/connected/{id}/limit",
+            get(account::edit_limit).post(account::save_limit),
+        )
+        .route(
+            "/account/connected/{id}/revoke",
+            get(account::confirm_revoke).post(account::revoke),
+        )
+        .route("/account/keys", post(account::create_key))
+        .route(
+            "/account/keys/{id}/delete",
+            get(account::confirm_delete_key).post(account::delete_key),
+        )
+        .route("/admin", get(admin::page))
+        .route("/admin/apps/{id}/verify", post(admin::verify))
+        .route("/admin/apps/{id}/access-mode", post(admin::access_mode))
+        .route(
+            "/static/buzzgate.css",
+            get(|| async { views::asset(views::STYLESHEET, "text/css; charset=utf-8") }),
+        )
+        .route(
+            "/static/buzzgate.js",
+            get(|| async { views::asset(views::SCRIPT, "text/javascript; charset=utf-8") }),
+        )
         .route(
             "/login/oauth/authorize",
             get(oauth::authorize).post(oauth::authorize),

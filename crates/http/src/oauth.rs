@@ -95,6 +95,7 @@ async fn authorize_inner(
                 approved,
                 remember: params.flag("remember")?.unwrap_or(false),
                 buzz_limit: params.owned("buzz_limit"),
+                buzz_cap: params.cap_form()?,
             };
             core.authorize().decide(&ap, &caller, &answer, ip).await?
         }
@@ -112,13 +113,7 @@ async fn authorize_inner(
             };
             pages::redirect(status, &to)
         }
-        AuthorizeOutcome::Consent(prompt) => {
-            let csrf = match &caller {
-                Caller::Session(s) => s.csrf_token.clone(),
-                _ => String::new(),
-            };
-            pages::consent(&prompt, &csrf, uri.path())
-        }
+        AuthorizeOutcome::Consent(prompt) => pages::consent(st, &caller, &prompt, uri.path()).await,
     })
 }
 

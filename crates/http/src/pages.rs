@@ -1,55 +1,26 @@
-//! The minimal server-rendered pages: login, consent, device verification. Plain HTML with
-//! every dynamic value escaped; forms carry CSRF tokens; pages cannot be framed.
+//! The pages of sign-in, sign-up, consent and device verification (docs/pages.md), rendered
+//! from the templates of [`crate::views`]. Forms carry CSRF tokens; pages cannot be framed;
+//! every value is escaped by the template engine. The account and admin pages are in
+//! [`crate::account`] and [`crate::admin`].
 
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use buzzgate_domain::buzz::BuzzLimit;
 use buzzgate_domain::catalogue::ScopeLine;
 use buzzgate_domain::error::Error;
 use buzzgate_domain::service::Caller;
 use buzzgate_domain::service::authorize::ConsentPrompt;
 use buzzgate_domain::token::PlainToken;
+use buzzgate_domain::user::MIN_PASSWORD_CHARS;
+use minijinja::{Value, context};
+use serde::Serialize;
 use subtle::ConstantTimeEq;
 
 use crate::AppState;
 use crate::auth::{self, ClientIp, LOGIN_CSRF_COOKIE, SESSION_COOKIE};
 use crate::params::Params;
-
-/// Escapes text for HTML content and attribute values.
-pub fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-fn page(title: &str, body: &str) -> String {
-    format!(
-        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1"><title>{t}</title><style>body{{font-family:system-ui,sans-serif;max-width:34rem;margin:3rem auto;padding:0 1rem;color:#222}}label{{display:block;margin:.6rem 0}}input[type=text],input[type=password]{{width:100%;padding:.4rem;box-sizing:border-box}}button{{padding:.5rem 1.2rem;margin-right:.5rem}}.err{{color:#b00}}.badge{{background:#e6f4ea;color:#1e7e34;padding:.1rem .4rem;border-radius:.3rem;font-size:.8rem}}ul.scopes li{{margin:.2rem 0}}ul.scopes small{{display:block;color:#555}}</style></head><body>{body}</body></html>"#,
-        t = esc(title)
-    )
-}
-
-/// A page: never framed or cached (the edge's headers), and allowed its inline style only.
-fn html(status: StatusCode, title: &str, body: &str) -> Response {
-    let mut res = (status, Html(page(title, body))).into_response();
-    res.headers_mut().insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
-        ),
-    );
-    res
-}
+use crate::views::{Page, Viewer};
 
 /// A 303 or 302 to `to`, never cached.
 pub(crate) fn redirect(status: StatusCode, to: &str) -> Response {
@@ -82,43 +53,140 @@ pub fn safe_return(url: Option<&str>) -> String {
         {
             u.to_owned()
         }
-        _ => "/".into(),
+        _ => "/account".into(),
     }
+}
+
+/// The person behind a page request: the caller (with the CSRF proof when `body` is the
+/// form), and what the layout shows. `None` when nobody is signed in.
+pub(crate) struct Visit {
+    pub caller: Caller,
+    pub viewer: Viewer,
+}
+
+pub(crate) async fn visit(
+    st: &AppState,
+    headers: &HeaderMap,
+    ip: &ClientIp,
+    body: Option<&Params>,
+) -> Result<Option<Visit>, Error> {
+    let caller = auth::session_caller(&st.core, headers, ip, body).await?;
+    let Caller::Session(s) = &caller else {
+        return Ok(None);
+    };
+    let Some(user) = st.core.deps.active_user(s.user).await? else {
+        return Ok(None);
+    };
+    let viewer = Viewer {
+        name: user.username.to_string(),
+        admin: s.admin,
+        csrf: s.csrf_token.clone(),
+    };
+    Ok(Some(Visit { caller, viewer }))
+}
+
+/// A page saying what went wrong, with the status the API would give.
+pub(crate) fn error_page(e: &Error, viewer: Option<Viewer>) -> Response {
+    let status = crate::error::status_of(e, crate::error::Where::Api);
+    let heading = match status {
+        StatusCode::FORBIDDEN => "Not allowed",
+        StatusCode::NOT_FOUND => "Not found",
+        StatusCode::TOO_MANY_REQUESTS => "Too many requests",
+        s if s.is_server_error() => "Something went wrong",
+        _ => "That did not work",
+    };
+    let mut res = message(heading, &e.description(), true, viewer)
+        .status(status)
+        .into_response();
+    if let Error::RateLimited { retry_after } = e {
+        res.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+    }
+    res
+}
+
+/// A short page: a heading, one paragraph and a link back to the account.
+pub(crate) fn message(heading: &str, text: &str, error: bool, viewer: Option<Viewer>) -> Page {
+    let link = viewer
+        .is_some()
+        .then(|| context! { href => "/account", label => "Back to your account" });
+    Page::new(
+        "message.html",
+        heading,
+        context! { heading, text, error, link },
+    )
+    .viewer(viewer)
+    .narrow()
 }
 
 fn login_form(
     st: &AppState,
     return_url: &str,
+    username: &str,
     error: Option<&str>,
     status: StatusCode,
 ) -> Response {
     let csrf = PlainToken::generate_unprefixed(st.core.deps.random.as_ref())
         .expose()
         .to_owned();
-    let err = error
-        .map(|e| format!(r#"<p class="err" role="alert">{}</p>"#, esc(e)))
-        .unwrap_or_default();
-    let body = format!(
-        r#"<h1>Sign in</h1>{err}<form method="post" action="/login">
-<input type="hidden" name="csrf_token" value="{csrf}">
-<input type="hidden" name="returnUrl" value="{ret}">
-<label>Username <input type="text" name="username" autocomplete="username" required autofocus></label>
-<label>Password <input type="password" name="password" autocomplete="current-password" required></label>
-<button type="submit">Sign in</button></form>"#,
-        ret = esc(return_url)
-    );
-    let mut res = html(status, "Sign in", &body);
+    let page = Page::new(
+        "login.html",
+        "Sign in",
+        context! {
+            csrf => &csrf,
+            return_url,
+            username,
+            error,
+            signup_open => st.core.deps.config.signup_open,
+        },
+    )
+    .status(status)
+    .narrow();
+    let mut res = page.into_response();
     res.headers_mut().append(
         header::SET_COOKIE,
-        cookie_header(st, LOGIN_CSRF_COOKIE, &csrf, "/login", 3600),
+        cookie_header(st, LOGIN_CSRF_COOKIE, &csrf, "/", 3600),
     );
     res
+}
+
+/// The double-submit check of the sign-in and sign-up forms (no session yet): the cookie and
+/// the field agree, and the browser did not mark the post cross-site.
+fn login_csrf_ok(headers: &HeaderMap, params: &Params) -> bool {
+    let cookie = auth::cookie(headers, LOGIN_CSRF_COOKIE).unwrap_or_default();
+    let field = params.get("csrf_token").unwrap_or("");
+    !cookie.is_empty()
+        && bool::from(cookie.as_bytes().ct_eq(field.as_bytes()))
+        && !auth::is_cross_site(headers)
+}
+
+/// The session cookie for a new session, and the login CSRF cookie cleared.
+fn start_session(st: &AppState, res: &mut Response, cookie: &str, ttl: i64) {
+    let h = res.headers_mut();
+    h.append(
+        header::SET_COOKIE,
+        cookie_header(st, SESSION_COOKIE, cookie, "/", ttl),
+    );
+    h.append(
+        header::SET_COOKIE,
+        cookie_header(st, LOGIN_CSRF_COOKIE, "", "/", 0),
+    );
 }
 
 /// `GET /login?returnUrl=…`.
 pub async fn login_page(State(st): State<AppState>, params: crate::params::Query) -> Response {
     let ret = safe_return(params.0.get("returnUrl"));
-    login_form(&st, &ret, None, StatusCode::OK)
+    login_form(&st, &ret, "", None, StatusCode::OK)
+}
+
+/// "Try again in 1 minute" / "in 42 seconds".
+fn retry_text(seconds: u64) -> String {
+    if seconds >= 60 {
+        let m = seconds.div_ceil(60);
+        format!("{m} minute{}", if m == 1 { "" } else { "s" })
+    } else {
+        format!("{seconds} second{}", if seconds == 1 { "" } else { "s" })
+    }
 }
 
 /// `POST /login`: checks the double-submit CSRF token (and refuses a browser's cross-site
@@ -130,15 +198,12 @@ pub async fn login_submit(
     params: Params,
 ) -> Response {
     let ret = safe_return(params.get("returnUrl"));
-    let cookie = auth::cookie(&headers, LOGIN_CSRF_COOKIE).unwrap_or_default();
-    let field = params.get("csrf_token").unwrap_or("");
-    let csrf_ok = !cookie.is_empty()
-        && bool::from(cookie.as_bytes().ct_eq(field.as_bytes()))
-        && !auth::is_cross_site(&headers);
-    if !csrf_ok {
+    let username = params.get("username").unwrap_or("");
+    if !login_csrf_ok(&headers, &params) {
         return login_form(
             &st,
             &ret,
+            username,
             Some("Your sign-in form expired. Please try again."),
             StatusCode::FORBIDDEN,
         );
@@ -147,7 +212,7 @@ pub async fn login_submit(
         .core
         .sessions()
         .login(
-            params.get("username").unwrap_or(""),
+            username,
             params.get("password").unwrap_or(""),
             ip.as_deref(),
         )
@@ -156,30 +221,159 @@ pub async fn login_submit(
         Ok((cookie, session)) => {
             let ttl = (session.expires_at - session.created_at).whole_seconds();
             let mut res = redirect(StatusCode::SEE_OTHER, &ret);
-            let h = res.headers_mut();
-            h.append(
-                header::SET_COOKIE,
-                cookie_header(&st, SESSION_COOKIE, cookie.expose(), "/", ttl),
-            );
-            h.append(
-                header::SET_COOKIE,
-                cookie_header(&st, LOGIN_CSRF_COOKIE, "", "/login", 0),
-            );
+            start_session(&st, &mut res, cookie.expose(), ttl);
             res
         }
-        Err(Error::AccessDenied(d)) => login_form(&st, &ret, Some(&d), StatusCode::UNAUTHORIZED),
+        Err(Error::AccessDenied(_)) => login_form(
+            &st,
+            &ret,
+            username,
+            Some("The username or password is wrong."),
+            StatusCode::UNAUTHORIZED,
+        ),
         Err(Error::RateLimited { retry_after }) => {
             let msg = format!(
-                "Too many failed sign-in attempts. Try again in {retry_after} second{}.",
-                if retry_after == 1 { "" } else { "s" }
+                "Too many failed sign-in attempts. Try again in {}.",
+                retry_text(retry_after)
             );
-            let mut res = login_form(&st, &ret, Some(&msg), StatusCode::TOO_MANY_REQUESTS);
+            let mut res = login_form(
+                &st,
+                &ret,
+                username,
+                Some(&msg),
+                StatusCode::TOO_MANY_REQUESTS,
+            );
             res.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
             res
         }
-        Err(e) => crate::error::ApiError::from(e).into_response(),
+        Err(e) => error_page(&e, None),
     }
+}
+
+fn signup_form(
+    st: &AppState,
+    username: &str,
+    email: &str,
+    error: Option<&str>,
+    status: StatusCode,
+) -> Response {
+    let csrf = PlainToken::generate_unprefixed(st.core.deps.random.as_ref())
+        .expose()
+        .to_owned();
+    let page = Page::new(
+        "signup.html",
+        "Create an account",
+        context! { csrf => &csrf, username, email, error, min_password => MIN_PASSWORD_CHARS },
+    )
+    .status(status)
+    .narrow();
+    let mut res = page.into_response();
+    res.headers_mut().append(
+        header::SET_COOKIE,
+        cookie_header(st, LOGIN_CSRF_COOKIE, &csrf, "/", 3600),
+    );
+    res
+}
+
+fn signup_closed() -> Response {
+    message(
+        "Not found",
+        "Sign-up is not open on this server. Ask its operator for an account.",
+        true,
+        None,
+    )
+    .status(StatusCode::NOT_FOUND)
+    .into_response()
+}
+
+/// `GET /signup`: the form when `BUZZGATE_SIGNUP=open`, else 404.
+pub async fn signup_page(State(st): State<AppState>) -> Response {
+    if !st.core.deps.config.signup_open {
+        return signup_closed();
+    }
+    signup_form(&st, "", "", None, StatusCode::OK)
+}
+
+/// `POST /signup`: creates the account and signs the person in (303 to `/account`).
+pub async fn signup_submit(
+    State(st): State<AppState>,
+    ip: ClientIp,
+    headers: HeaderMap,
+    params: Params,
+) -> Response {
+    if !st.core.deps.config.signup_open {
+        return signup_closed();
+    }
+    let username = params.get("username").unwrap_or("");
+    let email = params.get("email").unwrap_or("");
+    if !login_csrf_ok(&headers, &params) {
+        return signup_form(
+            &st,
+            username,
+            email,
+            Some("Your form expired. Please try again."),
+            StatusCode::FORBIDDEN,
+        );
+    }
+    let result = st
+        .core
+        .sessions()
+        .sign_up(
+            username,
+            email,
+            params.get("password").unwrap_or(""),
+            ip.as_deref(),
+        )
+        .await;
+    match result {
+        Ok((cookie, session)) => {
+            let ttl = (session.expires_at - session.created_at).whole_seconds();
+            let mut res = redirect(StatusCode::SEE_OTHER, "/account");
+            start_session(&st, &mut res, cookie.expose(), ttl);
+            res
+        }
+        Err(e @ (Error::InvalidRequest(_) | Error::Conflict(_))) => {
+            let status = crate::error::status_of(&e, crate::error::Where::Api);
+            signup_form(
+                &st,
+                username,
+                email,
+                Some(&capitalize(&e.description())),
+                status,
+            )
+        }
+        Err(Error::RateLimited { retry_after }) => {
+            let msg = format!(
+                "Too many accounts created from your network. Try again in {}.",
+                retry_text(retry_after)
+            );
+            let mut res = signup_form(
+                &st,
+                username,
+                email,
+                Some(&msg),
+                StatusCode::TOO_MANY_REQUESTS,
+            );
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+            res
+        }
+        Err(e) => error_page(&e, None),
+    }
+}
+
+/// "username is taken" → "Username is taken."
+pub(crate) fn capitalize(s: &str) -> String {
+    let mut c = s.chars();
+    let mut out = match c.next() {
+        Some(first) => first.to_uppercase().chain(c).collect::<String>(),
+        None => return String::new(),
+    };
+    if !out.ends_with('.') {
+        out.push('.');
+    }
+    out
 }
 
 /// `POST /logout` (session CSRF token required).
@@ -205,158 +399,147 @@ pub async fn logout(
             );
             res
         }
-        Err(e) => crate::error::ApiError::from(e).into_response(),
+        Err(e) => error_page(&e, None),
     }
 }
 
-/// `GET /`: who is signed in, with a sign-out button.
+/// `GET /`: the account for a signed-in person, else a short welcome.
 pub async fn home(State(st): State<AppState>, ip: ClientIp, headers: HeaderMap) -> Response {
-    let caller = auth::session_caller(&st.core, &headers, &ip, None).await;
-    let signed_in = match &caller {
-        Ok(Caller::Session(s)) => match st.core.deps.users.get(s.user).await {
-            Ok(user) => user.map(|u| (u.username.to_string(), s.csrf_token.clone())),
-            Err(e) => return crate::error::ApiError::from(Error::from(e)).into_response(),
+    match visit(&st, &headers, &ip, None).await {
+        Ok(Some(_)) => redirect(StatusCode::SEE_OTHER, "/account"),
+        Ok(None) => Page::new(
+            "home.html",
+            "Buzzgate",
+            context! { signup_open => st.core.deps.config.signup_open },
+        )
+        .narrow()
+        .into_response(),
+        Err(e) => error_page(&e, None),
+    }
+}
+
+/// One scope line for the templates.
+#[derive(Debug, Serialize)]
+struct Line<'a> {
+    bits: u64,
+    label: &'a str,
+    description: &'a str,
+}
+
+fn lines(lines: &[ScopeLine]) -> Vec<Line<'_>> {
+    lines
+        .iter()
+        .map(|l| Line {
+            bits: l.scope.bits(),
+            label: &l.label,
+            description: &l.description,
+        })
+        .collect()
+}
+
+/// The Buzz cap choices (SPEC 15): per 24 hours, 7 days, 30 days.
+pub(crate) fn periods() -> Value {
+    Value::from_serialize([
+        context! { days => 1, label => "per 24 hours" },
+        context! { days => 7, label => "per 7 days" },
+        context! { days => 30, label => "per 30 days" },
+    ])
+}
+
+/// The cap controls pre-filled from `limit`: a single 1/7/30-day budget shows as it is;
+/// no cap shows unticked with the default amount; anything custom shows the default, ticked.
+pub(crate) fn cap_fields(limit: &BuzzLimit, no_cap_unticked: bool) -> Value {
+    let (amount, days) = BuzzLimit::consent_default()
+        .as_period()
+        .unwrap_or((BuzzLimit::DEFAULT_DAILY_LIMIT, 1));
+    match limit.as_period() {
+        Some((amount, days)) => context! { limited => true, amount, days },
+        None if limit.is_unlimited() && no_cap_unticked => {
+            context! { limited => false, amount, days }
+        }
+        None => context! { limited => true, amount, days },
+    }
+}
+
+/// Where the answer goes, as people read it (`app.example.com`, `127.0.0.1:8000`, or an
+/// app's own scheme), and the origin the page's `form-action` must admit for the redirect.
+fn redirect_target(redirect_uri: &str) -> (String, Option<String>) {
+    match url::Url::parse(redirect_uri) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") => {
+            let host = match (u.host_str(), u.port()) {
+                (Some(h), Some(p)) => format!("{h}:{p}"),
+                (Some(h), None) => h.to_owned(),
+                _ => redirect_uri.to_owned(),
+            };
+            (host, Some(u.origin().ascii_serialization()))
+        }
+        Ok(u) => (
+            format!("the app ({}:)", u.scheme()),
+            Some(format!("{}:", u.scheme())),
+        ),
+        Err(_) => (redirect_uri.to_owned(), None),
+    }
+}
+
+/// The consent page (SPEC 3.1 step 6, SPEC 15): one form whose hidden inputs carry the request.
+pub async fn consent(
+    st: &AppState,
+    caller: &Caller,
+    prompt: &ConsentPrompt,
+    action: &str,
+) -> Response {
+    let viewer = match caller {
+        Caller::Session(s) => match st.core.deps.active_user(s.user).await {
+            Ok(Some(u)) => Some(Viewer {
+                name: u.username.to_string(),
+                admin: s.admin,
+                csrf: s.csrf_token.clone(),
+            }),
+            Ok(None) => None,
+            Err(e) => return error_page(&e, None),
         },
         _ => None,
     };
-    match caller.map(|_| signed_in) {
-        Ok(Some((username, csrf))) => html(
-            StatusCode::OK,
-            "Buzzgate",
-            &format!(
-                r#"<h1>Buzzgate</h1><p>Signed in as <strong>{}</strong>.</p><form method="post" action="/logout"><input type="hidden" name="csrf_token" value="{}"><button type="submit">Sign out</button></form>"#,
-                esc(&username),
-                esc(&csrf)
-            ),
-        ),
-        Ok(None) => html(
-            StatusCode::OK,
-            "Buzzgate",
-            r#"<h1>Buzzgate</h1><p>An OAuth 2.0 authorization server. <a href="/login">Sign in</a> · <a href="/.well-known/oauth-authorization-server">metadata</a></p>"#,
-        ),
-        Err(e) => crate::error::ApiError::from(e).into_response(),
-    }
-}
-
-/// One `<li>` per scope, with the catalogue's label (and description, when it has one).
-fn scope_list(lines: &[ScopeLine]) -> String {
-    lines
-        .iter()
-        .map(|l| {
-            let description = if l.description.is_empty() {
-                String::new()
-            } else {
-                format!(r#" <small>{}</small>"#, esc(&l.description))
-            };
-            format!(
-                r#"<li data-scope="{}">{}{description}</li>"#,
-                l.scope.bits(),
-                esc(&l.label)
-            )
-        })
-        .collect()
-}
-
-/// The Buzz cap choices (SPEC 6): per 24 hours / 7 days / 30 days, 5000 per day by default.
-fn buzz_options(current: &BuzzLimit) -> String {
-    let mut choices: Vec<(String, String)> = Vec::new();
-    let current_json = serde_json::to_string(current).unwrap_or_else(|_| "[]".into());
-    for (limit, days, label) in [
-        (1000u64, 1u32, "1,000 Buzz per 24 hours"),
-        (5000, 1, "5,000 Buzz per 24 hours"),
-        (25000, 7, "25,000 Buzz per 7 days"),
-        (100000, 30, "100,000 Buzz per 30 days"),
-    ] {
-        if let Ok(l) = BuzzLimit::per_period(limit, days) {
-            choices.push((
-                serde_json::to_string(&l).unwrap_or_default(),
-                label.to_owned(),
-            ));
-        }
-    }
-    if !current.is_unlimited() && !choices.iter().any(|(j, _)| *j == current_json) {
-        choices.insert(0, (current_json.clone(), "Your current limit".into()));
-    }
-    choices.push(("[]".into(), "No limit".into()));
-    choices
-        .iter()
-        .map(|(json, label)| {
-            let sel = if *json == current_json {
-                " selected"
-            } else {
-                ""
-            };
-            format!(
-                r#"<option value="{}"{sel}>{}</option>"#,
-                esc(json),
-                esc(label)
-            )
-        })
-        .collect()
-}
-
-/// The consent page (SPEC 3.1 step 6): one form whose hidden inputs carry the request.
-pub fn consent(prompt: &ConsentPrompt, csrf: &str, action: &str) -> Response {
+    let csrf = viewer.as_ref().map(|v| v.csrf.clone()).unwrap_or_default();
     let req = &prompt.request;
     let c = &prompt.client;
-    let hidden = |name: &str, value: &str| {
-        format!(
-            r#"<input type="hidden" name="{}" value="{}">"#,
-            esc(name),
-            esc(value)
-        )
-    };
-    let mut fields = String::new();
-    fields += &hidden("response_type", "code");
-    fields += &hidden("client_id", c.id.as_str());
-    fields += &hidden("redirect_uri", &req.redirect_uri);
     let scope = buzzgate_domain::RequestedScope {
         scope: req.scope,
         oidc: req.oidc,
     };
-    fields += &hidden("scope", &scope.to_form_value());
-    fields += &hidden("state", &req.state);
-    fields += &hidden("code_challenge", req.code_challenge.as_str());
-    fields += &hidden("code_challenge_method", "S256");
+    let mut hidden: Vec<(&str, String)> = vec![
+        ("response_type", "code".into()),
+        ("client_id", c.id.as_str().to_owned()),
+        ("redirect_uri", req.redirect_uri.clone()),
+        ("scope", scope.to_form_value()),
+        ("state", req.state.clone()),
+        ("code_challenge", req.code_challenge.as_str().to_owned()),
+        ("code_challenge_method", "S256".into()),
+    ];
     if let Some(n) = &req.nonce {
-        fields += &hidden("nonce", n);
+        hidden.push(("nonce", n.clone()));
     }
-    fields += &hidden("csrf_token", csrf);
-    let verified = if c.is_verified {
-        r#" <span class="badge">Verified</span>"#
-    } else {
-        ""
-    };
-    let trimmed = if prompt.trimmed.is_empty() {
-        String::new()
-    } else {
-        format!(
-            r#"<p>Not granted (beyond what this app may ask for):</p><ul class="scopes trimmed">{}</ul>"#,
-            scope_list(&prompt.trimmed_lines)
-        )
-    };
-    let buzz = if prompt.show_buzz_cap {
-        format!(
-            r#"<label>Buzz spending limit <select name="buzz_limit">{}</select></label>"#,
-            buzz_options(&prompt.buzz_limit)
-        )
-    } else {
-        String::new()
-    };
-    let body = format!(
-        r#"<h1>Authorize {name}{verified}</h1><p>{desc}</p>
-<p>{name} asks to:</p><ul class="scopes">{scopes}</ul>{trimmed}
-<form method="post" action="{action}">{fields}{buzz}
-<label><input type="checkbox" name="remember" value="true" checked> Remember my decision for this app</label>
-<button type="submit" name="approved" value="true">Approve</button>
-<button type="submit" name="approved" value="false">Deny</button>
-</form>"#,
-        name = esc(&c.name),
-        desc = esc(&c.description),
-        scopes = scope_list(&prompt.lines),
-        action = esc(action),
-    );
-    html(StatusCode::OK, &format!("Authorize {}", c.name), &body)
+    hidden.push(("csrf_token", csrf));
+    let (redirect_host, origin) = redirect_target(&req.redirect_uri);
+    Page::new(
+        "consent.html",
+        format!("Authorize {}", c.name),
+        context! {
+            app => context! { name => &c.name, description => &c.description, verified => c.is_verified },
+            lines => lines(&prompt.lines),
+            trimmed => lines(&prompt.trimmed_lines),
+            redirect_host,
+            action,
+            hidden,
+            show_cap => prompt.show_buzz_cap,
+            cap => cap_fields(&prompt.buzz_limit, false),
+            periods => periods(),
+        },
+    )
+    .viewer(viewer)
+    .narrow()
+    .form_target(origin)
+    .into_response()
 }
 
 /// `GET /login/oauth/device?code=…`: the verification page (sign-in required).
@@ -366,50 +549,56 @@ pub async fn device_page(
     headers: HeaderMap,
     query: crate::params::Query,
 ) -> Response {
-    let caller = match auth::session_caller(&st.core, &headers, &ip, None).await {
-        Ok(c) => c,
-        Err(e) => return crate::error::ApiError::from(e).into_response(),
+    let code = query.0.get("code").unwrap_or("").trim();
+    let visit = match visit(&st, &headers, &ip, None).await {
+        Ok(Some(v)) => v,
+        Ok(None) => {
+            let back = if code.is_empty() {
+                "/login/oauth/device".to_owned()
+            } else {
+                let mut q = url::form_urlencoded::Serializer::new(String::new());
+                q.append_pair("code", code);
+                format!("/login/oauth/device?{}", q.finish())
+            };
+            return login_redirect(&back);
+        }
+        Err(e) => return error_page(&e, None),
     };
-    let code = query.0.get("code").unwrap_or("");
-    let Caller::Session(session) = &caller else {
-        let back = if code.is_empty() {
-            "/login/oauth/device".to_owned()
-        } else {
-            let mut q = url::form_urlencoded::Serializer::new(String::new());
-            q.append_pair("code", code);
-            format!("/login/oauth/device?{}", q.finish())
-        };
-        return login_redirect(&back);
+    let none = Value::from(());
+    let entry = |error: Option<String>, status| {
+        Page::new(
+            "device.html",
+            "Connect a device",
+            context! { app => none.clone(), error, code },
+        )
+        .status(status)
+        .viewer(Some(visit.viewer.clone()))
+        .narrow()
+        .into_response()
     };
-    let csrf = esc(&session.csrf_token);
     if code.is_empty() {
-        return html(
-            StatusCode::OK,
-            "Connect a device",
-            r#"<h1>Connect a device</h1><form method="get" action="/login/oauth/device"><label>Code shown on your device <input type="text" name="code" required autofocus></label><button type="submit">Continue</button></form>"#,
-        );
+        return entry(None, StatusCode::OK);
     }
-    match st.core.device().info(&caller, code).await {
-        Ok((rec, client)) => html(
-            StatusCode::OK,
-            "Connect a device",
-            &format!(
-                r#"<h1>Connect {name}</h1><p>Code <strong>{uc}</strong>. {name} asks to:</p><ul class="scopes">{scopes}</ul>
-<form method="post" action="/login/oauth/device"><input type="hidden" name="csrf_token" value="{csrf}"><input type="hidden" name="user_code" value="{uc}">
-<button type="submit" name="approve" value="true">Approve</button><button type="submit" name="approve" value="false">Deny</button></form>"#,
-                name = esc(&client.name),
-                uc = esc(rec.user_code.as_str()),
-                scopes = scope_list(&st.core.catalogue().lines(rec.scope)),
-            ),
-        ),
-        Err(e) => html(
-            StatusCode::BAD_REQUEST,
-            "Connect a device",
-            &format!(
-                r#"<h1>Connect a device</h1><p class="err">{}</p><p><a href="/login/oauth/device">Enter another code</a></p>"#,
-                esc(&e.description())
-            ),
-        ),
+    match st.core.device().info(&visit.caller, code).await {
+        Ok((rec, client)) => {
+            let scope_lines = st.core.catalogue().lines(rec.scope);
+            Page::new(
+                "device.html",
+                format!("Connect {}", client.name),
+                context! {
+                    app => context! { name => &client.name, verified => client.is_verified },
+                    user_code => rec.user_code.as_str(),
+                    lines => lines(&scope_lines),
+                },
+            )
+            .viewer(Some(visit.viewer.clone()))
+            .narrow()
+            .into_response()
+        }
+        Err(e) => {
+            let status = crate::error::status_of(&e, crate::error::Where::Api);
+            entry(Some(capitalize(&e.description())), status)
+        }
     }
 }
 
@@ -420,39 +609,41 @@ pub async fn device_submit(
     headers: HeaderMap,
     params: Params,
 ) -> Response {
+    let visit = match visit(&st, &headers, &ip, Some(&params)).await {
+        Ok(Some(v)) => v,
+        Ok(None) => return login_redirect("/login/oauth/device"),
+        Err(e) => return error_page(&e, None),
+    };
     let run = async {
-        let caller = auth::session_caller(&st.core, &headers, &ip, Some(&params)).await?;
         let approve = params.device_decision()?;
         st.core
             .device()
             .resolve(
-                &caller,
+                &visit.caller,
                 params.get("user_code").unwrap_or(""),
                 approve,
                 ip.as_deref(),
             )
             .await?;
-        Ok(approve)
+        Ok::<_, Error>(approve)
     };
+    let viewer = Some(visit.viewer.clone());
     match run.await {
-        Ok(true) => html(
-            StatusCode::OK,
+        Ok(true) => message(
             "Device connected",
-            "<h1>Device connected</h1><p>You can return to your device.</p>",
-        ),
-        Ok(false) => html(
-            StatusCode::OK,
+            "You can return to your device; it is signed in now.",
+            false,
+            viewer,
+        )
+        .into_response(),
+        Ok(false) => message(
             "Request denied",
-            "<h1>Request denied</h1><p>The device was not connected.</p>",
-        ),
-        Err(e) => html(
-            crate::error::status_of(&e, crate::error::Where::Api),
-            "Connect a device",
-            &format!(
-                r#"<h1>Connect a device</h1><p class="err">{}</p>"#,
-                esc(&e.description())
-            ),
-        ),
+            "The device was not connected. Nothing was shared with it.",
+            false,
+            viewer,
+        )
+        .into_response(),
+        Err(e) => error_page(&e, viewer),
     }
 }
 
@@ -461,31 +652,57 @@ mod tests {
     use super::*;
 
     #[test]
-    fn escaping_covers_html_specials() {
+    fn return_urls_stay_on_this_site() {
+        assert_eq!(safe_return(Some("/api/x?y=1")), "/api/x?y=1");
+        assert_eq!(safe_return(Some("//evil.example")), "/account");
+        assert_eq!(safe_return(Some("/\\evil.example")), "/account");
+        assert_eq!(safe_return(Some("https://evil.example")), "/account");
+        assert_eq!(safe_return(None), "/account");
+    }
+
+    #[test]
+    fn the_cap_prefills_the_default_of_5000_per_day() {
+        let v = cap_fields(&BuzzLimit::consent_default(), false);
+        assert_eq!(v.get_attr("amount").unwrap(), Value::from(5000));
+        assert_eq!(v.get_attr("days").unwrap(), Value::from(1));
+        assert!(v.get_attr("limited").unwrap().is_true());
+        let none = cap_fields(&BuzzLimit::unlimited(), true);
+        assert!(!none.get_attr("limited").unwrap().is_true());
+        let week = cap_fields(&BuzzLimit::per_period(2500, 7).unwrap(), true);
+        assert_eq!(week.get_attr("amount").unwrap(), Value::from(2500));
+        assert_eq!(week.get_attr("days").unwrap(), Value::from(7));
+    }
+
+    #[test]
+    fn the_redirect_target_names_the_host_and_admits_its_origin() {
         assert_eq!(
-            esc(r#"<a href="x">'&'</a>"#),
-            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
+            redirect_target("https://app.example.com/cb?x=1"),
+            (
+                "app.example.com".into(),
+                Some("https://app.example.com".into())
+            )
+        );
+        assert_eq!(
+            redirect_target("http://127.0.0.1:9999/callback"),
+            (
+                "127.0.0.1:9999".into(),
+                Some("http://127.0.0.1:9999".into())
+            )
+        );
+        assert_eq!(
+            redirect_target("com.example.app:/oauth"),
+            (
+                "the app (com.example.app:)".into(),
+                Some("com.example.app:".into())
+            )
         );
     }
 
     #[test]
-    fn return_urls_stay_on_this_site() {
-        assert_eq!(safe_return(Some("/api/x?y=1")), "/api/x?y=1");
-        assert_eq!(safe_return(Some("//evil.example")), "/");
-        assert_eq!(safe_return(Some("/\\evil.example")), "/");
-        assert_eq!(safe_return(Some("https://evil.example")), "/");
-        assert_eq!(safe_return(None), "/");
-    }
-
-    #[test]
-    fn buzz_options_default_to_5000_per_day() {
-        let html = buzz_options(&BuzzLimit::consent_default());
-        let selected: Vec<&str> = html
-            .split("<option")
-            .filter(|o| o.contains("selected"))
-            .collect();
-        assert_eq!(selected.len(), 1);
-        assert!(selected[0].contains("5,000 Buzz per 24 hours"), "{html}");
-        assert!(html.contains(">No limit<"));
+    fn waits_read_in_minutes_or_seconds() {
+        assert_eq!(retry_text(1), "1 second");
+        assert_eq!(retry_text(42), "42 seconds");
+        assert_eq!(retry_text(60), "1 minute");
+        assert_eq!(retry_text(61), "2 minutes");
     }
 }

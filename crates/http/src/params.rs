@@ -303,6 +303,20 @@ impl Params {
             .ok_or_else(|| Error::InvalidRequest(format!("`{key}` must be true or false").into()))
     }
 
+    /// The cap controls of the consent and "Edit limit" forms (SPEC 15): `buzz_cap` (the
+    /// "Limit Buzz spending" checkbox, absent when unticked), `buzz_amount` and `buzz_period`.
+    /// `None` when the form had neither the amount nor the period.
+    pub fn cap_form(&self) -> Result<Option<buzzgate_domain::buzz::CapForm>, Error> {
+        if !self.has("buzz_amount") && !self.has("buzz_period") {
+            return Ok(None);
+        }
+        Ok(Some(buzzgate_domain::buzz::CapForm {
+            limited: self.flag("buzz_cap")?.unwrap_or(false),
+            amount: self.owned("buzz_amount"),
+            period_days: self.owned("buzz_period"),
+        }))
+    }
+
     /// A device approval's answer (`approve`), the same on the JSON endpoint and the page:
     /// absent means approve (posting the code is approving, as Civitai's `device-approve`
     /// does); `approve=false` denies.

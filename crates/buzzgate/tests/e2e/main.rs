@@ -5,6 +5,7 @@
 mod attacks;
 mod flows;
 mod harness;
+mod pages;
 
 scenarios!(
     discovery_advertises_what_works,
@@ -87,5 +88,18 @@ mod limits {
         crate::flows::grace_retry
     );
 }
+
+// The pages people use (docs/pages.md), without JavaScript.
+scenarios!(
+    mod pages_e2e in pages;
+    pages_manage_an_app,
+    pages_consent_cap_and_connected_apps,
+    pages_api_keys,
+    pages_device_code_any_case,
+    admin_pages,
+    signup_is_off_by_default,
+    signup_when_open with open_signup,
+    pages_are_locked_down,
+);
 
 mod independent_client;
