@@ -82,7 +82,7 @@ function soft(cond, what) {
   try {
     if (currentT.page && !currentT.page.isClosed()) at = ` [page ${currentT.page.url()}]`;
   } catch {}
-  currentT.soft.push(`${currentT.stepName}: ${what}${at}`);
+  currentT.soft.push(`${currentT.stepName}: ${String(what).replace(/\s*\n\s*/g, ' | ')}${at}`);
 }
 
 function short(s, n = 1500) {
@@ -228,6 +228,7 @@ async function newSession(t) {
   context.setDefaultTimeout(TIMEOUT);
   context.setDefaultNavigationTimeout(15000);
   const page = await context.newPage();
+  watchHeaders(page);
   if (t) t.contexts.push(context);
   return { context, page };
 }
@@ -444,6 +445,46 @@ function startCallbackListener() {
 
 const notes = new Set();
 
+/// What is wrong with a page's security headers (SPEC 3.1, 15; the brief of tests/browser).
+function headerProblems(headers) {
+  const out = [];
+  const csp = headers['content-security-policy'] || '';
+  if (!csp) return ['no Content-Security-Policy'];
+  const directives = Object.fromEntries(
+    csp.split(';').map((d) => d.trim()).filter(Boolean).map((d) => {
+      const [k, ...v] = d.split(/\s+/);
+      return [k.toLowerCase(), v.join(' ')];
+    }),
+  );
+  if (!('form-action' in directives)) out.push(`the CSP has no form-action: ${csp}`);
+  if (!/'none'/.test(directives['frame-ancestors'] || '')) out.push(`the CSP has no frame-ancestors 'none': ${csp}`);
+  const scripts = directives['script-src'] ?? directives['default-src'] ?? '';
+  if (/'unsafe-inline'/.test(scripts)) out.push(`script-src allows 'unsafe-inline': ${csp}`);
+  if ((headers['x-frame-options'] || '').toUpperCase() !== 'DENY') out.push(`X-Frame-Options is "${headers['x-frame-options'] ?? ''}", expected DENY`);
+  return out;
+}
+
+/// Every HTML page a check's browser opens on Buzzgate is checked for its security headers.
+const headerIssues = new Set();
+let headerPages = 0;
+function watchHeaders(page) {
+  page.on('response', async (r) => {
+    try {
+      if (!r.request().isNavigationRequest() || r.frame() !== page.mainFrame() || !r.url().startsWith(BASE)) return;
+      if (r.status() >= 300 && r.status() < 400) return;
+      const headers = await r.allHeaders();
+      if (!/text\/html/i.test(headers['content-type'] || '')) return;
+      headerPages++;
+      for (const p of headerProblems(headers)) {
+        const key = `${new URL(r.url()).pathname}: ${p}`;
+        if (headerIssues.has(key)) continue;
+        headerIssues.add(key);
+        soft(false, `security headers of ${r.request().method()} ${key}`);
+      }
+    } catch {}
+  });
+}
+
 // ---- the checks, in order --------------------------------------------------------------------
 
 check('sign-in and sign-up', async (t) => {
@@ -574,6 +615,9 @@ check('create an app, rotate its secret, edit it', async (t) => {
   await t.must(card.getByRole('heading', { level: 3, name: N(name) }), `an h3 "${name}" in the app's article`);
   const cardText = await card.innerText();
   expect(cardText.includes(clientId), `the app's article does not show its client ID ${clientId}: ${short(cardText, 400)}`);
+  soft(/server app|confidential/i.test(cardText), `the app's article does not show its kind (server app): ${short(cardText, 400)}`);
+  soft(/ai services/i.test(cardText), `the app's article does not summarise its scopes (AI Services): ${short(cardText, 400)}`);
+  soft(/active tokens?/i.test(cardText) && /(consents?|users? connected)/i.test(cardText), `the app's article does not count its active tokens and consents: ${short(cardText, 400)}`);
   for (const b of ['Edit', 'Rotate secret', 'Delete']) {
     await t.must(action(card, b), `a button "${b}" in the app's article`);
   }
@@ -701,6 +745,7 @@ check('deny (an app made without JavaScript)', async (t) => {
     t.contexts.push(context);
     context.setDefaultTimeout(TIMEOUT);
     const nojs = await context.newPage();
+    watchHeaders(nojs);
     await signIn(t, nojs, USER, PASSWORD);
     t.step('create a Read Only app with JavaScript off', nojs);
     await nojs.goto('/account/apps/new');
@@ -989,19 +1034,8 @@ check('verified app, then delete it', async (t) => {
 });
 
 function checkHeaders(where, headers) {
-  const csp = headers['content-security-policy'] || '';
-  expect(csp, `${where}: no Content-Security-Policy`);
-  const directives = Object.fromEntries(
-    csp.split(';').map((d) => d.trim()).filter(Boolean).map((d) => {
-      const [k, ...v] = d.split(/\s+/);
-      return [k.toLowerCase(), v.join(' ')];
-    }),
-  );
-  expect('form-action' in directives, `${where}: the CSP has no form-action: ${csp}`);
-  expect(/'none'/.test(directives['frame-ancestors'] || ''), `${where}: the CSP has no frame-ancestors 'none': ${csp}`);
-  const scripts = directives['script-src'] ?? directives['default-src'] ?? '';
-  expect(!/'unsafe-inline'/.test(scripts), `${where}: script-src allows 'unsafe-inline': ${csp}`);
-  expect((headers['x-frame-options'] || '').toUpperCase() === 'DENY', `${where}: X-Frame-Options is "${headers['x-frame-options']}", expected DENY`);
+  const problems = headerProblems(headers);
+  expect(problems.length === 0, `${where}: ${problems.join('; ')}`);
 }
 
 check('security headers', async (t) => {
@@ -1032,6 +1066,27 @@ check('security headers', async (t) => {
   const jar = await context.cookies(BASE);
   const stored = jar.find((c) => c.name === session.split('=')[0].trim());
   expect(stored && stored.httpOnly && stored.sameSite === 'Lax', `the browser holds the session cookie as ${JSON.stringify(stored && { httpOnly: stored.httpOnly, sameSite: stored.sameSite })}`);
+});
+
+check('sign-in throttling', async (t) => {
+  const { page } = await newSession(t);
+  t.step('wrong passwords until throttled', page);
+  await page.goto('/login');
+  let said = '';
+  for (let i = 1; i <= 40; i++) {
+    await page.getByLabel(N('Username')).fill(OTHER);
+    await page.getByLabel(N('Password')).fill(`wrong-${i}`);
+    await go(page, page.getByRole('button', { name: N('Sign in') }));
+    said = await (await t.must(page.getByRole('alert'), `an error with role=alert after wrong password ${i}`)).innerText();
+    if (/too many failed sign-in attempts/i.test(said)) break;
+  }
+  expect(/too many failed sign-in attempts/i.test(said), `40 wrong passwords in a row never gave "Too many failed sign-in attempts"; the last alert: ${short(said, 300)}`);
+  await t.shot(page, 'throttled');
+  t.step('the right password while throttled');
+  await page.getByLabel(N('Username')).fill(OTHER);
+  await page.getByLabel(N('Password')).fill(OTHER_PASSWORD);
+  await go(page, page.getByRole('button', { name: N('Sign in') }));
+  expect(pathOf(page) === '/login' || (await page.getByRole('alert').count()) > 0, `the right password signed in while throttled: ${page.url()}`);
 });
 
 // ---- main ------------------------------------------------------------------------------------
@@ -1087,6 +1142,7 @@ async function main() {
     listener.close();
   }
   for (const n of notes) console.log(`note: ${n}`);
+  console.log(`security headers checked on ${headerPages} page loads`);
   console.log(`screenshots: ${SHOTS}`);
   console.log(`browser: ${passed} passed, ${failed} failed`);
   process.exit(failed ? 1 : 0);
