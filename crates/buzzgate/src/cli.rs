@@ -45,6 +45,41 @@ pub enum Command {
     /// Inspect the configuration.
     #[command(subcommand)]
     Config(ConfigCmd),
+    /// Read the audit log.
+    #[command(subcommand)]
+    Audit(AuditCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCmd {
+    /// Events newest first, filtered as on the admin page and `GET /api/v1/admin/audit`; one
+    /// JSON object per line (`--json`) or a table.
+    Query {
+        /// A username or numeric user id.
+        #[arg(long)]
+        user: Option<String>,
+        /// A client ID.
+        #[arg(long)]
+        client: Option<String>,
+        /// An event kind, e.g. `token.issued`.
+        #[arg(long)]
+        kind: Option<String>,
+        /// From (inclusive): RFC 3339, `YYYY-MM-DDTHH:MM` (UTC) or `YYYY-MM-DD`.
+        #[arg(long)]
+        since: Option<String>,
+        /// To (exclusive), as `--since`.
+        #[arg(long)]
+        until: Option<String>,
+        /// 1 to 1000 (default 100).
+        #[arg(long)]
+        limit: Option<String>,
+        /// Matches to skip, newest first.
+        #[arg(long)]
+        offset: Option<String>,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -278,6 +313,55 @@ pub async fn run_admin(cfg: &Config, cmd: Command) -> Result<(), String> {
                 id.as_str(),
                 mode.as_str()
             ))
+        }
+        Command::Audit(AuditCmd::Query {
+            user,
+            client,
+            kind,
+            since,
+            until,
+            limit,
+            offset,
+            json,
+        }) => {
+            let filter = buzzgate_domain::service::admin::AuditFilter {
+                user,
+                client,
+                kind,
+                since,
+                until,
+                limit,
+                offset,
+            };
+            let (_, events) = node
+                .core
+                .admin()
+                .audit_filtered(&admin(), &filter)
+                .await
+                .map_err(|e| e.description().into_owned())?;
+            for e in &events {
+                if json {
+                    out(&serde_json::to_string(e).map_err(|e| e.to_string())?)?;
+                } else {
+                    let meta: Vec<String> =
+                        e.metadata.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                    out(&format!(
+                        "{}  {:<22} user={:<6} client={:<36} {}",
+                        e.at.format(&time::format_description::well_known::Rfc3339)
+                            .unwrap_or_default(),
+                        e.kind.as_str(),
+                        e.user_id
+                            .map(|u| u.0.to_string())
+                            .unwrap_or_else(|| "-".into()),
+                        e.client_id.as_ref().map(|c| c.as_str()).unwrap_or("-"),
+                        meta.join(" ")
+                    ))?;
+                }
+            }
+            if !json && events.is_empty() {
+                out("no events match")?;
+            }
+            Ok(())
         }
         Command::Buzz(BuzzCmd::Credit {
             username,
