@@ -868,7 +868,10 @@ check('API keys', async (t) => {
   await t.must(page.getByRole('link', { name: N('Cancel') }), 'a link "Cancel"');
   await t.shot(page, 'delete-confirm');
   await go(page, await t.must(page.getByRole('button', { name: N('Delete') }), 'a confirming button "Delete"'));
-  soft(pathOf(page) === '/account', `after Delete the page is ${page.url()}, expected /account`);
+  // The contract asks only that it be gone from the list; a redirect to /account would keep a
+  // reload from posting the form again, so a page rendered at the form's URL is noted.
+  await t.must(page.getByRole('heading', { level: 1, name: N('Your account') }), 'the account page after Delete');
+  if (pathOf(page) !== '/account') notes.add(`after a confirmed Delete the account page is rendered at the form's URL (${pathOf(page).replace(/[0-9a-f-]{36}/, '<id>')}) instead of a redirect to /account`);
   await t.mustNot(articleLoose(await section(t, page, 'API keys'), name), `article "${name}" after deleting it`);
   res = await fetch(`${BASE}/api/v1/me`, { headers: { authorization: `Bearer ${key}` } });
   body = await res.text();
@@ -1022,7 +1025,10 @@ check('verified app, then delete it', async (t) => {
   await t.shot(page, 'delete-confirm');
   t.step('delete');
   await go(page, await t.must(page.getByRole('button', { name: N('Delete') }), 'a confirming button "Delete"'));
-  soft(pathOf(page) === '/account', `after Delete the page is ${page.url()}, expected /account`);
+  // The contract asks only that it be gone from the list; a redirect to /account would keep a
+  // reload from posting the form again, so a page rendered at the form's URL is noted.
+  await t.must(page.getByRole('heading', { level: 1, name: N('Your account') }), 'the account page after Delete');
+  if (pathOf(page) !== '/account') notes.add(`after a confirmed Delete the account page is rendered at the form's URL (${pathOf(page).replace(/[0-9a-f-]{36}/, '<id>')}) instead of a redirect to /account`);
   await page.goto('/account');
   await t.mustNot(articleLoose(await section(t, page, 'OAuth Apps'), name), `article "${name}" in OAuth Apps after deleting it`);
   await t.mustNot(articleLoose(await section(t, page, 'Connected Apps'), name), `article "${name}" in Connected Apps after deleting the app`);
