@@ -548,7 +548,7 @@ pub async fn admin_pages(env: &Env) {
     assert_eq!(page2["events"].as_array().unwrap().len(), 1);
     assert_eq!(page2["events"][0], all["events"][1]);
     assert_eq!(page2["nextOffset"], 2);
-    let (_, by_user) = get(format!("user=uma&kind=client.created")).await;
+    let (_, by_user) = get("user=uma&kind=client.created".to_string()).await;
     assert_eq!(by_user["events"].as_array().unwrap().len(), 1);
     let (_, future) = get("since=2999-01-01".into()).await;
     assert!(future["events"].as_array().unwrap().is_empty());
