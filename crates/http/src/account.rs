@@ -17,8 +17,10 @@ use minijinja::{Value, context};
 
 use crate::AppState;
 use crate::auth::ClientIp;
-use crate::pages::{Visit, cap_fields, capitalize, error_page, login_redirect, periods, visit};
-use crate::params::Params;
+use crate::pages::{
+    Visit, cap_fields, capitalize, error_page, login_redirect, periods, redirect, visit,
+};
+use crate::params::{Params, Query};
 use crate::views::{self, Page};
 
 /// The signed-in visit, or the response to send instead (the login page, or an error).
@@ -60,13 +62,35 @@ fn scope_summary(catalogue: &Catalogue, scope: Scope) -> String {
     }
 }
 
+/// After a change, 303 to `/account?done=<what>` (a reload never posts twice); the page says
+/// what was done from a fixed list, so a link cannot put words on it.
+fn done(what: &str) -> Response {
+    redirect(StatusCode::SEE_OTHER, &format!("/account?done={what}"))
+}
+
+fn done_message(what: Option<&str>) -> Option<&'static str> {
+    Some(match what? {
+        "app-saved" => "Your app is saved.",
+        "app-deleted" => "The app is deleted, with its tokens, consents and codes.",
+        "limit-saved" => "The Buzz limit is saved.",
+        "app-revoked" => "The app is revoked: its tokens for your account no longer work.",
+        "key-deleted" => "The API key is deleted.",
+        _ => return None,
+    })
+}
+
 /// `GET /account`.
-pub async fn page(State(st): State<AppState>, ip: ClientIp, headers: HeaderMap) -> Response {
+pub async fn page(
+    State(st): State<AppState>,
+    ip: ClientIp,
+    headers: HeaderMap,
+    Query(q): Query,
+) -> Response {
     let v = match signed_in(&st, &headers, &ip, None, "/account").await {
         Ok(v) => v,
         Err(res) => return res,
     };
-    account(&st, v, None, None, StatusCode::OK).await
+    account(&st, v, done_message(q.get("done")), None, StatusCode::OK).await
 }
 
 async fn account(
@@ -556,10 +580,7 @@ pub async fn save_app(
         st.core.clients().update(&v.caller, &cid, update).await
     };
     match run.await {
-        Ok(c) => {
-            let msg = format!("Saved {}.", c.name);
-            account(&st, v, Some(&msg), None, StatusCode::OK).await
-        }
+        Ok(_) => done("app-saved"),
         Err(e @ (Error::InvalidRequest(_) | Error::InvalidScope(_))) => {
             let msg = form_error(&e);
             app_form_page(&st, v, Some(&id), &form, Some(msg), StatusCode::BAD_REQUEST)
@@ -705,10 +726,7 @@ pub async fn delete_app(
         Ok::<_, Error>(c.name)
     };
     match run.await {
-        Ok(name) => {
-            let msg = format!("Deleted {name}.");
-            account(&st, v, Some(&msg), None, StatusCode::OK).await
-        }
+        Ok(_) => done("app-deleted"),
         Err(e) => error_page(&e, Some(v.viewer)),
     }
 }
@@ -802,10 +820,7 @@ pub async fn save_limit(
         Ok::<_, Error>(a.client.name)
     };
     match run.await {
-        Ok(name) => {
-            let msg = format!("Saved the Buzz limit of {name}.");
-            account(&st, v, Some(&msg), None, StatusCode::OK).await
-        }
+        Ok(_) => done("limit-saved"),
         Err(e @ Error::InvalidRequest(_)) => {
             let name = match connected_app(&st, &v, &id).await {
                 Ok(a) => a.client.name,
@@ -874,10 +889,7 @@ pub async fn revoke(
         Ok::<_, Error>(a.client.name)
     };
     match run.await {
-        Ok(name) => {
-            let msg = format!("Revoked {name}.");
-            account(&st, v, Some(&msg), None, StatusCode::OK).await
-        }
+        Ok(_) => done("app-revoked"),
         Err(e) => error_page(&e, Some(v.viewer)),
     }
 }
@@ -991,7 +1003,7 @@ pub async fn delete_key(
         st.core.api_keys().delete(&v.caller, tid).await
     };
     match run.await {
-        Ok(()) => account(&st, v, Some("Deleted the API key."), None, StatusCode::OK).await,
+        Ok(()) => done("key-deleted"),
         Err(e) => error_page(&e, Some(v.viewer)),
     }
 }

@@ -3,7 +3,7 @@
 //! same audit query as JSON at `GET /api/v1/admin/audit`.
 
 use axum::extract::{Path, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use buzzgate_domain::audit::{AuditEvent, AuditKind, AuditQuery};
 use buzzgate_domain::client::{AccessMode, ClientKind};
@@ -16,7 +16,7 @@ use serde::Serialize;
 use crate::AppState;
 use crate::auth::{ApiCaller, ClientIp};
 use crate::error::ApiResult;
-use crate::pages::{Visit, capitalize, error_page, login_redirect, visit};
+use crate::pages::{Visit, capitalize, error_page, login_redirect, redirect, visit};
 use crate::params::{Params, Query};
 use crate::views::{self, Page};
 
@@ -39,7 +39,7 @@ fn filter_of(p: &Params) -> AuditFilter {
 fn page_link(p: &Params, offset: usize) -> String {
     let mut q = url::form_urlencoded::Serializer::new(String::new());
     for (k, v) in &p.0 {
-        if k != "offset" && k != "limit" && !v.is_empty() {
+        if k != "offset" && k != "limit" && k != "done" && !v.is_empty() {
             q.append_pair(k, v);
         }
     }
@@ -74,7 +74,13 @@ pub async fn page(
         Ok(None) => return login_redirect("/admin"),
         Err(e) => return error_page(&e, None),
     };
-    render(&st, v, &params, None).await
+    let flash = match params.get("done") {
+        Some("verified") => Some("The app is verified."),
+        Some("unverified") => Some("The app is no longer verified."),
+        Some("access-mode") => Some("The access mode is saved."),
+        _ => None,
+    };
+    render(&st, v, &params, flash).await
 }
 
 async fn render(st: &AppState, v: Visit, params: &Params, flash: Option<&str>) -> Response {
@@ -172,17 +178,18 @@ async fn admin_post(
             .await
     };
     match run.await {
-        Ok(c) => {
-            let msg = match (verified, mode) {
-                (Some(true), _) => format!("{} is verified.", c.name),
-                (Some(false), _) => format!("{} is no longer verified.", c.name),
-                _ => format!("{} is now {}.", c.name, c.access_mode.as_str()),
+        Ok(_) => {
+            let what = match verified {
+                Some(true) => "verified",
+                Some(false) => "unverified",
+                None => "access-mode",
             };
-            let mut back = Params::default();
-            if let Some(q) = params.get("q") {
-                back.0.push(("q".into(), q.to_owned()));
+            let mut q = url::form_urlencoded::Serializer::new(String::new());
+            if let Some(text) = params.get("q").filter(|t| !t.is_empty()) {
+                q.append_pair("q", text);
             }
-            render(st, v, &back, Some(&msg)).await
+            q.append_pair("done", what);
+            redirect(StatusCode::SEE_OTHER, &format!("/admin?{}", q.finish()))
         }
         Err(e) => error_page(&e, Some(v.viewer)),
     }

@@ -65,6 +65,17 @@ impl<'a> Visitor<'a> {
     }
 }
 
+impl Visitor<'_> {
+    /// A change answered 303 to `to`; the page there.
+    async fn followed(&self, r: reqwest::Response, to: &str) -> String {
+        assert_eq!(r.status(), 303, "a change answers with a redirect");
+        assert_eq!(location(&r), to);
+        let (s, html) = self.get(to).await;
+        assert_eq!(s, 200);
+        html
+    }
+}
+
 /// The value of the readonly field `id` on a "shown once" page.
 fn field(html: &str, id: &str) -> String {
     let at = html
@@ -205,8 +216,8 @@ pub async fn pages_manage_an_app(env: &Env) {
             ],
         )
         .await;
-    assert_eq!(r.status(), 200);
-    assert!(r.text().await.unwrap().contains("Saved Pixel Studio 2."));
+    let html = v.followed(r, "/account?done=app-saved").await;
+    assert!(html.contains("Your app is saved.") && html.contains("Pixel Studio 2"));
     let c = env
         .core
         .clients()
@@ -244,8 +255,8 @@ pub async fn pages_manage_an_app(env: &Env) {
             && confirm.contains("audit log keeps")
     );
     let r = v.post(&format!("/account/apps/{id}/delete"), &[]).await;
-    assert_eq!(r.status(), 200);
-    assert!(r.text().await.unwrap().contains("Deleted Pixel Studio 2."));
+    let html = v.followed(r, "/account?done=app-deleted").await;
+    assert!(html.contains("The app is deleted") && !html.contains("Pixel Studio 2"));
     assert!(
         env.core
             .clients()
@@ -366,13 +377,8 @@ pub async fn pages_consent_cap_and_connected_apps(env: &Env) {
             ],
         )
         .await;
-    assert_eq!(r.status(), 200);
-    assert!(
-        r.text()
-            .await
-            .unwrap()
-            .contains("of 1,234 Buzz per 30 days")
-    );
+    let html = v.followed(r, "/account?done=limit-saved").await;
+    assert!(html.contains("of 1,234 Buzz per 30 days"));
     // No limit: unticked.
     let r = v
         .post(
@@ -380,7 +386,11 @@ pub async fn pages_consent_cap_and_connected_apps(env: &Env) {
             &[("buzz_amount", "1234"), ("buzz_period", "30")],
         )
         .await;
-    assert!(r.text().await.unwrap().contains("No Buzz limit"));
+    assert!(
+        v.followed(r, "/account?done=limit-saved")
+            .await
+            .contains("No Buzz limit")
+    );
     // Revoke: confirmation, then the app's refresh fails.
     let (s, confirm) = v
         .get(&format!("/account/connected/{}/revoke", app.id))
@@ -390,8 +400,8 @@ pub async fn pages_consent_cap_and_connected_apps(env: &Env) {
     let r = v
         .post(&format!("/account/connected/{}/revoke", app.id), &[])
         .await;
-    assert_eq!(r.status(), 200);
-    assert!(r.text().await.unwrap().contains("No apps are connected"));
+    let html = v.followed(r, "/account?done=app-revoked").await;
+    assert!(html.contains("No apps are connected"));
     let (s, e) = env.refresh(&app, &refresh).await;
     assert_eq!((s, e["error"].as_str()), (400, Some("invalid_grant")));
 }
@@ -430,7 +440,11 @@ pub async fn pages_api_keys(env: &Env) {
     assert_eq!(s, 200);
     assert!(confirm.contains("ci key"));
     let r = v.post(&format!("/account/keys/{href}"), &[]).await;
-    assert_eq!(r.status(), 200);
+    assert!(
+        v.followed(r, "/account?done=key-deleted")
+            .await
+            .contains("You have no API keys")
+    );
     assert_eq!(env.bearer_status("/api/v1/me", &key).await, 401);
 }
 
@@ -493,11 +507,11 @@ pub async fn admin_pages(env: &Env) {
     let r = boss
         .post(
             &format!("/admin/apps/{}/verify", app.id),
-            &[("verified", "true")],
+            &[("verified", "true"), ("q", "e2e")],
         )
         .await;
-    assert_eq!(r.status(), 200);
-    assert!(r.text().await.unwrap().contains(">Unverify<"));
+    let html = boss.followed(r, "/admin?q=e2e&done=verified").await;
+    assert!(html.contains(">Unverify<") && html.contains("The app is verified."));
     let r = boss
         .post_raw(
             &format!("/admin/apps/{}/access-mode", app.id),
@@ -511,7 +525,7 @@ pub async fn admin_pages(env: &Env) {
             &[("access_mode", "testers")],
         )
         .await;
-    assert_eq!(r.status(), 200);
+    boss.followed(r, "/admin?done=access-mode").await;
     let c = env
         .core
         .clients()
