@@ -67,10 +67,54 @@ pub async fn authorize(
     params: Params,
 ) -> Response {
     // The path as the client sent it: inside a nested router `Uri` lacks the prefix.
-    match authorize_inner(&st, &ip, &method, &uri, &headers, &params).await {
+    let res = match authorize_inner(&st, &ip, &method, &uri, &headers, &params).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
+    };
+    // An error that cannot go back to the app (unknown client, unregistered redirect URI,
+    // not allowed) reaches a person's browser: the same status and words as a page.
+    if (res.status().is_client_error() || res.status().is_server_error()) && wants_html(&headers) {
+        return html_error(res).await;
     }
+    res
+}
+
+/// Whether the request comes from a browser navigating (it asks for HTML first).
+fn wants_html(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.trim_start().starts_with("text/html"))
+}
+
+/// The JSON error `res` as an HTML page with the same status and headers.
+async fn html_error(res: Response) -> Response {
+    let (parts, body) = res.into_parts();
+    let bytes = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .unwrap_or_default();
+    let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+    let text = v["error_description"]
+        .as_str()
+        .or_else(|| v["error"].as_str())
+        .unwrap_or("This request cannot be completed.");
+    let mut page = crate::pages::message(
+        "This app's sign-in link does not work",
+        &format!(
+            "{}. Go back to the app and try again, or tell its developer.",
+            text.trim_end_matches('.')
+        ),
+        true,
+        None,
+    )
+    .status(parts.status)
+    .into_response();
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            page.headers_mut().insert(name, value.clone());
+        }
+    }
+    page
 }
 
 async fn authorize_inner(

@@ -682,6 +682,32 @@ pub async fn pages_are_locked_down(env: &Env) {
     );
     let js = env.get("/static/buzzgate.js").await;
     assert_eq!(js.status(), 200);
+    // A broken sign-in link reaches a person as a page, an API client as JSON.
+    let bad = "/api/auth/oauth/authorize?response_type=code&client_id=nope&redirect_uri=https://x.example/cb";
+    let r = env
+        .http
+        .get(env.url(bad))
+        .header("accept", "text/html,application/xhtml+xml")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("sign-in link does not work")
+    );
+    let r = env.get(bad).await;
+    assert_eq!(r.status(), 400);
+    let e: Value = r.json().await.unwrap();
+    assert_eq!(e["error"], "invalid_client");
     // Signed out: the account pages send people to sign in and back.
     let r = env.get("/account/apps/new").await;
     assert_eq!(r.status(), 303);
