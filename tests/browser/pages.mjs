@@ -588,6 +588,15 @@ check('create an app, rotate its secret, edit it', async (t) => {
   await poll(() => aiWrite.isChecked(), 'choosing "AI Services" again did not tick "AI Services: Write"');
   await t.must(page.getByRole('radio', { name: N('Browser / mobile app (public)') }), 'a radio "Browser / mobile app (public)"');
   await (await t.must(page.getByRole('radio', { name: N('Server app (confidential)') }), 'a radio "Server app (confidential)"')).check();
+  // The app uses client_credentials below, so it registers that grant when the form offers it.
+  const cc = page.getByRole('checkbox', { name: N('Client credentials') });
+  if ((await cc.count()) === 1) {
+    const code = page.getByRole('checkbox', { name: N('Authorization code') });
+    soft((await code.count()) === 1 && (await code.isChecked()), 'the grant "Authorization code" is not offered ticked by default');
+    await cc.check();
+  } else {
+    notes.add('/account/apps/new offers no checkbox "Client credentials"; client_credentials then depends on the server\'s default grants');
+  }
   await t.shot(page, 'new-app');
 
   t.step('create');
