@@ -111,13 +111,24 @@ async fn render(st: &AppState, v: Visit, params: &Params, flash: Option<&str>) -
     };
     let older = (events.len() == PAGE_SIZE).then(|| page_link(params, offset + PAGE_SIZE));
     let newer = (offset > 0).then(|| page_link(params, offset.saturating_sub(PAGE_SIZE)));
+    // Usernames for the page's users (each looked up once; a deleted user shows its id).
+    let mut names = std::collections::HashMap::new();
+    for id in events.iter().filter_map(|e| e.user_id) {
+        if let std::collections::hash_map::Entry::Vacant(slot) = names.entry(id) {
+            let name = match st.core.deps.users.get(id).await {
+                Ok(Some(u)) => format!("{} ({})", u.username, id.0),
+                _ => id.0.to_string(),
+            };
+            slot.insert(name);
+        }
+    }
     let events: Vec<Value> = events
         .iter()
         .map(|e| {
             context! {
                 at => views::timestamp(e.at),
                 kind => e.kind.as_str(),
-                user => e.user_id.map(|u| u.0.to_string()).unwrap_or_default(),
+                user => e.user_id.and_then(|u| names.get(&u).cloned()).unwrap_or_default(),
                 client => e.client_id.as_ref().map(|c| c.as_str().to_owned()).unwrap_or_default(),
                 details => details(e),
             }
