@@ -29,8 +29,19 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Serve HTTP (default 127.0.0.1:8080 over ./buzzgate.db), creating the schema if needed.
+    /// Serve HTTP (default 127.0.0.1:8080 over ./buzzgate.db), creating the schema if needed;
+    /// also MCP on `BUZZGATE_MCP_LISTEN` when set.
     Serve,
+    /// Run only seed 000's capability in front of another Civitai-compatible server: REST on
+    /// `BUZZGATE_LISTEN`, MCP on `BUZZGATE_MCP_LISTEN` (default 127.0.0.1:9090).
+    Proxy {
+        /// The upstream's base URL, e.g. https://civitai.com or another Buzzgate.
+        #[arg(long)]
+        upstream: String,
+        /// The path of the upstream's OAuth endpoints.
+        #[arg(long, default_value = "/api/oauth")]
+        upstream_prefix: String,
+    },
     /// Create or upgrade the database schema, then exit.
     Migrate,
     /// Manage users of the built-in directory.
@@ -177,7 +188,9 @@ pub async fn run_admin(cfg: &Config, cmd: Command) -> Result<(), String> {
     }
     let node = crate::build(cfg, false).await?;
     match cmd {
-        Command::Serve => Err("serve is not an admin command".into()),
+        Command::Serve | Command::Proxy { .. } => {
+            Err("serve and proxy are not admin commands".into())
+        }
         Command::Config(_) => unreachable!("answered before connecting"),
         Command::Migrate => {
             // `build` has connected and migrated already.

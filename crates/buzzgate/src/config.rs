@@ -115,6 +115,47 @@ settings! {
     /// How long a client, consent or user read may be served from memory (0: never); what
     /// another node changed is seen here within it (docs/security.md).
     read_cache_ms: u64 = 500, "BUZZGATE_READ_CACHE_MS", at_most(1000);
+    /// The MCP listener (`/mcp`, docs/mcp.md), e.g. `127.0.0.1:9090`; unset: no MCP under
+    /// `serve` (`proxy` defaults to `127.0.0.1:9090`).
+    mcp_listen: Option<String> = None, "BUZZGATE_MCP_LISTEN", some_text;
+    /// `Host` values the MCP listener accepts besides loopback names, comma-separated (it
+    /// refuses others: DNS-rebinding protection).
+    mcp_allowed_hosts: String = String::new(), "BUZZGATE_MCP_ALLOWED_HOSTS", text;
+    /// Proxy mode: how long to wait for the upstream to accept a connection, and to answer.
+    upstream_connect_timeout_seconds: u64 = 3, "BUZZGATE_UPSTREAM_CONNECT_TIMEOUT_SECONDS", between(1, 300);
+    upstream_timeout_seconds: u64 = 10, "BUZZGATE_UPSTREAM_TIMEOUT_SECONDS", between(1, 600);
+    /// Seed 000's bound client: the MCP tools and the proxy's token endpoint use it when a
+    /// call names no client.
+    civitai_client_id: Option<String> = None, "CIVITAI_CLIENT_ID", some_text;
+    /// The bound client's secret (never printed: `Debug` shows `<redacted>`).
+    civitai_client_secret: Secret = Secret(None), "CIVITAI_CLIENT_SECRET", secret;
+}
+
+/// A setting that must never be printed or logged: `Debug` shows `<redacted>`.
+#[derive(Clone, Default, PartialEq)]
+pub struct Secret(pub Option<String>);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(_) => f.write_str("Secret(<redacted>)"),
+            None => f.write_str("Secret(None)"),
+        }
+    }
+}
+
+fn secret(_: &str, v: &str) -> Result<Secret, String> {
+    Ok(Secret((!v.is_empty()).then(|| v.to_owned())))
+}
+
+impl Config {
+    /// Seed 000's bound client credentials.
+    pub fn bound_client(&self) -> buzzgate_mcp::BoundClient {
+        buzzgate_mcp::BoundClient {
+            client_id: self.civitai_client_id.clone(),
+            client_secret: self.civitai_client_secret.0.clone(),
+        }
+    }
 }
 
 fn text(_: &str, v: &str) -> Result<String, String> {

@@ -14,25 +14,122 @@ pub use config::Config;
 #[derive(Debug)]
 pub struct Running {
     pub addr: SocketAddr,
+    /// The MCP listener's address, when `BUZZGATE_MCP_LISTEN` is set.
+    pub mcp_addr: Option<SocketAddr>,
     pub node_core: buzzgate_domain::service::Buzzgate,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    listeners: Vec<Listening>,
     sweeper: Option<tokio::task::JoinHandle<()>>,
 }
 
+/// One listener being served until its shutdown fires.
+#[derive(Debug)]
+struct Listening {
+    shutdown: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Listening {
+    fn serve(listener: tokio::net::TcpListener, app: axum::Router) -> Listening {
+        let (shutdown, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(buzzgate_http::serve(listener, app, async move {
+            let _ = rx.await;
+        }));
+        Listening { shutdown, task }
+    }
+}
+
+/// Stops every listener, draining in-flight requests.
+async fn stop_all(listeners: Vec<Listening>) -> std::io::Result<()> {
+    let mut tasks = Vec::new();
+    for l in listeners {
+        let _ = l.shutdown.send(());
+        tasks.push(l.task);
+    }
+    for t in tasks {
+        t.await.unwrap_or_else(|e| Err(std::io::Error::other(e)))?;
+    }
+    Ok(())
+}
+
+async fn bind(addr: &str, what: &str) -> Result<(tokio::net::TcpListener, SocketAddr), String> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr} ({what}): {e}"))?;
+    let bound = listener.local_addr().map_err(|e| e.to_string())?;
+    Ok((listener, bound))
+}
+
+fn mcp_settings(cfg: &Config) -> buzzgate_mcp::McpSettings {
+    buzzgate_mcp::McpSettings {
+        allowed_hosts: cfg
+            .mcp_allowed_hosts
+            .split(',')
+            .map(str::trim)
+            .filter(|h| !h.is_empty())
+            .map(str::to_owned)
+            .collect(),
+    }
+}
+
 impl Running {
-    /// Stops accepting, drains in-flight requests, and waits for the server task.
+    /// Stops accepting, drains in-flight requests, and waits for the server tasks.
     pub async fn stop(mut self) -> std::io::Result<()> {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
         if let Some(s) = self.sweeper.take() {
             s.abort();
         }
-        (&mut self.task)
-            .await
-            .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+        stop_all(std::mem::take(&mut self.listeners)).await
     }
+}
+
+/// Proxy mode (`buzzgate proxy`, docs/mcp.md): seed 000's REST and MCP adapters in front of
+/// an upstream, without a database.
+#[derive(Debug)]
+pub struct RunningProxy {
+    pub addr: SocketAddr,
+    pub mcp_addr: SocketAddr,
+    listeners: Vec<Listening>,
+}
+
+impl RunningProxy {
+    pub async fn stop(self) -> std::io::Result<()> {
+        stop_all(self.listeners).await
+    }
+}
+
+/// Starts proxy mode: REST on `cfg.listen`, MCP on `cfg.mcp_listen` (default
+/// `127.0.0.1:9090`), both forwarding to `upstream` (its OAuth endpoints under `prefix`).
+pub async fn start_proxy(
+    cfg: &Config,
+    upstream: &str,
+    prefix: &str,
+) -> Result<RunningProxy, String> {
+    let base = url::Url::parse(upstream)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+        .ok_or_else(|| format!("--upstream must be an http(s) URL, got `{upstream}`"))?;
+    let mut config = buzzgate_mcp::UpstreamConfig::new(base.as_str());
+    config.prefix = format!("/{}", prefix.trim_matches('/'));
+    config.connect_timeout = std::time::Duration::from_secs(cfg.upstream_connect_timeout_seconds);
+    config.timeout = std::time::Duration::from_secs(cfg.upstream_timeout_seconds);
+    let authorize = config.url("authorize");
+    let upstream = std::sync::Arc::new(buzzgate_mcp::Upstream::new(config)?);
+    let bound = cfg.bound_client();
+    let (rest, addr) = bind(&cfg.listen, "REST").await?;
+    let mcp_listen = cfg
+        .mcp_listen
+        .clone()
+        .unwrap_or_else(|| "127.0.0.1:9090".into());
+    let (mcp, mcp_addr) = bind(&mcp_listen, "MCP").await?;
+    let rest_app = buzzgate_mcp::proxy::router(upstream.clone(), bound.clone(), &authorize);
+    let mcp_app = buzzgate_mcp::router(upstream, bound, &mcp_settings(cfg));
+    Ok(RunningProxy {
+        addr,
+        mcp_addr,
+        listeners: vec![
+            Listening::serve(rest, rest_app),
+            Listening::serve(mcp, mcp_app),
+        ],
+    })
 }
 
 /// Binds `cfg.listen` (port 0 picks a free one) and serves the node until [`Running::stop`].
@@ -48,11 +145,24 @@ pub async fn start(cfg: &Config) -> Result<Running, String> {
     }
     let cfg = &cfg;
     let node = build(cfg, true).await?;
+    let mcp = match &cfg.mcp_listen {
+        Some(l) => Some(bind(l, "MCP").await?),
+        None => None,
+    };
     let app = buzzgate_http::router(node.state.clone());
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(buzzgate_http::serve(listener, app, async move {
-        let _ = rx.await;
-    }));
+    let mut listeners = vec![Listening::serve(listener, app)];
+    let mcp_addr = match mcp {
+        Some((mcp, mcp_addr)) => {
+            let backend = std::sync::Arc::new(buzzgate_mcp::InProcess::new(
+                node.core.clone(),
+                cfg.scope_as_array,
+            ));
+            let app = buzzgate_mcp::router(backend, cfg.bound_client(), &mcp_settings(cfg));
+            listeners.push(Listening::serve(mcp, app));
+            Some(mcp_addr)
+        }
+        None => None,
+    };
     let sweeper = (cfg.sweep_interval_seconds > 0).then(|| {
         compose::spawn_sweeper(
             node.core.clone(),
@@ -61,9 +171,9 @@ pub async fn start(cfg: &Config) -> Result<Running, String> {
     });
     Ok(Running {
         addr,
+        mcp_addr,
         node_core: node.core,
-        shutdown: Some(tx),
-        task,
+        listeners,
         sweeper,
     })
 }

@@ -14,10 +14,18 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The MCP SDK logs requests (tool arguments: codes, secrets) at debug level: it stays at
+    // warn unless RUST_LOG names it explicitly (docs/mcp.md).
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
+    let filter = if filter.contains("rmcp") {
+        filter
+    } else {
+        format!("{filter},rmcp=warn")
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            tracing_subscriber::EnvFilter::try_new(&filter)
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rmcp=warn")),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -42,6 +50,10 @@ fn main() -> ExitCode {
     let result = rt.block_on(async move {
         match cli.command {
             Command::Serve => serve(&cfg).await,
+            Command::Proxy {
+                upstream,
+                upstream_prefix,
+            } => proxy(&cfg, &upstream, &upstream_prefix).await,
             other => buzzgate::cli::run_admin(&cfg, other).await,
         }
     });
@@ -56,12 +68,28 @@ fn main() -> ExitCode {
 
 async fn serve(cfg: &Config) -> Result<(), String> {
     let running = buzzgate::start(cfg).await?;
+    if let Some(mcp) = running.mcp_addr {
+        tracing::info!(addr = %mcp, "MCP is listening at /mcp");
+    }
     tracing::info!(
         addr = %running.addr,
         issuer = %cfg.issuer,
         database = if cfg.is_postgres() { "postgres" } else { "sqlite" },
         redis = cfg.redis_url.is_some(),
         "buzzgate is listening"
+    );
+    shutdown_signal().await;
+    tracing::info!("shutting down: draining in-flight requests");
+    running.stop().await.map_err(|e| e.to_string())
+}
+
+async fn proxy(cfg: &Config, upstream: &str, prefix: &str) -> Result<(), String> {
+    let running = buzzgate::start_proxy(cfg, upstream, prefix).await?;
+    tracing::info!(
+        rest = %running.addr,
+        mcp = %running.mcp_addr,
+        upstream,
+        "buzzgate proxy is listening"
     );
     shutdown_signal().await;
     tracing::info!("shutting down: draining in-flight requests");

@@ -123,47 +123,15 @@ pub fn validate(
         target: target.clone(),
         error,
     };
-    match present(&params.response_type) {
-        None => return Err(fail(Error::invalid_request("Missing response_type"))),
-        Some("code") => {}
-        Some(_) => {
-            return Err(fail(Error::UnsupportedResponseType(
-                "Only response_type=code is supported".into(),
-            )));
-        }
-    }
+    check_response_type(params).map_err(fail)?;
     if !client.allows_grant(GrantType::AuthorizationCode) {
         return Err(fail(Error::UnauthorizedClient(
             "Client is not registered for the authorization_code grant".into(),
         )));
     }
-    let (Some(challenge), Some(method)) = (
-        present(&params.code_challenge),
-        present(&params.code_challenge_method),
-    ) else {
-        return Err(fail(Error::invalid_request(
-            "PKCE required: provide code_challenge and code_challenge_method=S256",
-        )));
-    };
-    CodeChallengeMethod::parse(method).map_err(fail)?;
-    let code_challenge = CodeChallenge::parse(challenge).map_err(fail)?;
-    let state = match present(&params.state) {
-        None => return Err(fail(Error::invalid_request("state parameter is required"))),
-        Some(s) if !is_vschar(s, 1024) => {
-            return Err(fail(Error::invalid_request(
-                "state must be at most 1024 printable ASCII characters",
-            )));
-        }
-        Some(s) => s.to_owned(),
-    };
-    let nonce = match present(&params.nonce) {
-        Some(n) if !is_vschar(n, 512) => {
-            return Err(fail(Error::invalid_request(
-                "nonce must be at most 512 printable ASCII characters",
-            )));
-        }
-        n => n.map(str::to_owned),
-    };
+    let code_challenge = check_pkce(params).map_err(fail)?;
+    let state = check_state(params).map_err(fail)?;
+    let nonce = check_nonce(params).map_err(fail)?;
     let requested = match present(&params.scope) {
         None => {
             return Err(fail(Error::invalid_scope(
@@ -183,6 +151,67 @@ pub fn validate(
         code_challenge,
         nonce,
     })
+}
+
+/// What a front without the client registry can check of an authorization request (the
+/// proxy of docs/mcp.md, before it redirects to its upstream): `client_id` and
+/// `redirect_uri` present, `response_type=code`, PKCE with S256 and a well-formed
+/// challenge, a printable `state` (and `nonce`). The scope and the redirect URI's
+/// registration are the upstream's to judge.
+pub fn check_without_client(params: &AuthorizeParams) -> Result<(), Error> {
+    if present(&params.client_id).is_none() {
+        return Err(Error::invalid_request("Missing client_id"));
+    }
+    if present(&params.redirect_uri).is_none() {
+        return Err(Error::invalid_request("Missing redirect_uri"));
+    }
+    check_response_type(params)?;
+    check_pkce(params)?;
+    check_state(params)?;
+    check_nonce(params)?;
+    Ok(())
+}
+
+fn check_response_type(params: &AuthorizeParams) -> Result<(), Error> {
+    match present(&params.response_type) {
+        None => Err(Error::invalid_request("Missing response_type")),
+        Some("code") => Ok(()),
+        Some(_) => Err(Error::UnsupportedResponseType(
+            "Only response_type=code is supported".into(),
+        )),
+    }
+}
+
+fn check_pkce(params: &AuthorizeParams) -> Result<CodeChallenge, Error> {
+    let (Some(challenge), Some(method)) = (
+        present(&params.code_challenge),
+        present(&params.code_challenge_method),
+    ) else {
+        return Err(Error::invalid_request(
+            "PKCE required: provide code_challenge and code_challenge_method=S256",
+        ));
+    };
+    CodeChallengeMethod::parse(method)?;
+    CodeChallenge::parse(challenge)
+}
+
+fn check_state(params: &AuthorizeParams) -> Result<String, Error> {
+    match present(&params.state) {
+        None => Err(Error::invalid_request("state parameter is required")),
+        Some(s) if !is_vschar(s, 1024) => Err(Error::invalid_request(
+            "state must be at most 1024 printable ASCII characters",
+        )),
+        Some(s) => Ok(s.to_owned()),
+    }
+}
+
+fn check_nonce(params: &AuthorizeParams) -> Result<Option<String>, Error> {
+    match present(&params.nonce) {
+        Some(n) if !is_vschar(n, 512) => Err(Error::invalid_request(
+            "nonce must be at most 512 printable ASCII characters",
+        )),
+        n => Ok(n.map(str::to_owned)),
+    }
 }
 
 /// Appends parameters to a URI's query, keeping what is already there (a registered redirect

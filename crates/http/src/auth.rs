@@ -84,20 +84,7 @@ pub fn client_auth(headers: &HeaderMap, params: &Params) -> Result<ClientAuth, E
             method: AuthMethod::Basic,
         });
     }
-    let id = body_id.ok_or_else(|| Error::invalid_request("Missing client_id"))?;
-    let client_id = ClientId::parse(id).ok_or_else(Error::unknown_client)?;
-    Ok(match body_secret {
-        Some(s) => ClientAuth {
-            client_id,
-            secret: Some(s.to_owned()),
-            method: AuthMethod::Post,
-        },
-        None => ClientAuth {
-            client_id,
-            secret: None,
-            method: AuthMethod::None,
-        },
-    })
+    ClientAuth::from_fields(body_id, body_secret)
 }
 
 /// One cookie's value (every `Cookie` header, parsed by the `cookie` crate).

@@ -22,7 +22,8 @@ use crate::responses::{
     MeBody, TokenBody, UserInfoBody,
 };
 
-fn authorize_params(p: &Params) -> AuthorizeParams {
+/// The authorization request's parameters as sent.
+pub fn authorize_params(p: &Params) -> AuthorizeParams {
     AuthorizeParams {
         response_type: p.owned("response_type"),
         client_id: p.owned("client_id"),
@@ -242,26 +243,6 @@ fn origin_of(headers: &HeaderMap) -> Option<String> {
         .map(str::to_owned)
 }
 
-fn grant_request(kind: GrantType, p: &Params) -> GrantRequest {
-    match kind {
-        GrantType::AuthorizationCode => GrantRequest::AuthorizationCode {
-            code: p.owned("code"),
-            code_verifier: p.owned("code_verifier"),
-            redirect_uri: p.owned("redirect_uri"),
-        },
-        GrantType::RefreshToken => GrantRequest::RefreshToken {
-            refresh_token: p.owned("refresh_token"),
-            scope: p.owned("scope"),
-        },
-        GrantType::ClientCredentials => GrantRequest::ClientCredentials {
-            scope: p.owned("scope"),
-        },
-        GrantType::DeviceCode => GrantRequest::DeviceCode {
-            device_code: p.owned("device_code"),
-        },
-    }
-}
-
 async fn token_common(
     st: &AppState,
     ip: Option<&str>,
@@ -283,7 +264,7 @@ async fn token_common(
             client,
             origin: origin.clone(),
             ip: ip.map(str::to_owned),
-            grant: grant_request(kind, params),
+            grant: GrantRequest::from_fields(kind, |name| params.owned(name)),
         };
         core.tokens().token(req).await
     }

@@ -5,6 +5,7 @@
 mod attacks;
 mod flows;
 mod harness;
+mod mcp;
 mod pages;
 
 scenarios!(
@@ -101,5 +102,26 @@ scenarios!(
     signup_when_open with open_signup,
     pages_are_locked_down,
 );
+
+// Seed 000's MCP adapter and proxy mode (docs/mcp.md).
+scenarios!(
+    mod mcp_e2e in mcp;
+    mcp_tools_run_the_flow with with_mcp,
+    mcp_refuses_browser_origins with with_mcp,
+);
+mod proxy {
+    crate::scenarios!(
+        @test proxy_fronts_an_upstream,
+        Sqlite,
+        |_: &mut buzzgate::Config| {},
+        crate::mcp::proxy_fronts_an_upstream
+    );
+    crate::scenarios!(
+        @test proxy_survives_a_failing_upstream,
+        Sqlite,
+        |_: &mut buzzgate::Config| {},
+        crate::mcp::proxy_survives_a_failing_upstream
+    );
+}
 
 mod independent_client;

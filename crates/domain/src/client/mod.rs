@@ -213,6 +213,33 @@ pub struct ClientAuth {
     pub method: AuthMethod,
 }
 
+impl ClientAuth {
+    /// Credentials sent as fields (`client_id`, and `client_secret` when the client has
+    /// one): `client_secret_post`, or `none` for a public client. An id that cannot be a
+    /// client ID is `invalid_client`; a missing one is `invalid_request`.
+    pub fn from_fields(
+        client_id: Option<&str>,
+        client_secret: Option<&str>,
+    ) -> Result<ClientAuth, crate::Error> {
+        let id = client_id
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| crate::Error::invalid_request("Missing client_id"))?;
+        let client_id = ClientId::parse(id).ok_or_else(crate::Error::unknown_client)?;
+        Ok(match client_secret {
+            Some(s) => ClientAuth {
+                client_id,
+                secret: Some(s.to_owned()),
+                method: AuthMethod::Post,
+            },
+            None => ClientAuth {
+                client_id,
+                secret: None,
+                method: AuthMethod::None,
+            },
+        })
+    }
+}
+
 impl fmt::Debug for ClientAuth {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClientAuth")

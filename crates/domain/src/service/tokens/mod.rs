@@ -77,6 +77,28 @@ impl GrantRequest {
             }),
         }
     }
+
+    /// The request of grant `kind` from its fields as sent (a form, a JSON body, an MCP tool's
+    /// `body`): `field(name)` gives each parameter of RFC 6749 / RFC 8628 by its name.
+    pub fn from_fields(kind: GrantType, field: impl Fn(&str) -> Option<String>) -> GrantRequest {
+        match kind {
+            GrantType::AuthorizationCode => GrantRequest::AuthorizationCode {
+                code: field("code"),
+                code_verifier: field("code_verifier"),
+                redirect_uri: field("redirect_uri"),
+            },
+            GrantType::RefreshToken => GrantRequest::RefreshToken {
+                refresh_token: field("refresh_token"),
+                scope: field("scope"),
+            },
+            GrantType::ClientCredentials => GrantRequest::ClientCredentials {
+                scope: field("scope"),
+            },
+            GrantType::DeviceCode => GrantRequest::DeviceCode {
+                device_code: field("device_code"),
+            },
+        }
+    }
 }
 
 fn truncate(s: &str, n: usize) -> String {
