@@ -2,13 +2,16 @@
 //! audit log with filters, paged. Admins only (the domain answers 403 to anyone else); the
 //! same audit query as JSON at `GET /api/v1/admin/audit`.
 
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use buzzgate_domain::audit::{AuditEvent, AuditKind, AuditQuery};
 use buzzgate_domain::client::{AccessMode, ClientKind};
 use buzzgate_domain::error::Error;
-use buzzgate_domain::ids::ClientId;
+use buzzgate_domain::ids::{ClientId, UserId};
 use buzzgate_domain::service::admin::AuditFilter;
 use minijinja::{Value, context};
 use serde::Serialize;
@@ -89,6 +92,7 @@ async fn render(st: &AppState, v: Visit, params: &Params, flash: Option<&str>) -
         Ok(apps) => apps,
         Err(e) => return error_page(&e, Some(v.viewer)),
     };
+    let owners = usernames(st, apps.iter().map(|c| c.owner)).await;
     let apps: Vec<Value> = apps
         .iter()
         .map(|c| {
@@ -97,7 +101,7 @@ async fn render(st: &AppState, v: Visit, params: &Params, flash: Option<&str>) -
                 name => &c.name,
                 verified => c.is_verified,
                 kind => match c.kind { ClientKind::Confidential => "confidential", ClientKind::Public => "public" },
-                owner => c.owner.0,
+                owner => owners.get(&c.owner).cloned().unwrap_or_default(),
                 access_mode => c.access_mode.as_str(),
             }
         })
@@ -111,17 +115,7 @@ async fn render(st: &AppState, v: Visit, params: &Params, flash: Option<&str>) -
     };
     let older = (events.len() == PAGE_SIZE).then(|| page_link(params, offset + PAGE_SIZE));
     let newer = (offset > 0).then(|| page_link(params, offset.saturating_sub(PAGE_SIZE)));
-    // Usernames for the page's users (each looked up once; a deleted user shows its id).
-    let mut names = std::collections::HashMap::new();
-    for id in events.iter().filter_map(|e| e.user_id) {
-        if let std::collections::hash_map::Entry::Vacant(slot) = names.entry(id) {
-            let name = match st.core.deps.users.get(id).await {
-                Ok(Some(u)) => format!("{} ({})", u.username, id.0),
-                _ => id.0.to_string(),
-            };
-            slot.insert(name);
-        }
-    }
+    let names = usernames(st, events.iter().filter_map(|e| e.user_id)).await;
     let events: Vec<Value> = events
         .iter()
         .map(|e| {
@@ -165,6 +159,21 @@ async fn render(st: &AppState, v: Visit, params: &Params, flash: Option<&str>) -
     )
     .viewer(Some(v.viewer))
     .into_response()
+}
+
+/// "alice (1)" for each user id (looked up once each; a deleted user shows its id).
+async fn usernames(st: &AppState, ids: impl Iterator<Item = UserId>) -> HashMap<UserId, String> {
+    let mut names = HashMap::new();
+    for id in ids {
+        if let Entry::Vacant(slot) = names.entry(id) {
+            let name = match st.core.deps.users.get(id).await {
+                Ok(Some(u)) => format!("{} ({})", u.username, id.0),
+                _ => id.0.to_string(),
+            };
+            slot.insert(name);
+        }
+    }
+    names
 }
 
 async fn admin_post(
