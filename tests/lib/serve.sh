@@ -1,7 +1,8 @@
 # Shared by the interoperability checks (tests/interop, tests/node): builds buzzgate, serves it
 # over a throwaway SQLite database on a random port, and registers a user and a confidential
 # client. Source it from a script running under `set -euo pipefail`, then call
-# `bg_start "<app name>"`. It exports BIN, BG_URL, BG_USER, BG_PASSWORD, BG_CLIENT_ID,
+# `bg_start "<app name>"`. With BG_BIND_CLIENT=1 the server binds that client as seed 000's
+# CIVITAI_CLIENT_ID / CIVITAI_CLIENT_SECRET. It exports BIN, BG_URL, BG_USER, BG_PASSWORD, BG_CLIENT_ID,
 # BG_CLIENT_SECRET and BG_REDIRECT_URI, and stops the server (printing its log on failure) when
 # the calling script exits. With BUZZGATE_BIN=<path> it serves that binary and builds nothing;
 # with BG_SKIP_BUILD=1 it serves the target dir's binary as it is.
@@ -76,6 +77,10 @@ bg_start() {
     BG_CLIENT_ID=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["clientId"])' "$client_json")
     BG_CLIENT_SECRET=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["clientSecret"])' "$client_json")
 
+    if [[ ${BG_BIND_CLIENT:-} == 1 ]]; then
+        # Seed 000's bound client (docs/mcp.md): the MCP tools use it when a call names none.
+        export CIVITAI_CLIENT_ID="$BG_CLIENT_ID" CIVITAI_CLIENT_SECRET="$BG_CLIENT_SECRET"
+    fi
     echo "== starting buzzgate on $BUZZGATE_LISTEN"
     "$BIN" serve >"$TMP/server.log" 2>&1 &
     SERVER_PID=$!
