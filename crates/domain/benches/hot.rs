@@ -31,6 +31,7 @@ fn tokens(c: &mut Criterion) {
                 family_id: None,
                 auth_time: None,
                 oidc: OidcScopes::NONE,
+                audience: Vec::new(),
             };
             black_box(minter.mint(new, now, &random))
         })
@@ -44,6 +45,7 @@ fn tokens(c: &mut Criterion) {
             family_id: None,
             auth_time: None,
             oidc: OidcScopes::NONE,
+            audience: Vec::new(),
         },
         now,
         &random,

@@ -24,6 +24,8 @@ pub struct AuthorizeParams {
     pub code_challenge: Option<String>,
     pub code_challenge_method: Option<String>,
     pub nonce: Option<String>,
+    /// `resource` (RFC 8707), repeatable; empty when none was sent.
+    pub resources: Vec<String>,
 }
 
 /// A request that passed every check: the consent page and code issuance work from this.
@@ -41,6 +43,8 @@ pub struct AuthorizationRequest {
     pub state: String,
     pub code_challenge: CodeChallenge,
     pub nonce: Option<String>,
+    /// The resources (RFC 8707) the token will be for; the code carries them.
+    pub resources: Vec<String>,
 }
 
 /// Where errors may be sent once the redirect URI is trusted.
@@ -132,6 +136,7 @@ pub fn validate(
     let code_challenge = check_pkce(params).map_err(fail)?;
     let state = check_state(params).map_err(fail)?;
     let nonce = check_nonce(params).map_err(fail)?;
+    let resources = crate::resource::parse_resources(&params.resources).map_err(fail)?;
     let requested = match present(&params.scope) {
         None => {
             return Err(fail(Error::invalid_scope(
@@ -150,6 +155,7 @@ pub fn validate(
         state,
         code_challenge,
         nonce,
+        resources,
     })
 }
 
@@ -169,6 +175,7 @@ pub fn check_without_client(params: &AuthorizeParams) -> Result<(), Error> {
     check_pkce(params)?;
     check_state(params)?;
     check_nonce(params)?;
+    crate::resource::parse_resources(&params.resources)?;
     Ok(())
 }
 
@@ -281,6 +288,7 @@ mod tests {
             code_challenge: Some(challenge()),
             code_challenge_method: Some("S256".into()),
             nonce: None,
+            resources: Vec::new(),
         }
     }
 

@@ -38,6 +38,10 @@ pub enum Error {
     /// `invalid_scope`.
     #[error("invalid_scope: {0}")]
     InvalidScope(Description),
+    /// `invalid_target` (RFC 8707 §2): a `resource` that is not an absolute URI without a
+    /// fragment, or one the grant does not cover.
+    #[error("invalid_target: {0}")]
+    InvalidTarget(Description),
     /// `access_denied`: the user denied, the app is disabled or limited to testers, or the
     /// caller may not do this.
     #[error("access_denied: {0}")]
@@ -98,6 +102,7 @@ pub const ALL_CODES: &[&str] = &[
     "unsupported_grant_type",
     "unsupported_response_type",
     "invalid_scope",
+    "invalid_target",
     "access_denied",
     "invalid_token",
     "insufficient_scope",
@@ -124,6 +129,7 @@ impl Error {
             Error::UnsupportedGrantType(_) => "unsupported_grant_type",
             Error::UnsupportedResponseType(_) => "unsupported_response_type",
             Error::InvalidScope(_) => "invalid_scope",
+            Error::InvalidTarget(_) => "invalid_target",
             Error::AccessDenied(_) => "access_denied",
             Error::InvalidToken(_) | Error::NoCredentials(_) => "invalid_token",
             Error::InsufficientScope { .. } => "insufficient_scope",
@@ -150,6 +156,7 @@ impl Error {
             | Error::UnsupportedGrantType(d)
             | Error::UnsupportedResponseType(d)
             | Error::InvalidScope(d)
+            | Error::InvalidTarget(d)
             | Error::AccessDenied(d)
             | Error::InvalidToken(d)
             | Error::NoCredentials(d)
@@ -193,6 +200,9 @@ impl Error {
     }
     pub fn invalid_scope(d: impl Into<Description>) -> Self {
         Error::InvalidScope(d.into())
+    }
+    pub fn invalid_target(d: impl Into<Description>) -> Self {
+        Error::InvalidTarget(d.into())
     }
     pub fn access_denied(d: impl Into<Description>) -> Self {
         Error::AccessDenied(d.into())
@@ -261,6 +271,7 @@ mod tests {
             Error::UnsupportedGrantType("x".into()),
             Error::UnsupportedResponseType("x".into()),
             Error::invalid_scope("x"),
+            Error::invalid_target("x"),
             Error::access_denied("x"),
             Error::invalid_token("x"),
             Error::InsufficientScope {

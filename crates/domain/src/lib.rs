@@ -19,6 +19,7 @@ pub mod memory;
 pub mod pkce;
 pub mod ports;
 pub mod rate;
+pub mod resource;
 pub mod scope;
 pub mod service;
 pub mod token;

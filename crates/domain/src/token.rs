@@ -233,6 +233,9 @@ pub struct TokenRecord {
     /// a Civitai-style token, every claim `UserRead` allows).
     #[serde(default)]
     pub oidc: OidcScopes,
+    /// The resources (RFC 8707) the token is for; empty: any (docs/mcp.md).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub audience: Vec<String>,
 }
 
 impl TokenRecord {
@@ -261,6 +264,8 @@ pub struct NewToken {
     pub family_id: Option<FamilyId>,
     pub auth_time: Option<OffsetDateTime>,
     pub oidc: OidcScopes,
+    /// The resources the token is for (RFC 8707); empty: any.
+    pub audience: Vec<String>,
 }
 
 /// Mints tokens: one place that knows prefixes and TTLs.
@@ -300,6 +305,7 @@ impl TokenMinter {
             rotated_at: None,
             auth_time: new.auth_time,
             oidc: new.oidc,
+            audience: new.audience,
         };
         (plain, record)
     }
@@ -333,6 +339,7 @@ mod tests {
             family_id: None,
             auth_time: None,
             oidc: Default::default(),
+            audience: Vec::new(),
         };
         minter.mint(new, T0, &SeededRandom::new(1)).1
     }

@@ -33,6 +33,7 @@ pub fn authorize_params(p: &Params) -> AuthorizeParams {
         code_challenge: p.owned("code_challenge"),
         code_challenge_method: p.owned("code_challenge_method"),
         nonce: p.owned("nonce"),
+        resources: p.all("resource"),
     }
 }
 
@@ -53,6 +54,9 @@ fn authorize_url(path: &str, ap: &AuthorizeParams) -> String {
         if let Some(v) = v {
             q.append_pair(k, v);
         }
+    }
+    for r in &ap.resources {
+        q.append_pair("resource", r);
     }
     format!("{path}?{}", q.finish())
 }
@@ -265,6 +269,7 @@ async fn token_common(
             origin: origin.clone(),
             ip: ip.map(str::to_owned),
             grant: GrantRequest::from_fields(kind, |name| params.owned(name)),
+            resources: params.all("resource"),
         };
         core.tokens().token(req).await
     }

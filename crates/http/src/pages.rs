@@ -399,7 +399,8 @@ pub async fn logout(
             );
             res
         }
-        Err(e) => error_page(&e, None),
+        // As before the pages had templates: scripts signing out read the JSON error.
+        Err(e) => crate::error::ApiError::from(e).into_response(),
     }
 }
 
@@ -518,6 +519,9 @@ pub async fn consent(
     ];
     if let Some(n) = &req.nonce {
         hidden.push(("nonce", n.clone()));
+    }
+    for r in &req.resources {
+        hidden.push(("resource", r.clone()));
     }
     hidden.push(("csrf_token", csrf));
     let (redirect_host, origin) = redirect_target(&req.redirect_uri);

@@ -73,6 +73,9 @@ fn decode(raw: &[u8]) -> Result<String, Rejection> {
     String::from_utf8(bytes).map_err(|_| Rejection::bad("Parameters must be valid UTF-8"))
 }
 
+/// The one parameter that may repeat.
+pub const REPEATABLE: &str = "resource";
+
 fn push_unique(
     out: &mut Vec<(String, String)>,
     key: String,
@@ -84,7 +87,8 @@ fn push_unique(
     if key.chars().count() > 128 {
         return Err(Rejection::bad("Parameter name too long"));
     }
-    if out.iter().any(|(k, _)| *k == key) {
+    // RFC 8707 §2: `resource` may be given several times; every other parameter once.
+    if key != REPEATABLE && out.iter().any(|(k, _)| *k == key) {
         return Err(Rejection::bad(format!(
             "Parameter `{}` is repeated",
             key.chars().filter(|c| !c.is_control()).collect::<String>()
@@ -193,6 +197,17 @@ pub fn parse_json_params(raw: &[u8]) -> Result<Vec<(String, String)>, Rejection>
         let text = match v {
             serde_json::Value::Null => continue,
             serde_json::Value::String(s) => s,
+            // `"resource": ["…", "…"]`: one parameter per element.
+            serde_json::Value::Array(items)
+                if k == REPEATABLE && items.iter().all(serde_json::Value::is_string) =>
+            {
+                for item in items {
+                    if let serde_json::Value::String(s) = item {
+                        push_unique(&mut out, k.clone(), s)?;
+                    }
+                }
+                continue;
+            }
             other => other.to_string(),
         };
         push_unique(&mut out, k, text)?;
@@ -286,6 +301,14 @@ impl Params {
     }
     pub fn owned(&self, key: &str) -> Option<String> {
         self.get(key).map(str::to_owned)
+    }
+    /// Every value of a repeatable parameter (`resource`), in order.
+    pub fn all(&self, key: &str) -> Vec<String> {
+        self.0
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+            .collect()
     }
     pub fn has(&self, key: &str) -> bool {
         self.get(key).is_some()

@@ -164,6 +164,10 @@ pub enum IntrospectionBody<'a> {
 #[derive(Debug, Serialize)]
 pub struct ActiveTokenBody<'a> {
     pub active: bool,
+    /// RFC 7662 / RFC 8707: the resource (a string) or resources (an array) the token is
+    /// for; absent when it is for any.
+    #[serde(skip_serializing_if = "Audience::is_any")]
+    pub aud: Audience<'a>,
     #[serde(serialize_with = "sorted")]
     pub buzz_limit: Option<&'a BuzzLimit>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -189,6 +193,7 @@ impl<'a> ActiveTokenBody<'a> {
     ) -> Self {
         ActiveTokenBody {
             active: true,
+            aud: Audience(&r.audience),
             buzz_limit,
             client_id: r.client_id.as_ref().map(|c| c.as_str()),
             exp: r.expires_at.map(|e| e.unix_timestamp()),
@@ -200,6 +205,26 @@ impl<'a> ActiveTokenBody<'a> {
             // RFC 7662 `token_type` is the RFC 6749 §7.1 type, which only a bearer has.
             token_type: r.kind.is_bearer().then_some("Bearer"),
             username,
+        }
+    }
+}
+
+/// A token's audience on the wire (RFC 7519 §4.1.3 `aud`): one resource as a string, several
+/// as an array.
+#[derive(Debug, Clone, Copy)]
+pub struct Audience<'a>(pub &'a [String]);
+
+impl Audience<'_> {
+    pub fn is_any(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl Serialize for Audience<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            [one] => s.serialize_str(one),
+            many => many.serialize(s),
         }
     }
 }
@@ -245,6 +270,9 @@ impl From<UserInfo> for UserInfoBody {
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MeBody<'a> {
+    /// As in introspection: the resource or resources the token is for, absent for any.
+    #[serde(skip_serializing_if = "Audience::is_any")]
+    pub aud: Audience<'a>,
     #[serde(serialize_with = "sorted")]
     pub buzz_limit: Option<&'a BuzzLimit>,
     pub id: i64,
@@ -273,6 +301,7 @@ impl<'a> MeBody<'a> {
             Subject::ApiKey(id) => SubjectBody { id, kind: "apiKey" },
         };
         MeBody {
+            aud: Audience(&me.audience),
             buzz_limit: me.buzz_limit.as_ref(),
             id: me.id.0,
             subject,
@@ -675,6 +704,18 @@ mod tests {
     }
 
     #[test]
+    fn an_audience_is_a_string_an_array_or_absent() {
+        let one = vec!["https://a.example/mcp".to_owned()];
+        let two = vec!["https://a.example/mcp".to_owned(), "urn:b".to_owned()];
+        assert_eq!(wire(&Audience(&one)), r#""https://a.example/mcp""#);
+        assert_eq!(
+            wire(&Audience(&two)),
+            r#"["https://a.example/mcp","urn:b"]"#
+        );
+        assert!(Audience(&[]).is_any());
+    }
+
+    #[test]
     fn every_shape_keeps_the_key_order_of_the_json_macro() {
         let random = SeededRandom::new(1);
         let token = TokenResponse {
@@ -698,6 +739,7 @@ mod tests {
             token_scope: Scope::AI_SERVICES,
             buzz_limit: Some(limit.clone()),
             subject: Subject::OAuth(c.id.clone()),
+            audience: vec!["https://mcp.example.com/mcp".into()],
         };
         let failing = BTreeMap::from([("redis".to_owned(), "down".to_owned())]);
         assert_sorted(&ErrorBody::of(&Error::invalid_request("x")));
@@ -809,6 +851,7 @@ mod tests {
             token_scope: Scope::USER_READ,
             buzz_limit: None,
             subject: Subject::ApiKey("k1".into()),
+            audience: Vec::new(),
         };
         assert_eq!(
             wire(&MeBody::new(&me, &Catalogue::civitai())),

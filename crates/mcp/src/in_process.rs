@@ -72,6 +72,11 @@ impl Backend for InProcess {
                 origin: None,
                 ip: None,
                 grant: GrantRequest::from_fields(kind, |name| field(form, name)),
+                resources: form
+                    .iter()
+                    .filter(|(k, _)| k == "resource")
+                    .map(|(_, v)| v.clone())
+                    .collect(),
             };
             self.core.tokens().token(req).await
         };

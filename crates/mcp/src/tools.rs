@@ -39,6 +39,10 @@ pub struct TokenRequestBody {
     /// device_code grant: the device code from the device authorization response.
     #[serde(default)]
     pub device_code: Option<String>,
+    /// The protected resources (RFC 8707 absolute URIs, e.g. an MCP server's URL) the access
+    /// token is for; a subset of those the authorization named.
+    #[serde(default)]
+    pub resource: Option<Vec<String>>,
     /// The app's client ID. Omit it (and `client_secret`) to use the server's bound client.
     #[serde(default)]
     pub client_id: Option<String>,
@@ -157,6 +161,9 @@ impl OAuthTools {
         push(&mut form, "refresh_token", body.refresh_token.as_deref());
         push(&mut form, "scope", body.scope.as_deref());
         push(&mut form, "device_code", body.device_code.as_deref());
+        for r in body.resource.iter().flatten() {
+            push(&mut form, "resource", Some(r));
+        }
         push(&mut form, "client_id", body.client_id.as_deref());
         push(&mut form, "client_secret", body.client_secret.as_deref());
         self.bound.complete(&mut form);

@@ -14,7 +14,7 @@ use crate::{
 };
 
 const CODE_COLUMNS: &str = "hash, client_id, user_id, redirect_uri, scope, code_challenge, \
-     nonce, auth_time, issued_at, expires_at, redeemed_family, oidc";
+     nonce, auth_time, issued_at, expires_at, redeemed_family, oidc, resources";
 
 #[derive(sqlx::FromRow)]
 struct CodeRow {
@@ -30,6 +30,7 @@ struct CodeRow {
     expires_at: OffsetDateTime,
     redeemed_family: Option<Uuid>,
     oidc: i16,
+    resources: Vec<String>,
 }
 
 impl CodeRow {
@@ -44,6 +45,7 @@ impl CodeRow {
                 .map_err(|_| corrupt("code challenge"))?,
             nonce: self.nonce,
             oidc: oidc_from(self.oidc)?,
+            resources: self.resources,
             auth_time: self.auth_time,
             issued_at: self.issued_at,
             expires_at: self.expires_at,
@@ -57,7 +59,7 @@ impl CodeStore for PgStore {
     async fn insert(&self, code: &AuthorizationCodeRecord) -> StoreResult<()> {
         sqlx::query(&format!(
             "INSERT INTO auth_codes ({CODE_COLUMNS}) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
         ))
         .bind(&code.hash.0[..])
         .bind(code.client_id.as_str())
@@ -71,6 +73,7 @@ impl CodeStore for PgStore {
         .bind(code.expires_at)
         .bind(code.redeemed.map(|f| f.0))
         .bind(i16::from(code.oidc.bits()))
+        .bind(&code.resources)
         .execute(&self.pool)
         .await
         .map_err(map_err)?;

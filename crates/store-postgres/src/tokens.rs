@@ -26,7 +26,7 @@ use crate::{
 };
 
 pub(crate) const TOKEN_COLUMNS: &str = "id, hash, kind, client_id, user_id, scope, family_id, \
-     name, buzz_limit, issued_at, expires_at, revoked_at, rotated_at, auth_time, oidc";
+     name, buzz_limit, issued_at, expires_at, revoked_at, rotated_at, auth_time, oidc, audience";
 
 /// The advisory-lock key of a family, computed by the server.
 const FAMILY_KEY: &str = "hashtextextended('buzzgate:family:' || f::text, 0)";
@@ -48,6 +48,7 @@ pub(crate) struct TokenRow {
     rotated_at: Option<OffsetDateTime>,
     auth_time: Option<OffsetDateTime>,
     oidc: i16,
+    audience: Vec<String>,
 }
 
 impl TokenRow {
@@ -68,6 +69,7 @@ impl TokenRow {
             rotated_at: self.rotated_at,
             auth_time: self.auth_time,
             oidc: oidc_from(self.oidc)?,
+            audience: self.audience,
         })
     }
 }
@@ -123,7 +125,8 @@ pub(crate) async fn insert_rows(
             .push_bind(t.revoked_at)
             .push_bind(t.rotated_at)
             .push_bind(t.auth_time)
-            .push_bind(i16::from(t.oidc.bits()));
+            .push_bind(i16::from(t.oidc.bits()))
+            .push_bind(&t.audience);
     });
     q.build().execute(c).await?;
     Ok(())

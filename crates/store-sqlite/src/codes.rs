@@ -24,6 +24,7 @@ fn code_of(row: &SqliteRow) -> StoreResult<AuthorizationCodeRecord> {
             .map_err(|_| corrupt("code_challenge"))?,
         nonce: c.opt_string("nonce")?,
         oidc: c.oidc("oidc")?,
+        resources: c.opt_json("resources")?.unwrap_or_default(),
         auth_time: c.time("auth_time")?,
         issued_at: c.time("issued_at")?,
         expires_at: c.time("expires_at")?,
@@ -62,7 +63,7 @@ impl CodeStore for SqliteStore {
         sqlx::query(
             "INSERT OR REPLACE INTO authorization_codes (hash, client_id, user_id, redirect_uri, \
              scope, code_challenge, nonce, auth_time, issued_at, expires_at, redeemed_family, \
-             oidc) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             oidc, resources) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(blob(&code.hash))
         .bind(code.client_id.as_str())
@@ -76,6 +77,7 @@ impl CodeStore for SqliteStore {
         .bind(us(code.expires_at))
         .bind(code.redeemed.map(|f| f.to_string()))
         .bind(i64::from(code.oidc.bits()))
+        .bind(crate::convert::to_json(&code.resources)?)
         .execute(&self.pool)
         .await
         .map_err(map_err)?;

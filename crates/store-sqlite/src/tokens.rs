@@ -32,6 +32,7 @@ pub(crate) fn token_of(row: &SqliteRow) -> StoreResult<TokenRecord> {
         rotated_at: c.opt_time("rotated_at")?,
         auth_time: c.opt_time("auth_time")?,
         oidc: c.oidc("oidc")?,
+        audience: c.opt_json("audience")?.unwrap_or_default(),
     })
 }
 
@@ -43,8 +44,8 @@ pub(crate) async fn insert_row(conn: &mut SqliteConnection, t: &TokenRecord) -> 
     let buzz_limit = t.buzz_limit.as_ref().map(to_json).transpose()?;
     sqlx::query(
         "INSERT INTO tokens (hash, id, kind, client_id, user_id, scope, family_id, name, \
-         buzz_limit, issued_at, expires_at, revoked_at, rotated_at, auth_time, oidc) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         buzz_limit, issued_at, expires_at, revoked_at, rotated_at, auth_time, oidc, audience) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(blob(&t.hash))
     .bind(t.id.to_string())
@@ -61,6 +62,7 @@ pub(crate) async fn insert_row(conn: &mut SqliteConnection, t: &TokenRecord) -> 
     .bind(opt_us(t.rotated_at))
     .bind(opt_us(t.auth_time))
     .bind(i64::from(t.oidc.bits()))
+    .bind(to_json(&t.audience)?)
     .execute(&mut *conn)
     .await
     .map_err(map_err)?;

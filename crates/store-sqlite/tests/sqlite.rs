@@ -85,8 +85,8 @@ async fn first_start_creates_the_file_and_schema_and_reopening_keeps_the_data() 
     );
     assert_eq!(
         count(&again, "SELECT COUNT(*) FROM _sqlx_migrations").await,
-        5,
-        "each of the five migrations is applied once"
+        6,
+        "each of the six migrations is applied once"
     );
     again.migrate().await.unwrap();
 }

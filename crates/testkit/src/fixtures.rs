@@ -104,6 +104,8 @@ fn new_token(
         family_id: family,
         auth_time,
         oidc: Default::default(),
+        // Non-empty, so every store's round trip of a token covers the audience column.
+        audience: vec!["https://api.example.com/mcp".into()],
     }
 }
 
@@ -119,6 +121,7 @@ pub fn rotation(client: &ClientId, at: OffsetDateTime, grace: Duration) -> Refre
         client_id: client.clone(),
         ceiling: Scope::FULL,
         requested: None,
+        requested_resources: Vec::new(),
         always: Scope::USER_READ,
         now: at,
         grace,
@@ -139,6 +142,10 @@ pub fn code(user: UserId, client: &ClientId) -> AuthorizationCodeRecord {
         nonce: Some("n".into()),
         auth_time: now(),
         oidc: Default::default(),
+        resources: vec![
+            "https://api.example.com/mcp".into(),
+            "urn:example:second".into(),
+        ],
     };
     authorization_code::issue(grant, now(), Duration::seconds(600), &OsRandom).1
 }

@@ -7,6 +7,7 @@ mod flows;
 mod harness;
 mod mcp;
 mod pages;
+mod resources;
 
 scenarios!(
     discovery_advertises_what_works,
@@ -101,6 +102,12 @@ scenarios!(
     signup_is_off_by_default,
     signup_when_open with open_signup,
     pages_are_locked_down,
+);
+
+// Resource indicators (RFC 8707, issue 13).
+scenarios!(
+    mod resources_e2e in resources;
+    resource_indicators_set_the_audience,
 );
 
 // Seed 000's MCP adapter and proxy mode (docs/mcp.md).

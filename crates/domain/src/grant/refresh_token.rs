@@ -22,6 +22,9 @@ pub struct RefreshRotation {
     pub ceiling: Scope,
     /// `scope` parameter: may narrow, never widen.
     pub requested: Option<Scope>,
+    /// `resource` parameters (RFC 8707): may narrow the new access token's audience, never
+    /// widen it; the refresh token keeps the grant's.
+    pub requested_resources: Vec<String>,
     /// The catalogue's always-granted scope, kept on every rotation.
     pub always: Scope,
     pub now: OffsetDateTime,
@@ -109,19 +112,24 @@ impl RefreshRotation {
             None => base,
         }
         .trim_to_ceiling(self.ceiling, self.always);
-        let fill = |template: &TokenRecord| TokenRecord {
+        let audience = match crate::resource::narrow(&token.audience, &self.requested_resources) {
+            Ok(a) => a,
+            Err(e) => return RotationDecision::Reject(e),
+        };
+        let fill = |template: &TokenRecord, audience: Vec<String>| TokenRecord {
             client_id: token.client_id.clone(),
             user_id: token.user_id,
             scope,
             family_id: token.family_id,
             auth_time: token.auth_time,
             oidc: token.oidc,
+            audience,
             ..template.clone()
         };
         RotationDecision::Rotate {
             mark_rotated,
-            access: fill(&self.new_access),
-            refresh: fill(&self.new_refresh),
+            access: fill(&self.new_access, audience),
+            refresh: fill(&self.new_refresh, token.audience.clone()),
         }
     }
 }
@@ -148,6 +156,7 @@ mod tests {
             family_id: Some(family()),
             auth_time: Some(T0),
             oidc: Default::default(),
+            audience: Vec::new(),
         };
         minter.mint(new, T0, &SeededRandom::new(2)).1
     }
@@ -162,12 +171,14 @@ mod tests {
             family_id: None,
             auth_time: None,
             oidc: Default::default(),
+            audience: Vec::new(),
         };
         let r = SeededRandom::new(3);
         RefreshRotation {
             client_id: ClientId::parse("app").unwrap(),
             ceiling: Scope::FULL,
             requested,
+            requested_resources: Vec::new(),
             always: Scope::USER_READ,
             now,
             grace: DEFAULT_GRACE,

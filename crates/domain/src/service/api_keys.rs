@@ -67,6 +67,7 @@ impl ApiKeyService {
             family_id: None,
             auth_time: None,
             oidc: OidcScopes::NONE,
+            audience: Vec::new(),
         };
         let (plain, mut record) = deps.config.minter.mint(token, now, deps.random.as_ref());
         record.name = Some(name.to_owned());

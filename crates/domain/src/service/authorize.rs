@@ -262,6 +262,7 @@ impl AuthorizeService {
             code_challenge: req.code_challenge.clone(),
             nonce: req.nonce.clone(),
             oidc: req.oidc,
+            resources: req.resources.clone(),
             auth_time,
         };
         let (code, record) = authorization_code::issue(

@@ -370,6 +370,7 @@ mod tests {
                 rotated_at: None,
                 auth_time: None,
                 oidc: Default::default(),
+                audience: Vec::new(),
             },
         }
     }

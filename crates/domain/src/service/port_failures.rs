@@ -91,6 +91,7 @@ impl World {
             code_challenge: Some(CodeChallenge::from_verifier(v).as_str().into()),
             code_challenge_method: Some("S256".into()),
             nonce: None,
+            resources: Vec::new(),
         }
     }
     /// Tokens issued by a gate with no mock.
@@ -132,6 +133,7 @@ impl World {
             origin: None,
             ip: None,
             grant: code_grant(code, Some(v.as_str()), "https://app.example.com/cb"),
+            resources: Vec::new(),
         }
     }
 }

@@ -19,6 +19,7 @@ mod introspect;
 mod oidc;
 mod rate_limit;
 mod refresh;
+mod resources;
 mod revoke;
 mod sessions;
 mod userinfo;
@@ -144,6 +145,7 @@ impl H {
             code_challenge: Some(CodeChallenge::from_verifier(verifier).as_str().into()),
             code_challenge_method: Some("S256".into()),
             nonce: None,
+            resources: Vec::new(),
         }
     }
     /// Authorize + approve; returns the code from the redirect.
@@ -171,6 +173,7 @@ impl H {
             origin: None,
             ip: Some("127.0.0.1".into()),
             grant,
+            resources: Vec::new(),
         }
     }
     async fn exchange(&self, code: &str, v: &CodeVerifier) -> Result<TokenResponse, Error> {
@@ -437,6 +440,7 @@ fn token_caller(user: UserId, client: Option<&ClientId>, scope: Scope) -> Caller
         rotated_at: None,
         auth_time: None,
         oidc: Default::default(),
+        audience: Vec::new(),
     };
     let bearer = super::tokens::Bearer { record };
     if client.is_some() {

@@ -17,6 +17,7 @@ fn cc(auth: ClientAuth, ip: &str) -> TokenRequest {
         origin: None,
         ip: Some(ip.into()),
         grant: GrantRequest::ClientCredentials { scope: None },
+        resources: Vec::new(),
     }
 }
 

@@ -20,6 +20,7 @@ impl TokenService {
         code: &Option<String>,
         verifier: &Option<String>,
         redirect_uri: &Option<String>,
+        resources: &[String],
         ip: Option<&str>,
     ) -> Result<TokenResponse, Error> {
         if !client.allows_grant(GrantType::AuthorizationCode) {
@@ -30,6 +31,7 @@ impl TokenService {
         let code = required(code, "code")?;
         let verifier = required(verifier, "code_verifier")?;
         let redirect_uri = required(redirect_uri, "redirect_uri")?;
+        let requested = crate::resource::parse_resources(resources)?;
         let hash = TokenHash::of_presented(code)
             .ok_or_else(|| Error::invalid_grant("Invalid grant: authorization code is invalid"))?;
         let deps = &self.deps;
@@ -67,6 +69,7 @@ impl TokenService {
             now,
             deps.catalogue().always_granted(),
         )?;
+        let audience = crate::resource::narrow(&record.resources, &requested)?;
         self.admit(client, record.user_id).await?;
         if !self
             .consent_stands(record.user_id, &client.id, Some(record.issued_at))
@@ -85,6 +88,8 @@ impl TokenService {
             grant: "authorization_code",
             ip,
             oidc: record.oidc,
+            audience,
+            grant_audience: record.resources.clone(),
         };
         // The code was taken by this request and no other: it answers with tokens. If a
         // replay of the code revoked the family before our rows were written, they are

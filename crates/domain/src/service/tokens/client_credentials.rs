@@ -14,8 +14,12 @@ impl TokenService {
         &self,
         client: &Client,
         scope: &Option<String>,
+        resources: &[String],
         ip: Option<&str>,
     ) -> Result<TokenResponse, Error> {
+        // No user consent stands between the app and a resource here: the app's own token
+        // is for whatever resources it names.
+        let audience = crate::resource::parse_resources(resources)?;
         let requested = match scope.as_deref().filter(|s| !s.trim().is_empty()) {
             Some(s) => self.deps.catalogue().parse_permissions(s)?,
             None => None,
@@ -36,6 +40,8 @@ impl TokenService {
             grant: "client_credentials",
             ip,
             oidc: OidcScopes::NONE,
+            grant_audience: audience.clone(),
+            audience,
         };
         Ok(self.issue(issue).await?.0)
     }

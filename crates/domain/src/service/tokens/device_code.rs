@@ -53,6 +53,8 @@ impl TokenService {
             grant: "device_code",
             ip,
             oidc: OidcScopes::NONE,
+            audience: Vec::new(),
+            grant_audience: Vec::new(),
         };
         let (response, _) = self.issue(issue).await?;
         self.confirm_consent(grant.user_id, client, Some(grant.approved_at), Some(family))

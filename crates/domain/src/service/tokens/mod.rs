@@ -43,6 +43,8 @@ pub struct TokenRequest {
     pub origin: Option<String>,
     pub ip: Option<String>,
     pub grant: GrantRequest,
+    /// The `resource` values (RFC 8707), as sent; empty when none.
+    pub resources: Vec<String>,
 }
 
 /// The grant-specific parameters, still as sent.
@@ -153,17 +155,30 @@ impl TokenService {
                 code_verifier,
                 redirect_uri,
             } => {
-                self.exchange_code(&client, code, code_verifier, redirect_uri, ip)
-                    .await
+                self.exchange_code(
+                    &client,
+                    code,
+                    code_verifier,
+                    redirect_uri,
+                    &req.resources,
+                    ip,
+                )
+                .await
             }
             GrantRequest::RefreshToken {
                 refresh_token,
                 scope,
-            } => self.refresh(&client, refresh_token, scope, ip).await,
+            } => {
+                self.refresh(&client, refresh_token, scope, &req.resources, ip)
+                    .await
+            }
             GrantRequest::ClientCredentials { scope } => {
-                self.client_credentials(&client, scope, ip).await
+                self.client_credentials(&client, scope, &req.resources, ip)
+                    .await
             }
             GrantRequest::DeviceCode { device_code } => {
+                // A device grant names no resources: asking for one cannot be covered.
+                crate::resource::narrow(&[], &crate::resource::parse_resources(&req.resources)?)?;
                 self.device_token(&client, device_code, ip).await
             }
         }
@@ -236,6 +251,10 @@ impl TokenService {
             family_id: issue.family,
             auth_time: issue.auth_time,
             oidc: issue.oidc,
+            audience: match kind {
+                TokenKind::Refresh => issue.grant_audience.clone(),
+                _ => issue.audience.clone(),
+            },
         };
         let (access, access_rec) =
             deps.config
@@ -297,6 +316,10 @@ pub(crate) struct Issue<'a> {
     pub ip: Option<&'a str>,
     /// The OpenID Connect scopes the tokens carry (userinfo releases claims by them).
     pub oidc: OidcScopes,
+    /// The access token's audience (RFC 8707; empty: any).
+    pub audience: Vec<String>,
+    /// The refresh token's: every resource the grant covers, so a later refresh may pick.
+    pub grant_audience: Vec<String>,
 }
 
 /// The browser `Origin` check of SPEC 3.2 (public clients with registered origins), with an

@@ -17,6 +17,7 @@ impl TokenService {
         client: &Client,
         token: &Option<String>,
         scope: &Option<String>,
+        resources: &[String],
         ip: Option<&str>,
     ) -> Result<TokenResponse, Error> {
         if !client.allows_grant(GrantType::RefreshToken) {
@@ -50,6 +51,7 @@ impl TokenService {
             family_id: None,
             auth_time: None,
             oidc: OidcScopes::NONE,
+            audience: Vec::new(),
         };
         let (access, new_access) =
             deps.config
@@ -63,6 +65,7 @@ impl TokenService {
             client_id: client.id.clone(),
             ceiling: client.ceiling(),
             requested,
+            requested_resources: crate::resource::parse_resources(resources)?,
             always: deps.catalogue().always_granted(),
             now,
             grace: deps.config.refresh_grace,

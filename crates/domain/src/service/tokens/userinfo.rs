@@ -31,6 +31,8 @@ pub struct Me {
     pub token_scope: Scope,
     pub buzz_limit: Option<BuzzLimit>,
     pub subject: Subject,
+    /// The token's audience (RFC 8707); empty: any resource.
+    pub audience: Vec<String>,
 }
 
 impl TokenService {
@@ -88,6 +90,7 @@ impl TokenService {
             token_scope: bearer.scope(),
             buzz_limit,
             subject: bearer.subject(),
+            audience: bearer.record.audience.clone(),
         })
     }
 }
