@@ -121,6 +121,9 @@ settings! {
     /// `Host` values the MCP listener accepts besides loopback names, comma-separated (it
     /// refuses others: DNS-rebinding protection).
     mcp_allowed_hosts: String = String::new(), "BUZZGATE_MCP_ALLOWED_HOSTS", text;
+    /// The MCP listener's URL as clients reach it (the account server's resource is this +
+    /// `/mcp/account`); empty: `http://<the bound MCP address>`.
+    mcp_public_url: String = String::new(), "BUZZGATE_MCP_PUBLIC_URL", text;
     /// Proxy mode: how long to wait for the upstream to accept a connection, and to answer.
     upstream_connect_timeout_seconds: u64 = 3, "BUZZGATE_UPSTREAM_CONNECT_TIMEOUT_SECONDS", between(1, 300);
     upstream_timeout_seconds: u64 = 10, "BUZZGATE_UPSTREAM_TIMEOUT_SECONDS", between(1, 600);

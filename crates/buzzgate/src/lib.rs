@@ -157,7 +157,14 @@ pub async fn start(cfg: &Config) -> Result<Running, String> {
                 node.core.clone(),
                 cfg.scope_as_array,
             ));
-            let app = buzzgate_mcp::router(backend, cfg.bound_client(), &mcp_settings(cfg));
+            let settings = mcp_settings(cfg);
+            let public = if cfg.mcp_public_url.trim().is_empty() {
+                format!("http://{mcp_addr}")
+            } else {
+                cfg.mcp_public_url.trim().trim_end_matches('/').to_owned()
+            };
+            let account = buzzgate_mcp::account::router(node.core.clone(), &public, &settings)?;
+            let app = buzzgate_mcp::router(backend, cfg.bound_client(), &settings).merge(account);
             listeners.push(Listening::serve(mcp, app));
             Some(mcp_addr)
         }

@@ -17,6 +17,7 @@ pub mod error;
 pub mod oauth;
 pub mod pages;
 pub mod params;
+pub mod protected;
 pub mod responses;
 pub mod views;
 
@@ -35,6 +36,7 @@ use buzzgate_domain::service::Buzzgate;
 use crate::responses::{HealthBody, ReadyBody};
 
 pub use auth::{BearerToken, RequireNamed, RequireScope, ScopeName};
+pub use protected::ProtectedResource;
 
 /// HTTP-only settings (everything the rules depend on is in the domain's `Config`).
 #[derive(Debug, Clone, Default)]

@@ -8,6 +8,7 @@
 //! when a call carries none, so an agent can finish a flow without ever holding the secret;
 //! no tool output and no log line contains it.
 
+pub mod account;
 mod in_process;
 pub mod proxy;
 mod tools;
@@ -152,17 +153,26 @@ pub fn router(
     settings: &McpSettings,
 ) -> axum::Router {
     use rmcp::transport::streamable_http_server::{
-        StreamableHttpServerConfig, StreamableHttpService, session::local::LocalSessionManager,
+        StreamableHttpService, session::local::LocalSessionManager,
     };
-    let mut config = StreamableHttpServerConfig::default().enforce_origin_validation();
-    if !settings.allowed_hosts.is_empty() {
-        config = config.with_allowed_hosts(settings.allowed_hosts.clone());
-    }
     let tools = OAuthTools::new(backend, bound);
     let service = StreamableHttpService::new(
         move || Ok(tools.clone()),
         Arc::new(LocalSessionManager::default()),
-        config,
+        http_config(settings),
     );
-    axum::Router::new().nest_service("/mcp", service)
+    axum::Router::new().route_service("/mcp", service)
+}
+
+/// The streamable HTTP settings every MCP endpoint here shares: `Host` checked, any browser
+/// `Origin` refused.
+pub(crate) fn http_config(
+    settings: &McpSettings,
+) -> rmcp::transport::streamable_http_server::StreamableHttpServerConfig {
+    let mut config = rmcp::transport::streamable_http_server::StreamableHttpServerConfig::default()
+        .enforce_origin_validation();
+    if !settings.allowed_hosts.is_empty() {
+        config = config.with_allowed_hosts(settings.allowed_hosts.clone());
+    }
+    config
 }

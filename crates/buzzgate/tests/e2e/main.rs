@@ -115,6 +115,7 @@ scenarios!(
     mod mcp_e2e in mcp;
     mcp_tools_run_the_flow with with_mcp,
     mcp_refuses_browser_origins with with_mcp,
+    account_mcp_server_is_a_protected_resource with with_mcp,
 );
 mod proxy {
     crate::scenarios!(

@@ -15,6 +15,7 @@ pub struct Mcp {
     url: String,
     version: &'static str,
     session: Option<String>,
+    bearer: Option<String>,
     next: std::sync::atomic::AtomicU64,
 }
 
@@ -33,11 +34,17 @@ async fn message(res: reqwest::Response) -> Value {
 
 impl Mcp {
     pub async fn connect(url: &str, version: &'static str) -> Mcp {
+        Mcp::connect_with(url, version, None).await
+    }
+
+    /// As [`Mcp::connect`], sending `Authorization: Bearer <token>` on every request.
+    pub async fn connect_with(url: &str, version: &'static str, bearer: Option<&str>) -> Mcp {
         let mut c = Mcp {
             http: reqwest::Client::new(),
             url: url.to_owned(),
             version,
             session: None,
+            bearer: bearer.map(str::to_owned),
             next: 1.into(),
         };
         if version != "2026-07-28" {
@@ -61,7 +68,12 @@ impl Mcp {
                 .map(|v| v.to_str().unwrap().to_owned());
             let init = message(res).await;
             assert_eq!(init["result"]["protocolVersion"], version, "{init}");
-            assert_eq!(init["result"]["serverInfo"]["name"], "buzzgate");
+            assert!(
+                init["result"]["serverInfo"]["name"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("buzzgate")
+            );
             let res = c
                 .post(
                     json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
@@ -79,6 +91,9 @@ impl Mcp {
             .post(&self.url)
             .header("content-type", "application/json")
             .header("accept", "application/json, text/event-stream");
+        if let Some(t) = &self.bearer {
+            req = req.bearer_auth(t);
+        }
         if let Some(s) = &self.session {
             req = req
                 .header("mcp-session-id", s)
@@ -509,4 +524,112 @@ pub async fn proxy_survives_a_failing_upstream(_env: &Env) {
         bad.unwrap_err()
             .contains("--upstream must be an http(s) URL")
     );
+}
+
+/// The account MCP server (SPEC 14): discovery starts at its 401; a token for it reaches
+/// `whoami` and `buzz-balance`; one for another audience, or with none, is 401.
+pub async fn account_mcp_server_is_a_protected_resource(env: &Env) {
+    let base = mcp_url(env).trim_end_matches("/mcp").to_owned();
+    let resource = format!("{base}/mcp/account");
+    let http = reqwest::Client::new();
+    // Discovery: the 401, the resource metadata, then the authorization server's.
+    let r = http
+        .post(&resource)
+        .header("accept", "application/json, text/event-stream")
+        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let www = r.headers()["www-authenticate"].to_str().unwrap().to_owned();
+    let prm_url = www
+        .split("resource_metadata=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("resource_metadata");
+    assert_eq!(
+        prm_url,
+        format!("{base}/.well-known/oauth-protected-resource/mcp/account")
+    );
+    let prm: Value = http
+        .get(prm_url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(prm["resource"], resource);
+    let issuer = prm["authorization_servers"][0].as_str().unwrap().to_owned();
+    assert_eq!(issuer, env.base);
+    let meta: Value = http
+        .get(format!("{issuer}/.well-known/oauth-authorization-server"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(meta["issuer"], issuer);
+    // A user signs in and consents to an app asking for the account server.
+    let owner = env.user("otto", 0).await;
+    let app = env.app(owner, false, None).await;
+    env.user("pia2", 321).await;
+    let cookie = env.login("pia2").await;
+    let (code, verifier) = crate::resources::code_with_resources(
+        env,
+        &cookie,
+        &app,
+        "UserRead BuzzRead AIServices",
+        &[resource.as_str()],
+    )
+    .await;
+    let (s, t) = env.exchange(&app, &code, verifier.as_str()).await;
+    assert_eq!(s, 200, "{t}");
+    let token = t["access_token"].as_str().unwrap().to_owned();
+    // The tools, as an MCP client with that token.
+    let mut mcp = Mcp::connect_with(&resource, "2025-11-25", Some(&token)).await;
+    let tools = mcp.tools().await;
+    let names: Vec<&str> = tools.iter().filter_map(|t| t["name"].as_str()).collect();
+    assert!(
+        names.contains(&"whoami") && names.contains(&"buzz-balance"),
+        "{names:?}"
+    );
+    let who = mcp.call("whoami", json!({})).await;
+    assert_eq!(who["structuredContent"]["username"], "pia2", "{who}");
+    let b = mcp.call("buzz-balance", json!({})).await;
+    assert_eq!(b["isError"], false, "{b}");
+    assert_eq!(b["structuredContent"]["balances"][0]["balance"], 321, "{b}");
+    assert_eq!(
+        b["structuredContent"]["caps"][0]["limit"], 5000,
+        "the consent's default cap: {b}"
+    );
+    // Tokens for another audience, or for none, are refused with 401.
+    let plain = env.tokens("pia2", &app, "UserRead", None).await;
+    let (code, verifier) = crate::resources::code_with_resources(
+        env,
+        &cookie,
+        &app,
+        "UserRead",
+        &["https://other.example/mcp"],
+    )
+    .await;
+    let (_, other) = env.exchange(&app, &code, verifier.as_str()).await;
+    for (what, t) in [("no audience", &plain), ("another audience", &other)] {
+        let r = http
+            .post(&resource)
+            .bearer_auth(t["access_token"].as_str().unwrap())
+            .header("accept", "application/json, text/event-stream")
+            .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "{what}");
+        let www = r.headers()["www-authenticate"].to_str().unwrap();
+        assert!(
+            www.contains("error=\"invalid_token\"") && www.contains("resource_metadata="),
+            "{what}: {www}"
+        );
+    }
+    mcp.session = None;
 }

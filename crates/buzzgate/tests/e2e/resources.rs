@@ -10,6 +10,70 @@ use crate::harness::{Env, REDIRECT, location, query_param};
 const MCP: &str = "https://mcp.example.com/mcp";
 const API: &str = "https://api.example.com/v1";
 
+/// Authorize naming `resources`, approve the consent page as a browser posts it (every
+/// hidden input, repeats included), and return the code with its verifier.
+pub async fn code_with_resources(
+    env: &Env,
+    cookie: &str,
+    app: &crate::harness::App,
+    scope: &str,
+    resources: &[&str],
+) -> (String, CodeVerifier) {
+    let verifier = CodeVerifier::generate(&OsRandom);
+    let challenge = CodeChallenge::from_verifier(&verifier);
+    let mut q = vec![
+        ("response_type", "code"),
+        ("client_id", app.id.as_str()),
+        ("redirect_uri", REDIRECT),
+        ("scope", scope),
+        ("state", "st"),
+        ("code_challenge", challenge.as_str()),
+        ("code_challenge_method", "S256"),
+    ];
+    for r in resources {
+        q.push(("resource", r));
+    }
+    let page = env
+        .http
+        .get(env.url("/api/auth/oauth/authorize"))
+        .query(&q)
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    let res = if page.status() == 200 {
+        let html = page.text().await.unwrap();
+        let mut fields: Vec<(String, String)> = Vec::new();
+        for part in html.split("<input type=\"hidden\" name=\"").skip(1) {
+            let name = part.split('"').next().unwrap().to_owned();
+            let value = part
+                .split("value=\"")
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap();
+            let value = value.replace("&amp;", "&").replace("&quot;", "\"");
+            if name == "csrf_token" && fields.iter().any(|(k, _)| k == "csrf_token") {
+                continue;
+            }
+            fields.push((name, value));
+        }
+        fields.push(("approved".into(), "true".into()));
+        env.http
+            .post(env.url("/api/auth/oauth/authorize"))
+            .header("cookie", cookie)
+            .form(&fields)
+            .send()
+            .await
+            .unwrap()
+    } else {
+        page
+    };
+    let code = query_param(&location(&res), "code").expect("code");
+    (code, verifier)
+}
+
 pub async fn resource_indicators_set_the_audience(env: &Env) {
     let owner = env.user("rio", 0).await;
     let app = env.app(owner, false, None).await;

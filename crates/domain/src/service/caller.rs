@@ -132,6 +132,15 @@ fn unproven() -> Error {
 
 impl Caller {
     /// An operator (admin CLI, trusted in-process code) with no user.
+    /// The caller a validated bearer token is: an app's token, or a personal API key.
+    pub fn of_bearer(bearer: Bearer) -> Caller {
+        if bearer.record.client_id.is_some() {
+            Caller::AppToken(bearer)
+        } else {
+            Caller::ApiKey(bearer)
+        }
+    }
+
     pub fn operator() -> Caller {
         Caller::Operator { acting_for: None }
     }
@@ -304,11 +313,7 @@ impl CallerService {
             let bearer = TokenService::new(deps.clone())
                 .validate_bearer(token)
                 .await?;
-            return Ok(if bearer.record.client_id.is_some() {
-                Caller::AppToken(bearer)
-            } else {
-                Caller::ApiKey(bearer)
-            });
+            return Ok(Caller::of_bearer(bearer));
         }
         if let Some(auth) = &creds.client {
             let client = deps.authenticate_client(auth, creds.ip.as_deref()).await?;

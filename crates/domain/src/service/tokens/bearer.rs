@@ -59,6 +59,33 @@ impl TokenService {
         Ok(Bearer { record })
     }
 
+    /// A bearer token presented to the protected resource `resource` (RFC 8707, RFC 9728;
+    /// docs/mcp.md): valid; for this resource (a token whose audience names other resources
+    /// is `invalid_token`, and so, when `strict`, is one with no audience at all: MCP servers
+    /// must only take tokens issued for them); holding `need` (else `insufficient_scope`).
+    pub async fn validate_for(
+        &self,
+        token: &str,
+        resource: &str,
+        need: &crate::catalogue::Need,
+        strict: bool,
+    ) -> Result<Bearer, Error> {
+        let bearer = self.validate_bearer(token).await?;
+        let audience = &bearer.record.audience;
+        let admitted = if strict {
+            audience.iter().any(|a| a == resource)
+        } else {
+            crate::resource::admits(audience, resource)
+        };
+        if !admitted {
+            return Err(Error::invalid_token(
+                "The token was not issued for this resource",
+            ));
+        }
+        bearer.require(need)?;
+        Ok(bearer)
+    }
+
     /// The token with `hash`: from the cache when it holds it, else from the store, putting
     /// an active bearer token (access token or API key) in the cache on the way. Validation
     /// and introspection both read through here.
