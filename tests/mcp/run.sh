@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The official Python MCP SDK against `buzzgate serve` with BUZZGATE_MCP_LISTEN (docs/mcp.md):
-# tests/mcp/mcp_client.py. Needs Python 3.10+ and PyPI (`mcp`, `requests`); without them it
+# tests/mcp/mcp_client.py; and its OAuth client against the account MCP server
+# (tests/mcp/oauth_client.py). Needs Python 3.10+ and PyPI (`mcp`, `requests`); without them it
 # prints a SKIP line and passes, unless BUZZGATE_REQUIRE_SERVICES=1 (CI), where that fails.
 set -euo pipefail
 
@@ -28,3 +29,8 @@ bg_start "MCP check"
 export BG_MCP_URL="http://127.0.0.1:$MCP_PORT/mcp"
 echo "== mcp $(python3 -c 'import importlib.metadata as m; print(m.version("mcp"))') against $BG_MCP_URL"
 python3 tests/mcp/mcp_client.py
+
+# The same SDK's OAuth client against the account MCP server, knowing only its URL:
+# discovery, dynamic registration, the code flow with resource, both tools.
+export BG_ACCOUNT_URL="http://127.0.0.1:$MCP_PORT/mcp/account"
+python3 tests/mcp/oauth_client.py

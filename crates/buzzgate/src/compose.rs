@@ -144,8 +144,10 @@ fn core_config(cfg: &Config) -> Result<CoreConfig, String> {
             login_account: cfg.rate_limit_login_account,
             login_ip: cfg.rate_limit_login_ip,
             signup_ip: cfg.rate_limit_signup_ip,
+            register_ip: cfg.rate_limit_register_ip,
         },
         signup_open: cfg.signup,
+        registration_open: cfg.registration,
         catalogue: Arc::new(cfg.scopes.clone()),
         // Tokens and the audit log are the same SQL store (sql_ports).
         audit_with_tokens: true,

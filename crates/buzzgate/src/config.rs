@@ -91,6 +91,11 @@ settings! {
     rate_limit_signup_ip: Option<u32> = Some(5), "BUZZGATE_RATE_LIMIT_SIGNUP_IP", parse_limit;
     /// Self-service sign-up at `/signup`: `open` or `off` (only `buzzgate user add`).
     signup: bool = false, "BUZZGATE_SIGNUP", parse_open;
+    /// Dynamic client registration (RFC 7591) at `/api/auth/oauth/register`: `open` (public
+    /// clients with https or loopback redirect URIs) or `off`.
+    registration: bool = true, "BUZZGATE_REGISTRATION", parse_open;
+    /// Dynamic client registrations per minute per address.
+    rate_limit_register_ip: Option<u32> = Some(10), "BUZZGATE_RATE_LIMIT_REGISTER_IP", parse_limit;
     /// Refresh reuse inside this window is a retry (at most 3600).
     refresh_grace_seconds: u32 = 10, "BUZZGATE_REFRESH_GRACE_SECONDS", at_most(3600);
     /// Prefix of every opaque token.

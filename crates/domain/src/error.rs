@@ -38,6 +38,12 @@ pub enum Error {
     /// `invalid_scope`.
     #[error("invalid_scope: {0}")]
     InvalidScope(Description),
+    /// `invalid_redirect_uri` (RFC 7591 §3.2.2): a dynamic registration's redirect URI.
+    #[error("invalid_redirect_uri: {0}")]
+    InvalidRedirectUri(Description),
+    /// `invalid_client_metadata` (RFC 7591 §3.2.2): any other unacceptable registration field.
+    #[error("invalid_client_metadata: {0}")]
+    InvalidClientMetadata(Description),
     /// `invalid_target` (RFC 8707 §2): a `resource` that is not an absolute URI without a
     /// fragment, or one the grant does not cover.
     #[error("invalid_target: {0}")]
@@ -102,6 +108,8 @@ pub const ALL_CODES: &[&str] = &[
     "unsupported_grant_type",
     "unsupported_response_type",
     "invalid_scope",
+    "invalid_redirect_uri",
+    "invalid_client_metadata",
     "invalid_target",
     "access_denied",
     "invalid_token",
@@ -129,6 +137,8 @@ impl Error {
             Error::UnsupportedGrantType(_) => "unsupported_grant_type",
             Error::UnsupportedResponseType(_) => "unsupported_response_type",
             Error::InvalidScope(_) => "invalid_scope",
+            Error::InvalidRedirectUri(_) => "invalid_redirect_uri",
+            Error::InvalidClientMetadata(_) => "invalid_client_metadata",
             Error::InvalidTarget(_) => "invalid_target",
             Error::AccessDenied(_) => "access_denied",
             Error::InvalidToken(_) | Error::NoCredentials(_) => "invalid_token",
@@ -156,6 +166,8 @@ impl Error {
             | Error::UnsupportedGrantType(d)
             | Error::UnsupportedResponseType(d)
             | Error::InvalidScope(d)
+            | Error::InvalidRedirectUri(d)
+            | Error::InvalidClientMetadata(d)
             | Error::InvalidTarget(d)
             | Error::AccessDenied(d)
             | Error::InvalidToken(d)
@@ -271,6 +283,8 @@ mod tests {
             Error::UnsupportedGrantType("x".into()),
             Error::UnsupportedResponseType("x".into()),
             Error::invalid_scope("x"),
+            Error::InvalidRedirectUri("x".into()),
+            Error::InvalidClientMetadata("x".into()),
             Error::invalid_target("x"),
             Error::access_denied("x"),
             Error::invalid_token("x"),

@@ -101,7 +101,11 @@ async fn render(st: &AppState, v: Visit, params: &Params, flash: Option<&str>) -
                 name => &c.name,
                 verified => c.is_verified,
                 kind => match c.kind { ClientKind::Confidential => "confidential", ClientKind::Public => "public" },
-                owner => owners.get(&c.owner).cloned().unwrap_or_default(),
+                owner => if c.is_unowned() {
+                    "nobody (registered itself)".to_owned()
+                } else {
+                    owners.get(&c.owner).cloned().unwrap_or_default()
+                },
                 access_mode => c.access_mode.as_str(),
             }
         })

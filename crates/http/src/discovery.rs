@@ -11,7 +11,12 @@ use crate::responses::{ErrorBody, MetadataBody};
 
 /// The metadata document for `issuer`; `scopes_supported` is the catalogue's
 /// ([`Catalogue::supported`], docs/scopes.md).
-pub fn metadata(issuer: &str, has_signer: bool, catalogue: &Catalogue) -> MetadataBody {
+pub fn metadata(
+    issuer: &str,
+    has_signer: bool,
+    catalogue: &Catalogue,
+    registration: bool,
+) -> MetadataBody {
     const CLIENT_AUTH: &[&str] = &["client_secret_basic", "client_secret_post", "none"];
     let base = format!("{issuer}/api/auth/oauth");
     let scopes = catalogue.supported();
@@ -48,6 +53,7 @@ pub fn metadata(issuer: &str, has_signer: bool, catalogue: &Catalogue) -> Metada
         ],
         issuer: issuer.to_owned(),
         jwks_uri: has_signer.then(|| format!("{issuer}/.well-known/jwks.json")),
+        registration_endpoint: registration.then(|| format!("{base}/register")),
         response_modes_supported: &["query"],
         response_types_supported: &["code"],
         revocation_endpoint: format!("{base}/revoke"),
@@ -80,6 +86,7 @@ pub async fn well_known(State(st): State<AppState>) -> Response {
             &deps.config.issuer,
             deps.id_tokens.is_some(),
             &deps.config.catalogue,
+            deps.config.registration_open,
         ),
         3600,
     )
@@ -127,8 +134,13 @@ mod tests {
             "https://auth.example",
             true,
             &Catalogue::civitai(),
+            true,
         ))
         .unwrap();
+        assert_eq!(
+            m["registration_endpoint"],
+            "https://auth.example/api/auth/oauth/register"
+        );
         assert_eq!(m["code_challenge_methods_supported"], json!(["S256"]));
         assert_eq!(m["grant_types_supported"].as_array().unwrap().len(), 4);
         assert_eq!(m["authorization_response_iss_parameter_supported"], true);
@@ -141,8 +153,9 @@ mod tests {
         for oidc in ["openid", "profile", "email", "offline_access"] {
             assert!(scopes.contains(&json!(oidc)), "{oidc}");
         }
-        let m = serde_json::to_value(metadata("x", false, &Catalogue::civitai())).unwrap();
+        let m = serde_json::to_value(metadata("x", false, &Catalogue::civitai(), false)).unwrap();
         assert!(m.get("jwks_uri").is_none());
+        assert!(m.get("registration_endpoint").is_none(), "registration off");
         assert!(m.get("id_token_signing_alg_values_supported").is_none());
     }
 }

@@ -448,6 +448,20 @@ pub async fn device_approve(
     .into_response())
 }
 
+/// `POST /register` (RFC 7591, docs/mcp.md): dynamic registration of a public client; 201
+/// with the registered metadata.
+pub async fn register(
+    State(st): State<AppState>,
+    ip: ClientIp,
+    crate::params::Json(metadata): crate::params::Json<
+        buzzgate_domain::client::dynamic::DynamicRegistration,
+    >,
+) -> ApiResult<Response> {
+    let client = st.core.clients().register(metadata, ip.as_deref()).await?;
+    let body = buzzgate_domain::client::dynamic::RegisteredClient::of(&client, st.core.catalogue());
+    Ok((StatusCode::CREATED, axum::Json(body)).into_response())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -529,7 +529,12 @@ pub async fn consent(
         "consent.html",
         format!("Authorize {}", c.name),
         context! {
-            app => context! { name => &c.name, description => &c.description, verified => c.is_verified },
+            app => context! {
+                name => &c.name,
+                description => &c.description,
+                verified => c.is_verified,
+                registered_itself => c.is_unowned(),
+            },
             lines => lines(&prompt.lines),
             trimmed => lines(&prompt.trimmed_lines),
             redirect_host,

@@ -91,6 +91,9 @@ pub struct MetadataBody {
     pub issuer: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub jwks_uri: Option<String>,
+    /// RFC 7591, when the operator keeps registration open.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub registration_endpoint: Option<String>,
     pub response_modes_supported: &'static [&'static str],
     pub response_types_supported: &'static [&'static str],
     pub revocation_endpoint: String,
@@ -757,6 +760,7 @@ mod tests {
             "https://auth.example",
             true,
             &Catalogue::civitai(),
+            true,
         ));
         assert_sorted(&TokenBody::new(&token, false));
         assert_sorted(&TokenBody::new(&token, true));
@@ -881,6 +885,7 @@ mod tests {
             "x",
             false,
             &Catalogue::civitai(),
+            false,
         ));
         assert!(
             !m.contains("jwks_uri") && !m.contains("id_token_signing"),

@@ -116,6 +116,8 @@ scenarios!(
     mcp_tools_run_the_flow with with_mcp,
     mcp_refuses_browser_origins with with_mcp,
     account_mcp_server_is_a_protected_resource with with_mcp,
+    dynamic_registration_for_mcp_clients with with_mcp,
+    registration_can_be_closed with with_mcp_registration_off,
 );
 mod proxy {
     crate::scenarios!(

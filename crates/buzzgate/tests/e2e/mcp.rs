@@ -633,3 +633,150 @@ pub async fn account_mcp_server_is_a_protected_resource(env: &Env) {
     }
     mcp.session = None;
 }
+
+/// Dynamic registration (RFC 7591): advertised, a public client registered, its errors, and
+/// the registered app completing a flow for the account server (the consent page says it
+/// registered itself).
+pub async fn dynamic_registration_for_mcp_clients(env: &Env) {
+    let http = reqwest::Client::new();
+    let meta: Value = env
+        .get_json("/.well-known/oauth-authorization-server")
+        .await;
+    let endpoint = meta["registration_endpoint"]
+        .as_str()
+        .expect("advertised")
+        .to_owned();
+    assert_eq!(endpoint, format!("{}/api/auth/oauth/register", env.base));
+    let register = |body: Value| {
+        let http = http.clone();
+        let endpoint = endpoint.clone();
+        async move {
+            let r = http.post(&endpoint).json(&body).send().await.unwrap();
+            let s = r.status().as_u16();
+            (s, r.json::<Value>().await.unwrap())
+        }
+    };
+    let (s, c) = register(json!({
+        "redirect_uris": [REDIRECT],
+        "client_name": "Agent Smith",
+        "token_endpoint_auth_method": "client_secret_post",
+        "grant_types": ["authorization_code", "refresh_token"],
+        "scope": "UserRead BuzzRead",
+        "logo_uri": "https://agent.example/logo.png"
+    }))
+    .await;
+    assert_eq!(s, 201, "{c}");
+    assert_eq!(c["token_endpoint_auth_method"], "none", "public only");
+    assert_eq!(c["client_name"], "Agent Smith");
+    assert_eq!(c["scope"], "UserRead BuzzRead");
+    assert!(
+        c.as_object().unwrap().values().all(|v| v != ""),
+        "no empty strings: {c}"
+    );
+    let client_id = c["client_id"].as_str().unwrap().to_owned();
+    for (body, code) in [
+        (json!({"redirect_uris": []}), "invalid_redirect_uri"),
+        (
+            json!({"redirect_uris": ["http://agent.example/cb"]}),
+            "invalid_redirect_uri",
+        ),
+        (
+            json!({"redirect_uris": ["com.agent:/cb"]}),
+            "invalid_redirect_uri",
+        ),
+        (
+            json!({"redirect_uris": [REDIRECT], "grant_types": ["client_credentials"]}),
+            "invalid_client_metadata",
+        ),
+        (
+            json!({"redirect_uris": [REDIRECT], "scope": "Everything"}),
+            "invalid_client_metadata",
+        ),
+        (
+            json!({"redirect_uris": [REDIRECT], "client_name": "x".repeat(500)}),
+            "invalid_client_metadata",
+        ),
+    ] {
+        let (s, e) = register(body.clone()).await;
+        assert_eq!((s, e["error"].as_str()), (400, Some(code)), "{body}: {e}");
+    }
+    // The registered app runs a public PKCE flow for the account server.
+    let app = App {
+        id: client_id.clone(),
+        secret: None,
+    };
+    env.user("quinn2", 50).await;
+    let cookie = env.login("quinn2").await;
+    let resource = format!("{}/mcp/account", mcp_url(env).trim_end_matches("/mcp"));
+    let page = env
+        .http
+        .get(env.url("/api/auth/oauth/authorize"))
+        .query(&[
+            ("response_type", "code"),
+            ("client_id", client_id.as_str()),
+            ("redirect_uri", REDIRECT),
+            ("scope", "UserRead"),
+            ("state", "s"),
+            (
+                "code_challenge",
+                "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+            ),
+            ("code_challenge_method", "S256"),
+        ])
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("registered itself"),
+        "the consent page says so"
+    );
+    let (code, verifier) = crate::resources::code_with_resources(
+        env,
+        &cookie,
+        &app,
+        "UserRead BuzzRead",
+        &[resource.as_str()],
+    )
+    .await;
+    let (s, t) = env.exchange(&app, &code, verifier.as_str()).await;
+    assert_eq!(s, 200, "{t}");
+    let mut mcp = Mcp::connect_with(&resource, "2025-11-25", t["access_token"].as_str()).await;
+    let who = mcp.call("whoami", json!({})).await;
+    assert_eq!(who["structuredContent"]["username"], "quinn2");
+    mcp.session = None;
+    // Admins see who owns it: nobody.
+    let c = env
+        .core
+        .clients()
+        .get(
+            &buzzgate_domain::service::Caller::operator(),
+            &buzzgate_domain::ids::ClientId::parse(&client_id).unwrap(),
+        )
+        .await
+        .unwrap();
+    assert!(c.is_unowned() && !c.is_verified);
+}
+
+pub fn with_mcp_registration_off(c: &mut buzzgate::Config) {
+    c.mcp_listen = Some("127.0.0.1:0".into());
+    c.registration = false;
+}
+
+/// `BUZZGATE_REGISTRATION=off`: not advertised, refused.
+pub async fn registration_can_be_closed(env: &Env) {
+    let meta: Value = env
+        .get_json("/.well-known/oauth-authorization-server")
+        .await;
+    assert!(meta.get("registration_endpoint").is_none());
+    let r = reqwest::Client::new()
+        .post(env.url("/api/auth/oauth/register"))
+        .json(&json!({"redirect_uris": [REDIRECT]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+}

@@ -87,6 +87,9 @@ pub struct Config {
     /// Whether people may create their own accounts (`BUZZGATE_SIGNUP=open`); off by default,
     /// when only the operator adds users.
     pub signup_open: bool,
+    /// Whether MCP clients may register themselves (RFC 7591; `BUZZGATE_REGISTRATION`);
+    /// open by default, for public clients only.
+    pub registration_open: bool,
 }
 
 impl Default for Config {
@@ -100,6 +103,7 @@ impl Default for Config {
             audit_with_tokens: false,
             catalogue: Arc::new(Catalogue::civitai()),
             signup_open: false,
+            registration_open: true,
         }
     }
 }

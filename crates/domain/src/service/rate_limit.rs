@@ -3,7 +3,7 @@
 //! endpoints 1,200/min per authenticated client; failed client authentications 20/min per
 //! address (refused before any work once full; a stranger's failures never count against the
 //! client they name); revoke 20/min per address; failed sign-ins 10/min per account and 30/min
-//! per address; sign-ups 5/min per address. Each is configurable or off.
+//! per address; sign-ups 5/min per address; dynamic client registrations 10/min per address. Each is configurable or off.
 
 use std::net::IpAddr;
 
@@ -31,6 +31,8 @@ pub struct RateLimits {
     pub login_ip: Option<u32>,
     /// Sign-up attempts per address (when sign-up is open).
     pub signup_ip: Option<u32>,
+    /// Dynamic client registrations per address (RFC 7591).
+    pub register_ip: Option<u32>,
 }
 
 impl Default for RateLimits {
@@ -43,6 +45,7 @@ impl Default for RateLimits {
             login_account: Some(10),
             login_ip: Some(30),
             signup_ip: Some(5),
+            register_ip: Some(10),
         }
     }
 }
@@ -61,6 +64,7 @@ pub enum Bucket<'a> {
     LoginAccount(&'a str),
     LoginIp(&'a str),
     SignupIp(&'a str),
+    RegisterIp(&'a str),
 }
 
 /// The address as a limiter key: IPv4 as it is, IPv6 by its /64 (one customer's whole
@@ -93,6 +97,7 @@ impl Bucket<'_> {
             ),
             Bucket::LoginIp(ip) => format!("rl:login:ip:{}", address_key(ip)),
             Bucket::SignupIp(ip) => format!("rl:signup:ip:{}", address_key(ip)),
+            Bucket::RegisterIp(ip) => format!("rl:register:ip:{}", address_key(ip)),
         }
     }
 
@@ -105,6 +110,7 @@ impl Bucket<'_> {
             Bucket::LoginAccount(_) => limits.login_account,
             Bucket::LoginIp(_) => limits.login_ip,
             Bucket::SignupIp(_) => limits.signup_ip,
+            Bucket::RegisterIp(_) => limits.register_ip,
         }
     }
 }

@@ -122,6 +122,7 @@ async fn disabled_buckets_never_limit() {
         login_account: None,
         login_ip: None,
         signup_ip: None,
+        register_ip: None,
     };
     let h = harness_with(Config {
         rate_limits: limits,
