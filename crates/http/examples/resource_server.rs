@@ -8,7 +8,12 @@
 //! - `GET /whoami` needs any valid bearer token;
 //! - `GET /generate` needs `AIServicesWrite` (403 `insufficient_scope` otherwise);
 //! - `GET /models` needs the scope the catalogue calls `ModelsRead` (by name: a platform with
-//!   its own catalogue names its own scopes the same way, docs/scopes.md).
+//!   its own catalogue names its own scopes the same way, docs/scopes.md);
+//! - `GET /api/profile` sits behind the RFC 9728 layer (`ProtectedResource`): its metadata is
+//!   at `/.well-known/oauth-protected-resource/api/profile`, a request without a token gets the
+//!   401 challenge pointing there (docs/mcp.md, "Protecting your MCP server with Buzzgate").
+//!   The layer is lenient here, since the demo's API key has no audience; an MCP server keeps
+//!   it strict and takes only tokens minted with `resource=<its URL>`.
 //!
 //! In production the `Buzzgate` would be built over your own stores (your user directory,
 //! your Buzz ledger) through the domain's ports; the in-memory store stands in for them here.
@@ -25,7 +30,7 @@ use buzzgate_domain::ports::{OsRandom, SystemClock};
 use buzzgate_domain::service::api_keys::NewApiKey;
 use buzzgate_domain::service::{Buzzgate, Caller, Config};
 use buzzgate_domain::user::{NewUser, Username};
-use buzzgate_http::{BearerToken, RequireNamed, RequireScope, scope_name};
+use buzzgate_http::{BearerToken, ProtectedResource, RequireNamed, RequireScope, scope_name};
 
 scope_name!(ModelsRead = "ModelsRead");
 
@@ -47,13 +52,25 @@ async fn generate(
     format!("generating for user {}\n", bearer.user_id().0)
 }
 
+async fn profile(axum::Extension(BearerToken(bearer)): axum::Extension<BearerToken>) -> String {
+    format!("profile of user {}\n", bearer.user_id().0)
+}
+
 /// The routes of the embedding service; its state only has to yield a `Buzzgate`.
-fn app(core: Buzzgate) -> Router {
-    Router::new()
+fn app(core: Buzzgate) -> Result<Router, String> {
+    let protected = ProtectedResource::new(
+        core.clone(),
+        "http://127.0.0.1:3000/api/profile",
+        &["UserRead"],
+    )?
+    .lenient()
+    .protect(Router::new().route("/api/profile", get(profile)));
+    Ok(Router::new()
         .route("/whoami", get(whoami))
         .route("/generate", get(generate))
         .route("/models", get(models))
         .with_state(core)
+        .merge(protected))
 }
 
 #[tokio::main]
@@ -88,6 +105,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "curl -H 'Authorization: Bearer {}' http://127.0.0.1:3000/whoami   (and /generate: 403)",
         key.expose()
     )?;
-    axum::serve(listener, app(core)).await?;
+    axum::serve(listener, app(core)?).await?;
     Ok(())
 }
