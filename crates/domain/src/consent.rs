@@ -20,6 +20,9 @@ pub struct Consent {
     pub remembered: bool,
     /// Empty = no cap.
     pub buzz_limit: BuzzLimit,
+    /// The resources (RFC 8707) the user approved tokens for; empty: none named.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resources: Vec<String>,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
     /// How many times the stored consent has been written: the condition of
@@ -37,11 +40,22 @@ pub enum ConsentDecision {
     Prompt,
 }
 
-/// Skip only when a remembered consent exists and the request is a subset of it; a wider
-/// request re-prompts.
-pub fn decide(existing: Option<&Consent>, requested: Scope) -> ConsentDecision {
+/// Skip only when a remembered consent exists and the request is a subset of it, scopes and
+/// resources (RFC 8707) alike; a wider request, or one for a resource the user has not
+/// approved, re-prompts.
+pub fn decide(
+    existing: Option<&Consent>,
+    requested: Scope,
+    resources: &[String],
+) -> ConsentDecision {
     match existing {
-        Some(c) if c.remembered && requested.is_subset_of(c.scope) => ConsentDecision::Skip,
+        Some(c)
+            if c.remembered
+                && requested.is_subset_of(c.scope)
+                && resources.iter().all(|r| c.resources.contains(r)) =>
+        {
+            ConsentDecision::Skip
+        }
         _ => ConsentDecision::Prompt,
     }
 }
@@ -106,6 +120,8 @@ pub struct Approval {
     /// `None`: the form carried no `buzz_limit` field, keep what is stored (or the default
     /// for a first grant that asks for AIServicesWrite). `Some(empty)`: no cap.
     pub buzz_limit: Option<BuzzLimit>,
+    /// The resources of the approved request (they replace the stored ones, as the scope does).
+    pub resources: Vec<String>,
 }
 
 /// The consent to store after an approval. The approved scope replaces the stored one (the
@@ -131,6 +147,7 @@ pub fn record_approval(
         scope: scope | catalogue.always_granted(),
         remembered: approval.remember,
         buzz_limit,
+        resources: approval.resources.clone(),
         created_at: existing.map_or(now, |c| c.created_at),
         updated_at: now,
         revision: existing.map_or(0, |c| c.revision),
@@ -151,6 +168,7 @@ mod tests {
             scope,
             remembered,
             buzz_limit: BuzzLimit::default(),
+            resources: Vec::new(),
             created_at: T0,
             updated_at: T0,
             revision: 0,
@@ -161,17 +179,20 @@ mod tests {
     fn remembered_consent_covering_the_request_skips_the_page() {
         let c = consent(Scope::AI_SERVICES, true);
         assert_eq!(
-            decide(Some(&c), Scope::USER_READ | Scope::BUZZ_READ),
+            decide(Some(&c), Scope::USER_READ | Scope::BUZZ_READ, &[]),
             ConsentDecision::Skip
         );
-        assert_eq!(decide(Some(&c), Scope::AI_SERVICES), ConsentDecision::Skip);
+        assert_eq!(
+            decide(Some(&c), Scope::AI_SERVICES, &[]),
+            ConsentDecision::Skip
+        );
     }
 
     #[test]
     fn wider_request_re_prompts() {
         let c = consent(Scope::AI_SERVICES, true);
         assert_eq!(
-            decide(Some(&c), Scope::AI_SERVICES | Scope::VAULT_READ),
+            decide(Some(&c), Scope::AI_SERVICES | Scope::VAULT_READ, &[]),
             ConsentDecision::Prompt
         );
     }
@@ -179,10 +200,35 @@ mod tests {
     #[test]
     fn unremembered_or_missing_consent_prompts() {
         assert_eq!(
-            decide(Some(&consent(Scope::FULL, false)), Scope::USER_READ),
+            decide(Some(&consent(Scope::FULL, false)), Scope::USER_READ, &[]),
             ConsentDecision::Prompt
         );
-        assert_eq!(decide(None, Scope::USER_READ), ConsentDecision::Prompt);
+        assert_eq!(decide(None, Scope::USER_READ, &[]), ConsentDecision::Prompt);
+    }
+
+    #[test]
+    fn a_resource_the_user_has_not_approved_re_prompts() {
+        let mut c = consent(Scope::AI_SERVICES, true);
+        let a = "https://a.example/mcp".to_owned();
+        let b = "https://b.example/mcp".to_owned();
+        assert_eq!(
+            decide(Some(&c), Scope::USER_READ, std::slice::from_ref(&a)),
+            ConsentDecision::Prompt,
+            "a remembered consent without resources covers none"
+        );
+        c.resources = vec![a.clone()];
+        assert_eq!(
+            decide(Some(&c), Scope::USER_READ, std::slice::from_ref(&a)),
+            ConsentDecision::Skip
+        );
+        assert_eq!(
+            decide(Some(&c), Scope::USER_READ, &[]),
+            ConsentDecision::Skip
+        );
+        assert_eq!(
+            decide(Some(&c), Scope::USER_READ, &[a, b]),
+            ConsentDecision::Prompt
+        );
     }
 
     #[test]
@@ -237,6 +283,7 @@ mod tests {
         let a = Approval {
             remember: false,
             buzz_limit: None,
+            resources: Vec::new(),
         };
         let c = record_approval(
             &Catalogue::civitai(),
@@ -257,6 +304,7 @@ mod tests {
         let a = Approval {
             remember: true,
             buzz_limit: None,
+            resources: Vec::new(),
         };
         let c = record_approval(
             &Catalogue::civitai(),
@@ -288,6 +336,7 @@ mod tests {
         let a = Approval {
             remember: true,
             buzz_limit: None,
+            resources: Vec::new(),
         };
         let c = record_approval(
             &Catalogue::civitai(),
@@ -305,6 +354,7 @@ mod tests {
         let cleared = Approval {
             remember: true,
             buzz_limit: Some(BuzzLimit::default()),
+            resources: Vec::new(),
         };
         let c = record_approval(
             &Catalogue::civitai(),

@@ -162,6 +162,7 @@ async fn account_context(st: &AppState, v: &Visit) -> Result<Value, Error> {
                 authorized => views::date(a.consent.created_at),
                 scopes => cat.lines(a.consent.scope).into_iter().map(|l| l.label).collect::<Vec<_>>(),
                 spends => a.consent.scope.intersects(cat.capped()) || !caps.is_empty(),
+                resources => &a.consent.resources,
                 caps,
             }
         })

@@ -538,6 +538,7 @@ pub async fn consent(
             lines => lines(&prompt.lines),
             trimmed => lines(&prompt.trimmed_lines),
             redirect_host,
+            resources => &req.resources,
             action,
             hidden,
             show_cap => prompt.show_buzz_cap,

@@ -593,6 +593,9 @@ pub struct ConsentBody<'a> {
     pub client_name: &'a str,
     pub is_verified: bool,
     pub remembered: bool,
+    /// The resources (RFC 8707) approved; absent when none were named.
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    pub resources: &'a [String],
     pub scope: u64,
     pub scope_names: Vec<&'a str>,
     pub updated_at: String,
@@ -608,6 +611,7 @@ impl<'a> ConsentBody<'a> {
             client_name: &a.client.name,
             is_verified: a.client.is_verified,
             remembered: a.consent.remembered,
+            resources: &a.consent.resources,
             scope: a.consent.scope.bits(),
             scope_names: catalogue.names(a.consent.scope),
             updated_at: rfc3339(a.consent.updated_at),

@@ -294,6 +294,7 @@ struct ConsentRow {
     created_at: OffsetDateTime,
     updated_at: OffsetDateTime,
     revision: i64,
+    resources: Vec<String>,
 }
 
 impl ConsentRow {
@@ -304,6 +305,7 @@ impl ConsentRow {
             scope: scope_from(self.scope)?,
             remembered: self.remembered,
             buzz_limit: self.buzz_limit.0,
+            resources: self.resources,
             created_at: self.created_at,
             updated_at: self.updated_at,
             revision: revision_from(self.revision)?,
@@ -311,8 +313,8 @@ impl ConsentRow {
     }
 }
 
-const CONSENT_COLUMNS: &str =
-    "user_id, client_id, scope, remembered, buzz_limit, created_at, updated_at, revision";
+const CONSENT_COLUMNS: &str = "user_id, client_id, scope, remembered, buzz_limit, created_at, updated_at, revision, \
+     resources";
 
 #[async_trait]
 impl ConsentStore for PgStore {
@@ -335,14 +337,14 @@ impl ConsentStore for PgStore {
         let write = match read {
             None => {
                 "INSERT INTO consents (user_id, client_id, scope, remembered, buzz_limit, \
-                 created_at, updated_at, revision) \
-                 SELECT $1, $2, $3, $4, $5, $7, $6, 0 \
+                 created_at, updated_at, revision, resources) \
+                 SELECT $1, $2, $3, $4, $5, $7, $6, 0, $8 \
                  WHERE EXISTS (SELECT 1 FROM clients WHERE id = $2) \
                  ON CONFLICT (user_id, client_id) DO NOTHING"
             }
             Some(_) => {
                 "UPDATE consents SET scope = $3, remembered = $4, buzz_limit = $5, \
-                 updated_at = $6, revision = revision + 1 \
+                 updated_at = $6, revision = revision + 1, resources = $8 \
                  WHERE user_id = $1 AND client_id = $2 AND revision = $7"
             }
         };
@@ -357,7 +359,8 @@ impl ConsentStore for PgStore {
         let q = match read {
             None => q.bind(c.created_at),
             Some(r) => q.bind(i64_of(r)),
-        };
+        }
+        .bind(&c.resources);
         let row = q.fetch_optional(&self.pool).await;
         match row {
             Ok(row) => conditional(row),

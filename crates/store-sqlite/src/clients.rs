@@ -212,6 +212,7 @@ fn consent_of(row: &SqliteRow) -> StoreResult<Consent> {
         scope: c.scope("scope")?,
         remembered: c.bool("remembered")?,
         buzz_limit: c.json("buzz_limit")?,
+        resources: c.opt_json("resources")?.unwrap_or_default(),
         created_at: c.time("created_at")?,
         updated_at: c.time("updated_at")?,
         revision: c.revision()?,
@@ -234,14 +235,14 @@ impl ConsentStore for SqliteStore {
             // not stored (`Missing`, told apart below).
             None => sqlx::query(
                 "INSERT INTO consents (user_id, client_id, scope, remembered, buzz_limit, \
-                 created_at, updated_at, revision) \
-                 SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8 \
+                 created_at, updated_at, revision, resources) \
+                 SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9 \
                  WHERE EXISTS (SELECT 1 FROM clients WHERE id = ?2) \
                  ON CONFLICT (user_id, client_id) DO NOTHING",
             ),
             Some(_) => sqlx::query(
                 "UPDATE consents SET scope = ?3, remembered = ?4, buzz_limit = ?5, \
-                 updated_at = ?7, revision = revision + 1 \
+                 updated_at = ?7, revision = revision + 1, resources = ?9 \
                  WHERE user_id = ?1 AND client_id = ?2 AND revision = ?8",
             ),
         };
@@ -254,6 +255,7 @@ impl ConsentStore for SqliteStore {
             .bind(us(consent.created_at))
             .bind(us(consent.updated_at))
             .bind(revision_col(read.unwrap_or(0)))
+            .bind(to_json(&consent.resources)?)
             .execute(&self.pool)
             .await
             .map_err(map_err)?;

@@ -85,8 +85,8 @@ async fn first_start_creates_the_file_and_schema_and_reopening_keeps_the_data() 
     );
     assert_eq!(
         count(&again, "SELECT COUNT(*) FROM _sqlx_migrations").await,
-        6,
-        "each of the six migrations is applied once"
+        7,
+        "each of the seven migrations is applied once"
     );
     again.migrate().await.unwrap();
 }

@@ -206,6 +206,8 @@ pub fn consent(
         scope: buzzgate_domain::Scope::AI_SERVICES,
         remembered: true,
         buzz_limit: buzzgate_domain::buzz::BuzzLimit::consent_default(),
+        // Non-empty, so every store's round trip of a consent covers the column.
+        resources: vec!["https://api.example.com/mcp".into()],
         created_at: now(),
         updated_at: now(),
         revision: 0,

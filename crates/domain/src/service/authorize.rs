@@ -145,7 +145,7 @@ impl AuthorizeService {
         };
         let auth_time = person.map_or(self.deps.now(), |(_, t)| t);
         let existing = self.deps.consents.get(user.id, &client.id).await?;
-        match consent::decide(existing.as_ref(), req.scope) {
+        match consent::decide(existing.as_ref(), req.scope, &req.resources) {
             ConsentDecision::Skip => {
                 let location = self
                     .issue_code(&client, &req, (user.id, auth_time), ip, "remembered")
@@ -224,6 +224,7 @@ impl AuthorizeService {
         let approval = Approval {
             remember: answer.remember,
             buzz_limit,
+            resources: req.resources.clone(),
         };
         let (existing, record) = deps
             .record_consent(user.id, &client.id, req.scope, |_| approval.clone(), now)

@@ -151,10 +151,11 @@ impl DeviceService {
         };
         let rec = deps.devices.resolve(&code, &resolution).await??;
         if approve {
-            // A device approval keeps the stored "remember" and Buzz limit.
+            // A device approval keeps the stored "remember", Buzz limit and resources.
             let keep = |existing: Option<&Consent>| Approval {
                 remember: existing.is_some_and(|c| c.remembered),
                 buzz_limit: None,
+                resources: existing.map(|c| c.resources.clone()).unwrap_or_default(),
             };
             deps.record_consent(user, &rec.client_id, rec.scope, keep, now)
                 .await?;

@@ -127,3 +127,50 @@ async fn a_malformed_resource_is_invalid_target_at_authorize() {
         assert_eq!(e.description(), "invalid_target", "{bad}");
     }
 }
+
+#[tokio::test]
+async fn a_remembered_consent_covers_only_the_resources_approved() {
+    let h = harness().await;
+    let v = CodeVerifier::generate(&SeededRandom::new(78));
+    let mut p = h.params("AIServices", &v);
+    p.resources = vec![MCP.into()];
+    h.gate
+        .authorize()
+        .decide(&p, &signed_in(h.user), &answer(true, true, None), None)
+        .await
+        .unwrap();
+    let stored = h
+        .gate
+        .deps
+        .consents
+        .get(h.user, &h.app)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        stored.resources,
+        vec![MCP.to_owned()],
+        "the consent records them"
+    );
+    let again = h
+        .gate
+        .authorize()
+        .authorize(&p, &signed_in(h.user), None)
+        .await
+        .unwrap();
+    assert!(
+        matches!(again, AuthorizeOutcome::Redirect { .. }),
+        "remembered: {again:?}"
+    );
+    p.resources = vec![API.into()];
+    let other = h
+        .gate
+        .authorize()
+        .authorize(&p, &signed_in(h.user), None)
+        .await
+        .unwrap();
+    assert!(
+        matches!(other, AuthorizeOutcome::Consent(_)),
+        "a resource the user has not approved asks again"
+    );
+}
