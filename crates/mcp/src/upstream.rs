@@ -157,3 +157,29 @@ impl Backend for Upstream {
         self.call(|| self.form("revoke", form), false).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `--upstream https://civitai.com` needs TLS in the outbound client: an https request
+    /// gets as far as connecting (nothing listens here), never "scheme not supported".
+    #[tokio::test]
+    async fn the_outbound_client_speaks_https() {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = probe.local_addr().unwrap().port();
+        drop(probe);
+        let up = Upstream::new(UpstreamConfig::new(&format!("https://127.0.0.1:{port}"))).unwrap();
+        let err = up
+            .http
+            .post(up.config.url("token"))
+            .send()
+            .await
+            .unwrap_err();
+        assert!(err.is_connect(), "{err:?}");
+        assert!(!err.is_builder(), "{err:?}");
+        let f = up.token(&vec![]).await.unwrap_err();
+        assert_eq!(f.status, 502);
+        assert_eq!(f.body["error"], "server_error");
+    }
+}
