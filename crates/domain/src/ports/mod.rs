@@ -412,3 +412,24 @@ pub trait IdTokenSigner: Send + Sync {
     fn sign(&self, claims: &IdTokenClaims) -> Result<String, Error>;
     fn jwks(&self) -> serde_json::Value;
 }
+
+/// Why a client ID metadata document could not be had (SPEC 14).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FetchError {
+    /// A guard refused it before or while fetching: the URL's form, its address (private,
+    /// loopback, link-local …), a redirect, its size. Fetching it again will not help.
+    #[error("refused: {0}")]
+    Refused(String),
+    /// The server did not answer well (down, slow, an error status); may work later.
+    #[error("unreachable: {0}")]
+    Unreachable(String),
+}
+
+/// Client ID metadata documents (SPEC 14, docs/mcp.md): the document at an https URL, fetched
+/// with every guard of the spec (https only; no private, loopback or link-local address, also
+/// after DNS resolution; no redirects; size and time limits), cached by its HTTP cache headers
+/// within bounds, concurrent fetches of one URL coalesced.
+#[async_trait]
+pub trait ClientMetadataDocuments: Send + Sync {
+    async fn fetch(&self, url: &str) -> Result<std::sync::Arc<Vec<u8>>, FetchError>;
+}
