@@ -5,6 +5,7 @@
 //! `secret`, `registration` (create and update rules); the [`Client`] itself and its
 //! authentication live here. Every type is re-exported here, at `client::`.
 
+pub mod document;
 pub mod dynamic;
 mod grants;
 mod origin;
