@@ -70,7 +70,7 @@ pub fn status_of(error: &Error, at: Where) -> StatusCode {
 }
 
 /// Quotes a value for a `WWW-Authenticate` parameter (RFC 7235 quoted-string).
-fn quoted(s: &str) -> String {
+pub(crate) fn quoted(s: &str) -> String {
     s.chars()
         .filter(|c| (' '..='~').contains(c))
         .map(|c| match c {

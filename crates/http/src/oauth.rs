@@ -72,16 +72,13 @@ pub async fn authorize(
     params: Params,
 ) -> Response {
     // The path as the client sent it: inside a nested router `Uri` lacks the prefix.
-    let res = match authorize_inner(&st, &ip, &method, &uri, &headers, &params).await {
+    match authorize_inner(&st, &ip, &method, &uri, &headers, &params).await {
         Ok(r) => r,
+        // An error that cannot go back to the app (unknown client, unregistered redirect
+        // URI, not allowed) reaches a person's browser: the same status and words as a page.
+        Err(e) if wants_html(&headers) => html_error(&e),
         Err(e) => e.into_response(),
-    };
-    // An error that cannot go back to the app (unknown client, unregistered redirect URI,
-    // not allowed) reaches a person's browser: the same status and words as a page.
-    if (res.status().is_client_error() || res.status().is_server_error()) && wants_html(&headers) {
-        return html_error(res).await;
     }
-    res
 }
 
 /// Whether the request comes from a browser navigating (it asks for HTML first).
@@ -92,17 +89,9 @@ fn wants_html(headers: &HeaderMap) -> bool {
         .is_some_and(|a| a.trim_start().starts_with("text/html"))
 }
 
-/// The JSON error `res` as an HTML page with the same status and headers.
-async fn html_error(res: Response) -> Response {
-    let (parts, body) = res.into_parts();
-    let bytes = axum::body::to_bytes(body, 64 * 1024)
-        .await
-        .unwrap_or_default();
-    let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
-    let text = v["error_description"]
-        .as_str()
-        .or_else(|| v["error"].as_str())
-        .unwrap_or("This request cannot be completed.");
+/// The error as an HTML page with the status (and `Retry-After`) the JSON answer has.
+fn html_error(e: &ApiError) -> Response {
+    let text = e.error.description();
     let mut page = crate::pages::message(
         "This app's sign-in link does not work",
         &format!(
@@ -112,12 +101,11 @@ async fn html_error(res: Response) -> Response {
         true,
         None,
     )
-    .status(parts.status)
+    .status(e.status())
     .into_response();
-    for (name, value) in &parts.headers {
-        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
-            page.headers_mut().insert(name, value.clone());
-        }
+    if let Some(secs) = e.error.retry_after() {
+        page.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
     }
     page
 }
@@ -151,7 +139,7 @@ async fn authorize_inner(
         _ => core.authorize().authorize(&ap, &caller, ip).await?,
     };
     Ok(match outcome {
-        AuthorizeOutcome::Reject(e) => ApiError::from(e).into_response(),
+        AuthorizeOutcome::Reject(e) => return Err(ApiError::from(e)),
         AuthorizeOutcome::LoginRequired => pages::login_redirect(&authorize_url(uri.path(), &ap)),
         AuthorizeOutcome::RedirectError { location: to } => pages::redirect(StatusCode::FOUND, &to),
         AuthorizeOutcome::Redirect { location: to } => {

@@ -119,6 +119,20 @@ pub(crate) fn message(heading: &str, text: &str, error: bool, viewer: Option<Vie
     .narrow()
 }
 
+/// A form page of the sign-in family (no session yet): a fresh double-submit token in the
+/// form (`csrf` in the template's context) and in the `bg_login_csrf` cookie.
+fn with_login_csrf(st: &AppState, page: impl FnOnce(&str) -> Page) -> Response {
+    let csrf = PlainToken::generate_unprefixed(st.core.deps.random.as_ref())
+        .expose()
+        .to_owned();
+    let mut res = page(&csrf).into_response();
+    res.headers_mut().append(
+        header::SET_COOKIE,
+        cookie_header(st, LOGIN_CSRF_COOKIE, &csrf, "/", 3600),
+    );
+    res
+}
+
 fn login_form(
     st: &AppState,
     return_url: &str,
@@ -126,28 +140,21 @@ fn login_form(
     error: Option<&str>,
     status: StatusCode,
 ) -> Response {
-    let csrf = PlainToken::generate_unprefixed(st.core.deps.random.as_ref())
-        .expose()
-        .to_owned();
-    let page = Page::new(
-        "login.html",
-        "Sign in",
-        context! {
-            csrf => &csrf,
-            return_url,
-            username,
-            error,
-            signup_open => st.core.deps.config.signup_open,
-        },
-    )
-    .status(status)
-    .narrow();
-    let mut res = page.into_response();
-    res.headers_mut().append(
-        header::SET_COOKIE,
-        cookie_header(st, LOGIN_CSRF_COOKIE, &csrf, "/", 3600),
-    );
-    res
+    with_login_csrf(st, |csrf| {
+        Page::new(
+            "login.html",
+            "Sign in",
+            context! {
+                csrf,
+                return_url,
+                username,
+                error,
+                signup_open => st.core.deps.config.signup_open,
+            },
+        )
+        .status(status)
+        .narrow()
+    })
 }
 
 /// The double-submit check of the sign-in and sign-up forms (no session yet): the cookie and
@@ -258,22 +265,15 @@ fn signup_form(
     error: Option<&str>,
     status: StatusCode,
 ) -> Response {
-    let csrf = PlainToken::generate_unprefixed(st.core.deps.random.as_ref())
-        .expose()
-        .to_owned();
-    let page = Page::new(
-        "signup.html",
-        "Create an account",
-        context! { csrf => &csrf, username, email, error, min_password => MIN_PASSWORD_CHARS },
-    )
-    .status(status)
-    .narrow();
-    let mut res = page.into_response();
-    res.headers_mut().append(
-        header::SET_COOKIE,
-        cookie_header(st, LOGIN_CSRF_COOKIE, &csrf, "/", 3600),
-    );
-    res
+    with_login_csrf(st, |csrf| {
+        Page::new(
+            "signup.html",
+            "Create an account",
+            context! { csrf, username, email, error, min_password => MIN_PASSWORD_CHARS },
+        )
+        .status(status)
+        .narrow()
+    })
 }
 
 fn signup_closed() -> Response {

@@ -21,6 +21,7 @@ use buzzgate_domain::service::{Buzzgate, Caller};
 use serde::Serialize;
 
 use crate::auth::BearerToken;
+use crate::error::quoted;
 use crate::responses::ErrorBody;
 
 /// RFC 9728 §2: the protected resource's metadata.
@@ -185,16 +186,6 @@ impl ProtectedResource {
         }
         res
     }
-}
-
-fn quoted(s: &str) -> String {
-    s.chars()
-        .filter(|c| (' '..='~').contains(c))
-        .map(|c| match c {
-            '"' | '\\' => format!("\\{c}"),
-            c => c.to_string(),
-        })
-        .collect()
 }
 
 async fn guard(State(p): State<ProtectedResource>, mut req: Request, next: Next) -> Response {

@@ -10,6 +10,35 @@ use crate::harness::{Env, REDIRECT, location, query_param};
 const MCP: &str = "https://mcp.example.com/mcp";
 const API: &str = "https://api.example.com/v1";
 
+/// Posts a consent page's form back approved, as a browser does: every hidden input, repeats
+/// included (the header's Sign out form carries the same csrf_token: sent once).
+async fn approve(env: &Env, cookie: &str, html: &str) -> reqwest::Response {
+    let mut fields: Vec<(String, String)> = Vec::new();
+    for part in html.split("<input type=\"hidden\" name=\"").skip(1) {
+        let name = part.split('"').next().unwrap().to_owned();
+        let value = part
+            .split("value=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
+        let value = value.replace("&amp;", "&").replace("&quot;", "\"");
+        if name == "csrf_token" && fields.iter().any(|(k, _)| k == "csrf_token") {
+            continue;
+        }
+        fields.push((name, value));
+    }
+    fields.push(("approved".into(), "true".into()));
+    env.http
+        .post(env.url("/api/auth/oauth/authorize"))
+        .header("cookie", cookie)
+        .form(&fields)
+        .send()
+        .await
+        .unwrap()
+}
+
 /// Authorize naming `resources`, approve the consent page as a browser posts it (every
 /// hidden input, repeats included), and return the code with its verifier.
 pub async fn code_with_resources(
@@ -43,30 +72,7 @@ pub async fn code_with_resources(
         .unwrap();
     let res = if page.status() == 200 {
         let html = page.text().await.unwrap();
-        let mut fields: Vec<(String, String)> = Vec::new();
-        for part in html.split("<input type=\"hidden\" name=\"").skip(1) {
-            let name = part.split('"').next().unwrap().to_owned();
-            let value = part
-                .split("value=\"")
-                .nth(1)
-                .unwrap()
-                .split('"')
-                .next()
-                .unwrap();
-            let value = value.replace("&amp;", "&").replace("&quot;", "\"");
-            if name == "csrf_token" && fields.iter().any(|(k, _)| k == "csrf_token") {
-                continue;
-            }
-            fields.push((name, value));
-        }
-        fields.push(("approved".into(), "true".into()));
-        env.http
-            .post(env.url("/api/auth/oauth/authorize"))
-            .header("cookie", cookie)
-            .form(&fields)
-            .send()
-            .await
-            .unwrap()
+        approve(env, cookie, &html).await
     } else {
         page
     };
@@ -109,33 +115,7 @@ pub async fn resource_indicators_set_the_audience(env: &Env) {
         2,
         "both ride on the form"
     );
-    // Post the consent form back as a browser would: every hidden input, repeats included
-    // (the header's Sign out form carries the same csrf_token: sent once).
-    let mut fields: Vec<(String, String)> = Vec::new();
-    for part in html.split("<input type=\"hidden\" name=\"").skip(1) {
-        let name = part.split('"').next().unwrap().to_owned();
-        let value = part
-            .split("value=\"")
-            .nth(1)
-            .unwrap()
-            .split('"')
-            .next()
-            .unwrap();
-        let value = value.replace("&amp;", "&").replace("&quot;", "\"");
-        if name == "csrf_token" && fields.iter().any(|(k, _)| k == "csrf_token") {
-            continue;
-        }
-        fields.push((name, value));
-    }
-    fields.push(("approved".into(), "true".into()));
-    let res = env
-        .http
-        .post(env.url("/api/auth/oauth/authorize"))
-        .header("cookie", &cookie)
-        .form(&fields)
-        .send()
-        .await
-        .unwrap();
+    let res = approve(env, &cookie, &html).await;
     assert_eq!(res.status(), 303);
     let code = query_param(&location(&res), "code").expect("code");
     let form = [
