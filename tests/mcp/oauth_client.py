@@ -4,14 +4,23 @@ Buzzgate's authorization-server metadata, registers itself (RFC 7591), runs the 
 with PKCE and `resource` (the browser half, sign-in and consent, done here through
 Buzzgate's own pages), and calls `whoami` and `buzz-balance` with the token.
 
+With `cimd` as its argument it does the same as a client whose ID is a client ID metadata
+document (SPEC 14) instead of registering: the document is served here on loopback, the
+server runs with BUZZGATE_CIMD_ALLOW_HTTP_LOOPBACK=true, and the SDK's own https-only check
+of `client_metadata_url` is relaxed for that one loopback URL (the SDK validates the URL
+before it ever reaches a server; what is under test is the server's side of CIMD).
+
 Environment (tests/mcp/run.sh): BG_URL, BG_ACCOUNT_URL, BG_USER, BG_PASSWORD.
 """
 
 import asyncio
 import html
+import json
 import os
 import re
 import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urljoin, urlsplit
 
 import requests
@@ -23,6 +32,7 @@ from mcp.shared.auth import AuthorizationCodeResult, OAuthClientMetadata
 BASE = os.environ["BG_URL"]
 ACCOUNT = os.environ["BG_ACCOUNT_URL"]
 REDIRECT = "http://127.0.0.1:7777/callback"
+CIMD = sys.argv[1:] == ["cimd"]
 
 
 def fail(step, what):
@@ -93,8 +103,11 @@ async def callback_handler() -> AuthorizationCodeResult:
         fail("sign in", f"{r.status_code}")
     r = b.get(url, allow_redirects=False, timeout=10)
     if r.status_code == 200:
-        if "registered itself" not in r.text:
-            fail("consent", "the page should say the app registered itself")
+        said = "describes itself in a document at" if CIMD else "registered itself"
+        if said not in r.text:
+            fail("consent", f"the page should say the app {said}")
+        if CIMD and 'data-warning="loopback"' not in r.text:
+            fail("consent", "every redirect URI is loopback: the page should warn")
         form = next(
             (f for f in re.finditer(r'<form\b[^>]*\baction="([^"]*)"[^>]*>(.*?)</form>', r.text, re.S)
              if 'name="approved"' in f.group(2)),
@@ -110,8 +123,49 @@ async def callback_handler() -> AuthorizationCodeResult:
     return AuthorizationCodeResult(code=back["code"][0], state=back.get("state", [None])[0], iss=back.get("iss", [None])[0])
 
 
+def serve_document():
+    """Serves this client's metadata document on a loopback port; its URL."""
+    doc = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            if self.path != "/oauth/client.json":
+                self.send_error(404)
+                return
+            body = json.dumps(doc).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    url = f"http://127.0.0.1:{server.server_address[1]}/oauth/client.json"
+    doc.update(
+        client_id=url,
+        client_name="python-mcp-cimd-check",
+        redirect_uris=[REDIRECT],
+        grant_types=["authorization_code", "refresh_token"],
+        response_types=["code"],
+        token_endpoint_auth_method="none",
+    )
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return url
+
+
 async def main():
     storage = Memory()
+    extra = {}
+    if CIMD:
+        import mcp.client.auth.oauth2 as oauth2
+
+        url = serve_document()
+        https_only = oauth2.is_valid_client_metadata_url
+        oauth2.is_valid_client_metadata_url = lambda u: u == url or https_only(u)
+        extra["client_metadata_url"] = url
     provider = OAuthClientProvider(
         server_url=ACCOUNT,
         client_metadata=OAuthClientMetadata(
@@ -123,6 +177,7 @@ async def main():
         storage=storage,
         redirect_handler=redirect_handler,
         callback_handler=callback_handler,
+        **extra,
     )
     async with create_mcp_http_client(auth=provider) as http_client:
         async with streamable_http_client(ACCOUNT, http_client=http_client) as streams:
@@ -130,8 +185,13 @@ async def main():
             async with ClientSession(read, write) as s:
                 await s.initialize()
                 if storage.client is None:
-                    fail("register", "the SDK did not register a client")
-                ok("register", f"client_id {storage.client.client_id} (dynamic registration)")
+                    fail("register", "the SDK has no client")
+                if CIMD:
+                    if storage.client.client_id != extra["client_metadata_url"]:
+                        fail("cimd", f"the SDK should use its document URL, used {storage.client.client_id}")
+                    ok("cimd", f"client_id {storage.client.client_id} (metadata document, no registration)")
+                else:
+                    ok("register", f"client_id {storage.client.client_id} (dynamic registration)")
                 tools = {t.name for t in (await s.list_tools()).tools}
                 if not {"whoami", "buzz-balance"} <= tools:
                     fail("tools/list", f"{sorted(tools)}")
@@ -152,7 +212,7 @@ async def main():
     if me.get("aud") != ACCOUNT:
         fail("audience", f"/api/v1/me aud is {me.get('aud')!r}, expected {ACCOUNT}")
     ok("audience", f"aud {me['aud']}")
-    print("mcp oauth check: all steps passed")
+    print(f"mcp oauth check{' (cimd)' if CIMD else ''}: all steps passed")
 
 
 asyncio.run(main())

@@ -23,6 +23,8 @@ source "$(dirname "$0")/../lib/serve.sh"
 
 MCP_PORT=$((19080 + RANDOM % 1000))
 export BUZZGATE_MCP_LISTEN="127.0.0.1:$MCP_PORT"
+# Client ID metadata documents served on loopback by oauth_client.py cimd (development switch).
+export BUZZGATE_CIMD_ALLOW_HTTP_LOOPBACK=true
 # The capability's bound client is the app bg_start registers.
 export BG_BIND_CLIENT=1
 bg_start "MCP check"
@@ -34,3 +36,5 @@ python3 tests/mcp/mcp_client.py
 # discovery, dynamic registration, the code flow with resource, both tools.
 export BG_ACCOUNT_URL="http://127.0.0.1:$MCP_PORT/mcp/account"
 python3 tests/mcp/oauth_client.py
+# The same, as a client whose ID is its metadata document (CIMD) instead of registering.
+python3 tests/mcp/oauth_client.py cimd

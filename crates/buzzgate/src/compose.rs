@@ -148,6 +148,7 @@ fn core_config(cfg: &Config) -> Result<CoreConfig, String> {
         },
         signup_open: cfg.signup,
         registration_open: cfg.registration,
+        cimd_allow_http_loopback: cfg.cimd_allow_http_loopback,
         catalogue: Arc::new(cfg.scopes.clone()),
         // Tokens and the audit log are the same SQL store (sql_ports).
         audit_with_tokens: true,
@@ -278,6 +279,17 @@ pub async fn build(cfg: &Config, with_signer: bool) -> Result<Node, String> {
         cache,
         passwords: Arc::new(Argon2Hasher::default()),
         id_tokens,
+        documents: cfg.cimd.then(|| {
+            if cfg.cimd_allow_http_loopback {
+                tracing::warn!(
+                    "BUZZGATE_CIMD_ALLOW_HTTP_LOOPBACK is on: client metadata documents on http://127.0.0.1 are fetched (development only)"
+                );
+            }
+            Arc::new(buzzgate_fetch::Fetcher::new(buzzgate_fetch::FetchSettings {
+                allow_http_loopback: cfg.cimd_allow_http_loopback,
+                ..buzzgate_fetch::FetchSettings::default()
+            })) as Arc<dyn buzzgate_domain::ports::ClientMetadataDocuments>
+        }),
         clock,
         random: Arc::new(OsRandom),
         config: core_config(cfg)?,

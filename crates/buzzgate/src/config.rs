@@ -94,7 +94,13 @@ settings! {
     /// Dynamic client registration (RFC 7591) at `/api/auth/oauth/register`: `open` (public
     /// clients with https or loopback redirect URIs) or `off`.
     registration: bool = true, "BUZZGATE_REGISTRATION", parse_open;
-    /// Dynamic client registrations per minute per address.
+    /// Client ID metadata documents (SPEC 14, docs/mcp.md): `open` (a `client_id` that is an
+    /// https URL with a path is fetched as the app's metadata) or `off`.
+    cimd: bool = true, "BUZZGATE_CIMD", parse_open;
+    /// Development only: also fetch `http://127.0.0.1:<port>/…` metadata documents.
+    cimd_allow_http_loopback: bool = false, "BUZZGATE_CIMD_ALLOW_HTTP_LOOPBACK", parse_bool;
+    /// Dynamic client registrations (and first sightings of metadata documents) per minute
+    /// per address.
     rate_limit_register_ip: Option<u32> = Some(10), "BUZZGATE_RATE_LIMIT_REGISTER_IP", parse_limit;
     /// Refresh reuse inside this window is a retry (at most 3600).
     refresh_grace_seconds: u32 = 10, "BUZZGATE_REFRESH_GRACE_SECONDS", at_most(3600);

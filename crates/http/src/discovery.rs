@@ -9,14 +9,25 @@ use serde::Serialize;
 use crate::AppState;
 use crate::responses::{ErrorBody, MetadataBody};
 
+/// What a server offers beyond the fixed endpoints, as its metadata advertises it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Offers {
+    /// An id_token signing key (JWKS, `id_token_signing_alg_values_supported`).
+    pub signer: bool,
+    /// Dynamic client registration is open (`registration_endpoint`).
+    pub registration: bool,
+    /// Client ID metadata documents are fetched (`client_id_metadata_document_supported`).
+    pub documents: bool,
+}
+
 /// The metadata document for `issuer`; `scopes_supported` is the catalogue's
 /// ([`Catalogue::supported`], docs/scopes.md).
-pub fn metadata(
-    issuer: &str,
-    has_signer: bool,
-    catalogue: &Catalogue,
-    registration: bool,
-) -> MetadataBody {
+pub fn metadata(issuer: &str, catalogue: &Catalogue, offers: Offers) -> MetadataBody {
+    let Offers {
+        signer: has_signer,
+        registration,
+        documents,
+    } = offers;
     const CLIENT_AUTH: &[&str] = &["client_secret_basic", "client_secret_post", "none"];
     let base = format!("{issuer}/api/auth/oauth");
     let scopes = catalogue.supported();
@@ -37,6 +48,7 @@ pub fn metadata(
             "email",
             "email_verified",
         ],
+        client_id_metadata_document_supported: documents,
         code_challenge_methods_supported: &["S256"],
         device_authorization_endpoint: format!("{base}/device"),
         grant_types_supported: &[
@@ -84,9 +96,12 @@ pub async fn well_known(State(st): State<AppState>) -> Response {
     cached(
         metadata(
             &deps.config.issuer,
-            deps.id_tokens.is_some(),
             &deps.config.catalogue,
-            deps.config.registration_open,
+            Offers {
+                signer: deps.id_tokens.is_some(),
+                registration: deps.config.registration_open,
+                documents: deps.documents.is_some(),
+            },
         ),
         3600,
     )
@@ -132,11 +147,15 @@ mod tests {
     fn metadata_advertises_s256_only_and_every_grant() {
         let m = serde_json::to_value(metadata(
             "https://auth.example",
-            true,
             &Catalogue::civitai(),
-            true,
+            Offers {
+                signer: true,
+                registration: true,
+                documents: true,
+            },
         ))
         .unwrap();
+        assert_eq!(m["client_id_metadata_document_supported"], true);
         assert_eq!(
             m["registration_endpoint"],
             "https://auth.example/api/auth/oauth/register"
@@ -153,7 +172,8 @@ mod tests {
         for oidc in ["openid", "profile", "email", "offline_access"] {
             assert!(scopes.contains(&json!(oidc)), "{oidc}");
         }
-        let m = serde_json::to_value(metadata("x", false, &Catalogue::civitai(), false)).unwrap();
+        let m =
+            serde_json::to_value(metadata("x", &Catalogue::civitai(), Offers::default())).unwrap();
         assert!(m.get("jwks_uri").is_none());
         assert!(m.get("registration_endpoint").is_none(), "registration off");
         assert!(m.get("id_token_signing_alg_values_supported").is_none());

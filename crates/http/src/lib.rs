@@ -116,6 +116,12 @@ fn oauth_routes() -> Router<AppState> {
         .route("/device-info", post(oauth::device_info))
         .route("/device-approve", post(oauth::device_approve))
         .route("/register", post(oauth::register))
+        .route(
+            "/register/{client_id}",
+            get(oauth::registration_read)
+                .put(oauth::registration_update)
+                .delete(oauth::registration_delete),
+        )
         .route("/jwks", get(discovery::jwks))
         // Seed 004's app management under the same prefixes (`/oauth/clients`).
         .route("/clients", get(api::clients_list).post(api::clients_create))

@@ -1,11 +1,12 @@
 //! The OAuth endpoints of SPEC 3.1–3.5 and 3.8: authorize, token, revoke, introspect,
 //! userinfo, device authorization. Each handler parses, calls one service, maps the result.
 
-use axum::extract::{OriginalUri, State};
+use axum::extract::{OriginalUri, Path, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use buzzgate_domain::authorize::AuthorizeParams;
 use buzzgate_domain::client::GrantType;
+use buzzgate_domain::client::dynamic::{DynamicRegistration, RegisteredClient};
 use buzzgate_domain::error::Error;
 use buzzgate_domain::service::Caller;
 use buzzgate_domain::service::authorize::{AuthorizeOutcome, ConsentAnswer};
@@ -437,17 +438,77 @@ pub async fn device_approve(
 }
 
 /// `POST /register` (RFC 7591, docs/mcp.md): dynamic registration of a public client; 201
-/// with the registered metadata.
+/// with the registered metadata, the registration access token and the management URI.
 pub async fn register(
     State(st): State<AppState>,
     ip: ClientIp,
-    crate::params::Json(metadata): crate::params::Json<
-        buzzgate_domain::client::dynamic::DynamicRegistration,
-    >,
+    crate::params::Json(metadata): crate::params::Json<DynamicRegistration>,
 ) -> ApiResult<Response> {
-    let client = st.core.clients().register(metadata, ip.as_deref()).await?;
-    let body = buzzgate_domain::client::dynamic::RegisteredClient::of(&client, st.core.catalogue());
+    let done = st.core.clients().register(metadata, ip.as_deref()).await?;
+    let body = registered(&st, &done.client, done.access_token.expose());
     Ok((StatusCode::CREATED, axum::Json(body)).into_response())
+}
+
+fn registered(
+    st: &AppState,
+    client: &buzzgate_domain::client::Client,
+    token: &str,
+) -> RegisteredClient {
+    RegisteredClient::of(
+        client,
+        st.core.catalogue(),
+        &st.core.deps.config.issuer,
+        token,
+    )
+}
+
+/// `GET /register/{client_id}` (RFC 7592 §2.1): the registration, for the bearer of its
+/// registration access token.
+pub async fn registration_read(
+    State(st): State<AppState>,
+    ip: ClientIp,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let token = crate::auth::bearer_of(&headers);
+    let client = st
+        .core
+        .clients()
+        .registration(&id, token, ip.as_deref())
+        .await?;
+    Ok(axum::Json(registered(&st, &client, token.unwrap_or_default())).into_response())
+}
+
+/// `PUT /register/{client_id}` (RFC 7592 §2.2): replaces the registration's metadata.
+pub async fn registration_update(
+    State(st): State<AppState>,
+    ip: ClientIp,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    crate::params::Json(metadata): crate::params::Json<DynamicRegistration>,
+) -> ApiResult<Response> {
+    let token = crate::auth::bearer_of(&headers);
+    let client = st
+        .core
+        .clients()
+        .update_registration(&id, token, metadata, ip.as_deref())
+        .await?;
+    Ok(axum::Json(registered(&st, &client, token.unwrap_or_default())).into_response())
+}
+
+/// `DELETE /register/{client_id}` (RFC 7592 §2.3): 204, the app and its grants gone.
+pub async fn registration_delete(
+    State(st): State<AppState>,
+    ip: ClientIp,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let token = crate::auth::bearer_of(&headers);
+    st.core
+        .clients()
+        .delete_registration(&id, token, ip.as_deref())
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 #[cfg(test)]

@@ -534,6 +534,14 @@ pub async fn consent(
                 description => &c.description,
                 verified => c.is_verified,
                 registered_itself => c.is_unowned(),
+                // A client ID metadata document: where its description came from (SPEC 14).
+                document_host => st
+                    .core
+                    .deps
+                    .is_document_client(&c.id)
+                    .then(|| buzzgate_domain::client::document::document_host(c.id.as_str()))
+                    .flatten(),
+                loopback_only => c.redirects_only_to_loopback(),
             },
             lines => lines(&prompt.lines),
             trimmed => lines(&prompt.trimmed_lines),

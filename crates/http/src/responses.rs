@@ -81,6 +81,7 @@ pub struct MetadataBody {
     pub authorization_endpoint: String,
     pub authorization_response_iss_parameter_supported: bool,
     pub claims_supported: &'static [&'static str],
+    pub client_id_metadata_document_supported: bool,
     pub code_challenge_methods_supported: &'static [&'static str],
     pub device_authorization_endpoint: String,
     pub grant_types_supported: &'static [&'static str],
@@ -762,9 +763,12 @@ mod tests {
         });
         assert_sorted(&crate::discovery::metadata(
             "https://auth.example",
-            true,
             &Catalogue::civitai(),
-            true,
+            crate::discovery::Offers {
+                signer: true,
+                registration: true,
+                documents: true,
+            },
         ));
         assert_sorted(&TokenBody::new(&token, false));
         assert_sorted(&TokenBody::new(&token, true));
@@ -887,9 +891,8 @@ mod tests {
         );
         let m = wire(&crate::discovery::metadata(
             "x",
-            false,
             &Catalogue::civitai(),
-            false,
+            crate::discovery::Offers::default(),
         ));
         assert!(
             !m.contains("jwks_uri") && !m.contains("id_token_signing"),

@@ -19,7 +19,7 @@ use crate::{
 
 const CLIENT_COLUMNS: &str = "id, owner_id, name, description, redirect_uris, allowed_origins, \
      kind, secret_hash, grants, allowed_scopes, access_mode, is_verified, is_resource_server, \
-     created_at, updated_at, owner_buzz_limit, revision";
+     created_at, updated_at, owner_buzz_limit, registration_token_hash, revision";
 
 #[derive(sqlx::FromRow)]
 pub(crate) struct ClientRow {
@@ -39,6 +39,7 @@ pub(crate) struct ClientRow {
     created_at: OffsetDateTime,
     updated_at: OffsetDateTime,
     owner_buzz_limit: Json<BuzzLimit>,
+    registration_token_hash: Option<String>,
     revision: i64,
 }
 
@@ -94,6 +95,10 @@ impl ClientRow {
             is_verified: self.is_verified,
             is_resource_server: self.is_resource_server,
             owner_buzz_limit: self.owner_buzz_limit.0,
+            registration_token: self
+                .registration_token_hash
+                .map(|h| SecretHash::from_hex(&h).ok_or_else(|| corrupt("registration token hash")))
+                .transpose()?,
             created_at: self.created_at,
             updated_at: self.updated_at,
             revision: revision_from(self.revision)?,
@@ -151,6 +156,7 @@ fn bind_client<'q>(
         .bind(c.created_at)
         .bind(c.updated_at)
         .bind(Json(&c.owner_buzz_limit))
+        .bind(c.registration_token.map(|h| h.to_hex()))
 }
 
 #[async_trait]
@@ -159,8 +165,8 @@ impl ClientStore for PgStore {
         let q = sqlx::query(
             "INSERT INTO clients (id, owner_id, name, description, redirect_uris, allowed_origins, \
              kind, secret_hash, grants, allowed_scopes, access_mode, is_verified, \
-             is_resource_server, created_at, updated_at, owner_buzz_limit) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+             is_resource_server, created_at, updated_at, owner_buzz_limit, registration_token_hash) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
         );
         bind_client(q, c)
             .execute(&self.pool)
@@ -229,8 +235,8 @@ impl ClientStore for PgStore {
              redirect_uris = $5, allowed_origins = $6, kind = $7, secret_hash = $8, \
              grants = $9, allowed_scopes = $10, access_mode = $11, is_verified = $12, \
              is_resource_server = $13, created_at = $14, updated_at = $15, \
-             owner_buzz_limit = $16, revision = revision + 1 \
-             WHERE id = $1 AND revision = $17",
+             owner_buzz_limit = $16, registration_token_hash = $17, revision = revision + 1 \
+             WHERE id = $1 AND revision = $18",
             "$1",
         );
         let outcome = bind_client(sqlx::query(&sql), c)

@@ -34,14 +34,18 @@ fn client_of(row: &SqliteRow) -> StoreResult<Client> {
         is_verified: c.bool("is_verified")?,
         is_resource_server: c.bool("is_resource_server")?,
         owner_buzz_limit: c.json("owner_buzz_limit")?,
+        registration_token: c
+            .opt_string("registration_token_hash")?
+            .map(|s| SecretHash::from_hex(&s).ok_or_else(|| corrupt("registration_token_hash")))
+            .transpose()?,
         created_at: c.time("created_at")?,
         updated_at: c.time("updated_at")?,
         revision: c.revision()?,
     })
 }
 
-/// Binds every column of `clients` after `id`, in declaration order (`owner_buzz_limit`,
-/// added by a later migration, last).
+/// Binds every column of `clients` after `id`, in declaration order (`owner_buzz_limit` and
+/// `registration_token_hash`, added by later migrations, last).
 fn bind_client<'q>(
     q: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
     c: &Client,
@@ -60,7 +64,8 @@ fn bind_client<'q>(
         .bind(i64::from(c.is_resource_server))
         .bind(us(c.created_at))
         .bind(us(c.updated_at))
-        .bind(to_json(&c.owner_buzz_limit)?))
+        .bind(to_json(&c.owner_buzz_limit)?)
+        .bind(c.registration_token.map(|h| h.to_hex())))
 }
 
 impl SqliteStore {
@@ -89,8 +94,9 @@ impl ClientStore for SqliteStore {
         let q = sqlx::query(
             "INSERT INTO clients (id, owner_id, name, description, redirect_uris, \
              allowed_origins, kind, secret_hash, grants, allowed_scopes, access_mode, \
-             is_verified, is_resource_server, created_at, updated_at, owner_buzz_limit) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             is_verified, is_resource_server, created_at, updated_at, owner_buzz_limit, \
+             registration_token_hash) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(client.id.as_str().to_owned());
         bind_client(q, client)?
@@ -154,7 +160,8 @@ impl ClientStore for SqliteStore {
              redirect_uris = ?5, allowed_origins = ?6, kind = ?7, secret_hash = ?8, \
              grants = ?9, allowed_scopes = ?10, access_mode = ?11, is_verified = ?12, \
              is_resource_server = ?13, created_at = ?14, updated_at = ?15, \
-             owner_buzz_limit = ?16, revision = revision + 1 WHERE id = ?1 AND revision = ?17",
+             owner_buzz_limit = ?16, registration_token_hash = ?17, revision = revision + 1 \
+             WHERE id = ?1 AND revision = ?18",
         )
         .bind(client.id.as_str().to_owned());
         let done = bind_client(q, client)?

@@ -3,6 +3,7 @@
 //! under `BUZZGATE_REQUIRE_SERVICES=1`).
 
 mod attacks;
+mod documents;
 mod flows;
 mod harness;
 mod mcp;
@@ -108,6 +109,13 @@ scenarios!(
 scenarios!(
     mod resources_e2e in resources;
     resource_indicators_set_the_audience,
+);
+
+// Client ID metadata documents (SPEC 14, issue 13).
+scenarios!(
+    mod documents_e2e in documents;
+    a_metadata_document_client_completes_the_flow with cimd_loopback,
+    http_documents_are_refused_by_default,
 );
 
 // Seed 000's MCP adapter and proxy mode (docs/mcp.md).

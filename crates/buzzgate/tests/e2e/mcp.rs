@@ -674,6 +674,7 @@ pub async fn dynamic_registration_for_mcp_clients(env: &Env) {
         "no empty strings: {c}"
     );
     let client_id = c["client_id"].as_str().unwrap().to_owned();
+    let c_registered = c.clone();
     for (body, code) in [
         (json!({"redirect_uris": []}), "invalid_redirect_uri"),
         (
@@ -759,6 +760,114 @@ pub async fn dynamic_registration_for_mcp_clients(env: &Env) {
         .await
         .unwrap();
     assert!(c.is_unowned() && !c.is_verified);
+    registration_management(env, &c_json_token(&c_registered), &client_id, &t).await;
+}
+
+fn c_json_token(registered: &Value) -> (String, String) {
+    (
+        registered["registration_access_token"]
+            .as_str()
+            .expect("registration_access_token")
+            .to_owned(),
+        registered["registration_client_uri"]
+            .as_str()
+            .expect("registration_client_uri")
+            .to_owned(),
+    )
+}
+
+/// RFC 7592: the registrant reads, replaces and deletes its registration with the
+/// registration access token; nobody else can; deleting it ends its tokens.
+async fn registration_management(
+    env: &Env,
+    (rat, uri): &(String, String),
+    client_id: &str,
+    tokens: &Value,
+) {
+    let http = reqwest::Client::new();
+    assert_eq!(
+        uri,
+        &format!("{}/api/auth/oauth/register/{client_id}", env.base)
+    );
+    let read = http.get(uri).bearer_auth(rat).send().await.unwrap();
+    assert_eq!(read.status(), 200);
+    assert_eq!(read.headers()["cache-control"], "no-store");
+    let read: Value = read.json().await.unwrap();
+    assert_eq!(read["client_id"], client_id);
+    assert_eq!(read["registration_access_token"], rat.as_str());
+    // No token, a wrong one, a token of another kind, another app's URI: 401, one answer.
+    let none = http.get(uri).send().await.unwrap();
+    assert_eq!(none.status(), 401);
+    assert!(none.headers().contains_key("www-authenticate"));
+    let access = tokens["access_token"].as_str().unwrap();
+    for (u, t) in [
+        (uri.clone(), "0".repeat(64)),
+        (uri.clone(), access.to_owned()),
+        (
+            format!("{}/api/auth/oauth/register/{}", env.base, uuid::Uuid::nil()),
+            rat.clone(),
+        ),
+    ] {
+        let r = http.get(&u).bearer_auth(&t).send().await.unwrap();
+        assert_eq!(r.status(), 401, "{u}");
+        let e: Value = r.json().await.unwrap();
+        assert_eq!(e["error"], "invalid_token");
+    }
+    // Replace: every field, the body naming the app.
+    let put = |body: Value| {
+        let http = http.clone();
+        let uri = uri.clone();
+        let rat = rat.clone();
+        async move {
+            let r = http
+                .put(&uri)
+                .bearer_auth(&rat)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let s = r.status().as_u16();
+            (s, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let (s, e) = put(json!({"redirect_uris": [REDIRECT], "client_name": "Other"})).await;
+    assert_eq!(
+        (s, e["error"].as_str()),
+        (400, Some("invalid_client_metadata")),
+        "{e}"
+    );
+    let (s, e) =
+        put(json!({"client_id": client_id, "redirect_uris": ["http://evil.example/cb"]})).await;
+    assert_eq!(
+        (s, e["error"].as_str()),
+        (400, Some("invalid_redirect_uri")),
+        "{e}"
+    );
+    let (s, up) = put(json!({
+        "client_id": client_id,
+        "client_name": "Agent Smith 2",
+        "redirect_uris": ["http://127.0.0.1:50123/cb"],
+        "scope": "UserRead"
+    }))
+    .await;
+    assert_eq!(s, 200, "{up}");
+    assert_eq!(up["client_name"], "Agent Smith 2");
+    assert_eq!(up["redirect_uris"], json!(["http://127.0.0.1:50123/cb"]));
+    assert_eq!(up["scope"], "UserRead");
+    assert!(up.as_object().unwrap().values().all(|v| v != ""), "{up}");
+    // Delete: 204, then the app, its registration and its tokens are gone.
+    let del = http.delete(uri).bearer_auth(rat).send().await.unwrap();
+    assert_eq!(del.status(), 204);
+    assert_eq!(
+        http.get(uri)
+            .bearer_auth(rat)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    assert_eq!(env.bearer_status("/api/v1/me", access).await, 401);
 }
 
 pub fn with_mcp_registration_off(c: &mut buzzgate::Config) {

@@ -33,6 +33,15 @@ pub fn is_document_url(client_id: &str, allow_http_loopback: bool) -> bool {
     scheme_ok && url.path().len() > 1 && url.fragment().is_none() && url.username().is_empty()
 }
 
+/// The host serving the metadata document `client_id` names, if it names one: what the
+/// consent page shows as the app's origin.
+pub fn document_host(client_id: &str) -> Option<String> {
+    let url = url::Url::parse(client_id).ok()?;
+    matches!(url.scheme(), "https" | "http")
+        .then(|| url.host_str().map(str::to_owned))
+        .flatten()
+}
+
 /// The fields of a document the server reads (others are ignored).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]

@@ -15,6 +15,9 @@ use crate::scope::ScopeValue;
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(default)]
 pub struct DynamicRegistration {
+    /// RFC 7592 §2.2: an update names the app it replaces (ignored at registration, where
+    /// the server assigns the ID).
+    pub client_id: Option<String>,
     pub redirect_uris: Vec<String>,
     pub client_name: Option<String>,
     pub token_endpoint_auth_method: Option<String>,
@@ -29,34 +32,50 @@ pub struct DynamicRegistration {
     pub application_type: Option<String>,
 }
 
-/// The RFC 7591 §3.2.1 answer. No field is ever an empty string.
+/// The RFC 7591 §3.2.1 / RFC 7592 §3 answer (keys in sorted order, as every body of this
+/// server). No field is ever an empty string.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RegisteredClient {
     pub client_id: String,
     pub client_id_issued_at: i64,
     pub client_name: String,
-    pub redirect_uris: Vec<String>,
     pub grant_types: Vec<&'static str>,
+    pub redirect_uris: Vec<String>,
+    pub registration_access_token: String,
+    pub registration_client_uri: String,
     pub response_types: Vec<&'static str>,
-    pub token_endpoint_auth_method: &'static str,
     pub scope: String,
+    pub token_endpoint_auth_method: &'static str,
 }
 
 impl RegisteredClient {
-    pub fn of(client: &Client, catalogue: &Catalogue) -> RegisteredClient {
+    /// The registration of `client` as its registrant sees it: `access_token` is the one
+    /// just issued or just presented (only its hash is stored); the management URI is under
+    /// `issuer`'s registration endpoint.
+    pub fn of(
+        client: &Client,
+        catalogue: &Catalogue,
+        issuer: &str,
+        access_token: &str,
+    ) -> RegisteredClient {
         RegisteredClient {
             client_id: client.id.as_str().to_owned(),
             client_id_issued_at: client.created_at.unix_timestamp(),
             client_name: client.name.clone(),
+            grant_types: client.grants.iter().map(|g| g.as_str()).collect(),
             redirect_uris: client
                 .redirect_uris
                 .iter()
                 .map(|u| u.as_str().to_owned())
                 .collect(),
-            grant_types: client.grants.iter().map(|g| g.as_str()).collect(),
+            registration_access_token: access_token.to_owned(),
+            registration_client_uri: format!(
+                "{issuer}/api/auth/oauth/register/{}",
+                client.id.as_str()
+            ),
             response_types: vec!["code"],
-            token_endpoint_auth_method: "none",
             scope: catalogue.names_string(client.allowed_scopes),
+            token_endpoint_auth_method: "none",
         }
     }
 }
@@ -167,6 +186,12 @@ impl Client {
     /// Registered by itself (RFC 7591), with no owner.
     pub fn is_unowned(&self) -> bool {
         self.owner == UserId::NOBODY
+    }
+
+    /// Whether every redirect URI is on this machine (loopback): any program running on the
+    /// user's computer could receive the code, so consent warns (SPEC 14).
+    pub fn redirects_only_to_loopback(&self) -> bool {
+        !self.redirect_uris.is_empty() && self.redirect_uris.iter().all(|u| u.is_loopback())
     }
 }
 

@@ -51,6 +51,10 @@ pub struct Client {
     /// The owner's cap on the app's spending for the owner through `client_credentials`
     /// (empty: none). Consented users' caps live on their consents.
     pub owner_buzz_limit: BuzzLimit,
+    /// The hash of the registration access token of a dynamically registered app (RFC 7592,
+    /// docs/mcp.md): what lets its registrant read, update and delete it. `None` for every
+    /// other app.
+    pub registration_token: Option<SecretHash>,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
     /// How many times the stored client has been replaced: the condition of
@@ -87,6 +91,7 @@ impl Client {
             is_verified: false,
             is_resource_server: false,
             owner_buzz_limit: reg.owner_buzz_limit,
+            registration_token: None,
             created_at: now,
             updated_at: now,
             revision: 0,

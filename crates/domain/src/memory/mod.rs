@@ -128,6 +128,7 @@ impl MemoryStore {
             cache: me,
             passwords: Arc::new(InsecureTestHasher),
             id_tokens: None,
+            documents: None,
             clock: self.clock.clone(),
             random,
             config,

@@ -16,6 +16,7 @@ use crate::ids::UserId;
 use crate::scope::Scope;
 use crate::user::{Role, User};
 
+use super::documents::Freshness;
 use super::rate_limit::Bucket;
 use super::{Access, Caller, Deps};
 
@@ -99,7 +100,15 @@ impl AuthorizeService {
     ) -> Result<Checked, Error> {
         let deps = &self.deps;
         let client = match rules::client_id_param(params) {
-            Some(id) => deps.clients.get(&id).await?,
+            Some(id) => match deps.find_client(&id, ip, Freshness::Current).await {
+                Ok(found) => found,
+                // A metadata document that cannot be had or is wrong: said plainly, never
+                // redirected (its redirect URIs are not known to be the client's).
+                Err(e @ Error::InvalidClient { .. }) => {
+                    return Ok(Checked::Done(AuthorizeOutcome::Reject(e)));
+                }
+                Err(e) => return Err(e),
+            },
             None => None,
         };
         let (client, target) = match rules::resolve_client(params, client.as_ref()) {

@@ -52,49 +52,6 @@ impl ClientService {
         Ok(CreatedClient { client, secret })
     }
 
-    /// Dynamic client registration (RFC 7591, docs/mcp.md): anyone may register a public app
-    /// while the operator keeps registration open; throttled per address (counted before any
-    /// work). The app has no owner and is unverified.
-    pub async fn register(
-        &self,
-        metadata: crate::client::dynamic::DynamicRegistration,
-        ip: Option<&str>,
-    ) -> Result<Client, Error> {
-        let deps = &self.deps;
-        if !deps.config.registration_open {
-            return Err(Error::access_denied(
-                "Client registration is closed on this server",
-            ));
-        }
-        if let Some(ip) = ip {
-            deps.check_rate(super::rate_limit::Bucket::RegisterIp(ip))
-                .await?;
-        }
-        let valid = metadata
-            .validate(deps.catalogue())?
-            .validate(deps.catalogue())
-            .map_err(|e| match e {
-                Error::InvalidRequest(d) => Error::InvalidClientMetadata(d),
-                other => other,
-            })?;
-        let now = deps.now();
-        let client = Client::new(
-            ClientId::generate(deps.random.as_ref()),
-            crate::ids::UserId::NOBODY,
-            valid,
-            None,
-            now,
-        );
-        deps.clients.insert(&client).await?;
-        let ev = AuditEvent::new(AuditKind::ClientCreated, now)
-            .client(&client.id)
-            .scope(client.allowed_scopes)
-            .ip(ip)
-            .meta("registration", "dynamic");
-        deps.audit(ev).await;
-        Ok(client)
-    }
-
     pub async fn list(&self, caller: &Caller) -> Result<Vec<ClientSummary>, Error> {
         let owner = caller.account(Access::Read, self.deps.catalogue())?;
         Ok(self.deps.clients.list_by_owner(owner).await?)

@@ -9,8 +9,10 @@ pub mod caller;
 pub mod clients;
 pub mod consents;
 pub mod device;
+pub mod documents;
 pub mod maintenance;
 pub mod rate_limit;
+pub mod registration;
 pub mod sessions;
 pub mod tokens;
 
@@ -33,9 +35,9 @@ use crate::consent::{self, Approval, Consent};
 use crate::error::Error;
 use crate::ids::{ClientId, UserId};
 use crate::ports::{
-    AuditLog, BuzzStore, ClientStore, Clock, CodeStore, Conditional, ConsentStore, DeviceStore,
-    Failures, IdTokenSigner, PasswordHasher, Random, RateLimiter, SessionStore, TokenCache,
-    TokenStore, UserStore,
+    AuditLog, BuzzStore, ClientMetadataDocuments, ClientStore, Clock, CodeStore, Conditional,
+    ConsentStore, DeviceStore, Failures, IdTokenSigner, PasswordHasher, Random, RateLimiter,
+    SessionStore, TokenCache, TokenStore, UserStore,
 };
 use crate::scope::Scope;
 use crate::token::{TokenHash, TokenMinter};
@@ -90,6 +92,9 @@ pub struct Config {
     /// Whether MCP clients may register themselves (RFC 7591; `BUZZGATE_REGISTRATION`);
     /// open by default, for public clients only.
     pub registration_open: bool,
+    /// Admit `http://127.0.0.1:<port>/…` client ID metadata documents (development only;
+    /// `BUZZGATE_CIMD_ALLOW_HTTP_LOOPBACK`).
+    pub cimd_allow_http_loopback: bool,
 }
 
 impl Default for Config {
@@ -104,6 +109,7 @@ impl Default for Config {
             catalogue: Arc::new(Catalogue::civitai()),
             signup_open: false,
             registration_open: true,
+            cimd_allow_http_loopback: false,
         }
     }
 }
@@ -130,6 +136,8 @@ pub struct Deps {
     pub cache: Arc<dyn TokenCache>,
     pub passwords: Arc<dyn PasswordHasher>,
     pub id_tokens: Option<Arc<dyn IdTokenSigner>>,
+    /// Client ID metadata documents (SPEC 14); `None`: such client IDs are unknown.
+    pub documents: Option<Arc<dyn ClientMetadataDocuments>>,
     pub clock: Arc<dyn Clock>,
     pub random: Arc<dyn Random>,
     pub config: Config,
@@ -187,7 +195,15 @@ impl Deps {
                 .await?;
         }
         let basic = auth.method == crate::client::AuthMethod::Basic;
-        let found = self.clients.get(&auth.client_id).await?;
+        let found = self
+            .find_client(&auth.client_id, ip, documents::Freshness::Stored)
+            .await;
+        let found = match found {
+            Ok(found) => found,
+            // A document that cannot be had is an unknown client here (and counted so).
+            Err(Error::InvalidClient { .. }) => None,
+            Err(e) => return Err(e),
+        };
         let result = match found {
             Some(client) => client.authenticate(auth).map(|()| client),
             None => Err(Error::invalid_client(basic)),

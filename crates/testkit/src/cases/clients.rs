@@ -15,6 +15,7 @@ pub async fn clients_round_trip(p: &Ports) {
     changed.name = "Renamed".into();
     changed.allowed_scopes = Scope::READ_ONLY;
     changed.owner_buzz_limit = BuzzLimit::per_period(100, 1).unwrap();
+    changed.registration_token = Some(buzzgate_domain::client::SecretHash::of("registration"));
     changed.updated_at = now() + Duration::seconds(1);
     assert_eq!(
         clients.update(&changed).await.unwrap(),

@@ -14,6 +14,7 @@ mod clients;
 mod concurrency;
 mod consents;
 mod device;
+mod documents;
 mod errors;
 mod introspect;
 mod oidc;
