@@ -94,22 +94,33 @@ impl BatchWrite<Append, InsertOutcome> for Appender {
             if !rows.is_empty() {
                 insert_rows(&mut *c, &rows).await?;
             }
-            if !events.is_empty() {
-                let mut q = QueryBuilder::<Postgres>::new(
-                    "INSERT INTO audit_events (kind, at, user_id, client_id, scope, ip, metadata) ",
-                );
-                q.push_values(events, |mut b, e| {
-                    b.push_bind(e.kind.as_str())
-                        .push_bind(e.at)
-                        .push_bind(e.user_id.map(|u| u.0))
-                        .push_bind(e.client_id.as_ref().map(|c| c.as_str().to_owned()))
-                        .push_bind(e.scope.map(scope_to))
-                        .push_bind(e.ip.clone())
-                        .push_bind(Json(e.metadata.clone()));
-                });
-                q.build().execute(&mut *c).await?;
-            }
+            insert_events(&mut *c, &events).await?;
             Ok(Done::Commit(outcomes.clone()))
         })
     }
+}
+
+/// Writes `events` in one multi-row statement (nothing when there are none), inside the
+/// caller's transaction.
+pub(crate) async fn insert_events(
+    c: &mut sqlx::PgConnection,
+    events: &[&AuditEvent],
+) -> Result<(), sqlx::Error> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let mut q = QueryBuilder::<Postgres>::new(
+        "INSERT INTO audit_events (kind, at, user_id, client_id, scope, ip, metadata) ",
+    );
+    q.push_values(events, |mut b, e| {
+        b.push_bind(e.kind.as_str())
+            .push_bind(e.at)
+            .push_bind(e.user_id.map(|u| u.0))
+            .push_bind(e.client_id.as_ref().map(|c| c.as_str().to_owned()))
+            .push_bind(e.scope.map(scope_to))
+            .push_bind(e.ip.clone())
+            .push_bind(Json(e.metadata.clone()));
+    });
+    q.build().execute(c).await?;
+    Ok(())
 }

@@ -1,7 +1,8 @@
-//! Buzz balances and the spend ledger. A spend is one transaction: an advisory lock on
-//! (user, subject) so its budget windows cannot be raced, the balance row `FOR UPDATE`, then
-//! the idempotency key, the window sums, the domain's decision, the debit and the ledger row.
-//! Lock order everywhere: (user, subject), then the balance row, then ledger rows.
+//! Buzz balances and the spend ledger. Spends are group-committed (`crate::spends`): a batch
+//! takes an advisory lock on each (user, subject) so budget windows cannot be raced, the
+//! balance rows `FOR UPDATE`, then reads the idempotency keys and window sums, applies the
+//! domain's decision to each spend in order, and writes the debits and ledger rows.
+//! Lock order everywhere: (user, subject), then balance rows, then ledger rows.
 
 use async_trait::async_trait;
 use buzzgate_domain::StoreError;
@@ -11,22 +12,26 @@ use buzzgate_domain::buzz::{
 };
 use buzzgate_domain::ids::{ClientId, SpendId, TokenId, UserId};
 use buzzgate_domain::ports::{BuzzStore, RefundOutcome, SpendOutcome, StoreResult};
-use sqlx::{PgConnection, Postgres, QueryBuilder, Row};
+use sqlx::PgConnection;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use buzzgate_local::batch::GroupCommit;
+
+use crate::spends::{Charge, Spender};
 use crate::{Done, Fail, PgStore, client_id_from, corrupt, i64_of, map_err, transaction};
+use buzzgate_domain::audit::AuditEvent;
 
 /// The unique index of (user, subject, resource server, idempotency key); a concurrent
 /// duplicate that reaches
 /// it is retried (and then replayed), see `Fail::is_retryable`.
 pub(crate) const IDEMPOTENCY_INDEX: &str = "buzz_ledger_idempotency_key";
 
-const LEDGER_COLUMNS: &str = "id, user_id, subject_type, subject_id, purpose, amount, currency, \
+pub(crate) const LEDGER_COLUMNS: &str = "id, user_id, subject_type, subject_id, purpose, amount, currency, \
      idempotency_key, description, created_at, refunded_at, resource_server";
 
 #[derive(sqlx::FromRow)]
-struct LedgerRow {
+pub(crate) struct LedgerRow {
     id: Uuid,
     user_id: i64,
     subject_type: String,
@@ -42,7 +47,7 @@ struct LedgerRow {
 }
 
 impl LedgerRow {
-    fn into_entry(self) -> StoreResult<LedgerEntry> {
+    pub(crate) fn into_entry(self) -> StoreResult<LedgerEntry> {
         let subject = match self.subject_type.as_str() {
             "oauth" => SpendSubject::OAuth(client_id_from(&self.subject_id)?),
             "apiKey" => SpendSubject::ApiKey(TokenId(
@@ -73,7 +78,7 @@ impl LedgerRow {
 }
 
 /// `(subject_type, subject_id)` columns of a subject.
-fn subject_columns(s: &SpendSubject) -> (&'static str, String) {
+pub(crate) fn subject_columns(s: &SpendSubject) -> (&'static str, String) {
     match s {
         SpendSubject::OAuth(c) => ("oauth", c.as_str().to_owned()),
         SpendSubject::ApiKey(k) => ("apiKey", k.0.to_string()),
@@ -115,71 +120,6 @@ async fn window_sums(
     Ok(out)
 }
 
-/// The spend's view under its locks, in one round trip: the balance (its row locked `FOR
-/// UPDATE`), whether the idempotency key is used, and the sum of each window; `None` when
-/// the user has no balance row in this currency yet.
-async fn spend_state(
-    c: &mut PgConnection,
-    req: &SpendRequest,
-    stype: &str,
-    sid: &str,
-    windows: &[BudgetWindow],
-) -> Result<Option<(i64, bool, Vec<u64>)>, sqlx::Error> {
-    let mut q = QueryBuilder::<Postgres>::new(
-        "SELECT b.balance, EXISTS (SELECT 1 FROM buzz_ledger k WHERE k.user_id = ",
-    );
-    q.push_bind(req.user_id.0)
-        .push(" AND k.subject_type = ")
-        .push_bind(stype)
-        .push(" AND k.subject_id = ")
-        .push_bind(sid)
-        .push(" AND k.resource_server = ")
-        .push_bind(req.resource_server.as_str())
-        .push(" AND k.idempotency_key = ")
-        .push_bind(req.idempotency_key.as_str())
-        .push(")");
-    for w in windows {
-        let currencies: Option<Vec<String>> = w
-            .currencies
-            .as_ref()
-            .map(|cs| cs.iter().map(|c| c.as_str().to_owned()).collect());
-        q.push(
-            ", (SELECT LEAST(COALESCE(SUM(l.amount), 0), 9223372036854775807)::BIGINT \
-             FROM buzz_ledger l WHERE l.user_id = ",
-        )
-        .push_bind(req.user_id.0)
-        .push(" AND l.subject_type = ")
-        .push_bind(stype)
-        .push(" AND l.subject_id = ")
-        .push_bind(sid)
-        .push(" AND l.purpose = 'ai_services' AND l.refunded_at IS NULL AND (")
-        .push_bind(w.since)
-        .push("::timestamptz IS NULL OR l.created_at >= ")
-        .push_bind(w.since)
-        .push(") AND (")
-        .push_bind(currencies.clone())
-        .push("::text[] IS NULL OR l.currency = ANY(")
-        .push_bind(currencies)
-        .push("::text[])))");
-    }
-    q.push(" FROM buzz_balances b WHERE b.user_id = ")
-        .push_bind(req.user_id.0)
-        .push(" AND b.currency = ")
-        .push_bind(req.currency.as_str())
-        .push(" FOR UPDATE OF b");
-    let Some(row) = q.build().fetch_optional(c).await? else {
-        return Ok(None);
-    };
-    let balance: i64 = row.try_get(0)?;
-    let key_used: bool = row.try_get(1)?;
-    let mut sums = Vec::with_capacity(windows.len());
-    for i in 0..windows.len() {
-        let sum: i64 = row.try_get(i + 2)?;
-        sums.push(u64::try_from(sum).unwrap_or(0));
-    }
-    Ok(Some((balance, key_used, sums)))
-}
-
 async fn balance_of(
     c: &mut PgConnection,
     user: UserId,
@@ -217,6 +157,31 @@ async fn add(
     .bind(i64_of(amount))
     .fetch_one(c)
     .await
+}
+
+impl PgStore {
+    /// Submits a spend (and its event) to the group commit of spends (crate::spends) and
+    /// waits for its batch's commit.
+    async fn charge(
+        &self,
+        req: &SpendRequest,
+        event: Option<AuditEvent>,
+    ) -> StoreResult<SpendOutcome> {
+        self.spends
+            .get_or_init(|| {
+                GroupCommit::start_with(
+                    Spender {
+                        pool: self.pool.clone(),
+                    },
+                    1,
+                )
+            })
+            .submit(Charge {
+                req: req.clone(),
+                event,
+            })
+            .await
+    }
 }
 
 #[async_trait]
@@ -282,87 +247,15 @@ impl BuzzStore for PgStore {
     }
 
     async fn spend(&self, req: &SpendRequest) -> StoreResult<SpendOutcome> {
-        let (stype, sid) = subject_columns(&req.subject);
-        let subject_lock = format!("buzzgate:spend:{}:{stype}:{sid}", req.user_id.0);
-        let windows = req.windows();
-        transaction!(self, |c| {
-            // (2a) Budgets are per (user, subject) and may span currencies: one lock for them.
-            sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-                .bind(&subject_lock)
-                .execute(&mut *c)
-                .await?;
-            // (2b) The balance row, locked, with (1) whether the idempotency key was used
-            // and (3) the window sums, in one round trip. The sums and the key need no row
-            // lock: every spend of this (user, subject) holds the advisory lock above.
-            let mut state = spend_state(&mut *c, req, stype, &sid, &windows).await?;
-            if state.is_none() {
-                // Created (as 0) so there is a row to lock; a refusal rolls it back.
-                sqlx::query(
-                    "INSERT INTO buzz_balances (user_id, currency, balance) VALUES ($1, $2, 0) \
-                     ON CONFLICT (user_id, currency) DO NOTHING",
-                )
-                .bind(req.user_id.0)
-                .bind(req.currency.as_str())
-                .execute(&mut *c)
-                .await?;
-                state = spend_state(&mut *c, req, stype, &sid, &windows).await?;
-            }
-            let Some((balance, key_used, sums)) = state else {
-                return Err(Fail::Store(StoreError::Internal(
-                    "the balance row vanished under its lock".into(),
-                )));
-            };
-            // (1) A retried key: the prior entry (read after the locks, so a duplicate that
-            // committed while this one waited is seen).
-            if key_used {
-                let prior = sqlx::query_as::<_, LedgerRow>(&format!(
-                    "SELECT {LEDGER_COLUMNS} FROM buzz_ledger \
-                     WHERE user_id = $1 AND subject_type = $2 AND subject_id = $3 \
-                       AND resource_server = $4 AND idempotency_key = $5"
-                ))
-                .bind(req.user_id.0)
-                .bind(stype)
-                .bind(&sid)
-                .bind(req.resource_server.as_str())
-                .bind(req.idempotency_key.as_str())
-                .fetch_one(&mut *c)
-                .await?;
-                let entry = prior.into_entry()?;
-                return Ok(Done::Rollback(match entry.replay_of(req) {
-                    // Same parameters, so the same currency: the balance read above.
-                    Ok(()) => SpendOutcome::Replayed { entry, balance },
-                    Err(e) => SpendOutcome::Rejected(e),
-                }));
-            }
-            // (4)
-            if let Err(e) = req.decide(balance, &sums) {
-                return Ok(Done::Rollback(SpendOutcome::Rejected(e)));
-            }
-            // (5) The balance and the ledger in one statement.
-            let entry = LedgerEntry::from_request(req);
-            let balance: i64 = sqlx::query_scalar(&format!(
-                "WITH debit AS (UPDATE buzz_balances SET balance = balance - $6 \
-                   WHERE user_id = $2 AND currency = $7 RETURNING balance), \
-                 entry AS (INSERT INTO buzz_ledger ({LEDGER_COLUMNS}) \
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)) \
-                 SELECT balance FROM debit"
-            ))
-            .bind(entry.id.0)
-            .bind(entry.user_id.0)
-            .bind(stype)
-            .bind(&sid)
-            .bind(entry.purpose.as_str())
-            .bind(i64_of(entry.amount))
-            .bind(entry.currency.as_str())
-            .bind(entry.idempotency_key.as_str())
-            .bind(entry.description.as_deref())
-            .bind(entry.created_at)
-            .bind(entry.refunded_at)
-            .bind(req.resource_server.as_str())
-            .fetch_one(&mut *c)
-            .await?;
-            Ok(Done::Commit(SpendOutcome::Spent { entry, balance }))
-        })
+        self.charge(req, None).await
+    }
+
+    async fn spend_audited(
+        &self,
+        req: &SpendRequest,
+        event: &AuditEvent,
+    ) -> StoreResult<(SpendOutcome, bool)> {
+        Ok((self.charge(req, Some(event.clone())).await?, true))
     }
 
     async fn refund(

@@ -54,6 +54,7 @@ mod codes;
 mod devices;
 mod rate;
 mod sessions;
+mod spends;
 mod tokens;
 mod users;
 
@@ -64,7 +65,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use buzzgate_domain::StoreError;
-use buzzgate_domain::ports::{Clock, InsertOutcome, StoreResult, SystemClock};
+use buzzgate_domain::ports::{Clock, InsertOutcome, SpendOutcome, StoreResult, SystemClock};
 use buzzgate_local::batch::GroupCommit;
 
 use crate::appends::{Append, Appender};
@@ -94,6 +95,8 @@ pub struct PgStore {
     hits: Arc<AtomicU64>,
     /// Token inserts and audit events, group-committed (started on first use).
     appends: Arc<OnceLock<GroupCommit<Append, InsertOutcome>>>,
+    /// Buzz spends, group-committed (started on first use; crate::spends).
+    spends: Arc<OnceLock<GroupCommit<spends::Charge, SpendOutcome>>>,
 }
 
 /// Options of a [`PgStore`]; start with [`PgStore::builder`].
@@ -211,6 +214,7 @@ impl PgStoreBuilder {
             clock: self.clock,
             hits: Arc::default(),
             appends: Arc::default(),
+            spends: Arc::default(),
         };
         if self.migrate {
             store.migrate().await?;
@@ -268,6 +272,7 @@ impl PgStore {
             clock: Arc::new(SystemClock),
             hits: Arc::default(),
             appends: Arc::default(),
+            spends: Arc::default(),
         }
     }
 

@@ -3,6 +3,7 @@
 
 use async_trait::async_trait;
 use buzzgate_domain::StoreError;
+use buzzgate_domain::audit::AuditEvent;
 use buzzgate_domain::buzz::{
     BudgetWindow, Currency, IdempotencyKey, LedgerEntry, RefundDecision, SpendPurpose,
     SpendRequest, SpendSubject,
@@ -298,6 +299,23 @@ impl BuzzStore for SqliteStore {
     async fn spend(&self, req: &SpendRequest) -> StoreResult<SpendOutcome> {
         let mut tx = self.begin_write().await?;
         let out = spend_in(&mut tx, req).await;
+        finish(tx, out).await
+    }
+
+    async fn spend_audited(
+        &self,
+        req: &SpendRequest,
+        event: &AuditEvent,
+    ) -> StoreResult<(SpendOutcome, bool)> {
+        let mut tx = self.begin_write().await?;
+        let out = async {
+            let outcome = spend_in(&mut tx, req).await?;
+            if matches!(outcome, SpendOutcome::Spent { .. }) {
+                crate::audit::insert_event(&mut tx, event).await?;
+            }
+            Ok((outcome, true))
+        }
+        .await;
         finish(tx, out).await
     }
 

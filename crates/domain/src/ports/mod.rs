@@ -315,6 +315,20 @@ pub trait BuzzStore: Send + Sync {
     /// `Err` → `Rejected`; (5) debit and insert `LedgerEntry::from_request(req)`. Under any
     /// number of concurrent spends no budget and no balance is exceeded by a single unit.
     async fn spend(&self, req: &SpendRequest) -> StoreResult<SpendOutcome>;
+    /// **ATOMIC**: as [`BuzzStore::spend`], and when the outcome is `Spent`, `event` in the
+    /// same commit, for a store that is also the node's [`AuditLog`] (one commit instead of
+    /// two, docs/benchmarks.md). Returns the outcome and whether the event was written. The
+    /// default spends only and returns `false`: the caller then records the event through the
+    /// `AuditLog`. The service calls it only when the composition root says both ports are
+    /// this store (`Config::audit_with_tokens`).
+    async fn spend_audited(
+        &self,
+        req: &SpendRequest,
+        event: &AuditEvent,
+    ) -> StoreResult<(SpendOutcome, bool)> {
+        let _ = event;
+        Ok((self.spend(req).await?, false))
+    }
     /// **ATOMIC**: refunds the spend `id` for the resource server `by` (credits it back and
     /// marks it refunded, once, as `entry.refund(by, now)` decides; another resource server's
     /// spend is `NotFound`).

@@ -190,22 +190,28 @@ impl BuzzService {
             budgets.clone(),
             now,
         )?;
-        let (entry, balance, replayed) = match deps.buzz.spend(&req).await? {
+        // The event of a charge, known before it is made (written only if it is made).
+        let mut ev = AuditEvent::new(AuditKind::BuzzSpent, now)
+            .user(req.user_id)
+            .meta("amount", req.amount)
+            .meta("currency", req.currency.as_str())
+            .meta("purpose", call.purpose.as_str())
+            .meta("resourceServer", &rs.id)
+            .meta("spend", req.id);
+        if let SpendSubject::OAuth(c) = &req.subject {
+            ev = ev.client(c);
+        }
+        let (outcome, recorded) = if deps.config.audit_with_tokens {
+            deps.buzz.spend_audited(&req, &ev).await?
+        } else {
+            (deps.buzz.spend(&req).await?, false)
+        };
+        let (entry, balance, replayed) = match outcome {
             SpendOutcome::Spent { entry, balance } => (entry, balance, false),
             SpendOutcome::Replayed { entry, balance } => (entry, balance, true),
             SpendOutcome::Rejected(e) => return Err(e),
         };
-        if !replayed {
-            let mut ev = AuditEvent::new(AuditKind::BuzzSpent, now)
-                .user(entry.user_id)
-                .meta("amount", entry.amount)
-                .meta("currency", entry.currency.as_str())
-                .meta("purpose", call.purpose.as_str())
-                .meta("resourceServer", &rs.id)
-                .meta("spend", entry.id);
-            if let SpendSubject::OAuth(c) = &entry.subject {
-                ev = ev.client(c);
-            }
+        if !replayed && !recorded {
             deps.audit(ev).await;
         }
         let limits = self.statuses(&bearer.record, &budgets).await?;

@@ -80,9 +80,10 @@ pub struct Config {
     /// How long a validated token may be served from the cache.
     pub cache_ttl: Duration,
     pub rate_limits: RateLimits,
-    /// The token store is also the audit log: a token insert and its audit event share one
-    /// commit (`TokenStore::insert_audited`). Set by the composition root only when both
-    /// ports are the same store.
+    /// The token and Buzz stores are also the audit log: a token insert or a spend and its
+    /// audit event share one commit (`TokenStore::insert_audited`,
+    /// `BuzzStore::spend_audited`). Set by the composition root only when the ports are the
+    /// same store.
     pub audit_with_tokens: bool,
     /// The scope vocabulary (docs/scopes.md); Civitai's by default.
     pub catalogue: Arc<Catalogue>,

@@ -305,3 +305,51 @@ pub async fn concurrent_duplicate_spends_charge_once(p: &Ports) {
         vec![(Currency::yellow(), 90)]
     );
 }
+
+/// `spend_audited`: a store that is also the audit log writes the event of a charge in its
+/// commit, and none for a replay or a refusal; one that is not writes none and says so.
+pub async fn spend_audited_records_only_charges(p: &Ports) {
+    let Some((buzz, u, c)) = funded(p, 10).await else {
+        return;
+    };
+    let Some(audit) = p.audit.clone() else {
+        return;
+    };
+    let event = |key: &str| {
+        AuditEvent::new(AuditKind::BuzzSpent, now())
+            .user(u)
+            .meta("spend", key)
+    };
+    let first = fx::spend(u, &c, 7, "a1", BuzzLimit::default());
+    let (out, recorded) = buzz.spend_audited(&first, &event("a1")).await.unwrap();
+    assert!(matches!(out, SpendOutcome::Spent { .. }), "{out:?}");
+    let (out, again) = buzz.spend_audited(&first, &event("replay")).await.unwrap();
+    assert!(matches!(out, SpendOutcome::Replayed { .. }), "{out:?}");
+    assert_eq!(again, recorded);
+    let over = fx::spend(u, &c, 7, "a2", BuzzLimit::default());
+    let (out, _) = buzz.spend_audited(&over, &event("refused")).await.unwrap();
+    assert_eq!(out, SpendOutcome::Rejected(Error::InsufficientFunds));
+    let written: Vec<String> = audit
+        .query(&AuditQuery {
+            kind: Some(AuditKind::BuzzSpent),
+            user_id: Some(u),
+            limit: 10,
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| {
+            e.metadata
+                .get("spend")
+                .map(ToString::to_string)
+                .unwrap_or_default()
+        })
+        .collect();
+    let expected: Vec<String> = if recorded { vec!["a1".into()] } else { vec![] };
+    assert_eq!(written, expected);
+    assert_eq!(
+        buzz.balances(u).await.unwrap(),
+        vec![(Currency::yellow(), 3)]
+    );
+}
