@@ -21,7 +21,8 @@ BENCH_WORKLOADS ("W1 W2 W3 W4 W5": a subset runs only those; the targets of the 
 then reported missing),
 BENCH_BACKENDS ("postgres sqlite"), BENCH_PEER (1; 0 skips the peer), BENCH_DATABASE_URL and
 BENCH_REDIS_URL (the local services), BENCH_SKIP_BUILD (1: use the existing release binary),
-BENCH_BINARY (another build to measure, e.g. a baseline).
+BENCH_BINARY (another build to measure, e.g. a baseline), BENCH_SERVER_ENV (space-separated
+KEY=VALUE settings for the server, e.g. "BUZZGATE_DATABASE_MAX_CONNECTIONS=10").
 """
 
 import base64
@@ -160,6 +161,10 @@ class Buzzgate:
             "BUZZGATE_RATE_LIMIT_LOGIN_IP": "1000000000",
             "RUST_LOG": "warn",
         })
+        # Extra server settings to compare, e.g. BENCH_SERVER_ENV="BUZZGATE_DATABASE_MAX_CONNECTIONS=10".
+        for kv in os.environ.get("BENCH_SERVER_ENV", "").split():
+            k, _, v = kv.partition("=")
+            env[k] = v
         if backend == "postgres":
             env["DATABASE_URL"] = PG_URL
             env["BUZZGATE_DATABASE_SCHEMA"] = tag

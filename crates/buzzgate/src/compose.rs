@@ -32,7 +32,9 @@ pub enum Durable {
 /// Connects to the durable store and creates or migrates its schema.
 pub async fn durable(cfg: &Config, clock: Arc<dyn Clock>) -> Result<Durable, String> {
     if cfg.is_postgres() {
-        let mut b = PgStore::builder(&cfg.database_url).clock(clock);
+        let mut b = PgStore::builder(&cfg.database_url)
+            .clock(clock)
+            .max_connections(cfg.database_max_connections);
         if let Some(s) = &cfg.database_schema {
             b = b.schema(s);
         }

@@ -71,6 +71,9 @@ settings! {
     database_url: String = "sqlite://buzzgate.db".into(), "DATABASE_URL", text;
     /// The Postgres schema to use (created if missing).
     database_schema: Option<String> = None, "BUZZGATE_DATABASE_SCHEMA", some_text;
+    /// Most Postgres connections one node holds (each in-flight transaction takes one; a
+    /// cluster's nodes together must stay under the server's `max_connections`).
+    database_max_connections: u32 = 10, "BUZZGATE_DATABASE_MAX_CONNECTIONS", between(1, 1000);
     /// Optional: codes, device codes, sessions, rate limits and the token cache.
     redis_url: Option<String> = None, "REDIS_URL", some_text;
     /// Redis key prefix (hash-tagged for Redis Cluster).
