@@ -88,7 +88,16 @@ impl BatchWrite<Charge, SpendOutcome> for Spender {
             .collect();
         rows.sort();
         rows.dedup();
-        let windows: Vec<Vec<BudgetWindow>> = reqs.iter().map(|r| r.windows()).collect();
+        // Per spend: the windows its decision needs, then those it reports back (`report`).
+        let decided: Vec<usize> = reqs.iter().map(|r| r.windows().len()).collect();
+        let windows: Vec<Vec<BudgetWindow>> = reqs
+            .iter()
+            .map(|r| {
+                let mut ws = r.windows();
+                ws.extend(r.report.iter().cloned());
+                ws
+            })
+            .collect();
         transaction!(self, |c| {
             // (2a) One advisory lock per (user, subject), in one order.
             sqlx::query(
@@ -220,10 +229,25 @@ impl BatchWrite<Charge, SpendOutcome> for Spender {
             let mut accepted: Vec<LedgerEntry> = Vec::new();
             let mut events: Vec<&AuditEvent> = Vec::new();
             let mut outcomes = Vec::with_capacity(reqs.len());
-            for ((charge, ws), (k, base)) in
-                charges.iter().zip(&windows).zip(keys.iter().zip(&sums))
+            for (((charge, ws), n), (k, base)) in charges
+                .iter()
+                .zip(&windows)
+                .zip(&decided)
+                .zip(keys.iter().zip(&sums))
             {
                 let r = &charge.req;
+                // Each window's sum with the spends this batch accepted so far.
+                let sum_of = |accepted: &[LedgerEntry]| -> Vec<u64> {
+                    ws.iter()
+                        .zip(base)
+                        .map(|(w, s)| {
+                            accepted
+                                .iter()
+                                .filter(|e| counts_in(e, r, w))
+                                .fold(*s, |t, e| t.saturating_add(e.amount))
+                        })
+                        .collect()
+                };
                 let bal_key = (r.user_id.0, r.currency.as_str().to_owned());
                 let balance = balances.get(&bal_key).copied().unwrap_or(0);
                 if let Some(entry) = prior.get(k) {
@@ -231,22 +255,14 @@ impl BatchWrite<Charge, SpendOutcome> for Spender {
                         Ok(()) => SpendOutcome::Replayed {
                             entry: entry.clone(),
                             balance,
+                            report: sum_of(&accepted).split_off(*n),
                         },
                         Err(e) => SpendOutcome::Rejected(e),
                     });
                     continue;
                 }
-                let spent: Vec<u64> = ws
-                    .iter()
-                    .zip(base)
-                    .map(|(w, s)| {
-                        accepted
-                            .iter()
-                            .filter(|e| counts_in(e, r, w))
-                            .fold(*s, |t, e| t.saturating_add(e.amount))
-                    })
-                    .collect();
-                if let Err(e) = r.decide(balance, &spent) {
+                let spent = sum_of(&accepted);
+                if let Err(e) = r.decide(balance, &spent[..*n]) {
                     outcomes.push(SpendOutcome::Rejected(e));
                     continue;
                 }
@@ -259,6 +275,7 @@ impl BatchWrite<Charge, SpendOutcome> for Spender {
                 outcomes.push(SpendOutcome::Spent {
                     entry,
                     balance: after,
+                    report: sum_of(&accepted).split_off(*n),
                 });
             }
             if accepted.is_empty() {

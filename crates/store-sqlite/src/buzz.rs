@@ -151,9 +151,11 @@ async fn spend_in(conn: &mut SqliteConnection, req: &SpendRequest) -> StoreResul
         return Ok(match prior.replay_of(req) {
             Ok(()) => {
                 let balance = balance_in(conn, prior.user_id, &prior.currency).await?;
+                // The receipt's windows are left to the caller (`report` empty).
                 SpendOutcome::Replayed {
                     entry: prior,
                     balance,
+                    report: Vec::new(),
                 }
             }
             Err(e) => SpendOutcome::Rejected(e),
@@ -196,6 +198,7 @@ async fn spend_in(conn: &mut SqliteConnection, req: &SpendRequest) -> StoreResul
     Ok(SpendOutcome::Spent {
         entry,
         balance: new_balance,
+        report: Vec::new(),
     })
 }
 

@@ -146,7 +146,7 @@ macro_rules! contract_suite {
                 buzz_idempotency_keys_are_scoped_to_the_resource_server,
                 buzz_net_spent_counts_what_was_not_refunded,
                 buzz_window_spend, concurrent_spends_never_exceed_the_cap, concurrent_duplicate_spends_charge_once,
-                spend_audited_records_only_charges,
+                spend_audited_records_only_charges, spend_reports_its_windows,
                 audit_query, insert_audited_records_the_outcome,
                 rate_limit_fixed_window, concurrent_hits_respect_the_limit,
                 cache_round_trip, cache_put_after_invalidate_is_refused,

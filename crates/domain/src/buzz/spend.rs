@@ -110,6 +110,10 @@ pub struct SpendRequest {
     /// The consent's budgets; always empty for uncapped purposes.
     pub budgets: BuzzLimit,
     pub now: OffsetDateTime,
+    /// Windows whose sums the caller wants back with the outcome, as they stand once this
+    /// spend is decided (the receipt's `limits`: [`status_windows`] of the consent). A store
+    /// may leave them out (an empty `report` in the outcome); the caller then reads them.
+    pub report: Vec<BudgetWindow>,
 }
 
 /// One window to sum for a spend: the not-refunded `ai_services` spends of the same (user,
@@ -168,6 +172,7 @@ impl SpendRequest {
             description,
             budgets,
             now,
+            report: Vec::new(),
         })
     }
 

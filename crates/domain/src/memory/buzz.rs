@@ -113,6 +113,7 @@ impl BuzzStore for MemoryStore {
                 Ok(()) => SpendOutcome::Replayed {
                     entry: prior.clone(),
                     balance: prior_balance,
+                    report: window_sums(&s, req.user_id, &req.subject, &req.report),
                 },
                 Err(e) => SpendOutcome::Rejected(e),
             });
@@ -128,6 +129,7 @@ impl BuzzStore for MemoryStore {
         Ok(SpendOutcome::Spent {
             entry,
             balance: new_balance,
+            report: window_sums(&s, req.user_id, &req.subject, &req.report),
         })
     }
 

@@ -272,10 +272,20 @@ pub trait SessionStore: Send + Sync {
 /// The outcome of an atomic spend.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SpendOutcome {
-    /// Charged now; `balance` is the new balance of the currency.
-    Spent { entry: LedgerEntry, balance: i64 },
-    /// The idempotency key was seen with the same parameters: nothing charged.
-    Replayed { entry: LedgerEntry, balance: i64 },
+    /// Charged now; `balance` is the new balance of the currency; `report` the sums of
+    /// `req.report` with this spend counted, or empty when the store leaves them to the caller.
+    Spent {
+        entry: LedgerEntry,
+        balance: i64,
+        report: Vec<u64>,
+    },
+    /// The idempotency key was seen with the same parameters: nothing charged (`report` as
+    /// for `Spent`).
+    Replayed {
+        entry: LedgerEntry,
+        balance: i64,
+        report: Vec<u64>,
+    },
     /// Refused by the domain's decision (`insufficient_funds`) or a key conflict.
     Rejected(Error),
 }

@@ -177,7 +177,7 @@ impl BuzzService {
             return Err(Error::invalid_token("Invalid or expired token"));
         }
         let now = deps.now();
-        let req = SpendRequest::new(
+        let mut req = SpendRequest::new(
             SpendId::generate(deps.random.as_ref()),
             bearer.user_id(),
             subject_of(&bearer.record),
@@ -190,6 +190,8 @@ impl BuzzService {
             budgets.clone(),
             now,
         )?;
+        // The receipt's limits, summed by the store with the spend when it can.
+        req.report = status_windows(&budgets, now);
         // The event of a charge, known before it is made (written only if it is made).
         let mut ev = AuditEvent::new(AuditKind::BuzzSpent, now)
             .user(req.user_id)
@@ -206,15 +208,27 @@ impl BuzzService {
         } else {
             (deps.buzz.spend(&req).await?, false)
         };
-        let (entry, balance, replayed) = match outcome {
-            SpendOutcome::Spent { entry, balance } => (entry, balance, false),
-            SpendOutcome::Replayed { entry, balance } => (entry, balance, true),
+        let (entry, balance, replayed, report) = match outcome {
+            SpendOutcome::Spent {
+                entry,
+                balance,
+                report,
+            } => (entry, balance, false, report),
+            SpendOutcome::Replayed {
+                entry,
+                balance,
+                report,
+            } => (entry, balance, true, report),
             SpendOutcome::Rejected(e) => return Err(e),
         };
         if !replayed && !recorded {
             deps.audit(ev).await;
         }
-        let limits = self.statuses(&bearer.record, &budgets).await?;
+        let limits = if report.len() == req.report.len() {
+            budget_statuses(&budgets, &report)
+        } else {
+            self.statuses(&bearer.record, &budgets).await?
+        };
         Ok(SpendReceipt {
             entry,
             balance,

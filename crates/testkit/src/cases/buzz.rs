@@ -95,7 +95,10 @@ pub async fn buzz_spend_replay_and_conflict(p: &Ports) {
         return;
     };
     let req = fx::spend(u, &c, 30, "k", BuzzLimit::default());
-    let SpendOutcome::Spent { entry, balance: 20 } = buzz.spend(&req).await.unwrap() else {
+    let SpendOutcome::Spent {
+        entry, balance: 20, ..
+    } = buzz.spend(&req).await.unwrap()
+    else {
         panic!("spent")
     };
     assert_eq!(entry.id, req.id);
@@ -104,7 +107,8 @@ pub async fn buzz_spend_replay_and_conflict(p: &Ports) {
         buzz.spend(&again).await.unwrap(),
         SpendOutcome::Replayed {
             entry: entry.clone(),
-            balance: 20
+            balance: 20,
+            report: vec![],
         }
     );
     let different = fx::spend(u, &c, 31, "k", BuzzLimit::default());
@@ -212,7 +216,10 @@ pub async fn buzz_idempotency_keys_are_scoped_to_the_resource_server(p: &Ports) 
     ));
     let mut other = fx::spend(u, &c, 10, "shared-key", BuzzLimit::default());
     other.resource_server = buzzgate_domain::ids::ClientId::parse("another-rs").unwrap();
-    let SpendOutcome::Spent { entry, balance: 80 } = buzz.spend(&other).await.unwrap() else {
+    let SpendOutcome::Spent {
+        entry, balance: 80, ..
+    } = buzz.spend(&other).await.unwrap()
+    else {
         panic!("a second resource server's key is its own: charged, not replayed");
     };
     assert_eq!(entry.resource_server, Some(other.resource_server.clone()));
@@ -351,5 +358,37 @@ pub async fn spend_audited_records_only_charges(p: &Ports) {
     assert_eq!(
         buzz.balances(u).await.unwrap(),
         vec![(Currency::yellow(), 3)]
+    );
+}
+
+/// `req.report`: the windows' sums with the spend counted (what the receipt's limits show),
+/// or nothing when the store leaves them to the caller; a replay reports them too.
+pub async fn spend_reports_its_windows(p: &Ports) {
+    let Some((buzz, u, c)) = funded(p, 100).await else {
+        return;
+    };
+    let cap = BuzzLimit::per_period(50, 1).unwrap();
+    let charge = |amount: u64, key: &str| {
+        let mut req = fx::spend(u, &c, amount, key, cap.clone());
+        req.report = status_windows(&cap, now());
+        req
+    };
+    let report = |out: SpendOutcome| match out {
+        SpendOutcome::Spent { report, .. } | SpendOutcome::Replayed { report, .. } => report,
+        SpendOutcome::Rejected(e) => panic!("{e:?}"),
+    };
+    let first = report(buzz.spend(&charge(10, "r1")).await.unwrap());
+    if first.is_empty() {
+        return; // this store leaves the sums to the caller (window_spend)
+    }
+    assert_eq!(first, vec![10]);
+    assert_eq!(
+        report(buzz.spend(&charge(15, "r2")).await.unwrap()),
+        vec![25]
+    );
+    assert_eq!(
+        report(buzz.spend(&charge(10, "r1")).await.unwrap()),
+        vec![25],
+        "a replay charges nothing and reports the same windows"
     );
 }
