@@ -15,6 +15,7 @@ pub mod discovery;
 pub mod edge;
 pub mod error;
 pub mod oauth;
+pub mod openapi;
 pub mod pages;
 pub mod params;
 pub mod protected;
@@ -157,6 +158,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/.well-known/jwks.json", get(discovery::jwks))
         .route("/docs/api.md", get(discovery::api_docs))
+        .route("/openapi.json", get(openapi::serve))
         .route("/api/auth/jwks", get(discovery::jwks))
         .route("/api/v1/me", get(oauth::me))
         .route("/api/v1/session", get(api::session_info))
