@@ -25,23 +25,19 @@ BENCH_BINARY (another build to measure, e.g. a baseline), BENCH_SERVER_ENV (spac
 KEY=VALUE settings for the server, e.g. "BUZZGATE_DATABASE_MAX_CONNECTIONS=10").
 """
 
-import base64
-import hashlib
-import http.cookiejar
 import json
 import os
 import re
-import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from bgharness import (OAUTH, RAISED_LIMITS, Node, basic, call, clean_env, code_flow, free_port,  # noqa: E402
+                       log, opener, pkce, rss_kib, sign_in)
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 HERE = os.path.join(ROOT, "tests", "bench")
@@ -58,80 +54,13 @@ PG_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:543
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379")
 PASSWORD = "bench-password-0123456789"
 REDIRECT = "http://127.0.0.1:9/callback"
-OAUTH = "/api/auth/oauth"
 USERS = 16
 SPEND_APPS = 4
 TIGHT_CAP = 200  # half the W5 consents: hit within the run, so the cap is exercised
 
 
-def log(msg):
-    print(msg, flush=True)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def seconds(d):
     return float(d[:-1]) if d.endswith("s") else float(d)
-
-
-def rss_kib(pid, field):
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-# --- HTTP helpers -------------------------------------------------------------------------
-
-
-class NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args, **kwargs):
-        return None
-
-
-def opener(jar=None):
-    handlers = [NoRedirect()]
-    if jar is not None:
-        handlers.append(urllib.request.HTTPCookieProcessor(jar))
-    return urllib.request.build_opener(*handlers)
-
-
-def call(op, url, data=None, headers=None, method=None):
-    body = None
-    if data is not None:
-        body = urllib.parse.urlencode(data).encode()
-    req = urllib.request.Request(url, data=body, headers=headers or {}, method=method)
-    try:
-        with op.open(req, timeout=30) as r:
-            return r.status, dict(r.headers), r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, dict(e.headers), e.read().decode()
-
-
-def hidden_inputs(html):
-    out = {}
-    for m in re.finditer(r'<input type="hidden" name="([^"]*)" value="([^"]*)"', html):
-        out[m.group(1)] = m.group(2).replace("&quot;", '"').replace("&amp;", "&")
-    return out
-
-
-def basic(client_id, secret):
-    raw = f"{urllib.parse.quote_plus(client_id)}:{urllib.parse.quote_plus(secret)}"
-    return "Basic " + base64.b64encode(raw.encode()).decode()
-
-
-def pkce():
-    verifier = secrets.token_urlsafe(48)
-    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-    return verifier, challenge
 
 
 # --- the server under test ---------------------------------------------------------------
@@ -145,20 +74,9 @@ class Buzzgate:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         tag = f"bench{os.getpid()}{int(time.time())}"
-        env = dict(os.environ)
-        for k in list(env):
-            if k.startswith("BUZZGATE_") or k in ("DATABASE_URL", "REDIS_URL"):
-                del env[k]
-        env.update({
-            "BUZZGATE_LISTEN": f"127.0.0.1:{self.port}",
+        env = clean_env({
             "BUZZGATE_SIGNING_KEY_FILE": os.path.join(self.tmp, "key.pem"),
-            # The limiter stays on, with limits no benchmark reaches.
-            "BUZZGATE_RATE_LIMIT_TOKEN": "1000000000",
-            "BUZZGATE_RATE_LIMIT_AUTHORIZE": "1000000000",
-            "BUZZGATE_RATE_LIMIT_REVOKE": "1000000000",
-            "BUZZGATE_RATE_LIMIT_CLIENT_AUTH": "1000000000",
-            "BUZZGATE_RATE_LIMIT_LOGIN_ACCOUNT": "1000000000",
-            "BUZZGATE_RATE_LIMIT_LOGIN_IP": "1000000000",
+            **RAISED_LIMITS,
             "RUST_LOG": "warn",
         })
         # Extra server settings to compare, e.g. BENCH_SERVER_ENV="BUZZGATE_DATABASE_MAX_CONNECTIONS=10".
@@ -174,48 +92,25 @@ class Buzzgate:
         else:
             env["DATABASE_URL"] = "sqlite://" + os.path.join(self.tmp, "bg.db")
             self.schema = None
-        self.env = env
+        self.node = Node(binary, env, self.tmp, self.port)
+        self.env = self.node.env
         self.proc = None
 
     def cli(self, *args, stdin=None):
-        r = subprocess.run([self.binary, *args], env=self.env, input=stdin, capture_output=True,
-                           text=True, timeout=120)
-        if r.returncode != 0:
-            raise RuntimeError(f"buzzgate {' '.join(args)}: {r.stderr.strip()}")
-        return r.stdout
+        return self.node.cli(*args, stdin=stdin)
 
     def start(self):
         self.cli("migrate")
-        t0 = time.monotonic()
-        self.proc = subprocess.Popen([self.binary, "serve"], env=self.env,
-                                     stdout=subprocess.DEVNULL,
-                                     stderr=open(os.path.join(self.tmp, "server.log"), "w"))
-        op = opener()
-        while True:
-            try:
-                if call(op, self.base + "/readyz")[0] == 200:
-                    break
-            except OSError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() - t0 > 30:
-                raise RuntimeError("buzzgate did not become ready: " + self.log_tail())
-            time.sleep(0.005)
-        self.ready_ms = (time.monotonic() - t0) * 1000
+        self.node.start()
+        self.proc = self.node.proc
+        self.ready_ms = self.node.ready_ms
         self.idle_rss = rss_kib(self.proc.pid, "VmRSS")
 
     def log_tail(self):
-        try:
-            return open(os.path.join(self.tmp, "server.log")).read()[-2000:]
-        except OSError:
-            return ""
+        return self.node.log_tail()
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+        self.node.stop()
         if self.schema:
             subprocess.run(["psql", PG_URL, "-q", "-c", f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE'],
                            capture_output=True)
@@ -261,38 +156,11 @@ class Seeded:
                 self.caps[(u, a[0])] = limit[0]["limit"]
 
     def sign_in(self, user):
-        jar = http.cookiejar.CookieJar()
-        op = opener(jar)
-        s, _, page = call(op, self.bg.base + "/login?returnUrl=%2F")
-        fields = hidden_inputs(page)
-        s, _, _ = call(op, self.bg.base + "/login", {"username": user, "password": PASSWORD,
-                                                    "csrf_token": fields["csrf_token"], "returnUrl": "/"})
-        if s != 303:
-            raise RuntimeError(f"sign-in of {user}: {s}")
-        return op, jar
+        return sign_in(self.bg.base, user, PASSWORD)
 
     def flow(self, user, app, scope, approve=None):
         """authorize (consent page when asked) -> code -> token."""
-        op = self.browsers[user][0]
-        verifier, challenge = pkce()
-        q = urllib.parse.urlencode({"response_type": "code", "client_id": app[0], "redirect_uri": REDIRECT,
-                                    "scope": scope, "state": "s", "code_challenge": challenge,
-                                    "code_challenge_method": "S256"})
-        s, h, body = call(op, f"{self.bg.base}{OAUTH}/authorize?{q}")
-        if s == 200:
-            form = hidden_inputs(body)
-            form.update({"approved": "true", **(approve or {})})
-            s, h, body = call(op, f"{self.bg.base}{OAUTH}/authorize", form)
-        loc = h.get("Location") or h.get("location") or ""
-        code = urllib.parse.parse_qs(urllib.parse.urlsplit(loc).query).get("code", [None])[0]
-        if code is None:
-            raise RuntimeError(f"no code for {user}: {s} {loc} {body[:200]}")
-        s, _, body = call(opener(), f"{self.bg.base}{OAUTH}/token",
-                          {"grant_type": "authorization_code", "code": code, "code_verifier": verifier,
-                           "redirect_uri": REDIRECT}, {"Authorization": basic(*app)})
-        if s != 200:
-            raise RuntimeError(f"code exchange for {user}: {s} {body[:200]}")
-        return json.loads(body)
+        return code_flow(self.browsers[user][0], self.bg.base, app, scope, REDIRECT, approve)
 
     def token_file(self, name, tokens):
         path = os.path.join(self.bg.tmp, name)
