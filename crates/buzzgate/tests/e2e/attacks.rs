@@ -1786,3 +1786,629 @@ pub async fn caller_table_refusals(env: &Env) {
     assert_eq!(s, 200, "an admin with the CSRF token: {c}");
     assert_eq!(c["isVerified"], true);
 }
+
+// --- RFC 9700, attack by attack (docs/security.md, section 7) --------------------------------
+//
+// Each scenario is named after the attack it tries; the table of section 7 cites them. They
+// are registered here, beside their code, and run like the others on both backends
+// (`cargo nextest run -p buzzgate --test e2e -E 'test(/attacks::rfc9700/)'`).
+
+crate::scenarios!(
+    mod rfc9700 in attacks;
+    code_injection_is_refused,
+    pkce_downgrade_is_refused,
+    redirect_uri_variants_are_never_followed,
+    mix_up_every_authorization_response_names_the_issuer,
+    consent_csrf_is_refused,
+    clickjacking_no_answer_may_be_framed,
+    referer_leakage_no_answer_sends_a_referrer,
+    client_impersonation_is_refused,
+    codes_are_unguessable,
+    device_user_code_guessing_is_throttled with device_guess_limit,
+    cimd_ssrf_non_public_addresses_are_never_fetched,
+);
+
+/// Authorize and (for whatever counts them) device verification: 5 per user and minute.
+pub fn device_guess_limit(c: &mut Config) {
+    c.rate_limit_authorize = Some(5);
+}
+
+/// A complete authorize query for `client_id` and `redirect_uri` with the S256 `challenge`.
+fn authorize_query<'a>(
+    client_id: &'a str,
+    redirect_uri: &'a str,
+    challenge: &'a str,
+) -> Vec<(&'static str, &'a str)> {
+    vec![
+        ("response_type", "code"),
+        ("client_id", client_id),
+        ("redirect_uri", redirect_uri),
+        ("scope", "UserRead"),
+        ("state", "st-9700"),
+        ("code_challenge", challenge),
+        ("code_challenge_method", "S256"),
+    ]
+}
+
+/// GET authorize with the session `cookie` and `query`.
+async fn authorize(env: &Env, cookie: &str, query: &[(&str, &str)]) -> reqwest::Response {
+    env.http
+        .get(env.url("/api/auth/oauth/authorize"))
+        .query(query)
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// A code redemption by `app`: (code, verifier, redirect URI).
+async fn redeem(
+    env: &Env,
+    app: &App,
+    (code, verifier, redirect): (&str, &str, &str),
+) -> (u16, Value) {
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", code),
+        ("code_verifier", verifier),
+        ("redirect_uri", redirect),
+    ];
+    env.token_call(app, &form).await
+}
+
+/// RFC 9700 4.5: a stolen code injected into another session, another client or another
+/// redirect URI is refused; PKCE binds it to the verifier of the session that asked for it.
+pub async fn code_injection_is_refused(env: &Env) {
+    let owner = env.user("ivy", 0).await;
+    let app = env.app(owner, false, None).await;
+    let other = env.app(owner, false, None).await;
+    env.user("vera", 0).await;
+    let cookie = env.login("vera").await;
+    // The attacker's own session: the verifier the attacker holds, not the victim's.
+    let attackers = CodeVerifier::generate(&buzzgate_domain::ports::OsRandom);
+    let (code, verifier) = code_for(env, &cookie, &app, "UserRead").await;
+    assert_refused(
+        redeem(env, &app, (&code, attackers.as_str(), REDIRECT)).await,
+        INVALID_GRANT,
+        "the victim's code with the attacker's verifier",
+    );
+    assert_refused(
+        redeem(env, &app, (&code, verifier.as_str(), REDIRECT)).await,
+        INVALID_GRANT,
+        "a code that failed PKCE once is burnt, even for its own verifier",
+    );
+    // Another client presenting the code, even with the right verifier.
+    let (code, verifier) = code_for(env, &cookie, &app, "UserRead").await;
+    assert_refused(
+        redeem(env, &other, (&code, verifier.as_str(), REDIRECT)).await,
+        INVALID_GRANT,
+        "another client redeems the code",
+    );
+    // Another redirect URI than the one the code was sent to.
+    let (code, verifier) = code_for(env, &cookie, &app, "UserRead").await;
+    let elsewhere = "https://app.example.com/elsewhere";
+    assert_refused(
+        redeem(env, &app, (&code, verifier.as_str(), elsewhere)).await,
+        INVALID_GRANT,
+        "the code with another redirect_uri",
+    );
+    // The honest exchange still works: the refusals were about the injection.
+    let (code, verifier) = code_for(env, &cookie, &app, "UserRead").await;
+    let (s, t) = redeem(env, &app, (&code, verifier.as_str(), REDIRECT)).await;
+    assert_eq!(s, 200, "{t}");
+}
+
+/// RFC 9700 4.8: no way to fall back from S256: `plain`, a missing method or a missing
+/// challenge never yield a code, and a code asked for with S256 needs the verifier itself
+/// (sending the challenge as a `plain` verifier fails).
+pub async fn pkce_downgrade_is_refused(env: &Env) {
+    let owner = env.user("pia", 0).await;
+    let app = env.app(owner, false, None).await;
+    let cookie = env.login("pia").await;
+    let full = authorize_query(&app.id, REDIRECT, CHALLENGE);
+    let cases: [(&str, Vec<(&str, &str)>); 3] = [
+        (
+            "code_challenge_method=plain",
+            full.iter()
+                .map(|&(k, v)| {
+                    (
+                        k,
+                        if k == "code_challenge_method" {
+                            "plain"
+                        } else {
+                            v
+                        },
+                    )
+                })
+                .collect(),
+        ),
+        (
+            "no code_challenge_method",
+            full.iter()
+                .copied()
+                .filter(|(k, _)| *k != "code_challenge_method")
+                .collect(),
+        ),
+        (
+            "no code_challenge at all",
+            full.iter()
+                .copied()
+                .filter(|(k, _)| !k.starts_with("code_challenge"))
+                .collect(),
+        ),
+    ];
+    for (what, query) in cases {
+        let r = authorize(env, &cookie, &query).await;
+        assert_eq!(r.status(), 302, "{what}: an error back to the app");
+        let loc = crate::harness::location(&r);
+        assert!(loc.starts_with(REDIRECT), "{what}: {loc}");
+        assert_eq!(
+            query_param(&loc, "error").as_deref(),
+            Some("invalid_request"),
+            "{what}: {loc}"
+        );
+        assert_eq!(query_param(&loc, "code"), None, "{what}: no code");
+    }
+    assert_eq!(
+        connected_apps(env, &browser(env, "pia").await).await.len(),
+        0,
+        "no consent was recorded"
+    );
+    // A code asked for with S256: no verifier, then the challenge itself as the verifier.
+    let (code, verifier) = code_for(env, &cookie, &app, "UserRead").await;
+    let no_verifier = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", REDIRECT),
+    ];
+    let (s, e) = env.token_call(&app, &no_verifier).await;
+    assert_eq!((s, error_of(&e)), (400, Some("invalid_request")), "{e}");
+    let challenge = buzzgate_domain::pkce::CodeChallenge::from_verifier(&verifier);
+    let (s, e) = env.exchange(&app, &code, challenge.as_str()).await;
+    assert_eq!(
+        (s, error_of(&e)),
+        INVALID_GRANT_PAIR,
+        "the challenge as a plain verifier"
+    );
+}
+
+const INVALID_GRANT_PAIR: (u16, Option<&str>) = (400, Some("invalid_grant"));
+
+/// RFC 9700 4.1 and 4.11.2: every variant of a registered redirect URI is refused with a JSON
+/// error, never followed; only the exact URI is.
+pub async fn redirect_uri_variants_are_never_followed(env: &Env) {
+    let owner = env.user("rex", 0).await;
+    let app = env.app(owner, false, None).await;
+    let cookie = env.login("rex").await;
+    let variants = [
+        "https://app.example.com/callback/",
+        "https://APP.example.com/callback",
+        "https://app.example.com/Callback",
+        "https://app.example.com/callbackx",
+        "https://app.example.com/callback?next=https://evil.example",
+        "https://app.example.com/callback#x",
+        "https://app.example.com/callback/../evil",
+        "https://app.example.com/callback%2F..%2Fevil",
+        "https://app.example.com:8443/callback",
+        "http://app.example.com/callback",
+        "https://app.example.com.evil.example/callback",
+        "https://app.example.com@evil.example/callback",
+        "https://evil.example/callback",
+        "https://evil.example/https://app.example.com/callback",
+        "//evil.example/callback",
+        "",
+    ];
+    for uri in variants {
+        let r = authorize(env, &cookie, &authorize_query(&app.id, uri, CHALLENGE)).await;
+        assert_eq!(r.status(), 400, "{uri:?} is refused");
+        assert_eq!(header(&r, "location"), None, "{uri:?} is never followed");
+        let (_, e) = answer(r).await;
+        assert_eq!(error_of(&e), Some("invalid_request"), "{uri:?}: {e}");
+    }
+    // The exact URI: the consent page.
+    let r = authorize(env, &cookie, &authorize_query(&app.id, REDIRECT, CHALLENGE)).await;
+    assert_eq!(r.status(), 200, "the registered URI, exactly");
+}
+
+/// RFC 9700 4.4 (RFC 9207): every authorization response, success, error or denial, names
+/// this issuer in `iss`, and the metadata says so, so a client talking to several servers
+/// can tell which one answered.
+pub async fn mix_up_every_authorization_response_names_the_issuer(env: &Env) {
+    for path in [
+        "/.well-known/oauth-authorization-server",
+        "/.well-known/openid-configuration",
+    ] {
+        let m = env.get_json(path).await;
+        assert_eq!(m["issuer"], env.base, "{path}");
+        assert_eq!(
+            m["authorization_response_iss_parameter_supported"], true,
+            "{path}"
+        );
+    }
+    let owner = env.user("max", 0).await;
+    let app = env.app(owner, false, None).await;
+    let cookie = env.login("max").await;
+    let iss = |loc: &str| query_param(loc, "iss");
+    // An error redirect (no PKCE).
+    let no_pkce: Vec<(&str, &str)> = authorize_query(&app.id, REDIRECT, CHALLENGE)
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with("code_challenge"))
+        .collect();
+    let r = authorize(env, &cookie, &no_pkce).await;
+    assert_eq!(r.status(), 302);
+    let loc = crate::harness::location(&r);
+    assert!(query_param(&loc, "error").is_some(), "{loc}");
+    assert_eq!(
+        iss(&loc).as_deref(),
+        Some(env.base.as_str()),
+        "error: {loc}"
+    );
+    // A denial.
+    let page = authorize(env, &cookie, &authorize_query(&app.id, REDIRECT, CHALLENGE)).await;
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    let r = env
+        .answer_consent(&cookie, &html, &[("approved", "false")])
+        .await;
+    assert_eq!(r.status(), 303);
+    let loc = crate::harness::location(&r);
+    assert_eq!(query_param(&loc, "error").as_deref(), Some("access_denied"));
+    assert_eq!(
+        iss(&loc).as_deref(),
+        Some(env.base.as_str()),
+        "denial: {loc}"
+    );
+    // An approval, then a remembered consent answered without a page.
+    for what in ["approval", "remembered consent"] {
+        let (loc, _) = env.consent(&cookie, &app, "UserRead", None, None).await;
+        assert!(query_param(&loc, "code").is_some(), "{what}: {loc}");
+        assert_eq!(
+            iss(&loc).as_deref(),
+            Some(env.base.as_str()),
+            "{what}: {loc}"
+        );
+    }
+}
+
+/// RFC 9700 4.7: the consent form is answered only by its own session, with its CSRF token,
+/// from this site; a forged approval records no consent and issues no code.
+pub async fn consent_csrf_is_refused(env: &Env) {
+    let owner = env.user("cora", 0).await;
+    let app = env.app(owner, false, None).await;
+    env.user("vic", 0).await;
+    env.user("mal", 0).await;
+    let victim = browser(env, "vic").await;
+    let attacker = browser(env, "mal").await;
+    let page = authorize(
+        env,
+        &victim.cookie,
+        &authorize_query(&app.id, REDIRECT, CHALLENGE),
+    )
+    .await;
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    let hidden = crate::harness::hidden_inputs(&html);
+    assert_eq!(
+        hidden.get("csrf_token"),
+        Some(&victim.csrf),
+        "the form carries the session's token"
+    );
+    let form_with = |csrf: Option<&str>| {
+        let mut form: Vec<(String, String)> = hidden
+            .iter()
+            .filter(|(k, _)| k.as_str() != "csrf_token")
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        if let Some(t) = csrf {
+            form.push(("csrf_token".into(), t.into()));
+        }
+        form.push(("approved".into(), "true".into()));
+        form.push(("remember".into(), "true".into()));
+        form
+    };
+    let post = |form: Vec<(String, String)>| {
+        env.http
+            .post(env.url("/api/auth/oauth/authorize"))
+            .header("cookie", &victim.cookie)
+            .form(&form)
+    };
+    let forged = [
+        ("no token", post(form_with(None))),
+        (
+            "the attacker's own session token",
+            post(form_with(Some(&attacker.csrf))),
+        ),
+        (
+            "the right token, sent cross-site",
+            post(form_with(Some(&victim.csrf))).header("sec-fetch-site", "cross-site"),
+        ),
+    ];
+    for (what, req) in forged {
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status(), 403, "{what}");
+        assert_eq!(
+            header(&r, "location"),
+            None,
+            "{what}: no code sent anywhere"
+        );
+    }
+    assert!(
+        connected_apps(env, &victim).await.is_empty(),
+        "no consent was recorded"
+    );
+    // The victim's own answer, for contrast.
+    let r = post(form_with(Some(&victim.csrf))).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    assert!(query_param(&crate::harness::location(&r), "code").is_some());
+}
+
+/// The answers a browser is shown or sent through: the pages signed out and in, the consent
+/// page, an authorize error page, the redirects (sign-in, the code, an error back to the app)
+/// and a JSON error.
+async fn browser_facing_answers(env: &Env) -> Vec<(&'static str, reqwest::header::HeaderMap)> {
+    let owner = env.user("olga", 0).await;
+    let app = env.app(owner, false, None).await;
+    let mut out = Vec::new();
+    let r = env.get("/login?returnUrl=%2Faccount").await;
+    assert_eq!(r.status(), 200);
+    out.push(("the sign-in page", r.headers().clone()));
+    let r = env.sign_in("olga", PASSWORD, None).await;
+    assert_eq!(r.status(), 303);
+    out.push(("the redirect after sign-in", r.headers().clone()));
+    let b = browser(env, "olga").await;
+    for (what, path) in [
+        ("the account page", "/account"),
+        ("the device page", "/login/oauth/device"),
+        (
+            "a device page with a wrong code",
+            "/login/oauth/device?code=AAAA-AAAA",
+        ),
+    ] {
+        let r = b
+            .cookie_only(env.http.get(env.url(path)))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().as_u16() < 500, "{what}");
+        out.push((what, r.headers().clone()));
+    }
+    let r = authorize(
+        env,
+        &b.cookie,
+        &authorize_query(&app.id, REDIRECT, CHALLENGE),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    out.push(("the consent page", r.headers().clone()));
+    let html = r.text().await.unwrap();
+    let r = env
+        .answer_consent(&b.cookie, &html, &[("approved", "true")])
+        .await;
+    assert_eq!(r.status(), 303);
+    assert!(query_param(&crate::harness::location(&r), "code").is_some());
+    out.push(("the redirect carrying the code", r.headers().clone()));
+    let no_pkce: Vec<(&str, &str)> = authorize_query(&app.id, REDIRECT, CHALLENGE)
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with("code_challenge"))
+        .collect();
+    let r = authorize(env, &b.cookie, &no_pkce).await;
+    assert_eq!(r.status(), 302);
+    out.push(("an error redirect to the app", r.headers().clone()));
+    let r = env
+        .http
+        .get(env.url("/api/auth/oauth/authorize"))
+        .query(&authorize_query("nope", REDIRECT, CHALLENGE))
+        .header("accept", "text/html")
+        .header("cookie", &b.cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    out.push(("the authorize error page", r.headers().clone()));
+    let r = env
+        .http
+        .post(env.url("/api/auth/oauth/token"))
+        .form(&[("grant_type", "authorization_code"), ("code", "x")])
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_client_error());
+    out.push(("a JSON error", r.headers().clone()));
+    out
+}
+
+/// RFC 9700 4.16: no answer may be framed by another site (the consent page above all).
+pub async fn clickjacking_no_answer_may_be_framed(env: &Env) {
+    for (what, h) in browser_facing_answers(env).await {
+        assert_eq!(
+            h.get("x-frame-options").map(|v| v.to_str().unwrap()),
+            Some("DENY"),
+            "{what}"
+        );
+        let csp = h
+            .get("content-security-policy")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        assert!(csp.contains("frame-ancestors 'none'"), "{what}: {csp:?}");
+    }
+}
+
+/// RFC 9700 4.2: no answer lets the browser send its URL (a state, a code, a user code) to
+/// another site in `Referer`, whatever the page links to or the app's page loads.
+pub async fn referer_leakage_no_answer_sends_a_referrer(env: &Env) {
+    for (what, h) in browser_facing_answers(env).await {
+        assert_eq!(
+            h.get("referrer-policy").map(|v| v.to_str().unwrap()),
+            Some("no-referrer"),
+            "{what}"
+        );
+    }
+}
+
+/// RFC 9700 2.5 and RFC 6749 10.2: a client is who its secret says; nobody gets tokens in a
+/// confidential client's name without that secret, and a public client cannot pose as a
+/// confidential one.
+pub async fn client_impersonation_is_refused(env: &Env) {
+    let owner = env.user("iris", 0).await;
+    let victim = cc_app(env, owner).await;
+    let attacker = cc_app(env, owner).await;
+    let public = env
+        .app(owner, true, Some(&["authorization_code", "refresh_token"]))
+        .await;
+    let cc = [("grant_type", "client_credentials")];
+    let token = env.url("/api/auth/oauth/token");
+    let guessed = "0".repeat(64);
+    let attempts = [
+        (
+            "the victim's id with the attacker's secret",
+            env.http
+                .post(&token)
+                .basic_auth(&victim.id, attacker.secret.as_ref())
+                .form(&cc),
+        ),
+        (
+            "the victim's id and no secret, as if public",
+            env.http.post(&token).form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", victim.id.as_str()),
+            ]),
+        ),
+        (
+            "the victim's id with a guessed secret in the body",
+            env.http.post(&token).form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", victim.id.as_str()),
+                ("client_secret", guessed.as_str()),
+            ]),
+        ),
+        (
+            "a public client sending a secret",
+            env.http
+                .post(&token)
+                .basic_auth(&public.id, attacker.secret.as_ref())
+                .form(&cc),
+        ),
+    ];
+    for (what, req) in attempts {
+        let (s, e) = send(req).await;
+        assert!(s == 400 || s == 401, "{what}: {s} {e}");
+        assert_eq!(error_of(&e), Some("invalid_client"), "{what}: {e}");
+        assert!(e.get("access_token").is_none(), "{what}");
+    }
+    // A public client has no secret to prove anything with: no client_credentials.
+    assert_refused(
+        client_credentials(env, &public).await,
+        UNAUTHORIZED_CLIENT,
+        "a public client asks for client_credentials",
+    );
+    // The victim itself, for contrast.
+    let (s, t) = client_credentials(env, &victim).await;
+    assert_eq!(s, 200, "{t}");
+}
+
+fn is_hex64(s: &str) -> bool {
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// RFC 6749 10.10 and RFC 8628 5.1: authorization and device codes are 256-bit random
+/// strings, so guessing one is hopeless; a guess is `invalid_grant` like any wrong code.
+pub async fn codes_are_unguessable(env: &Env) {
+    let owner = env.user("gus", 0).await;
+    let app = env.app(owner, false, None).await;
+    let device = device_app(env, owner).await;
+    let cookie = env.login("gus").await;
+    let (code, _) = code_for(env, &cookie, &app, "UserRead").await;
+    assert!(is_hex64(&code), "a 256-bit code: {code}");
+    let (device_code, user_code) = device_start(env, &device, "UserRead").await;
+    assert!(is_hex64(&device_code), "a 256-bit device code");
+    let alphabet = buzzgate_domain::grant::device_code::USER_CODE_ALPHABET;
+    let chars: Vec<u8> = user_code.bytes().filter(|b| *b != b'-').collect();
+    assert_eq!(chars.len(), 8, "{user_code}");
+    assert!(chars.iter().all(|b| alphabet.contains(b)), "{user_code}");
+    // Guesses: a well-formed code nobody was given, and the user code as a device code.
+    let guess = "0123456789abcdef".repeat(4);
+    let v = CodeVerifier::generate(&buzzgate_domain::ports::OsRandom);
+    let (s, e) = env.exchange(&app, &guess, v.as_str()).await;
+    assert_eq!((s, error_of(&e)), INVALID_GRANT_PAIR, "{e}");
+    let (s, e) = device_poll(env, &device, &guess).await;
+    assert_eq!((s, error_of(&e)), INVALID_GRANT_PAIR, "{e}");
+    let (s, e) = device_poll(env, &device, &user_code).await;
+    assert_eq!((s, error_of(&e)), INVALID_GRANT_PAIR, "{e}");
+}
+
+/// RFC 8628 5.1: user codes are short (40 bits) because people type them; the verification
+/// page must therefore throttle guesses, or a signed-in attacker can try codes until one
+/// matches someone's waiting device and approve it into their own account (or read which
+/// app asks).
+pub async fn device_user_code_guessing_is_throttled(env: &Env) {
+    fresh_window(Duration::from_secs(30)).await;
+    env.user("guesser", 0).await;
+    let b = browser(env, "guesser").await;
+    let mut statuses = Vec::new();
+    for i in 0..25u32 {
+        // Well-formed codes from the alphabet, none of them issued.
+        let a = buzzgate_domain::grant::device_code::USER_CODE_ALPHABET;
+        let guess = format!("QQQQ-QQ{}{}", a[i as usize % 32] as char, a[7] as char);
+        let r = b
+            .cookie_only(env.http.get(env.url("/login/oauth/device")))
+            .query(&[("code", guess.as_str())])
+            .send()
+            .await
+            .unwrap();
+        statuses.push(r.status().as_u16());
+        if r.status() == 429 {
+            assert!(
+                header(&r, "retry-after").is_some(),
+                "429 says when to retry"
+            );
+            break;
+        }
+    }
+    assert_eq!(
+        statuses.last(),
+        Some(&429),
+        "25 wrong user codes in a minute from one account are throttled: {statuses:?}"
+    );
+}
+
+/// SPEC 14 and the CIMD draft: a `client_id` URL that points at a loopback, private or
+/// link-local address is refused before any connection is made (no SSRF into the server's
+/// own network), whatever the name resolves through.
+pub async fn cimd_ssrf_non_public_addresses_are_never_fetched(env: &Env) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let reached = Arc::new(AtomicBool::new(false));
+    let flag = reached.clone();
+    tokio::spawn(async move {
+        while listener.accept().await.is_ok() {
+            flag.store(true, Ordering::SeqCst);
+        }
+    });
+    env.user("sid", 0).await;
+    let cookie = env.login("sid").await;
+    let targets = [
+        format!("https://127.0.0.1:{port}/client.json"),
+        format!("https://localhost:{port}/client.json"),
+        format!("https://[::1]:{port}/client.json"),
+        "https://10.0.0.1/client.json".to_owned(),
+        "https://192.168.1.1/client.json".to_owned(),
+        "https://169.254.169.254/latest/meta-data/client.json".to_owned(),
+    ];
+    for id in &targets {
+        let r = authorize(env, &cookie, &authorize_query(id, REDIRECT, CHALLENGE)).await;
+        assert_eq!(header(&r, "location"), None, "{id}: never a redirect");
+        let (s, e) = answer(r).await;
+        assert_eq!(
+            (s, error_of(&e)),
+            (400, Some("invalid_client")),
+            "{id}: {e}"
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !reached.load(Ordering::SeqCst),
+        "no connection reached the loopback listener"
+    );
+}
