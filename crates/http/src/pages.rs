@@ -615,7 +615,12 @@ pub async fn device_page(
         }
         Err(e) => {
             let status = crate::error::status_of(&e, crate::error::Where::Api);
-            entry(Some(capitalize(&e.description())), status)
+            let mut res = entry(Some(capitalize(&e.description())), status);
+            if let Error::RateLimited { retry_after } = e {
+                res.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+            }
+            res
         }
     }
 }

@@ -92,21 +92,30 @@ impl DeviceService {
     }
 
     /// The verification page's lookup: which app asks for what (signed-in users only).
+    /// Wrong or expired codes count against the user's guess budget (RFC 8628 5.1,
+    /// `docs/security.md` section 7); once it is spent, lookups are `rate_limited`.
     pub async fn info(
         &self,
         caller: &Caller,
         user_code: &str,
     ) -> Result<(DeviceAuthorization, Client), Error> {
-        caller.signed_in(Access::Read)?;
+        let user = caller.signed_in(Access::Read)?.user;
         let deps = &self.deps;
-        let code = UserCode::normalize(user_code)
-            .ok_or_else(|| Error::invalid_request("Invalid or expired code"))?;
-        let rec = deps
+        let guesses = Bucket::DeviceCodeFailures(user);
+        deps.check_failures(guesses).await?;
+        let Some(code) = UserCode::normalize(user_code) else {
+            deps.record_failure(guesses).await;
+            return Err(Error::invalid_request("Invalid or expired code"));
+        };
+        let found = deps
             .devices
             .find_by_user_code(&code)
             .await?
-            .filter(|r| crate::token::is_live(Some(r.expires_at), deps.now()))
-            .ok_or_else(|| Error::invalid_grant("Invalid or expired code"))?;
+            .filter(|r| crate::token::is_live(Some(r.expires_at), deps.now()));
+        let Some(rec) = found else {
+            deps.record_failure(guesses).await;
+            return Err(Error::invalid_grant("Invalid or expired code"));
+        };
         let client = deps
             .clients
             .get(&rec.client_id)
@@ -128,8 +137,12 @@ impl DeviceService {
         let signed_in = caller.signed_in(Access::Write)?;
         let user = signed_in.user;
         let deps = &self.deps;
-        let code = UserCode::normalize(user_code)
-            .ok_or_else(|| Error::invalid_request("Invalid or expired code"))?;
+        let guesses = Bucket::DeviceCodeFailures(user);
+        deps.check_failures(guesses).await?;
+        let Some(code) = UserCode::normalize(user_code) else {
+            deps.record_failure(guesses).await;
+            return Err(Error::invalid_request("Invalid or expired code"));
+        };
         let now = deps.now();
         if approve
             && let Some(rec) = deps.devices.find_by_user_code(&code).await?
@@ -149,7 +162,13 @@ impl DeviceService {
             approve,
             now,
         };
-        let rec = deps.devices.resolve(&code, &resolution).await??;
+        let rec = match deps.devices.resolve(&code, &resolution).await? {
+            Ok(rec) => rec,
+            Err(e) => {
+                deps.record_failure(guesses).await;
+                return Err(e.into());
+            }
+        };
         if approve {
             // A device approval keeps the stored "remember", Buzz limit and resources.
             let keep = |existing: Option<&Consent>| Approval {

@@ -54,9 +54,12 @@ impl Default for RateLimits {
 pub const WINDOW_SECS: u64 = 60;
 
 /// What is being limited, and by which identity.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Bucket<'a> {
     AuthorizeUser(UserId),
+    /// Failed device user-code lookups per signed-in user (RFC 8628 5.1: user codes are
+    /// short, so guesses are throttled); limited by the authorize setting.
+    DeviceCodeFailures(UserId),
     TokenClient(&'a ClientId),
     ClientAuthFailures(&'a str),
     RevokeIp(&'a str),
@@ -88,6 +91,7 @@ impl Bucket<'_> {
     pub fn key(&self) -> String {
         match self {
             Bucket::AuthorizeUser(u) => format!("rl:authorize:user:{}", u.0),
+            Bucket::DeviceCodeFailures(u) => format!("rl:device-code:user:{}", u.0),
             Bucket::TokenClient(c) => format!("rl:token:client:{}", c.as_str()),
             Bucket::ClientAuthFailures(ip) => format!("rl:client-auth:ip:{}", address_key(ip)),
             Bucket::RevokeIp(ip) => format!("rl:revoke:ip:{}", address_key(ip)),
@@ -103,7 +107,7 @@ impl Bucket<'_> {
 
     fn limit(&self, limits: &RateLimits) -> Option<u32> {
         match self {
-            Bucket::AuthorizeUser(_) => limits.authorize,
+            Bucket::AuthorizeUser(_) | Bucket::DeviceCodeFailures(_) => limits.authorize,
             Bucket::TokenClient(_) => limits.token,
             Bucket::ClientAuthFailures(_) => limits.client_auth_failures,
             Bucket::RevokeIp(_) => limits.revoke,

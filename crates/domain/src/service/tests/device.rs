@@ -72,3 +72,56 @@ async fn device_flow_needs_the_registered_grant() {
         "unauthorized_client"
     );
 }
+
+/// RFC 8628 5.1: user codes are short, so wrong ones are throttled per user. Looking up
+/// and approving a real code costs nothing; the budget is the authorize setting.
+#[tokio::test]
+async fn device_user_code_guesses_are_throttled_per_user() {
+    let h = super::harness_with(crate::service::Config {
+        rate_limits: crate::service::RateLimits {
+            authorize: Some(3),
+            ..crate::service::RateLimits::default()
+        },
+        ..crate::service::Config::default()
+    })
+    .await;
+    let d = start_device(&h).await;
+    let devices = h.gate.device();
+    let ada = signed_in(h.user);
+    // Real lookups are not guesses.
+    for _ in 0..5 {
+        devices.info(&ada, d.user_code.as_str()).await.unwrap();
+    }
+    assert_eq!(
+        err_code(devices.info(&ada, "BCDF-GHJK").await),
+        "invalid_grant"
+    );
+    assert_eq!(
+        err_code(devices.info(&ada, "not a code").await),
+        "invalid_request"
+    );
+    assert_eq!(
+        err_code(devices.resolve(&ada, "BCDF-GHJL", true, None).await),
+        "invalid_grant"
+    );
+    // Three wrong codes spend the budget: even the right one now waits for the window.
+    assert_eq!(
+        devices.info(&ada, d.user_code.as_str()).await.unwrap_err(),
+        Error::RateLimited { retry_after: 60 }
+    );
+    assert_eq!(
+        err_code(
+            devices
+                .resolve(&ada, d.user_code.as_str(), true, None)
+                .await
+        ),
+        "rate_limited"
+    );
+    // Another user's budget is their own.
+    devices
+        .info(&signed_in(h.owner), d.user_code.as_str())
+        .await
+        .unwrap();
+    h.clock.advance(Duration::seconds(60));
+    h.resolve(&d, true).await;
+}
