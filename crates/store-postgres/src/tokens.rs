@@ -238,10 +238,13 @@ impl TokenStore for PgStore {
         transaction!(self, |c| {
             // The family's lock first (a row's family never changes), so the lock order is
             // family, then row, as in every other write.
+            // Exclusive: a rotation retires the family's other heads, so two rotations in one
+            // family (a retry racing the successor's own refresh) must not interleave; only
+            // one chain per family is legitimate, so this costs no real concurrency.
             let locked: Option<Uuid> = sqlx::query_scalar(&format!(
                 "SELECT f FROM (SELECT family_id AS f FROM tokens \
                  WHERE hash = $1 AND family_id IS NOT NULL) AS t, \
-                 LATERAL pg_advisory_xact_lock_shared({FAMILY_KEY})"
+                 LATERAL pg_advisory_xact_lock({FAMILY_KEY})"
             ))
             .bind(&presented.0[..])
             .fetch_optional(&mut *c)
@@ -253,15 +256,16 @@ impl TokenStore for PgStore {
             let family = row.as_ref().and_then(|r| r.family_id).map(|f| f.0);
             if family.is_some() && family != locked {
                 // The row appeared between the two reads: lock its family and read again.
-                lock_families(&mut *c, &family.into_iter().collect::<Vec<_>>(), false).await?;
+                lock_families(&mut *c, &family.into_iter().collect::<Vec<_>>(), true).await?;
                 (row, family_revoked) = locked_row(&mut *c, presented).await?;
             }
-            let decision = rotation.decide(row.as_ref(), family_revoked);
-            match &decision {
+            let mut decision = rotation.decide(row.as_ref(), family_revoked);
+            match &mut decision {
                 RotationDecision::Rotate {
                     mark_rotated,
                     access,
                     refresh,
+                    superseded,
                 } => {
                     if *mark_rotated {
                         sqlx::query(
@@ -272,6 +276,24 @@ impl TokenStore for PgStore {
                         .bind(rotation.now)
                         .execute(&mut *c)
                         .await?;
+                    }
+                    if let Some(family) = refresh.family_id {
+                        // One live head per family: earlier retries' successors are retired.
+                        let rows: Vec<Vec<u8>> = sqlx::query_scalar(
+                            "UPDATE tokens SET revoked_at = $3 WHERE family_id = $1 \
+                             AND kind = 'refresh' AND hash <> $2 AND rotated_at IS NULL \
+                             AND revoked_at IS NULL RETURNING hash",
+                        )
+                        .bind(family.0)
+                        .bind(&presented.0[..])
+                        .bind(rotation.now)
+                        .fetch_all(&mut *c)
+                        .await?;
+                        *superseded = rows
+                            .iter()
+                            .filter_map(|h| <[u8; 32]>::try_from(h.as_slice()).ok())
+                            .map(TokenHash)
+                            .collect();
                     }
                     insert_rows(&mut *c, &[access.clone(), refresh.clone()]).await?;
                     Ok(Done::Commit(decision))

@@ -122,12 +122,13 @@ async fn rotate_in(
         Some(f) => family_revoked(conn, f).await?,
         None => false,
     };
-    let decision = rotation.decide(row.as_ref(), revoked);
+    let mut decision = rotation.decide(row.as_ref(), revoked);
     if let RotationDecision::Rotate {
         mark_rotated,
         access,
         refresh,
-    } = &decision
+        superseded,
+    } = &mut decision
     {
         if *mark_rotated {
             sqlx::query("UPDATE tokens SET rotated_at = ? WHERE hash = ? AND rotated_at IS NULL")
@@ -136,6 +137,20 @@ async fn rotate_in(
                 .execute(&mut *conn)
                 .await
                 .map_err(map_err)?;
+        }
+        if let Some(family) = refresh.family_id {
+            // One live head per family: earlier retries' successors are retired.
+            let rows = sqlx::query(
+                "UPDATE tokens SET revoked_at = ? WHERE family_id = ? AND kind = 'refresh' \
+                 AND hash <> ? AND rotated_at IS NULL AND revoked_at IS NULL RETURNING hash",
+            )
+            .bind(us(rotation.now))
+            .bind(family.to_string())
+            .bind(blob(presented))
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(map_err)?;
+            *superseded = hashes_of(&rows)?;
         }
         insert_row(conn, access).await?;
         insert_row(conn, refresh).await?;

@@ -2,13 +2,18 @@
 //! The store loads the presented token under a lock, asks [`RefreshRotation::decide`], and
 //! applies the decision in the same transaction, so two concurrent refreshes always get a
 //! defined answer (both succeed inside the grace window; outside it the family dies).
+//!
+//! A family has one live head at a time: each rotation, the first or a retry inside the grace
+//! window, retires (revokes) every other unrotated refresh token of the family in the same
+//! transaction, so 100 concurrent retries leave exactly one usable refresh token, the last
+//! one issued (`docs/security.md`, "Refresh replay").
 
 use time::{Duration, OffsetDateTime};
 
 use crate::error::Error;
 use crate::ids::{ClientId, FamilyId};
 use crate::scope::Scope;
-use crate::token::{TokenKind, TokenRecord, TokenState};
+use crate::token::{TokenHash, TokenKind, TokenRecord, TokenState};
 
 /// The default grace window during which a rotated refresh token may be presented again
 /// (a client's concurrent retry) and still succeed.
@@ -43,11 +48,15 @@ pub struct RefreshRotation {
 pub enum RotationDecision {
     /// Insert `access` and `refresh`. When `mark_rotated`, set the presented token's
     /// `rotated_at` to `now` (only the first rotation marks it; retries inside the grace window
-    /// keep the original instant so the window cannot be stretched).
+    /// keep the original instant so the window cannot be stretched). Revoke (at `now`) every
+    /// other refresh token of the family that is neither rotated nor revoked, the successors
+    /// of earlier retries, so `refresh` is the family's only live head; the store reports
+    /// their hashes in `superseded` (empty as decided) for cache invalidation.
     Rotate {
         mark_rotated: bool,
         access: TokenRecord,
         refresh: TokenRecord,
+        superseded: Vec<TokenHash>,
     },
     /// Reuse outside the grace window: revoke every token of `family`. The caller answers
     /// `invalid_grant` and writes `token.reuse_detected`.
@@ -130,6 +139,7 @@ impl RefreshRotation {
             mark_rotated,
             access: fill(&self.new_access, audience),
             refresh: fill(&self.new_refresh, token.audience.clone()),
+            superseded: Vec::new(),
         }
     }
 }
@@ -195,8 +205,10 @@ mod tests {
                 mark_rotated,
                 access,
                 refresh,
+                superseded,
             } => {
                 assert!(mark_rotated);
+                assert!(superseded.is_empty(), "the store fills it in");
                 assert_eq!(access.scope, Scope::AI_SERVICES);
                 assert_eq!((access.user_id, refresh.user_id), (UserId(7), UserId(7)));
                 assert_eq!(refresh.family_id, t.family_id);

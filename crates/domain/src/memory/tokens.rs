@@ -61,17 +61,34 @@ impl TokenStore for MemoryStore {
             .as_ref()
             .and_then(|r| r.family_id)
             .is_some_and(|f| s.revoked_families.contains(&f));
-        let decision = rotation.decide(row.as_ref(), family_revoked);
+        let mut decision = rotation.decide(row.as_ref(), family_revoked);
         if let RotationDecision::Rotate {
             mark_rotated,
             access,
             refresh,
-        } = &decision
+            superseded,
+        } = &mut decision
         {
             if *mark_rotated {
                 if let Some(r) = s.tokens.get_mut(presented) {
                     r.rotated_at.get_or_insert(rotation.now);
                 }
+            }
+            if let Some(family) = refresh.family_id {
+                for t in s.tokens.values_mut() {
+                    if t.family_id == Some(family)
+                        && t.kind == TokenKind::Refresh
+                        && t.hash != *presented
+                        && t.rotated_at.is_none()
+                        && t.revoked_at.is_none()
+                    {
+                        t.revoked_at = Some(rotation.now);
+                        superseded.push(t.hash);
+                    }
+                }
+            }
+            for h in superseded.iter() {
+                s.cache.remove(h);
             }
             s.tokens.insert(access.hash, access.clone());
             s.tokens.insert(refresh.hash, refresh.clone());

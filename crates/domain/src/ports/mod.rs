@@ -167,7 +167,9 @@ pub trait TokenStore: Send + Sync {
     /// **ATOMIC** refresh rotation: lock the row with `presented` (and learn whether its family
     /// is revoked), call `rotation.decide(row, family_revoked)`, apply the decision
     /// (`Rotate`: insert both successors and, when `mark_rotated`, set the presented row's
-    /// `rotated_at = rotation.now` if still unset; `RevokeFamily` and `Reject`: write nothing,
+    /// `rotated_at = rotation.now` if still unset; revoke the family's other live heads (refresh
+    /// rows neither rotated nor revoked) and return their hashes in `superseded`, so the family
+    /// keeps one live head; `RevokeFamily` and `Reject`: write nothing,
     /// the service then calls `revoke_family`, whose tombstone stops any concurrent
     /// successor), commit, and return the decision. Concurrent calls serialise on the
     /// presented row; none may fail with a serialization error.

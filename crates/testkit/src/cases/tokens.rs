@@ -87,6 +87,7 @@ pub async fn rotation_applies_the_decision(p: &Ports) {
         mark_rotated: true,
         access,
         refresh,
+        superseded,
     } = tokens.rotate_refresh(&r.hash, &first).await.unwrap()
     else {
         panic!("first use rotates")
@@ -101,14 +102,30 @@ pub async fn rotation_applies_the_decision(p: &Ports) {
     );
     assert_eq!((refresh.family_id, refresh.user_id), (r.family_id, u.id));
     assert_eq!(stored(&tokens, &r.hash).await.rotated_at, Some(at));
+    assert!(superseded.is_empty(), "the first rotation retires nothing");
     let retry = fx::rotation(&c.id, at + Duration::seconds(3), GRACE);
-    assert!(matches!(
-        tokens.rotate_refresh(&r.hash, &retry).await.unwrap(),
-        RotationDecision::Rotate {
-            mark_rotated: false,
-            ..
-        }
-    ));
+    let RotationDecision::Rotate {
+        mark_rotated: false,
+        superseded,
+        ..
+    } = tokens.rotate_refresh(&r.hash, &retry).await.unwrap()
+    else {
+        panic!("a retry inside the grace window rotates")
+    };
+    assert_eq!(
+        superseded,
+        vec![refresh.hash],
+        "the retry retires the first successor: one live head"
+    );
+    assert_eq!(
+        stored(&tokens, &refresh.hash).await.revoked_at,
+        Some(retry.now)
+    );
+    assert_eq!(
+        stored(&tokens, &access.hash).await.revoked_at,
+        None,
+        "access tokens already handed out live on until they expire"
+    );
     assert_eq!(
         stored(&tokens, &r.hash).await.rotated_at,
         Some(at),
@@ -313,11 +330,27 @@ pub async fn concurrent_rotations_inside_grace_all_rotate(p: &Ports) {
         "all 64 succeed; exactly one marks the token"
     );
     let tokens = p.tokens.as_ref().unwrap();
+    let mut heads = 0;
+    let mut retired = 0;
     for d in &decisions {
-        if let RotationDecision::Rotate { refresh, .. } = d {
-            assert!(tokens.find(&refresh.hash).await.unwrap().is_some());
+        if let RotationDecision::Rotate {
+            refresh,
+            superseded,
+            ..
+        } = d
+        {
+            let row = stored(&tokens, &refresh.hash).await;
+            if row.revoked_at.is_none() {
+                heads += 1;
+            }
+            retired += superseded.len();
         }
     }
+    assert_eq!(
+        (heads, retired),
+        (1, 63),
+        "the family keeps one live head; each retry retired the one before"
+    );
     assert!(stored(&tokens, &presented.hash).await.rotated_at.is_some());
 }
 

@@ -73,7 +73,14 @@ impl TokenService {
             new_refresh,
         };
         match deps.tokens.rotate_refresh(&hash, &rotation).await? {
-            RotationDecision::Rotate { access: rec, .. } => {
+            RotationDecision::Rotate {
+                access: rec,
+                superseded,
+                ..
+            } => {
+                // Earlier retries' successors, retired in the rotation: no node may keep
+                // accepting them from its read cache.
+                deps.invalidate(&superseded).await?;
                 self.confirm_consent(rec.user_id, client, None, rec.family_id)
                     .await?;
                 let ev = AuditEvent::new(AuditKind::TokenRefreshed, now)
