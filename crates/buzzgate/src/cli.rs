@@ -44,6 +44,17 @@ pub enum Command {
     },
     /// Create or upgrade the database schema, then exit.
     Migrate,
+    /// Ask a running node whether it is ready (`GET /readyz` on `BUZZGATE_LISTEN`, or `--url`):
+    /// exit 0 when it answers 200, 1 otherwise. For container `HEALTHCHECK`s
+    /// (docs/operations.md).
+    Healthcheck {
+        /// The URL to ask instead, e.g. http://127.0.0.1:8080/readyz.
+        #[arg(long)]
+        url: Option<String>,
+        /// Seconds to wait for the answer.
+        #[arg(long, default_value_t = 3)]
+        timeout: u64,
+    },
     /// Manage users of the built-in directory.
     #[command(subcommand)]
     User(UserCmd),
@@ -181,6 +192,42 @@ async fn find_user(node: &crate::Node, name: &str) -> Result<buzzgate_domain::us
         .ok_or_else(|| format!("no user named `{name}`"))
 }
 
+/// The readiness URL of the node listening on `listen`: a wildcard address is asked on
+/// loopback.
+pub fn readiness_url(listen: &str) -> String {
+    let host_port = match listen.rsplit_once(':') {
+        Some(("0.0.0.0", port)) => format!("127.0.0.1:{port}"),
+        Some(("[::]", port)) => format!("[::1]:{port}"),
+        _ => listen.to_owned(),
+    };
+    format!("http://{host_port}/readyz")
+}
+
+/// `buzzgate healthcheck`: `Ok` when the node answers its readiness probe with 200.
+pub async fn healthcheck(cfg: &Config, url: Option<&str>, timeout: u64) -> Result<(), String> {
+    let url = url.map_or_else(|| readiness_url(&cfg.listen), str::to_owned);
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(timeout.max(1)))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| e.to_string())?;
+    let res = client
+        .get(&url)
+        .send()
+        .await
+        .map_err(|e| format!("{url} did not answer: {e}"))?;
+    let status = res.status();
+    let body = res.text().await.unwrap_or_default();
+    if status.is_success() {
+        out(&format!("ready ({url})"))
+    } else {
+        Err(format!(
+            "not ready: {url} answered {status}: {}",
+            body.trim()
+        ))
+    }
+}
+
 /// Runs one admin command (everything but `serve`).
 pub async fn run_admin(cfg: &Config, cmd: Command) -> Result<(), String> {
     if let Command::Config(ConfigCmd::Check) = cmd {
@@ -188,8 +235,8 @@ pub async fn run_admin(cfg: &Config, cmd: Command) -> Result<(), String> {
     }
     let node = crate::build(cfg, false).await?;
     match cmd {
-        Command::Serve | Command::Proxy { .. } => {
-            Err("serve and proxy are not admin commands".into())
+        Command::Serve | Command::Proxy { .. } | Command::Healthcheck { .. } => {
+            Err("serve, proxy and healthcheck are not admin commands".into())
         }
         Command::Config(_) => unreachable!("answered before connecting"),
         Command::Migrate => {

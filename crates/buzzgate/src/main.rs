@@ -54,6 +54,9 @@ fn main() -> ExitCode {
                 upstream,
                 upstream_prefix,
             } => proxy(&cfg, &upstream, &upstream_prefix).await,
+            Command::Healthcheck { url, timeout } => {
+                buzzgate::cli::healthcheck(&cfg, url.as_deref(), timeout).await
+            }
             other => buzzgate::cli::run_admin(&cfg, other).await,
         }
     });
