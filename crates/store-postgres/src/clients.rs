@@ -249,6 +249,17 @@ impl ClientStore for PgStore {
 
     async fn delete(&self, id: &ClientId) -> StoreResult<Option<Vec<TokenHash>>> {
         transaction!(self, |c| {
+            // The families' locks first, as every token write takes them: a refresh rotating
+            // in one of them finishes before, or starts after, this delete (never holding a
+            // token row this delete waits for while it waits for the client row).
+            let families: Vec<uuid::Uuid> = sqlx::query_scalar(
+                "SELECT DISTINCT family_id FROM tokens \
+                 WHERE client_id = $1 AND family_id IS NOT NULL",
+            )
+            .bind(id.as_str())
+            .fetch_all(&mut *c)
+            .await?;
+            crate::tokens::lock_families(&mut *c, &families, true).await?;
             // The row lock conflicts with the key-share lock every insert referencing the
             // client takes, so no token can slip in between the two deletes below.
             let found = sqlx::query("SELECT 1 FROM clients WHERE id = $1 FOR UPDATE")

@@ -63,6 +63,9 @@ fn lock_of(r: &SpendRequest) -> String {
     format!("buzzgate:spend:{}:{st}:{sid}", r.user_id.0)
 }
 
+/// (user, subject type, subject id, currency): one chain of prefix sums (migration 0010).
+type ChainOf = (i64, String, String, String);
+
 /// Whether `e`, accepted earlier in this batch, is one of the rows window `w` of `r` sums.
 fn counts_in(e: &LedgerEntry, r: &SpendRequest, w: &BudgetWindow) -> bool {
     e.user_id == r.user_id
@@ -193,13 +196,26 @@ impl BatchWrite<Charge, SpendOutcome> for Spender {
                         );
                     }
                 }
+                // Prefix sums (migration 0010): per currency of the window, the chain's head
+                // total minus the total of its last row before the window, then minus the
+                // refunded rows inside the window.
                 let found = sqlx::query(
-                    "SELECT t.i, t.j, (SELECT LEAST(COALESCE(SUM(l.amount), 0), \
-                     9223372036854775807)::BIGINT FROM buzz_ledger l \
-                     WHERE l.user_id = t.u AND l.subject_type = t.st AND l.subject_id = t.sid \
-                       AND l.purpose = 'ai_services' AND l.refunded_at IS NULL \
-                       AND (t.since IS NULL OR l.created_at >= t.since) \
-                       AND (t.cs IS NULL OR l.currency = ANY(string_to_array(t.cs, ',')))) \
+                    "SELECT t.i, t.j, GREATEST(0, LEAST(9223372036854775807, \
+                       (SELECT COALESCE(SUM(h.running - COALESCE((SELECT b.running \
+                          FROM buzz_ledger b WHERE b.user_id = h.user_id \
+                          AND b.subject_type = h.subject_type AND b.subject_id = h.subject_id \
+                          AND b.currency = h.currency AND b.purpose = 'ai_services' \
+                          AND t.since IS NOT NULL AND b.created_at < t.since \
+                          ORDER BY b.created_at DESC, b.running DESC LIMIT 1), 0)), 0) \
+                        FROM buzz_spend_heads h WHERE h.user_id = t.u \
+                          AND h.subject_type = t.st AND h.subject_id = t.sid \
+                          AND (t.cs IS NULL OR h.currency = ANY(string_to_array(t.cs, ',')))) \
+                     - (SELECT COALESCE(SUM(r.amount), 0) FROM buzz_ledger r \
+                        WHERE r.user_id = t.u AND r.subject_type = t.st AND r.subject_id = t.sid \
+                          AND r.purpose = 'ai_services' AND r.refunded_at IS NOT NULL \
+                          AND (t.since IS NULL OR r.created_at >= t.since) \
+                          AND (t.cs IS NULL OR r.currency = ANY(string_to_array(t.cs, ','))))\
+                     ))::BIGINT \
                      FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], \
                        $5::text[], $6::timestamptz[], $7::text[]) AS t(i, j, u, st, sid, since, cs)",
                 )
@@ -225,8 +241,45 @@ impl BatchWrite<Charge, SpendOutcome> for Spender {
                     }
                 }
             }
+            // (3b) The chain heads (migration 0010) of every (user, subject) in the batch.
+            let mut heads: HashMap<ChainOf, (i64, time::OffsetDateTime)> = HashMap::new();
+            {
+                let mut subjects: Vec<(i64, &'static str, String)> = reqs
+                    .iter()
+                    .map(|r| {
+                        let (st, sid) = subject_columns(&r.subject);
+                        (r.user_id.0, st, sid)
+                    })
+                    .collect();
+                subjects.sort();
+                subjects.dedup();
+                let mut cols: (Vec<i64>, Vec<&str>, Vec<String>) = Default::default();
+                for (u, st, sid) in subjects {
+                    cols.0.push(u);
+                    cols.1.push(st);
+                    cols.2.push(sid);
+                }
+                for row in sqlx::query(
+                    "SELECT h.subject_type, h.subject_id, h.user_id, h.currency, h.running, \
+                     h.last_at FROM buzz_spend_heads h JOIN unnest($1::bigint[], $2::text[], \
+                     $3::text[]) AS s(u, st, sid) ON h.user_id = s.u AND h.subject_type = s.st \
+                     AND h.subject_id = s.sid",
+                )
+                .bind(&cols.0)
+                .bind(&cols.1)
+                .bind(&cols.2)
+                .fetch_all(&mut *c)
+                .await?
+                {
+                    let st: String = row.try_get(0)?;
+                    let chain = (row.try_get(2)?, st, row.try_get(1)?, row.try_get(3)?);
+                    heads.insert(chain, (row.try_get(4)?, row.try_get(5)?));
+                }
+            }
+            let mut moved: Vec<ChainOf> = Vec::new();
             // (4) Each spend in arrival order, seeing the ones accepted before it.
             let mut accepted: Vec<LedgerEntry> = Vec::new();
+            let mut running: Vec<Option<i64>> = Vec::new();
             let mut events: Vec<&AuditEvent> = Vec::new();
             let mut outcomes = Vec::with_capacity(reqs.len());
             for (((charge, ws), n), (k, base)) in charges
@@ -266,7 +319,30 @@ impl BatchWrite<Charge, SpendOutcome> for Spender {
                     outcomes.push(SpendOutcome::Rejected(e));
                     continue;
                 }
-                let entry = LedgerEntry::from_request(r);
+                let mut entry = LedgerEntry::from_request(r);
+                // A capped entry extends its chain's prefix sum; its instant never goes
+                // back along the chain (nodes' clocks differ by a little), so the rows
+                // before any instant stay a prefix of the chain.
+                let total = (entry.purpose == SpendPurpose::AiServices).then(|| {
+                    let (st, sid) = subject_columns(&entry.subject);
+                    let chain = (
+                        r.user_id.0,
+                        st.to_owned(),
+                        sid,
+                        r.currency.as_str().to_owned(),
+                    );
+                    let head = heads
+                        .entry(chain.clone())
+                        .or_insert((0, time::OffsetDateTime::UNIX_EPOCH));
+                    entry.created_at = entry.created_at.max(head.1);
+                    *head = (
+                        head.0.saturating_add(i64_of(entry.amount)),
+                        entry.created_at,
+                    );
+                    moved.push(chain);
+                    head.0
+                });
+                running.push(total);
                 let after = balance - i64_of(r.amount);
                 balances.insert(bal_key, after);
                 prior.insert(k.clone(), entry.clone());
@@ -314,9 +390,10 @@ impl BatchWrite<Charge, SpendOutcome> for Spender {
                 rest.3.push(e.resource_server.as_ref().map(|r| r.as_str()));
             }
             sqlx::query(&format!(
-                "INSERT INTO buzz_ledger ({LEDGER_COLUMNS}) SELECT * FROM unnest($1::uuid[], \
-                 $2::bigint[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::text[], \
-                 $8::text[], $9::text[], $10::timestamptz[], $11::timestamptz[], $12::text[])"
+                "INSERT INTO buzz_ledger ({LEDGER_COLUMNS}, running) SELECT * FROM \
+                 unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::text[], \
+                 $6::bigint[], $7::text[], $8::text[], $9::text[], $10::timestamptz[], \
+                 $11::timestamptz[], $12::text[], $13::bigint[])"
             ))
             .bind(&l.0)
             .bind(&l.1)
@@ -330,8 +407,41 @@ impl BatchWrite<Charge, SpendOutcome> for Spender {
             .bind(&rest.1)
             .bind(&rest.2)
             .bind(&rest.3)
+            .bind(&running)
             .execute(&mut *c)
             .await?;
+            // The heads the accepted entries moved, as they left them.
+            moved.sort();
+            moved.dedup();
+            if !moved.is_empty() {
+                let mut h: (Vec<i64>, Vec<String>, Vec<String>, Vec<String>) = Default::default();
+                let mut at: (Vec<i64>, Vec<time::OffsetDateTime>) = Default::default();
+                for chain in moved {
+                    let (total, last) = heads[&chain];
+                    h.0.push(chain.0);
+                    h.1.push(chain.1);
+                    h.2.push(chain.2);
+                    h.3.push(chain.3);
+                    at.0.push(total);
+                    at.1.push(last);
+                }
+                sqlx::query(
+                    "INSERT INTO buzz_spend_heads \
+                     (user_id, subject_type, subject_id, currency, running, last_at) \
+                     SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], \
+                     $5::bigint[], $6::timestamptz[]) ON CONFLICT \
+                     (user_id, subject_type, subject_id, currency) DO UPDATE \
+                     SET running = EXCLUDED.running, last_at = EXCLUDED.last_at",
+                )
+                .bind(&h.0)
+                .bind(&h.1)
+                .bind(&h.2)
+                .bind(&h.3)
+                .bind(&at.0)
+                .bind(&at.1)
+                .execute(&mut *c)
+                .await?;
+            }
             let changed: Vec<(&(i64, String), &i64)> = balances
                 .iter()
                 .filter(|(k, v)| found.get(*k) != Some(*v))
