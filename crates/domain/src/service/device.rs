@@ -166,7 +166,7 @@ impl DeviceService {
             Ok(rec) => rec,
             Err(e) => {
                 deps.record_failure(guesses).await;
-                return Err(e.into());
+                return Err(e);
             }
         };
         if approve {

@@ -56,7 +56,7 @@ impl SessionService {
     ) -> Result<(PlainToken, Session), Error> {
         let deps = &self.deps;
         let account = Bucket::LoginAccount(username);
-        deps.check_failures(account.clone()).await?;
+        deps.check_failures(account).await?;
         if let Some(ip) = ip {
             deps.check_failures(Bucket::LoginIp(ip)).await?;
         }
