@@ -10,6 +10,10 @@
 //! - `bench`: Buzzgate side by side with pgbench, redis-benchmark and the peer server, every
 //!   workload of issue 10 on Postgres + Redis and on SQLite (`tests/bench/bench.py`; about ten
 //!   minutes; docs/benchmarks.md).
+//! - `chaos`: three release nodes on a Postgres and a Redis of their own: the races and the
+//!   cross-node promises of SPEC 11, then Redis, Postgres and a node failing under load
+//!   (`tests/chaos/chaos.py`; a few minutes; docs/security.md, "Three nodes under fire").
+//!   Builds the release binary first unless `CHAOS_SKIP_BUILD=1` or `BUZZGATE_BIN` names one.
 
 use std::env;
 use std::process::{Command, ExitCode};
@@ -22,8 +26,9 @@ fn main() -> ExitCode {
         "tidy" => tidy(),
         "memory" => memory(),
         "bench" => bench(),
+        "chaos" => chaos(),
         _ => {
-            eprintln!("usage: cargo xtask <ci|test|tidy|memory|bench>");
+            eprintln!("usage: cargo xtask <ci|test|tidy|memory|bench|chaos>");
             return ExitCode::from(2);
         }
     };
@@ -327,6 +332,29 @@ fn memory() -> Result<(), String> {
 fn bench() -> Result<(), String> {
     let mut c = Command::new("python3");
     c.arg("tests/bench/bench.py");
+    run(c)
+}
+
+/// The cluster-and-faults harness of issue 14 (`tests/chaos/chaos.py`) against a release build
+/// (the one `BUZZGATE_BIN` names, if set).
+fn chaos() -> Result<(), String> {
+    let skip_build = env::var("CHAOS_SKIP_BUILD").is_ok_and(|v| v == "1")
+        || env::var_os("BUZZGATE_BIN").is_some_and(|v| !v.is_empty());
+    if !skip_build {
+        let mut b = cargo();
+        b.args([
+            "build",
+            "--release",
+            "-q",
+            "-p",
+            "buzzgate",
+            "--bin",
+            "buzzgate",
+        ]);
+        run(b)?;
+    }
+    let mut c = Command::new("python3");
+    c.arg("tests/chaos/chaos.py");
     run(c)
 }
 
