@@ -47,6 +47,8 @@ where
     S: Clone + Send + Sync + 'static,
 {
     let stack = ServiceBuilder::new()
+        // Outermost: counts every answer with the status the caller saw (crate::metrics).
+        .layer(axum::middleware::from_fn(crate::metrics::track))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(TraceLayer::new_for_http().make_span_with(span))

@@ -14,6 +14,7 @@ pub mod auth;
 pub mod discovery;
 pub mod edge;
 pub mod error;
+pub mod metrics;
 pub mod oauth;
 pub mod openapi;
 pub mod pages;
@@ -51,6 +52,8 @@ pub struct Settings {
     pub secure_cookies: bool,
     /// The edge's time limits.
     pub limits: edge::Limits,
+    /// `GET /metrics` (docs/operations.md, "Metrics"); `None`: answered `404`.
+    pub metrics: Option<metrics::MetricsEndpoint>,
 }
 
 /// One dependency `/readyz` checks.
@@ -241,6 +244,7 @@ pub fn router(state: AppState) -> Router {
             "/login/oauth/device",
             get(pages::device_page).post(pages::device_submit),
         )
+        .route("/metrics", get(metrics::serve))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz));
     edge::wrap(routes, state.settings.limits).with_state(state)

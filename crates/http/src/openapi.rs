@@ -775,6 +775,14 @@ pub const OPERATIONS: &[Operation] = &[
         Public,
         PAGE_POST,
     ),
+    op(
+        "GET",
+        "/metrics",
+        "Prometheus metrics (bearer token when configured)",
+        NoInput,
+        Public,
+        &[Text(200, "text/plain"), E(401), E(404)],
+    ),
     op("GET", "/healthz", "Liveness", NoInput, Public, &[Json(200)]),
     op(
         "GET",
