@@ -20,6 +20,23 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 /// Most writes in one batch.
 pub const MAX_BATCH: usize = 256;
 
+/// The histogram of batch sizes, by `writer` (docs/operations.md, "Metrics").
+pub const BATCH_SIZE: &str = "buzzgate_group_commit_batch_size";
+
+/// A writer's label: its crate and type, e.g. `sqlite_appender` for
+/// `buzzgate_store_sqlite::appends::Appender` (a bounded set: one per writer type).
+fn writer_label(type_name: &str) -> String {
+    let plain = type_name.split('<').next().unwrap_or(type_name);
+    let mut parts = plain.split("::");
+    let krate = parts.next().unwrap_or("");
+    let krate = krate
+        .strip_prefix("buzzgate_store_")
+        .or_else(|| krate.strip_prefix("buzzgate_"))
+        .unwrap_or(krate);
+    let ty = plain.rsplit("::").next().unwrap_or(plain);
+    format!("{krate}_{}", ty.to_ascii_lowercase())
+}
+
 /// An adapter's writer of batches.
 #[async_trait]
 pub trait BatchWrite<T, R>: Send + Sync + 'static {
@@ -60,9 +77,11 @@ impl<T: Send + Sync + 'static, R: Send + 'static> GroupCommit<T, R> {
     /// As [`GroupCommit::start`], with up to `in_flight` batches committing at once (a
     /// database that commits concurrent transactions together, like Postgres, gains from a
     /// few; SQLite has one writer and gains nothing).
-    pub fn start_with(writer: impl BatchWrite<T, R>, in_flight: usize) -> Self {
+    pub fn start_with<W: BatchWrite<T, R>>(writer: W, in_flight: usize) -> Self {
         let (tx, rx) = mpsc::channel(MAX_BATCH * 4);
-        tokio::spawn(run(Arc::new(writer), rx, in_flight.max(1)));
+        let sizes =
+            metrics::histogram!(BATCH_SIZE, "writer" => writer_label(std::any::type_name::<W>()));
+        tokio::spawn(run(Arc::new(writer), rx, in_flight.max(1), sizes));
         GroupCommit { tx }
     }
 
@@ -85,6 +104,7 @@ async fn run<T: Send + Sync + 'static, R: Send + 'static>(
     writer: Arc<dyn BatchWrite<T, R>>,
     mut rx: mpsc::Receiver<Job<T, R>>,
     in_flight: usize,
+    sizes: metrics::Histogram,
 ) {
     let slots = Arc::new(Semaphore::new(in_flight));
     loop {
@@ -105,6 +125,7 @@ async fn run<T: Send + Sync + 'static, R: Send + 'static>(
                 Err(_) => break,
             }
         }
+        sizes.record(items.len() as f64);
         let writer = writer.clone();
         tokio::spawn(async move {
             commit(writer.as_ref(), items, waiting).await;
@@ -238,6 +259,22 @@ mod tests {
         let mut all: Vec<i64> = rec.batches.lock().unwrap().concat();
         all.sort_unstable();
         assert_eq!(all, (0..300).collect::<Vec<_>>(), "each write exactly once");
+    }
+
+    #[test]
+    fn writers_are_named_by_crate_and_type() {
+        assert_eq!(
+            writer_label("buzzgate_store_sqlite::appends::Appender"),
+            "sqlite_appender"
+        );
+        assert_eq!(
+            writer_label("buzzgate_store_postgres::buzz::Spender"),
+            "postgres_spender"
+        );
+        assert_eq!(
+            writer_label("alloc::sync::Arc<buzzgate_local::batch::tests::Recorder>"),
+            "alloc_arc"
+        );
     }
 
     #[tokio::test]

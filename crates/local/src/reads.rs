@@ -29,6 +29,15 @@ use time::OffsetDateTime;
 /// Most entries of each cache.
 const MAX_ENTRIES: u64 = 100_000;
 
+/// Lookups by `cache` (`clients`, `consents`, `users`) and `result` (`hit`, `miss`):
+/// docs/operations.md, "Metrics".
+pub const CACHE_REQUESTS: &str = "buzzgate_cache_requests_total";
+
+fn looked_up(cache: &'static str, hit: bool) {
+    let result = if hit { "hit" } else { "miss" };
+    metrics::counter!(CACHE_REQUESTS, "cache" => cache, "result" => result).increment(1);
+}
+
 fn cache<K, V>(ttl: Duration) -> Cache<K, V>
 where
     K: std::hash::Hash + Eq + Send + Sync + 'static,
@@ -71,8 +80,10 @@ impl ClientStore for CachedClients {
 
     async fn get(&self, id: &ClientId) -> StoreResult<Option<Client>> {
         if let Some(c) = self.hits.get(id) {
+            looked_up("clients", true);
             return Ok(Some(c));
         }
+        looked_up("clients", false);
         let found = self.inner.get(id).await?;
         if let Some(c) = &found {
             self.hits.insert(id.clone(), c.clone());
@@ -139,8 +150,10 @@ impl ConsentStore for CachedConsents {
     async fn get(&self, user: UserId, client: &ClientId) -> StoreResult<Option<Consent>> {
         let key = (user, client.clone());
         if let Some(c) = self.hits.get(&key) {
+            looked_up("consents", true);
             return Ok(Some(c));
         }
+        looked_up("consents", false);
         let found = self.inner.get(user, client).await?;
         if let Some(c) = &found {
             self.hits.insert(key, c.clone());
@@ -216,8 +229,10 @@ impl UserStore for CachedUsers {
 
     async fn get(&self, id: UserId) -> StoreResult<Option<User>> {
         if let Some(u) = self.hits.get(&id) {
+            looked_up("users", true);
             return Ok(Some(u));
         }
+        looked_up("users", false);
         let found = self.inner.get(id).await?;
         if let Some(u) = &found {
             self.hits.insert(id, u.clone());
