@@ -21,6 +21,7 @@ use buzzgate_store_redis::{LayeredCache, RedisStore};
 use buzzgate_store_sqlite::SqliteStore;
 
 use crate::config::Config;
+use crate::metered::{MeteredBuzz, MeteredCache, MeteredLimiter, MeteredTokens};
 
 /// The durable store the configuration names.
 #[derive(Debug, Clone)]
@@ -227,6 +228,9 @@ pub async fn build(cfg: &Config, with_signer: bool) -> Result<Node, String> {
         Durable::Sqlite(s) => sql_ports(Arc::new(s.clone())),
         Durable::Postgres(p) => sql_ports(Arc::new(p.clone())),
     };
+    // Counted where the store decided (docs/operations.md, "Metrics").
+    let tokens: Arc<dyn TokenStore> = Arc::new(MeteredTokens(tokens));
+    let buzz: Arc<dyn BuzzStore> = Arc::new(MeteredBuzz(buzz));
     if cfg.read_cache_ms > 0 {
         let ttl = StdDuration::from_millis(cfg.read_cache_ms);
         clients = Arc::new(CachedClients::new(clients, ttl));
@@ -238,8 +242,11 @@ pub async fn build(cfg: &Config, with_signer: bool) -> Result<Node, String> {
     let mut rate_limiter: Arc<dyn RateLimiter> = match &durable {
         Durable::Sqlite(_) => local_limiter.clone(),
         Durable::Postgres(p) => Arc::new(
-            FallbackRateLimiter::new(Arc::new(p.clone()), local_limiter.clone())
-                .on_outage(report_outage()),
+            FallbackRateLimiter::new(
+                Arc::new(MeteredLimiter(Arc::new(p.clone()))),
+                local_limiter.clone(),
+            )
+            .on_outage(report_outage()),
         ),
     };
     let mut cache: Arc<dyn TokenCache> = Arc::new(local_cache.clone());
@@ -253,7 +260,8 @@ pub async fn build(cfg: &Config, with_signer: bool) -> Result<Node, String> {
         devices = shared.clone();
         sessions = shared.clone();
         rate_limiter = Arc::new(
-            FallbackRateLimiter::new(shared, local_limiter.clone()).on_outage(report_outage()),
+            FallbackRateLimiter::new(Arc::new(MeteredLimiter(shared)), local_limiter.clone())
+                .on_outage(report_outage()),
         );
         cache = Arc::new(
             LayeredCache::with_local(redis.clone(), local_cache, StdDuration::from_secs(1))
@@ -262,6 +270,7 @@ pub async fn build(cfg: &Config, with_signer: bool) -> Result<Node, String> {
         );
         checks.push(Arc::new(RedisReady(redis)));
     }
+    let cache: Arc<dyn TokenCache> = Arc::new(MeteredCache(cache));
     let id_tokens: Option<Arc<dyn IdTokenSigner>> = if with_signer {
         Some(Arc::new(signing_key(&cfg.signing_key_file)?))
     } else {
@@ -309,12 +318,26 @@ pub async fn build(cfg: &Config, with_signer: bool) -> Result<Node, String> {
         trusted_proxies: cfg.trusted_proxies,
         secure_cookies: cfg.issuer.starts_with("https://"),
         limits: cfg.edge_limits(),
+        metrics: metrics_endpoint(cfg),
     };
     let state = AppState::new(core.clone(), settings, checks);
     Ok(Node {
         core,
         state,
         durable,
+    })
+}
+
+/// `GET /metrics` as configured: the process's recorder (installed on first use) and the
+/// optional bearer token; `None` when `BUZZGATE_METRICS=off`.
+fn metrics_endpoint(cfg: &Config) -> Option<buzzgate_http::metrics::MetricsEndpoint> {
+    if !cfg.metrics {
+        return None;
+    }
+    let handle = crate::metered::recorder();
+    Some(buzzgate_http::metrics::MetricsEndpoint {
+        render: Arc::new(move || handle.as_ref().map(|h| h.render()).unwrap_or_default()),
+        token: cfg.metrics_token.0.clone(),
     })
 }
 

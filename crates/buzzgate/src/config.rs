@@ -141,6 +141,14 @@ settings! {
     /// Proxy mode: how long to wait for the upstream to accept a connection, and to answer.
     upstream_connect_timeout_seconds: u64 = 3, "BUZZGATE_UPSTREAM_CONNECT_TIMEOUT_SECONDS", between(1, 300);
     upstream_timeout_seconds: u64 = 10, "BUZZGATE_UPSTREAM_TIMEOUT_SECONDS", between(1, 600);
+    /// Prometheus metrics at `GET /metrics` on the main listener (docs/operations.md,
+    /// "Metrics"): `on` or `off` (answered `404`).
+    metrics: bool = true, "BUZZGATE_METRICS", parse_on;
+    /// When set, `/metrics` requires `Authorization: Bearer <this>` (else `401`).
+    metrics_token: Secret = Secret(None), "BUZZGATE_METRICS_TOKEN", secret;
+    /// The log format on standard error: `text` (for people) or `json` (one object per line
+    /// with the request span's fields, `request_id` among them).
+    log_format: LogFormat = LogFormat::Text, "BUZZGATE_LOG_FORMAT", parse_log_format;
     /// Seed 000's bound client: the MCP tools and the proxy's token endpoint use it when a
     /// call names no client.
     civitai_client_id: Option<String> = None, "CIVITAI_CLIENT_ID", some_text;
@@ -172,6 +180,32 @@ impl Config {
             client_id: self.civitai_client_id.clone(),
             client_secret: self.civitai_client_secret.0.clone(),
         }
+    }
+}
+
+/// How log lines are written (`BUZZGATE_LOG_FORMAT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+fn parse_log_format(name: &str, v: &str) -> Result<LogFormat, String> {
+    match v.to_ascii_lowercase().as_str() {
+        "text" | "" => Ok(LogFormat::Text),
+        "json" => Ok(LogFormat::Json),
+        other => Err(format!("{name}: expected text or json, got `{other}`")),
+    }
+}
+
+/// `on` or `off` (also true/false; empty: on).
+fn parse_on(name: &str, v: &str) -> Result<bool, String> {
+    match v.to_ascii_lowercase().as_str() {
+        "on" | "" => Ok(true),
+        "off" => Ok(false),
+        other => buzzgate_http::params::yes_no(other)
+            .ok_or_else(|| format!("{name}: expected on or off, got `{other}`")),
     }
 }
 

@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod compose;
 pub mod config;
+pub mod metered;
 
 use std::net::SocketAddr;
 

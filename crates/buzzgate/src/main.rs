@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use buzzgate::cli::{Cli, Command};
-use buzzgate::config::Config;
+use buzzgate::config::{Config, LogFormat};
 use clap::Parser;
 
 /// mimalloc instead of the system allocator: glibc keeps the 19 MiB each Argon2 password
@@ -14,22 +14,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // The MCP SDK logs requests (tool arguments: codes, secrets) at debug level: it stays at
-    // warn unless RUST_LOG names it explicitly (docs/mcp.md).
-    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
-    let filter = if filter.contains("rmcp") {
-        filter
-    } else {
-        format!("{filter},rmcp=warn")
-    };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_new(&filter)
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rmcp=warn")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    // Settings first: they say how to log (BUZZGATE_LOG_FORMAT). Loading them logs nothing;
+    // its errors go to standard error as plain words either way.
     let cfg = match Config::load(cli.config.as_deref(), |k| std::env::var(k).ok()) {
         Ok(c) => c,
         Err(e) => {
@@ -37,6 +23,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    init_logging(cfg.log_format);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -66,6 +53,34 @@ fn main() -> ExitCode {
             eprintln!("buzzgate: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Logs to standard error as `format` says. The MCP SDK logs requests (tool arguments: codes,
+/// secrets) at debug level: it stays at warn unless RUST_LOG names it explicitly (docs/mcp.md).
+fn init_logging(format: LogFormat) {
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
+    let filter = if filter.contains("rmcp") {
+        filter
+    } else {
+        format!("{filter},rmcp=warn")
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rmcp=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        // One object per line: the event's fields, its span and every enclosing span's
+        // fields (the request span's `request_id`, method and path; docs/operations.md).
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .init(),
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
     }
 }
 

@@ -7,6 +7,7 @@ mod documents;
 mod flows;
 mod harness;
 mod mcp;
+mod metrics;
 mod pages;
 mod resources;
 
@@ -127,6 +128,13 @@ scenarios!(
     dynamic_registration_for_mcp_clients with with_mcp,
     registration_can_be_closed with with_mcp_registration_off,
 );
+// Prometheus metrics after traffic (issue 15, docs/operations.md "Metrics").
+scenarios!(
+    mod metrics_e2e in metrics;
+    metrics_after_traffic with scrape_token,
+    metrics_can_be_turned_off with metrics_off,
+);
+
 mod proxy {
     crate::scenarios!(
         @test proxy_fronts_an_upstream,
