@@ -51,6 +51,9 @@ pub async fn durable(cfg: &Config, clock: Arc<dyn Clock>) -> Result<Durable, Str
     }
 }
 
+/// How long `/readyz` waits for the database.
+const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(800);
+
 struct SqlReady(Durable);
 
 #[async_trait]
@@ -59,11 +62,21 @@ impl Readiness for SqlReady {
         "database"
     }
     async fn check(&self) -> Result<(), String> {
-        match &self.0 {
-            Durable::Sqlite(s) => s.ping().await,
-            Durable::Postgres(p) => p.ping().await,
+        // Bounded below the pool's 5 s acquire timeout: a probe with a 1–2 s timeout must see
+        // the 503, not time out itself, while the database is down (docs/operations.md).
+        let ping = async {
+            match &self.0 {
+                Durable::Sqlite(s) => s.ping().await,
+                Durable::Postgres(p) => p.ping().await,
+            }
+        };
+        match tokio::time::timeout(READY_TIMEOUT, ping).await {
+            Ok(r) => r.map_err(|e| e.to_string()),
+            Err(_) => Err(format!(
+                "the database did not answer within {} ms",
+                READY_TIMEOUT.as_millis()
+            )),
         }
-        .map_err(|e| e.to_string())
     }
 }
 

@@ -62,7 +62,10 @@
 //!
 //! Connection refused, I/O errors, timeouts (every call is bounded, 3 s by default) and
 //! cluster/loading states map to `StoreError::Unavailable`; anything else to `Internal`.
-//! A Redis outage never panics.
+//! A Redis outage never panics. After an outage error, calls fail at once with `Unavailable`
+//! for [`OUTAGE_COOLDOWN`] (a circuit breaker shared by the store's clones), so while Redis is
+//! down requests take the fallbacks without each paying the reconnect attempts; the first call
+//! after the cool-down tries Redis again (docs/security.md, "Three nodes under fire").
 
 mod cache;
 mod codes;
@@ -72,8 +75,9 @@ mod rate;
 mod sessions;
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
-use std::time::Duration as StdDuration;
+use std::time::{Duration as StdDuration, Instant};
 
 use buzzgate_domain::StoreError;
 use buzzgate_domain::ports::{Clock, StoreResult, SystemClock};
@@ -89,6 +93,9 @@ pub use layered::LayeredCache;
 const DEFAULT_OP_TIMEOUT: StdDuration = StdDuration::from_secs(3);
 /// How long a connection attempt may take.
 const CONNECT_TIMEOUT: StdDuration = StdDuration::from_secs(2);
+/// After a call fails for an outage, how long the following calls fail at once instead of
+/// waiting on reconnect attempts.
+pub const OUTAGE_COOLDOWN: StdDuration = StdDuration::from_millis(500);
 /// How long expired codes, devices and sessions are kept before Redis drops them itself.
 const DEFAULT_RETENTION: Duration = Duration::minutes(10);
 
@@ -101,6 +108,15 @@ pub struct RedisStore {
     clock: Arc<dyn Clock>,
     retention: Duration,
     op_timeout: StdDuration,
+    /// Milliseconds since [`EPOCH`] until which calls fail at once (0: closed).
+    down_until: Arc<AtomicU64>,
+}
+
+/// The origin of `down_until`'s clock (monotonic).
+static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
+
+fn millis_now() -> u64 {
+    u64::try_from(EPOCH.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -146,6 +162,7 @@ impl RedisStore {
             clock: Arc::new(SystemClock),
             retention: DEFAULT_RETENTION,
             op_timeout: DEFAULT_OP_TIMEOUT,
+            down_until: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -186,9 +203,23 @@ impl RedisStore {
         self.conn.clone()
     }
 
-    /// Runs one Redis round trip under the call timeout, mapping errors.
+    /// Runs one Redis round trip under the call timeout, mapping errors; fails at once while
+    /// the circuit is open after an outage (see [`OUTAGE_COOLDOWN`]).
     async fn run<T>(&self, fut: impl Future<Output = redis::RedisResult<T>>) -> StoreResult<T> {
-        bounded(self.op_timeout, fut).await
+        if millis_now() < self.down_until.load(Ordering::Relaxed) {
+            return Err(StoreError::Unavailable("redis is down".into()));
+        }
+        let out = bounded(self.op_timeout, fut).await;
+        match &out {
+            Err(StoreError::Unavailable(_)) => {
+                let cooldown = u64::try_from(OUTAGE_COOLDOWN.as_millis()).unwrap_or(500);
+                self.down_until
+                    .store(millis_now().saturating_add(cooldown), Ordering::Relaxed);
+            }
+            Ok(_) => self.down_until.store(0, Ordering::Relaxed),
+            Err(_) => {}
+        }
+        out
     }
 
     /// The Redis expiry of a record living from `start` to `expires_at`: its lifetime plus

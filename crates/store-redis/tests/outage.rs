@@ -86,6 +86,21 @@ async fn outage_is_unavailable_then_recovers() {
             .unwrap_err();
         fx::assert_unavailable_soon(&err, started, StdDuration::from_secs(10));
     }
+    // The circuit is open: the next calls fail at once instead of each waiting on the
+    // reconnect attempts (a cluster stays fast on its fallbacks while Redis is down).
+    let quick = Instant::now();
+    for _ in 0..100 {
+        let err = store
+            .count("k", RateWindow::containing(now(), 60), 1)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    }
+    assert!(
+        quick.elapsed() < buzzgate_store_redis::OUTAGE_COOLDOWN,
+        "100 calls while the circuit is open took {:?}",
+        quick.elapsed()
+    );
     // The listener lost its subscription: the local layer is dropped and not trusted.
     let deadline = Instant::now() + StdDuration::from_secs(2);
     while layered.local_len() > 0 {
