@@ -15,9 +15,12 @@ use buzzgate_domain::service::maintenance::SweepPolicy;
 use buzzgate_domain::service::{Buzzgate, Config as CoreConfig, Deps, RateLimits};
 use buzzgate_domain::token::{TokenMinter, TokenPrefix};
 use buzzgate_http::{AppState, Readiness, Settings};
-use buzzgate_local::{CachedClients, CachedConsents, CachedUsers, LocalCache, LocalRateLimiter};
+use buzzgate_local::{
+    CachedClients, CachedConsents, CachedUsers, LocalCache, LocalRateLimiter, ReadCaches,
+    ReadFanout,
+};
 use buzzgate_store_postgres::PgStore;
-use buzzgate_store_redis::{LayeredCache, RedisStore};
+use buzzgate_store_redis::{LayeredCache, RedisReadFanout, RedisStore, listen_reads};
 use buzzgate_store_sqlite::SqliteStore;
 
 use crate::config::Config;
@@ -244,10 +247,36 @@ pub async fn build(cfg: &Config, with_signer: bool) -> Result<Node, String> {
     // Counted where the store decided (docs/operations.md, "Metrics").
     let tokens: Arc<dyn TokenStore> = Arc::new(MeteredTokens(tokens));
     let buzz: Arc<dyn BuzzStore> = Arc::new(MeteredBuzz(buzz));
+    let redis = match &cfg.redis_url {
+        Some(url) => Some(
+            RedisStore::connect_lazy(url, &cfg.redis_prefix)
+                .map_err(|e| format!("REDIS_URL: {e}"))?
+                .with_clock(clock.clone()),
+        ),
+        None => None,
+    };
     if cfg.read_cache_ms > 0 {
         let ttl = StdDuration::from_millis(cfg.read_cache_ms);
-        clients = Arc::new(CachedClients::new(clients, ttl));
-        consents = Arc::new(CachedConsents::new(consents, ttl));
+        let mut cached_clients = CachedClients::new(clients, ttl);
+        let mut cached_consents = CachedConsents::new(consents, ttl);
+        // With Redis, writes are fanned out to every node's caches (ms instead of the TTL).
+        if let Some(r) = &redis {
+            let fanout: Arc<dyn ReadFanout> = Arc::new(RedisReadFanout(r.clone()));
+            cached_clients = cached_clients.with_fanout(fanout.clone());
+            cached_consents = cached_consents.with_fanout(fanout);
+        }
+        let (cached_clients, cached_consents) =
+            (Arc::new(cached_clients), Arc::new(cached_consents));
+        if let Some(r) = &redis {
+            listen_reads(
+                r.clone(),
+                ReadCaches::new(&cached_clients, &cached_consents),
+            )
+            .await
+            .map_err(|e| format!("cannot reach Redis at REDIS_URL: {e}"))?;
+        }
+        clients = cached_clients;
+        consents = cached_consents;
         users = Arc::new(CachedUsers::new(users, ttl));
     }
     // One node (SQLite): its own limiter. A Postgres cluster without Redis shares its limits
@@ -264,10 +293,7 @@ pub async fn build(cfg: &Config, with_signer: bool) -> Result<Node, String> {
     };
     let mut cache: Arc<dyn TokenCache> = Arc::new(local_cache.clone());
     let mut checks: Vec<Arc<dyn Readiness>> = vec![Arc::new(SqlReady(durable.clone()))];
-    if let Some(url) = &cfg.redis_url {
-        let redis = RedisStore::connect_lazy(url, &cfg.redis_prefix)
-            .map_err(|e| format!("REDIS_URL: {e}"))?
-            .with_clock(clock.clone());
+    if let Some(redis) = redis {
         let shared = Arc::new(redis.clone());
         codes = shared.clone();
         devices = shared.clone();

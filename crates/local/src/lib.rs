@@ -24,4 +24,4 @@ mod reads;
 
 pub use cache::LocalCache;
 pub use rate::LocalRateLimiter;
-pub use reads::{CachedClients, CachedConsents, CachedUsers};
+pub use reads::{CachedClients, CachedConsents, CachedUsers, ReadCaches, ReadFanout, ReadKey};

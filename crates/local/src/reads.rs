@@ -9,8 +9,13 @@
 //! secret, a disabled or deleted app, a revoked consent or a changed cap (docs/security.md,
 //! "Caches and other nodes"). Only hits are cached, so unknown ids (an attacker's guesses)
 //! take no memory; each cache is bounded in entries.
+//!
+//! In a cluster with Redis the writes are also fanned out ([`ReadFanout`]): every node drops
+//! the app or consent a write touched as soon as the message arrives (milliseconds), and `ttl`
+//! remains the bound when a message is lost or a read that started before the write lands
+//! after the message.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -49,10 +54,95 @@ where
         .build()
 }
 
+/// A cached read that a write on one node makes every other node drop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadKey {
+    Client(ClientId),
+    Consent(UserId, ClientId),
+}
+
+impl ReadKey {
+    /// The message on the wire (a client id never holds a space: it is a token or a URL).
+    pub fn encode(&self) -> String {
+        match self {
+            ReadKey::Client(c) => format!("c {}", c.as_str()),
+            ReadKey::Consent(u, c) => format!("k {} {}", u.0, c.as_str()),
+        }
+    }
+
+    /// `None` for anything [`ReadKey::encode`] does not write.
+    pub fn decode(s: &str) -> Option<ReadKey> {
+        let mut parts = s.split(' ');
+        let key = match (parts.next()?, parts.next(), parts.next()) {
+            ("c", Some(c), None) => ReadKey::Client(ClientId::parse(c)?),
+            ("k", Some(u), Some(c)) => {
+                ReadKey::Consent(UserId(u.parse().ok()?), ClientId::parse(c)?)
+            }
+            _ => return None,
+        };
+        parts.next().is_none().then_some(key)
+    }
+}
+
+/// Tells the other nodes what a write through this one changed. Best effort and never
+/// blocking: a lost message costs at most the caches' `ttl`.
+pub trait ReadFanout: Send + Sync + std::fmt::Debug {
+    fn publish(&self, key: ReadKey);
+}
+
+/// The read caches of one node, as the fan-out's listener applies other nodes' writes to them.
+/// Holds them weakly: the listener stops once the node is gone.
+#[derive(Debug, Clone)]
+pub struct ReadCaches {
+    clients: Weak<CachedClients>,
+    consents: Weak<CachedConsents>,
+}
+
+impl ReadCaches {
+    pub fn new(clients: &Arc<CachedClients>, consents: &Arc<CachedConsents>) -> ReadCaches {
+        ReadCaches {
+            clients: Arc::downgrade(clients),
+            consents: Arc::downgrade(consents),
+        }
+    }
+
+    /// Whether the node still has its caches.
+    pub fn alive(&self) -> bool {
+        self.clients.strong_count() + self.consents.strong_count() > 0
+    }
+
+    /// Drops what another node's write changed.
+    pub fn forget(&self, key: &ReadKey) {
+        match key {
+            ReadKey::Client(c) => {
+                if let Some(clients) = self.clients.upgrade() {
+                    clients.hits.invalidate(c);
+                }
+            }
+            ReadKey::Consent(u, c) => {
+                if let Some(consents) = self.consents.upgrade() {
+                    consents.hits.invalidate(&(*u, c.clone()));
+                }
+            }
+        }
+    }
+
+    /// Drops everything (the fan-out was deaf for a while: anything may have changed).
+    pub fn forget_all(&self) {
+        if let Some(clients) = self.clients.upgrade() {
+            clients.hits.invalidate_all();
+        }
+        if let Some(consents) = self.consents.upgrade() {
+            consents.hits.invalidate_all();
+        }
+    }
+}
+
 /// [`ClientStore`] with `get` served from memory for up to `ttl`.
 pub struct CachedClients {
     inner: Arc<dyn ClientStore>,
     hits: Cache<ClientId, Client>,
+    fanout: Option<Arc<dyn ReadFanout>>,
 }
 
 impl std::fmt::Debug for CachedClients {
@@ -68,6 +158,20 @@ impl CachedClients {
         CachedClients {
             inner,
             hits: cache(ttl),
+            fanout: None,
+        }
+    }
+
+    /// Tells other nodes about each write through this one.
+    pub fn with_fanout(mut self, fanout: Arc<dyn ReadFanout>) -> Self {
+        self.fanout = Some(fanout);
+        self
+    }
+
+    fn written(&self, id: &ClientId) {
+        self.hits.invalidate(id);
+        if let Some(f) = &self.fanout {
+            f.publish(ReadKey::Client(id.clone()));
         }
     }
 }
@@ -102,14 +206,14 @@ impl ClientStore for CachedClients {
     async fn update(&self, client: &Client) -> StoreResult<Conditional> {
         self.hits.invalidate(&client.id);
         let out = self.inner.update(client).await;
-        self.hits.invalidate(&client.id);
+        self.written(&client.id);
         out
     }
 
     async fn delete(&self, id: &ClientId) -> StoreResult<Option<Vec<TokenHash>>> {
         self.hits.invalidate(id);
         let out = self.inner.delete(id).await;
-        self.hits.invalidate(id);
+        self.written(id);
         out
     }
 
@@ -122,6 +226,7 @@ impl ClientStore for CachedClients {
 pub struct CachedConsents {
     inner: Arc<dyn ConsentStore>,
     hits: Cache<(UserId, ClientId), Consent>,
+    fanout: Option<Arc<dyn ReadFanout>>,
 }
 
 impl std::fmt::Debug for CachedConsents {
@@ -137,11 +242,25 @@ impl CachedConsents {
         CachedConsents {
             inner,
             hits: cache(ttl),
+            fanout: None,
         }
+    }
+
+    /// Tells other nodes about each write through this one.
+    pub fn with_fanout(mut self, fanout: Arc<dyn ReadFanout>) -> Self {
+        self.fanout = Some(fanout);
+        self
     }
 
     fn forget(&self, user: UserId, client: &ClientId) {
         self.hits.invalidate(&(user, client.clone()));
+    }
+
+    fn written(&self, user: UserId, client: &ClientId) {
+        self.forget(user, client);
+        if let Some(f) = &self.fanout {
+            f.publish(ReadKey::Consent(user, client.clone()));
+        }
     }
 }
 
@@ -164,7 +283,7 @@ impl ConsentStore for CachedConsents {
     async fn save(&self, consent: &Consent, read: Option<u64>) -> StoreResult<Conditional> {
         self.forget(consent.user_id, &consent.client_id);
         let out = self.inner.save(consent, read).await;
-        self.forget(consent.user_id, &consent.client_id);
+        self.written(consent.user_id, &consent.client_id);
         out
     }
 
@@ -177,7 +296,7 @@ impl ConsentStore for CachedConsents {
     ) -> StoreResult<Option<Consent>> {
         self.forget(user, client);
         let out = self.inner.set_buzz_limit(user, client, limit, now).await;
-        self.forget(user, client);
+        self.written(user, client);
         out
     }
 
@@ -188,7 +307,7 @@ impl ConsentStore for CachedConsents {
     async fn delete(&self, user: UserId, client: &ClientId) -> StoreResult<bool> {
         self.forget(user, client);
         let out = self.inner.delete(user, client).await;
-        self.forget(user, client);
+        self.written(user, client);
         out
     }
 }
@@ -242,5 +361,21 @@ impl UserStore for CachedUsers {
 
     async fn find_by_username(&self, username: &Username) -> StoreResult<Option<User>> {
         self.inner.find_by_username(username).await
+    }
+}
+
+#[cfg(test)]
+mod fanout_tests {
+    use super::*;
+
+    #[test]
+    fn read_keys_survive_the_wire_and_nothing_else_decodes() {
+        let c = ClientId::parse("https://app.example.com/client.json").unwrap();
+        for key in [ReadKey::Client(c.clone()), ReadKey::Consent(UserId(42), c)] {
+            assert_eq!(ReadKey::decode(&key.encode()), Some(key));
+        }
+        for junk in ["", "c", "k 1", "k x abc", "c a b", "z abc", "k 1 abc extra"] {
+            assert_eq!(ReadKey::decode(junk), None, "{junk:?}");
+        }
     }
 }

@@ -72,6 +72,7 @@ mod codes;
 mod devices;
 mod layered;
 mod rate;
+mod reads;
 mod sessions;
 
 use std::future::Future;
@@ -88,6 +89,7 @@ use time::{Duration, OffsetDateTime};
 
 pub use cache::RevocationStream;
 pub use layered::LayeredCache;
+pub use reads::{RedisReadFanout, listen_reads};
 
 /// How long a call may take before it is answered `Unavailable`.
 const DEFAULT_OP_TIMEOUT: StdDuration = StdDuration::from_secs(3);

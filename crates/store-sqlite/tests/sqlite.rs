@@ -85,8 +85,8 @@ async fn first_start_creates_the_file_and_schema_and_reopening_keeps_the_data() 
     );
     assert_eq!(
         count(&again, "SELECT COUNT(*) FROM _sqlx_migrations").await,
-        8,
-        "each of the eight migrations is applied once"
+        9,
+        "each of the nine migrations is applied once"
     );
     again.migrate().await.unwrap();
 }
