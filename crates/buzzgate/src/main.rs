@@ -34,6 +34,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // `config check` has its own statuses: 0 fine, 1 a service unreachable or refusing, 2 a
+    // URL that cannot be parsed (docs/operations.md, "Admin CLI").
+    if let Command::Config(buzzgate::cli::ConfigCmd::Check) = cli.command {
+        return ExitCode::from(rt.block_on(buzzgate::check::run(&cfg)));
+    }
     let result = rt.block_on(async move {
         match cli.command {
             Command::Serve => serve(&cfg).await,

@@ -75,6 +75,12 @@ use sqlx::{Executor, PgConnection, PgPool, Postgres};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
+/// The versions of the migrations this build carries, oldest first (`buzzgate config check`
+/// compares them with the database's `_sqlx_migrations`).
+pub fn migration_versions() -> Vec<i64> {
+    MIGRATOR.iter().map(|m| m.version).collect()
+}
+
 /// Default upper bound of the pool.
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 10;
 /// Default wait for a connection (also bounds connecting to an unreachable server).

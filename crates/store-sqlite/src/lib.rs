@@ -79,6 +79,12 @@ const BEGIN_ATTEMPTS: u32 = 4;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
+/// The versions of the migrations this build carries, oldest first (`buzzgate config check`
+/// compares them with the database's `_sqlx_migrations`).
+pub fn migration_versions() -> Vec<i64> {
+    MIGRATOR.iter().map(|m| m.version).collect()
+}
+
 /// Every durable port over one SQLite database. Cheap to clone (the pool is shared).
 #[derive(Clone)]
 pub struct SqliteStore {
