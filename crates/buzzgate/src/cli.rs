@@ -70,6 +70,9 @@ pub enum Command {
     /// Read the audit log.
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// Manage the id_token signing key (`BUZZGATE_SIGNING_KEY_FILE`).
+    #[command(subcommand)]
+    Key(KeyCmd),
 }
 
 #[derive(Debug, Subcommand)]
@@ -101,6 +104,19 @@ pub enum AuditCmd {
         /// One JSON object per line.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCmd {
+    /// Replace the signing key with a new one in the key file (atomically, mode 0600); the old
+    /// public key stays in the JWKS for `--keep-hours` so the id_tokens it signed still
+    /// verify. Nodes use the new key when they restart (docs/operations.md).
+    Rotate {
+        /// How long the old key stays published: at least an id_token's lifetime (1 h) plus
+        /// the time it takes to restart every node.
+        #[arg(long, default_value_t = crate::keys::DEFAULT_KEEP_HOURS)]
+        keep_hours: u32,
     },
 }
 
@@ -238,12 +254,18 @@ pub async fn run_admin(cfg: &Config, cmd: Command) -> Result<(), String> {
             n => Err(format!("the configuration check failed (status {n})")),
         };
     }
+    if let Command::Key(KeyCmd::Rotate { keep_hours }) = cmd {
+        let path = &cfg.signing_key_file;
+        let rotated = crate::keys::rotate(path, keep_hours)?;
+        return out(&crate::keys::report(path, &rotated));
+    }
     let node = crate::build(cfg, false).await?;
     match cmd {
         Command::Serve | Command::Proxy { .. } | Command::Healthcheck { .. } => {
             Err("serve, proxy and healthcheck are not admin commands".into())
         }
         Command::Config(_) => unreachable!("answered before connecting"),
+        Command::Key(_) => unreachable!("answered before connecting"),
         Command::Migrate => {
             // `build` has connected and migrated already.
             out("schema is up to date")

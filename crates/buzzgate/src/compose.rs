@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use async_trait::async_trait;
-use buzzgate_crypto::{Argon2Hasher, Es256Signer};
+use buzzgate_crypto::{Argon2Hasher, Es256KeySet};
 use buzzgate_domain::ports::{
     AuditLog, BuzzStore, ClientStore, Clock, CodeStore, ConsentStore, DeviceStore, Failures,
     FallbackRateLimiter, IdTokenSigner, OsRandom, OutageReport, RateLimiter, SessionStore,
@@ -102,31 +102,10 @@ impl Readiness for RedisReady {
     }
 }
 
-/// Loads the id_token key from `path`, creating it (mode 0600) on first start.
-pub fn signing_key(path: &str) -> Result<Es256Signer, String> {
-    match std::fs::read_to_string(path) {
-        Ok(pem) => Es256Signer::from_pem(&pem).map_err(|e| format!("{path}: {e}")),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let s = Es256Signer::generate()?;
-            let pem = s.to_pem()?;
-            write_private(path, &pem).map_err(|e| format!("cannot write {path}: {e}"))?;
-            tracing::info!(path, kid = s.kid(), "created a new id_token signing key");
-            Ok(s)
-        }
-        Err(e) => Err(format!("cannot read {path}: {e}")),
-    }
-}
-
-fn write_private(path: &str, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    opts.open(path)?.write_all(text.as_bytes())
+/// Loads the id_token keys from `path` (the current key and the retired ones still
+/// published; `crate::keys`), creating the file (mode 0600) on first start.
+pub fn signing_key(path: &str) -> Result<Es256KeySet, String> {
+    crate::keys::load_or_create(path)
 }
 
 /// Everything a running node holds.

@@ -5,6 +5,7 @@ pub mod check;
 pub mod cli;
 pub mod compose;
 pub mod config;
+pub mod keys;
 pub mod metered;
 
 use std::net::SocketAddr;

@@ -6,6 +6,7 @@ mod attacks;
 mod documents;
 mod flows;
 mod harness;
+mod key_rotation;
 mod mcp;
 mod metrics;
 mod pages;
