@@ -362,6 +362,22 @@ impl UserStore for CachedUsers {
     async fn find_by_username(&self, username: &Username) -> StoreResult<Option<User>> {
         self.inner.find_by_username(username).await
     }
+
+    async fn list(&self, after: i64, limit: u32) -> StoreResult<Vec<User>> {
+        self.inner.list(after, limit).await
+    }
+
+    /// Drops this node's copy; other nodes see the change within the cache's TTL.
+    async fn set_banned(
+        &self,
+        id: UserId,
+        at: Option<OffsetDateTime>,
+    ) -> StoreResult<Option<User>> {
+        self.hits.invalidate(&id);
+        let out = self.inner.set_banned(id, at).await;
+        self.hits.invalidate(&id);
+        out
+    }
 }
 
 #[cfg(test)]

@@ -97,4 +97,35 @@ impl UserStore for PgStore {
         .map(UserRow::into_user)
         .transpose()
     }
+
+    async fn list(&self, after: i64, limit: u32) -> StoreResult<Vec<User>> {
+        sqlx::query_as::<_, UserRow>(&format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE id > $1 ORDER BY id LIMIT $2"
+        ))
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?
+        .into_iter()
+        .map(UserRow::into_user)
+        .collect()
+    }
+
+    async fn set_banned(
+        &self,
+        id: UserId,
+        at: Option<OffsetDateTime>,
+    ) -> StoreResult<Option<User>> {
+        sqlx::query_as::<_, UserRow>(&format!(
+            "UPDATE users SET banned_at = $1 WHERE id = $2 RETURNING {USER_COLUMNS}"
+        ))
+        .bind(at)
+        .bind(id.0)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?
+        .map(UserRow::into_user)
+        .transpose()
+    }
 }

@@ -64,4 +64,26 @@ impl UserStore for SqliteStore {
             .optional(&self.pool, user_of)
             .await
     }
+
+    async fn list(&self, after: i64, limit: u32) -> StoreResult<Vec<User>> {
+        let rows = sqlx::query("SELECT * FROM users WHERE id > ? ORDER BY id LIMIT ?")
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        rows.iter().map(user_of).collect()
+    }
+
+    async fn set_banned(
+        &self,
+        id: UserId,
+        at: Option<OffsetDateTime>,
+    ) -> StoreResult<Option<User>> {
+        sqlx::query("UPDATE users SET banned_at = ? WHERE id = ? RETURNING *")
+            .bind(at.map(us))
+            .bind(id.0)
+            .optional(&self.pool, user_of)
+            .await
+    }
 }

@@ -54,4 +54,29 @@ impl UserStore for MemoryStore {
             .find(|u| u.username.as_str().to_ascii_lowercase() == wanted)
             .cloned())
     }
+
+    async fn list(&self, after: i64, limit: u32) -> StoreResult<Vec<User>> {
+        let s = self.lock()?;
+        let mut users: Vec<User> = s
+            .users
+            .values()
+            .filter(|u| u.id.0 > after)
+            .cloned()
+            .collect();
+        users.sort_by_key(|u| u.id.0);
+        users.truncate(limit as usize);
+        Ok(users)
+    }
+
+    async fn set_banned(
+        &self,
+        id: UserId,
+        at: Option<OffsetDateTime>,
+    ) -> StoreResult<Option<User>> {
+        let mut s = self.lock()?;
+        Ok(s.users.get_mut(&id).map(|u| {
+            u.banned_at = at;
+            u.clone()
+        }))
+    }
 }

@@ -259,6 +259,12 @@ pub trait UserStore: Send + Sync {
     ) -> StoreResult<User>;
     async fn get(&self, id: UserId) -> StoreResult<Option<User>>;
     async fn find_by_username(&self, username: &Username) -> StoreResult<Option<User>>;
+    /// At most `limit` users in id order, starting after the id `after` (0: from the first).
+    async fn list(&self, after: i64, limit: u32) -> StoreResult<Vec<User>>;
+    /// Sets (`Some`) or clears (`None`) the user's `banned_at`. Returns the user as stored
+    /// now, `None` if there is no such user.
+    async fn set_banned(&self, id: UserId, at: Option<OffsetDateTime>)
+    -> StoreResult<Option<User>>;
 }
 
 /// Browser sessions, by cookie hash.

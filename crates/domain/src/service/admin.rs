@@ -11,7 +11,7 @@ use crate::audit::{AuditEvent, AuditKind, AuditQuery};
 use crate::client::Client;
 use crate::error::Error;
 use crate::ids::{ClientId, UserId};
-use crate::user::Username;
+use crate::user::{User, Username};
 
 use super::{Access, Caller, Deps};
 
@@ -66,6 +66,9 @@ pub fn parse_instant(field: &str, s: &str) -> Result<OffsetDateTime, Error> {
 /// Most apps one search returns.
 pub const MAX_SEARCH_RESULTS: usize = 200;
 
+/// Most users one page of [`AdminService::users`] returns.
+pub const MAX_USER_PAGE: u32 = 1000;
+
 #[derive(Debug, Clone)]
 pub struct AdminService {
     pub(crate) deps: Arc<Deps>,
@@ -89,6 +92,47 @@ impl AdminService {
         }
         let limit = limit.clamp(1, MAX_SEARCH_RESULTS);
         Ok(self.deps.clients.search(text, limit).await?)
+    }
+
+    /// Users of the directory in id order, after the id `after` (0: from the first), at most
+    /// `limit` (1 to [`MAX_USER_PAGE`]).
+    pub async fn users(&self, caller: &Caller, after: i64, limit: u32) -> Result<Vec<User>, Error> {
+        caller.admin(Access::Read)?;
+        Ok(self
+            .deps
+            .users
+            .list(after.max(0), limit.clamp(1, MAX_USER_PAGE))
+            .await?)
+    }
+
+    /// Bans the user named `username` (`banned`), or lifts the ban. A banned user cannot sign
+    /// in, their sessions stop resolving, and tokens acting for them are refused wherever the
+    /// user is read (refresh, userinfo, introspection, Buzz spends). Banning a banned user
+    /// keeps the first ban's time. Unknown names are `not_found`.
+    pub async fn set_banned(
+        &self,
+        caller: &Caller,
+        username: &str,
+        banned: bool,
+    ) -> Result<User, Error> {
+        caller.admin(Access::Write)?;
+        let missing = || Error::not_found(format!("No user is named {username}"));
+        let name = Username::parse(username)?;
+        let user = self
+            .deps
+            .users
+            .find_by_username(&name)
+            .await?
+            .ok_or_else(missing)?;
+        if user.is_banned() == banned {
+            return Ok(user);
+        }
+        let at = banned.then(|| self.deps.now());
+        self.deps
+            .users
+            .set_banned(user.id, at)
+            .await?
+            .ok_or_else(missing)
     }
 
     /// The audit log filtered as people typed it: the query it stands for, and its page.
@@ -164,5 +208,70 @@ impl AdminService {
             return Err(Error::invalid_request("`until` must be after `since`"));
         }
         Ok(self.deps.audit.query(query).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use crate::memory::MemoryStore;
+    use crate::ports::{ManualClock, SeededRandom};
+    use crate::service::{Buzzgate, Caller, Config};
+    use crate::user::{NewUser, Username};
+
+    async fn gate_with(names: &[&str]) -> Buzzgate {
+        let clock = Arc::new(ManualClock::at_epoch());
+        let store = MemoryStore::new(clock);
+        let g = Buzzgate::new(store.deps(Arc::new(SeededRandom::new(3)), Config::default()));
+        for name in names {
+            g.sessions()
+                .create_user(NewUser {
+                    username: Username::parse(name).unwrap(),
+                    email: None,
+                    email_verified: false,
+                    password: Some("correct horse battery".into()),
+                    roles: vec![],
+                })
+                .await
+                .unwrap();
+        }
+        g
+    }
+
+    #[tokio::test]
+    async fn users_are_listed_in_pages_by_id() {
+        let g = gate_with(&["ada", "bob", "cy"]).await;
+        let op = Caller::operator();
+        let all = g.admin().users(&op, 0, 100).await.unwrap();
+        let names: Vec<&str> = all.iter().map(|u| u.username.as_str()).collect();
+        assert_eq!(names, ["ada", "bob", "cy"]);
+        let page = g.admin().users(&op, all[0].id.0, 1).await.unwrap();
+        assert_eq!(page.len(), 1);
+        assert_eq!(page[0].username.as_str(), "bob");
+        assert!(g.admin().users(&Caller::Anonymous, 0, 10).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_ban_stops_sign_in_and_lifting_it_restores_it() {
+        let g = gate_with(&["ada"]).await;
+        let op = Caller::operator();
+        let sessions = g.sessions();
+        let login = || sessions.login("ada", "correct horse battery", None);
+        assert!(login().await.is_ok());
+        let banned = g.admin().set_banned(&op, "ada", true).await.unwrap();
+        assert!(banned.is_banned());
+        let first = banned.banned_at;
+        assert!(login().await.is_err());
+        assert!(g.deps.active_user(banned.id).await.unwrap().is_none());
+        // Banning again keeps the first time.
+        let again = g.admin().set_banned(&op, "ada", true).await.unwrap();
+        assert_eq!(again.banned_at, first);
+        let lifted = g.admin().set_banned(&op, "ada", false).await.unwrap();
+        assert!(!lifted.is_banned());
+        assert!(login().await.is_ok());
+        let err = g.admin().set_banned(&op, "nobody", true).await.unwrap_err();
+        assert_eq!(err.code(), "not_found");
+        assert!(err.description().contains("No user is named nobody"));
     }
 }

@@ -33,6 +33,29 @@ pub async fn users_round_trip(p: &Ports) {
             .unwrap(),
         None
     );
+    // Listed in id order after a given id; banned and unbanned in place.
+    assert_eq!(users.list(u.id.0 - 1, 1).await.unwrap(), vec![u.clone()]);
+    let ids: Vec<i64> = users
+        .list(u.id.0 - 1, 1000)
+        .await
+        .unwrap()
+        .iter()
+        .map(|x| x.id.0)
+        .collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]) && ids.contains(&other.id.0));
+    let at = now();
+    let banned = users.set_banned(u.id, Some(at)).await.unwrap().unwrap();
+    assert_eq!(banned.banned_at, Some(at));
+    assert_eq!(users.get(u.id).await.unwrap().unwrap().banned_at, Some(at));
+    let lifted = users.set_banned(u.id, None).await.unwrap().unwrap();
+    assert_eq!(lifted, u);
+    assert_eq!(
+        users
+            .set_banned(buzzgate_domain::ids::UserId(i64::MAX), Some(at))
+            .await
+            .unwrap(),
+        None
+    );
 }
 
 pub async fn sessions_round_trip(p: &Ports) {

@@ -155,3 +155,28 @@ async fn a_revoke_between_a_validations_read_and_its_cache_put_is_never_cached_b
         "the late cache put was refused: the revoked token is not served from the cache"
     );
 }
+
+#[tokio::test]
+async fn an_operator_revokes_any_token_with_its_family_and_is_told_about_unknown_ones() {
+    let h = harness().await;
+    let t = h.tokens("1").await;
+    let op = crate::service::Caller::operator();
+    let done = h.gate.tokens().revoke_as_admin(&op, &rt(&t)).await.unwrap();
+    assert_eq!(done.kind, crate::token::TokenKind::Refresh);
+    assert_eq!(done.user_id, h.user);
+    assert_eq!(done.client_id.as_ref(), Some(&h.app));
+    assert!(done.count >= 2, "{done:?}");
+    assert!(!h.active(t.access_token.expose()).await);
+    // Again: known, nothing left to revoke.
+    let again = h.gate.tokens().revoke_as_admin(&op, &rt(&t)).await.unwrap();
+    assert_eq!(again.count, 0);
+    let unknown = h.gate.tokens().revoke_as_admin(&op, "civitai_nope").await;
+    assert_eq!(unknown.unwrap_err().code(), "not_found");
+    // Only operators and admins.
+    let err = h
+        .gate
+        .tokens()
+        .revoke_as_admin(&crate::service::Caller::Anonymous, &rt(&t))
+        .await;
+    assert!(err.is_err());
+}

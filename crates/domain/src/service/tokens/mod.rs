@@ -34,6 +34,7 @@ use super::rate_limit::Bucket;
 
 pub use bearer::{Bearer, Subject};
 pub use introspect::Introspection;
+pub use revoke::Revoked;
 pub use userinfo::{Me, UserInfo};
 
 /// One call of the token endpoint, parsed. `origin` is the browser `Origin` header.

@@ -9,6 +9,17 @@ use crate::token::{TokenHash, TokenKind, TokenRecord};
 
 use super::{TokenService, check_origin};
 
+/// What [`TokenService::revoke_as_admin`] revoked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Revoked {
+    pub kind: TokenKind,
+    pub user_id: UserId,
+    pub client_id: Option<ClientId>,
+    /// Tokens revoked now (the family's live ones for a refresh token; 0 when the token was
+    /// revoked already).
+    pub count: usize,
+}
+
 impl TokenService {
     /// RFC 7009, for the client the token was issued to, or the signed-in user it belongs to
     /// (with the CSRF proof). Always `Ok(())` for unknown or foreign tokens; revoking a
@@ -45,6 +56,38 @@ impl TokenService {
         if !may_revoke(&record) {
             return Ok(());
         }
+        self.revoke_record(hash, &record, &caller, ip).await?;
+        Ok(())
+    }
+
+    /// An operator revokes any token by its plaintext (`buzzgate token revoke`), as RFC 7009
+    /// does for the token's own client: a refresh token with its whole family, any other
+    /// token alone. Says what it revoked; an unknown token is `not_found` (the operator is
+    /// told, unlike a client).
+    pub async fn revoke_as_admin(&self, caller: &Caller, token: &str) -> Result<Revoked, Error> {
+        caller.admin(Access::Write)?;
+        let missing = || Error::not_found("No such token");
+        let hash = TokenHash::of_presented(token.trim()).ok_or_else(missing)?;
+        let record = self.deps.tokens.find(&hash).await?.ok_or_else(missing)?;
+        let count = self.revoke_record(hash, &record, caller, None).await?;
+        Ok(Revoked {
+            kind: record.kind,
+            user_id: record.user_id,
+            client_id: record.client_id,
+            count,
+        })
+    }
+
+    /// Revokes `record` (its family for a refresh token), drops what it revoked from the
+    /// caches and audits it. Returns how many tokens were revoked now.
+    async fn revoke_record(
+        &self,
+        hash: TokenHash,
+        record: &TokenRecord,
+        caller: &Caller,
+        ip: Option<&str>,
+    ) -> Result<usize, Error> {
+        let deps = &self.deps;
         let now = deps.now();
         let revoked = match (record.kind, record.family_id) {
             (TokenKind::Refresh, Some(family)) => deps.tokens.revoke_family(family, now).await?,
@@ -52,6 +95,10 @@ impl TokenService {
                 deps.tokens.revoke(&hash, now).await?;
                 vec![hash]
             }
+        };
+        let count = match record.kind {
+            TokenKind::Refresh if record.family_id.is_some() => revoked.len(),
+            _ => usize::from(record.revoked_at.is_none()),
         };
         deps.invalidate(&revoked).await?;
         let mut ev = AuditEvent::new(AuditKind::TokenRevoked, now)
@@ -63,7 +110,7 @@ impl TokenService {
             ev = ev.client(c);
         }
         deps.audit(ev).await;
-        Ok(())
+        Ok(count)
     }
 
     /// Revokes every token of (user, client) and drops them from caches.
