@@ -62,9 +62,11 @@ pub async fn run(cfg: &Config) -> u8 {
             }
         }
     }
-    print!("{report}");
+    use std::io::Write;
+    let _ = std::io::stdout().write_all(report.as_bytes());
+    let mut err = std::io::stderr();
     for p in &problems {
-        eprintln!("buzzgate: {p}");
+        let _ = writeln!(err, "buzzgate: {p}");
     }
     status
 }

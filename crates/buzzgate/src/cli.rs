@@ -73,6 +73,23 @@ pub enum Command {
     /// Manage the id_token signing key (`BUZZGATE_SIGNING_KEY_FILE`).
     #[command(subcommand)]
     Key(KeyCmd),
+    /// Revoke tokens.
+    #[command(subcommand)]
+    Token(TokenCmd),
+    /// Run the sweep of expired and revoked rows once (every node also runs it periodically)
+    /// and print what it removed.
+    Sweep,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCmd {
+    /// Revoke a token (access, refresh or API key) by its plaintext, read from the first line
+    /// of stdin: a refresh token with its whole family, as RFC 7009 does.
+    Revoke {
+        /// Read the token from stdin (required: a token in argv shows in `ps`).
+        #[arg(long)]
+        stdin: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -101,6 +118,18 @@ pub enum AuditCmd {
         /// Matches to skip, newest first.
         #[arg(long)]
         offset: Option<String>,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The newest events, oldest first; with `--follow`, then each new one as it is recorded
+    /// (polled every second) until Ctrl-C.
+    Tail {
+        /// How many events (1 to 1000).
+        #[arg(short = 'n', long = "lines", default_value_t = 20)]
+        n: usize,
+        #[arg(short, long)]
+        follow: bool,
         /// One JSON object per line.
         #[arg(long)]
         json: bool,
@@ -143,6 +172,17 @@ pub enum UserCmd {
         #[arg(long)]
         tester: bool,
     },
+    /// Every user in id order: id, username, email, roles, banned or active.
+    List {
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Ban a user: they cannot sign in, and their tokens no longer refresh, introspect as
+    /// active or spend Buzz.
+    Ban { username: String },
+    /// Lift a user's ban.
+    Unban { username: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -177,6 +217,24 @@ pub enum ClientCmd {
     Verify { id: String },
     /// Set an app's access mode: open, testers or disabled.
     AccessMode { id: String, mode: String },
+    /// Every app newest first (at most 200), or one owner's with their live-token and consent
+    /// counts.
+    List {
+        /// A username: only the apps they own.
+        #[arg(long)]
+        owner: Option<String>,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One app's settings.
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete an app with its tokens (revoked), codes and consents.
+    Delete { id: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -199,7 +257,10 @@ fn out(line: &str) -> Result<(), String> {
     writeln!(std::io::stdout(), "{line}").map_err(|e| e.to_string())
 }
 
-async fn find_user(node: &crate::Node, name: &str) -> Result<buzzgate_domain::user::User, String> {
+pub(crate) async fn find_user(
+    node: &crate::Node,
+    name: &str,
+) -> Result<buzzgate_domain::user::User, String> {
     let username = Username::parse(name).map_err(|e| e.description().into_owned())?;
     node.core
         .deps
@@ -427,29 +488,36 @@ pub async fn run_admin(cfg: &Config, cmd: Command) -> Result<(), String> {
                 .await
                 .map_err(|e| e.description().into_owned())?;
             for e in &events {
-                if json {
-                    out(&serde_json::to_string(e).map_err(|e| e.to_string())?)?;
-                } else {
-                    let meta: Vec<String> =
-                        e.metadata.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                    out(&format!(
-                        "{}  {:<22} user={:<6} client={:<36} {}",
-                        e.at.format(&time::format_description::well_known::Rfc3339)
-                            .unwrap_or_default(),
-                        e.kind.as_str(),
-                        e.user_id
-                            .map(|u| u.0.to_string())
-                            .unwrap_or_else(|| "-".into()),
-                        e.client_id.as_ref().map(|c| c.as_str()).unwrap_or("-"),
-                        meta.join(" ")
-                    ))?;
-                }
+                out(&crate::admin_cli::event_line(e, json)?)?;
             }
             if !json && events.is_empty() {
                 out("no events match")?;
             }
             Ok(())
         }
+        Command::Audit(AuditCmd::Tail { n, follow, json }) => {
+            crate::admin_cli::audit_tail(&node, n, follow, json).await
+        }
+        Command::Client(ClientCmd::List { owner, json }) => {
+            crate::admin_cli::client_list(&node, owner.as_deref(), json).await
+        }
+        Command::Client(ClientCmd::Show { id, json }) => {
+            crate::admin_cli::client_show(&node, &id, json).await
+        }
+        Command::Client(ClientCmd::Delete { id }) => {
+            crate::admin_cli::client_delete(&node, &id).await
+        }
+        Command::User(UserCmd::List { json }) => crate::admin_cli::user_list(&node, json).await,
+        Command::User(UserCmd::Ban { username }) => {
+            crate::admin_cli::user_ban(&node, &username, true).await
+        }
+        Command::User(UserCmd::Unban { username }) => {
+            crate::admin_cli::user_ban(&node, &username, false).await
+        }
+        Command::Token(TokenCmd::Revoke { stdin }) => {
+            crate::admin_cli::token_revoke(&node, stdin).await
+        }
+        Command::Sweep => crate::admin_cli::sweep(&node).await,
         Command::Buzz(BuzzCmd::Credit {
             username,
             amount,

@@ -1,6 +1,7 @@
 //! The `buzzgate` binary as a library: configuration, the composition root, and the CLI
 //! commands, so end-to-end tests run exactly what the binary runs.
 
+pub mod admin_cli;
 pub mod check;
 pub mod cli;
 pub mod compose;

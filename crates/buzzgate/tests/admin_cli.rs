@@ -1,0 +1,400 @@
+//! The admin CLI as an operator runs it: the real binary over a SQLite file, each of
+//! `client list|show|delete`, `user list|ban|unban`, `audit tail`, `token revoke` and `sweep`
+//! with its output and exit status, and the plain-words errors (docs/operations.md, "Admin
+//! CLI").
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Node {
+    dir: std::path::PathBuf,
+}
+
+impl Node {
+    fn new(tag: &str) -> Node {
+        let dir = std::env::temp_dir().join(format!("bgadmin-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Node { dir }
+    }
+
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_buzzgate"));
+        cmd.env_remove("BUZZGATE_CONFIG")
+            .env_remove("REDIS_URL")
+            .env(
+                "DATABASE_URL",
+                format!("sqlite://{}/bg.db", self.dir.display()),
+            )
+            .env(
+                "BUZZGATE_SIGNING_KEY_FILE",
+                self.dir.join("key.pem").to_str().unwrap(),
+            );
+        cmd
+    }
+
+    fn run(&self, args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
+        let mut cmd = self.command();
+        cmd.args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        if let Some(text) = stdin {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(text.as_bytes())
+                .unwrap();
+        }
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// Runs and expects success; returns stdout.
+    fn ok(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let (code, out, err) = self.run(args, stdin);
+        assert_eq!(code, 0, "{args:?}: {out}{err}");
+        out
+    }
+
+    /// Runs and expects status 1; returns stderr.
+    fn fails(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let (code, out, err) = self.run(args, stdin);
+        assert_eq!(code, 1, "{args:?}: {out}{err}");
+        err
+    }
+
+    fn add_client(&self, owner: &str, name: &str, extra: &[&str]) -> (String, Option<String>) {
+        let mut args = vec![
+            "client",
+            "add",
+            "--owner",
+            owner,
+            "--name",
+            name,
+            "--redirect-uri",
+            "https://app.example/cb",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let v: serde_json::Value = serde_json::from_str(&self.ok(&args, None)).unwrap();
+        (
+            v["clientId"].as_str().unwrap().to_owned(),
+            v["clientSecret"].as_str().map(str::to_owned),
+        )
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn json_lines(out: &str) -> Vec<serde_json::Value> {
+    out.lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect()
+}
+
+#[test]
+fn clients_are_listed_shown_and_deleted() {
+    let node = Node::new("clients");
+    node.ok(&["user", "add", "alice"], None);
+    node.ok(&["user", "add", "bob"], None);
+    let (one, _) = node.add_client("alice", "One", &[]);
+    let (two, _) = node.add_client("bob", "Two", &["--public"]);
+
+    let out = node.ok(&["client", "list"], None);
+    assert_eq!(out.lines().count(), 2, "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with(&one) && l.contains("One  (confidential, open)")),
+        "{out}"
+    );
+    assert!(out.contains("Two  (public, open)"), "{out}");
+
+    let out = node.ok(&["client", "list", "--owner", "alice", "--json"], None);
+    let apps = json_lines(&out);
+    assert_eq!(apps.len(), 1, "{out}");
+    assert_eq!(apps[0]["clientId"], one.as_str());
+    assert_eq!(apps[0]["activeTokens"], 0);
+    assert_eq!(apps[0]["confidential"], true);
+
+    let out = node.ok(&["client", "show", &two], None);
+    assert!(out.contains(&format!("client_id:        {two}")), "{out}");
+    assert!(out.contains("owner:            bob (id 2)"), "{out}");
+    assert!(out.contains("type:             public"), "{out}");
+    let v: serde_json::Value =
+        serde_json::from_str(&node.ok(&["client", "show", &one, "--json"], None)).unwrap();
+    assert_eq!(v["name"], "One");
+    assert_eq!(v["redirectUris"][0], "https://app.example/cb");
+
+    let out = node.ok(&["client", "delete", &one], None);
+    assert_eq!(
+        out.trim(),
+        format!("deleted client {one}: its tokens are revoked, its codes and consents gone")
+    );
+    let err = node.fails(&["client", "show", &one], None);
+    assert!(
+        err.contains(&format!("no client has the ID {one}")),
+        "{err}"
+    );
+    let err = node.fails(&["client", "delete", &one], None);
+    assert!(
+        err.contains(&format!("no client has the ID {one}")),
+        "{err}"
+    );
+    let err = node.fails(&["client", "list", "--owner", "nobody"], None);
+    assert!(err.contains("no user named `nobody`"), "{err}");
+    let out = node.ok(&["client", "list", "--owner", "alice"], None);
+    assert_eq!(out.trim(), "no clients");
+    // The deletion is in the audit log.
+    let out = node.ok(
+        &["audit", "query", "--kind", "client.deleted", "--json"],
+        None,
+    );
+    assert_eq!(json_lines(&out).len(), 1, "{out}");
+}
+
+#[test]
+fn users_are_listed_banned_and_unbanned() {
+    let node = Node::new("users");
+    let out = node.ok(&["user", "list"], None);
+    assert_eq!(out.trim(), "no users");
+    node.ok(
+        &[
+            "user",
+            "add",
+            "alice",
+            "--admin",
+            "--email",
+            "alice@example.com",
+        ],
+        None,
+    );
+    node.ok(&["user", "add", "bob"], None);
+
+    let out = node.ok(&["user", "list"], None);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert!(
+        lines[0].contains("alice")
+            && lines[0].contains("roles=admin")
+            && lines[0].contains("active"),
+        "{out}"
+    );
+    assert!(lines[1].contains("bob"), "{out}");
+
+    let out = node.ok(&["user", "ban", "bob"], None);
+    assert!(out.starts_with("bob (id 2) is banned since "), "{out}");
+    let users = json_lines(&node.ok(&["user", "list", "--json"], None));
+    assert_eq!(users.len(), 2);
+    assert_eq!(users[0]["username"], "alice");
+    assert!(users[0]["bannedAt"].is_null());
+    assert_eq!(users[0]["roles"][0], "admin");
+    assert!(users[1]["bannedAt"].is_string(), "{:?}", users[1]);
+    assert!(node.ok(&["user", "list"], None).contains("banned since"));
+
+    let out = node.ok(&["user", "unban", "bob"], None);
+    assert_eq!(out.trim(), "bob (id 2) is no longer banned");
+    let users = json_lines(&node.ok(&["user", "list", "--json"], None));
+    assert!(users[1]["bannedAt"].is_null());
+
+    let err = node.fails(&["user", "ban", "nobody"], None);
+    assert!(err.contains("No user is named nobody"), "{err}");
+    let err = node.fails(&["user", "unban", "no body"], None);
+    assert!(err.contains("username must be"), "{err}");
+}
+
+#[test]
+fn audit_tail_prints_the_newest_events_oldest_first_and_follows() {
+    let node = Node::new("tail");
+    node.ok(&["user", "add", "alice"], None);
+    let out = node.ok(&["audit", "tail"], None);
+    assert_eq!(out.trim(), "no events");
+    let ids: Vec<String> = ["A", "B", "C"]
+        .iter()
+        .map(|n| node.add_client("alice", n, &[]).0)
+        .collect();
+    let out = node.ok(&["audit", "tail", "-n", "2"], None);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert!(
+        lines[0].contains(&ids[1]) && lines[0].contains("client.created"),
+        "{out}"
+    );
+    assert!(lines[1].contains(&ids[2]), "{out}");
+    let events = json_lines(&node.ok(&["audit", "tail", "-n", "3", "--json"], None));
+    assert_eq!(events.len(), 3);
+    assert_eq!(events[2]["clientId"], ids[2].as_str());
+    let err = node.fails(&["audit", "tail", "-n", "0"], None);
+    assert!(err.contains("`limit` must be 1 to 1000"), "{err}");
+
+    // --follow: the newest event, then one recorded while it runs.
+    let mut follower = node.command();
+    follower
+        .args(["audit", "tail", "-n", "1", "--follow", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let mut child = Server(follower.spawn().unwrap());
+    std::thread::sleep(Duration::from_millis(1500));
+    let (four, _) = node.add_client("alice", "D", &[]);
+    let stdout = child.0.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(15) {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+            seen.push(line);
+            if seen.len() == 2 {
+                break;
+            }
+        }
+    }
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert!(seen[0].contains(&ids[2]), "{seen:?}");
+    assert!(seen[1].contains(&four), "{seen:?}");
+    // Nothing printed twice within the next polls.
+    assert!(rx.recv_timeout(Duration::from_millis(2500)).is_err());
+    drop(child);
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn token_revoke_reads_stdin_and_sweep_reports() {
+    let node = Node::new("tokens");
+    node.ok(&["user", "add", "alice"], None);
+    let (id, secret) = node.add_client(
+        "alice",
+        "Robot",
+        &["--grant", "client_credentials", "--scopes", "UserRead"],
+    );
+    let secret = secret.unwrap();
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let _server = Server(
+        node.command()
+            .arg("serve")
+            .env("BUZZGATE_LISTEN", &listen)
+            .env("BUZZGATE_ISSUER", format!("http://{listen}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let http = reqwest::Client::new();
+    let post = |path: &str, form: &[(&str, &str)]| {
+        rt.block_on(async {
+            let r = http
+                .post(format!("http://{listen}{path}"))
+                .form(form)
+                .send()
+                .await?;
+            let status = r.status();
+            let v: serde_json::Value = r.json().await?;
+            Ok::<_, reqwest::Error>((status, v))
+        })
+    };
+    let started = Instant::now();
+    let token = loop {
+        let res = post(
+            "/api/auth/oauth/token",
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", id.as_str()),
+                ("client_secret", secret.as_str()),
+            ],
+        );
+        match res {
+            Ok((status, v)) => {
+                assert!(status.is_success(), "{v}");
+                break v["access_token"].as_str().unwrap().to_owned();
+            }
+            Err(_) if started.elapsed() < Duration::from_secs(20) => {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => panic!("the node did not start: {e}"),
+        }
+    };
+    let active = |t: &str| {
+        let (_, v) = post(
+            "/api/auth/oauth/introspect",
+            &[
+                ("token", t),
+                ("client_id", id.as_str()),
+                ("client_secret", secret.as_str()),
+            ],
+        )
+        .unwrap();
+        v["active"] == true
+    };
+    // Never from argv.
+    let err = node.fails(&["token", "revoke"], None);
+    assert!(err.contains("--stdin"), "{err}");
+    let out = node.ok(&["token", "revoke", "--stdin"], Some(&format!("{token}\n")));
+    assert_eq!(
+        out.trim(),
+        format!("revoked the access token of user 1, client {id}")
+    );
+    let out = node.ok(&["token", "revoke", "--stdin"], Some(&token));
+    assert!(out.contains("was already revoked"), "{out}");
+    let err = node.fails(&["token", "revoke", "--stdin"], Some("civitai_nope\n"));
+    assert!(err.contains("no such token"), "{err}");
+    let err = node.fails(&["token", "revoke", "--stdin"], Some(""));
+    assert!(err.contains("no token on stdin"), "{err}");
+    // The node had not cached it: its introspection reads the revocation.
+    assert!(!active(&token));
+    let out = node.ok(
+        &["audit", "query", "--kind", "token.revoked", "--json"],
+        None,
+    );
+    let events = json_lines(&out);
+    assert!(!events.is_empty(), "{out}");
+    assert_eq!(events[0]["metadata"]["by"], "operator");
+
+    let out = node.ok(&["sweep"], None);
+    assert!(
+        out.starts_with("swept ") && out.contains(" tokens, ") && out.contains(" sessions"),
+        "{out}"
+    );
+}
