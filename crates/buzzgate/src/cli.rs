@@ -283,13 +283,40 @@ pub fn readiness_url(listen: &str) -> String {
 }
 
 /// `buzzgate healthcheck`: `Ok` when the node answers its readiness probe with 200.
+/// With TLS configured, the node is asked over https and its certificate must be the one
+/// configured (`BUZZGATE_TLS_CERT_FILE` is the trusted root); on a loopback address only the
+/// name in the certificate is not checked (it names the public host, not 127.0.0.1).
 pub async fn healthcheck(cfg: &Config, url: Option<&str>, timeout: u64) -> Result<(), String> {
-    let url = url.map_or_else(|| readiness_url(&cfg.listen), str::to_owned);
-    let client = reqwest::Client::builder()
+    let url = url.map_or_else(
+        || {
+            let url = readiness_url(&cfg.listen);
+            match cfg.tls() {
+                true => url.replacen("http://", "https://", 1),
+                false => url,
+            }
+        },
+        str::to_owned,
+    );
+    let mut client = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(timeout.max(1)))
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .map_err(|e| e.to_string())?;
+        .redirect(reqwest::redirect::Policy::none());
+    if let (Some(cert_file), true) = (&cfg.tls_cert_file, url.starts_with("https://")) {
+        for cert in crate::tls::certificates(cert_file)? {
+            let cert = reqwest::Certificate::from_der(&cert).map_err(|e| e.to_string())?;
+            client = client.add_root_certificate(cert);
+        }
+        let loopback = url::Url::parse(&url)
+            .ok()
+            .and_then(|u| match u.host() {
+                Some(url::Host::Ipv4(ip)) => Some(ip.is_loopback()),
+                Some(url::Host::Ipv6(ip)) => Some(ip.is_loopback()),
+                Some(url::Host::Domain(d)) => Some(d == "localhost"),
+                None => None,
+            })
+            .unwrap_or(false);
+        client = client.danger_accept_invalid_hostnames(loopback);
+    }
+    let client = client.build().map_err(|e| e.to_string())?;
     let res = client
         .get(&url)
         .send()

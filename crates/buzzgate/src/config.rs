@@ -117,7 +117,14 @@ settings! {
     /// The older switch: `true` means one trusted proxy when no count is given.
     trust_forwarded: bool = false, "BUZZGATE_TRUST_FORWARDED", parse_bool;
     /// PKCS#8 PEM of the ES256 id_token key; created if missing.
+    /// The ES256 id_token keys (PEM: the current PKCS#8 key, then the retired public keys
+    /// `buzzgate key rotate` keeps publishing); created if missing.
     signing_key_file: String = "buzzgate-signing-key.pem".into(), "BUZZGATE_SIGNING_KEY_FILE", text;
+    /// Serve HTTPS (rustls) with this PEM certificate chain; set with `BUZZGATE_TLS_KEY_FILE`
+    /// (both or neither; unset: plain HTTP behind a TLS-terminating proxy).
+    tls_cert_file: Option<String> = None, "BUZZGATE_TLS_CERT_FILE", some_text;
+    /// The PEM private key of `BUZZGATE_TLS_CERT_FILE`.
+    tls_key_file: Option<String> = None, "BUZZGATE_TLS_KEY_FILE", some_text;
     /// How often expired rows are swept (0: never).
     sweep_interval_seconds: u64 = 300, "BUZZGATE_SWEEP_INTERVAL_SECONDS", at_most(u64::from(u32::MAX));
     /// The in-process token cache's bound, in MiB (0: no cache).
@@ -174,6 +181,16 @@ fn secret(_: &str, v: &str) -> Result<Secret, String> {
 }
 
 impl Config {
+    /// Whether the main listener serves HTTPS (`BUZZGATE_TLS_CERT_FILE` and `_KEY_FILE`).
+    pub fn tls(&self) -> bool {
+        self.tls_cert_file.is_some() && self.tls_key_file.is_some()
+    }
+
+    /// `https` when the main listener serves TLS, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls() { "https" } else { "http" }
+    }
+
     /// Seed 000's bound client credentials.
     pub fn bound_client(&self) -> buzzgate_mcp::BoundClient {
         buzzgate_mcp::BoundClient {
@@ -351,8 +368,27 @@ impl Config {
                 self.listen
             ));
         }
+        match (&self.tls_cert_file, &self.tls_key_file) {
+            (Some(_), None) => {
+                return Err(
+                    "BUZZGATE_TLS_CERT_FILE is set but BUZZGATE_TLS_KEY_FILE is not: \
+                            HTTPS needs both the certificate and its private key (or neither, \
+                            for plain HTTP behind a proxy)"
+                        .into(),
+                );
+            }
+            (None, Some(_)) => {
+                return Err(
+                    "BUZZGATE_TLS_KEY_FILE is set but BUZZGATE_TLS_CERT_FILE is not: \
+                            HTTPS needs both the certificate and its private key (or neither, \
+                            for plain HTTP behind a proxy)"
+                        .into(),
+                );
+            }
+            _ => {}
+        }
         if self.issuer.is_empty() {
-            self.issuer = format!("http://{}", self.listen);
+            self.issuer = format!("{}://{}", self.scheme(), self.listen);
         }
         while self.issuer.ends_with('/') {
             self.issuer.pop();

@@ -8,6 +8,7 @@ pub mod compose;
 pub mod config;
 pub mod keys;
 pub mod metered;
+pub mod tls;
 
 use std::net::SocketAddr;
 
@@ -36,6 +37,18 @@ impl Listening {
     fn serve(listener: tokio::net::TcpListener, app: axum::Router) -> Listening {
         let (shutdown, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(buzzgate_http::serve(listener, app, async move {
+            let _ = rx.await;
+        }));
+        Listening { shutdown, task }
+    }
+
+    fn serve_tls(
+        listener: tokio::net::TcpListener,
+        tls: std::sync::Arc<tokio_rustls::rustls::ServerConfig>,
+        app: axum::Router,
+    ) -> Listening {
+        let (shutdown, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(tls::serve(listener, tls, app, async move {
             let _ = rx.await;
         }));
         Listening { shutdown, task }
@@ -139,13 +152,17 @@ pub async fn start_proxy(
 /// Binds `cfg.listen` (port 0 picks a free one) and serves the node until [`Running::stop`].
 /// An issuer left to its default (`http://<listen>`) names the address actually bound.
 pub async fn start(cfg: &Config) -> Result<Running, String> {
+    let tls = match (&cfg.tls_cert_file, &cfg.tls_key_file) {
+        (Some(cert), Some(key)) => Some(tls::server_config(cert, key)?),
+        _ => None,
+    };
     let listener = tokio::net::TcpListener::bind(&cfg.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let mut cfg = cfg.clone();
-    if cfg.issuer == format!("http://{}", cfg.listen) {
-        cfg.issuer = format!("http://{addr}");
+    if cfg.issuer == format!("{}://{}", cfg.scheme(), cfg.listen) {
+        cfg.issuer = format!("{}://{addr}", cfg.scheme());
     }
     let cfg = &cfg;
     let node = build(cfg, true).await?;
@@ -154,7 +171,10 @@ pub async fn start(cfg: &Config) -> Result<Running, String> {
         None => None,
     };
     let app = buzzgate_http::router(node.state.clone());
-    let mut listeners = vec![Listening::serve(listener, app)];
+    let mut listeners = vec![match tls {
+        Some(tls) => Listening::serve_tls(listener, tls, app),
+        None => Listening::serve(listener, app),
+    }];
     let mcp_addr = match mcp {
         Some((mcp, mcp_addr)) => {
             let backend = std::sync::Arc::new(buzzgate_mcp::InProcess::new(
