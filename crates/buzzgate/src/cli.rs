@@ -140,7 +140,7 @@ pub enum AuditCmd {
 pub enum KeyCmd {
     /// Replace the signing key with a new one in the key file (atomically, mode 0600); the old
     /// public key stays in the JWKS for `--keep-hours` so the id_tokens it signed still
-    /// verify. Nodes use the new key when they restart (docs/operations.md).
+    /// verify. Serving nodes read the changed file within 10 s (docs/operations.md).
     Rotate {
         /// How long the old key stays published: at least an id_token's lifetime (1 h) plus
         /// the time it takes to restart every node.

@@ -290,7 +290,10 @@ pub async fn build(cfg: &Config, with_signer: bool) -> Result<Node, String> {
     }
     let cache: Arc<dyn TokenCache> = Arc::new(MeteredCache(cache));
     let id_tokens: Option<Arc<dyn IdTokenSigner>> = if with_signer {
-        Some(Arc::new(signing_key(&cfg.signing_key_file)?))
+        Some(crate::keys::WatchedKeys::load(
+            &cfg.signing_key_file,
+            crate::keys::RELOAD_EVERY,
+        )?)
     } else {
         None
     };

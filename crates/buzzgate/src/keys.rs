@@ -6,12 +6,15 @@
 //! file holding only the private key (what `serve` has always written) is a set with no
 //! retired keys. One file, replaced whole by a rename, so every node of a cluster that reads
 //! it (a Kubernetes Secret, a shared volume) sees one consistent set; a node reads it when it
-//! starts (docs/operations.md, "Signing keys and TLS").
+//! starts and again when it changes ([`WatchedKeys`]; docs/operations.md, "Signing keys and
+//! TLS").
 
 use std::io::Write;
 use std::path::Path;
 
 use buzzgate_crypto::{Es256KeySet, Es256Signer, RetiredKey};
+use buzzgate_domain::error::Error as DomainError;
+use buzzgate_domain::ports::{IdTokenClaims, IdTokenSigner};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -176,6 +179,93 @@ pub fn replace(path: &Path, text: &str) -> std::io::Result<()> {
     Ok(())
 }
 
+/// How often a serving node looks at the key file's modification time.
+pub const RELOAD_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The key set a serving node signs with, read again when the file changes (its modification
+/// time or size; checked every [`RELOAD_EVERY`]), so a rotation reaches running nodes without
+/// a restart. A file that cannot be read or parsed leaves the keys as they were (and is tried
+/// again at the next check).
+#[derive(Debug)]
+pub struct WatchedKeys {
+    path: String,
+    set: std::sync::RwLock<std::sync::Arc<Es256KeySet>>,
+}
+
+fn stamp(path: &str) -> Option<(std::time::SystemTime, u64)> {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len()))
+}
+
+impl WatchedKeys {
+    /// Loads (or creates) the key file and, inside a Tokio runtime, watches it every `every`;
+    /// the watch ends when the last handle is dropped.
+    pub fn load(path: &str, every: std::time::Duration) -> Result<std::sync::Arc<Self>, String> {
+        let set = load_or_create(path)?;
+        let mut seen = stamp(path);
+        let keys = std::sync::Arc::new(WatchedKeys {
+            path: path.to_owned(),
+            set: std::sync::RwLock::new(std::sync::Arc::new(set)),
+        });
+        let weak = std::sync::Arc::downgrade(&keys);
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                loop {
+                    tokio::time::sleep(every).await;
+                    let Some(keys) = weak.upgrade() else { return };
+                    let path = keys.path.clone();
+                    let read = tokio::task::spawn_blocking(move || {
+                        let now = stamp(&path);
+                        if now == seen {
+                            return (now, None);
+                        }
+                        let parsed = std::fs::read_to_string(&path)
+                            .map_err(|e| e.to_string())
+                            .and_then(|t| parse(&t, unix_now()));
+                        (now, Some(parsed))
+                    })
+                    .await;
+                    match read {
+                        Ok((now, Some(Ok(set)))) => {
+                            tracing::info!(
+                                path = keys.path,
+                                kid = set.current().kid(),
+                                retired = set.retired().len(),
+                                "read the id_token signing keys again"
+                            );
+                            *keys.set.write().unwrap_or_else(|p| p.into_inner()) =
+                                std::sync::Arc::new(set);
+                            seen = now;
+                        }
+                        Ok((_, Some(Err(e)))) => tracing::warn!(
+                            path = keys.path,
+                            error = %e,
+                            "the signing key file changed but cannot be used; keeping the keys in use"
+                        ),
+                        Ok((_, None)) | Err(_) => {}
+                    }
+                }
+            });
+        }
+        Ok(keys)
+    }
+
+    /// The keys in use now.
+    pub fn current(&self) -> std::sync::Arc<Es256KeySet> {
+        self.set.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+impl IdTokenSigner for WatchedKeys {
+    fn sign(&self, claims: &IdTokenClaims) -> Result<String, DomainError> {
+        self.current().sign(claims)
+    }
+
+    fn jwks(&self) -> serde_json::Value {
+        self.current().jwks()
+    }
+}
+
 /// What `rotate` did, for the operator.
 #[derive(Debug)]
 pub struct Rotated {
@@ -229,8 +319,9 @@ pub fn report(path: &str, r: &Rotated) -> String {
         ));
     }
     s.push_str(
-        "Restart every node (a node reads the key file when it starts); until then a node \
-         still signs with the old key.",
+        "Running nodes read the file again within 10 s of it changing (a Kubernetes Secret \
+         reaches the pods within a minute or two); a node that reads another copy of it signs \
+         with the old key until that copy is replaced or the node restarts.",
     );
     s
 }
@@ -305,6 +396,39 @@ mod tests {
             1,
             "no temp file left"
         );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_serving_node_picks_up_a_rotation_and_ignores_a_broken_file() {
+        let dir = tmp("watch");
+        let path = dir.join("key.pem");
+        let path = path.to_str().unwrap();
+        let keys = WatchedKeys::load(path, std::time::Duration::from_millis(20)).unwrap();
+        let first = keys.current().current().kid().to_owned();
+        let kids = |keys: &WatchedKeys| -> Vec<String> {
+            keys.jwks()["keys"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|k| k["kid"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        assert_eq!(kids(&keys), vec![first.clone()]);
+        let r = rotate(path, DEFAULT_KEEP_HOURS).unwrap();
+        let started = std::time::Instant::now();
+        while keys.current().current().kid() != r.new_kid {
+            assert!(
+                started.elapsed().as_secs() < 10,
+                "the rotation was not picked up"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert_eq!(kids(&keys), vec![r.new_kid.clone(), first]);
+        // A file that cannot be parsed keeps the keys in use.
+        replace(Path::new(path), "garbage\n").unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        assert_eq!(keys.current().current().kid(), r.new_kid);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
