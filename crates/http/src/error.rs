@@ -105,15 +105,21 @@ impl IntoResponse for ApiError {
         if let Some(v) = www.and_then(|w| HeaderValue::from_str(&w).ok()) {
             h.insert(header::WWW_AUTHENTICATE, v);
         }
-        if let Some(secs) = self.error.retry_after()
-            && matches!(
-                self.error,
-                Error::RateLimited { .. } | Error::TemporarilyUnavailable { .. }
-            )
-        {
-            h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
-        }
+        set_retry_after(h, &self.error);
         res
+    }
+}
+
+/// `Retry-After` on any answer (JSON or page) to an error that has one: a rate limit or an
+/// outage (`slow_down` carries its interval in the body instead, RFC 8628 §3.5).
+pub(crate) fn set_retry_after(headers: &mut axum::http::HeaderMap, e: &Error) {
+    if let Some(secs) = e.retry_after()
+        && matches!(
+            e,
+            Error::RateLimited { .. } | Error::TemporarilyUnavailable { .. }
+        )
+    {
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
     }
 }
 

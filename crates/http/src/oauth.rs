@@ -104,10 +104,7 @@ fn html_error(e: &ApiError) -> Response {
     )
     .status(e.status())
     .into_response();
-    if let Some(secs) = e.error.retry_after() {
-        page.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-    }
+    crate::error::set_retry_after(page.headers_mut(), &e.error);
     page
 }
 

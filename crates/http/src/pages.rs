@@ -98,10 +98,7 @@ pub(crate) fn error_page(e: &Error, viewer: Option<Viewer>) -> Response {
     let mut res = message(heading, &e.description(), true, viewer)
         .status(status)
         .into_response();
-    if let Error::RateLimited { retry_after } = e {
-        res.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
-    }
+    crate::error::set_retry_after(res.headers_mut(), e);
     res
 }
 
@@ -616,10 +613,7 @@ pub async fn device_page(
         Err(e) => {
             let status = crate::error::status_of(&e, crate::error::Where::Api);
             let mut res = entry(Some(capitalize(&e.description())), status);
-            if let Error::RateLimited { retry_after } = e {
-                res.headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
-            }
+            crate::error::set_retry_after(res.headers_mut(), &e);
             res
         }
     }
