@@ -47,10 +47,13 @@ impl RedisStore {
         format!("{}revocations", self.prefix)
     }
 
-    /// Subscribes to the revocation channel. Returns once the subscription is active, so
-    /// every invalidation published after this call is seen.
-    pub async fn subscribe_revocations(&self) -> StoreResult<RevocationStream> {
-        let channel = self.revocations_channel();
+    /// Subscribes to `channel` on a connection of its own; returns once the subscription is
+    /// active (every message published after this call is seen) with the messages' payloads.
+    /// The stream ends when that connection is lost.
+    pub(crate) async fn subscribe(
+        &self,
+        channel: String,
+    ) -> StoreResult<impl Stream<Item = String> + Send + 'static> {
         let client = self.client.clone();
         let pubsub = bounded(CONNECT_TIMEOUT * 2, async move {
             let mut pubsub = client.get_async_pubsub().await?;
@@ -58,12 +61,22 @@ impl RedisStore {
             Ok(pubsub)
         })
         .await?;
-        let hashes = pubsub.into_on_message().flat_map(|msg| {
-            let payload: String = msg.get_payload().unwrap_or_default();
-            let hashes: Vec<TokenHash> =
-                payload.split(',').filter_map(TokenHash::from_hex).collect();
-            futures::stream::iter(hashes)
-        });
+        Ok(pubsub
+            .into_on_message()
+            .map(|msg| msg.get_payload::<String>().unwrap_or_default()))
+    }
+
+    /// Subscribes to the revocation channel. Returns once the subscription is active, so
+    /// every invalidation published after this call is seen.
+    pub async fn subscribe_revocations(&self) -> StoreResult<RevocationStream> {
+        let hashes = self
+            .subscribe(self.revocations_channel())
+            .await?
+            .flat_map(|payload| {
+                let hashes: Vec<TokenHash> =
+                    payload.split(',').filter_map(TokenHash::from_hex).collect();
+                futures::stream::iter(hashes)
+            });
         Ok(RevocationStream(Box::pin(hashes)))
     }
 

@@ -13,7 +13,7 @@ use buzzgate_local::{ReadCaches, ReadFanout, ReadKey};
 use futures::{Stream, StreamExt};
 use redis::AsyncCommands;
 
-use crate::{CONNECT_TIMEOUT, RedisStore, bounded};
+use crate::RedisStore;
 
 impl RedisStore {
     fn reads_channel(&self) -> String {
@@ -22,17 +22,7 @@ impl RedisStore {
 
     /// Subscribes to the read-cache channel; returns once the subscription is active.
     async fn subscribe_reads(&self) -> StoreResult<Pin<Box<dyn Stream<Item = String> + Send>>> {
-        let channel = self.reads_channel();
-        let client = self.client.clone();
-        let pubsub = bounded(CONNECT_TIMEOUT * 2, async move {
-            let mut pubsub = client.get_async_pubsub().await?;
-            pubsub.subscribe(&channel).await?;
-            Ok(pubsub)
-        })
-        .await?;
-        Ok(Box::pin(pubsub.into_on_message().map(|msg| {
-            msg.get_payload::<String>().unwrap_or_default()
-        })))
+        Ok(Box::pin(self.subscribe(self.reads_channel()).await?))
     }
 }
 
