@@ -3,9 +3,12 @@
 //! with its output and exit status, and the plain-words errors (docs/operations.md, "Admin
 //! CLI").
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use common::{Running, free_port};
 
 struct Node {
     dir: std::path::PathBuf,
@@ -13,49 +16,17 @@ struct Node {
 
 impl Node {
     fn new(tag: &str) -> Node {
-        let dir = std::env::temp_dir().join(format!("bgadmin-{}-{tag}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Node { dir }
+        Node {
+            dir: common::fresh_dir("bgadmin", tag),
+        }
     }
 
     fn command(&self) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_buzzgate"));
-        cmd.env_remove("BUZZGATE_CONFIG")
-            .env_remove("REDIS_URL")
-            .env(
-                "DATABASE_URL",
-                format!("sqlite://{}/bg.db", self.dir.display()),
-            )
-            .env(
-                "BUZZGATE_SIGNING_KEY_FILE",
-                self.dir.join("key.pem").to_str().unwrap(),
-            );
-        cmd
+        common::buzzgate(&self.dir)
     }
 
     fn run(&self, args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
-        let mut cmd = self.command();
-        cmd.args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().unwrap();
-        if let Some(text) = stdin {
-            use std::io::Write;
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(text.as_bytes())
-                .unwrap();
-        }
-        let out = child.wait_with_output().unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        common::output(self.command().args(args), stdin)
     }
 
     /// Runs and expects success; returns stdout.
@@ -96,15 +67,6 @@ impl Node {
 impl Drop for Node {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 
@@ -254,7 +216,7 @@ fn audit_tail_prints_the_newest_events_oldest_first_and_follows() {
         .args(["audit", "tail", "-n", "1", "--follow", "--json"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
-    let mut child = Server(follower.spawn().unwrap());
+    let mut child = Running(follower.spawn().unwrap());
     std::thread::sleep(Duration::from_millis(1500));
     let (four, _) = node.add_client("alice", "D", &[]);
     let stdout = child.0.stdout.take().unwrap();
@@ -288,14 +250,6 @@ fn audit_tail_prints_the_newest_events_oldest_first_and_follows() {
     drop(child);
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[test]
 fn token_revoke_reads_stdin_and_sweep_reports() {
     let node = Node::new("tokens");
@@ -308,7 +262,7 @@ fn token_revoke_reads_stdin_and_sweep_reports() {
     let secret = secret.unwrap();
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
-    let _server = Server(
+    let _server = Running(
         node.command()
             .arg("serve")
             .env("BUZZGATE_LISTEN", &listen)

@@ -1,7 +1,7 @@
 //! `buzzgate audit query` as an operator runs it: the real binary over a SQLite file, events
 //! made by other commands, filters, JSON lines, and plain-words errors (docs/operations.md).
 
-use std::process::{Command, Stdio};
+mod common;
 
 struct Node {
     dir: std::path::PathBuf,
@@ -9,43 +9,13 @@ struct Node {
 
 impl Node {
     fn new(tag: &str) -> Node {
-        let dir = std::env::temp_dir().join(format!("bgaudit-{}-{tag}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Node { dir }
+        Node {
+            dir: common::fresh_dir("bgaudit", tag),
+        }
     }
 
     fn run(&self, args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_buzzgate"));
-        cmd.args(args)
-            .env_remove("BUZZGATE_CONFIG")
-            .env(
-                "DATABASE_URL",
-                format!("sqlite://{}/bg.db", self.dir.display()),
-            )
-            .env(
-                "BUZZGATE_SIGNING_KEY_FILE",
-                self.dir.join("key.pem").to_str().unwrap(),
-            )
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().unwrap();
-        if let Some(text) = stdin {
-            use std::io::Write;
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(text.as_bytes())
-                .unwrap();
-        }
-        let out = child.wait_with_output().unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        common::output(common::buzzgate(&self.dir).args(args), stdin)
     }
 }
 

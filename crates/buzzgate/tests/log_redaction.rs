@@ -7,14 +7,15 @@
 //! is kept, and then the whole log is searched for each of them. Every log line must be a
 //! JSON object, and what is said while serving a request must carry its `request_id`.
 
+mod common;
 #[path = "e2e/harness.rs"]
 mod harness;
 
-use std::io::Write;
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use common::{Running, free_port};
 
 use buzzgate_domain::pkce::{CodeChallenge, CodeVerifier};
 use buzzgate_domain::ports::OsRandom;
@@ -25,34 +26,10 @@ const PASSWORD: &str = "log-redaction pass phrase 7";
 const REDIRECT: &str = "http://127.0.0.1:9/callback";
 const REQUEST_ID: &str = "redaction-test-request-0001";
 
-struct Node(Child);
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// The binary with this test's settings.
 fn buzzgate(dir: &Path, listen: &str) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_buzzgate"));
-    c.env_remove("BUZZGATE_CONFIG")
-        .env_remove("REDIS_URL")
-        .env("BUZZGATE_LISTEN", listen)
-        .env(
-            "DATABASE_URL",
-            format!("sqlite://{}", dir.join("bg.db").display()),
-        )
-        .env("BUZZGATE_SIGNING_KEY_FILE", dir.join("key.pem"))
+    let mut c = common::buzzgate(dir);
+    c.env("BUZZGATE_LISTEN", listen)
         .env("BUZZGATE_LOG_FORMAT", "json")
         .env("RUST_LOG", "debug")
         .env("BUZZGATE_RATE_LIMIT_TOKEN", "off")
@@ -64,26 +41,10 @@ fn buzzgate(dir: &Path, listen: &str) -> Command {
 /// Runs a CLI command (its output is kept: the CLI prints secrets on purpose, the log must
 /// not); returns its stdout.
 fn cli(dir: &Path, listen: &str, args: &[&str], stdin: Option<&str>, log: &mut String) -> String {
-    let mut child = buzzgate(dir, listen)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    if let Some(text) = stdin {
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(text.as_bytes())
-            .unwrap();
-    }
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "buzzgate {args:?}: {stderr}");
+    let (code, stdout, stderr) = common::output(buzzgate(dir, listen).args(args), stdin);
+    assert_eq!(code, 0, "buzzgate {args:?}: {stderr}");
     log.push_str(&stderr);
-    String::from_utf8(out.stdout).unwrap()
+    stdout
 }
 
 struct Client {
@@ -154,9 +115,7 @@ impl Flow {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_reaches_the_json_log() {
-    let dir: PathBuf = std::env::temp_dir().join(format!("bg-redaction-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::fresh_dir("bg-redaction", "log");
     let listen = format!("127.0.0.1:{}", free_port());
     let mut log = String::new();
 
@@ -196,7 +155,7 @@ async fn no_secret_reaches_the_json_log() {
     let rs = client_add(&dir, &listen, &["--resource-server"], &mut log);
 
     let server_log = dir.join("server.log");
-    let node = Node(
+    let node = Running(
         buzzgate(&dir, &listen)
             .arg("serve")
             .stdout(Stdio::from(

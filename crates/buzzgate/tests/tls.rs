@@ -4,30 +4,15 @@
 //! without the other is a configuration error in words. The certificate comes from the
 //! `openssl` command (skipped with a line when it is missing).
 
-use std::net::TcpListener;
+mod common;
+
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+
+use common::{Running, free_port, fresh_dir, until_ready};
 
 /// The name in the certificate: not 127.0.0.1, so the healthcheck's loopback rule is tested.
 const HOST: &str = "auth.example.test";
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Node(Child);
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// A self-signed P-256 server certificate for [`HOST`] (not a CA, as webpki wants of a leaf).
 fn self_signed(dir: &Path) -> Option<()> {
@@ -63,34 +48,22 @@ fn self_signed(dir: &Path) -> Option<()> {
 }
 
 fn buzzgate(dir: &Path, listen: &str) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_buzzgate"));
-    c.env_remove("BUZZGATE_CONFIG")
-        .env("BUZZGATE_LISTEN", listen)
-        .env(
-            "DATABASE_URL",
-            format!("sqlite://{}", dir.join("bg.db").display()),
-        )
-        .env("BUZZGATE_SIGNING_KEY_FILE", dir.join("signing.pem"))
+    let mut c = common::buzzgate(dir);
+    c.env("BUZZGATE_LISTEN", listen)
         .env("BUZZGATE_TLS_CERT_FILE", dir.join("cert.pem"))
         .env("BUZZGATE_TLS_KEY_FILE", dir.join("key.pem"));
     c
 }
 
+/// Exit status and everything printed.
 fn output(c: &mut Command) -> (i32, String) {
-    let out = c.output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
+    let (code, out, err) = common::output(c, None);
+    (code, format!("{out}{err}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_speaks_https_with_the_configured_certificate() {
-    let dir = std::env::temp_dir().join(format!("bgtls-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = fresh_dir("bgtls", "serve");
     if self_signed(&dir).is_none() {
         return;
     }
@@ -109,7 +82,7 @@ async fn serve_speaks_https_with_the_configured_certificate() {
         "{text}"
     );
 
-    let _node = Node(
+    let _node = Running(
         buzzgate(&dir, &listen)
             .arg("serve")
             .stdout(Stdio::null())
@@ -119,14 +92,7 @@ async fn serve_speaks_https_with_the_configured_certificate() {
     );
     // The healthcheck asks https://127.0.0.1:<port>/readyz, trusting the configured
     // certificate (whose name is not 127.0.0.1: loopback skips only the name check).
-    let started = Instant::now();
-    let (code, text) = loop {
-        let (code, text) = output(buzzgate(&dir, &listen).arg("healthcheck"));
-        if code == 0 || started.elapsed() > Duration::from_secs(20) {
-            break (code, text);
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let (code, text) = until_ready(|| output(buzzgate(&dir, &listen).arg("healthcheck")));
     assert_eq!(code, 0, "{text}");
     assert!(
         text.contains(&format!("ready (https://{listen}/readyz)")),
@@ -160,7 +126,7 @@ async fn serve_speaks_https_with_the_configured_certificate() {
     );
     let plain = reqwest::Client::new()
         .get(format!("http://{listen}/healthz"))
-        .timeout(Duration::from_secs(5))
+        .timeout(std::time::Duration::from_secs(5))
         .send()
         .await;
     assert!(plain.is_err(), "plain HTTP answered: {plain:?}");
