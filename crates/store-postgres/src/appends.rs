@@ -14,7 +14,9 @@ use sqlx::types::Json;
 use sqlx::{PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
 
-use crate::tokens::{families_of, insert_rows, lock_families};
+use crate::tokens::lock_families;
+use buzzgate_domain::ids::ClientId;
+
 use crate::{Done, Tx, map_err, scope_to, transaction};
 
 /// One write that only adds rows.
@@ -41,63 +43,167 @@ impl Appender {
 #[async_trait]
 impl BatchWrite<Append, InsertOutcome> for Appender {
     async fn write(&self, items: &[Append]) -> StoreResult<Vec<InsertOutcome>> {
-        let all_tokens: Vec<TokenRecord> = items
+        let mut families: Vec<Uuid> = items
             .iter()
             .filter_map(|a| match a {
-                Append::Tokens(t, _) => Some(t.iter().cloned()),
+                Append::Tokens(t, _) => Some(t.iter().filter_map(|t| t.family_id.map(|f| f.0))),
                 Append::Audit(_) => None,
             })
             .flatten()
             .collect();
-        let families = families_of(&all_tokens);
+        families.sort_unstable();
+        families.dedup();
+        if families.is_empty() {
+            // Nothing to check under a lock (access tokens and API keys of no family, audit
+            // events): the whole batch is one statement, committed on its own, so one round
+            // trip instead of BEGIN, two INSERTs and COMMIT (docs/benchmarks.md).
+            let (rows, events, outcomes) = sort(items, &HashSet::new());
+            let mut c = self.pool.acquire().await.map_err(map_err)?;
+            insert_all(&mut c, &rows, &events).await.map_err(map_err)?;
+            return Ok(outcomes);
+        }
         transaction!(self, |c| {
             // Shared locks on every family, in one order; a revocation holds them exclusively.
             lock_families(&mut *c, &families, false).await?;
-            let revoked: HashSet<Uuid> = if families.is_empty() {
-                HashSet::new()
-            } else {
-                sqlx::query_scalar::<_, Uuid>(
-                    "SELECT family_id FROM revoked_families WHERE family_id = ANY($1::uuid[])",
-                )
-                .bind(&families)
-                .fetch_all(&mut *c)
-                .await?
-                .into_iter()
-                .collect()
-            };
-            let mut rows: Vec<TokenRecord> = Vec::new();
-            let mut events: Vec<&AuditEvent> = Vec::new();
-            let mut outcomes = Vec::with_capacity(items.len());
-            for item in items {
-                match item {
-                    Append::Tokens(tokens, recorded) => {
-                        let outcome = if tokens
-                            .iter()
-                            .any(|t| t.family_id.is_some_and(|f| revoked.contains(&f.0)))
-                        {
-                            InsertOutcome::FamilyRevoked
-                        } else {
-                            rows.extend(tokens.iter().cloned());
-                            InsertOutcome::Inserted
-                        };
-                        if let Some(recorded) = recorded {
-                            events.push(recorded.of(outcome));
-                        }
-                        outcomes.push(outcome);
-                    }
-                    Append::Audit(e) => {
-                        events.push(e);
-                        outcomes.push(InsertOutcome::Inserted);
-                    }
-                }
-            }
-            if !rows.is_empty() {
-                insert_rows(&mut *c, &rows).await?;
-            }
-            insert_events(&mut *c, &events).await?;
-            Ok(Done::Commit(outcomes.clone()))
+            let revoked: HashSet<Uuid> = sqlx::query_scalar::<_, Uuid>(
+                "SELECT family_id FROM revoked_families WHERE family_id = ANY($1::uuid[])",
+            )
+            .bind(&families)
+            .fetch_all(&mut *c)
+            .await?
+            .into_iter()
+            .collect();
+            let (rows, events, outcomes) = sort(items, &revoked);
+            insert_all(&mut *c, &rows, &events).await?;
+            Ok(Done::Commit(outcomes))
         })
     }
+}
+
+/// What each write of a batch becomes: the token rows to insert (those of no revoked
+/// family), the audit events to record, and each write's outcome, in order.
+fn sort<'a>(
+    items: &'a [Append],
+    revoked: &HashSet<Uuid>,
+) -> (
+    Vec<&'a TokenRecord>,
+    Vec<&'a AuditEvent>,
+    Vec<InsertOutcome>,
+) {
+    let mut rows: Vec<&TokenRecord> = Vec::new();
+    let mut events: Vec<&AuditEvent> = Vec::new();
+    let mut outcomes = Vec::with_capacity(items.len());
+    for item in items {
+        match item {
+            Append::Tokens(tokens, recorded) => {
+                let outcome = if tokens
+                    .iter()
+                    .any(|t| t.family_id.is_some_and(|f| revoked.contains(&f.0)))
+                {
+                    InsertOutcome::FamilyRevoked
+                } else {
+                    rows.extend(tokens.iter());
+                    InsertOutcome::Inserted
+                };
+                if let Some(recorded) = recorded {
+                    events.push(recorded.of(outcome));
+                }
+                outcomes.push(outcome);
+            }
+            Append::Audit(e) => {
+                events.push(e);
+                outcomes.push(InsertOutcome::Inserted);
+            }
+        }
+    }
+    (rows, events, outcomes)
+}
+
+/// Token rows and audit events in one statement of fixed text (columns as arrays through
+/// `unnest`), so it is prepared once per connection whatever the batch's size.
+const INSERT_ALL: &str = "WITH t AS (INSERT INTO tokens (id, hash, kind, client_id, user_id, \
+     scope, family_id, name, buzz_limit, issued_at, expires_at, revoked_at, rotated_at, \
+     auth_time, oidc, audience) \
+     SELECT id, hash, kind, client_id, user_id, scope, family_id, name, buzz_limit, issued_at, \
+     expires_at, revoked_at, rotated_at, auth_time, oidc, \
+     ARRAY(SELECT jsonb_array_elements_text(aud)) \
+     FROM unnest($1::uuid[], $2::bytea[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], \
+     $7::uuid[], $8::text[], $9::jsonb[], $10::timestamptz[], $11::timestamptz[], \
+     $12::timestamptz[], $13::timestamptz[], $14::timestamptz[], $15::int2[], $16::jsonb[]) \
+     AS v(id, hash, kind, client_id, user_id, scope, family_id, name, buzz_limit, issued_at, \
+     expires_at, revoked_at, rotated_at, auth_time, oidc, aud)) \
+     INSERT INTO audit_events (kind, at, user_id, client_id, scope, ip, metadata) \
+     SELECT * FROM unnest($17::text[], $18::timestamptz[], $19::bigint[], $20::text[], \
+     $21::bigint[], $22::text[], $23::jsonb[])";
+
+/// Inserts `rows` and records `events` in one statement (nothing when both are empty).
+async fn insert_all(
+    c: &mut sqlx::PgConnection,
+    rows: &[&TokenRecord],
+    events: &[&AuditEvent],
+) -> Result<(), sqlx::Error> {
+    if rows.is_empty() && events.is_empty() {
+        return Ok(());
+    }
+    let t = rows;
+    sqlx::query(INSERT_ALL)
+        .bind(t.iter().map(|t| t.id.0).collect::<Vec<_>>())
+        .bind(t.iter().map(|t| t.hash.0.to_vec()).collect::<Vec<_>>())
+        .bind(t.iter().map(|t| t.kind.as_str()).collect::<Vec<_>>())
+        .bind(
+            t.iter()
+                .map(|t| t.client_id.as_ref().map(ClientId::as_str))
+                .collect::<Vec<_>>(),
+        )
+        .bind(t.iter().map(|t| t.user_id.0).collect::<Vec<_>>())
+        .bind(t.iter().map(|t| scope_to(t.scope)).collect::<Vec<_>>())
+        .bind(
+            t.iter()
+                .map(|t| t.family_id.map(|f| f.0))
+                .collect::<Vec<_>>(),
+        )
+        .bind(t.iter().map(|t| t.name.as_deref()).collect::<Vec<_>>())
+        .bind(
+            t.iter()
+                .map(|t| t.buzz_limit.as_ref().map(Json))
+                .collect::<Vec<_>>(),
+        )
+        .bind(t.iter().map(|t| t.issued_at).collect::<Vec<_>>())
+        .bind(t.iter().map(|t| t.expires_at).collect::<Vec<_>>())
+        .bind(t.iter().map(|t| t.revoked_at).collect::<Vec<_>>())
+        .bind(t.iter().map(|t| t.rotated_at).collect::<Vec<_>>())
+        .bind(t.iter().map(|t| t.auth_time).collect::<Vec<_>>())
+        .bind(
+            t.iter()
+                .map(|t| i16::from(t.oidc.bits()))
+                .collect::<Vec<_>>(),
+        )
+        .bind(t.iter().map(|t| Json(&t.audience)).collect::<Vec<_>>())
+        .bind(events.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>())
+        .bind(events.iter().map(|e| e.at).collect::<Vec<_>>())
+        .bind(
+            events
+                .iter()
+                .map(|e| e.user_id.map(|u| u.0))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            events
+                .iter()
+                .map(|e| e.client_id.as_ref().map(ClientId::as_str))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            events
+                .iter()
+                .map(|e| e.scope.map(scope_to))
+                .collect::<Vec<_>>(),
+        )
+        .bind(events.iter().map(|e| e.ip.as_deref()).collect::<Vec<_>>())
+        .bind(events.iter().map(|e| Json(&e.metadata)).collect::<Vec<_>>())
+        .execute(c)
+        .await?;
+    Ok(())
 }
 
 /// Writes `events` in one multi-row statement (nothing when there are none), inside the

@@ -132,16 +132,6 @@ pub(crate) async fn insert_rows(
     Ok(())
 }
 
-pub(crate) fn families_of(tokens: &[TokenRecord]) -> Vec<Uuid> {
-    let mut out: Vec<Uuid> = tokens
-        .iter()
-        .filter_map(|t| t.family_id.map(|f| f.0))
-        .collect();
-    out.sort_unstable();
-    out.dedup();
-    out
-}
-
 /// Tombstones and revokes `families` (whose locks the caller holds exclusively); returns the
 /// hashes revoked now.
 async fn revoke_families_locked(
@@ -361,6 +351,41 @@ impl TokenStore for PgStore {
             )
             .bind(user.0)
             .bind(client.as_str())
+            .bind(now)
+            .fetch_all(&mut *c)
+            .await?;
+            revoked.extend(rest);
+            Ok(Done::Commit(revoked))
+        })?;
+        hashes(revoked)
+    }
+
+    async fn revoke_for_user(
+        &self,
+        user: UserId,
+        now: OffsetDateTime,
+    ) -> StoreResult<Vec<TokenHash>> {
+        let revoked = transaction!(self, |c| {
+            // The families' locks first, exclusively, as `revoke_family` and client delete
+            // take them: a rotation in one of them commits before (and its new head is
+            // revoked below, read by a later statement) or starts after and finds the
+            // tombstone.
+            let families: Vec<Uuid> = sqlx::query_scalar(
+                "SELECT DISTINCT family_id FROM tokens \
+                 WHERE user_id = $1 AND family_id IS NOT NULL",
+            )
+            .bind(user.0)
+            .fetch_all(&mut *c)
+            .await?;
+            lock_families(&mut *c, &families, true).await?;
+            let mut revoked = revoke_families_locked(&mut *c, &families, now).await?;
+            // API keys, client-credentials tokens, and the rows of a family that began after
+            // the read above and committed before this statement.
+            let rest: Vec<Vec<u8>> = sqlx::query_scalar(
+                "UPDATE tokens SET revoked_at = $2 \
+                 WHERE user_id = $1 AND revoked_at IS NULL RETURNING hash",
+            )
+            .bind(user.0)
             .bind(now)
             .fetch_all(&mut *c)
             .await?;
