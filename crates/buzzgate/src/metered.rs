@@ -374,4 +374,12 @@ impl RateLimiter for MeteredLimiter {
     async fn count(&self, key: &str, window: RateWindow, add: u32) -> StoreResult<u64> {
         seen("rate_limiter", self.0.count(key, window, add).await)
     }
+
+    async fn count_each(
+        &self,
+        hits: &[(String, u32)],
+        window: RateWindow,
+    ) -> StoreResult<Vec<u64>> {
+        seen("rate_limiter", self.0.count_each(hits, window).await)
+    }
 }

@@ -101,6 +101,20 @@ impl RateLimiter for FallbackRateLimiter {
             other => other,
         }
     }
+
+    async fn count_each(
+        &self,
+        hits: &[(String, u32)],
+        window: RateWindow,
+    ) -> StoreResult<Vec<u64>> {
+        match self.primary.count_each(hits, window).await {
+            Err(StoreError::Unavailable(e)) => {
+                self.outages.record(&e);
+                self.fallback.count_each(hits, window).await
+            }
+            other => other,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -383,6 +383,21 @@ pub trait RateLimiter: Send + Sync {
     /// count after it. A counter left from an earlier window counts as 0; `add = 0` only
     /// reads. A hit from a node whose clock is behind may be counted in the newer window.
     async fn count(&self, key: &str, window: RateWindow, add: u32) -> StoreResult<u64>;
+
+    /// Several hits in one window, each exactly as [`RateLimiter::count`] (atomic per key,
+    /// not as a whole), their counts in order. A remote limiter answers them in one round
+    /// trip (a client's authentication and its own bucket, docs/benchmarks.md).
+    async fn count_each(
+        &self,
+        hits: &[(String, u32)],
+        window: RateWindow,
+    ) -> StoreResult<Vec<u64>> {
+        let mut counts = Vec::with_capacity(hits.len());
+        for (key, add) in hits {
+            counts.push(self.count(key, window, *add).await?);
+        }
+        Ok(counts)
+    }
 }
 
 /// How long an invalidated hash stays refused by [`TokenCache::put`]: far longer than the

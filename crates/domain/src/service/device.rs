@@ -49,9 +49,8 @@ impl DeviceService {
     pub async fn start(&self, req: &DeviceStartRequest) -> Result<DeviceStarted, Error> {
         let deps = &self.deps;
         let ip = req.ip.as_deref();
-        let client = deps.authenticate_client(&req.client, ip).await?;
+        let client = deps.authenticate_and_count(&req.client, ip, true).await?;
         check_origin(deps, &client, req.origin.as_deref(), ip).await?;
-        deps.check_rate(Bucket::TokenClient(&client.id)).await?;
         client.check_enabled()?;
         let scope = req.scope.as_deref();
         let requested = match scope.filter(|s| !s.trim().is_empty()) {

@@ -184,14 +184,30 @@ impl Deps {
 
     /// Loads and authenticates the client of a token, device, revoke, introspection or spend
     /// request. Failures count against the caller's address and, once they fill the window,
-    /// the address is refused before any work (SPEC 10); a stranger's failures never count
+    /// the address is refused whatever it presents (SPEC 10); a stranger's failures never count
     /// against the client they name.
     pub async fn authenticate_client(
         &self,
         auth: &ClientAuth,
         ip: Option<&str>,
     ) -> Result<Client, Error> {
-        if let Some(ip) = ip {
+        self.authenticate_and_count(auth, ip, false).await
+    }
+
+    /// [`Deps::authenticate_client`], and with `count_client` the request also counts in the
+    /// authenticated client's own bucket (token and device requests). The address's failures
+    /// and the client's bucket are read and counted in one limiter round trip, after the
+    /// secret is checked (a hash comparison): a stored client costs one call to the limiter
+    /// whatever happens. A client named by a metadata-document URL is the exception: its
+    /// address is checked first, since finding it may mean fetching the document.
+    pub async fn authenticate_and_count(
+        &self,
+        auth: &ClientAuth,
+        ip: Option<&str>,
+        count_client: bool,
+    ) -> Result<Client, Error> {
+        let document = self.is_document_client(&auth.client_id);
+        if document && let Some(ip) = ip {
             self.check_failures(rate_limit::Bucket::ClientAuthFailures(ip))
                 .await?;
         }
@@ -209,13 +225,37 @@ impl Deps {
             Some(client) => client.authenticate(auth).map(|()| client),
             None => Err(Error::invalid_client(basic)),
         };
-        if result.is_err()
-            && let Some(ip) = ip
-        {
-            self.record_failure(rate_limit::Bucket::ClientAuthFailures(ip))
-                .await;
+        let failures = ip.map(rate_limit::Bucket::ClientAuthFailures);
+        match (result, failures) {
+            (Ok(client), failures) => {
+                let mut hits = Vec::with_capacity(2);
+                if let Some(f) = failures.filter(|_| !document) {
+                    hits.push((f, 0));
+                }
+                if count_client {
+                    hits.push((rate_limit::Bucket::TokenClient(&client.id), 1));
+                }
+                for (bucket, limit, count) in self.count_buckets(&hits).await? {
+                    // The address's failures are only read: refused once they fill the
+                    // window, as the next failure would be.
+                    let failed = matches!(bucket, rate_limit::Bucket::ClientAuthFailures(_));
+                    self.over(count.saturating_add(u64::from(failed)), limit)?;
+                }
+                Ok(client)
+            }
+            (Err(e), Some(f)) if document => {
+                self.record_failure(f).await;
+                Err(e)
+            }
+            (Err(e), Some(f)) => {
+                // Counted, then refused as over the limit if the window was already full.
+                if let Some((_, limit, count)) = self.count_buckets(&[(f, 1)]).await?.pop() {
+                    self.over(count, limit)?;
+                }
+                Err(e)
+            }
+            (Err(e), None) => Err(e),
         }
-        result
     }
 
     /// Records the user's approval of `scope` for `client` (`consent::record_approval` over the

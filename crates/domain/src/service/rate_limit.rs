@@ -1,8 +1,8 @@
 //! Rate limits (SPEC 10, SPEC 13): which bucket each request counts in, chosen by the
 //! services, never by a handler. Defaults: authorize 10/min per user; at the token and device
 //! endpoints 1,200/min per authenticated client; failed client authentications 20/min per
-//! address (refused before any work once full; a stranger's failures never count against the
-//! client they name); revoke 20/min per address; failed sign-ins 10/min per account and 30/min
+//! address (once full, refused whatever the credentials; a stranger's failures never count
+//! against the client they name); revoke 20/min per address; failed sign-ins 10/min per account and 30/min
 //! per address; sign-ups 5/min per address; dynamic client registrations 10/min per address. Each is configurable or off.
 
 use std::net::IpAddr;
@@ -131,16 +131,11 @@ impl Deps {
         let Some(limit) = bucket.limit(&self.config.rate_limits) else {
             return Ok(());
         };
-        let window = self.window();
-        let count = self.rate_limiter.count(&bucket.key(), window, 1).await?;
-        let d = rate::decide(count, limit, window, self.now());
-        if d.allowed {
-            Ok(())
-        } else {
-            Err(Error::RateLimited {
-                retry_after: d.retry_after,
-            })
-        }
+        let count = self
+            .rate_limiter
+            .count(&bucket.key(), self.window(), 1)
+            .await?;
+        self.over(count, limit)
     }
 
     /// Refuses up front when the bucket's failures already fill the window (nothing is
@@ -149,9 +144,39 @@ impl Deps {
         let Some(limit) = bucket.limit(&self.config.rate_limits) else {
             return Ok(());
         };
-        let window = self.window();
-        let count = self.rate_limiter.count(&bucket.key(), window, 0).await?;
-        let d = rate::decide_before(count, limit, window, self.now());
+        let count = self
+            .rate_limiter
+            .count(&bucket.key(), self.window(), 0)
+            .await?;
+        self.over(count.saturating_add(1), limit)
+    }
+
+    /// Counts `hits` (`(bucket, n)`: `n` 0 only reads) in one limiter call, and returns each
+    /// bucket's limit and count; buckets whose limit is off are neither sent nor returned.
+    pub(crate) async fn count_buckets<'b>(
+        &self,
+        hits: &[(Bucket<'b>, u32)],
+    ) -> Result<Vec<(Bucket<'b>, u32, u64)>, Error> {
+        let limited: Vec<(Bucket<'b>, u32, u32)> = hits
+            .iter()
+            .filter_map(|&(b, n)| b.limit(&self.config.rate_limits).map(|l| (b, l, n)))
+            .collect();
+        if limited.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<(String, u32)> = limited.iter().map(|(b, _, n)| (b.key(), *n)).collect();
+        let counts = self.rate_limiter.count_each(&keys, self.window()).await?;
+        Ok(limited
+            .into_iter()
+            .zip(counts)
+            .map(|((b, l, _), c)| (b, l, c))
+            .collect())
+    }
+
+    /// `rate_limited` with `Retry-After` when `count` (after this request's hit, or, for a
+    /// request only counted when it fails, plus one) is over `limit`.
+    pub(crate) fn over(&self, count: u64, limit: u32) -> Result<(), Error> {
+        let d = rate::decide(count, limit, self.window(), self.now());
         if d.allowed {
             Ok(())
         } else {

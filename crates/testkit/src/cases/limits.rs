@@ -64,6 +64,56 @@ pub async fn concurrent_hits_respect_the_limit(p: &Ports) {
     assert_eq!(rl.count(&k, w, 0).await.unwrap(), 64);
 }
 
+pub async fn rate_limit_count_each_is_count_per_key(p: &Ports) {
+    let (rl,) = need!(p, rate_limiter);
+    let (a, b) = (key(), key());
+    let t = time::macros::datetime!(2026-03-01 10:00:30 UTC);
+    let w = RateWindow::containing(t, 60);
+    assert_eq!(rl.count_each(&[], w).await.unwrap(), Vec::<u64>::new());
+    assert_eq!(
+        rl.count_each(&[(a.clone(), 0), (b.clone(), 1)], w)
+            .await
+            .unwrap(),
+        vec![0, 1],
+        "a read creates nothing; a hit counts"
+    );
+    rl.count(&a, w, 2).await.unwrap();
+    assert_eq!(
+        rl.count_each(&[(a.clone(), 1), (b.clone(), 0), (a.clone(), 0)], w)
+            .await
+            .unwrap(),
+        vec![3, 1, 3],
+        "each hit in order, shared with count"
+    );
+    // Concurrent calls from every node: each hit is counted once.
+    let tasks: Vec<_> = (0..32)
+        .map(|i| {
+            let (rl, a, b) = (
+                p.node(i).rate_limiter.clone().unwrap_or_else(|| rl.clone()),
+                a.clone(),
+                b.clone(),
+            );
+            tokio::spawn(async move { rl.count_each(&[(b, 0), (a, 1)], w).await.unwrap() })
+        })
+        .collect();
+    let mut seen = Vec::new();
+    for t in tasks {
+        seen.push(t.await.unwrap()[1]);
+    }
+    seen.sort_unstable();
+    assert_eq!(
+        seen,
+        (4..36).collect::<Vec<u64>>(),
+        "every count is distinct"
+    );
+    let next = RateWindow::containing(t + Duration::seconds(30), 60);
+    assert_eq!(
+        rl.count_each(&[(a.clone(), 1)], next).await.unwrap(),
+        vec![1],
+        "the next window starts over"
+    );
+}
+
 /// An access token of user 1, as a cache holds it.
 fn cacheable() -> buzzgate_domain::token::TokenRecord {
     fx::token(

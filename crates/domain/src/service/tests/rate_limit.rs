@@ -30,7 +30,7 @@ async fn strangers_failing_client_authentication_are_blocked_not_the_client() {
         let e = h.token(cc(wrong.clone(), "10.0.0.1")).await.unwrap_err();
         assert_eq!(e.code(), "invalid_client");
     }
-    // The address is now refused before any work, even with the right secret...
+    // The address is now refused whatever it presents, even the right secret...
     let e = h.token(cc(h.auth(), "10.0.0.1")).await.unwrap_err();
     assert_eq!(e, Error::RateLimited { retry_after: 60 });
     // ...while the client itself, from its own address, is untouched.
@@ -145,4 +145,79 @@ async fn disabled_buckets_never_limit() {
             .record_failure(Bucket::LoginAccount("ada"))
             .await;
     }
+}
+
+/// A limiter that counts the calls made to it (over the memory store's counters).
+struct Calls {
+    inner: std::sync::Arc<dyn crate::ports::RateLimiter>,
+    calls: std::sync::Mutex<Vec<Vec<(String, u32)>>>,
+}
+
+#[async_trait::async_trait]
+impl crate::ports::RateLimiter for Calls {
+    async fn count(
+        &self,
+        key: &str,
+        window: crate::rate::RateWindow,
+        add: u32,
+    ) -> crate::ports::StoreResult<u64> {
+        self.calls.lock().unwrap().push(vec![(key.to_owned(), add)]);
+        self.inner.count(key, window, add).await
+    }
+
+    async fn count_each(
+        &self,
+        hits: &[(String, u32)],
+        window: crate::rate::RateWindow,
+    ) -> crate::ports::StoreResult<Vec<u64>> {
+        self.calls.lock().unwrap().push(hits.to_vec());
+        self.inner.count_each(hits, window).await
+    }
+}
+
+#[tokio::test]
+async fn a_token_request_costs_one_limiter_call_whatever_its_outcome() {
+    let calls = std::sync::Arc::new(Calls {
+        inner: std::sync::Arc::new(crate::memory::MemoryStore::new(std::sync::Arc::new(
+            crate::ports::ManualClock::at_epoch(),
+        ))),
+        calls: Default::default(),
+    });
+    let limiter = calls.clone();
+    let h = super::harness_with_deps(Config::default(), move |d| d.rate_limiter = limiter).await;
+    let taken = || std::mem::take(&mut *calls.calls.lock().unwrap());
+    taken();
+
+    h.token(cc(h.auth(), "10.0.5.1")).await.unwrap();
+    let client = Bucket::TokenClient(&h.app).key();
+    let address = Bucket::ClientAuthFailures("10.0.5.1").key();
+    assert_eq!(
+        taken(),
+        vec![vec![(address.clone(), 0), (client.clone(), 1)]],
+        "the address's failures read and the client's bucket counted, in one call"
+    );
+
+    let mut wrong = h.auth();
+    wrong.secret = Some("not the secret".into());
+    let e = h.token(cc(wrong.clone(), "10.0.5.1")).await.unwrap_err();
+    assert_eq!(e.code(), "invalid_client");
+    assert_eq!(
+        taken(),
+        vec![vec![(address.clone(), 1)]],
+        "a failure counts against the address only, never the client it named"
+    );
+
+    for _ in 1..20 {
+        h.token(cc(wrong.clone(), "10.0.5.1")).await.unwrap_err();
+    }
+    taken();
+    let e = h.token(cc(wrong, "10.0.5.1")).await.unwrap_err();
+    assert_eq!(e, Error::RateLimited { retry_after: 60 }, "21st failure");
+    let e = h.token(cc(h.auth(), "10.0.5.1")).await.unwrap_err();
+    assert_eq!(
+        e,
+        Error::RateLimited { retry_after: 60 },
+        "a full window refuses the right secret as well"
+    );
+    assert_eq!(taken().len(), 2, "still one call each");
 }

@@ -30,7 +30,6 @@ use crate::token::{NewToken, TokenKind, TokenResponse};
 use crate::user::Role;
 
 use super::Deps;
-use super::rate_limit::Bucket;
 
 pub use bearer::{Bearer, Subject};
 pub use introspect::Introspection;
@@ -138,9 +137,8 @@ impl TokenService {
         ip: Option<&str>,
     ) -> Result<Client, Error> {
         let deps = &self.deps;
-        let client = deps.authenticate_client(auth, ip).await?;
+        let client = deps.authenticate_and_count(auth, ip, true).await?;
         check_origin(deps, &client, origin, ip).await?;
-        deps.check_rate(Bucket::TokenClient(&client.id)).await?;
         Ok(client)
     }
 
