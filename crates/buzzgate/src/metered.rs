@@ -227,6 +227,16 @@ impl TokenStore for MeteredTokens {
         Ok(r)
     }
 
+    async fn revoke_for_user(
+        &self,
+        user: UserId,
+        now: OffsetDateTime,
+    ) -> StoreResult<Vec<TokenHash>> {
+        let r = seen("tokens", self.0.revoke_for_user(user, now).await)?;
+        revoked("user_banned", r.len());
+        Ok(r)
+    }
+
     async fn list_api_keys(&self, user: UserId) -> StoreResult<Vec<TokenRecord>> {
         seen("tokens", self.0.list_api_keys(user).await)
     }

@@ -262,6 +262,41 @@ impl TokenStore for SqliteStore {
         finish(tx, out).await
     }
 
+    async fn revoke_for_user(
+        &self,
+        user: UserId,
+        now: OffsetDateTime,
+    ) -> StoreResult<Vec<TokenHash>> {
+        // Under the write lock (BEGIN IMMEDIATE), so no rotation or insert interleaves: the
+        // user's families get their tombstones, then every live row of the user is revoked
+        // (a family's rows all belong to its first token's user, rotations included).
+        let mut tx = self.begin_write().await?;
+        let out = async {
+            sqlx::query(
+                "INSERT OR IGNORE INTO revoked_families (family_id, revoked_at) \
+                 SELECT DISTINCT family_id, ? FROM tokens \
+                 WHERE user_id = ? AND family_id IS NOT NULL",
+            )
+            .bind(us(now))
+            .bind(user.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+            let rows = sqlx::query(
+                "UPDATE tokens SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL \
+                 RETURNING hash",
+            )
+            .bind(us(now))
+            .bind(user.0)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(map_err)?;
+            hashes_of(&rows)
+        }
+        .await;
+        finish(tx, out).await
+    }
+
     async fn list_api_keys(&self, user: UserId) -> StoreResult<Vec<TokenRecord>> {
         sqlx::query(
             "SELECT * FROM tokens WHERE kind = 'apiKey' AND user_id = ? AND revoked_at IS NULL \

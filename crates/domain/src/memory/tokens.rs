@@ -145,6 +145,34 @@ impl TokenStore for MemoryStore {
         Ok(out)
     }
 
+    async fn revoke_for_user(
+        &self,
+        user: UserId,
+        now: OffsetDateTime,
+    ) -> StoreResult<Vec<TokenHash>> {
+        let mut s = self.lock()?;
+        let families: HashSet<FamilyId> = s
+            .tokens
+            .values()
+            .filter(|t| t.user_id == user)
+            .filter_map(|t| t.family_id)
+            .collect();
+        let mut out = Vec::new();
+        for f in families {
+            out.extend(revoke_family_locked(&mut s, f, now));
+        }
+        for t in s
+            .tokens
+            .values_mut()
+            .filter(|t| t.user_id == user && t.revoked_at.is_none())
+        {
+            t.revoked_at = Some(now);
+            out.push(t.hash);
+        }
+        s.cache.retain(|h, _| !out.contains(h));
+        Ok(out)
+    }
+
     async fn list_api_keys(&self, user: UserId) -> StoreResult<Vec<TokenRecord>> {
         let s = self.lock()?;
         let mut out: Vec<TokenRecord> = s

@@ -198,6 +198,16 @@ pub trait TokenStore: Send + Sync {
         client: &ClientId,
         now: OffsetDateTime,
     ) -> StoreResult<Vec<TokenHash>>;
+    /// **ATOMIC**: revokes every live token of the user (access and refresh tokens of every
+    /// app, and personal API keys) and leaves a tombstone on each of the user's families, so
+    /// a rotation or insert racing this call either is revoked by it or writes nothing (a
+    /// banned user, `AdminService::set_banned`). Returns the hashes revoked now (for cache
+    /// invalidation); tokens revoked before are not returned again.
+    async fn revoke_for_user(
+        &self,
+        user: UserId,
+        now: OffsetDateTime,
+    ) -> StoreResult<Vec<TokenHash>>;
     /// The user's personal API keys (not revoked), newest first.
     async fn list_api_keys(&self, user: UserId) -> StoreResult<Vec<TokenRecord>>;
     /// Revokes the user's API key `id`; `None` if it is not theirs or does not exist.

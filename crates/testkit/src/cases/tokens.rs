@@ -199,6 +199,152 @@ pub async fn revoke_for_user_client(p: &Ports) {
     assert!(stored(&tokens, &theirs.hash).await.revoked_at.is_none());
 }
 
+/// `TokenStore::revoke_for_user`: every live token of the user, of every app and every
+/// kind, revoked at once; families tombstoned; other users untouched; only what was live is
+/// returned.
+pub async fn revoke_for_user_takes_every_token(p: &Ports) {
+    let (users, clients, tokens) = need!(p, users, clients, tokens);
+    let (u, c) = fx::user_and_client(users.as_ref(), clients.as_ref()).await;
+    let (other_user, other_app) = fx::user_and_client(users.as_ref(), clients.as_ref()).await;
+    let fam = fx::family();
+    let (_, access) = fx::token(TokenKind::Access, u.id, Some(&c.id), Some(fam));
+    let (_, refresh) = fx::token(TokenKind::Refresh, u.id, Some(&c.id), Some(fam));
+    // On another user's app, with no family (client credentials shape), and an API key.
+    let (_, elsewhere) = fx::token(TokenKind::Access, u.id, Some(&other_app.id), None);
+    let (_, key) = fx::token(TokenKind::ApiKey, u.id, None, None);
+    let (_, gone) = fx::token(TokenKind::ApiKey, u.id, None, None);
+    let (_, theirs) = fx::token(TokenKind::Access, other_user.id, Some(&c.id), None);
+    let (_, their_key) = fx::token(TokenKind::ApiKey, other_user.id, None, None);
+    tokens
+        .insert(&[access.clone(), refresh.clone()])
+        .await
+        .unwrap();
+    tokens
+        .insert(&[
+            elsewhere.clone(),
+            key.clone(),
+            gone.clone(),
+            theirs.clone(),
+            their_key.clone(),
+        ])
+        .await
+        .unwrap();
+    let earlier = now() - Duration::seconds(5);
+    tokens.revoke(&gone.hash, earlier).await.unwrap();
+
+    let at = now();
+    let revoked: HashSet<_> = tokens
+        .revoke_for_user(u.id, at)
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+    assert_eq!(
+        revoked,
+        HashSet::from([access.hash, refresh.hash, elsewhere.hash, key.hash]),
+        "every live token of the user, once each; not the one revoked before"
+    );
+    for t in [&access, &refresh, &elsewhere, &key] {
+        assert_eq!(stored(&tokens, &t.hash).await.revoked_at, Some(at));
+    }
+    assert_eq!(stored(&tokens, &gone.hash).await.revoked_at, Some(earlier));
+    assert_eq!(stored(&tokens, &theirs.hash).await.revoked_at, None);
+    assert_eq!(stored(&tokens, &their_key.hash).await.revoked_at, None);
+    assert!(tokens.list_api_keys(u.id).await.unwrap().is_empty());
+    assert_eq!(tokens.list_api_keys(other_user.id).await.unwrap().len(), 1);
+    assert!(
+        tokens.revoke_for_user(u.id, now()).await.unwrap().is_empty(),
+        "only tokens revoked now are returned"
+    );
+    // The family is tombstoned: a successor written after the revocation is refused, and
+    // its refresh token no longer rotates.
+    let (_, late) = fx::token(TokenKind::Access, u.id, Some(&c.id), Some(fam));
+    assert_eq!(
+        tokens.insert(&[late]).await.unwrap(),
+        InsertOutcome::FamilyRevoked
+    );
+    assert!(matches!(
+        tokens
+            .rotate_refresh(&refresh.hash, &fx::rotation(&c.id, now(), GRACE))
+            .await
+            .unwrap(),
+        RotationDecision::Reject(_)
+    ));
+    // Tokens issued afterwards (the caller decides whether it may) are new and live.
+    let (_, next) = fx::token(TokenKind::ApiKey, u.id, None, None);
+    tokens.insert(std::slice::from_ref(&next)).await.unwrap();
+    assert_eq!(stored(&tokens, &next.hash).await.revoked_at, None);
+}
+
+/// `TokenStore::revoke_for_user` racing 63 rotations of one of the user's refresh tokens
+/// (odd tasks on the second node): whatever the interleaving, no token of the family is
+/// left live, each rotation either happened before the revocation (and its successors were
+/// revoked by it) or found the tombstone and wrote nothing, and no call fails.
+pub async fn concurrent_rotations_racing_a_user_revocation_leave_no_live_head(p: &Ports) {
+    let Some((users, clients, tokens)) = need_opt(p) else {
+        return;
+    };
+    let (u, c) = fx::user_and_client(users.as_ref(), clients.as_ref()).await;
+    let fam = fx::family();
+    let (_, r) = fx::token(TokenKind::Refresh, u.id, Some(&c.id), Some(fam));
+    tokens.insert(std::slice::from_ref(&r)).await.unwrap();
+    let at = now();
+    let tasks: Vec<_> = (0..64)
+        .map(|i| {
+            let tokens = p.node(i).tokens.clone().unwrap_or_else(|| tokens.clone());
+            let (hash, rot, user) = (r.hash, fx::rotation(&c.id, at, GRACE), u.id);
+            tokio::spawn(async move {
+                if i == 32 {
+                    let revoked = tokens
+                        .revoke_for_user(user, at)
+                        .await
+                        .expect("a race is never an error");
+                    Err(revoked)
+                } else {
+                    Ok(tokens
+                        .rotate_refresh(&hash, &rot)
+                        .await
+                        .expect("a race is never an error"))
+                }
+            })
+        })
+        .collect();
+    let mut decisions = Vec::new();
+    let mut revoked = Vec::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(d) => decisions.push(d),
+            Err(hashes) => revoked = hashes,
+        }
+    }
+    assert!(revoked.contains(&r.hash), "the presented token was live");
+    let mut written = vec![r.hash];
+    for d in &decisions {
+        match d {
+            RotationDecision::Rotate {
+                access, refresh, ..
+            } => written.extend([access.hash, refresh.hash]),
+            // After the revocation: the tombstone (or the revoked row) refuses.
+            RotationDecision::Reject(_) | RotationDecision::RevokeFamily { .. } => {}
+        }
+    }
+    for h in &written {
+        let row = stored(&tokens, h).await;
+        assert!(
+            row.revoked_at.is_some(),
+            "a {} token of the family outlived the revocation",
+            row.kind.as_str()
+        );
+    }
+    // And a rotation now writes nothing.
+    let after = fx::rotation(&c.id, now(), GRACE);
+    assert!(matches!(
+        tokens.rotate_refresh(&r.hash, &after).await.unwrap(),
+        RotationDecision::Reject(_)
+    ));
+    assert_eq!(tokens.find(&after.new_refresh.hash).await.unwrap(), None);
+}
+
 pub async fn api_keys_list_and_revoke(p: &Ports) {
     let (users, tokens) = need!(p, users, tokens);
     let u = fx::user(users.as_ref()).await;

@@ -109,6 +109,13 @@ impl crate::ports::TokenStore for RevokedMeanwhile {
     ) -> crate::ports::StoreResult<Vec<crate::token::TokenHash>> {
         self.inner.revoke_for_user_client(u, c, now).await
     }
+    async fn revoke_for_user(
+        &self,
+        u: UserId,
+        now: time::OffsetDateTime,
+    ) -> crate::ports::StoreResult<Vec<crate::token::TokenHash>> {
+        self.inner.revoke_for_user(u, now).await
+    }
     async fn list_api_keys(
         &self,
         u: UserId,
