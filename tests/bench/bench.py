@@ -106,6 +106,21 @@ class Buzzgate:
         self.ready_ms = self.node.ready_ms
         self.idle_rss = rss_kib(self.proc.pid, "VmRSS")
 
+    def settle(self):
+        """Lets Postgres finish what the previous workload left (dirty pages, dead tuples, stale
+        statistics) before the next is measured, so no workload pays for another's writes:
+        a checkpoint and a VACUUM ANALYZE of the node's schema (docs/benchmarks.md)."""
+        if not self.schema:
+            return
+        tables = subprocess.run(
+            ["psql", PG_URL, "-At", "-c",
+             f"SELECT format('%I.%I', schemaname, tablename) FROM pg_tables WHERE schemaname = '{self.schema}'"],
+            capture_output=True, text=True).stdout.split()
+        if tables:
+            subprocess.run(["psql", PG_URL, "-q", "-c", f"VACUUM (ANALYZE) {', '.join(tables)}"],
+                           capture_output=True)
+        subprocess.run(["psql", PG_URL, "-q", "-c", "CHECKPOINT"], capture_output=True)
+
     def log_tail(self):
         return self.node.log_tail()
 
@@ -274,11 +289,15 @@ def run_buzzgate(binary, backend):
         pid = bg.proc.pid
         wrk_out = os.path.join(OUT, backend, "wrk")
         shutil.rmtree(wrk_out, ignore_errors=True)
-        harness = " ".join(w for w in ("W1", "W4") if w in WORKLOADS)
-        rows = peer_harness(bg.base, seed.app[0], seed.app[1], f"buzzgate-{backend}", wrk_out, pid,
-                            f"{OAUTH}/token", f"{OAUTH}/introspect", harness) if harness else {}
-        for (w, c), r in rows.items():
-            results[(w if w != "W4" else "W4i", c)] = r
+        # The peer's harness, one workload per call, so Postgres settles in between (below).
+        for w in ("W1", "W4"):
+            if w not in WORKLOADS:
+                continue
+            bg.settle()
+            rows = peer_harness(bg.base, seed.app[0], seed.app[1], f"buzzgate-{backend}",
+                                os.path.join(wrk_out, w), pid, f"{OAUTH}/token", f"{OAUTH}/introspect", w)
+            for (w, c), r in rows.items():
+                results[(w if w != "W4" else "W4i", c)] = r
         auth = basic(*seed.app)
         verifier, challenge = pkce()
         code_query = urllib.parse.urlencode({"response_type": "code", "client_id": seed.app[0],
@@ -289,21 +308,25 @@ def run_buzzgate(binary, backend):
         spend_tokens = seed.token_file("spend.txt", seed.spend_tokens)
         for c in CONNS:
             if "W2" in WORKLOADS:
+                bg.settle()
                 # Fresh families for each run, two per connection.
                 fams = [seed.flow("bench0", seed.app, "UserRead BuzzRead")["refresh_token"] for _ in range(2 * c)]
                 results[("W2", c)] = wrk_dynamic("refresh", f"{bg.base}{OAUTH}/token", c, DURATION, {
                     "BENCH_PATH": f"{OAUTH}/token", "BENCH_AUTH": auth,
                     "BENCH_TOKENS": seed.token_file("refresh.txt", fams), "BENCH_LABEL": f"W2/c{c}"}, pid)
             if "W3" in WORKLOADS:
+                bg.settle()
                 results[("W3", c)] = wrk_dynamic("code", f"{bg.base}{OAUTH}/authorize", c, DURATION, {
                     "BENCH_PATH": f"{OAUTH}/authorize", "BENCH_PATH2": f"{OAUTH}/token", "BENCH_AUTH": auth,
                     "BENCH_COOKIE": seed.cookie, "BENCH_QUERY": code_query, "BENCH_VERIFIER": verifier,
                     "BENCH_REDIRECT": REDIRECT, "BENCH_LABEL": f"W3/c{c}"}, pid)
             if "W4" in WORKLOADS:
+                bg.settle()
                 results[("W4u", c)] = wrk_dynamic("bearer", f"{bg.base}{OAUTH}/userinfo", c, DURATION, {
                     "BENCH_PATH": f"{OAUTH}/userinfo", "BENCH_TOKENS": userinfo_tokens,
                     "BENCH_LABEL": f"W4u/c{c}"}, pid)
             if "W5" in WORKLOADS:
+                bg.settle()
                 results[("W5", c)] = wrk_dynamic("spend", f"{bg.base}/api/v1/buzz/spend", c, DURATION, {
                     "BENCH_PATH": "/api/v1/buzz/spend", "BENCH_AUTH": basic(*seed.rs),
                     "BENCH_TOKENS": spend_tokens, "BENCH_LABEL": f"W5/c{c}"}, pid)
