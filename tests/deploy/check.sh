@@ -15,8 +15,9 @@
 #     or kustomize is installed, by it too (both renderings must be equal); every rendered
 #     manifest is validated against the Kubernetes 1.30 and 1.37 OpenAPI schemas (strict) with
 #     kubernetes-validate, which bundles them (no cluster needed), and checked for its rules;
-#   - every BUZZGATE_* / CIVITAI_* name used anywhere in deploy/ must be a setting declared in
-#     the README's configuration table (which also lists DATABASE_URL, REDIS_URL and RUST_LOG).
+#   - every BUZZGATE_* / CIVITAI_* name used anywhere in deploy/ must be a variable of the tables
+#     under "Configuration" in docs/operations.md (the settings, generated from their declaration
+#     by `cargo xtask settings`, DATABASE_URL and REDIS_URL among them; and RUST_LOG).
 # One line per check; exits non-zero on any failure. Tools go into a virtualenv under
 # target/deploy-check (pinned, installed from PyPI on first use, about 10 s).
 set -euo pipefail

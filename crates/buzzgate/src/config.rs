@@ -1,8 +1,10 @@
 //! Configuration: defaults, then an optional TOML file, then environment variables (env wins).
 //! Every setting is declared once, in [`settings!`] below: its field, its environment
 //! variable (the file key is the variable in lower case without `BUZZGATE_`), its default and
-//! its parser. The README's configuration table lists every variable ([`ENV_KEYS`]; `cargo
-//! xtask tidy` checks it).
+//! its parser; its doc comment is its meaning in the configuration table of docs/operations.md,
+//! which `cargo xtask settings` generates from this declaration (`cargo xtask tidy` fails when
+//! the table is stale, and `the_documented_defaults_are_the_defaults` below when a default it
+//! shows is not the code's).
 
 use std::path::Path;
 
@@ -65,76 +67,89 @@ macro_rules! settings {
 settings! {
     /// The address to serve on.
     listen: String = "127.0.0.1:8080".into(), "BUZZGATE_LISTEN", text;
-    /// The public base URL (`iss`); empty means `http://<listen>`.
+    /// The public base URL: `iss`, discovery, and cookies are `Secure` when it is https; empty
+    /// means `http://<listen>` (`https://` when the node serves TLS).
     issuer: String = String::new(), "BUZZGATE_ISSUER", text;
-    /// `sqlite://buzzgate.db` or `postgres://…`.
+    /// `sqlite://FILE` or `postgres://…`; the default is the SQLite file `./buzzgate.db`, created
+    /// with its schema on first start.
     database_url: String = "sqlite://buzzgate.db".into(), "DATABASE_URL", text;
     /// The Postgres schema to use (created if missing).
     database_schema: Option<String> = None, "BUZZGATE_DATABASE_SCHEMA", some_text;
-    /// Most Postgres connections one node holds (each in-flight transaction takes one; a
-    /// cluster's nodes together must stay under the server's `max_connections`).
+    /// Most Postgres connections one node holds (each in-flight transaction takes one); keep the
+    /// nodes' sum under the server's `max_connections`; on a small machine more is slower
+    /// (docs/benchmarks.md).
     database_max_connections: u32 = 10, "BUZZGATE_DATABASE_MAX_CONNECTIONS", between(1, 1000);
-    /// Optional: codes, device codes, sessions, rate limits and the token cache.
+    /// Optional Redis: codes, device codes, sessions, shared rate limits, and the token cache with
+    /// revocation fan-out.
     redis_url: Option<String> = None, "REDIS_URL", some_text;
     /// Redis key prefix (hash-tagged for Redis Cluster).
     redis_prefix: String = "{bg}:".into(), "BUZZGATE_REDIS_PREFIX", text;
-    /// Authenticated token and device requests per minute per client (`None`: off).
+    /// Authenticated token and device requests per minute per client; `off` disables.
     rate_limit_token: Option<u32> = Some(1200), "BUZZGATE_RATE_LIMIT_TOKEN", parse_limit;
-    /// Authorize requests per minute per user.
+    /// Authorize requests per minute per user, and wrong device user codes per minute per user on
+    /// the verification page; `off` disables.
     rate_limit_authorize: Option<u32> = Some(10), "BUZZGATE_RATE_LIMIT_AUTHORIZE", parse_limit;
-    /// Revoke requests per minute per address.
+    /// Revoke requests per minute per address; `off` disables.
     rate_limit_revoke: Option<u32> = Some(20), "BUZZGATE_RATE_LIMIT_REVOKE", parse_limit;
-    /// Failed client authentications per minute per address.
+    /// Failed client authentications per minute per address (then that address is refused before
+    /// any work); `off` disables.
     rate_limit_client_auth: Option<u32> = Some(20), "BUZZGATE_RATE_LIMIT_CLIENT_AUTH", parse_limit;
-    /// Failed sign-ins per minute per account.
+    /// Failed sign-ins per minute per account; `off` disables.
     rate_limit_login_account: Option<u32> = Some(10), "BUZZGATE_RATE_LIMIT_LOGIN_ACCOUNT", parse_limit;
-    /// Failed sign-ins per minute per address.
+    /// Failed sign-ins per minute per address; `off` disables.
     rate_limit_login_ip: Option<u32> = Some(30), "BUZZGATE_RATE_LIMIT_LOGIN_IP", parse_limit;
-    /// Sign-up attempts per minute per address.
+    /// Sign-up attempts per minute per address (when sign-up is open); `off` disables.
     rate_limit_signup_ip: Option<u32> = Some(5), "BUZZGATE_RATE_LIMIT_SIGNUP_IP", parse_limit;
-    /// Self-service sign-up at `/signup`: `open` or `off` (only `buzzgate user add`).
+    /// Self-service sign-up: `open` lets people create their own accounts at `/signup`; `off`: only
+    /// `buzzgate user add`.
     signup: bool = false, "BUZZGATE_SIGNUP", parse_open;
-    /// Dynamic client registration (RFC 7591) at `/api/auth/oauth/register`: `open` (public
-    /// clients with https or loopback redirect URIs) or `off`.
+    /// Dynamic client registration (RFC 7591) at `/api/auth/oauth/register`: `open` for public
+    /// clients with https or loopback redirect URIs (how MCP clients get a `client_id`); `off`
+    /// refuses it (403) and drops `registration_endpoint` from the metadata.
     registration: bool = true, "BUZZGATE_REGISTRATION", parse_open;
-    /// Client ID metadata documents (SPEC 14, docs/mcp.md): `open` (a `client_id` that is an
-    /// https URL with a path is fetched as the app's metadata) or `off`.
+    /// Client ID metadata documents (SPEC 14, docs/mcp.md): `open` fetches a `client_id` that is an
+    /// https URL with a path, with SSRF guards, as the app's metadata; `off` makes such IDs unknown
+    /// and drops `client_id_metadata_document_supported` from the metadata.
     cimd: bool = true, "BUZZGATE_CIMD", parse_open;
-    /// Development only: also fetch `http://127.0.0.1:<port>/…` metadata documents.
+    /// Development and tests only: also fetch `http://127.0.0.1:<port>/…` metadata documents
+    /// (logged as a warning at start).
     cimd_allow_http_loopback: bool = false, "BUZZGATE_CIMD_ALLOW_HTTP_LOOPBACK", parse_bool;
-    /// Dynamic client registrations (and first sightings of metadata documents) per minute
-    /// per address.
+    /// Dynamic client registrations (and first sightings of client ID metadata documents) per
+    /// minute per address; `off` disables.
     rate_limit_register_ip: Option<u32> = Some(10), "BUZZGATE_RATE_LIMIT_REGISTER_IP", parse_limit;
-    /// Refresh reuse inside this window is a retry (at most 3600).
+    /// Refresh reuse inside this window is a retry (at most 3600; `0` turns it off).
     refresh_grace_seconds: u32 = 10, "BUZZGATE_REFRESH_GRACE_SECONDS", at_most(3600);
     /// Prefix of every opaque token.
     token_prefix: String = "civitai_".into(), "BUZZGATE_TOKEN_PREFIX", text;
     /// Emit `scope` as Civitai's `["<decimal>"]`.
     scope_as_array: bool = false, "BUZZGATE_SCOPE_AS_ARRAY", parse_bool;
-    /// How many proxies of the operator's own stand in front of the server; the client
-    /// address is the `X-Forwarded-For` entry the outermost one appended. 0: the socket peer.
+    /// How many proxies of the operator's own stand in front of the server: the client address is
+    /// the `X-Forwarded-For` entry the outermost one appended (`0`: the socket peer; at most 16;
+    /// never set it higher than the proxies you run).
     trusted_proxies: usize = 0, "BUZZGATE_TRUSTED_PROXIES", at_most(16);
-    /// The older switch: `true` means one trusted proxy when no count is given.
+    /// The older switch: `true` means `BUZZGATE_TRUSTED_PROXIES=1` when no count is given.
     trust_forwarded: bool = false, "BUZZGATE_TRUST_FORWARDED", parse_bool;
-    /// PKCS#8 PEM of the ES256 id_token key; created if missing.
-    /// The ES256 id_token keys (PEM: the current PKCS#8 key, then the retired public keys
-    /// `buzzgate key rotate` keeps publishing); created if missing.
+    /// The ES256 id_token keys (PEM: the current PKCS#8 key, then the retired public keys `buzzgate
+    /// key rotate` keeps publishing in the JWKS); created on first start if missing; share it
+    /// between nodes.
     signing_key_file: String = "buzzgate-signing-key.pem".into(), "BUZZGATE_SIGNING_KEY_FILE", text;
     /// Serve HTTPS (rustls) with this PEM certificate chain; set with `BUZZGATE_TLS_KEY_FILE`
     /// (both or neither; unset: plain HTTP behind a TLS-terminating proxy).
     tls_cert_file: Option<String> = None, "BUZZGATE_TLS_CERT_FILE", some_text;
-    /// The PEM private key of `BUZZGATE_TLS_CERT_FILE`.
+    /// The PEM private key (PKCS#8, SEC1 or PKCS#1) of `BUZZGATE_TLS_CERT_FILE`.
     tls_key_file: Option<String> = None, "BUZZGATE_TLS_KEY_FILE", some_text;
-    /// How often expired rows are swept (0: never).
+    /// How often expired rows are swept (`0`: never).
     sweep_interval_seconds: u64 = 300, "BUZZGATE_SWEEP_INTERVAL_SECONDS", at_most(u64::from(u32::MAX));
-    /// The in-process token cache's bound, in MiB (0: no cache).
+    /// The in-process token cache's memory bound, in MiB (`0` turns the cache off).
     cache_max_mb: u64 = 16, "BUZZGATE_CACHE_MAX_MB", at_most(1024 * 1024);
-    /// The longest a request may take before it is answered `503` (the edge's limit).
+    /// The longest a request may take (1 to 3600 seconds): one not answered by then gets `503
+    /// temporarily_unavailable` with `Retry-After: 1`.
     request_timeout_seconds: u64 = 30, "BUZZGATE_REQUEST_TIMEOUT_SECONDS", between(1, 3600);
-    /// The longest a request body may take to arrive before it is answered `408`.
+    /// The longest a request body may take to arrive (1 to 3600 seconds): then `408
+    /// invalid_request`.
     body_timeout_seconds: u64 = 10, "BUZZGATE_BODY_TIMEOUT_SECONDS", between(1, 3600);
-    /// How long a client, consent or user read may be served from memory (0: never); what
-    /// another node changed is seen here within it (docs/security.md).
+    /// How long a node serves a client, consent or user from memory (at most 1000; `0`: never); a
+    /// change made on another node is seen within it, on the same node at once (docs/security.md).
     read_cache_ms: u64 = 500, "BUZZGATE_READ_CACHE_MS", at_most(1000);
     /// The MCP listener (`/mcp`, docs/mcp.md), e.g. `127.0.0.1:9090`; unset: no MCP under
     /// `serve` (`proxy` defaults to `127.0.0.1:9090`).
@@ -145,16 +160,19 @@ settings! {
     /// The MCP listener's URL as clients reach it (the account server's resource is this +
     /// `/mcp/account`); empty: `http://<the bound MCP address>`.
     mcp_public_url: String = String::new(), "BUZZGATE_MCP_PUBLIC_URL", text;
-    /// Proxy mode: how long to wait for the upstream to accept a connection, and to answer.
+    /// `buzzgate proxy`: how long to wait for the upstream to accept a connection (1 to 300
+    /// seconds; then `502`).
     upstream_connect_timeout_seconds: u64 = 3, "BUZZGATE_UPSTREAM_CONNECT_TIMEOUT_SECONDS", between(1, 300);
+    /// `buzzgate proxy`: how long to wait for the upstream's answer (1 to 600 seconds; then `504`).
     upstream_timeout_seconds: u64 = 10, "BUZZGATE_UPSTREAM_TIMEOUT_SECONDS", between(1, 600);
-    /// Prometheus metrics at `GET /metrics` on the main listener (docs/operations.md,
-    /// "Metrics"): `on` or `off` (answered `404`).
+    /// Prometheus metrics at `GET /metrics` on the main listener (series and alerts:
+    /// docs/operations.md, "Metrics"): `on`, or `off` (answered `404`).
     metrics: bool = true, "BUZZGATE_METRICS", parse_on;
-    /// When set, `/metrics` requires `Authorization: Bearer <this>` (else `401`).
+    /// When set, `/metrics` requires `Authorization: Bearer <this>` (compared in constant time;
+    /// else `401`); never printed.
     metrics_token: Secret = Secret(None), "BUZZGATE_METRICS_TOKEN", secret;
-    /// The log format on standard error: `text` (for people) or `json` (one object per line
-    /// with the request span's fields, `request_id` among them).
+    /// The log format on standard error: `text` (for people) or `json` (one object per line with
+    /// the request span's fields: `request_id`, method and path; never queries, tokens or secrets).
     log_format: LogFormat = LogFormat::Text, "BUZZGATE_LOG_FORMAT", parse_log_format;
     /// Seed 000's bound client: the MCP tools and the proxy's token endpoint use it when a
     /// call names no client.
@@ -563,6 +581,57 @@ mod tests {
         let e = load("[[scopes]]\nname = \"x\"\nbit = 40\nlable = \"typo\"\n").unwrap_err();
         assert!(e.contains("[[scopes]]") && e.contains("lable"), "{e}");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The configuration table of docs/operations.md (generated by `cargo xtask settings` from
+    /// `settings!`) shows each setting's default as an operator would write it: read back by
+    /// the setting's own parser, it must be `Config::default()`'s value (`unset` and `empty`
+    /// are the empty value).
+    #[test]
+    fn the_documented_defaults_are_the_defaults() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/operations.md");
+        let doc = std::fs::read_to_string(path).unwrap();
+        let table = doc
+            .split_once("<!-- settings:begin")
+            .and_then(|(_, rest)| rest.split_once("<!-- settings:end -->"))
+            .map(|(table, _)| table)
+            .expect("docs/operations.md has the settings table's markers");
+        let rows: HashMap<&str, (&str, &str)> = table
+            .lines()
+            .filter_map(|l| {
+                let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+                let env = cells.get(1)?.strip_prefix('`')?.strip_suffix('`')?;
+                Some((env, (*cells.get(2)?, *cells.get(3)?)))
+            })
+            .collect();
+        assert_eq!(rows.len(), ENV_KEYS.len(), "one row per setting");
+        for env in ENV_KEYS {
+            let stale = "run `cargo xtask settings`";
+            let (key, cell) = rows
+                .get(env)
+                .unwrap_or_else(|| panic!("{env} has no row in docs/operations.md: {stale}"));
+            assert_eq!(
+                *key,
+                format!("`{}`", file_key(env)),
+                "{env}'s file key: {stale}"
+            );
+            let value = match *cell {
+                "unset" | "empty" => "",
+                c => c
+                    .strip_prefix('`')
+                    .and_then(|c| c.strip_suffix('`'))
+                    .unwrap_or_else(|| panic!("{env}: a default cell reads `x`, unset or empty")),
+            };
+            let only_this = |k: &str| (k == *env).then(|| value.to_owned());
+            let mut c = Config::default();
+            if let Err(e) = c.apply(&only_this, &|k| k.to_owned()) {
+                panic!("{env}: the documented default {cell} does not parse: {e}");
+            }
+            assert!(
+                c == Config::default(),
+                "{env}: the documented default {cell} is not the code's (xtask's default_cell)"
+            );
+        }
     }
 
     #[test]
