@@ -340,6 +340,7 @@ pub async fn build(cfg: &Config, with_signer: bool) -> Result<Node, String> {
         secure_cookies: cfg.issuer.starts_with("https://"),
         limits: cfg.edge_limits(),
         metrics: metrics_endpoint(cfg),
+        request_spans: crate::traces::request_spans(cfg),
     };
     let state = AppState::new(core.clone(), settings, checks);
     Ok(Node {

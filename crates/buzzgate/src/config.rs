@@ -174,6 +174,15 @@ settings! {
     /// The log format on standard error: `text` (for people) or `json` (one object per line with
     /// the request span's fields: `request_id`, method and path; never queries, tokens or secrets).
     log_format: LogFormat = LogFormat::Text, "BUZZGATE_LOG_FORMAT", parse_log_format;
+    /// Export traces over OTLP/HTTP (protobuf) to this collector (docs/operations.md,
+    /// "Traces"): an http(s) URL, the collector's base (`/v1/traces` is added) or its full
+    /// traces URL; unset: no traces, and nothing of them on the request path.
+    otlp_endpoint: Option<String> = None, "BUZZGATE_OTLP_ENDPOINT", parse_otlp_endpoint;
+    /// The share of the traces that start here which are exported, from 0 to 1 (a request
+    /// whose `traceparent` carries its caller's decision keeps that decision).
+    otlp_sample_ratio: f64 = 1.0, "BUZZGATE_OTLP_SAMPLE_RATIO", parse_ratio;
+    /// The `service.name` of the exported traces (OpenTelemetry's standard variable).
+    otel_service_name: String = "buzzgate".into(), "OTEL_SERVICE_NAME", text;
     /// Seed 000's bound client: the MCP tools and the proxy's token endpoint use it when a
     /// call names no client.
     civitai_client_id: Option<String> = None, "CIVITAI_CLIENT_ID", some_text;
@@ -242,6 +251,44 @@ fn parse_on(name: &str, v: &str) -> Result<bool, String> {
         other => buzzgate_http::params::yes_no(other)
             .ok_or_else(|| format!("{name}: expected on or off, got `{other}`")),
     }
+}
+
+/// An http(s) URL of an OTLP/HTTP collector, without credentials (they belong in
+/// `OTEL_EXPORTER_OTLP_HEADERS`, which is never logged); `/v1/traces` is added unless the
+/// path already ends with it.
+fn parse_otlp_endpoint(name: &str, v: &str) -> Result<Option<String>, String> {
+    if v.is_empty() {
+        return Ok(None);
+    }
+    let mut url = url::Url::parse(v)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+        .ok_or_else(|| {
+            format!("{name}: expected the http(s) URL of an OTLP/HTTP collector, such as http://otel-collector:4318")
+        })?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(format!(
+            "{name}: put the collector's credentials in OTEL_EXPORTER_OTLP_HEADERS, not in the URL"
+        ));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(format!(
+            "{name}: expected a URL without a query or fragment"
+        ));
+    }
+    if !url.path().ends_with("/v1/traces") {
+        let path = format!("{}/v1/traces", url.path().trim_end_matches('/'));
+        url.set_path(&path);
+    }
+    Ok(Some(url.into()))
+}
+
+/// A number from 0 to 1.
+fn parse_ratio(name: &str, v: &str) -> Result<f64, String> {
+    v.parse::<f64>()
+        .ok()
+        .filter(|r| (0.0..=1.0).contains(r))
+        .ok_or_else(|| format!("{name}: expected a number from 0 to 1, got `{v}`"))
 }
 
 fn text(_: &str, v: &str) -> Result<String, String> {
@@ -658,5 +705,60 @@ mod tests {
             "the file key is named: {e}"
         );
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn traces_settings() {
+        let c = Config::load(None, env(&[])).unwrap();
+        assert_eq!(
+            (
+                c.otlp_endpoint,
+                c.otlp_sample_ratio,
+                c.otel_service_name.as_str()
+            ),
+            (None, 1.0, "buzzgate")
+        );
+        let endpoint = |v: &str| {
+            Config::load(None, env(&[("BUZZGATE_OTLP_ENDPOINT", v)])).map(|c| c.otlp_endpoint)
+        };
+        assert_eq!(
+            endpoint("http://otel:4318").unwrap().as_deref(),
+            Some("http://otel:4318/v1/traces")
+        );
+        assert_eq!(
+            endpoint("https://otel.example/base/").unwrap().as_deref(),
+            Some("https://otel.example/base/v1/traces")
+        );
+        assert_eq!(
+            endpoint("http://127.0.0.1:4318/v1/traces")
+                .unwrap()
+                .as_deref(),
+            Some("http://127.0.0.1:4318/v1/traces")
+        );
+        for bad in [
+            "otel:4318",
+            "grpc://otel:4317",
+            "http://",
+            "http://otel:4318/?x=1",
+        ] {
+            let e = endpoint(bad).unwrap_err();
+            assert!(e.starts_with("BUZZGATE_OTLP_ENDPOINT:"), "{bad}: {e}");
+        }
+        let e = endpoint("http://user:pw@otel:4318").unwrap_err();
+        assert!(
+            e.contains("OTEL_EXPORTER_OTLP_HEADERS") && !e.contains("pw"),
+            "{e}"
+        );
+        let ratio = |v: &str| {
+            Config::load(None, env(&[("BUZZGATE_OTLP_SAMPLE_RATIO", v)]))
+                .map(|c| c.otlp_sample_ratio)
+        };
+        assert_eq!(ratio("0.25"), Ok(0.25));
+        assert_eq!(ratio("0"), Ok(0.0));
+        for bad in ["1.5", "-0.1", "NaN", "half"] {
+            assert!(ratio(bad).unwrap_err().contains("from 0 to 1"), "{bad}");
+        }
+        let c = Config::load(None, env(&[("OTEL_SERVICE_NAME", "auth-eu")])).unwrap();
+        assert_eq!(c.otel_service_name, "auth-eu");
     }
 }

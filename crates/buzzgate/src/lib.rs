@@ -9,6 +9,7 @@ pub mod config;
 pub mod keys;
 pub mod metered;
 pub mod tls;
+pub mod traces;
 
 use std::net::SocketAddr;
 

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use buzzgate::cli::{Cli, Command};
 use buzzgate::config::{Config, LogFormat};
+use buzzgate::traces::Traces;
 use clap::Parser;
 
 /// mimalloc instead of the system allocator: glibc keeps the 19 MiB each Argon2 password
@@ -23,7 +24,6 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_logging(cfg.log_format);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -34,6 +34,19 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Traces are exported by a serving node only, when BUZZGATE_OTLP_ENDPOINT is set
+    // (docs/operations.md, "Traces"); their posts run on this runtime.
+    let traces = match &cli.command {
+        Command::Serve => match Traces::new(&cfg, rt.handle().clone()) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("buzzgate: configuration error: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        _ => None,
+    };
+    init_logging(cfg.log_format, traces.as_ref());
     // `config check` has its own statuses: 0 fine, 1 a service unreachable or refusing, 2 a
     // URL that cannot be parsed (docs/operations.md, "Admin CLI").
     if let Command::Config(buzzgate::cli::ConfigCmd::Check) = cli.command {
@@ -41,7 +54,7 @@ fn main() -> ExitCode {
     }
     let result = rt.block_on(async move {
         match cli.command {
-            Command::Serve => serve(&cfg).await,
+            Command::Serve => serve(&cfg, traces).await,
             Command::Proxy {
                 upstream,
                 upstream_prefix,
@@ -63,15 +76,39 @@ fn main() -> ExitCode {
 
 /// Logs to standard error as `format` says. The MCP SDK logs requests (tool arguments: codes,
 /// secrets) at debug level: it stays at warn unless RUST_LOG names it explicitly (docs/mcp.md).
-fn init_logging(format: LogFormat) {
-    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
-    let filter = if filter.contains("rmcp") {
-        filter
-    } else {
-        format!("{filter},rmcp=warn")
-    };
+/// The spans made for traces (target `buzzgate_otel`) are never logged; with `traces`, a
+/// second layer exports them, and only them (`buzzgate::traces`).
+fn init_logging(format: LogFormat, traces: Option<&Traces>) {
+    let mut filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
+    if !filter.contains("rmcp") {
+        filter.push_str(",rmcp=warn");
+    }
+    filter.push_str(",buzzgate_otel=off");
     let filter = tracing_subscriber::EnvFilter::try_new(&filter)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rmcp=warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rmcp=warn,buzzgate_otel=off"));
+    if let Some(traces) = traces {
+        use tracing_subscriber::Layer;
+        use tracing_subscriber::layer::SubscriberExt;
+        use tracing_subscriber::util::SubscriberInitExt;
+        let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+        let logs = match format {
+            LogFormat::Json => logs
+                .json()
+                .with_current_span(true)
+                .with_span_list(true)
+                .with_filter(filter)
+                .boxed(),
+            LogFormat::Text => logs
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .with_filter(filter)
+                .boxed(),
+        };
+        tracing_subscriber::registry()
+            .with(logs)
+            .with(traces.layer())
+            .init();
+        return;
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -89,7 +126,7 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-async fn serve(cfg: &Config) -> Result<(), String> {
+async fn serve(cfg: &Config, traces: Option<Traces>) -> Result<(), String> {
     let running = buzzgate::start(cfg).await?;
     if let Some(mcp) = running.mcp_addr {
         tracing::info!(addr = %mcp, "MCP is listening at /mcp");
@@ -99,11 +136,17 @@ async fn serve(cfg: &Config) -> Result<(), String> {
         issuer = %cfg.issuer,
         database = if cfg.is_postgres() { "postgres" } else { "sqlite" },
         redis = cfg.redis_url.is_some(),
+        traces = cfg.otlp_endpoint.as_deref().unwrap_or("off"),
         "buzzgate is listening"
     );
     shutdown_signal().await;
     tracing::info!("shutting down: draining in-flight requests");
-    running.stop().await.map_err(|e| e.to_string())
+    let stopped = running.stop().await.map_err(|e| e.to_string());
+    // The spans of the last requests, exported before the process ends (at most 5 s).
+    if let Some(traces) = traces {
+        let _ = tokio::task::spawn_blocking(move || traces.shutdown()).await;
+    }
+    stopped
 }
 
 async fn proxy(cfg: &Config, upstream: &str, prefix: &str) -> Result<(), String> {

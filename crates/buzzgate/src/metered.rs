@@ -23,6 +23,7 @@ use buzzgate_domain::token::{TokenHash, TokenRecord};
 use metrics::counter;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use time::OffsetDateTime;
+use tracing::Instrument;
 
 /// Tokens written by a grant (authorization code, client credentials, device code, API key),
 /// by `kind` (`access`, `refresh`, `apiKey`). Rotations count in [`REFRESHED`].
@@ -125,6 +126,39 @@ fn seen<T>(port: &'static str, r: StoreResult<T>) -> StoreResult<T> {
     r
 }
 
+/// Awaits one call of a store port inside its span for an exporter of traces
+/// (docs/operations.md, "Traces"): named `Port.method`, with the port and method names and,
+/// when the store answers an error, its kind; never an argument or a result. With traces
+/// off the span is disabled where it is made: nothing is allocated or recorded.
+macro_rules! traced {
+    ($port:literal, $method:literal, $call:expr) => {
+        traced(
+            tracing::info_span!(
+                target: crate::traces::TARGET,
+                concat!($port, ".", $method),
+                buzzgate.port = $port,
+                buzzgate.method = $method,
+                error.type = tracing::field::Empty,
+                otel.status_code = tracing::field::Empty,
+            ),
+            $call,
+        )
+        .await
+    };
+}
+
+async fn traced<T>(
+    span: tracing::Span,
+    call: impl Future<Output = StoreResult<T>>,
+) -> StoreResult<T> {
+    let r = call.instrument(span.clone()).await;
+    if let Err(e) = &r {
+        span.record("error.type", kind(e));
+        span.record("otel.status_code", "ERROR");
+    }
+    r
+}
+
 fn revoked(reason: &'static str, n: usize) {
     if n > 0 {
         counter!(REVOKED, "reason" => reason).increment(n as u64);
@@ -151,7 +185,10 @@ fn issued(tokens: &[TokenRecord], outcome: InsertOutcome) {
 #[async_trait]
 impl TokenStore for MeteredTokens {
     async fn insert(&self, tokens: &[TokenRecord]) -> StoreResult<InsertOutcome> {
-        let out = seen("tokens", self.0.insert(tokens).await)?;
+        let out = seen(
+            "tokens",
+            traced!("TokenStore", "insert", self.0.insert(tokens)),
+        )?;
         issued(tokens, out);
         Ok(out)
     }
@@ -161,13 +198,20 @@ impl TokenStore for MeteredTokens {
         tokens: &[TokenRecord],
         events: &OutcomeEvents,
     ) -> StoreResult<(InsertOutcome, bool)> {
-        let out = seen("tokens", self.0.insert_audited(tokens, events).await)?;
+        let out = seen(
+            "tokens",
+            traced!(
+                "TokenStore",
+                "insert_audited",
+                self.0.insert_audited(tokens, events)
+            ),
+        )?;
         issued(tokens, out.0);
         Ok(out)
     }
 
     async fn find(&self, hash: &TokenHash) -> StoreResult<Option<TokenRecord>> {
-        seen("tokens", self.0.find(hash).await)
+        seen("tokens", traced!("TokenStore", "find", self.0.find(hash)))
     }
 
     async fn rotate_refresh(
@@ -175,7 +219,14 @@ impl TokenStore for MeteredTokens {
         presented: &TokenHash,
         rotation: &RefreshRotation,
     ) -> StoreResult<RotationDecision> {
-        let d = seen("tokens", self.0.rotate_refresh(presented, rotation).await)?;
+        let d = seen(
+            "tokens",
+            traced!(
+                "TokenStore",
+                "rotate_refresh",
+                self.0.rotate_refresh(presented, rotation)
+            ),
+        )?;
         match &d {
             RotationDecision::Rotate { superseded, .. } => {
                 counter!(REFRESHED).increment(1);
@@ -192,7 +243,10 @@ impl TokenStore for MeteredTokens {
         hash: &TokenHash,
         now: OffsetDateTime,
     ) -> StoreResult<Option<TokenRecord>> {
-        let r = seen("tokens", self.0.revoke(hash, now).await)?;
+        let r = seen(
+            "tokens",
+            traced!("TokenStore", "revoke", self.0.revoke(hash, now)),
+        )?;
         // Revoked by this call (not an earlier one): stamped now, or not stamped in the row
         // the store read before writing.
         if let Some(t) = &r
@@ -208,7 +262,14 @@ impl TokenStore for MeteredTokens {
         family: FamilyId,
         now: OffsetDateTime,
     ) -> StoreResult<Vec<TokenHash>> {
-        let r = seen("tokens", self.0.revoke_family(family, now).await)?;
+        let r = seen(
+            "tokens",
+            traced!(
+                "TokenStore",
+                "revoke_family",
+                self.0.revoke_family(family, now)
+            ),
+        )?;
         revoked("family", r.len());
         Ok(r)
     }
@@ -221,7 +282,11 @@ impl TokenStore for MeteredTokens {
     ) -> StoreResult<Vec<TokenHash>> {
         let r = seen(
             "tokens",
-            self.0.revoke_for_user_client(user, client, now).await,
+            traced!(
+                "TokenStore",
+                "revoke_for_user_client",
+                self.0.revoke_for_user_client(user, client, now)
+            ),
         )?;
         revoked("consent", r.len());
         Ok(r)
@@ -238,7 +303,10 @@ impl TokenStore for MeteredTokens {
     }
 
     async fn list_api_keys(&self, user: UserId) -> StoreResult<Vec<TokenRecord>> {
-        seen("tokens", self.0.list_api_keys(user).await)
+        seen(
+            "tokens",
+            traced!("TokenStore", "list_api_keys", self.0.list_api_keys(user)),
+        )
     }
 
     async fn revoke_api_key(
@@ -247,13 +315,27 @@ impl TokenStore for MeteredTokens {
         id: TokenId,
         now: OffsetDateTime,
     ) -> StoreResult<Option<TokenHash>> {
-        let r = seen("tokens", self.0.revoke_api_key(user, id, now).await)?;
+        let r = seen(
+            "tokens",
+            traced!(
+                "TokenStore",
+                "revoke_api_key",
+                self.0.revoke_api_key(user, id, now)
+            ),
+        )?;
         revoked("api_key", usize::from(r.is_some()));
         Ok(r)
     }
 
     async fn sweep_expired(&self, before: OffsetDateTime, batch: u32) -> StoreResult<u32> {
-        seen("tokens", self.0.sweep_expired(before, batch).await)
+        seen(
+            "tokens",
+            traced!(
+                "TokenStore",
+                "sweep_expired",
+                self.0.sweep_expired(before, batch)
+            ),
+        )
     }
 }
 
@@ -284,23 +366,39 @@ impl BuzzStore for MeteredBuzz {
         amount: u64,
         now: OffsetDateTime,
     ) -> StoreResult<i64> {
-        seen("buzz", self.0.credit(user, currency, amount, now).await)
+        seen(
+            "buzz",
+            traced!(
+                "BuzzStore",
+                "credit",
+                self.0.credit(user, currency, amount, now)
+            ),
+        )
     }
 
     async fn balances(&self, user: UserId) -> StoreResult<Vec<(Currency, i64)>> {
-        seen("buzz", self.0.balances(user).await)
+        seen(
+            "buzz",
+            traced!("BuzzStore", "balances", self.0.balances(user)),
+        )
     }
 
     async fn history(&self, user: UserId, limit: u32) -> StoreResult<Vec<LedgerEntry>> {
-        seen("buzz", self.0.history(user, limit).await)
+        seen(
+            "buzz",
+            traced!("BuzzStore", "history", self.0.history(user, limit)),
+        )
     }
 
     async fn net_spent(&self, user: UserId) -> StoreResult<Vec<(Currency, u64)>> {
-        seen("buzz", self.0.net_spent(user).await)
+        seen(
+            "buzz",
+            traced!("BuzzStore", "net_spent", self.0.net_spent(user)),
+        )
     }
 
     async fn spend(&self, req: &SpendRequest) -> StoreResult<SpendOutcome> {
-        let out = seen("buzz", self.0.spend(req).await)?;
+        let out = seen("buzz", traced!("BuzzStore", "spend", self.0.spend(req)))?;
         decided(&out);
         Ok(out)
     }
@@ -310,7 +408,14 @@ impl BuzzStore for MeteredBuzz {
         req: &SpendRequest,
         event: &AuditEvent,
     ) -> StoreResult<(SpendOutcome, bool)> {
-        let out = seen("buzz", self.0.spend_audited(req, event).await)?;
+        let out = seen(
+            "buzz",
+            traced!(
+                "BuzzStore",
+                "spend_audited",
+                self.0.spend_audited(req, event)
+            ),
+        )?;
         decided(&out.0);
         Ok(out)
     }
@@ -321,7 +426,10 @@ impl BuzzStore for MeteredBuzz {
         by: &ClientId,
         now: OffsetDateTime,
     ) -> StoreResult<RefundOutcome> {
-        let out = seen("buzz", self.0.refund(id, by, now).await)?;
+        let out = seen(
+            "buzz",
+            traced!("BuzzStore", "refund", self.0.refund(id, by, now)),
+        )?;
         let outcome = match &out {
             RefundOutcome::Refunded { .. } => "refunded",
             RefundOutcome::AlreadyRefunded { .. } => "already_refunded",
@@ -337,7 +445,14 @@ impl BuzzStore for MeteredBuzz {
         subject: &SpendSubject,
         windows: &[BudgetWindow],
     ) -> StoreResult<Vec<u64>> {
-        seen("buzz", self.0.window_spend(user, subject, windows).await)
+        seen(
+            "buzz",
+            traced!(
+                "BuzzStore",
+                "window_spend",
+                self.0.window_spend(user, subject, windows)
+            ),
+        )
     }
 }
 
@@ -354,18 +469,27 @@ impl std::fmt::Debug for MeteredCache {
 #[async_trait]
 impl TokenCache for MeteredCache {
     async fn get(&self, hash: &TokenHash) -> StoreResult<Option<TokenRecord>> {
-        let r = seen("token_cache", self.0.get(hash).await)?;
+        let r = seen(
+            "token_cache",
+            traced!("TokenCache", "get", self.0.get(hash)),
+        )?;
         let result = if r.is_some() { "hit" } else { "miss" };
         counter!(CACHE, "cache" => "token", "result" => result).increment(1);
         Ok(r)
     }
 
     async fn put(&self, record: &TokenRecord, until: OffsetDateTime) -> StoreResult<()> {
-        seen("token_cache", self.0.put(record, until).await)
+        seen(
+            "token_cache",
+            traced!("TokenCache", "put", self.0.put(record, until)),
+        )
     }
 
     async fn invalidate(&self, hashes: &[TokenHash]) -> StoreResult<()> {
-        seen("token_cache", self.0.invalidate(hashes).await)
+        seen(
+            "token_cache",
+            traced!("TokenCache", "invalidate", self.0.invalidate(hashes)),
+        )
     }
 }
 
@@ -382,7 +506,10 @@ impl std::fmt::Debug for MeteredLimiter {
 #[async_trait]
 impl RateLimiter for MeteredLimiter {
     async fn count(&self, key: &str, window: RateWindow, add: u32) -> StoreResult<u64> {
-        seen("rate_limiter", self.0.count(key, window, add).await)
+        seen(
+            "rate_limiter",
+            traced!("RateLimiter", "count", self.0.count(key, window, add)),
+        )
     }
 
     async fn count_each(
@@ -390,6 +517,9 @@ impl RateLimiter for MeteredLimiter {
         hits: &[(String, u32)],
         window: RateWindow,
     ) -> StoreResult<Vec<u64>> {
-        seen("rate_limiter", self.0.count_each(hits, window).await)
+        seen(
+            "rate_limiter",
+            traced!("RateLimiter", "count_each", self.0.count_each(hits, window)),
+        )
     }
 }

@@ -3,11 +3,14 @@
 //! `Cache-Control: no-store` unless a handler chose caching, and one error shape for the
 //! responses no handler wrote (unknown route, wrong method, a timeout, a panic).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
+use axum::extract::{MatchedPath, State};
 use axum::http::{HeaderName, HeaderValue, Request, Response, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::IntoResponse;
 use buzzgate_domain::error::Error;
 use tower::ServiceBuilder;
@@ -16,6 +19,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 use tower_http::trace::TraceLayer;
+use tracing::Instrument;
 
 use crate::error::{ApiError, Where};
 
@@ -41,8 +45,28 @@ impl Default for Limits {
     }
 }
 
-/// Wraps every route of `router` in the edge (outermost first).
-pub fn wrap<S>(router: Router<S>, limits: Limits) -> Router<S>
+/// Opens the span of one request for an exporter of traces (docs/operations.md, "Traces"):
+/// given the request (its `traceparent` header says the caller's trace) and the route
+/// pattern the router matched (`None`: no route did). [`wrap`] records on it, once the answer
+/// is ready, `http.response.status_code`, the `buzzgate.request_id` the answer carries, and
+/// `otel.status_code = "ERROR"` for a 5xx. The composition root makes it; the edge knows no
+/// exporter.
+#[derive(Clone)]
+pub struct RequestSpans(pub Arc<MakeSpan>);
+
+/// What [`RequestSpans`] holds: the request and the matched route pattern to a span.
+pub type MakeSpan = dyn Fn(&Request<Body>, Option<&str>) -> tracing::Span + Send + Sync;
+
+impl std::fmt::Debug for RequestSpans {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RequestSpans")
+    }
+}
+
+/// Wraps every route of `router` in the edge (outermost first). With `spans` (traces
+/// exported), each request also runs inside the span it makes, outermost of all; without,
+/// the edge has no such layer at all.
+pub fn wrap<S>(router: Router<S>, limits: Limits, spans: Option<RequestSpans>) -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
 {
@@ -96,7 +120,35 @@ where
             limits.request,
         ))
         .layer(RequestBodyTimeoutLayer::new(limits.body));
-    router.layer(stack)
+    let router = router.layer(stack);
+    match spans {
+        Some(spans) => router.layer(axum::middleware::from_fn_with_state(spans, traced)),
+        None => router,
+    }
+}
+
+/// Runs the request inside the span [`RequestSpans`] makes, then records the answer on it.
+async fn traced(
+    State(spans): State<RequestSpans>,
+    req: Request<Body>,
+    next: Next,
+) -> axum::response::Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(MatchedPath::as_str);
+    let span = (spans.0)(&req, route);
+    let res = next.run(req).instrument(span.clone()).await;
+    let status = res.status();
+    // As an i64: OpenTelemetry's integer (a u64 would be recorded as text).
+    span.record("http.response.status_code", i64::from(status.as_u16()));
+    if let Some(id) = res.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()) {
+        span.record("buzzgate.request_id", id);
+    }
+    if status.is_server_error() {
+        span.record("otel.status_code", "ERROR");
+    }
+    res
 }
 
 /// The log span of a request: method, path (never the query, which can carry codes and

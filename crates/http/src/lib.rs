@@ -54,6 +54,9 @@ pub struct Settings {
     pub limits: edge::Limits,
     /// `GET /metrics` (docs/operations.md, "Metrics"); `None`: answered `404`.
     pub metrics: Option<metrics::MetricsEndpoint>,
+    /// Each request's span for an exporter of traces (docs/operations.md, "Traces");
+    /// `None`: traces are off and the edge adds nothing.
+    pub request_spans: Option<edge::RequestSpans>,
 }
 
 /// One dependency `/readyz` checks.
@@ -247,7 +250,8 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics::serve))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz));
-    edge::wrap(routes, state.settings.limits).with_state(state)
+    let spans = state.settings.request_spans.clone();
+    edge::wrap(routes, state.settings.limits, spans).with_state(state)
 }
 
 /// `/healthz`: the process is up.
