@@ -74,18 +74,11 @@ fn main() -> ExitCode {
     }
 }
 
-/// Logs to standard error as `format` says. The MCP SDK logs requests (tool arguments: codes,
-/// secrets) at debug level: it stays at warn unless RUST_LOG names it explicitly (docs/mcp.md).
-/// The spans made for traces (target `buzzgate_otel`) are never logged; with `traces`, a
-/// second layer exports them, and only them (`buzzgate::traces`).
+/// Logs to standard error as `format` says, filtered by `RUST_LOG` (`traces::log_filter`:
+/// never the MCP SDK's requests nor the spans made for traces). With `traces`, a second layer
+/// exports the spans made for traces, and only them (`buzzgate::traces`).
 fn init_logging(format: LogFormat, traces: Option<&Traces>) {
-    let mut filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
-    if !filter.contains("rmcp") {
-        filter.push_str(",rmcp=warn");
-    }
-    filter.push_str(",buzzgate_otel=off");
-    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rmcp=warn,buzzgate_otel=off"));
+    let filter = buzzgate::traces::log_filter(std::env::var("RUST_LOG").ok().as_deref());
     if let Some(traces) = traces {
         use tracing_subscriber::Layer;
         use tracing_subscriber::layer::SubscriberExt;

@@ -125,6 +125,21 @@ impl Traces {
     }
 }
 
+/// The log layer's filter: `RUST_LOG` (default `info`) with the MCP SDK at `warn` unless
+/// `RUST_LOG` names it (it logs tool arguments, codes and secrets at debug: docs/mcp.md), and
+/// the spans made for traces always off, so that with traces unset they are disabled where
+/// they are made (nothing allocated) and with traces set only the exporter sees them.
+pub fn log_filter(rust_log: Option<&str>) -> tracing_subscriber::EnvFilter {
+    let mut directives = rust_log.unwrap_or("info").to_owned();
+    if !directives.contains("rmcp") {
+        directives.push_str(",rmcp=warn");
+    }
+    directives.push_str(&format!(",{TARGET}=off"));
+    tracing_subscriber::EnvFilter::try_new(&directives).unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!("info,rmcp=warn,{TARGET}=off"))
+    })
+}
+
 /// The edge's span maker when traces are on (`None` otherwise: the edge adds nothing).
 pub fn request_spans(cfg: &Config) -> Option<RequestSpans> {
     cfg.otlp_endpoint.as_ref()?;
@@ -294,6 +309,28 @@ mod tests {
     fn methods_are_bounded() {
         assert_eq!(method_name(&Method::POST), "POST");
         assert_eq!(method_name(&Method::from_bytes(b"BREW").unwrap()), "_OTHER");
+    }
+
+    #[test]
+    fn trace_spans_are_never_logged_and_disabled_without_an_exporter() {
+        for rust_log in [
+            None,
+            Some("debug"),
+            Some("trace"),
+            Some("info,buzzgate_otel=trace"),
+        ] {
+            // As `serve` logs without traces: the filter is the subscriber's.
+            let logs = tracing_subscriber::fmt()
+                .with_env_filter(log_filter(rust_log))
+                .with_writer(std::io::sink)
+                .finish();
+            tracing::subscriber::with_default(logs, || {
+                let traced = tracing::info_span!(target: TARGET, "TokenStore.find");
+                assert!(traced.is_disabled(), "RUST_LOG={rust_log:?}");
+                let logged = tracing::info_span!(target: "buzzgate_http::edge", "request");
+                assert!(!logged.is_disabled(), "RUST_LOG={rust_log:?}");
+            });
+        }
     }
 
     #[test]
