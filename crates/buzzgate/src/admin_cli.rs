@@ -294,28 +294,40 @@ pub async fn user_list(node: &Node, json_out: bool) -> Result<(), String> {
     Ok(())
 }
 
-/// `buzzgate user ban|unban <username>`.
+/// `buzzgate user ban|unban <username>`. A ban revokes every live token of the user and
+/// says how many; lifting it restores none (`AdminService::set_banned`).
 pub async fn user_ban(node: &Node, username: &str, banned: bool) -> Result<(), String> {
-    let u = node
+    let done = node
         .core
         .admin()
         .set_banned(&admin(), username, banned)
         .await
         .map_err(words)?;
-    out(&if banned {
-        format!(
-            "{} (id {}) is banned since {}: they cannot sign in, and their tokens no longer \
-             refresh, introspect as active or spend Buzz",
+    let u = &done.user;
+    let tokens = match done.tokens_revoked {
+        1 => "1 token".to_owned(),
+        n => format!("{n} tokens"),
+    };
+    out(&match (banned, done.changed) {
+        (true, true) => format!(
+            "{} (id {}) is banned since {}: revoked {tokens} (access, refresh and API keys); \
+             they cannot sign in and get no new tokens",
             u.username.as_str(),
             u.id.0,
             u.banned_at.map(rfc3339).unwrap_or_default()
-        )
-    } else {
-        format!(
-            "{} (id {}) is no longer banned",
+        ),
+        (true, false) => format!(
+            "{} (id {}) was already banned since {}: revoked {tokens} issued since",
+            u.username.as_str(),
+            u.id.0,
+            u.banned_at.map(rfc3339).unwrap_or_default()
+        ),
+        (false, true) => format!(
+            "{} (id {}) is no longer banned (tokens revoked by the ban stay revoked)",
             u.username.as_str(),
             u.id.0
-        )
+        ),
+        (false, false) => format!("{} (id {}) was not banned", u.username.as_str(), u.id.0),
     })
 }
 

@@ -178,10 +178,18 @@ pub enum UserCmd {
         #[arg(long)]
         json: bool,
     },
-    /// Ban a user: they cannot sign in, and their tokens no longer refresh, introspect as
-    /// active or spend Buzz.
+    /// Ban a user and revoke every live token of theirs.
+    ///
+    /// Revokes at once the user's access and refresh tokens of every app and their personal
+    /// API keys, and prints how many. The user then cannot sign in, their sessions stop
+    /// resolving and no grant issues them tokens. `user unban` restores none of the revoked
+    /// tokens. Recorded in the audit log as user.banned. Banning a banned user again revokes
+    /// whatever was issued since.
     Ban { username: String },
-    /// Lift a user's ban.
+    /// Lift a user's ban; the tokens it revoked stay revoked.
+    ///
+    /// The user can sign in again and authorizes their apps anew. Recorded in the audit log
+    /// as user.unbanned.
     Unban { username: String },
 }
 

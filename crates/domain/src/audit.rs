@@ -1,4 +1,5 @@
-//! Audit events of SPEC section 9. Stored without foreign keys, so they outlive deleted apps.
+//! Audit events of SPEC section 9, plus the operator's bans (`user.banned`, `user.unbanned`).
+//! Stored without foreign keys, so they outlive deleted apps.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -40,10 +41,17 @@ pub enum AuditKind {
     BuzzSpent,
     #[serde(rename = "buzz.refunded")]
     BuzzRefunded,
+    /// An operator banned the user (`AdminService::set_banned`); metadata `by` and
+    /// `tokens` (how many live tokens the ban revoked).
+    #[serde(rename = "user.banned")]
+    UserBanned,
+    /// An operator lifted the user's ban (revoked tokens stay revoked); metadata `by`.
+    #[serde(rename = "user.unbanned")]
+    UserUnbanned,
 }
 
 impl AuditKind {
-    pub const ALL: [AuditKind; 14] = [
+    pub const ALL: [AuditKind; 16] = [
         AuditKind::ClientCreated,
         AuditKind::ClientUpdated,
         AuditKind::ClientDeleted,
@@ -58,6 +66,8 @@ impl AuditKind {
         AuditKind::BuzzLimitSet,
         AuditKind::BuzzSpent,
         AuditKind::BuzzRefunded,
+        AuditKind::UserBanned,
+        AuditKind::UserUnbanned,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -76,6 +86,8 @@ impl AuditKind {
             AuditKind::BuzzLimitSet => "buzz.limit_set",
             AuditKind::BuzzSpent => "buzz.spent",
             AuditKind::BuzzRefunded => "buzz.refunded",
+            AuditKind::UserBanned => "user.banned",
+            AuditKind::UserUnbanned => "user.unbanned",
         }
     }
 
@@ -205,10 +217,18 @@ mod tests {
             "buzz.limit_set",
             "buzz.spent",
             "buzz.refunded",
+            "user.banned",
+            "user.unbanned",
         ] {
             assert!(names.contains(&n), "{n} missing");
             assert_eq!(AuditKind::parse(n).unwrap().as_str(), n);
         }
+        // The wire name (serde) and `as_str` never drift apart, and no name is listed twice.
+        for k in AuditKind::ALL {
+            assert_eq!(serde_json::to_value(k).unwrap(), k.as_str());
+        }
+        let unique: std::collections::HashSet<_> = names.iter().collect();
+        assert_eq!(unique.len(), names.len());
     }
 
     #[test]

@@ -69,6 +69,17 @@ pub const MAX_SEARCH_RESULTS: usize = 200;
 /// Most users one page of [`AdminService::users`] returns.
 pub const MAX_USER_PAGE: u32 = 1000;
 
+/// What [`AdminService::set_banned`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BanChange {
+    /// The user as stored now.
+    pub user: User,
+    /// Whether the ban state changed (`false`: the user was already banned, or not banned).
+    pub changed: bool,
+    /// Live tokens the ban revoked now (always 0 when lifting a ban).
+    pub tokens_revoked: usize,
+}
+
 #[derive(Debug, Clone)]
 pub struct AdminService {
     pub(crate) deps: Arc<Deps>,
@@ -106,33 +117,71 @@ impl AdminService {
     }
 
     /// Bans the user named `username` (`banned`), or lifts the ban. A banned user cannot sign
-    /// in, their sessions stop resolving, and tokens acting for them are refused wherever the
-    /// user is read (refresh, userinfo, introspection, Buzz spends). Banning a banned user
-    /// keeps the first ban's time. Unknown names are `not_found`.
+    /// in, their sessions stop resolving, no grant issues them tokens (`TokenService::admit`),
+    /// and the ban revokes every live token of theirs in the same call: access and refresh
+    /// tokens of every app (their families tombstoned, so a rotation racing the ban leaves no
+    /// live head) and personal API keys, dropped from every node's token cache. The ban is
+    /// stored first and the tokens revoked second, so a grant that read the user before the
+    /// ban and wrote its tokens before the revocation is revoked with the rest.
+    ///
+    /// Banning a banned user keeps the first ban's time and revokes again whatever was
+    /// issued since (a grant that read the user before the ban reached its node); it is
+    /// audited again (`again=true`). Lifting a ban does **not** restore revoked tokens: the
+    /// user signs in and authorizes anew. Audited as `user.banned` (metadata `by`: the
+    /// caller, `tokens`: how many were revoked) and `user.unbanned` (only when a ban was
+    /// lifted). Unknown names are `not_found`.
     pub async fn set_banned(
         &self,
         caller: &Caller,
         username: &str,
         banned: bool,
-    ) -> Result<User, Error> {
+    ) -> Result<BanChange, Error> {
         caller.admin(Access::Write)?;
+        let deps = &self.deps;
         let missing = || Error::not_found(format!("No user is named {username}"));
         let name = Username::parse(username)?;
-        let user = self
-            .deps
+        let mut user = deps
             .users
             .find_by_username(&name)
             .await?
             .ok_or_else(missing)?;
-        if user.is_banned() == banned {
-            return Ok(user);
+        let changed = user.is_banned() != banned;
+        if changed {
+            let at = banned.then(|| deps.now());
+            user = deps
+                .users
+                .set_banned(user.id, at)
+                .await?
+                .ok_or_else(missing)?;
         }
-        let at = banned.then(|| self.deps.now());
-        self.deps
-            .users
-            .set_banned(user.id, at)
-            .await?
-            .ok_or_else(missing)
+        if !banned {
+            if changed {
+                let ev = AuditEvent::new(AuditKind::UserUnbanned, deps.now())
+                    .user(user.id)
+                    .meta("by", caller.kind());
+                deps.audit(ev).await;
+            }
+            return Ok(BanChange {
+                user,
+                changed,
+                tokens_revoked: 0,
+            });
+        }
+        let revoked = deps.tokens.revoke_for_user(user.id, deps.now()).await?;
+        deps.invalidate(&revoked).await?;
+        let mut ev = AuditEvent::new(AuditKind::UserBanned, deps.now())
+            .user(user.id)
+            .meta("by", caller.kind())
+            .meta("tokens", revoked.len());
+        if !changed {
+            ev = ev.meta("again", true);
+        }
+        deps.audit(ev).await;
+        Ok(BanChange {
+            user,
+            changed,
+            tokens_revoked: revoked.len(),
+        })
     }
 
     /// The audit log filtered as people typed it: the query it stands for, and its page.
@@ -215,12 +264,16 @@ impl AdminService {
 mod tests {
     use std::sync::Arc;
 
+    use crate::audit::AuditKind;
+    use crate::ids::{ClientId, FamilyId, UserId};
     use crate::memory::MemoryStore;
-    use crate::ports::{ManualClock, SeededRandom};
-    use crate::service::{Buzzgate, Caller, Config};
+    use crate::ports::{InsertOutcome, ManualClock, SeededRandom};
+    use crate::scope::Scope;
+    use crate::service::{Buzzgate, Caller, Config, Credentials};
+    use crate::token::{NewToken, PlainToken, TokenKind, TokenMinter, TokenRecord};
     use crate::user::{NewUser, Username};
 
-    async fn gate_with(names: &[&str]) -> Buzzgate {
+    async fn gate_and_store(names: &[&str]) -> (Buzzgate, MemoryStore) {
         let clock = Arc::new(ManualClock::at_epoch());
         let store = MemoryStore::new(clock);
         let g = Buzzgate::new(store.deps(Arc::new(SeededRandom::new(3)), Config::default()));
@@ -236,7 +289,39 @@ mod tests {
                 .await
                 .unwrap();
         }
-        g
+        (g, store)
+    }
+
+    async fn gate_with(names: &[&str]) -> Buzzgate {
+        gate_and_store(names).await.0
+    }
+
+    /// A stored token of `kind` for `user` (an app's when `client` is set).
+    async fn token(
+        g: &Buzzgate,
+        kind: TokenKind,
+        user: UserId,
+        client: Option<&ClientId>,
+        family: Option<FamilyId>,
+    ) -> (PlainToken, TokenRecord) {
+        let new = NewToken {
+            kind,
+            client_id: client.cloned(),
+            user_id: user,
+            scope: Scope::USER_READ,
+            family_id: family,
+            auth_time: None,
+            oidc: Default::default(),
+            audience: Vec::new(),
+        };
+        let minted = TokenMinter::default().mint(new, g.deps.now(), g.deps.random.as_ref());
+        let stored = g.deps.tokens.insert(std::slice::from_ref(&minted.1)).await;
+        assert_eq!(stored.unwrap(), InsertOutcome::Inserted);
+        minted
+    }
+
+    async fn accepted(g: &Buzzgate, t: &PlainToken) -> bool {
+        g.tokens().validate_bearer(t.expose()).await.is_ok()
     }
 
     #[tokio::test]
@@ -253,25 +338,134 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_ban_stops_sign_in_and_lifting_it_restores_it() {
+    async fn a_ban_stops_sign_in_and_sessions_and_lifting_it_restores_sign_in() {
         let g = gate_with(&["ada"]).await;
         let op = Caller::operator();
         let sessions = g.sessions();
         let login = || sessions.login("ada", "correct horse battery", None);
-        assert!(login().await.is_ok());
+        let (cookie, _) = login().await.unwrap();
+        let creds = Credentials {
+            session: Some(cookie.expose().to_owned()),
+            ..Credentials::default()
+        };
+        assert!(matches!(
+            g.callers().identify(&creds).await.unwrap(),
+            Caller::Session(_)
+        ));
         let banned = g.admin().set_banned(&op, "ada", true).await.unwrap();
-        assert!(banned.is_banned());
-        let first = banned.banned_at;
+        assert!(banned.changed && banned.user.is_banned());
+        let first = banned.user.banned_at;
         assert!(login().await.is_err());
-        assert!(g.deps.active_user(banned.id).await.unwrap().is_none());
+        assert!(g.deps.active_user(banned.user.id).await.unwrap().is_none());
+        // A session opened before the ban no longer resolves: its requests are anonymous.
+        assert!(sessions.resolve(cookie.expose()).await.unwrap().is_none());
+        assert_eq!(
+            g.callers().identify(&creds).await.unwrap(),
+            Caller::Anonymous
+        );
         // Banning again keeps the first time.
         let again = g.admin().set_banned(&op, "ada", true).await.unwrap();
-        assert_eq!(again.banned_at, first);
+        assert!(!again.changed);
+        assert_eq!(again.user.banned_at, first);
         let lifted = g.admin().set_banned(&op, "ada", false).await.unwrap();
-        assert!(!lifted.is_banned());
+        assert!(lifted.changed && !lifted.user.is_banned());
+        assert_eq!(lifted.tokens_revoked, 0);
         assert!(login().await.is_ok());
         let err = g.admin().set_banned(&op, "nobody", true).await.unwrap_err();
         assert_eq!(err.code(), "not_found");
         assert!(err.description().contains("No user is named nobody"));
+    }
+
+    #[tokio::test]
+    async fn a_ban_revokes_every_live_token_of_the_user_and_is_audited() {
+        let (g, store) = gate_and_store(&["ada", "bob"]).await;
+        let op = Caller::operator();
+        let all = g.admin().users(&op, 0, 10).await.unwrap();
+        let (ada, bob) = (all[0].id, all[1].id);
+        let app = ClientId::generate(g.deps.random.as_ref());
+        let family = FamilyId::generate(g.deps.random.as_ref());
+        let (access, _) = token(&g, TokenKind::Access, ada, Some(&app), Some(family)).await;
+        let (_, refresh) = token(&g, TokenKind::Refresh, ada, Some(&app), Some(family)).await;
+        let (robot, _) = token(&g, TokenKind::Access, ada, Some(&app), None).await;
+        let (key, _) = token(&g, TokenKind::ApiKey, ada, None, None).await;
+        let (bobs, _) = token(&g, TokenKind::Access, bob, Some(&app), None).await;
+        // Validated once, so each sits in the token cache.
+        for t in [&access, &robot, &key, &bobs] {
+            assert!(accepted(&g, t).await);
+        }
+
+        // Only an admin may ban, and a refused call revokes nothing.
+        let err = g.admin().set_banned(&Caller::Anonymous, "ada", true).await;
+        assert!(err.is_err());
+        assert!(accepted(&g, &access).await);
+
+        let ban = g.admin().set_banned(&op, "ada", true).await.unwrap();
+        assert!(ban.changed);
+        assert_eq!(ban.tokens_revoked, 4, "access, refresh, app token, API key");
+        // Refused by validation alone, which never reads the user (cache included).
+        for t in [&access, &robot, &key] {
+            assert!(!accepted(&g, t).await);
+        }
+        assert!(accepted(&g, &bobs).await, "other users keep theirs");
+        assert!(g.deps.tokens.list_api_keys(ada).await.unwrap().is_empty());
+        let row = g.deps.tokens.find(&refresh.hash).await.unwrap().unwrap();
+        assert!(row.revoked_at.is_some());
+        // The family is tombstoned: a rotation that lost the race writes nothing.
+        let (_, late) = TokenMinter::default().mint(
+            NewToken {
+                kind: TokenKind::Refresh,
+                client_id: Some(app.clone()),
+                user_id: ada,
+                scope: Scope::USER_READ,
+                family_id: Some(family),
+                auth_time: None,
+                oidc: Default::default(),
+                audience: Vec::new(),
+            },
+            g.deps.now(),
+            g.deps.random.as_ref(),
+        );
+        assert_eq!(
+            g.deps.tokens.insert(&[late]).await.unwrap(),
+            InsertOutcome::FamilyRevoked
+        );
+        let events = store.audit_events();
+        let banned = events.last().unwrap();
+        assert_eq!(banned.kind, AuditKind::UserBanned);
+        assert_eq!(banned.user_id, Some(ada));
+        assert_eq!(banned.metadata["by"], "operator");
+        assert_eq!(banned.metadata["tokens"], "4");
+        assert!(!banned.metadata.contains_key("again"));
+
+        // Lifting the ban restores no token.
+        let lifted = g.admin().set_banned(&op, "ada", false).await.unwrap();
+        assert_eq!((lifted.changed, lifted.tokens_revoked), (true, 0));
+        for t in [&access, &robot, &key] {
+            assert!(!accepted(&g, t).await);
+        }
+        let unbanned = store.audit_events().pop().unwrap();
+        assert_eq!(unbanned.kind, AuditKind::UserUnbanned);
+        assert_eq!(unbanned.user_id, Some(ada));
+        assert_eq!(unbanned.metadata["by"], "operator");
+        let count = store.audit_events().len();
+        let same = g.admin().set_banned(&op, "ada", false).await.unwrap();
+        assert!(!same.changed);
+        assert_eq!(store.audit_events().len(), count, "nothing to record");
+
+        // A key made after the unban is live until the next ban, which takes it too; a ban
+        // of a banned user revokes what was issued since and says it was a repeat.
+        let (fresh, _) = token(&g, TokenKind::ApiKey, ada, None, None).await;
+        assert!(accepted(&g, &fresh).await);
+        let ban = g.admin().set_banned(&op, "ada", true).await.unwrap();
+        assert_eq!((ban.changed, ban.tokens_revoked), (true, 1));
+        assert!(!accepted(&g, &fresh).await);
+        let (meanwhile, _) = token(&g, TokenKind::ApiKey, ada, None, None).await;
+        let again = g.admin().set_banned(&op, "ada", true).await.unwrap();
+        assert_eq!((again.changed, again.tokens_revoked), (false, 1));
+        assert!(!accepted(&g, &meanwhile).await);
+        let repeat = store.audit_events().pop().unwrap();
+        assert_eq!(repeat.kind, AuditKind::UserBanned);
+        assert_eq!(repeat.metadata["again"], "true");
+        assert_eq!(repeat.metadata["tokens"], "1");
     }
 }

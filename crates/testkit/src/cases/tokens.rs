@@ -253,7 +253,11 @@ pub async fn revoke_for_user_takes_every_token(p: &Ports) {
     assert!(tokens.list_api_keys(u.id).await.unwrap().is_empty());
     assert_eq!(tokens.list_api_keys(other_user.id).await.unwrap().len(), 1);
     assert!(
-        tokens.revoke_for_user(u.id, now()).await.unwrap().is_empty(),
+        tokens
+            .revoke_for_user(u.id, now())
+            .await
+            .unwrap()
+            .is_empty(),
         "only tokens revoked now are returned"
     );
     // The family is tombstoned: a successor written after the revocation is refused, and

@@ -8,6 +8,7 @@
 mod api_keys;
 mod authorization_code;
 mod authorize;
+mod bans;
 mod buzz;
 mod client_credentials;
 mod clients;

@@ -184,16 +184,18 @@ impl TokenService {
     }
 
     /// The user tokens would act for, if the app's access mode admits them (SPEC 13: every
-    /// way of getting a token). `disabled` is refused without a lookup; the user is loaded
-    /// only when it matters (`testers`), and a banned user never gets tokens.
+    /// way of getting a token). `disabled` is refused without a lookup; a banned (or unknown)
+    /// user never gets tokens, whatever the mode: a code or device grant approved before a
+    /// ban, a refresh, or an app's `client_credentials` acting for its banned owner
+    /// (`AdminService::set_banned`). The user is read through the node's read cache.
     async fn admit(&self, client: &Client, user: UserId) -> Result<(), Error> {
         client.check_enabled()?;
-        if client.access_mode != AccessMode::Testers {
-            return Ok(());
-        }
         let user = self.deps.active_user(user).await?.ok_or_else(|| {
             Error::invalid_grant("Invalid grant: the user's account is not active")
         })?;
+        if client.access_mode != AccessMode::Testers {
+            return Ok(());
+        }
         client.admits_at_token(user.has_role(Role::Tester))
     }
 
