@@ -297,7 +297,14 @@ impl TokenStore for MeteredTokens {
         user: UserId,
         now: OffsetDateTime,
     ) -> StoreResult<Vec<TokenHash>> {
-        let r = seen("tokens", self.0.revoke_for_user(user, now).await)?;
+        let r = seen(
+            "tokens",
+            traced!(
+                "TokenStore",
+                "revoke_for_user",
+                self.0.revoke_for_user(user, now)
+            ),
+        )?;
         revoked("user_banned", r.len());
         Ok(r)
     }
