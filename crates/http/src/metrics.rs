@@ -6,7 +6,8 @@
 //! never the path a caller sent), or `unmatched`; the method label is one of the standard
 //! methods or `other`: every label has a bounded set of values whatever the traffic.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, OnceLock, RwLock};
 use std::time::Instant;
 
 use axum::body::Body;
@@ -57,23 +58,104 @@ fn method_label(m: &Method) -> &'static str {
     }
 }
 
+/// The series of one route, made once and reused: a request then costs two read-locked
+/// lookups and two atomic updates, not the labels' allocation and the registry's hashing
+/// (docs/benchmarks.md).
+struct RouteSeries {
+    /// The route label.
+    route: String,
+    /// By method label.
+    durations: RwLock<HashMap<&'static str, ::metrics::Histogram>>,
+    /// By method label and status.
+    requests: RwLock<HashMap<(&'static str, u16), ::metrics::Counter>>,
+    rate_limited: OnceLock<::metrics::Counter>,
+}
+
+/// Every route's series, by route label (a bounded set: the router's patterns), for the
+/// recorder they were made with: when the process's recorder changes (installed after a
+/// first request, or a test's own), the series are made again.
+#[derive(Default)]
+struct Routes {
+    recorder: usize,
+    series: HashMap<Box<str>, Arc<RouteSeries>>,
+}
+
+static ROUTES: LazyLock<RwLock<Routes>> = LazyLock::new(RwLock::default);
+
+/// The value under `key`, made by `make` the first time.
+fn cached<K: Eq + std::hash::Hash, V: Clone>(
+    map: &RwLock<HashMap<K, V>>,
+    key: K,
+    make: impl FnOnce() -> V,
+) -> V {
+    // Every critical section leaves the map consistent, so a poisoned lock is usable.
+    if let Some(v) = map.read().unwrap_or_else(|p| p.into_inner()).get(&key) {
+        return v.clone();
+    }
+    map.write()
+        .unwrap_or_else(|p| p.into_inner())
+        .entry(key)
+        .or_insert_with(make)
+        .clone()
+}
+
+fn route_series(route: &str) -> Arc<RouteSeries> {
+    let recorder = ::metrics::with_recorder(|r| std::ptr::from_ref(r).cast::<()>() as usize);
+    {
+        let routes = ROUTES.read().unwrap_or_else(|p| p.into_inner());
+        if routes.recorder == recorder
+            && let Some(s) = routes.series.get(route)
+        {
+            return s.clone();
+        }
+    }
+    let mut routes = ROUTES.write().unwrap_or_else(|p| p.into_inner());
+    if routes.recorder != recorder {
+        routes.series.clear();
+        routes.recorder = recorder;
+    }
+    routes
+        .series
+        .entry(route.into())
+        .or_insert_with(|| {
+            Arc::new(RouteSeries {
+                route: route.to_owned(),
+                durations: RwLock::default(),
+                requests: RwLock::default(),
+                rate_limited: OnceLock::new(),
+            })
+        })
+        .clone()
+}
+
 /// The middleware counting every request (outermost in the edge, so timeouts, panics and
 /// unknown routes are counted with the status the caller saw).
 pub async fn track(req: Request<Body>, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let series = route_series(
+        req.extensions()
+            .get::<MatchedPath>()
+            .map_or("unmatched", MatchedPath::as_str),
+    );
     let method = method_label(req.method());
     let start = Instant::now();
     let res = next.run(req).await;
     let status = res.status();
-    ::metrics::counter!(REQUESTS, "route" => route.clone(), "method" => method, "status" => status.as_str().to_owned())
-        .increment(1);
-    ::metrics::histogram!(DURATION, "route" => route.clone(), "method" => method)
-        .record(start.elapsed().as_secs_f64());
+    let route = &series.route;
+    cached(&series.requests, (method, status.as_u16()), || {
+        ::metrics::counter!(REQUESTS, "route" => route.clone(), "method" => method, "status" => status.as_str().to_owned())
+    })
+    .increment(1);
+    cached(
+        &series.durations,
+        method,
+        || ::metrics::histogram!(DURATION, "route" => route.clone(), "method" => method),
+    )
+    .record(start.elapsed().as_secs_f64());
     if status == StatusCode::TOO_MANY_REQUESTS {
-        ::metrics::counter!(RATE_LIMITED, "route" => route).increment(1);
+        series
+            .rate_limited
+            .get_or_init(|| ::metrics::counter!(RATE_LIMITED, "route" => route.clone()))
+            .increment(1);
     }
     res
 }
