@@ -270,13 +270,17 @@ mod tests {
     use crate::ports::{InsertOutcome, ManualClock, SeededRandom};
     use crate::scope::Scope;
     use crate::service::{Buzzgate, Caller, Config, Credentials};
-    use crate::token::{NewToken, PlainToken, TokenKind, TokenMinter, TokenRecord};
+    use crate::token::{NewToken, PlainToken, TokenHash, TokenKind, TokenMinter, TokenRecord};
     use crate::user::{NewUser, Username};
 
+    /// A gate over one memory store, whose token cache is a store of its own (as a node's
+    /// cache is not its database): only the service's invalidation drops a cached token.
     async fn gate_and_store(names: &[&str]) -> (Buzzgate, MemoryStore) {
         let clock = Arc::new(ManualClock::at_epoch());
-        let store = MemoryStore::new(clock);
-        let g = Buzzgate::new(store.deps(Arc::new(SeededRandom::new(3)), Config::default()));
+        let store = MemoryStore::new(clock.clone());
+        let mut deps = store.deps(Arc::new(SeededRandom::new(3)), Config::default());
+        deps.cache = Arc::new(MemoryStore::new(clock));
+        let g = Buzzgate::new(deps);
         for name in names {
             g.sessions()
                 .create_user(NewUser {
@@ -392,6 +396,8 @@ mod tests {
         // Validated once, so each sits in the token cache.
         for t in [&access, &robot, &key, &bobs] {
             assert!(accepted(&g, t).await);
+            let hash = TokenHash::of_presented(t.expose()).unwrap();
+            assert!(g.deps.cache.get(&hash).await.unwrap().is_some());
         }
 
         // Only an admin may ban, and a refused call revokes nothing.
