@@ -91,8 +91,8 @@ settings! {
     rate_limit_authorize: Option<u32> = Some(10), "BUZZGATE_RATE_LIMIT_AUTHORIZE", parse_limit;
     /// Revoke requests per minute per address; `off` disables.
     rate_limit_revoke: Option<u32> = Some(20), "BUZZGATE_RATE_LIMIT_REVOKE", parse_limit;
-    /// Failed client authentications per minute per address (then that address is refused before
-    /// any work); `off` disables.
+    /// Failed client authentications per minute per address (then that address is refused,
+    /// whatever credentials it presents); `off` disables.
     rate_limit_client_auth: Option<u32> = Some(20), "BUZZGATE_RATE_LIMIT_CLIENT_AUTH", parse_limit;
     /// Failed sign-ins per minute per account; `off` disables.
     rate_limit_login_account: Option<u32> = Some(10), "BUZZGATE_RATE_LIMIT_LOGIN_ACCOUNT", parse_limit;
