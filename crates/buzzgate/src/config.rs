@@ -133,11 +133,17 @@ settings! {
     /// key rotate` keeps publishing in the JWKS); created on first start if missing; share it
     /// between nodes.
     signing_key_file: String = "buzzgate-signing-key.pem".into(), "BUZZGATE_SIGNING_KEY_FILE", text;
-    /// Serve HTTPS (rustls) with this PEM certificate chain; set with `BUZZGATE_TLS_KEY_FILE`
-    /// (both or neither; unset: plain HTTP behind a TLS-terminating proxy).
+    /// Serve HTTPS (rustls) with this PEM certificate chain, on the main listener and the MCP
+    /// one; set with `BUZZGATE_TLS_KEY_FILE` (both or neither; unset: plain HTTP behind a
+    /// TLS-terminating proxy).
     tls_cert_file: Option<String> = None, "BUZZGATE_TLS_CERT_FILE", some_text;
     /// The PEM private key (PKCS#8, SEC1 or PKCS#1) of `BUZZGATE_TLS_CERT_FILE`.
     tls_key_file: Option<String> = None, "BUZZGATE_TLS_KEY_FILE", some_text;
+    /// How often, in milliseconds (100 to 3600000), the TLS certificate and key files are read
+    /// to see whether they changed: a usable new pair is served to new connections without a
+    /// restart, an unusable one is logged and the pair in use stays (docs/operations.md, "TLS:
+    /// at the ingress, or on the node").
+    tls_reload_ms: u64 = 10_000, "BUZZGATE_TLS_RELOAD_MS", between(100, 3_600_000);
     /// How often expired rows are swept (`0`: never).
     sweep_interval_seconds: u64 = 300, "BUZZGATE_SWEEP_INTERVAL_SECONDS", at_most(u64::from(u32::MAX));
     /// The in-process token cache's memory bound, in MiB (`0` turns the cache off).
@@ -158,8 +164,12 @@ settings! {
     /// refuses others: DNS-rebinding protection).
     mcp_allowed_hosts: String = String::new(), "BUZZGATE_MCP_ALLOWED_HOSTS", text;
     /// The MCP listener's URL as clients reach it (the account server's resource is this +
-    /// `/mcp/account`); empty: `http://<the bound MCP address>`.
+    /// `/mcp/account`); empty: `http://<the bound MCP address>` (`https://` when it serves TLS).
     mcp_public_url: String = String::new(), "BUZZGATE_MCP_PUBLIC_URL", text;
+    /// With TLS configured (`BUZZGATE_TLS_CERT_FILE`), the MCP listener serves HTTPS with the
+    /// same certificate: `on`, or `off` for plain HTTP (on loopback, or behind a proxy that
+    /// terminates TLS).
+    mcp_tls: bool = true, "BUZZGATE_MCP_TLS", parse_on;
     /// `buzzgate proxy`: how long to wait for the upstream to accept a connection (1 to 300
     /// seconds; then `502`).
     upstream_connect_timeout_seconds: u64 = 3, "BUZZGATE_UPSTREAM_CONNECT_TIMEOUT_SECONDS", between(1, 300);
@@ -216,6 +226,21 @@ impl Config {
     /// `https` when the main listener serves TLS, else `http`.
     pub fn scheme(&self) -> &'static str {
         if self.tls() { "https" } else { "http" }
+    }
+
+    /// Whether the MCP listener serves HTTPS: TLS is configured and `BUZZGATE_MCP_TLS` is on.
+    pub fn mcp_https(&self) -> bool {
+        self.tls() && self.mcp_tls
+    }
+
+    /// `https` when the MCP listener serves TLS, else `http`.
+    pub fn mcp_scheme(&self) -> &'static str {
+        if self.mcp_https() { "https" } else { "http" }
+    }
+
+    /// How often the TLS files are looked at (`BUZZGATE_TLS_RELOAD_MS`).
+    pub fn tls_reload_every(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.tls_reload_ms)
     }
 
     /// Seed 000's bound client credentials.

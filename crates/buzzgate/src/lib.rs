@@ -54,6 +54,30 @@ impl Listening {
         }));
         Listening { shutdown, task }
     }
+
+    /// Over TLS when `tls` is given, else plain HTTP.
+    fn serve_maybe_tls(
+        listener: tokio::net::TcpListener,
+        tls: Option<&std::sync::Arc<tokio_rustls::rustls::ServerConfig>>,
+        app: axum::Router,
+    ) -> Listening {
+        match tls {
+            Some(tls) => Listening::serve_tls(listener, tls.clone(), app),
+            None => Listening::serve(listener, app),
+        }
+    }
+}
+
+/// The TLS configuration of the node's listeners when `BUZZGATE_TLS_CERT_FILE` and
+/// `BUZZGATE_TLS_KEY_FILE` are set: one, watched for renewals, shared by every listener
+/// ([`tls::server_config`]).
+fn tls_config(
+    cfg: &Config,
+) -> Result<Option<std::sync::Arc<tokio_rustls::rustls::ServerConfig>>, String> {
+    match (&cfg.tls_cert_file, &cfg.tls_key_file) {
+        (Some(cert), Some(key)) => Ok(Some(tls::server_config(cert, key, cfg.tls_reload_every())?)),
+        _ => Ok(None),
+    }
 }
 
 /// Stops every listener, draining in-flight requests.
@@ -116,6 +140,7 @@ impl RunningProxy {
 
 /// Starts proxy mode: REST on `cfg.listen`, MCP on `cfg.mcp_listen` (default
 /// `127.0.0.1:9090`), both forwarding to `upstream` (its OAuth endpoints under `prefix`).
+/// With TLS configured both serve HTTPS (MCP unless `BUZZGATE_MCP_TLS=off`), as under `serve`.
 pub async fn start_proxy(
     cfg: &Config,
     upstream: &str,
@@ -132,6 +157,7 @@ pub async fn start_proxy(
     let authorize = config.url("authorize");
     let upstream = std::sync::Arc::new(buzzgate_mcp::Upstream::new(config)?);
     let bound = cfg.bound_client();
+    let tls = tls_config(cfg)?;
     let (rest, addr) = bind(&cfg.listen, "REST").await?;
     let mcp_listen = cfg
         .mcp_listen
@@ -144,8 +170,8 @@ pub async fn start_proxy(
         addr,
         mcp_addr,
         listeners: vec![
-            Listening::serve(rest, rest_app),
-            Listening::serve(mcp, mcp_app),
+            Listening::serve_maybe_tls(rest, tls.as_ref(), rest_app),
+            Listening::serve_maybe_tls(mcp, tls.as_ref().filter(|_| cfg.mcp_tls), mcp_app),
         ],
     })
 }
@@ -153,10 +179,7 @@ pub async fn start_proxy(
 /// Binds `cfg.listen` (port 0 picks a free one) and serves the node until [`Running::stop`].
 /// An issuer left to its default (`http://<listen>`) names the address actually bound.
 pub async fn start(cfg: &Config) -> Result<Running, String> {
-    let tls = match (&cfg.tls_cert_file, &cfg.tls_key_file) {
-        (Some(cert), Some(key)) => Some(tls::server_config(cert, key)?),
-        _ => None,
-    };
+    let tls = tls_config(cfg)?;
     let listener = tokio::net::TcpListener::bind(&cfg.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
@@ -172,10 +195,7 @@ pub async fn start(cfg: &Config) -> Result<Running, String> {
         None => None,
     };
     let app = buzzgate_http::router(node.state.clone());
-    let mut listeners = vec![match tls {
-        Some(tls) => Listening::serve_tls(listener, tls, app),
-        None => Listening::serve(listener, app),
-    }];
+    let mut listeners = vec![Listening::serve_maybe_tls(listener, tls.as_ref(), app)];
     let mcp_addr = match mcp {
         Some((mcp, mcp_addr)) => {
             let backend = std::sync::Arc::new(buzzgate_mcp::InProcess::new(
@@ -184,13 +204,16 @@ pub async fn start(cfg: &Config) -> Result<Running, String> {
             ));
             let settings = mcp_settings(cfg);
             let public = if cfg.mcp_public_url.trim().is_empty() {
-                format!("http://{mcp_addr}")
+                format!("{}://{mcp_addr}", cfg.mcp_scheme())
             } else {
                 cfg.mcp_public_url.trim().trim_end_matches('/').to_owned()
             };
             let account = buzzgate_mcp::account::router(node.core.clone(), &public, &settings)?;
             let app = buzzgate_mcp::router(backend, cfg.bound_client(), &settings).merge(account);
-            listeners.push(Listening::serve(mcp, app));
+            // The MCP listener carries bearer tokens from across the network: over TLS,
+            // with the main listener's certificate, unless BUZZGATE_MCP_TLS=off (docs/mcp.md).
+            let mcp_tls = tls.as_ref().filter(|_| cfg.mcp_tls);
+            listeners.push(Listening::serve_maybe_tls(mcp, mcp_tls, app));
             Some(mcp_addr)
         }
         None => None,
