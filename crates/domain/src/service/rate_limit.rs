@@ -164,8 +164,14 @@ impl Deps {
         if limited.is_empty() {
             return Ok(Vec::new());
         }
-        let keys: Vec<(String, u32)> = limited.iter().map(|(b, _, n)| (b.key(), *n)).collect();
-        let counts = self.rate_limiter.count_each(&keys, self.window()).await?;
+        let window = self.window();
+        let counts = if let [(bucket, _, n)] = limited[..] {
+            // One hit: the limiter's plain count (on Redis, the smaller script).
+            vec![self.rate_limiter.count(&bucket.key(), window, n).await?]
+        } else {
+            let keys: Vec<(String, u32)> = limited.iter().map(|(b, _, n)| (b.key(), *n)).collect();
+            self.rate_limiter.count_each(&keys, window).await?
+        };
         Ok(limited
             .into_iter()
             .zip(counts)
