@@ -339,14 +339,13 @@ impl PgStore {
     pub(crate) async fn append(&self, write: Append) -> StoreResult<InsertOutcome> {
         self.appends
             .get_or_init(|| {
-                // Postgres flushes concurrent commits together: a few batches in flight
-                // keep its WAL writer busy (docs/benchmarks.md).
-                GroupCommit::start_with(
-                    Appender {
-                        pool: self.pool.clone(),
-                    },
-                    4,
-                )
+                // One batch in flight: a batch is one statement (two for those with
+                // families), so while it commits the next one grows, and bigger batches cost
+                // Postgres less per row than more of them at once (measured with 1, 2 and 4
+                // in flight: docs/benchmarks.md).
+                GroupCommit::start(Appender {
+                    pool: self.pool.clone(),
+                })
             })
             .submit(write)
             .await
