@@ -334,30 +334,7 @@ impl TokenStore for PgStore {
         client: &ClientId,
         now: OffsetDateTime,
     ) -> StoreResult<Vec<TokenHash>> {
-        let revoked = transaction!(self, |c| {
-            let families: Vec<Uuid> = sqlx::query_scalar(
-                "SELECT DISTINCT family_id FROM tokens \
-                 WHERE user_id = $1 AND client_id = $2 AND family_id IS NOT NULL",
-            )
-            .bind(user.0)
-            .bind(client.as_str())
-            .fetch_all(&mut *c)
-            .await?;
-            lock_families(&mut *c, &families, true).await?;
-            let mut revoked = revoke_families_locked(&mut *c, &families, now).await?;
-            let rest: Vec<Vec<u8>> = sqlx::query_scalar(
-                "UPDATE tokens SET revoked_at = $3 \
-                 WHERE user_id = $1 AND client_id = $2 AND revoked_at IS NULL RETURNING hash",
-            )
-            .bind(user.0)
-            .bind(client.as_str())
-            .bind(now)
-            .fetch_all(&mut *c)
-            .await?;
-            revoked.extend(rest);
-            Ok(Done::Commit(revoked))
-        })?;
-        hashes(revoked)
+        revoke_user_tokens(self, user, Some(client), now).await
     }
 
     async fn revoke_for_user(
@@ -365,34 +342,7 @@ impl TokenStore for PgStore {
         user: UserId,
         now: OffsetDateTime,
     ) -> StoreResult<Vec<TokenHash>> {
-        let revoked = transaction!(self, |c| {
-            // The families' locks first, exclusively, as `revoke_family` and client delete
-            // take them: a rotation in one of them commits before (and its new head is
-            // revoked below, read by a later statement) or starts after and finds the
-            // tombstone.
-            let families: Vec<Uuid> = sqlx::query_scalar(
-                "SELECT DISTINCT family_id FROM tokens \
-                 WHERE user_id = $1 AND family_id IS NOT NULL",
-            )
-            .bind(user.0)
-            .fetch_all(&mut *c)
-            .await?;
-            lock_families(&mut *c, &families, true).await?;
-            let mut revoked = revoke_families_locked(&mut *c, &families, now).await?;
-            // API keys, client-credentials tokens, and the rows of a family that began after
-            // the read above and committed before this statement.
-            let rest: Vec<Vec<u8>> = sqlx::query_scalar(
-                "UPDATE tokens SET revoked_at = $2 \
-                 WHERE user_id = $1 AND revoked_at IS NULL RETURNING hash",
-            )
-            .bind(user.0)
-            .bind(now)
-            .fetch_all(&mut *c)
-            .await?;
-            revoked.extend(rest);
-            Ok(Done::Commit(revoked))
-        })?;
-        hashes(revoked)
+        revoke_user_tokens(self, user, None, now).await
     }
 
     async fn list_api_keys(&self, user: UserId) -> StoreResult<Vec<TokenRecord>> {
@@ -461,4 +411,46 @@ impl TokenStore for PgStore {
         }
         Ok(batch - u32::try_from(left).unwrap_or(0))
     }
+}
+
+/// Revokes every live token of `user`, or only those issued to `client`: consent withdrawal
+/// (`revoke_for_user_client`) and a ban (`revoke_for_user`) are the same walk.
+async fn revoke_user_tokens(
+    store: &PgStore,
+    user: UserId,
+    client: Option<&ClientId>,
+    now: OffsetDateTime,
+) -> StoreResult<Vec<TokenHash>> {
+    let client = client.map(ClientId::as_str);
+    let revoked = transaction!(store, |c| {
+        // The families' locks first, exclusively, as `revoke_family` and client delete take
+        // them: a rotation in one of them commits before (and its new head is revoked below,
+        // read by a later statement) or starts after and finds the tombstone.
+        let families: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT DISTINCT family_id FROM tokens \
+             WHERE user_id = $1 AND ($2::text IS NULL OR client_id = $2) \
+             AND family_id IS NOT NULL",
+        )
+        .bind(user.0)
+        .bind(client)
+        .fetch_all(&mut *c)
+        .await?;
+        lock_families(&mut *c, &families, true).await?;
+        let mut revoked = revoke_families_locked(&mut *c, &families, now).await?;
+        // API keys, client-credentials tokens, and the rows of a family that began after the
+        // read above and committed before this statement.
+        let rest: Vec<Vec<u8>> = sqlx::query_scalar(
+            "UPDATE tokens SET revoked_at = $3 \
+             WHERE user_id = $1 AND ($2::text IS NULL OR client_id = $2) \
+             AND revoked_at IS NULL RETURNING hash",
+        )
+        .bind(user.0)
+        .bind(client)
+        .bind(now)
+        .fetch_all(&mut *c)
+        .await?;
+        revoked.extend(rest);
+        Ok(Done::Commit(revoked))
+    })?;
+    hashes(revoked)
 }

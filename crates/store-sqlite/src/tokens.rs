@@ -105,6 +105,48 @@ async fn revoke_family_in(
     hashes_of(&rows)
 }
 
+/// Revokes every live token of `user`, or only those issued to `client`: consent withdrawal
+/// (`revoke_for_user_client`) and a ban (`revoke_for_user`) are the same walk. Under the write
+/// lock (BEGIN IMMEDIATE), so no rotation or insert interleaves: the families get their
+/// tombstones, then every matching live row is revoked (a family's rows all belong to its
+/// first token's user and app, rotations included).
+async fn revoke_user_tokens(
+    store: &SqliteStore,
+    user: UserId,
+    client: Option<&ClientId>,
+    now: OffsetDateTime,
+) -> StoreResult<Vec<TokenHash>> {
+    let client = client.map(ClientId::as_str);
+    let mut tx = store.begin_write().await?;
+    let out = async {
+        sqlx::query(
+            "INSERT OR IGNORE INTO revoked_families (family_id, revoked_at) \
+             SELECT DISTINCT family_id, ? FROM tokens \
+             WHERE user_id = ? AND (?3 IS NULL OR client_id = ?3) AND family_id IS NOT NULL",
+        )
+        .bind(us(now))
+        .bind(user.0)
+        .bind(client)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        let rows = sqlx::query(
+            "UPDATE tokens SET revoked_at = ? \
+             WHERE user_id = ? AND (?3 IS NULL OR client_id = ?3) AND revoked_at IS NULL \
+             RETURNING hash",
+        )
+        .bind(us(now))
+        .bind(user.0)
+        .bind(client)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        hashes_of(&rows)
+    }
+    .await;
+    finish(tx, out).await
+}
+
 async fn rotate_in(
     conn: &mut SqliteConnection,
     presented: &TokenHash,
@@ -228,38 +270,7 @@ impl TokenStore for SqliteStore {
         client: &ClientId,
         now: OffsetDateTime,
     ) -> StoreResult<Vec<TokenHash>> {
-        let mut tx = self.begin_write().await?;
-        let out = async {
-            let families = sqlx::query(
-                "SELECT DISTINCT family_id FROM tokens \
-                 WHERE user_id = ? AND client_id = ? AND family_id IS NOT NULL",
-            )
-            .bind(user.0)
-            .bind(client.as_str())
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(map_err)?;
-            let mut out = Vec::new();
-            for row in &families {
-                if let Some(f) = Cols(row).family("family_id")? {
-                    out.extend(revoke_family_in(&mut tx, f, now).await?);
-                }
-            }
-            let rest = sqlx::query(
-                "UPDATE tokens SET revoked_at = ? \
-                 WHERE user_id = ? AND client_id = ? AND revoked_at IS NULL RETURNING hash",
-            )
-            .bind(us(now))
-            .bind(user.0)
-            .bind(client.as_str())
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(map_err)?;
-            out.extend(hashes_of(&rest)?);
-            Ok(out)
-        }
-        .await;
-        finish(tx, out).await
+        revoke_user_tokens(self, user, Some(client), now).await
     }
 
     async fn revoke_for_user(
@@ -267,34 +278,7 @@ impl TokenStore for SqliteStore {
         user: UserId,
         now: OffsetDateTime,
     ) -> StoreResult<Vec<TokenHash>> {
-        // Under the write lock (BEGIN IMMEDIATE), so no rotation or insert interleaves: the
-        // user's families get their tombstones, then every live row of the user is revoked
-        // (a family's rows all belong to its first token's user, rotations included).
-        let mut tx = self.begin_write().await?;
-        let out = async {
-            sqlx::query(
-                "INSERT OR IGNORE INTO revoked_families (family_id, revoked_at) \
-                 SELECT DISTINCT family_id, ? FROM tokens \
-                 WHERE user_id = ? AND family_id IS NOT NULL",
-            )
-            .bind(us(now))
-            .bind(user.0)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
-            let rows = sqlx::query(
-                "UPDATE tokens SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL \
-                 RETURNING hash",
-            )
-            .bind(us(now))
-            .bind(user.0)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(map_err)?;
-            hashes_of(&rows)
-        }
-        .await;
-        finish(tx, out).await
+        revoke_user_tokens(self, user, None, now).await
     }
 
     async fn list_api_keys(&self, user: UserId) -> StoreResult<Vec<TokenRecord>> {
