@@ -177,16 +177,7 @@ fn request_span(req: &Request<Body>, route: Option<&str>) -> tracing::Span {
 
 /// The method as OpenTelemetry names it: the standard ones, else `_OTHER` (a bounded set).
 fn method_name(m: &Method) -> &'static str {
-    match *m {
-        Method::GET => "GET",
-        Method::POST => "POST",
-        Method::PUT => "PUT",
-        Method::PATCH => "PATCH",
-        Method::DELETE => "DELETE",
-        Method::OPTIONS => "OPTIONS",
-        Method::HEAD => "HEAD",
-        _ => "_OTHER",
-    }
+    buzzgate_http::edge::standard_method(m).unwrap_or("_OTHER")
 }
 
 /// The exporter's HTTP client: the node's reqwest 0.12 (rustls), each post spawned on the

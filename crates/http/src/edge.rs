@@ -45,6 +45,23 @@ impl Default for Limits {
     }
 }
 
+/// The standard name of `m`, or `None` for an extension method: the one mapping behind the
+/// metrics' `method` label and the trace spans' names, each with its own fallback
+/// (docs/operations.md, "Metrics" and "Traces"), so a client cannot mint series or span names.
+pub fn standard_method(m: &axum::http::Method) -> Option<&'static str> {
+    use axum::http::Method;
+    Some(match *m {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        Method::HEAD => "HEAD",
+        _ => return None,
+    })
+}
+
 /// Opens the span of one request for an exporter of traces (docs/operations.md, "Traces"):
 /// given the request (its `traceparent` header says the caller's trace) and the route
 /// pattern the router matched (`None`: no route did). [`wrap`] records on it, once the answer

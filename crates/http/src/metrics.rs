@@ -46,16 +46,7 @@ impl std::fmt::Debug for MetricsEndpoint {
 }
 
 fn method_label(m: &Method) -> &'static str {
-    match *m {
-        Method::GET => "GET",
-        Method::POST => "POST",
-        Method::PUT => "PUT",
-        Method::PATCH => "PATCH",
-        Method::DELETE => "DELETE",
-        Method::OPTIONS => "OPTIONS",
-        Method::HEAD => "HEAD",
-        _ => "other",
-    }
+    crate::edge::standard_method(m).unwrap_or("other")
 }
 
 /// The series of one route, made once and reused: a request then costs two read-locked
