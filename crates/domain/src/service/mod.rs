@@ -238,8 +238,11 @@ impl Deps {
                 for (bucket, limit, count) in self.count_buckets(&hits).await? {
                     // The address's failures are only read: refused once they fill the
                     // window, as the next failure would be.
-                    let failed = matches!(bucket, rate_limit::Bucket::ClientAuthFailures(_));
-                    self.over(count.saturating_add(u64::from(failed)), limit)?;
+                    if matches!(bucket, rate_limit::Bucket::ClientAuthFailures(_)) {
+                        self.full(count, limit)?;
+                    } else {
+                        self.over(count, limit)?;
+                    }
                 }
                 Ok(client)
             }

@@ -148,7 +148,7 @@ impl Deps {
             .rate_limiter
             .count(&bucket.key(), self.window(), 0)
             .await?;
-        self.over(count.saturating_add(1), limit)
+        self.full(count, limit)
     }
 
     /// Counts `hits` (`(bucket, n)`: `n` 0 only reads) in one limiter call, and returns each
@@ -182,14 +182,18 @@ impl Deps {
     /// `rate_limited` with `Retry-After` when `count` (after this request's hit, or, for a
     /// request only counted when it fails, plus one) is over `limit`.
     pub(crate) fn over(&self, count: u64, limit: u32) -> Result<(), Error> {
-        let d = rate::decide(count, limit, self.window(), self.now());
-        if d.allowed {
-            Ok(())
-        } else {
-            Err(Error::RateLimited {
-                retry_after: d.retry_after,
-            })
-        }
+        refuse_unless(rate::decide(count, limit, self.window(), self.now()))
+    }
+
+    /// Refuses when the `failures` counted so far already fill the window, as the next
+    /// failure would (`rate::decide_before`): failures are only counted once they happen.
+    pub(crate) fn full(&self, failures: u64, limit: u32) -> Result<(), Error> {
+        refuse_unless(rate::decide_before(
+            failures,
+            limit,
+            self.window(),
+            self.now(),
+        ))
     }
 
     /// Counts one failure. The request already failed; an unreachable limiter must not
@@ -201,6 +205,16 @@ impl Deps {
                 .count(&bucket.key(), self.window(), 1)
                 .await;
         }
+    }
+}
+
+fn refuse_unless(d: rate::RateDecision) -> Result<(), Error> {
+    if d.allowed {
+        Ok(())
+    } else {
+        Err(Error::RateLimited {
+            retry_after: d.retry_after,
+        })
     }
 }
 
