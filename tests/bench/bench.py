@@ -399,13 +399,18 @@ def peer():
                             stderr=subprocess.DEVNULL)
     try:
         op = opener()
-        for _ in range(100):
+        # A cold first start (modules not yet in the page cache) can take more than 10 s.
+        for _ in range(600):
             try:
                 if call(op, base + "/.well-known/openid-configuration")[0] == 200:
                     break
             except OSError:
                 pass
+            if proc.poll() is not None:
+                raise RuntimeError(f"the peer exited with {proc.returncode} before it was ready")
             time.sleep(0.1)
+        else:
+            raise RuntimeError("the peer was not ready within 60 s")
         version = json.load(open(os.path.join(PEER, "node_modules", "oidc-provider", "package.json")))["version"]
         out_dir = os.path.join(OUT, "peer")
         shutil.rmtree(out_dir, ignore_errors=True)
