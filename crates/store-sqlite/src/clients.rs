@@ -91,6 +91,7 @@ impl SqliteStore {
 #[async_trait]
 impl ClientStore for SqliteStore {
     async fn insert(&self, client: &Client) -> StoreResult<()> {
+        let _turn = self.write_turn().await?;
         let q = sqlx::query(
             "INSERT INTO clients (id, owner_id, name, description, redirect_uris, \
              allowed_origins, kind, secret_hash, grants, allowed_scopes, access_mode, \
@@ -155,6 +156,7 @@ impl ClientStore for SqliteStore {
     }
 
     async fn update(&self, client: &Client) -> StoreResult<Conditional> {
+        let _turn = self.write_turn().await?;
         let q = sqlx::query(
             "UPDATE clients SET owner_id = ?2, name = ?3, description = ?4, \
              redirect_uris = ?5, allowed_origins = ?6, kind = ?7, secret_hash = ?8, \
@@ -237,6 +239,7 @@ impl ConsentStore for SqliteStore {
     }
 
     async fn save(&self, consent: &Consent, read: Option<u64>) -> StoreResult<Conditional> {
+        let _turn = self.write_turn().await?;
         let q = match read {
             // As the in-memory reference does: a consent for an app that no longer exists is
             // not stored (`Missing`, told apart below).
@@ -277,6 +280,7 @@ impl ConsentStore for SqliteStore {
         limit: &BuzzLimit,
         now: OffsetDateTime,
     ) -> StoreResult<Option<Consent>> {
+        let _turn = self.write_turn().await?;
         sqlx::query(
             "UPDATE consents SET buzz_limit = ?, updated_at = ?, revision = revision + 1 \
              WHERE user_id = ? AND client_id = ? RETURNING *",
@@ -299,6 +303,7 @@ impl ConsentStore for SqliteStore {
     }
 
     async fn delete(&self, user: UserId, client: &ClientId) -> StoreResult<bool> {
+        let _turn = self.write_turn().await?;
         let done = sqlx::query("DELETE FROM consents WHERE user_id = ? AND client_id = ?")
             .bind(user.0)
             .bind(client.as_str())

@@ -60,6 +60,7 @@ pub(crate) async fn sweep_table(
 #[async_trait]
 impl CodeStore for SqliteStore {
     async fn insert(&self, code: &AuthorizationCodeRecord) -> StoreResult<()> {
+        let _turn = self.write_turn().await?;
         sqlx::query(
             "INSERT OR REPLACE INTO authorization_codes (hash, client_id, user_id, redirect_uri, \
              scope, code_challenge, nonce, auth_time, issued_at, expires_at, redeemed_family, \

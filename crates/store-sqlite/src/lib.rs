@@ -95,7 +95,8 @@ pub struct SqliteStore {
     keeper: Option<Arc<Mutex<SqliteConnection>>>,
     /// Token inserts and audit events, group-committed (started on first use).
     appends: Arc<OnceLock<GroupCommit<Append, InsertOutcome>>>,
-    /// One permit: this node's write transactions, in arrival order ([`SqliteStore::begin_write`]).
+    /// One permit: this node's writes, in arrival order ([`SqliteStore::begin_write`],
+    /// [`SqliteStore::write_turn`]).
     write_gate: Arc<Semaphore>,
 }
 
@@ -242,18 +243,26 @@ impl SqliteStore {
             .await
     }
 
+    /// This node's turn to write, on the write gate: held across a lone autocommit write
+    /// (an INSERT, UPDATE or DELETE outside [`SqliteStore::begin_write`]), so it queues with
+    /// the transactions in arrival order instead of meeting them on `SQLITE_BUSY` and its
+    /// growing sleeps (an ungated code insert waited a second behind the group commit:
+    /// docs/benchmarks.md, "What each change bought").
+    pub(crate) async fn write_turn(&self) -> StoreResult<OwnedSemaphorePermit> {
+        self.write_gate
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::Unavailable("the write gate is closed".into()))
+    }
+
     /// A transaction holding the database's write lock from its first statement. This node's
     /// writers queue for it in arrival order on the write gate (SQLite has one writer at a
     /// time; without the gate they raced on `SQLITE_BUSY` with growing sleeps, and the unlucky
     /// waited a second, docs/benchmarks.md); another process's writers are still met with
     /// the busy retries below.
     pub(crate) async fn begin_write(&self) -> StoreResult<Tx> {
-        let gate = self
-            .write_gate
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| StoreError::Unavailable("the write gate is closed".into()))?;
+        let gate = self.write_turn().await?;
         let mut attempt = 0;
         loop {
             match self.pool.begin_with("BEGIN IMMEDIATE").await {
@@ -366,5 +375,63 @@ pub(crate) fn map_err(e: sqlx::Error) -> StoreError {
         StoreError::Unavailable(msg)
     } else {
         StoreError::Internal(msg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use buzzgate_domain::ids::UserId;
+    use buzzgate_domain::ports::{ClientStore, CodeStore, SessionStore};
+    use buzzgate_domain::token::TokenHash;
+    use buzzgate_domain::user::Session;
+    use buzzgate_testkit as fixtures;
+
+    /// Lone autocommit writes queue on the write gate with the transactions: while another
+    /// writer holds its turn, they wait for it rather than racing it on `SQLITE_BUSY`.
+    #[tokio::test]
+    async fn lone_writes_wait_for_their_turn_on_the_write_gate() {
+        let store = SqliteStore::in_memory().await.expect("in-memory database");
+        let owner = UserId(1);
+        let client = fixtures::client(owner);
+        ClientStore::insert(&store, &client).await.expect("the app");
+        let code = fixtures::code(owner, &client.id);
+        let session = Session {
+            id_hash: TokenHash([7; 32]),
+            user_id: owner,
+            csrf_token: "csrf".into(),
+            created_at: fixtures::now(),
+            expires_at: fixtures::now() + time::Duration::hours(1),
+        };
+
+        let turn = store.write_turn().await.expect("the gate");
+        let (a, b) = (store.clone(), store.clone());
+        let code_insert = tokio::spawn(async move { CodeStore::insert(&a, &code).await });
+        let session_insert = tokio::spawn(async move { SessionStore::insert(&b, &session).await });
+        tokio::time::sleep(StdDuration::from_millis(50)).await;
+        assert!(
+            !code_insert.is_finished(),
+            "the code insert went past the gate"
+        );
+        assert!(
+            !session_insert.is_finished(),
+            "the session insert went past the gate"
+        );
+
+        drop(turn);
+        code_insert
+            .await
+            .unwrap()
+            .expect("the code, once its turn came");
+        session_insert
+            .await
+            .unwrap()
+            .expect("the session, once its turn came");
+        assert!(
+            SessionStore::get(&store, &TokenHash([7; 32]))
+                .await
+                .unwrap()
+                .is_some()
+        );
     }
 }

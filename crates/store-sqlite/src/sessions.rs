@@ -25,6 +25,7 @@ fn session_of(row: &SqliteRow) -> StoreResult<Session> {
 #[async_trait]
 impl SessionStore for SqliteStore {
     async fn insert(&self, session: &Session) -> StoreResult<()> {
+        let _turn = self.write_turn().await?;
         sqlx::query(
             "INSERT OR REPLACE INTO sessions (id_hash, user_id, csrf_token, created_at, \
              expires_at) VALUES (?, ?, ?, ?, ?)",
@@ -48,6 +49,7 @@ impl SessionStore for SqliteStore {
     }
 
     async fn delete(&self, id_hash: &TokenHash) -> StoreResult<()> {
+        let _turn = self.write_turn().await?;
         sqlx::query("DELETE FROM sessions WHERE id_hash = ?")
             .bind(blob(id_hash))
             .execute(&self.pool)

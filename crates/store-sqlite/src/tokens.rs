@@ -245,6 +245,7 @@ impl TokenStore for SqliteStore {
         hash: &TokenHash,
         now: OffsetDateTime,
     ) -> StoreResult<Option<TokenRecord>> {
+        let _turn = self.write_turn().await?;
         sqlx::query(
             "UPDATE tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE hash = ? RETURNING *",
         )
@@ -297,6 +298,7 @@ impl TokenStore for SqliteStore {
         id: TokenId,
         now: OffsetDateTime,
     ) -> StoreResult<Option<TokenHash>> {
+        let _turn = self.write_turn().await?;
         let row = sqlx::query(
             "UPDATE tokens SET revoked_at = ? WHERE rowid = (SELECT rowid FROM tokens \
              WHERE id = ? AND user_id = ? AND kind = 'apiKey' AND revoked_at IS NULL LIMIT 1) \

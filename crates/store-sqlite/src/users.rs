@@ -33,6 +33,7 @@ impl UserStore for SqliteStore {
         password_hash: Option<String>,
         now: OffsetDateTime,
     ) -> StoreResult<User> {
+        let _turn = self.write_turn().await?;
         // The username column is `COLLATE NOCASE UNIQUE`: a name differing only in case is
         // a unique violation, that is `Conflict`.
         let row = sqlx::query(
@@ -80,6 +81,7 @@ impl UserStore for SqliteStore {
         id: UserId,
         at: Option<OffsetDateTime>,
     ) -> StoreResult<Option<User>> {
+        let _turn = self.write_turn().await?;
         sqlx::query("UPDATE users SET banned_at = ? WHERE id = ? RETURNING *")
             .bind(at.map(us))
             .bind(id.0)
