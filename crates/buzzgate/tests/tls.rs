@@ -9,7 +9,7 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -62,6 +62,20 @@ fn replace(dir: &Path, from: &str, to: &str) {
     std::fs::rename(&tmp, dir.join(to)).unwrap();
 }
 
+/// Puts the pair `<name>-cert.pem`, `<name>-key.pem` in place as the node's, certificate first.
+fn install(dir: &Path, name: &str) {
+    replace(dir, &format!("{name}-cert.pem"), "cert.pem");
+    replace(dir, &format!("{name}-key.pem"), "key.pem");
+}
+
+/// A fresh directory with one self-signed pair in place, or `None` without openssl (skipped).
+fn dir_with_a_pair(case: &str) -> Option<PathBuf> {
+    let dir = fresh_dir("bgtls", case);
+    self_signed(&dir, "a", "First")?;
+    install(&dir, "a");
+    Some(dir)
+}
+
 /// The leaf certificate of `<name>-cert.pem`, DER.
 fn leaf(dir: &Path, name: &str) -> Vec<u8> {
     CertificateDer::from_pem_file(dir.join(format!("{name}-cert.pem")))
@@ -85,12 +99,9 @@ fn output(c: &mut Command) -> (i32, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_speaks_https_with_the_configured_certificate() {
-    let dir = fresh_dir("bgtls", "serve");
-    if self_signed(&dir, "a", "First").is_none() {
+    let Some(dir) = dir_with_a_pair("serve") else {
         return;
-    }
-    replace(&dir, "a-cert.pem", "cert.pem");
-    replace(&dir, "a-key.pem", "key.pem");
+    };
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
 
@@ -224,8 +235,7 @@ async fn a_renewed_certificate_reaches_new_connections_and_the_mcp_listener() {
     }
     let (a, b) = (leaf(&dir, "a"), leaf(&dir, "b"));
     assert_ne!(a, b);
-    replace(&dir, "a-cert.pem", "cert.pem");
-    replace(&dir, "a-key.pem", "key.pem");
+    install(&dir, "a");
     let (port, mcp_port) = (free_port(), free_port());
     let listen = format!("127.0.0.1:{port}");
     let log = dir.join("node.log");
@@ -359,8 +369,7 @@ async fn a_renewed_certificate_reaches_new_connections_and_the_mcp_listener() {
     assert!(!text.contains("PRIVATE KEY"), "{text}");
 
     // Fixed again: served at once.
-    replace(&dir, "c-cert.pem", "cert.pem");
-    replace(&dir, "c-key.pem", "key.pem");
+    install(&dir, "c");
     let c = leaf(&dir, "c");
     let fixed = Instant::now();
     while on_new_connection(&dir, port).await != c {
@@ -375,12 +384,9 @@ async fn a_renewed_certificate_reaches_new_connections_and_the_mcp_listener() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_mcp_listener_stays_plain_http_when_told_to() {
-    let dir = fresh_dir("bgtls", "mcp-off");
-    if self_signed(&dir, "a", "First").is_none() {
+    let Some(dir) = dir_with_a_pair("mcp-off") else {
         return;
-    }
-    replace(&dir, "a-cert.pem", "cert.pem");
-    replace(&dir, "a-key.pem", "key.pem");
+    };
     let (port, mcp_port) = (free_port(), free_port());
     let listen = format!("127.0.0.1:{port}");
     let _node = Running(
