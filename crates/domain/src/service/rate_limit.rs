@@ -179,8 +179,8 @@ impl Deps {
             .collect())
     }
 
-    /// `rate_limited` with `Retry-After` when `count` (after this request's hit, or, for a
-    /// request only counted when it fails, plus one) is over `limit`.
+    /// `rate_limited` with `Retry-After` when `count`, after this request's hit, is over
+    /// `limit` (a request only counted when it fails is judged by [`Deps::full`]).
     pub(crate) fn over(&self, count: u64, limit: u32) -> Result<(), Error> {
         refuse_unless(rate::decide(count, limit, self.window(), self.now()))
     }
@@ -208,6 +208,7 @@ impl Deps {
     }
 }
 
+/// A refusal as the error the caller answers (`429` with `Retry-After`), or `Ok`.
 fn refuse_unless(d: rate::RateDecision) -> Result<(), Error> {
     if d.allowed {
         Ok(())
