@@ -133,7 +133,7 @@ pub struct ScopeLine {
 }
 
 /// What an endpoint asks of a token, with the name its `insufficient_scope` error gives
-/// ("Token does not have <name> scope"). Built by the catalogue, so a platform's own names
+/// (`"Token does not have <name> scope"`). Built by the catalogue, so a platform's own names
 /// appear in its errors.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Need {
