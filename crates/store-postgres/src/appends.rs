@@ -11,7 +11,7 @@ use buzzgate_domain::ports::{InsertOutcome, OutcomeEvents, StoreResult};
 use buzzgate_domain::token::TokenRecord;
 use buzzgate_local::batch::BatchWrite;
 use sqlx::types::Json;
-use sqlx::{PgPool, Postgres, QueryBuilder};
+use sqlx::{PgPool, Postgres};
 use uuid::Uuid;
 
 use crate::tokens::lock_families;
@@ -137,16 +137,16 @@ const INSERT_ALL: &str = "WITH t AS (INSERT INTO tokens (id, hash, kind, client_
      $21::bigint[], $22::text[], $23::jsonb[])";
 
 /// Inserts `rows` and records `events` in one statement (nothing when both are empty).
-async fn insert_all(
+async fn insert_all<'a>(
     c: &mut sqlx::PgConnection,
-    rows: &[&TokenRecord],
-    events: &[&AuditEvent],
+    rows: &[&'a TokenRecord],
+    events: &[&'a AuditEvent],
 ) -> Result<(), sqlx::Error> {
     if rows.is_empty() && events.is_empty() {
         return Ok(());
     }
     let t = rows;
-    sqlx::query(INSERT_ALL)
+    let q = sqlx::query(INSERT_ALL)
         .bind(t.iter().map(|t| t.id.0).collect::<Vec<_>>())
         .bind(t.iter().map(|t| t.hash.0.to_vec()).collect::<Vec<_>>())
         .bind(t.iter().map(|t| t.kind.as_str()).collect::<Vec<_>>())
@@ -178,8 +178,20 @@ async fn insert_all(
                 .map(|t| i16::from(t.oidc.bits()))
                 .collect::<Vec<_>>(),
         )
-        .bind(t.iter().map(|t| Json(&t.audience)).collect::<Vec<_>>())
-        .bind(events.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>())
+        .bind(t.iter().map(|t| Json(&t.audience)).collect::<Vec<_>>());
+    bind_events(q, events).execute(c)
+        .await?;
+    Ok(())
+}
+
+/// A statement being bound.
+pub(crate) type PgQuery<'q> = sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>;
+
+/// Binds `events` as the seven arrays the audit part of a batch statement unnests, in
+/// order: `kind text[], at timestamptz[], user_id bigint[], client_id text[], scope
+/// bigint[], ip text[], metadata jsonb[]`.
+pub(crate) fn bind_events<'q>(q: PgQuery<'q>, events: &[&'q AuditEvent]) -> PgQuery<'q> {
+    q.bind(events.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>())
         .bind(events.iter().map(|e| e.at).collect::<Vec<_>>())
         .bind(
             events
@@ -201,32 +213,4 @@ async fn insert_all(
         )
         .bind(events.iter().map(|e| e.ip.as_deref()).collect::<Vec<_>>())
         .bind(events.iter().map(|e| Json(&e.metadata)).collect::<Vec<_>>())
-        .execute(c)
-        .await?;
-    Ok(())
-}
-
-/// Writes `events` in one multi-row statement (nothing when there are none), inside the
-/// caller's transaction.
-pub(crate) async fn insert_events(
-    c: &mut sqlx::PgConnection,
-    events: &[&AuditEvent],
-) -> Result<(), sqlx::Error> {
-    if events.is_empty() {
-        return Ok(());
-    }
-    let mut q = QueryBuilder::<Postgres>::new(
-        "INSERT INTO audit_events (kind, at, user_id, client_id, scope, ip, metadata) ",
-    );
-    q.push_values(events, |mut b, e| {
-        b.push_bind(e.kind.as_str())
-            .push_bind(e.at)
-            .push_bind(e.user_id.map(|u| u.0))
-            .push_bind(e.client_id.as_ref().map(|c| c.as_str().to_owned()))
-            .push_bind(e.scope.map(scope_to))
-            .push_bind(e.ip.clone())
-            .push_bind(Json(e.metadata.clone()));
-    });
-    q.build().execute(c).await?;
-    Ok(())
 }

@@ -13,6 +13,7 @@
 //! statements. A user with no balance row has a balance of 0, which refuses every spend.
 
 use std::collections::HashMap;
+use std::sync::LazyLock;
 
 use async_trait::async_trait;
 use buzzgate_domain::audit::AuditEvent;
@@ -21,9 +22,35 @@ use buzzgate_domain::ports::{SpendOutcome, StoreResult};
 use buzzgate_local::batch::BatchWrite;
 use sqlx::{PgPool, Row};
 
-use crate::appends::insert_events;
+use crate::appends::bind_events;
 use crate::buzz::{LEDGER_COLUMNS, LedgerRow, subject_columns};
 use crate::{Done, Tx, i64_of, map_err, transaction};
+
+/// What a spend batch writes, in one statement of fixed text: the accepted ledger entries
+/// (`$1`–`$13`), the chain heads they moved (`$14`–`$19`), the balances that changed
+/// (`$20`–`$22`) and the audit events of the charges (`$23`–`$29`, `bind_events`). The
+/// sub-statements touch different tables, so running them together (as writable CTEs do)
+/// is the same as running them one after another.
+static SPEND_WRITES: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH l AS (INSERT INTO buzz_ledger ({LEDGER_COLUMNS}, running) SELECT * FROM \
+         unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::text[], \
+         $6::bigint[], $7::text[], $8::text[], $9::text[], $10::timestamptz[], \
+         $11::timestamptz[], $12::text[], $13::bigint[])), \
+         h AS (INSERT INTO buzz_spend_heads \
+         (user_id, subject_type, subject_id, currency, running, last_at) \
+         SELECT * FROM unnest($14::bigint[], $15::text[], $16::text[], $17::text[], \
+         $18::bigint[], $19::timestamptz[]) ON CONFLICT \
+         (user_id, subject_type, subject_id, currency) DO UPDATE \
+         SET running = EXCLUDED.running, last_at = EXCLUDED.last_at), \
+         b AS (UPDATE buzz_balances b SET balance = v.balance \
+         FROM unnest($20::bigint[], $21::text[], $22::bigint[]) AS v(u, c, balance) \
+         WHERE b.user_id = v.u AND b.currency = v.c) \
+         INSERT INTO audit_events (kind, at, user_id, client_id, scope, ip, metadata) \
+         SELECT * FROM unnest($23::text[], $24::timestamptz[], $25::bigint[], $26::text[], \
+         $27::bigint[], $28::text[], $29::jsonb[])"
+    )
+});
 
 /// One spend, and the audit event to write with it if it is charged
 /// (`BuzzStore::spend_audited`).
@@ -357,7 +384,7 @@ impl BatchWrite<Charge, SpendOutcome> for Spender {
             if accepted.is_empty() {
                 return Ok(Done::Rollback(outcomes));
             }
-            // (5) The ledger entries and the balances they leave.
+            // The accepted entries, as columns.
             let mut l: (
                 Vec<uuid::Uuid>,
                 Vec<i64>,
@@ -389,83 +416,55 @@ impl BatchWrite<Charge, SpendOutcome> for Spender {
                 rest.2.push(e.refunded_at);
                 rest.3.push(e.resource_server.as_ref().map(|r| r.as_str()));
             }
-            sqlx::query(&format!(
-                "INSERT INTO buzz_ledger ({LEDGER_COLUMNS}, running) SELECT * FROM \
-                 unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::text[], \
-                 $6::bigint[], $7::text[], $8::text[], $9::text[], $10::timestamptz[], \
-                 $11::timestamptz[], $12::text[], $13::bigint[])"
-            ))
-            .bind(&l.0)
-            .bind(&l.1)
-            .bind(&l.2)
-            .bind(&l.3)
-            .bind(&l.4)
-            .bind(&l.5)
-            .bind(&l.6)
-            .bind(&l.7)
-            .bind(&rest.0)
-            .bind(&rest.1)
-            .bind(&rest.2)
-            .bind(&rest.3)
-            .bind(&running)
-            .execute(&mut *c)
-            .await?;
-            // The heads the accepted entries moved, as they left them.
+            // The heads the accepted entries moved, as they left them, and the balances
+            // that changed.
             moved.sort();
             moved.dedup();
-            if !moved.is_empty() {
-                let mut h: (Vec<i64>, Vec<String>, Vec<String>, Vec<String>) = Default::default();
-                let mut at: (Vec<i64>, Vec<time::OffsetDateTime>) = Default::default();
-                for chain in moved {
-                    let (total, last) = heads[&chain];
-                    h.0.push(chain.0);
-                    h.1.push(chain.1);
-                    h.2.push(chain.2);
-                    h.3.push(chain.3);
-                    at.0.push(total);
-                    at.1.push(last);
+            let mut h: (Vec<i64>, Vec<String>, Vec<String>, Vec<String>) = Default::default();
+            let mut at: (Vec<i64>, Vec<time::OffsetDateTime>) = Default::default();
+            for chain in moved {
+                let (total, last) = heads[&chain];
+                h.0.push(chain.0);
+                h.1.push(chain.1);
+                h.2.push(chain.2);
+                h.3.push(chain.3);
+                at.0.push(total);
+                at.1.push(last);
+            }
+            let mut changed: (Vec<i64>, Vec<&str>, Vec<i64>) = Default::default();
+            for (k, b) in &balances {
+                if found.get(k) != Some(b) {
+                    changed.0.push(k.0);
+                    changed.1.push(&k.1);
+                    changed.2.push(*b);
                 }
-                sqlx::query(
-                    "INSERT INTO buzz_spend_heads \
-                     (user_id, subject_type, subject_id, currency, running, last_at) \
-                     SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], \
-                     $5::bigint[], $6::timestamptz[]) ON CONFLICT \
-                     (user_id, subject_type, subject_id, currency) DO UPDATE \
-                     SET running = EXCLUDED.running, last_at = EXCLUDED.last_at",
-                )
+            }
+            // (5) The ledger entries, the heads, the balances and the audit events in one
+            // statement: one round trip (docs/benchmarks.md, "W5").
+            let q = sqlx::query(&SPEND_WRITES)
+                .bind(&l.0)
+                .bind(&l.1)
+                .bind(&l.2)
+                .bind(&l.3)
+                .bind(&l.4)
+                .bind(&l.5)
+                .bind(&l.6)
+                .bind(&l.7)
+                .bind(&rest.0)
+                .bind(&rest.1)
+                .bind(&rest.2)
+                .bind(&rest.3)
+                .bind(&running)
                 .bind(&h.0)
                 .bind(&h.1)
                 .bind(&h.2)
                 .bind(&h.3)
                 .bind(&at.0)
                 .bind(&at.1)
-                .execute(&mut *c)
-                .await?;
-            }
-            let changed: Vec<(&(i64, String), &i64)> = balances
-                .iter()
-                .filter(|(k, v)| found.get(*k) != Some(*v))
-                .collect();
-            let (u, cur, bal): (Vec<i64>, Vec<String>, Vec<i64>) = changed.into_iter().fold(
-                (Vec::new(), Vec::new(), Vec::new()),
-                |(mut u, mut cur, mut bal), ((user, currency), b)| {
-                    u.push(*user);
-                    cur.push(currency.clone());
-                    bal.push(*b);
-                    (u, cur, bal)
-                },
-            );
-            sqlx::query(
-                "UPDATE buzz_balances b SET balance = v.balance \
-                 FROM unnest($1::bigint[], $2::text[], $3::bigint[]) AS v(u, c, balance) \
-                 WHERE b.user_id = v.u AND b.currency = v.c",
-            )
-            .bind(&u)
-            .bind(&cur)
-            .bind(&bal)
-            .execute(&mut *c)
-            .await?;
-            insert_events(&mut *c, &events).await?;
+                .bind(&changed.0)
+                .bind(&changed.1)
+                .bind(&changed.2);
+            bind_events(q, &events).execute(&mut *c).await?;
             Ok(Done::Commit(outcomes.clone()))
         })
     }
