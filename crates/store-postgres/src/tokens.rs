@@ -385,9 +385,9 @@ impl TokenStore for PgStore {
         // three together never exceed `batch`. Rows locked by a rotation are skipped.
         let mut left = i64::from(batch);
         for sql in [
-            "DELETE FROM tokens WHERE id IN (SELECT id FROM tokens WHERE expires_at < $1 \
+            "DELETE FROM tokens WHERE hash IN (SELECT hash FROM tokens WHERE expires_at < $1 \
              LIMIT $2 FOR UPDATE SKIP LOCKED)",
-            "DELETE FROM tokens WHERE id IN (SELECT id FROM tokens WHERE revoked_at < $1 \
+            "DELETE FROM tokens WHERE hash IN (SELECT hash FROM tokens WHERE revoked_at < $1 \
              LIMIT $2 FOR UPDATE SKIP LOCKED)",
             // A tombstone outlives its family's last row by the sweep's retention, far longer
             // than any insert into the family can be in flight.

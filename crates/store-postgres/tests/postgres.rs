@@ -40,7 +40,7 @@ async fn count(schema: &str, sql_where: &str, table: &str) -> i64 {
 // ----- migrations and schema ------------------------------------------------------------------
 
 /// The migrations in `migrations/`, all applied once.
-const MIGRATIONS: i64 = 10;
+const MIGRATIONS: i64 = 12;
 
 #[tokio::test]
 async fn migrations_are_idempotent() {
@@ -133,7 +133,9 @@ async fn hot_path_indexes_exist() {
             .unwrap_or_else(|| panic!("index {name} is missing"))
     };
     let unique = [
-        ("tokens_hash_key", "(hash)"),
+        // Migration 0011: the hash is the primary key; the id is unique where it is looked up.
+        ("tokens_pkey", "(hash)"),
+        ("tokens_api_key_id_key", "(id) WHERE (kind = 'apiKey'::text)"),
         ("device_authorizations_user_code_key", "(user_code_key)"),
         ("users_username_lower_key", "(lower(username))"),
         (
@@ -168,7 +170,10 @@ async fn hot_path_indexes_exist() {
             "(user_id, subject_type, subject_id, created_at)",
         ),
         ("tokens_family_heads_idx", "(family_id)"),
-        ("audit_events_client_idx", "(client_id, at DESC, id DESC)"),
+        // Migration 0012: ascending, read backwards for the newest first.
+        ("audit_events_at_idx", "(at, id)"),
+        ("audit_events_client_idx", "(client_id, at, id)"),
+        ("audit_events_user_idx", "(user_id, at, id)"),
         ("rate_limits_window_end_idx", "(window_end)"),
     ];
     let every = unique.iter().map(|i| (i, true));
