@@ -373,6 +373,25 @@ impl Tx {
         Ok(tx)
     }
 
+    /// `BEGIN` and the first statements of the transaction in one simple-query message: one
+    /// round trip for all of them. The statements run one after another, each with its own
+    /// snapshot (READ COMMITTED), so a read after a lock sees what was committed before the
+    /// lock was granted. `sql` takes no parameters: only text the caller formatted itself
+    /// (UUIDs, say) may be inlined in it. Returns the rows of every statement.
+    pub(crate) async fn begin_with(
+        pool: &PgPool,
+        sql: &str,
+    ) -> Result<(Tx, Vec<sqlx::postgres::PgRow>), sqlx::Error> {
+        let conn = pool.acquire().await?;
+        // Armed before BEGIN is even sent: a failure below drops it open, which closes the
+        // connection and so rolls back whatever began.
+        let mut tx = Tx { conn, open: true };
+        // A query without arguments goes out as one simple-query message.
+        let sql = format!("BEGIN; {sql}");
+        let rows = (&mut *tx.conn).fetch_all(sql.as_str()).await?;
+        Ok((tx, rows))
+    }
+
     async fn commit(mut self) -> Result<(), sqlx::Error> {
         (&mut *self.conn).execute("COMMIT").await?;
         self.open = false;
@@ -459,11 +478,28 @@ impl Fail {
 /// PgConnection` and `?`) in a transaction, commits or rolls back as it asks, and runs it
 /// again after a deadlock. Evaluates to `StoreResult<T>`.
 macro_rules! transaction {
-    ($store:expr, |$c:ident| $body:expr) => {{
+    ($store:expr, |$c:ident| $body:expr) => {
+        $crate::transaction!(
+            @begin async { Ok::<_, $crate::Fail>(($store.begin().await?, ())) },
+            |$c, _opened| $body
+        )
+    };
+    // `$begin` opens the transaction and may run its first statements in the same round trip
+    // (`Tx::begin_with`): an async block of type `Result<(Tx, F), Fail>`, whose `F` the body
+    // sees as `$first`. A retryable failure there runs the whole transaction again too.
+    (@begin $begin:expr, |$c:ident, $first:ident| $body:expr) => {{
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            let mut tx = $store.begin().await?;
+            let (mut tx, $first) = match $begin.await {
+                Ok(opened) => opened,
+                Err(e) => {
+                    if e.is_retryable() && attempt < $crate::MAX_ATTEMPTS {
+                        continue;
+                    }
+                    break Err(e.into_store());
+                }
+            };
             let outcome: Result<$crate::Done<_>, $crate::Fail> = async {
                 let $c: &mut sqlx::PgConnection = &mut tx;
                 $body

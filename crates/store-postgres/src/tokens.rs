@@ -29,7 +29,7 @@ pub(crate) const TOKEN_COLUMNS: &str = "id, hash, kind, client_id, user_id, scop
      name, buzz_limit, issued_at, expires_at, revoked_at, rotated_at, auth_time, oidc, audience";
 
 /// The advisory-lock key of a family, computed by the server.
-const FAMILY_KEY: &str = "hashtextextended('buzzgate:family:' || f::text, 0)";
+pub(crate) const FAMILY_KEY: &str = "hashtextextended('buzzgate:family:' || f::text, 0)";
 
 #[derive(sqlx::FromRow)]
 pub(crate) struct TokenRow {

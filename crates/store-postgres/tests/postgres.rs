@@ -135,7 +135,10 @@ async fn hot_path_indexes_exist() {
     let unique = [
         // Migration 0011: the hash is the primary key; the id is unique where it is looked up.
         ("tokens_pkey", "(hash)"),
-        ("tokens_api_key_id_key", "(id) WHERE (kind = 'apiKey'::text)"),
+        (
+            "tokens_api_key_id_key",
+            "(id) WHERE (kind = 'apiKey'::text)",
+        ),
         ("device_authorizations_user_code_key", "(user_code_key)"),
         ("users_username_lower_key", "(lower(username))"),
         (

@@ -139,6 +139,7 @@ macro_rules! contract_suite {
                 rotation_of_unknown_token_is_rejected, revoke_for_user_client,
                 revoke_for_user_takes_every_token,
                 concurrent_rotations_racing_a_user_revocation_leave_no_live_head,
+                concurrent_inserts_racing_a_family_revocation_leave_no_live_token,
                 api_keys_list_and_revoke,
                 token_sweep_is_bounded, concurrent_rotations_inside_grace_all_rotate,
                 concurrent_rotations_without_grace_have_one_winner,

@@ -349,6 +349,71 @@ pub async fn concurrent_rotations_racing_a_user_revocation_leave_no_live_head(p:
     assert_eq!(tokens.find(&after.new_refresh.hash).await.unwrap(), None);
 }
 
+/// `TokenStore::insert` into one family (a code's redemption writing its tokens) racing that
+/// family's revocation (the code's replay), 48 inserts with the odd ones on the second node
+/// and the revocation in the middle: every insert either wrote its rows before the revocation
+/// (which then revoked them) or found the tombstone and wrote nothing. No token of the family
+/// is ever left live, and no call fails.
+pub async fn concurrent_inserts_racing_a_family_revocation_leave_no_live_token(p: &Ports) {
+    let Some((users, clients, tokens)) = need_opt(p) else {
+        return;
+    };
+    let (u, c) = fx::user_and_client(users.as_ref(), clients.as_ref()).await;
+    let fam = fx::family();
+    let at = now();
+    let tasks: Vec<_> = (0..49)
+        .map(|i| {
+            let tokens = p.node(i).tokens.clone().unwrap_or_else(|| tokens.clone());
+            let (_, a) = fx::token(TokenKind::Access, u.id, Some(&c.id), Some(fam));
+            let (_, r) = fx::token(TokenKind::Refresh, u.id, Some(&c.id), Some(fam));
+            tokio::spawn(async move {
+                if i == 24 {
+                    tokens
+                        .revoke_family(fam, at)
+                        .await
+                        .expect("a race is never an error");
+                    None
+                } else {
+                    let outcome = tokens
+                        .insert(&[a.clone(), r.clone()])
+                        .await
+                        .expect("a race is never an error");
+                    Some((outcome, [a.hash, r.hash]))
+                }
+            })
+        })
+        .collect();
+    // Every task has ended (the revocation too) before any row is checked.
+    let mut ended = Vec::new();
+    for t in tasks {
+        ended.extend(t.await.unwrap());
+    }
+    for (outcome, hashes) in ended {
+        for h in &hashes {
+            match outcome {
+                InsertOutcome::Inserted => {
+                    let row = stored(&tokens, h).await;
+                    assert!(
+                        row.revoked_at.is_some(),
+                        "a token written into the family outlived its revocation: {row:?}"
+                    )
+                }
+                InsertOutcome::FamilyRevoked => assert_eq!(
+                    tokens.find(h).await.unwrap(),
+                    None,
+                    "a refused insert wrote a row"
+                ),
+            }
+        }
+    }
+    // Whatever the interleaving, an insert after the race is refused.
+    let (_, late) = fx::token(TokenKind::Access, u.id, Some(&c.id), Some(fam));
+    assert_eq!(
+        tokens.insert(std::slice::from_ref(&late)).await.unwrap(),
+        InsertOutcome::FamilyRevoked
+    );
+}
+
 pub async fn api_keys_list_and_revoke(p: &Ports) {
     let (users, tokens) = need!(p, users, tokens);
     let u = fx::user(users.as_ref()).await;
