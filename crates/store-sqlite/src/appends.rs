@@ -14,8 +14,8 @@ use buzzgate_domain::ports::{InsertOutcome, OutcomeEvents, StoreResult};
 use buzzgate_domain::token::TokenRecord;
 use buzzgate_local::batch::BatchWrite;
 
-use crate::audit::insert_event;
-use crate::tokens::{family_revoked, insert_row};
+use crate::audit::insert_events;
+use crate::tokens::{family_revoked, insert_rows};
 use crate::{SqliteStore, finish};
 
 /// One write that only adds rows.
@@ -52,6 +52,9 @@ impl BatchWrite<Append, InsertOutcome> for Appender {
                     revoked.insert(f);
                 }
             }
+            // Every row and event of the batch in one statement each (in item order).
+            let mut rows: Vec<&TokenRecord> = Vec::new();
+            let mut events: Vec<&AuditEvent> = Vec::new();
             let mut outcomes = Vec::with_capacity(items.len());
             for item in items {
                 match item {
@@ -62,22 +65,22 @@ impl BatchWrite<Append, InsertOutcome> for Appender {
                         {
                             InsertOutcome::FamilyRevoked
                         } else {
-                            for t in tokens {
-                                insert_row(&mut tx, t).await?;
-                            }
+                            rows.extend(tokens.iter());
                             InsertOutcome::Inserted
                         };
                         if let Some(recorded) = recorded {
-                            insert_event(&mut tx, recorded.of(outcome)).await?;
+                            events.push(recorded.of(outcome));
                         }
                         outcomes.push(outcome);
                     }
                     Append::Audit(e) => {
-                        insert_event(&mut tx, e).await?;
+                        events.push(e);
                         outcomes.push(InsertOutcome::Inserted);
                     }
                 }
             }
+            insert_rows(&mut tx, &rows).await?;
+            insert_events(&mut tx, &events).await?;
             Ok(outcomes)
         }
         .await;

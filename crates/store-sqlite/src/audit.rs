@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use buzzgate_domain::audit::{AuditEvent, AuditKind, AuditQuery};
 use buzzgate_domain::ports::{AuditLog, StoreResult};
 use sqlx::sqlite::SqliteRow;
-use sqlx::{QueryBuilder, SqliteConnection};
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
 use crate::appends::Append;
 use crate::convert::{Cols, Fetch, corrupt, to_json, us};
@@ -29,20 +29,41 @@ pub(crate) async fn insert_event(
     conn: &mut SqliteConnection,
     event: &AuditEvent,
 ) -> StoreResult<()> {
-    sqlx::query(
-        "INSERT INTO audit_log (kind, at, user_id, client_id, scope, ip, metadata) \
-         VALUES (?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(event.kind.as_str())
-    .bind(us(event.at))
-    .bind(event.user_id.map(|u| u.0))
-    .bind(event.client_id.as_ref().map(|c| c.as_str()))
-    .bind(event.scope.map(i64::from))
-    .bind(event.ip.as_deref())
-    .bind(to_json(&event.metadata)?)
-    .execute(conn)
-    .await
-    .map_err(map_err)?;
+    insert_events(conn, &[event]).await
+}
+
+/// Most events in one multi-row INSERT: 7 variables each, far under SQLite's limit.
+const EVENTS_PER_INSERT: usize = 1000;
+
+/// Records `events` with one multi-row INSERT per [`EVENTS_PER_INSERT`] (as
+/// `tokens::insert_rows` does for tokens).
+pub(crate) async fn insert_events(
+    conn: &mut SqliteConnection,
+    events: &[&AuditEvent],
+) -> StoreResult<()> {
+    for chunk in events.chunks(EVENTS_PER_INSERT) {
+        let mut metadata = Vec::with_capacity(chunk.len());
+        for e in chunk {
+            metadata.push(to_json(&e.metadata)?);
+        }
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO audit_log (kind, at, user_id, client_id, scope, ip, metadata) ",
+        );
+        q.push_values(chunk.iter().zip(metadata), |mut b, (e, metadata)| {
+            b.push_bind(e.kind.as_str())
+                .push_bind(us(e.at))
+                .push_bind(e.user_id.map(|u| u.0))
+                .push_bind(e.client_id.as_ref().map(|c| c.as_str().to_owned()))
+                .push_bind(e.scope.map(i64::from))
+                .push_bind(e.ip.clone())
+                .push_bind(metadata);
+        });
+        q.build()
+            .persistent(chunk.len() == 1)
+            .execute(&mut *conn)
+            .await
+            .map_err(map_err)?;
+    }
     Ok(())
 }
 

@@ -5,8 +5,8 @@ use buzzgate_domain::grant::refresh_token::{RefreshRotation, RotationDecision};
 use buzzgate_domain::ids::{ClientId, FamilyId, TokenId, UserId};
 use buzzgate_domain::ports::{InsertOutcome, OutcomeEvents, StoreResult, TokenStore};
 use buzzgate_domain::token::{TokenHash, TokenKind, TokenRecord};
-use sqlx::SqliteConnection;
 use sqlx::sqlite::SqliteRow;
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 use time::OffsetDateTime;
 
 use crate::appends::Append;
@@ -41,31 +41,57 @@ fn hashes_of(rows: &[SqliteRow]) -> StoreResult<Vec<TokenHash>> {
 }
 
 pub(crate) async fn insert_row(conn: &mut SqliteConnection, t: &TokenRecord) -> StoreResult<()> {
-    let buzz_limit = t.buzz_limit.as_ref().map(to_json).transpose()?;
-    sqlx::query(
-        "INSERT INTO tokens (hash, id, kind, client_id, user_id, scope, family_id, name, \
-         buzz_limit, issued_at, expires_at, revoked_at, rotated_at, auth_time, oidc, audience) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(blob(&t.hash))
-    .bind(t.id.to_string())
-    .bind(t.kind.as_str())
-    .bind(t.client_id.as_ref().map(|c| c.as_str().to_owned()))
-    .bind(t.user_id.0)
-    .bind(i64::from(t.scope))
-    .bind(t.family_id.map(|f| f.to_string()))
-    .bind(t.name.clone())
-    .bind(buzz_limit)
-    .bind(us(t.issued_at))
-    .bind(opt_us(t.expires_at))
-    .bind(opt_us(t.revoked_at))
-    .bind(opt_us(t.rotated_at))
-    .bind(opt_us(t.auth_time))
-    .bind(i64::from(t.oidc.bits()))
-    .bind(to_json(&t.audience)?)
-    .execute(&mut *conn)
-    .await
-    .map_err(map_err)?;
+    insert_rows(conn, &[t]).await
+}
+
+/// Most rows in one multi-row INSERT: 16 variables each, far under SQLite's limit of 32,766.
+const ROWS_PER_INSERT: usize = 500;
+
+/// Inserts `tokens` with one multi-row INSERT per [`ROWS_PER_INSERT`]: a group-committed
+/// batch is one statement (one call into the connection's worker thread) instead of one per
+/// row (docs/benchmarks.md, "What each change bought").
+pub(crate) async fn insert_rows(
+    conn: &mut SqliteConnection,
+    tokens: &[&TokenRecord],
+) -> StoreResult<()> {
+    for chunk in tokens.chunks(ROWS_PER_INSERT) {
+        let mut json = Vec::with_capacity(chunk.len());
+        for t in chunk {
+            json.push((
+                t.buzz_limit.as_ref().map(to_json).transpose()?,
+                to_json(&t.audience)?,
+            ));
+        }
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO tokens (hash, id, kind, client_id, user_id, scope, family_id, name, \
+             buzz_limit, issued_at, expires_at, revoked_at, rotated_at, auth_time, oidc, \
+             audience) ",
+        );
+        q.push_values(chunk.iter().zip(json), |mut b, (t, (limit, audience))| {
+            b.push_bind(blob(&t.hash))
+                .push_bind(t.id.to_string())
+                .push_bind(t.kind.as_str())
+                .push_bind(t.client_id.as_ref().map(|c| c.as_str().to_owned()))
+                .push_bind(t.user_id.0)
+                .push_bind(i64::from(t.scope))
+                .push_bind(t.family_id.map(|f| f.to_string()))
+                .push_bind(t.name.clone())
+                .push_bind(limit)
+                .push_bind(us(t.issued_at))
+                .push_bind(opt_us(t.expires_at))
+                .push_bind(opt_us(t.revoked_at))
+                .push_bind(opt_us(t.rotated_at))
+                .push_bind(opt_us(t.auth_time))
+                .push_bind(i64::from(t.oidc.bits()))
+                .push_bind(audience);
+        });
+        // A batch's text differs with its size: only the one-row form is kept prepared.
+        q.build()
+            .persistent(chunk.len() == 1)
+            .execute(&mut *conn)
+            .await
+            .map_err(map_err)?;
+    }
     Ok(())
 }
 
