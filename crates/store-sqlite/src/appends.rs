@@ -15,7 +15,7 @@ use buzzgate_domain::token::TokenRecord;
 use buzzgate_local::batch::BatchWrite;
 
 use crate::audit::insert_events;
-use crate::tokens::{family_revoked, insert_rows};
+use crate::tokens::{insert_rows, revoked_among};
 use crate::{SqliteStore, finish};
 
 /// One write that only adds rows.
@@ -46,12 +46,7 @@ impl BatchWrite<Append, InsertOutcome> for Appender {
                 })
                 .flatten()
                 .collect();
-            let mut revoked = BTreeSet::new();
-            for f in families {
-                if family_revoked(&mut tx, f).await? {
-                    revoked.insert(f);
-                }
-            }
+            let revoked = revoked_among(&mut tx, &families).await?;
             // Every row and event of the batch in one statement each (in item order).
             let mut rows: Vec<&TokenRecord> = Vec::new();
             let mut events: Vec<&AuditEvent> = Vec::new();

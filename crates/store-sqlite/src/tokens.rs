@@ -1,5 +1,7 @@
 //! `TokenStore`: access and refresh tokens, family tombstones, rotation and API keys.
 
+use std::collections::BTreeSet;
+
 use async_trait::async_trait;
 use buzzgate_domain::grant::refresh_token::{RefreshRotation, RotationDecision};
 use buzzgate_domain::ids::{ClientId, FamilyId, TokenId, UserId};
@@ -105,6 +107,38 @@ pub(crate) async fn family_revoked(
         .await
         .map_err(map_err)?;
     Ok(row.is_some())
+}
+
+/// Which of `families` are revoked, in one statement (a group-committed batch may carry many).
+pub(crate) async fn revoked_among(
+    conn: &mut SqliteConnection,
+    families: &BTreeSet<FamilyId>,
+) -> StoreResult<BTreeSet<FamilyId>> {
+    let mut revoked = BTreeSet::new();
+    let ids: Vec<String> = families.iter().map(|f| f.to_string()).collect();
+    // 1,000 ids per statement, far under SQLite's limit on variables.
+    for chunk in ids.chunks(1000) {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "SELECT family_id FROM revoked_families WHERE family_id IN (",
+        );
+        let mut list = q.separated(", ");
+        for id in chunk {
+            list.push_bind(id.as_str());
+        }
+        q.push(")");
+        for row in q
+            .build()
+            .persistent(chunk.len() == 1)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(map_err)?
+        {
+            if let Some(f) = Cols(&row).family("family_id")? {
+                revoked.insert(f);
+            }
+        }
+    }
+    Ok(revoked)
 }
 
 /// Leaves the tombstone and revokes the family's live rows; returns their hashes.
