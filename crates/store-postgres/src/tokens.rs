@@ -104,12 +104,8 @@ pub(crate) async fn lock_families(
     Ok(())
 }
 
-/// One multi-row INSERT of `tokens`.
-pub(crate) async fn insert_rows(
-    c: &mut PgConnection,
-    tokens: &[TokenRecord],
-) -> Result<(), sqlx::Error> {
-    let mut q = QueryBuilder::<Postgres>::new(format!("INSERT INTO tokens ({TOKEN_COLUMNS}) "));
+/// `VALUES (..), (..)` of `tokens`, in [`TOKEN_COLUMNS`]' order.
+fn push_rows<'a>(q: &mut QueryBuilder<'a, Postgres>, tokens: &'a [TokenRecord]) {
     q.push_values(tokens, |mut b, t| {
         b.push_bind(t.id.0)
             .push_bind(&t.hash.0[..])
@@ -128,8 +124,6 @@ pub(crate) async fn insert_rows(
             .push_bind(i16::from(t.oidc.bits()))
             .push_bind(&t.audience);
     });
-    q.build().execute(c).await?;
-    Ok(())
 }
 
 /// Tombstones and revokes `families` (whose locks the caller holds exclusively); returns the
@@ -257,35 +251,37 @@ impl TokenStore for PgStore {
                     refresh,
                     superseded,
                 } => {
-                    if *mark_rotated {
-                        sqlx::query(
-                            "UPDATE tokens SET rotated_at = COALESCE(rotated_at, $2) \
-                             WHERE hash = $1",
-                        )
-                        .bind(&presented.0[..])
-                        .bind(rotation.now)
-                        .execute(&mut *c)
-                        .await?;
-                    }
-                    if let Some(family) = refresh.family_id {
-                        // One live head per family: earlier retries' successors are retired.
-                        let rows: Vec<Vec<u8>> = sqlx::query_scalar(
-                            "UPDATE tokens SET revoked_at = $3 WHERE family_id = $1 \
-                             AND kind = 'refresh' AND hash <> $2 AND rotated_at IS NULL \
-                             AND revoked_at IS NULL RETURNING hash",
-                        )
-                        .bind(family.0)
-                        .bind(&presented.0[..])
-                        .bind(rotation.now)
-                        .fetch_all(&mut *c)
-                        .await?;
-                        *superseded = rows
-                            .iter()
-                            .filter_map(|h| <[u8; 32]>::try_from(h.as_slice()).ok())
-                            .map(TokenHash)
-                            .collect();
-                    }
-                    insert_rows(&mut *c, &[access.clone(), refresh.clone()]).await?;
+                    // The presented row marked rotated, the family's other live heads retired
+                    // (one live head per family: earlier retries' successors), and the
+                    // successors written, in one statement (docs/benchmarks.md, "W2"). The
+                    // two UPDATEs touch different rows (`hash <> presented`), and the new
+                    // rows are not in the statement's snapshot, so the successor is not
+                    // retired.
+                    let successors = [access.clone(), refresh.clone()];
+                    let mut q = QueryBuilder::<Postgres>::new(
+                        "WITH marked AS (UPDATE tokens SET rotated_at = COALESCE(rotated_at, ",
+                    );
+                    q.push_bind(rotation.now)
+                        .push(") WHERE hash = ")
+                        .push_bind(&presented.0[..])
+                        .push(" AND ")
+                        .push_bind(*mark_rotated)
+                        .push("), retired AS (UPDATE tokens SET revoked_at = ")
+                        .push_bind(rotation.now)
+                        .push(" WHERE family_id = ")
+                        .push_bind(refresh.family_id.map(|f| f.0))
+                        .push("::uuid AND kind = 'refresh' AND hash <> ")
+                        .push_bind(&presented.0[..])
+                        .push(" AND rotated_at IS NULL AND revoked_at IS NULL RETURNING hash), ")
+                        .push(format!("added AS (INSERT INTO tokens ({TOKEN_COLUMNS}) "));
+                    push_rows(&mut q, &successors);
+                    q.push(") SELECT hash FROM retired");
+                    let rows: Vec<Vec<u8>> = q.build_query_scalar().fetch_all(&mut *c).await?;
+                    *superseded = rows
+                        .iter()
+                        .filter_map(|h| <[u8; 32]>::try_from(h.as_slice()).ok())
+                        .map(TokenHash)
+                        .collect();
                     Ok(Done::Commit(decision))
                 }
                 // The service revokes the family next; nothing is written here.
