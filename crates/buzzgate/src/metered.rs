@@ -182,6 +182,17 @@ fn issued(tokens: &[TokenRecord], outcome: InsertOutcome) {
     }
 }
 
+fn rotated(decision: &RotationDecision) {
+    match decision {
+        RotationDecision::Rotate { superseded, .. } => {
+            counter!(REFRESHED).increment(1);
+            revoked("superseded", superseded.len());
+        }
+        RotationDecision::RevokeFamily { .. } => counter!(REUSE).increment(1),
+        RotationDecision::Reject(_) => {}
+    }
+}
+
 #[async_trait]
 impl TokenStore for MeteredTokens {
     async fn insert(&self, tokens: &[TokenRecord]) -> StoreResult<InsertOutcome> {
@@ -227,15 +238,27 @@ impl TokenStore for MeteredTokens {
                 self.0.rotate_refresh(presented, rotation)
             ),
         )?;
-        match &d {
-            RotationDecision::Rotate { superseded, .. } => {
-                counter!(REFRESHED).increment(1);
-                revoked("superseded", superseded.len());
-            }
-            RotationDecision::RevokeFamily { .. } => counter!(REUSE).increment(1),
-            RotationDecision::Reject(_) => {}
-        }
+        rotated(&d);
         Ok(d)
+    }
+
+    async fn rotate_refresh_audited(
+        &self,
+        presented: &TokenHash,
+        rotation: &RefreshRotation,
+        refreshed: &AuditEvent,
+    ) -> StoreResult<(RotationDecision, bool)> {
+        let out = seen(
+            "tokens",
+            traced!(
+                "TokenStore",
+                "rotate_refresh_audited",
+                self.0
+                    .rotate_refresh_audited(presented, rotation, refreshed)
+            ),
+        )?;
+        rotated(&out.0);
+        Ok(out)
     }
 
     async fn revoke(

@@ -4,6 +4,7 @@
 //! waits for that commit before it answers ([`buzzgate_local::batch`]).
 
 use std::collections::HashSet;
+use std::sync::LazyLock;
 
 use async_trait::async_trait;
 use buzzgate_domain::audit::AuditEvent;
@@ -34,20 +35,20 @@ pub(crate) struct Appender {
     pub(crate) pool: PgPool,
 }
 
-impl Appender {
-    /// Opens a batch with families (`open_families`): the transaction, and the families
-    /// among them that are revoked.
-    async fn open(&self, opening: &str) -> Result<(Tx, HashSet<Uuid>), Fail> {
-        let (tx, rows) = Tx::begin_with(&self.pool, opening).await?;
-        let mut revoked = HashSet::new();
-        for row in rows {
-            // The lock statement's rows are `void`s; only the read's name a family.
-            if row.columns().first().map(|c| c.name()) == Some("family_id") {
-                revoked.insert(row.try_get::<Uuid, _>(0)?);
-            }
+/// Opens a transaction whose first statements (`opening`, sent with `BEGIN` in one message)
+/// name families in a first column called `family_id`: the transaction, and those families.
+/// For a batch of token inserts (`open_families`) they are the revoked ones; for a round of
+/// rotations (crate::rotations) the locked ones.
+pub(crate) async fn open_naming(pool: &PgPool, opening: &str) -> Result<(Tx, HashSet<Uuid>), Fail> {
+    let (tx, rows) = Tx::begin_with(pool, opening).await?;
+    let mut named = HashSet::new();
+    for row in rows {
+        // Rows of other statements (an insert batch's locks: `void`s) name nothing.
+        if row.columns().first().map(|c| c.name()) == Some("family_id") {
+            named.insert(row.try_get::<Uuid, _>(0)?);
         }
-        Ok((tx, revoked))
     }
+    Ok((tx, named))
 }
 
 #[async_trait]
@@ -77,7 +78,7 @@ impl BatchWrite<Append, InsertOutcome> for Appender {
         // the commit (docs/benchmarks.md, "W3").
         let opening = open_families(&families);
         transaction!(
-            @begin self.open(&opening),
+            @begin open_naming(&self.pool, &opening),
             |c, revoked| {
                 let (rows, events, outcomes) = sort(items, &revoked);
                 insert_all(&mut *c, &rows, &events).await?;
@@ -143,11 +144,11 @@ fn sort<'a>(
     (rows, events, outcomes)
 }
 
-/// Token rows and audit events in one statement of fixed text (columns as arrays through
-/// `unnest`), so it is prepared once per connection whatever the batch's size.
-const INSERT_ALL: &str = "WITH t AS (INSERT INTO tokens (id, hash, kind, client_id, user_id, \
-     scope, family_id, name, buzz_limit, issued_at, expires_at, revoked_at, rotated_at, \
-     auth_time, oidc, audience) \
+/// The token half of a batch statement: `tokens` rows from sixteen arrays, `$1`–`$16`
+/// ([`bind_rows`]), so it is prepared once per connection whatever the batch's size.
+pub(crate) const INSERT_TOKENS: &str = "INSERT INTO tokens (id, hash, kind, client_id, \
+     user_id, scope, family_id, name, buzz_limit, issued_at, expires_at, revoked_at, \
+     rotated_at, auth_time, oidc, audience) \
      SELECT id, hash, kind, client_id, user_id, scope, family_id, name, buzz_limit, issued_at, \
      expires_at, revoked_at, rotated_at, auth_time, oidc, \
      ARRAY(SELECT jsonb_array_elements_text(aud)) \
@@ -155,10 +156,17 @@ const INSERT_ALL: &str = "WITH t AS (INSERT INTO tokens (id, hash, kind, client_
      $7::uuid[], $8::text[], $9::jsonb[], $10::timestamptz[], $11::timestamptz[], \
      $12::timestamptz[], $13::timestamptz[], $14::timestamptz[], $15::int2[], $16::jsonb[]) \
      AS v(id, hash, kind, client_id, user_id, scope, family_id, name, buzz_limit, issued_at, \
-     expires_at, revoked_at, rotated_at, auth_time, oidc, aud)) \
-     INSERT INTO audit_events (kind, at, user_id, client_id, scope, ip, metadata) \
+     expires_at, revoked_at, rotated_at, auth_time, oidc, aud)";
+
+/// The audit half: events from the seven arrays `$17`–`$23` ([`bind_events`]).
+pub(crate) const INSERT_EVENTS: &str = "INSERT INTO audit_events (kind, at, user_id, \
+     client_id, scope, ip, metadata) \
      SELECT * FROM unnest($17::text[], $18::timestamptz[], $19::bigint[], $20::text[], \
      $21::bigint[], $22::text[], $23::jsonb[])";
+
+/// Token rows and audit events in one statement of fixed text.
+static INSERT_ALL: LazyLock<String> =
+    LazyLock::new(|| format!("WITH t AS ({INSERT_TOKENS}) {INSERT_EVENTS}"));
 
 /// Inserts `rows` and records `events` in one statement (nothing when both are empty).
 async fn insert_all<'a>(
@@ -169,9 +177,14 @@ async fn insert_all<'a>(
     if rows.is_empty() && events.is_empty() {
         return Ok(());
     }
-    let t = rows;
-    let q = sqlx::query(INSERT_ALL)
-        .bind(t.iter().map(|t| t.id.0).collect::<Vec<_>>())
+    let q = bind_rows(sqlx::query(&INSERT_ALL), rows);
+    bind_events(q, events).execute(c).await?;
+    Ok(())
+}
+
+/// Binds token rows as the sixteen arrays [`INSERT_TOKENS`] unnests, in its order.
+pub(crate) fn bind_rows<'q>(q: PgQuery<'q>, t: &[&'q TokenRecord]) -> PgQuery<'q> {
+    q.bind(t.iter().map(|t| t.id.0).collect::<Vec<_>>())
         .bind(t.iter().map(|t| t.hash.0.to_vec()).collect::<Vec<_>>())
         .bind(t.iter().map(|t| t.kind.as_str()).collect::<Vec<_>>())
         .bind(
@@ -202,9 +215,7 @@ async fn insert_all<'a>(
                 .map(|t| i16::from(t.oidc.bits()))
                 .collect::<Vec<_>>(),
         )
-        .bind(t.iter().map(|t| Json(&t.audience)).collect::<Vec<_>>());
-    bind_events(q, events).execute(c).await?;
-    Ok(())
+        .bind(t.iter().map(|t| Json(&t.audience)).collect::<Vec<_>>())
 }
 
 /// A statement being bound.

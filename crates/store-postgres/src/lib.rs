@@ -53,6 +53,7 @@ mod clients;
 mod codes;
 mod devices;
 mod rate;
+mod rotations;
 mod sessions;
 mod spends;
 mod tokens;
@@ -103,6 +104,8 @@ pub struct PgStore {
     appends: Arc<OnceLock<GroupCommit<Append, InsertOutcome>>>,
     /// Buzz spends, group-committed (started on first use; crate::spends).
     spends: Arc<OnceLock<GroupCommit<spends::Charge, SpendOutcome>>>,
+    /// Refresh rotations, group-committed (started on first use; crate::rotations).
+    rotations: Arc<OnceLock<GroupCommit<rotations::Rotation, rotations::Rotated>>>,
 }
 
 /// Options of a [`PgStore`]; start with [`PgStore::builder`].
@@ -221,6 +224,7 @@ impl PgStoreBuilder {
             hits: Arc::default(),
             appends: Arc::default(),
             spends: Arc::default(),
+            rotations: Arc::default(),
         };
         if self.migrate {
             store.migrate().await?;
@@ -279,6 +283,7 @@ impl PgStore {
             hits: Arc::default(),
             appends: Arc::default(),
             spends: Arc::default(),
+            rotations: Arc::default(),
         }
     }
 
@@ -348,6 +353,21 @@ impl PgStore {
                 })
             })
             .submit(write)
+            .await
+    }
+
+    /// Submits a refresh rotation to the group commit, and waits for its commit.
+    pub(crate) async fn rotate(
+        &self,
+        rotation: rotations::Rotation,
+    ) -> StoreResult<rotations::Rotated> {
+        self.rotations
+            .get_or_init(|| {
+                GroupCommit::start(rotations::Rotator {
+                    pool: self.pool.clone(),
+                })
+            })
+            .submit(rotation)
             .await
     }
 }

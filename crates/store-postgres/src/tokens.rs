@@ -9,20 +9,21 @@
 //! token rows.
 
 use async_trait::async_trait;
+use buzzgate_domain::audit::AuditEvent;
 use buzzgate_domain::buzz::BuzzLimit;
 use buzzgate_domain::grant::refresh_token::{RefreshRotation, RotationDecision};
 use buzzgate_domain::ids::{ClientId, FamilyId, TokenId, UserId};
 use buzzgate_domain::ports::{InsertOutcome, OutcomeEvents, StoreResult, TokenStore};
 use buzzgate_domain::token::{TokenHash, TokenKind, TokenRecord};
+use sqlx::PgConnection;
 use sqlx::types::Json;
-use sqlx::{PgConnection, Postgres, QueryBuilder};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::appends::Append;
+use crate::rotations::Rotation;
 use crate::{
-    Done, Fail, PgStore, client_id_from, corrupt, hash_from, map_err, oidc_from, scope_from,
-    scope_to, transaction,
+    Done, PgStore, client_id_from, corrupt, hash_from, map_err, oidc_from, scope_from, transaction,
 };
 
 pub(crate) const TOKEN_COLUMNS: &str = "id, hash, kind, client_id, user_id, scope, family_id, \
@@ -104,28 +105,6 @@ pub(crate) async fn lock_families(
     Ok(())
 }
 
-/// `VALUES (..), (..)` of `tokens`, in [`TOKEN_COLUMNS`]' order.
-fn push_rows<'a>(q: &mut QueryBuilder<'a, Postgres>, tokens: &'a [TokenRecord]) {
-    q.push_values(tokens, |mut b, t| {
-        b.push_bind(t.id.0)
-            .push_bind(&t.hash.0[..])
-            .push_bind(t.kind.as_str())
-            .push_bind(t.client_id.as_ref().map(ClientId::as_str))
-            .push_bind(t.user_id.0)
-            .push_bind(scope_to(t.scope))
-            .push_bind(t.family_id.map(|f| f.0))
-            .push_bind(t.name.as_deref())
-            .push_bind(t.buzz_limit.as_ref().map(Json))
-            .push_bind(t.issued_at)
-            .push_bind(t.expires_at)
-            .push_bind(t.revoked_at)
-            .push_bind(t.rotated_at)
-            .push_bind(t.auth_time)
-            .push_bind(i16::from(t.oidc.bits()))
-            .push_bind(&t.audience);
-    });
-}
-
 /// Tombstones and revokes `families` (whose locks the caller holds exclusively); returns the
 /// hashes revoked now.
 async fn revoke_families_locked(
@@ -152,31 +131,6 @@ async fn revoke_families_locked(
     .bind(now)
     .fetch_all(&mut *c)
     .await
-}
-
-/// The row with `hash`, locked `FOR UPDATE`, and whether its family has a tombstone.
-async fn locked_row(
-    c: &mut PgConnection,
-    hash: &TokenHash,
-) -> Result<(Option<TokenRecord>, bool), Fail> {
-    #[derive(sqlx::FromRow)]
-    struct Locked {
-        #[sqlx(flatten)]
-        row: TokenRow,
-        family_revoked: bool,
-    }
-    let found = sqlx::query_as::<_, Locked>(&format!(
-        "SELECT {TOKEN_COLUMNS}, EXISTS (SELECT 1 FROM revoked_families r \
-         WHERE r.family_id = t.family_id) AS family_revoked \
-         FROM tokens t WHERE t.hash = $1 FOR UPDATE OF t"
-    ))
-    .bind(&hash.0[..])
-    .fetch_optional(c)
-    .await?;
-    Ok(match found {
-        Some(l) => (Some(l.row.into_record()?), l.family_revoked),
-        None => (None, false),
-    })
 }
 
 #[async_trait]
@@ -219,77 +173,29 @@ impl TokenStore for PgStore {
         presented: &TokenHash,
         rotation: &RefreshRotation,
     ) -> StoreResult<RotationDecision> {
-        transaction!(self, |c| {
-            // The family's lock first (a row's family never changes), so the lock order is
-            // family, then row, as in every other write.
-            // Exclusive: a rotation retires the family's other heads, so two rotations in one
-            // family (a retry racing the successor's own refresh) must not interleave; only
-            // one chain per family is legitimate, so this costs no real concurrency.
-            let locked: Option<Uuid> = sqlx::query_scalar(&format!(
-                "SELECT f FROM (SELECT family_id AS f FROM tokens \
-                 WHERE hash = $1 AND family_id IS NOT NULL) AS t, \
-                 LATERAL pg_advisory_xact_lock({FAMILY_KEY})"
-            ))
-            .bind(&presented.0[..])
-            .fetch_optional(&mut *c)
+        // Group-committed with the rotations of other families (crate::rotations).
+        let (decision, _) = self
+            .rotate(Rotation {
+                presented: *presented,
+                rotation: rotation.clone(),
+                refreshed: None,
+            })
             .await?;
-            // Concurrent rotations of one token queue on the row lock; at READ COMMITTED each
-            // then reads the row as the previous winner left it. The tombstone is read in the
-            // same statement, whose snapshot is taken after the family lock was granted.
-            let (mut row, mut family_revoked) = locked_row(&mut *c, presented).await?;
-            let family = row.as_ref().and_then(|r| r.family_id).map(|f| f.0);
-            if family.is_some() && family != locked {
-                // The row appeared between the two reads: lock its family and read again.
-                lock_families(&mut *c, &family.into_iter().collect::<Vec<_>>(), true).await?;
-                (row, family_revoked) = locked_row(&mut *c, presented).await?;
-            }
-            let mut decision = rotation.decide(row.as_ref(), family_revoked);
-            match &mut decision {
-                RotationDecision::Rotate {
-                    mark_rotated,
-                    access,
-                    refresh,
-                    superseded,
-                } => {
-                    // The presented row marked rotated, the family's other live heads retired
-                    // (one live head per family: earlier retries' successors), and the
-                    // successors written, in one statement (docs/benchmarks.md, "W2"). The
-                    // two UPDATEs touch different rows (`hash <> presented`), and the new
-                    // rows are not in the statement's snapshot, so the successor is not
-                    // retired.
-                    let successors = [access.clone(), refresh.clone()];
-                    let mut q = QueryBuilder::<Postgres>::new(
-                        "WITH marked AS (UPDATE tokens SET rotated_at = COALESCE(rotated_at, ",
-                    );
-                    q.push_bind(rotation.now)
-                        .push(") WHERE hash = ")
-                        .push_bind(&presented.0[..])
-                        .push(" AND ")
-                        .push_bind(*mark_rotated)
-                        .push("), retired AS (UPDATE tokens SET revoked_at = ")
-                        .push_bind(rotation.now)
-                        .push(" WHERE family_id = ")
-                        .push_bind(refresh.family_id.map(|f| f.0))
-                        .push("::uuid AND kind = 'refresh' AND hash <> ")
-                        .push_bind(&presented.0[..])
-                        .push(" AND rotated_at IS NULL AND revoked_at IS NULL RETURNING hash), ")
-                        .push(format!("added AS (INSERT INTO tokens ({TOKEN_COLUMNS}) "));
-                    push_rows(&mut q, &successors);
-                    q.push(") SELECT hash FROM retired");
-                    let rows: Vec<Vec<u8>> = q.build_query_scalar().fetch_all(&mut *c).await?;
-                    *superseded = rows
-                        .iter()
-                        .filter_map(|h| <[u8; 32]>::try_from(h.as_slice()).ok())
-                        .map(TokenHash)
-                        .collect();
-                    Ok(Done::Commit(decision))
-                }
-                // The service revokes the family next; nothing is written here.
-                RotationDecision::RevokeFamily { .. } | RotationDecision::Reject(_) => {
-                    Ok(Done::Rollback(decision))
-                }
-            }
+        Ok(decision)
+    }
+
+    async fn rotate_refresh_audited(
+        &self,
+        presented: &TokenHash,
+        rotation: &RefreshRotation,
+        refreshed: &AuditEvent,
+    ) -> StoreResult<(RotationDecision, bool)> {
+        self.rotate(Rotation {
+            presented: *presented,
+            rotation: rotation.clone(),
+            refreshed: Some(refreshed.clone()),
         })
+        .await
     }
 
     async fn revoke(

@@ -3,6 +3,7 @@
 use std::collections::BTreeSet;
 
 use async_trait::async_trait;
+use buzzgate_domain::audit::AuditEvent;
 use buzzgate_domain::grant::refresh_token::{RefreshRotation, RotationDecision};
 use buzzgate_domain::ids::{ClientId, FamilyId, TokenId, UserId};
 use buzzgate_domain::ports::{InsertOutcome, OutcomeEvents, StoreResult, TokenStore};
@@ -297,6 +298,26 @@ impl TokenStore for SqliteStore {
     ) -> StoreResult<RotationDecision> {
         let mut tx = self.begin_write().await?;
         let out = rotate_in(&mut tx, presented, rotation).await;
+        finish(tx, out).await
+    }
+
+    async fn rotate_refresh_audited(
+        &self,
+        presented: &TokenHash,
+        rotation: &RefreshRotation,
+        refreshed: &AuditEvent,
+    ) -> StoreResult<(RotationDecision, bool)> {
+        // The rotation's event in its own transaction: one commit for both.
+        let mut tx = self.begin_write().await?;
+        let out = async {
+            let decision = rotate_in(&mut tx, presented, rotation).await?;
+            let event = decision.audited(refreshed);
+            if let Some(e) = &event {
+                crate::audit::insert_event(&mut tx, e).await?;
+            }
+            Ok((decision, event.is_some()))
+        }
+        .await;
         finish(tx, out).await
     }
 

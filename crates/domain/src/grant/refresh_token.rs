@@ -10,6 +10,7 @@
 
 use time::{Duration, OffsetDateTime};
 
+use crate::audit::AuditEvent;
 use crate::error::Error;
 use crate::ids::{ClientId, FamilyId};
 use crate::scope::Scope;
@@ -66,6 +67,21 @@ pub enum RotationDecision {
     },
     /// Refuse without side effects.
     Reject(Error),
+}
+
+impl RotationDecision {
+    /// The audit event of a rotation: `refreshed` (kind, client, address, instant) completed
+    /// with the user and the scope of the new access token; `None` for a decision that is
+    /// not a rotation (the service records reuse itself). A store that writes the event in
+    /// the rotation's own commit calls this (`TokenStore::rotate_refresh_audited`).
+    pub fn audited(&self, refreshed: &AuditEvent) -> Option<AuditEvent> {
+        match self {
+            RotationDecision::Rotate { access, .. } => {
+                Some(refreshed.clone().user(access.user_id).scope(access.scope))
+            }
+            RotationDecision::RevokeFamily { .. } | RotationDecision::Reject(_) => None,
+        }
+    }
 }
 
 fn invalid(msg: &'static str) -> RotationDecision {

@@ -178,6 +178,21 @@ pub trait TokenStore: Send + Sync {
         presented: &TokenHash,
         rotation: &RefreshRotation,
     ) -> StoreResult<RotationDecision>;
+    /// **ATOMIC**: as [`TokenStore::rotate_refresh`], and when the decision is `Rotate`, in
+    /// the same commit the event `refreshed` completed by [`RotationDecision::audited`], for a
+    /// store that is also the node's [`AuditLog`] (`Config::audit_with_tokens`; one commit
+    /// instead of two, docs/benchmarks.md, "W2"). Returns the decision and whether the event
+    /// was written. The default rotates only and returns `false`: the caller then records the
+    /// event through the `AuditLog`.
+    async fn rotate_refresh_audited(
+        &self,
+        presented: &TokenHash,
+        rotation: &RefreshRotation,
+        refreshed: &AuditEvent,
+    ) -> StoreResult<(RotationDecision, bool)> {
+        let _ = refreshed;
+        Ok((self.rotate_refresh(presented, rotation).await?, false))
+    }
     /// Revokes one token. Returns the row if it existed (revoked now or before).
     async fn revoke(
         &self,

@@ -136,3 +136,64 @@ pub async fn insert_audited_records_the_outcome(p: &Ports) {
         "one event per insert, of its outcome: {seen:?}"
     );
 }
+
+/// `rotate_refresh_audited` writes the rotation's event, completed with the user and the
+/// new scope, when (and only when) it rotates; a store that does not returns `false`.
+pub async fn rotate_refresh_audited_records_the_rotation(p: &Ports) {
+    let (tokens, audit, users, clients) = need!(p, tokens, audit, users, clients);
+    let (user, app) = fx::user_and_client(users.as_ref(), clients.as_ref()).await;
+    let (_, r) = fx::token(
+        TokenKind::Refresh,
+        user.id,
+        Some(&app.id),
+        Some(fx::family()),
+    );
+    tokens.insert(std::slice::from_ref(&r)).await.unwrap();
+    let refreshed = |tag: &str| {
+        AuditEvent::new(AuditKind::TokenRefreshed, now())
+            .client(&app.id)
+            .meta("case", tag)
+    };
+    let at = now();
+    let rotation = fx::rotation(&app.id, at, Duration::ZERO);
+    let (decision, recorded) = tokens
+        .rotate_refresh_audited(&r.hash, &rotation, &refreshed("first"))
+        .await
+        .unwrap();
+    let RotationDecision::Rotate { access, .. } = &decision else {
+        panic!("first use rotates: {decision:?}")
+    };
+    let (decision, again) = tokens
+        .rotate_refresh_audited(&r.hash, &rotation, &refreshed("reuse"))
+        .await
+        .unwrap();
+    assert!(
+        matches!(decision, RotationDecision::RevokeFamily { .. }),
+        "{decision:?}"
+    );
+    assert!(!again, "a reuse is not a rotation: nothing recorded");
+    if !recorded {
+        return;
+    }
+    let written = audit
+        .query(&AuditQuery {
+            client_id: Some(app.id.clone()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let seen: Vec<_> = written
+        .iter()
+        .map(|e| (e.kind, e.metadata["case"].clone(), e.user_id, e.scope))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![(
+            AuditKind::TokenRefreshed,
+            "first".to_string(),
+            Some(user.id),
+            Some(access.scope)
+        )],
+        "one event, of the rotation, with its user and scope"
+    );
+}

@@ -583,3 +583,80 @@ pub async fn concurrent_rotations_without_grace_have_one_winner(p: &Ports) {
         .count();
     assert_eq!((rotations, revokes), (1, 63));
 }
+
+/// 32 families rotated at once, each with two live heads (as a retry's successor and the
+/// first successor briefly are), each head presented twice, from two nodes where the
+/// fixture has them: a store that decides rotations of different families together
+/// (Postgres' group commit) must still decide each family as if its rotations came one at a
+/// time. In every family the first head used wins: both its uses rotate (one marks it), its
+/// first rotation retires the other head, whose uses are refused; one live head remains.
+pub async fn concurrent_rotations_of_many_families_are_decided_apart(p: &Ports) {
+    let (users, clients, tokens) = need!(p, users, clients, tokens);
+    let (u, c) = fx::user_and_client(users.as_ref(), clients.as_ref()).await;
+    let mut heads = Vec::new();
+    for _ in 0..32 {
+        let family = Some(fx::family());
+        let (_, a) = fx::token(TokenKind::Refresh, u.id, Some(&c.id), family);
+        let (_, b) = fx::token(TokenKind::Refresh, u.id, Some(&c.id), family);
+        tokens.insert(&[a.clone(), b.clone()]).await.unwrap();
+        heads.push([a, b]);
+    }
+    let at = now();
+    let tasks: Vec<_> = (0..128)
+        .map(|i| {
+            let tokens = p.node(i).tokens.clone().unwrap_or_else(|| tokens.clone());
+            let (f, h) = (i / 4, (i / 2) % 2);
+            let (hash, rot) = (heads[f][h].hash, fx::rotation(&c.id, at, GRACE));
+            tokio::spawn(async move { (f, h, tokens.rotate_refresh(&hash, &rot).await) })
+        })
+        .collect();
+    let mut by_family: Vec<Vec<(usize, RotationDecision)>> = vec![Vec::new(); heads.len()];
+    for t in tasks {
+        let (f, h, d) = t.await.unwrap();
+        by_family[f].push((h, d.expect("a rotation is never an error")));
+    }
+    for (pair, decisions) in heads.iter().zip(&by_family) {
+        let winners: Vec<usize> = decisions
+            .iter()
+            .filter(|(_, d)| matches!(d, RotationDecision::Rotate { .. }))
+            .map(|(h, _)| *h)
+            .collect();
+        assert_eq!(
+            winners.len(),
+            2,
+            "the winning head's two uses rotate: {decisions:?}"
+        );
+        assert_eq!(winners[0], winners[1], "only one head wins: {decisions:?}");
+        let (won, lost) = (&pair[winners[0]], &pair[1 - winners[0]]);
+        let mut marks = 0;
+        let mut live = 0;
+        let mut retired = Vec::new();
+        for (h, d) in decisions {
+            match d {
+                RotationDecision::Rotate {
+                    mark_rotated,
+                    access,
+                    refresh,
+                    superseded,
+                } => {
+                    marks += usize::from(*mark_rotated);
+                    assert_eq!((refresh.family_id, access.user_id), (won.family_id, u.id));
+                    assert!(tokens.find(&access.hash).await.unwrap().is_some());
+                    if stored(&tokens, &refresh.hash).await.revoked_at.is_none() {
+                        live += 1;
+                    }
+                    retired.extend(superseded.iter().copied());
+                }
+                RotationDecision::Reject(Error::InvalidGrant(_)) => {
+                    assert_eq!(pair[*h].hash, lost.hash, "only the retired head is refused");
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!((marks, live), (1, 1), "one mark, one live head");
+        assert_eq!(retired.len(), 2, "the other head, then the first successor");
+        assert!(retired.contains(&lost.hash));
+        assert!(stored(&tokens, &won.hash).await.rotated_at.is_some());
+        assert!(stored(&tokens, &lost.hash).await.revoked_at.is_some());
+    }
+}

@@ -72,7 +72,21 @@ impl TokenService {
             new_access,
             new_refresh,
         };
-        match deps.tokens.rotate_refresh(&hash, &rotation).await? {
+        let refreshed = AuditEvent::new(AuditKind::TokenRefreshed, now)
+            .client(&client.id)
+            .ip(ip);
+        // With a store that is also the audit log, the event shares the rotation's commit: it
+        // records the rotation that committed (docs/benchmarks.md, "W2"). A consent found
+        // withdrawn just below then revokes the family the rotation extended.
+        let (decision, recorded) = if deps.config.audit_with_tokens {
+            deps.tokens
+                .rotate_refresh_audited(&hash, &rotation, &refreshed)
+                .await?
+        } else {
+            (deps.tokens.rotate_refresh(&hash, &rotation).await?, false)
+        };
+        let event = decision.audited(&refreshed);
+        match decision {
             RotationDecision::Rotate {
                 access: rec,
                 superseded,
@@ -81,14 +95,11 @@ impl TokenService {
                 // Earlier retries' successors, retired in the rotation: no node may keep
                 // accepting them from its read cache.
                 deps.invalidate(&superseded).await?;
+                if let Some(ev) = event.filter(|_| !recorded) {
+                    deps.audit(ev).await;
+                }
                 self.confirm_consent(rec.user_id, client, None, rec.family_id)
                     .await?;
-                let ev = AuditEvent::new(AuditKind::TokenRefreshed, now)
-                    .user(rec.user_id)
-                    .client(&client.id)
-                    .scope(rec.scope)
-                    .ip(ip);
-                deps.audit(ev).await;
                 Ok(TokenResponse {
                     access_token: access,
                     expires_in: deps.config.minter.ttls.access.whole_seconds(),
