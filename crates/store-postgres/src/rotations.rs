@@ -13,6 +13,7 @@
 //! retry, a replay) waits for the next round, in a transaction of its own.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::LazyLock;
 
 use async_trait::async_trait;
 use buzzgate_domain::StoreError;
@@ -127,7 +128,7 @@ impl Rotator {
 fn lock_families_of(hashes: &[&TokenHash]) -> String {
     let list = hashes
         .iter()
-        .map(|h| format!("decode('{}','hex')", hex(&h.0)))
+        .map(|h| format!("decode('{}','hex')", h.to_hex()))
         .collect::<Vec<_>>()
         .join(",");
     format!(
@@ -135,14 +136,6 @@ fn lock_families_of(hashes: &[&TokenHash]) -> String {
          {FAMILY_KEY} AS k FROM (SELECT family_id AS f FROM tokens WHERE hash IN ({list}) \
          AND family_id IS NOT NULL) AS presented ORDER BY k) AS keys"
     )
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(64), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
 }
 
 /// The presented rows, locked `FOR UPDATE`, each with whether its family has a tombstone.
@@ -233,7 +226,7 @@ async fn write(
 
 /// The round's writes ([`write`]): `$1`–`$16` the successors, `$17`–`$23` the events, then
 /// the marks and the retirements.
-static ROTATE_ALL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+static ROTATE_ALL: LazyLock<String> = LazyLock::new(|| {
     format!(
         "WITH t AS ({INSERT_TOKENS}), a AS ({INSERT_EVENTS}), \
          marked AS (UPDATE tokens SET rotated_at = COALESCE(tokens.rotated_at, v.at) \
