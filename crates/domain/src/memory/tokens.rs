@@ -6,6 +6,7 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use super::{MemoryStore, State};
+use crate::audit::AuditEvent;
 use crate::error::StoreError;
 use crate::grant::refresh_token::{RefreshRotation, RotationDecision};
 use crate::ids::{ClientId, FamilyId, TokenId, UserId};
@@ -94,6 +95,22 @@ impl TokenStore for MemoryStore {
             s.tokens.insert(refresh.hash, refresh.clone());
         }
         Ok(decision)
+    }
+
+    async fn rotate_refresh_audited(
+        &self,
+        presented: &TokenHash,
+        rotation: &RefreshRotation,
+        refreshed: &AuditEvent,
+    ) -> StoreResult<(RotationDecision, bool)> {
+        // This store is also the node's audit log (`AuditLog for MemoryStore`), so it records
+        // the rotation's event itself, as the SQL stores do in the rotation's commit.
+        let decision = self.rotate_refresh(presented, rotation).await?;
+        let event = decision.audited(refreshed);
+        if let Some(e) = &event {
+            self.lock()?.audit.push(e.clone());
+        }
+        Ok((decision, event.is_some()))
     }
 
     async fn revoke(

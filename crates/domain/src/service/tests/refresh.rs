@@ -21,6 +21,38 @@ async fn refresh_rotates_and_the_old_access_token_keeps_its_own_expiry() {
     assert!(h.audit_kinds().contains(&AuditKind::TokenRefreshed));
 }
 
+/// One `token.refreshed` per rotation, with its user and scope, whether the store writes it in
+/// the rotation's commit (`audit_with_tokens`, as the composed server runs) or the service
+/// records it after.
+#[tokio::test]
+async fn a_refresh_records_one_event_whoever_writes_it() {
+    for audit_with_tokens in [false, true] {
+        let h = harness_with(Config {
+            audit_with_tokens,
+            ..Config::default()
+        })
+        .await;
+        let t = h.tokens("114689").await;
+        let t2 = h.refresh(&rt(&t), None).await.unwrap();
+        let refreshed: Vec<_> = h
+            .store
+            .audit_events()
+            .into_iter()
+            .filter(|e| e.kind == AuditKind::TokenRefreshed)
+            .collect();
+        assert_eq!(
+            refreshed.len(),
+            1,
+            "audit_with_tokens = {audit_with_tokens}"
+        );
+        assert_eq!(
+            (refreshed[0].user_id, refreshed[0].scope),
+            (Some(h.user), Some(t2.scope))
+        );
+        assert_eq!(refreshed[0].client_id.as_ref(), Some(&h.app));
+    }
+}
+
 #[tokio::test]
 async fn refresh_reuse_inside_grace_succeeds() {
     let h = harness().await;
