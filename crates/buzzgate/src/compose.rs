@@ -17,7 +17,7 @@ use buzzgate_domain::token::{TokenMinter, TokenPrefix};
 use buzzgate_http::{AppState, Readiness, Settings};
 use buzzgate_local::{
     CachedClients, CachedConsents, CachedUsers, LocalCache, LocalRateLimiter, ReadCaches,
-    ReadFanout,
+    ReadFanout, RecentCounts,
 };
 use buzzgate_store_postgres::PgStore;
 use buzzgate_store_redis::{LayeredCache, RedisReadFanout, RedisStore, listen_reads};
@@ -289,6 +289,15 @@ pub async fn build(cfg: &Config, with_signer: bool) -> Result<Node, String> {
         checks.push(Arc::new(RedisReady(redis)));
     }
     let cache: Arc<dyn TokenCache> = Arc::new(MeteredCache(cache));
+    // A shared limiter (Postgres or Redis) with the node's recent view of the counts it has
+    // seen, for the reads the domain allows to lag (an address's failed client
+    // authentications before an authenticated request; docs/security.md "Throttling").
+    if cfg.read_cache_ms > 0 && !matches!(durable, Durable::Sqlite(_)) {
+        rate_limiter = Arc::new(RecentCounts::new(
+            rate_limiter,
+            StdDuration::from_millis(cfg.read_cache_ms),
+        ));
+    }
     let id_tokens: Option<Arc<dyn IdTokenSigner>> = if with_signer {
         Some(crate::keys::WatchedKeys::load(
             &cfg.signing_key_file,

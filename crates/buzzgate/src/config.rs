@@ -156,6 +156,8 @@ settings! {
     body_timeout_seconds: u64 = 10, "BUZZGATE_BODY_TIMEOUT_SECONDS", between(1, 3600);
     /// How long a node serves a client, consent or user from memory (at most 1000; `0`: never); a
     /// change made on another node is seen within it, on the same node at once (docs/security.md).
+    /// The same bound applies to the node's view of an address's failed client authentications
+    /// when the limiter is shared (docs/security.md "Throttling").
     read_cache_ms: u64 = 500, "BUZZGATE_READ_CACHE_MS", at_most(1000);
     /// The MCP listener (`/mcp`, docs/mcp.md), e.g. `127.0.0.1:9090`; unset: no MCP under
     /// `serve` (`proxy` defaults to `127.0.0.1:9090`).

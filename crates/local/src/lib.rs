@@ -23,5 +23,5 @@ mod rate;
 mod reads;
 
 pub use cache::LocalCache;
-pub use rate::LocalRateLimiter;
+pub use rate::{LocalRateLimiter, RecentCounts};
 pub use reads::{CachedClients, CachedConsents, CachedUsers, ReadCaches, ReadFanout, ReadKey};

@@ -155,7 +155,7 @@ macro_rules! contract_suite {
                 audit_query, insert_audited_records_the_outcome,
                 rotate_refresh_audited_records_the_rotation,
                 rate_limit_fixed_window, rate_limit_count_each_is_count_per_key,
-                concurrent_hits_respect_the_limit,
+                concurrent_hits_respect_the_limit, rate_limit_peek_lags_only_other_nodes,
                 cache_round_trip, cache_put_after_invalidate_is_refused,
                 concurrent_puts_never_outlive_an_invalidation,
                 cache_invalidation_reaches_peer);

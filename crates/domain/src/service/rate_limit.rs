@@ -105,6 +105,17 @@ impl Bucket<'_> {
         }
     }
 
+    /// Whether this bucket's failures may be read from a node's recent view of them
+    /// ([`crate::ports::RateLimiter::peek`]) before a request that has already authenticated:
+    /// only a client's authentication from an address. Its secrets are 256-bit, so the
+    /// address limit stops noise, not guessing (SPEC 10); every failure is still counted and
+    /// judged on the shared count at once, on every node, so what may lag is only the refusal
+    /// of a caller that has just proved it holds a client's secret. Sign-ins (passwords),
+    /// device user codes and the rest are always read from the shared count.
+    pub fn read_may_lag(&self) -> bool {
+        matches!(self, Bucket::ClientAuthFailures(_))
+    }
+
     fn limit(&self, limits: &RateLimits) -> Option<u32> {
         match self {
             Bucket::AuthorizeUser(_) | Bucket::DeviceCodeFailures(_) => limits.authorize,
@@ -152,7 +163,8 @@ impl Deps {
     }
 
     /// Counts `hits` (`(bucket, n)`: `n` 0 only reads) in one limiter call, and returns each
-    /// bucket's limit and count; buckets whose limit is off are neither sent nor returned.
+    /// bucket's limit and count; buckets whose limit is off are neither sent nor returned. A
+    /// lone read of a bucket whose reads may lag ([`Bucket::read_may_lag`]) is a peek.
     pub(crate) async fn count_buckets<'b>(
         &self,
         hits: &[(Bucket<'b>, u32)],
@@ -165,7 +177,12 @@ impl Deps {
             return Ok(Vec::new());
         }
         let window = self.window();
-        let counts = if let [(bucket, _, n)] = limited[..] {
+        let counts = if let [(bucket, _, 0)] = limited[..]
+            && bucket.read_may_lag()
+        {
+            // One read that may lag: the node's recent view, usually no round trip.
+            vec![self.rate_limiter.peek(&bucket.key(), window).await?]
+        } else if let [(bucket, _, n)] = limited[..] {
             // One hit: the limiter's plain count (on Redis, the smaller script).
             vec![self.rate_limiter.count(&bucket.key(), window, n).await?]
         } else {

@@ -114,6 +114,71 @@ pub async fn rate_limit_count_each_is_count_per_key(p: &Ports) {
     );
 }
 
+/// `peek` reads without counting; it never lags what this node counted (alone or in a
+/// `count_each`), and sees another node's hits within the adapter's bound (a second here,
+/// polled for two).
+pub async fn rate_limit_peek_lags_only_other_nodes(p: &Ports) {
+    let (rl,) = need!(p, rate_limiter);
+    let other = p.node(1).rate_limiter.clone().unwrap_or_else(|| rl.clone());
+    let k = key();
+    let t = time::macros::datetime!(2026-03-01 10:00:30 UTC);
+    let w = RateWindow::containing(t, 60);
+    assert_eq!(rl.peek(&k, w).await.unwrap(), 0, "nothing counted yet");
+    assert_eq!(rl.count(&k, w, 1).await.unwrap(), 1);
+    assert_eq!(
+        rl.peek(&k, w).await.unwrap(),
+        1,
+        "a peek never lags this node's own hit"
+    );
+    assert_eq!(rl.count_each(&[(k.clone(), 2)], w).await.unwrap(), vec![3]);
+    assert_eq!(
+        rl.peek(&k, w).await.unwrap(),
+        3,
+        "nor hits counted together"
+    );
+    assert_eq!(
+        rl.count(&k, w, 0).await.unwrap(),
+        3,
+        "a peek counts nothing"
+    );
+    assert_eq!(
+        other.count(&k, w, 5).await.unwrap(),
+        8,
+        "another node's hits"
+    );
+    let deadline = tokio::time::Instant::now() + StdDuration::from_secs(2);
+    loop {
+        let n = rl.peek(&k, w).await.unwrap();
+        if n == 8 {
+            break;
+        }
+        assert_eq!(
+            n, 3,
+            "a peek answers the shared count or this node's last view"
+        );
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "another node's hits still unseen after 2 s"
+        );
+        tokio::time::sleep(StdDuration::from_millis(20)).await;
+    }
+    let next = RateWindow::containing(t + Duration::seconds(30), 60);
+    assert_eq!(
+        rl.peek(&k, next).await.unwrap(),
+        0,
+        "the next window starts over"
+    );
+    assert_eq!(rl.count(&k, next, 1).await.unwrap(), 1);
+    // A late read of the older window (a node whose clock is behind): whatever it answers,
+    // it never replaces the newer window's count.
+    rl.peek(&k, w).await.unwrap();
+    assert_eq!(
+        rl.peek(&k, next).await.unwrap(),
+        1,
+        "an older window's answer never replaces the newer window's"
+    );
+}
+
 /// An access token of user 1, as a cache holds it.
 fn cacheable() -> buzzgate_domain::token::TokenRecord {
     fx::token(

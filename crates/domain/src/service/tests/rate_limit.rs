@@ -151,6 +151,7 @@ async fn disabled_buckets_never_limit() {
 struct Calls {
     inner: std::sync::Arc<dyn crate::ports::RateLimiter>,
     calls: std::sync::Mutex<Vec<Vec<(String, u32)>>>,
+    lag: bool,
 }
 
 #[async_trait::async_trait]
@@ -173,20 +174,127 @@ impl crate::ports::RateLimiter for Calls {
         self.calls.lock().unwrap().push(hits.to_vec());
         self.inner.count_each(hits, window).await
     }
+
+    /// Recorded as `("peek <key>", 0)`. With `lag`, answers 0 whatever was counted: another
+    /// node's view that has not yet seen any of the failures.
+    async fn peek(
+        &self,
+        key: &str,
+        window: crate::rate::RateWindow,
+    ) -> crate::ports::StoreResult<u64> {
+        self.calls
+            .lock()
+            .unwrap()
+            .push(vec![(format!("peek {key}"), 0)]);
+        if self.lag {
+            return Ok(0);
+        }
+        self.inner.peek(key, window).await
+    }
 }
 
-#[tokio::test]
-async fn a_token_request_costs_one_limiter_call_whatever_its_outcome() {
+/// A harness whose limiter records its calls (`lag`: see [`Calls::peek`]), and a closure
+/// that takes the calls recorded so far.
+async fn recorded(lag: bool) -> (super::H, impl Fn() -> Vec<Vec<(String, u32)>>) {
     let calls = std::sync::Arc::new(Calls {
         inner: std::sync::Arc::new(crate::memory::MemoryStore::new(std::sync::Arc::new(
             crate::ports::ManualClock::at_epoch(),
         ))),
         calls: Default::default(),
+        lag,
     });
     let limiter = calls.clone();
     let h = super::harness_with_deps(Config::default(), move |d| d.rate_limiter = limiter).await;
-    let taken = || std::mem::take(&mut *calls.calls.lock().unwrap());
+    let taken = move || std::mem::take(&mut *calls.calls.lock().unwrap());
     taken();
+    (h, taken)
+}
+
+#[tokio::test]
+async fn only_a_client_authentication_peeks_at_its_address_failures() {
+    let (h, taken) = recorded(false).await;
+    let address = Bucket::ClientAuthFailures("10.0.6.1").key();
+    // Introspection, revocation and spends authenticate without counting the client.
+    h.gate
+        .deps
+        .authenticate_client(&h.auth(), Some("10.0.6.1"))
+        .await
+        .unwrap();
+    assert_eq!(
+        taken(),
+        vec![vec![(format!("peek {address}"), 0)]],
+        "a lone read of the address's failures is a peek"
+    );
+    let mut wrong = h.auth();
+    wrong.secret = Some("not the secret".into());
+    h.gate
+        .deps
+        .authenticate_client(&wrong, Some("10.0.6.1"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        taken(),
+        vec![vec![(address, 1)]],
+        "a failure is counted on the shared count"
+    );
+    for bucket in [
+        Bucket::LoginIp("10.0.6.1"),
+        Bucket::LoginAccount("ada"),
+        Bucket::DeviceCodeFailures(crate::ids::UserId(3)),
+    ] {
+        h.gate.deps.check_failures(bucket).await.unwrap();
+        assert_eq!(
+            taken(),
+            vec![vec![(bucket.key(), 0)]],
+            "{bucket:?} is read from the shared count, never a view"
+        );
+    }
+}
+
+/// Another node's view has not seen this address's 20 failures: the right secret passes
+/// there for as long as the view lags, but no failure ever does: each is judged on the
+/// shared count, so the 21st wrong secret is refused as a rate limit on every node.
+#[tokio::test]
+async fn a_lagging_view_never_lets_a_failure_past_the_limit() {
+    let (h, _taken) = recorded(true).await;
+    let mut wrong = h.auth();
+    wrong.secret = Some("not the secret".into());
+    for i in 0..20 {
+        let e = h
+            .gate
+            .deps
+            .authenticate_client(&wrong, Some("10.0.6.2"))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), "invalid_client", "failure {}", i + 1);
+    }
+    let e = h
+        .gate
+        .deps
+        .authenticate_client(&wrong, Some("10.0.6.2"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e,
+        Error::RateLimited { retry_after: 60 },
+        "the 21st failure"
+    );
+    h.gate
+        .deps
+        .authenticate_client(&h.auth(), Some("10.0.6.2"))
+        .await
+        .expect("the holder of the secret passes while the view lags");
+    let e = h.token(cc(h.auth(), "10.0.6.2")).await.unwrap_err();
+    assert_eq!(
+        e,
+        Error::RateLimited { retry_after: 60 },
+        "a token request reads the shared count with its own bucket's hit"
+    );
+}
+
+#[tokio::test]
+async fn a_token_request_costs_one_limiter_call_whatever_its_outcome() {
+    let (h, taken) = recorded(false).await;
 
     h.token(cc(h.auth(), "10.0.5.1")).await.unwrap();
     let client = Bucket::TokenClient(&h.app).key();
