@@ -257,31 +257,21 @@ async fn only_a_client_authentication_peeks_at_its_address_failures() {
 #[tokio::test]
 async fn a_lagging_view_never_lets_a_failure_past_the_limit() {
     let (h, _taken) = recorded(true).await;
-    let mut wrong = h.auth();
+    let (right, mut wrong) = (h.auth(), h.auth());
     wrong.secret = Some("not the secret".into());
+    let deps = &h.gate.deps;
+    let from_the_address = move |auth| deps.authenticate_client(auth, Some("10.0.6.2"));
     for i in 0..20 {
-        let e = h
-            .gate
-            .deps
-            .authenticate_client(&wrong, Some("10.0.6.2"))
-            .await
-            .unwrap_err();
+        let e = from_the_address(&wrong).await.unwrap_err();
         assert_eq!(e.code(), "invalid_client", "failure {}", i + 1);
     }
-    let e = h
-        .gate
-        .deps
-        .authenticate_client(&wrong, Some("10.0.6.2"))
-        .await
-        .unwrap_err();
+    let e = from_the_address(&wrong).await.unwrap_err();
     assert_eq!(
         e,
         Error::RateLimited { retry_after: 60 },
         "the 21st failure"
     );
-    h.gate
-        .deps
-        .authenticate_client(&h.auth(), Some("10.0.6.2"))
+    from_the_address(&right)
         .await
         .expect("the holder of the secret passes while the view lags");
     let e = h.token(cc(h.auth(), "10.0.6.2")).await.unwrap_err();
