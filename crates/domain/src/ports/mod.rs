@@ -427,8 +427,8 @@ pub trait RateLimiter: Send + Sync {
     /// The count of `key` in `window`, as [`RateLimiter::count`] with `add = 0` would read it,
     /// or as this node last learned it if it learned it recently: an adapter may answer from
     /// its own view, which never lags what this node counted itself and lags other nodes'
-    /// counts by at most a bound the adapter documents (`buzzgate_local::RecentCounts`, one
-    /// second at most). The domain peeks only where a rule tolerates that lag
+    /// counts by at most a bound the adapter documents (`BUZZGATE_READ_CACHE_MS` in the
+    /// composed server). The domain peeks only where a rule tolerates that lag
     /// (`Bucket::read_may_lag`, docs/security.md "Throttling").
     async fn peek(&self, key: &str, window: RateWindow) -> StoreResult<u64> {
         self.count(key, window, 0).await
