@@ -85,3 +85,65 @@ async fn introspection_is_for_resource_servers_and_the_tokens_own_client() {
     h.clock.advance(Duration::seconds(10));
     assert!(!active(rs, old).await);
 }
+
+#[tokio::test]
+async fn an_app_introspecting_its_owners_token_reports_the_owners_cap_as_a_resource_server_does() {
+    let h = harness().await;
+    let cap = BuzzLimit::new(vec![crate::buzz::Budget::Absolute {
+        limit: 100,
+        currencies: None,
+    }])
+    .unwrap();
+    let update = crate::client::ClientUpdate {
+        owner_buzz_limit: Some(cap.clone()),
+        ..Default::default()
+    };
+    h.gate
+        .clients()
+        .update(&signed_in(h.owner), &h.app, update)
+        .await
+        .unwrap();
+    let cc = h
+        .token(h.token_req(crate::service::tokens::GrantRequest::ClientCredentials { scope: None }))
+        .await
+        .unwrap();
+    let token = Some(cc.access_token.expose());
+    // The app authenticated for this request is the token's app: its cap is read from it.
+    let own = h
+        .introspect(&h.client(h.auth()).await, token)
+        .await
+        .unwrap();
+    assert!(own.active);
+    // A resource server of the same owner, without a cap of its own, reports the token
+    // app's cap, not its own.
+    let created = h
+        .gate
+        .clients()
+        .create(
+            &signed_in(h.owner),
+            crate::memory::sample_registration("RS"),
+        )
+        .await
+        .unwrap();
+    h.gate
+        .clients()
+        .administer(
+            &Caller::operator(),
+            &created.client.id,
+            None,
+            None,
+            Some(true),
+        )
+        .await
+        .unwrap();
+    let rs = h
+        .client(ClientAuth {
+            client_id: created.client.id,
+            secret: created.secret.map(|s| s.expose().to_owned()),
+            method: AuthMethod::Basic,
+        })
+        .await;
+    let seen = h.introspect(&rs, token).await.unwrap();
+    assert_eq!(own.buzz_limit, Some(cap));
+    assert_eq!(seen.buzz_limit, own.buzz_limit);
+}

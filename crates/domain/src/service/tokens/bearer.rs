@@ -2,6 +2,7 @@
 //! behind them.
 
 use crate::catalogue::Need;
+use crate::client::Client;
 use crate::consent::Budgets;
 use crate::error::Error;
 use crate::ids::{ClientId, UserId};
@@ -114,6 +115,16 @@ impl TokenService {
     /// (and the owner's cap when the user owns the app). Fail closed: an app token without a
     /// consent (and not its owner's) may spend nothing (SPEC 13).
     pub async fn budgets_of(&self, record: &TokenRecord) -> Result<Budgets, Error> {
+        self.budgets_with(record, None).await
+    }
+
+    /// [`TokenService::budgets_of`], given an app the caller already read in this request
+    /// (the introspecting client): when it is the token's app, it is not read again.
+    pub(super) async fn budgets_with(
+        &self,
+        record: &TokenRecord,
+        read: Option<&Client>,
+    ) -> Result<Budgets, Error> {
         let Some(client_id) = &record.client_id else {
             return Ok(Budgets::Within(
                 record.buzz_limit.clone().unwrap_or_default(),
@@ -121,8 +132,16 @@ impl TokenService {
         };
         let deps = &self.deps;
         let consent = deps.consents.get(record.user_id, client_id).await?;
-        let owner_limit = match deps.clients.get(client_id).await? {
-            Some(c) if c.owner == record.user_id => Some(c.owner_buzz_limit),
+        let fetched;
+        let app = match read.filter(|c| &c.id == client_id) {
+            Some(c) => Some(c),
+            None => {
+                fetched = deps.clients.get(client_id).await?;
+                fetched.as_ref()
+            }
+        };
+        let owner_limit = match app {
+            Some(c) if c.owner == record.user_id => Some(c.owner_buzz_limit.clone()),
             Some(_) => None,
             // The app is gone (deleted while this token was cached): nothing may be spent.
             None => return Ok(Budgets::NoConsent),

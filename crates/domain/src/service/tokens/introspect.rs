@@ -55,7 +55,7 @@ impl TokenService {
         let Some(user) = deps.active_user(record.user_id).await? else {
             return Ok(inactive);
         };
-        let buzz_limit = self.budgets_of(&record).await?.reported();
+        let buzz_limit = self.budgets_with(&record, Some(client)).await?.reported();
         Ok(Introspection {
             active: true,
             record: Some(record),
