@@ -16,7 +16,9 @@ use crate::ids::UserId;
 /// Whether `client_id` names a metadata document: an https URL with a path (and, with the
 /// development switch, a loopback http one), short enough to be a client ID.
 pub fn is_document_url(client_id: &str, allow_http_loopback: bool) -> bool {
-    if client_id.len() > ClientId::MAX_LEN {
+    // Every absolute URL has a `:` after its scheme: an app's issued id (a token) is told
+    // apart without a parse, on every client authentication.
+    if client_id.len() > ClientId::MAX_LEN || !client_id.contains(':') {
         return false;
     }
     let Ok(url) = url::Url::parse(client_id) else {
