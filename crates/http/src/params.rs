@@ -65,12 +65,18 @@ pub fn parse_form(raw: &[u8]) -> Result<Vec<(String, String)>, Rejection> {
 }
 
 fn decode(raw: &[u8]) -> Result<String, Rejection> {
+    let utf8 = |bytes: Vec<u8>| {
+        String::from_utf8(bytes).map_err(|_| Rejection::bad("Parameters must be valid UTF-8"))
+    };
+    // Nothing escaped (a token, a grant type, an id): one copy instead of two rewrites.
+    if !raw.iter().any(|b| matches!(b, b'+' | b'%')) {
+        return utf8(raw.to_vec());
+    }
     let plus: Vec<u8> = raw
         .iter()
         .map(|b| if *b == b'+' { b' ' } else { *b })
         .collect();
-    let bytes: Vec<u8> = percent_encoding::percent_decode(&plus).collect();
-    String::from_utf8(bytes).map_err(|_| Rejection::bad("Parameters must be valid UTF-8"))
+    utf8(percent_encoding::percent_decode(&plus).collect())
 }
 
 /// The one parameter that may repeat.
@@ -471,6 +477,17 @@ mod tests {
     fn invalid_utf8_is_refused() {
         let e = parse_form(b"a=%ff%fe").unwrap_err();
         assert_eq!(e.error.code(), "invalid_request");
+        // Unescaped bytes too, which take the path without decoding.
+        let e = parse_form(b"a=\xff\xfe").unwrap_err();
+        assert_eq!(e.error.code(), "invalid_request");
+        let kept = parse_form(b"token=civitai_abc-._~&b=x+y%21").unwrap();
+        assert_eq!(
+            kept,
+            [
+                ("token".to_owned(), "civitai_abc-._~".to_owned()),
+                ("b".to_owned(), "x y!".to_owned())
+            ]
+        );
     }
 
     #[test]
