@@ -205,6 +205,8 @@ fn report_outage() -> OutageReport {
 
 /// Builds a node from the configuration. `with_signer` false skips the key file (CLI use).
 pub async fn build(cfg: &Config, with_signer: bool) -> Result<Node, String> {
+    // The recorder first: the caches register their counters when they are made.
+    let metrics = metrics_endpoint(cfg);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let durable = durable(cfg, clock.clone()).await?;
     let local_cache = LocalCache::new(cfg.cache_max_bytes(), clock.clone());
@@ -288,7 +290,7 @@ pub async fn build(cfg: &Config, with_signer: bool) -> Result<Node, String> {
         );
         checks.push(Arc::new(RedisReady(redis)));
     }
-    let cache: Arc<dyn TokenCache> = Arc::new(MeteredCache(cache));
+    let cache: Arc<dyn TokenCache> = Arc::new(MeteredCache::new(cache));
     // A shared limiter (Postgres or Redis) with the node's recent view of the counts it has
     // seen, for the reads the domain allows to lag (an address's failed client
     // authentications before an authenticated request; docs/security.md "Throttling").
@@ -348,7 +350,7 @@ pub async fn build(cfg: &Config, with_signer: bool) -> Result<Node, String> {
         trusted_proxies: cfg.trusted_proxies,
         secure_cookies: cfg.issuer.starts_with("https://"),
         limits: cfg.edge_limits(),
-        metrics: metrics_endpoint(cfg),
+        metrics,
         request_spans: crate::traces::request_spans(cfg),
     };
     let state = AppState::new(core.clone(), settings, checks);

@@ -20,6 +20,7 @@ use buzzgate_domain::ports::{
     StoreResult, TokenCache, TokenStore,
 };
 use buzzgate_domain::token::{TokenHash, TokenRecord};
+use buzzgate_local::Lookups;
 use metrics::counter;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use time::OffsetDateTime;
@@ -40,8 +41,6 @@ pub const SPENDS: &str = "buzzgate_buzz_spend_decisions_total";
 pub const REFUNDS: &str = "buzzgate_buzz_refunds_total";
 /// Errors a store answered, by `port` and `kind`.
 pub const STORE_ERRORS: &str = "buzzgate_store_errors_total";
-/// Cache lookups, by `cache` and `result` (`hit`, `miss`).
-pub const CACHE: &str = "buzzgate_cache_requests_total";
 
 /// Latency buckets (seconds): from a cached validation to a slow Argon2 sign-in.
 const SECONDS: &[f64] = &[
@@ -488,7 +487,15 @@ impl BuzzStore for MeteredBuzz {
 
 /// [`TokenCache`] counting hits and misses (`cache="token"`): the node's whole token cache,
 /// in-process or layered over Redis.
-pub struct MeteredCache(pub Arc<dyn TokenCache>);
+pub struct MeteredCache(pub Arc<dyn TokenCache>, pub Lookups);
+
+impl MeteredCache {
+    /// Registers its counters with the process's recorder, which must be installed first
+    /// ([`recorder`]) for them to count.
+    pub fn new(cache: Arc<dyn TokenCache>) -> MeteredCache {
+        MeteredCache(cache, Lookups::new("token"))
+    }
+}
 
 impl std::fmt::Debug for MeteredCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -503,8 +510,7 @@ impl TokenCache for MeteredCache {
             "token_cache",
             traced!("TokenCache", "get", self.0.get(hash)),
         )?;
-        let result = if r.is_some() { "hit" } else { "miss" };
-        counter!(CACHE, "cache" => "token", "result" => result).increment(1);
+        self.1.record(r.is_some());
         Ok(r)
     }
 

@@ -24,4 +24,6 @@ mod reads;
 
 pub use cache::LocalCache;
 pub use rate::{LocalRateLimiter, RecentCounts};
-pub use reads::{CachedClients, CachedConsents, CachedUsers, ReadCaches, ReadFanout, ReadKey};
+pub use reads::{
+    CachedClients, CachedConsents, CachedUsers, Lookups, ReadCaches, ReadFanout, ReadKey,
+};

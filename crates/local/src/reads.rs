@@ -28,6 +28,7 @@ use buzzgate_domain::ports::{
 };
 use buzzgate_domain::token::TokenHash;
 use buzzgate_domain::user::{NewUser, User, Username};
+use metrics::Counter;
 use moka::sync::Cache;
 use time::OffsetDateTime;
 
@@ -38,9 +39,32 @@ const MAX_ENTRIES: u64 = 100_000;
 /// docs/operations.md, "Metrics".
 pub const CACHE_REQUESTS: &str = "buzzgate_cache_requests_total";
 
-fn looked_up(cache: &'static str, hit: bool) {
-    let result = if hit { "hit" } else { "miss" };
-    metrics::counter!(CACHE_REQUESTS, "cache" => cache, "result" => result).increment(1);
+/// The hit and miss counters of one cache, registered with the process's recorder when the
+/// cache is made instead of looked up by name and labels on every read (docs/benchmarks.md).
+/// Made before a recorder is installed, they count nowhere.
+#[derive(Clone)]
+pub struct Lookups {
+    hit: Counter,
+    miss: Counter,
+}
+
+impl std::fmt::Debug for Lookups {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Lookups")
+    }
+}
+
+impl Lookups {
+    pub fn new(cache: &'static str) -> Lookups {
+        Lookups {
+            hit: metrics::counter!(CACHE_REQUESTS, "cache" => cache, "result" => "hit"),
+            miss: metrics::counter!(CACHE_REQUESTS, "cache" => cache, "result" => "miss"),
+        }
+    }
+
+    pub fn record(&self, hit: bool) {
+        if hit { &self.hit } else { &self.miss }.increment(1);
+    }
 }
 
 fn cache<K, V>(ttl: Duration) -> Cache<K, V>
@@ -143,6 +167,7 @@ pub struct CachedClients {
     inner: Arc<dyn ClientStore>,
     hits: Cache<ClientId, Client>,
     fanout: Option<Arc<dyn ReadFanout>>,
+    lookups: Lookups,
 }
 
 impl std::fmt::Debug for CachedClients {
@@ -159,6 +184,7 @@ impl CachedClients {
             inner,
             hits: cache(ttl),
             fanout: None,
+            lookups: Lookups::new("clients"),
         }
     }
 
@@ -184,10 +210,10 @@ impl ClientStore for CachedClients {
 
     async fn get(&self, id: &ClientId) -> StoreResult<Option<Client>> {
         if let Some(c) = self.hits.get(id) {
-            looked_up("clients", true);
+            self.lookups.record(true);
             return Ok(Some(c));
         }
-        looked_up("clients", false);
+        self.lookups.record(false);
         let found = self.inner.get(id).await?;
         if let Some(c) = &found {
             self.hits.insert(id.clone(), c.clone());
@@ -227,6 +253,7 @@ pub struct CachedConsents {
     inner: Arc<dyn ConsentStore>,
     hits: Cache<(UserId, ClientId), Consent>,
     fanout: Option<Arc<dyn ReadFanout>>,
+    lookups: Lookups,
 }
 
 impl std::fmt::Debug for CachedConsents {
@@ -243,6 +270,7 @@ impl CachedConsents {
             inner,
             hits: cache(ttl),
             fanout: None,
+            lookups: Lookups::new("consents"),
         }
     }
 
@@ -269,10 +297,10 @@ impl ConsentStore for CachedConsents {
     async fn get(&self, user: UserId, client: &ClientId) -> StoreResult<Option<Consent>> {
         let key = (user, client.clone());
         if let Some(c) = self.hits.get(&key) {
-            looked_up("consents", true);
+            self.lookups.record(true);
             return Ok(Some(c));
         }
-        looked_up("consents", false);
+        self.lookups.record(false);
         let found = self.inner.get(user, client).await?;
         if let Some(c) = &found {
             self.hits.insert(key, c.clone());
@@ -316,6 +344,7 @@ impl ConsentStore for CachedConsents {
 pub struct CachedUsers {
     inner: Arc<dyn UserStore>,
     hits: Cache<UserId, User>,
+    lookups: Lookups,
 }
 
 impl std::fmt::Debug for CachedUsers {
@@ -331,6 +360,7 @@ impl CachedUsers {
         CachedUsers {
             inner,
             hits: cache(ttl),
+            lookups: Lookups::new("users"),
         }
     }
 }
@@ -348,10 +378,10 @@ impl UserStore for CachedUsers {
 
     async fn get(&self, id: UserId) -> StoreResult<Option<User>> {
         if let Some(u) = self.hits.get(&id) {
-            looked_up("users", true);
+            self.lookups.record(true);
             return Ok(Some(u));
         }
-        looked_up("users", false);
+        self.lookups.record(false);
         let found = self.inner.get(id).await?;
         if let Some(u) = &found {
             self.hits.insert(id, u.clone());
