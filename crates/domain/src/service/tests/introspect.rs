@@ -37,22 +37,7 @@ async fn introspection_is_for_resource_servers_and_the_tokens_own_client() {
     let h = harness().await;
     let t = h.tokens("1").await;
     // A second confidential app of the owner: neither the token's client nor a resource server.
-    let other = h
-        .gate
-        .clients()
-        .create(
-            &signed_in(h.owner),
-            crate::memory::sample_registration("Other"),
-        )
-        .await
-        .unwrap();
-    let other = h
-        .client(ClientAuth {
-            client_id: other.client.id,
-            secret: other.secret.map(|s| s.expose().to_owned()),
-            method: AuthMethod::Basic,
-        })
-        .await;
+    let other = another_app(&h, "Other", false).await;
     let own = h.client(h.auth()).await;
     let key = h.api_key(None).await;
     let active = |caller: Caller, token: String| {
@@ -116,34 +101,40 @@ async fn an_app_introspecting_its_owners_token_reports_the_owners_cap_as_a_resou
     assert!(own.active);
     // A resource server of the same owner, without a cap of its own, reports the token
     // app's cap, not its own.
+    let rs = another_app(&h, "RS", true).await;
+    let seen = h.introspect(&rs, token).await.unwrap();
+    assert_eq!(own.buzz_limit, Some(cap));
+    assert_eq!(seen.buzz_limit, own.buzz_limit);
+}
+
+/// Another confidential app of the owner, made a resource server or not, as it calls.
+async fn another_app(h: &super::H, name: &str, resource_server: bool) -> Caller {
     let created = h
         .gate
         .clients()
         .create(
             &signed_in(h.owner),
-            crate::memory::sample_registration("RS"),
+            crate::memory::sample_registration(name),
         )
         .await
         .unwrap();
-    h.gate
-        .clients()
-        .administer(
-            &Caller::operator(),
-            &created.client.id,
-            None,
-            None,
-            Some(true),
-        )
-        .await
-        .unwrap();
-    let rs = h
-        .client(ClientAuth {
-            client_id: created.client.id,
-            secret: created.secret.map(|s| s.expose().to_owned()),
-            method: AuthMethod::Basic,
-        })
-        .await;
-    let seen = h.introspect(&rs, token).await.unwrap();
-    assert_eq!(own.buzz_limit, Some(cap));
-    assert_eq!(seen.buzz_limit, own.buzz_limit);
+    if resource_server {
+        h.gate
+            .clients()
+            .administer(
+                &Caller::operator(),
+                &created.client.id,
+                None,
+                None,
+                Some(true),
+            )
+            .await
+            .unwrap();
+    }
+    h.client(ClientAuth {
+        client_id: created.client.id,
+        secret: created.secret.map(|s| s.expose().to_owned()),
+        method: AuthMethod::Basic,
+    })
+    .await
 }
