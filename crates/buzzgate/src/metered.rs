@@ -487,7 +487,7 @@ impl BuzzStore for MeteredBuzz {
 
 /// [`TokenCache`] counting hits and misses (`cache="token"`): the node's whole token cache,
 /// in-process or layered over Redis.
-pub struct MeteredCache(pub Arc<dyn TokenCache>, pub Lookups);
+pub struct MeteredCache(Arc<dyn TokenCache>, Lookups);
 
 impl MeteredCache {
     /// Registers its counters with the process's recorder, which must be installed first
