@@ -16,7 +16,7 @@ use buzzgate_domain::service::{Buzzgate, Caller, Credentials};
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::params::Params;
+use crate::params::{Params, form_decode};
 
 /// The session cookie. `HttpOnly`, `SameSite=Lax`, `Secure` over https.
 pub const SESSION_COOKIE: &str = "bg_session";
@@ -38,14 +38,6 @@ pub fn require_bearer(headers: &HeaderMap) -> Result<&str, Error> {
     bearer_of(headers).ok_or_else(|| Error::NoCredentials("Missing bearer token".into()))
 }
 
-fn form_decode(s: &str) -> Option<String> {
-    let plus = s.replace('+', " ");
-    percent_encoding::percent_decode_str(&plus)
-        .decode_utf8()
-        .ok()
-        .map(|c| c.into_owned())
-}
-
 /// Client authentication of RFC 6749 §2.3: `client_secret_basic`, `client_secret_post`, or
 /// `none`. Two methods at once, or a Basic `client_id` that differs from the body's, is
 /// `invalid_request`.
@@ -55,7 +47,7 @@ pub fn client_auth(headers: &HeaderMap, params: &Params) -> Result<ClientAuth, E
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("basic"))
-        .map(|(_, rest)| rest.trim().to_owned());
+        .map(|(_, rest)| rest.trim());
     let body_id = params.get("client_id").filter(|s| !s.is_empty());
     let body_secret = params.get("client_secret");
     if let Some(b64) = basic {
@@ -63,10 +55,9 @@ pub fn client_auth(headers: &HeaderMap, params: &Params) -> Result<ClientAuth, E
         let raw = base64::engine::general_purpose::STANDARD
             .decode(b64.as_bytes())
             .map_err(|_| bad())?;
-        let text = String::from_utf8(raw).map_err(|_| bad())?;
-        let (id, secret) = text.split_once(':').ok_or_else(bad)?;
-        let id = form_decode(id).ok_or_else(bad)?;
-        let secret = form_decode(secret).ok_or_else(bad)?;
+        let colon = raw.iter().position(|b| *b == b':').ok_or_else(bad)?;
+        let id = form_decode(&raw[..colon]).ok_or_else(bad)?;
+        let secret = form_decode(&raw[colon + 1..]).ok_or_else(bad)?;
         if body_secret.is_some() {
             return Err(Error::invalid_request(
                 "Use one client authentication method, not both Basic and client_secret",
@@ -89,6 +80,10 @@ pub fn client_auth(headers: &HeaderMap, params: &Params) -> Result<ClientAuth, E
 
 /// One cookie's value (every `Cookie` header, parsed by the `cookie` crate).
 pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    // Most API calls carry no cookie: no jar to build for them.
+    if !headers.contains_key(header::COOKIE) {
+        return None;
+    }
     CookieJar::from_headers(headers)
         .get(name)
         .map(|c| c.value().to_owned())
@@ -409,6 +404,15 @@ mod tests {
         assert_eq!(a.client_id.as_str(), "abc");
         assert_eq!(a.secret.as_deref(), Some("s:ecret"));
         assert_eq!(a.method, AuthMethod::Basic);
+        // `+` is a space; only the first colon splits (a secret may hold one, escaped or not).
+        let a = client_auth(&headers(&basic("abc", "a+b:c")), &Params::default()).unwrap();
+        assert_eq!(a.secret.as_deref(), Some("a b:c"));
+        // Bytes that are not UTF-8, raw or escaped, on either side: invalid_client.
+        for raw in [&b"abc:\xff"[..], b"\xffbc:x", b"abc:%FF", b"%C3:x"] {
+            let v = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(raw));
+            let e = client_auth(&headers(&v), &Params::default()).unwrap_err();
+            assert_eq!(e, Error::invalid_client(true), "{raw:?}");
+        }
     }
 
     #[test]

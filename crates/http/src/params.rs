@@ -65,18 +65,22 @@ pub fn parse_form(raw: &[u8]) -> Result<Vec<(String, String)>, Rejection> {
 }
 
 fn decode(raw: &[u8]) -> Result<String, Rejection> {
-    let utf8 = |bytes: Vec<u8>| {
-        String::from_utf8(bytes).map_err(|_| Rejection::bad("Parameters must be valid UTF-8"))
-    };
+    form_decode(raw).ok_or_else(|| Rejection::bad("Parameters must be valid UTF-8"))
+}
+
+/// One `application/x-www-form-urlencoded` name or value (`+` is a space, then
+/// percent-decoding), or `None` when the result is not UTF-8. Also what a Basic
+/// authorization's id and secret are (RFC 6749 §2.3.1).
+pub(crate) fn form_decode(raw: &[u8]) -> Option<String> {
     // Nothing escaped (a token, a grant type, an id): one copy instead of two rewrites.
     if !raw.iter().any(|b| matches!(b, b'+' | b'%')) {
-        return utf8(raw.to_vec());
+        return String::from_utf8(raw.to_vec()).ok();
     }
     let plus: Vec<u8> = raw
         .iter()
         .map(|b| if *b == b'+' { b' ' } else { *b })
         .collect();
-    utf8(percent_encoding::percent_decode(&plus).collect())
+    String::from_utf8(percent_encoding::percent_decode(&plus).collect()).ok()
 }
 
 /// The one parameter that may repeat.

@@ -73,36 +73,68 @@ pub enum Bucket<'a> {
 /// The address as a limiter key: IPv4 as it is, IPv6 by its /64 (one customer's whole
 /// network, which a single attacker can rotate through freely).
 pub fn address_key(ip: &str) -> String {
-    match ip.parse::<IpAddr>() {
+    let mut key = String::with_capacity(ip.len().min(64));
+    push_address(&mut key, ip);
+    key
+}
+
+/// Appends [`address_key`]`(ip)` to `key`.
+fn push_address(key: &mut String, ip: &str) {
+    use std::fmt::Write;
+    // Writing to a String cannot fail.
+    let _ = match ip.parse::<IpAddr>() {
+        // Rust's parser takes only the dotted-quad form, with no leading zeros: `ip` is
+        // already what formatting the address would write.
+        Ok(IpAddr::V4(_)) => {
+            key.push_str(ip);
+            Ok(())
+        }
         Ok(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
-            Some(v4) => v4.to_string(),
+            Some(v4) => write!(key, "{v4}"),
             None => {
                 let s = v6.segments();
-                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+                write!(key, "{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
             }
         },
-        Ok(IpAddr::V4(v4)) => v4.to_string(),
-        Err(_) => ip.chars().take(64).collect(),
-    }
+        Err(_) => {
+            key.extend(ip.chars().take(64));
+            Ok(())
+        }
+    };
 }
 
 impl Bucket<'_> {
-    /// The counter key, e.g. `rl:token:client:abc`.
+    /// The counter key, e.g. `rl:token:client:abc`, built in one allocation (one is made
+    /// per limited request: docs/benchmarks.md).
     pub fn key(&self) -> String {
+        use std::fmt::Write;
+        let mut key = String::with_capacity(64);
+        let address = |key: &mut String, prefix: &str, ip: &str| {
+            key.push_str(prefix);
+            push_address(key, ip);
+        };
         match self {
-            Bucket::AuthorizeUser(u) => format!("rl:authorize:user:{}", u.0),
-            Bucket::DeviceCodeFailures(u) => format!("rl:device-code:user:{}", u.0),
-            Bucket::TokenClient(c) => format!("rl:token:client:{}", c.as_str()),
-            Bucket::ClientAuthFailures(ip) => format!("rl:client-auth:ip:{}", address_key(ip)),
-            Bucket::RevokeIp(ip) => format!("rl:revoke:ip:{}", address_key(ip)),
-            Bucket::LoginAccount(u) => format!(
-                "rl:login:user:{}",
-                u.chars().take(64).collect::<String>().to_ascii_lowercase()
-            ),
-            Bucket::LoginIp(ip) => format!("rl:login:ip:{}", address_key(ip)),
-            Bucket::SignupIp(ip) => format!("rl:signup:ip:{}", address_key(ip)),
-            Bucket::RegisterIp(ip) => format!("rl:register:ip:{}", address_key(ip)),
+            Bucket::AuthorizeUser(u) => {
+                let _ = write!(key, "rl:authorize:user:{}", u.0);
+            }
+            Bucket::DeviceCodeFailures(u) => {
+                let _ = write!(key, "rl:device-code:user:{}", u.0);
+            }
+            Bucket::TokenClient(c) => {
+                key.push_str("rl:token:client:");
+                key.push_str(c.as_str());
+            }
+            Bucket::ClientAuthFailures(ip) => address(&mut key, "rl:client-auth:ip:", ip),
+            Bucket::RevokeIp(ip) => address(&mut key, "rl:revoke:ip:", ip),
+            Bucket::LoginAccount(u) => {
+                key.push_str("rl:login:user:");
+                key.extend(u.chars().take(64).map(|c| c.to_ascii_lowercase()));
+            }
+            Bucket::LoginIp(ip) => address(&mut key, "rl:login:ip:", ip),
+            Bucket::SignupIp(ip) => address(&mut key, "rl:signup:ip:", ip),
+            Bucket::RegisterIp(ip) => address(&mut key, "rl:register:ip:", ip),
         }
+        key
     }
 
     /// Whether this bucket's failures may be read from a node's recent view of them
@@ -249,6 +281,30 @@ mod tests {
         );
         assert_eq!(address_key("::ffff:10.0.0.1"), "10.0.0.1");
         assert_eq!(address_key("10.0.0.1"), "10.0.0.1");
+    }
+
+    /// The keys are shared by every node through Redis, across versions in a rolling
+    /// upgrade: their form must not change.
+    #[test]
+    fn every_bucket_has_its_documented_key() {
+        let app = ClientId::parse("app1").unwrap();
+        let cases = [
+            (Bucket::AuthorizeUser(UserId(7)), "rl:authorize:user:7"),
+            (Bucket::DeviceCodeFailures(UserId(8)), "rl:device-code:user:8"),
+            (Bucket::TokenClient(&app), "rl:token:client:app1"),
+            (Bucket::ClientAuthFailures("10.0.0.1"), "rl:client-auth:ip:10.0.0.1"),
+            (Bucket::RevokeIp("::ffff:10.0.0.2"), "rl:revoke:ip:10.0.0.2"),
+            (Bucket::LoginAccount("ÄLice"), "rl:login:user:Älice"),
+            (Bucket::LoginIp("2001:db8:1:2:3:4:5:6"), "rl:login:ip:2001:db8:1:2::/64"),
+            (Bucket::SignupIp("not an address"), "rl:signup:ip:not an address"),
+            (Bucket::RegisterIp("192.168.1.10"), "rl:register:ip:192.168.1.10"),
+        ];
+        for (bucket, key) in cases {
+            assert_eq!(bucket.key(), key);
+        }
+        let long = "x".repeat(100);
+        assert_eq!(Bucket::LoginAccount(&long).key().len(), "rl:login:user:".len() + 64);
+        assert_eq!(address_key(&long).len(), 64);
     }
 
     #[test]
