@@ -165,7 +165,7 @@ impl ReadCaches {
 /// [`ClientStore`] with `get` served from memory for up to `ttl`.
 pub struct CachedClients {
     inner: Arc<dyn ClientStore>,
-    hits: Cache<ClientId, Client>,
+    hits: Cache<ClientId, Arc<Client>>,
     fanout: Option<Arc<dyn ReadFanout>>,
     lookups: Lookups,
 }
@@ -208,7 +208,7 @@ impl ClientStore for CachedClients {
         self.inner.insert(client).await
     }
 
-    async fn get(&self, id: &ClientId) -> StoreResult<Option<Client>> {
+    async fn get(&self, id: &ClientId) -> StoreResult<Option<Arc<Client>>> {
         if let Some(c) = self.hits.get(id) {
             self.lookups.record(true);
             return Ok(Some(c));

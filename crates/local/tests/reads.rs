@@ -84,7 +84,7 @@ async fn this_node_s_writes_are_seen_at_once() {
     let user = fx::user(store.as_ref()).await;
     let client = fx::client(user.id);
     clients.insert(&client).await.unwrap();
-    let mut read = clients.get(&client.id).await.unwrap().unwrap();
+    let mut read = Arc::unwrap_or_clone(clients.get(&client.id).await.unwrap().unwrap());
     read.name = "Renamed".into();
     assert_eq!(clients.update(&read).await.unwrap(), Conditional::Written);
     assert_eq!(
@@ -125,18 +125,20 @@ async fn a_stale_compare_and_set_drops_the_copy_so_the_retry_reads_afresh() {
     store.insert(&client).await.unwrap();
     let mine = clients.get(&client.id).await.unwrap().unwrap();
     // Another node edits the app after this node cached it.
-    let mut theirs = ClientStore::get(store.as_ref(), &client.id)
-        .await
-        .unwrap()
-        .unwrap();
+    let mut theirs = Arc::unwrap_or_clone(
+        ClientStore::get(store.as_ref(), &client.id)
+            .await
+            .unwrap()
+            .unwrap(),
+    );
     theirs.name = "Theirs".into();
     assert_eq!(store.update(&theirs).await.unwrap(), Conditional::Written);
-    let mut edit = mine.clone();
+    let mut edit = Arc::unwrap_or_clone(mine);
     edit.description = "mine".into();
     assert_eq!(clients.update(&edit).await.unwrap(), Conditional::Stale);
     let fresh = clients.get(&client.id).await.unwrap().unwrap();
     assert_eq!(fresh.name, "Theirs", "read again, not the stale copy");
-    let mut edit = fresh;
+    let mut edit = Arc::unwrap_or_clone(fresh);
     edit.description = "mine".into();
     assert_eq!(clients.update(&edit).await.unwrap(), Conditional::Written);
 }

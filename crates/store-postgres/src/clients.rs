@@ -1,5 +1,7 @@
 //! Registered apps and the consents users gave them.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use buzzgate_domain::buzz::BuzzLimit;
 use buzzgate_domain::client::{
@@ -175,16 +177,15 @@ impl ClientStore for PgStore {
         Ok(())
     }
 
-    async fn get(&self, id: &ClientId) -> StoreResult<Option<Client>> {
-        sqlx::query_as::<_, ClientRow>(&format!(
+    async fn get(&self, id: &ClientId) -> StoreResult<Option<Arc<Client>>> {
+        let row = sqlx::query_as::<_, ClientRow>(&format!(
             "SELECT {CLIENT_COLUMNS} FROM clients WHERE id = $1"
         ))
         .bind(id.as_str())
         .fetch_optional(&self.pool)
         .await
-        .map_err(map_err)?
-        .map(ClientRow::into_client)
-        .transpose()
+        .map_err(map_err)?;
+        Ok(row.map(ClientRow::into_client).transpose()?.map(Arc::new))
     }
 
     async fn list_by_owner(&self, owner: UserId) -> StoreResult<Vec<ClientSummary>> {

@@ -1,5 +1,7 @@
 //! `ClientStore` and `ConsentStore`.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use buzzgate_domain::buzz::BuzzLimit;
 use buzzgate_domain::client::{AccessMode, Client, ClientKind, Origin, SecretHash};
@@ -107,11 +109,12 @@ impl ClientStore for SqliteStore {
         Ok(())
     }
 
-    async fn get(&self, id: &ClientId) -> StoreResult<Option<Client>> {
-        sqlx::query("SELECT * FROM clients WHERE id = ?")
+    async fn get(&self, id: &ClientId) -> StoreResult<Option<Arc<Client>>> {
+        let found = sqlx::query("SELECT * FROM clients WHERE id = ?")
             .bind(id.as_str())
             .optional(&self.pool, client_of)
-            .await
+            .await?;
+        Ok(found.map(Arc::new))
     }
 
     async fn list_by_owner(&self, owner: UserId) -> StoreResult<Vec<ClientSummary>> {

@@ -1,6 +1,8 @@
 //! `ClientStore` and `ConsentStore` over the in-memory state: apps, and the (user, app) grants
 //! whose rows a deleted app takes with it.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
@@ -24,8 +26,8 @@ impl ClientStore for MemoryStore {
         Ok(())
     }
 
-    async fn get(&self, id: &ClientId) -> StoreResult<Option<Client>> {
-        Ok(self.lock()?.clients.get(id).cloned())
+    async fn get(&self, id: &ClientId) -> StoreResult<Option<Arc<Client>>> {
+        Ok(self.lock()?.clients.get(id).cloned().map(Arc::new))
     }
 
     async fn list_by_owner(&self, owner: UserId) -> StoreResult<Vec<ClientSummary>> {

@@ -15,6 +15,8 @@
 mod fallback;
 mod system;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
@@ -64,7 +66,9 @@ pub struct ClientSummary {
 pub trait ClientStore: Send + Sync {
     /// Fails with `Conflict` if the id exists.
     async fn insert(&self, client: &Client) -> StoreResult<()>;
-    async fn get(&self, id: &ClientId) -> StoreResult<Option<Client>>;
+    /// The app, shared: a caching adapter hands out the value it holds rather than a copy
+    /// (every token request and introspection reads one or two apps: docs/benchmarks.md).
+    async fn get(&self, id: &ClientId) -> StoreResult<Option<Arc<Client>>>;
     /// The owner's apps, newest first, with live-token and consent counts.
     async fn list_by_owner(&self, owner: UserId) -> StoreResult<Vec<ClientSummary>>;
     /// Apps whose name contains `text` (case-insensitive; `%` and `_` are plain characters)
@@ -513,5 +517,5 @@ pub enum FetchError {
 /// within bounds, concurrent fetches of one URL coalesced.
 #[async_trait]
 pub trait ClientMetadataDocuments: Send + Sync {
-    async fn fetch(&self, url: &str) -> Result<std::sync::Arc<Vec<u8>>, FetchError>;
+    async fn fetch(&self, url: &str) -> Result<Arc<Vec<u8>>, FetchError>;
 }

@@ -111,7 +111,7 @@ impl AuthorizeService {
             },
             None => None,
         };
-        let (client, target) = match rules::resolve_client(params, client.as_ref()) {
+        let (client, target) = match rules::resolve_client(params, client.as_deref()) {
             Ok((c, t)) => (c.clone(), t),
             Err(e) => return Ok(Checked::Done(AuthorizeOutcome::Reject(e))),
         };

@@ -95,7 +95,7 @@ pub enum Caller {
     AppToken(Bearer),
     /// A client that authenticated at the token endpoint's standard (a resource server is a
     /// confidential client with the resource-server role).
-    Client(Client),
+    Client(Arc<Client>),
     /// In-process code with the operator's authority: the admin CLI, an embedder's trusted
     /// code, tests. It may act for one user (`acting_for`) and has admin rights.
     Operator { acting_for: Option<UserId> },
@@ -394,7 +394,7 @@ mod tests {
     fn client(resource_server: bool) -> Caller {
         let mut c = crate::grant::fixtures::confidential("rs");
         c.is_resource_server = resource_server;
-        Caller::Client(c)
+        Caller::Client(Arc::new(c))
     }
 
     #[test]

@@ -72,7 +72,7 @@ impl ClientService {
             Some(caller.account(access, self.deps.catalogue())?)
         };
         match self.deps.clients.get(id).await? {
-            Some(c) if admin || Some(c.owner) == user => Ok(c),
+            Some(c) if admin || Some(c.owner) == user => Ok(Arc::unwrap_or_clone(c)),
             _ => Err(Error::not_found("No such OAuth client")),
         }
     }

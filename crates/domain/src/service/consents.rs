@@ -40,7 +40,7 @@ impl ConsentService {
             let budgets = budget_statuses(&consent.buzz_limit, &spent);
             out.push(ConnectedApp {
                 consent,
-                client,
+                client: Arc::unwrap_or_clone(client),
                 budgets,
             });
         }

@@ -120,7 +120,7 @@ impl DeviceService {
             .get(&rec.client_id)
             .await?
             .ok_or_else(|| Error::invalid_grant("Unknown application"))?;
-        Ok((rec, client))
+        Ok((rec, Arc::unwrap_or_clone(client)))
     }
 
     /// Approve or deny, by the signed-in user with the CSRF proof. Approval records a grant

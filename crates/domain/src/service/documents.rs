@@ -7,6 +7,8 @@
 //! bounds how often), so an edited document — new redirect URIs, a new name — takes effect,
 //! and one that can no longer be had stops new authorizations.
 
+use std::sync::Arc;
+
 use crate::audit::{AuditEvent, AuditKind};
 use crate::client::{Client, document};
 use crate::error::Error;
@@ -59,7 +61,7 @@ impl Deps {
         id: &ClientId,
         ip: Option<&str>,
         freshness: Freshness,
-    ) -> Result<Option<Client>, Error> {
+    ) -> Result<Option<Arc<Client>>, Error> {
         let stored = self.clients.get(id).await?;
         let Some(documents) = self
             .documents
@@ -88,7 +90,7 @@ impl Deps {
                         .ip(ip)
                         .meta("registration", "metadata-document");
                     self.audit(ev).await;
-                    Ok(Some(fresh))
+                    Ok(Some(Arc::new(fresh)))
                 }
                 // Another request stored it first: theirs is as good as ours.
                 Err(crate::error::StoreError::Conflict(_)) => Ok(self.clients.get(id).await?),
@@ -96,7 +98,7 @@ impl Deps {
             },
             Some(current) if same_metadata(&current, &fresh) => Ok(Some(current)),
             Some(current) => {
-                let mut updated = current.clone();
+                let mut updated = Arc::unwrap_or_clone(current);
                 updated.name = fresh.name;
                 updated.redirect_uris = fresh.redirect_uris;
                 updated.grants = fresh.grants;
@@ -111,7 +113,7 @@ impl Deps {
                             .ip(ip)
                             .meta("registration", "metadata-document");
                         self.audit(ev).await;
-                        Ok(Some(updated))
+                        Ok(Some(Arc::new(updated)))
                     }
                     // Someone else wrote it meanwhile (most likely the same update); or it
                     // was deleted, and this request fails like one for an unknown app.

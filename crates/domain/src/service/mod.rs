@@ -190,7 +190,7 @@ impl Deps {
         &self,
         auth: &ClientAuth,
         ip: Option<&str>,
-    ) -> Result<Client, Error> {
+    ) -> Result<Arc<Client>, Error> {
         self.authenticate_and_count(auth, ip, false).await
     }
 
@@ -205,7 +205,7 @@ impl Deps {
         auth: &ClientAuth,
         ip: Option<&str>,
         count_client: bool,
-    ) -> Result<Client, Error> {
+    ) -> Result<Arc<Client>, Error> {
         let document = self.is_document_client(&auth.client_id);
         if document && let Some(ip) = ip {
             self.check_failures(rate_limit::Bucket::ClientAuthFailures(ip))

@@ -395,7 +395,7 @@ async fn spend_store_outage_is_temporarily_unavailable() {
         idempotency_key: "k".into(),
         description: None,
     };
-    unavailable(gate.buzz().spend(&Caller::Client(rs), call).await);
+    unavailable(gate.buzz().spend(&Caller::Client(Arc::new(rs)), call).await);
 }
 
 #[tokio::test]

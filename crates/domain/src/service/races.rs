@@ -29,7 +29,7 @@ impl ClientStore for Interleaved {
     async fn insert(&self, client: &Client) -> StoreResult<()> {
         ClientStore::insert(&self.inner, client).await
     }
-    async fn get(&self, id: &ClientId) -> StoreResult<Option<Client>> {
+    async fn get(&self, id: &ClientId) -> StoreResult<Option<Arc<Client>>> {
         ClientStore::get(&self.inner, id).await
     }
     async fn list_by_owner(&self, owner: UserId) -> StoreResult<Vec<ClientSummary>> {
@@ -40,9 +40,11 @@ impl ClientStore for Interleaved {
     }
     async fn update(&self, client: &Client) -> StoreResult<Conditional> {
         if !self.done.swap(true, Ordering::SeqCst) {
-            let mut other = ClientStore::get(&self.inner, &client.id)
-                .await?
-                .expect("the app");
+            let mut other = Arc::unwrap_or_clone(
+                ClientStore::get(&self.inner, &client.id)
+                    .await?
+                    .expect("the app"),
+            );
             (self.meddle)(&mut other);
             assert_eq!(self.inner.update(&other).await?, Conditional::Written);
         }
@@ -152,7 +154,7 @@ async fn a_record_that_never_settles_is_a_conflict_after_bounded_attempts() {
     let mut clients = MockClientStore::new();
     clients
         .expect_get()
-        .returning(move |_| Ok(Some(current.clone())));
+        .returning(move |_| Ok(Some(Arc::new(current.clone()))));
     clients
         .expect_update()
         .times(super::CONDITIONAL_ATTEMPTS)

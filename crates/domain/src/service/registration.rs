@@ -4,6 +4,8 @@
 //! kept) with which the registrant, and nobody else, reads, replaces and deletes that app.
 //! Who may call what: docs/security.md §1 ("registrant" row).
 
+use std::sync::Arc;
+
 use crate::audit::{AuditEvent, AuditKind};
 use crate::client::dynamic::DynamicRegistration;
 use crate::client::{Client, ClientSecret, SecretHash};
@@ -106,7 +108,7 @@ impl ClientService {
                     .as_ref()
                     .is_some_and(|h| h.verify(token)) =>
             {
-                Ok(client)
+                Ok(Arc::unwrap_or_clone(client))
             }
             _ => {
                 if let Some(ip) = ip {
@@ -152,7 +154,7 @@ impl ClientService {
             let Some(current) = deps.clients.get(id).await? else {
                 return Err(not_yours());
             };
-            let mut next = current.clone();
+            let mut next = Client::clone(&current);
             next.name = valid.name.clone();
             next.redirect_uris = valid.redirect_uris.clone();
             next.grants = valid.grants.clone();

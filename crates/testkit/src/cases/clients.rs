@@ -6,7 +6,7 @@ use super::prelude::*;
 pub async fn clients_round_trip(p: &Ports) {
     let (users, clients) = need!(p, users, clients);
     let (owner, c) = fx::user_and_client(users.as_ref(), clients.as_ref()).await;
-    assert_eq!(clients.get(&c.id).await.unwrap().as_ref(), Some(&c));
+    assert_eq!(clients.get(&c.id).await.unwrap().as_deref(), Some(&c));
     assert!(matches!(
         clients.insert(&c).await,
         Err(StoreError::Conflict(_))
@@ -24,7 +24,7 @@ pub async fn clients_round_trip(p: &Ports) {
     let stored = clients.get(&c.id).await.unwrap().expect("still there");
     assert_eq!(stored.revision, changed.revision + 1, "a write adds one");
     assert_eq!(
-        stored,
+        *stored,
         buzzgate_domain::client::Client {
             revision: stored.revision,
             ..changed.clone()
@@ -273,7 +273,7 @@ pub async fn concurrent_client_edits_are_never_lost(p: &Ports) {
             .unwrap();
             let mut first = true;
             loop {
-                let mut next = clients.get(&id).await.unwrap().expect("the app");
+                let mut next = buzzgate_domain::client::Client::clone(&clients.get(&id).await.unwrap().expect("the app"));
                 if std::mem::take(&mut first) {
                     barrier.wait().await;
                 }

@@ -1,6 +1,7 @@
 //! Bearer tokens: validation (through the cache), what they identify, and the Buzz budgets
 //! behind them.
 
+use crate::buzz::BuzzLimit;
 use crate::catalogue::Need;
 use crate::client::Client;
 use crate::consent::Budgets;
@@ -137,19 +138,16 @@ impl TokenService {
             Some(c) => Some(c),
             None => {
                 fetched = deps.clients.get(client_id).await?;
-                fetched.as_ref()
+                fetched.as_deref()
             }
         };
-        let owner_limit = match app {
-            Some(c) if c.owner == record.user_id => Some(c.owner_buzz_limit.clone()),
-            Some(_) => None,
+        let none = BuzzLimit::default();
+        let (is_owner, owner_limit) = match app {
+            Some(c) if c.owner == record.user_id => (true, &c.owner_buzz_limit),
+            Some(_) => (false, &none),
             // The app is gone (deleted while this token was cached): nothing may be spent.
             None => return Ok(Budgets::NoConsent),
         };
-        Ok(Budgets::for_app(
-            consent.as_ref(),
-            owner_limit.is_some(),
-            &owner_limit.unwrap_or_default(),
-        ))
+        Ok(Budgets::for_app(consent.as_ref(), is_owner, owner_limit))
     }
 }

@@ -135,7 +135,7 @@ impl TokenService {
         auth: &ClientAuth,
         origin: Option<&str>,
         ip: Option<&str>,
-    ) -> Result<Client, Error> {
+    ) -> Result<Arc<Client>, Error> {
         let deps = &self.deps;
         let client = deps.authenticate_and_count(auth, ip, true).await?;
         check_origin(deps, &client, origin, ip).await?;
