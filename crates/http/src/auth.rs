@@ -409,7 +409,10 @@ mod tests {
         assert_eq!(a.secret.as_deref(), Some("a b:c"));
         // Bytes that are not UTF-8, raw or escaped, on either side: invalid_client.
         for raw in [&b"abc:\xff"[..], b"\xffbc:x", b"abc:%FF", b"%C3:x"] {
-            let v = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(raw));
+            let v = format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(raw)
+            );
             let e = client_auth(&headers(&v), &Params::default()).unwrap_err();
             assert_eq!(e, Error::invalid_client(true), "{raw:?}");
         }

@@ -78,7 +78,10 @@ async fn first_start_creates_the_file_and_schema_and_reopening_keeps_the_data() 
 
     let again = db.open().await;
     assert_eq!(UserStore::get(&again, u.id).await.unwrap(), Some(u.clone()));
-    assert_eq!(ClientStore::get(&again, &c.id).await.unwrap().as_deref(), Some(&c));
+    assert_eq!(
+        ClientStore::get(&again, &c.id).await.unwrap().as_deref(),
+        Some(&c)
+    );
     assert_eq!(
         again.balances(u.id).await.unwrap(),
         vec![(Currency::yellow(), 42)]

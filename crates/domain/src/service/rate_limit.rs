@@ -290,20 +290,38 @@ mod tests {
         let app = ClientId::parse("app1").unwrap();
         let cases = [
             (Bucket::AuthorizeUser(UserId(7)), "rl:authorize:user:7"),
-            (Bucket::DeviceCodeFailures(UserId(8)), "rl:device-code:user:8"),
+            (
+                Bucket::DeviceCodeFailures(UserId(8)),
+                "rl:device-code:user:8",
+            ),
             (Bucket::TokenClient(&app), "rl:token:client:app1"),
-            (Bucket::ClientAuthFailures("10.0.0.1"), "rl:client-auth:ip:10.0.0.1"),
+            (
+                Bucket::ClientAuthFailures("10.0.0.1"),
+                "rl:client-auth:ip:10.0.0.1",
+            ),
             (Bucket::RevokeIp("::ffff:10.0.0.2"), "rl:revoke:ip:10.0.0.2"),
             (Bucket::LoginAccount("ÄLice"), "rl:login:user:Älice"),
-            (Bucket::LoginIp("2001:db8:1:2:3:4:5:6"), "rl:login:ip:2001:db8:1:2::/64"),
-            (Bucket::SignupIp("not an address"), "rl:signup:ip:not an address"),
-            (Bucket::RegisterIp("192.168.1.10"), "rl:register:ip:192.168.1.10"),
+            (
+                Bucket::LoginIp("2001:db8:1:2:3:4:5:6"),
+                "rl:login:ip:2001:db8:1:2::/64",
+            ),
+            (
+                Bucket::SignupIp("not an address"),
+                "rl:signup:ip:not an address",
+            ),
+            (
+                Bucket::RegisterIp("192.168.1.10"),
+                "rl:register:ip:192.168.1.10",
+            ),
         ];
         for (bucket, key) in cases {
             assert_eq!(bucket.key(), key);
         }
         let long = "x".repeat(100);
-        assert_eq!(Bucket::LoginAccount(&long).key().len(), "rl:login:user:".len() + 64);
+        assert_eq!(
+            Bucket::LoginAccount(&long).key().len(),
+            "rl:login:user:".len() + 64
+        );
         assert_eq!(address_key(&long).len(), 64);
     }
 

@@ -273,7 +273,9 @@ pub async fn concurrent_client_edits_are_never_lost(p: &Ports) {
             .unwrap();
             let mut first = true;
             loop {
-                let mut next = buzzgate_domain::client::Client::clone(&clients.get(&id).await.unwrap().expect("the app"));
+                let mut next = buzzgate_domain::client::Client::clone(
+                    &clients.get(&id).await.unwrap().expect("the app"),
+                );
                 if std::mem::take(&mut first) {
                     barrier.wait().await;
                 }
