@@ -7,8 +7,10 @@
 //! at once (and again when the write comes back `Stale`, so a compare-and-set retry reads the
 //! row afresh). A change made on another node is therefore seen here within `ttl`: a rotated
 //! secret, a disabled or deleted app, a revoked consent or a changed cap (docs/security.md,
-//! "Caches and other nodes"). Only hits are cached, so unknown ids (an attacker's guesses)
-//! take no memory; each cache is bounded in entries.
+//! "Caches and other nodes"). Only hits are cached for apps and users, so unknown ids (an
+//! attacker's guesses) take no memory; a consent's absence is remembered too, but served
+//! only to `ConsentStore::peek` (its keys come from validated tokens and signed-in users,
+//! not from what a stranger sends); each cache is bounded in entries.
 //!
 //! In a cluster with Redis the writes are also fanned out ([`ReadFanout`]): every node drops
 //! the app or consent a write touched as soon as the message arrives (milliseconds), and `ttl`
@@ -251,7 +253,9 @@ impl ClientStore for CachedClients {
 /// [`ConsentStore`] with `get` served from memory for up to `ttl`.
 pub struct CachedConsents {
     inner: Arc<dyn ConsentStore>,
-    hits: Cache<(UserId, ClientId), Consent>,
+    /// What the store answered, absence included: `get` serves only the consents, `peek`
+    /// both (`ConsentStore::peek`).
+    hits: Cache<(UserId, ClientId), Option<Consent>>,
     fanout: Option<Arc<dyn ReadFanout>>,
     lookups: Lookups,
 }
@@ -290,22 +294,43 @@ impl CachedConsents {
             f.publish(ReadKey::Consent(user, client.clone()));
         }
     }
+
+    /// The consent from memory when held, else from the store, remembering the answer.
+    /// A remembered absence is an answer only `with_absence` (`peek`): `get` reads the
+    /// store again, so a consent just granted on another node is never missed by a grant.
+    async fn read(
+        &self,
+        user: UserId,
+        client: &ClientId,
+        with_absence: bool,
+    ) -> StoreResult<Option<Consent>> {
+        let key = (user, client.clone());
+        match self.hits.get(&key) {
+            Some(Some(c)) => {
+                self.lookups.record(true);
+                return Ok(Some(c));
+            }
+            Some(None) if with_absence => {
+                self.lookups.record(true);
+                return Ok(None);
+            }
+            _ => {}
+        }
+        self.lookups.record(false);
+        let found = self.inner.get(user, client).await?;
+        self.hits.insert(key, found.clone());
+        Ok(found)
+    }
 }
 
 #[async_trait]
 impl ConsentStore for CachedConsents {
     async fn get(&self, user: UserId, client: &ClientId) -> StoreResult<Option<Consent>> {
-        let key = (user, client.clone());
-        if let Some(c) = self.hits.get(&key) {
-            self.lookups.record(true);
-            return Ok(Some(c));
-        }
-        self.lookups.record(false);
-        let found = self.inner.get(user, client).await?;
-        if let Some(c) = &found {
-            self.hits.insert(key, c.clone());
-        }
-        Ok(found)
+        self.read(user, client, false).await
+    }
+
+    async fn peek(&self, user: UserId, client: &ClientId) -> StoreResult<Option<Consent>> {
+        self.read(user, client, true).await
     }
 
     async fn save(&self, consent: &Consent, read: Option<u64>) -> StoreResult<Conditional> {

@@ -153,3 +153,46 @@ async fn users_are_served_from_memory_and_unknown_ids_are_not_kept() {
     assert!(users.get(nobody).await.unwrap().is_none());
     assert!(format!("{users:?}").contains("entries"));
 }
+
+#[tokio::test]
+async fn a_consent_s_absence_is_remembered_for_peek_only() {
+    let (store, clients, consents) = two_views();
+    let user = fx::user(store.as_ref()).await;
+    let app = fx::client(user.id);
+    clients.insert(&app).await.unwrap();
+    assert!(consents.peek(user.id, &app.id).await.unwrap().is_none());
+    // Another node grants the app: a grant's check (`get`) sees it at once, since a
+    // remembered absence is never its answer ...
+    let consent = fx::consent(user.id, &app.id);
+    store.save(&consent, None).await.unwrap();
+    assert!(consents.get(user.id, &app.id).await.unwrap().is_some());
+    ConsentStore::delete(store.as_ref(), user.id, &app.id)
+        .await
+        .unwrap();
+    // ... while `peek` may answer from memory, absence included, within the TTL.
+    let other = fx::client(user.id);
+    clients.insert(&other).await.unwrap();
+    assert!(consents.peek(user.id, &other.id).await.unwrap().is_none());
+    store
+        .save(&fx::consent(user.id, &other.id), None)
+        .await
+        .unwrap();
+    assert!(
+        consents.peek(user.id, &other.id).await.unwrap().is_none(),
+        "the absence is served from memory"
+    );
+    tokio::time::sleep(TTL + Duration::from_millis(50)).await;
+    assert!(
+        consents.peek(user.id, &other.id).await.unwrap().is_some(),
+        "seen after the TTL"
+    );
+    // A write through this node drops a remembered absence at once.
+    let third = fx::client(user.id);
+    clients.insert(&third).await.unwrap();
+    assert!(consents.peek(user.id, &third.id).await.unwrap().is_none());
+    consents
+        .save(&fx::consent(user.id, &third.id), None)
+        .await
+        .unwrap();
+    assert!(consents.peek(user.id, &third.id).await.unwrap().is_some());
+}

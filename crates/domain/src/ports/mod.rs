@@ -93,6 +93,15 @@ pub trait ClientStore: Send + Sync {
 #[async_trait]
 pub trait ConsentStore: Send + Sync {
     async fn get(&self, user: UserId, client: &ClientId) -> StoreResult<Option<Consent>>;
+    /// [`ConsentStore::get`] where a recent answer will do, its absence included: a caching
+    /// adapter may answer from what it read at most its documented bound ago
+    /// (`BUZZGATE_READ_CACHE_MS` in the composed server), dropped at once by this node's own
+    /// writes and by the fan-out of other nodes'. The domain peeks only for the cap an
+    /// introspection reports; a grant's consent check and a spend's budgets read `get`
+    /// (docs/security.md, "Caches and other nodes").
+    async fn peek(&self, user: UserId, client: &ClientId) -> StoreResult<Option<Consent>> {
+        self.get(user, client).await
+    }
     /// **ATOMIC** compare-and-set on what the caller read of (user, client):
     /// - `read: None` (there was no consent): inserts `consent` with revision 0; `Stale` if
     ///   one exists by now.

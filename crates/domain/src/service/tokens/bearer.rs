@@ -116,15 +116,20 @@ impl TokenService {
     /// (and the owner's cap when the user owns the app). Fail closed: an app token without a
     /// consent (and not its owner's) may spend nothing (SPEC 13).
     pub async fn budgets_of(&self, record: &TokenRecord) -> Result<Budgets, Error> {
-        self.budgets_with(record, None).await
+        self.budgets_with(record, None, false).await
     }
 
     /// [`TokenService::budgets_of`], given an app the caller already read in this request
-    /// (the introspecting client): when it is the token's app, it is not read again.
+    /// (the introspecting client): when it is the token's app, it is not read again. With
+    /// `reported` (introspection: the cap is only told, never spent against here) the
+    /// consent may come from the node's recent view, its absence included
+    /// ([`crate::ports::ConsentStore::peek`]): a `client_credentials` token's owner usually
+    /// has no consent, and without the view every introspection of one read the store.
     pub(super) async fn budgets_with(
         &self,
         record: &TokenRecord,
         read: Option<&Client>,
+        reported: bool,
     ) -> Result<Budgets, Error> {
         let Some(client_id) = &record.client_id else {
             return Ok(Budgets::Within(
@@ -132,7 +137,11 @@ impl TokenService {
             ));
         };
         let deps = &self.deps;
-        let consent = deps.consents.get(record.user_id, client_id).await?;
+        let consent = if reported {
+            deps.consents.peek(record.user_id, client_id).await?
+        } else {
+            deps.consents.get(record.user_id, client_id).await?
+        };
         let fetched;
         let app = match read.filter(|c| &c.id == client_id) {
             Some(c) => Some(c),

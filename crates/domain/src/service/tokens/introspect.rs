@@ -55,7 +55,10 @@ impl TokenService {
         let Some(user) = deps.active_user(record.user_id).await? else {
             return Ok(inactive);
         };
-        let buzz_limit = self.budgets_with(&record, Some(client)).await?.reported();
+        let buzz_limit = self
+            .budgets_with(&record, Some(client), true)
+            .await?
+            .reported();
         Ok(Introspection {
             active: true,
             record: Some(record),
