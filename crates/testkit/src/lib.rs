@@ -132,6 +132,7 @@ macro_rules! contract_suite {
             use super::*;
             $crate::contract_suite!(@cases $fixture;
                 clients_round_trip, client_delete_cascades, consents_round_trip,
+                consent_peek_sees_the_store_s_own_writes,
                 origins_registered_by_public_clients, concurrent_client_edits_are_never_lost,
                 concurrent_consent_edits_are_never_lost, clients_search,
                 tokens_insert_find_revoke, family_revocation_leaves_a_tombstone,

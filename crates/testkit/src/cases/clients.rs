@@ -143,6 +143,32 @@ pub async fn client_delete_cascades(p: &Ports) {
 
 use fx::consent;
 
+/// `ConsentStore::peek` may lag other nodes' writes (by the adapter's documented bound), never
+/// the writes made through the same store: after each one it answers what `get` answers.
+pub async fn consent_peek_sees_the_store_s_own_writes(p: &Ports) {
+    let (users, clients, consents) = need!(p, users, clients, consents);
+    let (u, c) = fx::user_and_client(users.as_ref(), clients.as_ref()).await;
+    assert_eq!(consents.peek(u.id, &c.id).await.unwrap(), None);
+    let first = consent(u.id, &c.id);
+    consents.save(&first, None).await.unwrap();
+    let stored = consents.get(u.id, &c.id).await.unwrap();
+    assert!(stored.is_some());
+    assert_eq!(consents.peek(u.id, &c.id).await.unwrap(), stored, "a grant");
+    let limit = BuzzLimit::per_period(25, 1).unwrap();
+    consents
+        .set_buzz_limit(u.id, &c.id, &limit, now())
+        .await
+        .unwrap();
+    let peeked = consents.peek(u.id, &c.id).await.unwrap().expect("granted");
+    assert_eq!(peeked.buzz_limit, limit, "a changed cap");
+    assert!(consents.delete(u.id, &c.id).await.unwrap());
+    assert_eq!(
+        consents.peek(u.id, &c.id).await.unwrap(),
+        None,
+        "a revocation"
+    );
+}
+
 pub async fn consents_round_trip(p: &Ports) {
     let (users, clients, consents) = need!(p, users, clients, consents);
     let (u, c) = fx::user_and_client(users.as_ref(), clients.as_ref()).await;
